@@ -1,0 +1,75 @@
+# Kairos: `make run` (the main job, on the dev stage) and `make test` (every check). Both set
+# themselves up: a virtualenv in .venv/ and the pinned npm packages (CDK CLI, dynalite).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAGE ?= dev
+CDK := npx --no-install cdk
+CDK_OUT := cdk.out
+
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20,22
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 20,22
+export PYTHONDONTWRITEBYTECODE := 1
+
+PY_SOURCES := app.py kairos kairos_stack lambdas/python/kairos_runtime bench
+TYPED_SOURCES := app.py kairos kairos_stack lambdas/python/kairos_runtime
+
+.PHONY: help setup run synth validate lint typecheck test test-python test-node cfn-lint schema clean
+
+help:
+	@echo "make run    - set up, validate, synthesize every stage, run the $(STAGE) stage's enabled tasks locally"
+	@echo "make test   - set up, then ruff, mypy, pytest, node tests and cfn-lint"
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt lambdas/python/requirements.txt lambdas/python/requirements-crawler.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(BIN)/.installed node_modules/.installed
+
+validate: setup
+	$(BIN)/kairos validate
+
+# One cloud assembly per stage: cdk.out/<stage>/kairos-<stage>.template.json
+synth: setup
+	for stage in $$($(BIN)/kairos stages); do \
+	  echo "synth: stage $$stage"; \
+	  $(CDK) synth --quiet -c stage=$$stage -o $(CDK_OUT)/$$stage; \
+	done
+
+run: validate synth
+	$(BIN)/kairos run-stage --stage $(STAGE) --template $(CDK_OUT)/$(STAGE)/kairos-$(STAGE).template.json
+
+lint: setup
+	$(BIN)/ruff check $(PY_SOURCES) tests
+	$(BIN)/ruff format --check $(PY_SOURCES) tests
+
+typecheck: setup
+	$(BIN)/mypy $(TYPED_SOURCES)
+
+test-python: setup
+	$(BIN)/pytest
+
+test-node: setup
+	node --test lambdas/node/test/
+
+# W3005 (redundant DependsOn on the function's role) is emitted by CDK by design.
+cfn-lint: synth
+	$(BIN)/cfn-lint --ignore-checks W3005 -- $(CDK_OUT)/*/kairos-*.template.json
+
+test: lint typecheck test-python test-node cfn-lint
+
+schema: setup
+	$(BIN)/kairos schema
+
+clean:
+	rm -rf $(CDK_OUT) .kairos .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,117 @@
+"""The task types a tasks.yaml entry may name, per runtime family.
+
+Python task types come from the runtime registry (importing it is cheap by design); Node.js task
+types from ``lambdas/node/task-types.json``, a manifest the Node tests keep equal to the Node
+registry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from kairos_runtime.registry import Access, Architecture, DependencyGroup, TaskRegistry
+from kairos_runtime.tables import TableId
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+NODE_MANIFEST = PROJECT_ROOT / "lambdas" / "node" / "task-types.json"
+
+Family = Literal["python", "nodejs"]
+ParamsCheck = Callable[[Mapping[str, Any]], list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    name: str
+    family: Family
+    description: str
+    tables: Mapping[TableId, Access]
+    group: DependencyGroup
+    architecture: Architecture
+    check_params: ParamsCheck
+    """Returns the problems with a params mapping, each as ``params.<field>: <what is wrong>``."""
+
+
+class TaskCatalog:
+    def __init__(self, entries: list[CatalogEntry]) -> None:
+        self._entries = {(entry.family, entry.name): entry for entry in entries}
+
+    def lookup(self, family: Family, name: str) -> CatalogEntry | None:
+        return self._entries.get((family, name))
+
+    def names(self, family: Family) -> list[str]:
+        return sorted(name for entry_family, name in self._entries if entry_family == family)
+
+
+def _field_path(parts: Any) -> str:
+    return ".".join(["params", *(str(part) for part in parts)])
+
+
+def _pydantic_check(model: Any) -> ParamsCheck:
+    def check(params: Mapping[str, Any]) -> list[str]:
+        try:
+            model.model_validate(dict(params))
+        except ValidationError as invalid:
+            return [f"{_field_path(issue['loc'])}: {issue['msg']}" for issue in invalid.errors()]
+        return []
+
+    return check
+
+
+def _json_schema_check(schema: Mapping[str, Any]) -> ParamsCheck:
+    from jsonschema import Draft202012Validator
+
+    Draft202012Validator.check_schema(schema)
+    validator = Draft202012Validator(schema)
+
+    def check(params: Mapping[str, Any]) -> list[str]:
+        problems = []
+        for issue in sorted(validator.iter_errors(dict(params)), key=lambda error: list(error.path)):
+            problems.append(f"{_field_path(issue.path)}: {issue.message}")
+        return problems
+
+    return check
+
+
+def python_entries(registry: TaskRegistry) -> list[CatalogEntry]:
+    return [
+        CatalogEntry(
+            name=task_type.name,
+            family="python",
+            description=task_type.description,
+            tables=task_type.tables,
+            group=task_type.group,
+            architecture=task_type.architecture,
+            check_params=_pydantic_check(task_type.params_model),
+        )
+        for task_type in registry
+    ]
+
+
+def node_entries(manifest_path: Path) -> list[CatalogEntry]:
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    return [
+        CatalogEntry(
+            name=name,
+            family="nodejs",
+            description=spec.get("description", ""),
+            tables={TableId(table): Access(access) for table, access in spec.get("tables", {}).items()},
+            group=DependencyGroup.CORE,
+            architecture=Architecture.ARM_64,
+            check_params=_json_schema_check(spec["params_schema"]),
+        )
+        for name, spec in manifest["task_types"].items()
+    ]
+
+
+def load_catalog(*, registry: TaskRegistry | None = None, node_manifest: Path = NODE_MANIFEST) -> TaskCatalog:
+    if registry is None:
+        from kairos_runtime.tasks import default_registry
+
+        registry = default_registry()
+    return TaskCatalog(python_entries(registry) + node_entries(node_manifest))

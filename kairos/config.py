@@ -1,0 +1,206 @@
+"""The tasks.yaml models: frozen, extra fields forbidden, every value checked before synthesis.
+
+Layering (most specific wins): a stage's per-task override, then the task entry, then ``defaults``,
+then the built-in defaults below.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from kairos.schedule import Schedule, ScheduleError, parse_schedule, validate_timezone
+
+PYTHON_RUNTIMES = ("python3.12", "python3.13", "python3.14")
+NODE_RUNTIMES = ("nodejs20.x", "nodejs22.x", "nodejs24.x")
+RUNTIMES = PYTHON_RUNTIMES + NODE_RUNTIMES
+Runtime = Literal["python3.12", "python3.13", "python3.14", "nodejs20.x", "nodejs22.x", "nodejs24.x"]
+Architecture = Literal["arm64", "x86_64"]
+
+TASK_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,47}$"
+STAGE_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,15}$"
+# The retention periods CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                      2922, 3288, 3653)
+
+TaskName = Annotated[str, Field(pattern=TASK_NAME_PATTERN)]
+Memory = Annotated[int, Field(ge=128, le=10240, description="MB")]
+Timeout = Annotated[int, Field(ge=1, le=900, description="seconds")]
+
+BUILTIN_DEFAULTS: dict[str, Any] = {
+    "runtime": "python3.13",
+    "memory": 256,
+    "timeout": 60,
+    "timezone": "UTC",
+    "enabled": True,
+}
+
+
+def runtime_family(runtime: str) -> Literal["python", "nodejs"]:
+    return "python" if runtime.startswith("python") else "nodejs"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_schedule(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_schedule(value)
+    except ScheduleError as error:
+        raise ValueError(str(error)) from None
+    return value
+
+
+def _check_timezone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return validate_timezone(value)
+    except ScheduleError as error:
+        raise ValueError(str(error)) from None
+
+
+class TaskDefaults(_Model):
+    """Values every task inherits unless it sets its own."""
+
+    runtime: Runtime | None = None
+    memory: Memory | None = None
+    timeout: Timeout | None = None
+    timezone: str | None = None
+    enabled: bool | None = None
+    architecture: Architecture | None = None
+
+    _timezone = field_validator("timezone")(_check_timezone)
+
+
+class TaskEntry(_Model):
+    """One entry of ``tasks:`` as written; :meth:`TasksFile.resolved_tasks` fills in the defaults."""
+
+    name: TaskName
+    description: str = ""
+    task_type: str = Field(min_length=1)
+    runtime: Runtime | None = None
+    schedule: str
+    timezone: str | None = None
+    enabled: bool | None = None
+    memory: Memory | None = None
+    timeout: Timeout | None = None
+    architecture: Architecture | None = Field(
+        default=None, description="defaults to what the task type's dependencies support"
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    _timezone = field_validator("timezone")(_check_timezone)
+    _schedule = field_validator("schedule")(_check_schedule)
+
+
+class TaskOverride(_Model):
+    """What a stage may change about one task."""
+
+    enabled: bool | None = None
+    memory: Memory | None = None
+    timeout: Timeout | None = None
+    schedule: str | None = None
+    timezone: str | None = None
+    params: dict[str, Any] | None = None
+
+    _timezone = field_validator("timezone")(_check_timezone)
+    _schedule = field_validator("schedule")(_check_schedule)
+
+
+class StageConfig(_Model):
+    enabled: list[TaskName] | None = Field(
+        default=None, description="when set, exactly these tasks are enabled in the stage"
+    )
+    log_retention_days: int = 30
+    alarm_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    retain_data: bool = Field(
+        default=False, description="keep tables (with point-in-time recovery) when the stack is deleted"
+    )
+    https_proxy: str | None = Field(default=None, pattern=r"^https?://")
+    account: str | None = Field(default=None, pattern=r"^\d{12}$")
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    overrides: dict[TaskName, TaskOverride] = Field(default_factory=dict)
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention_is_allowed(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"CloudWatch Logs accepts one of {', '.join(map(str, LOG_RETENTION_DAYS))}")
+        return value
+
+
+class ResolvedTask(_Model):
+    """A task with every layer applied: what one stage deploys."""
+
+    name: str
+    description: str
+    task_type: str
+    runtime: Runtime
+    schedule: str
+    timezone: str
+    enabled: bool
+    memory: int
+    timeout: int
+    architecture: Architecture | None
+    params: dict[str, Any]
+
+    @property
+    def family(self) -> Literal["python", "nodejs"]:
+        return runtime_family(self.runtime)
+
+    @property
+    def parsed_schedule(self) -> Schedule:
+        return parse_schedule(self.schedule)
+
+
+class TasksFile(_Model):
+    """The whole of tasks.yaml."""
+
+    defaults: TaskDefaults = Field(default_factory=TaskDefaults)
+    stages: dict[Annotated[str, Field(pattern=STAGE_NAME_PATTERN)], StageConfig] = Field(min_length=1)
+    tasks: list[TaskEntry]
+
+    @model_validator(mode="after")
+    def _references_are_known(self) -> TasksFile:
+        seen: set[str] = set()
+        for entry in self.tasks:
+            if entry.name in seen:
+                raise ValueError(f"task {entry.name!r}: name is used by more than one task")
+            seen.add(entry.name)
+        for stage_name, stage in self.stages.items():
+            unknown = [name for name in (stage.enabled or []) + list(stage.overrides) if name not in seen]
+            if unknown:
+                raise ValueError(f"stage {stage_name!r}: names unknown tasks: {', '.join(sorted(set(unknown)))}")
+        return self
+
+    def task(self, name: str) -> TaskEntry:
+        for entry in self.tasks:
+            if entry.name == name:
+                return entry
+        raise KeyError(name)
+
+    def resolved_tasks(self, stage: str | None = None) -> list[ResolvedTask]:
+        """Every task with defaults (and, given a stage, that stage's overrides) applied."""
+        stage_config = self.stages[stage] if stage is not None else None
+        layers = [BUILTIN_DEFAULTS, self.defaults.model_dump(exclude_none=True)]
+        resolved = []
+        for entry in self.tasks:
+            values: dict[str, Any] = {}
+            for layer in layers:
+                values |= layer
+            values |= entry.model_dump(exclude_none=True)
+            if stage_config is not None:
+                override = stage_config.overrides.get(entry.name)
+                if override is not None:
+                    values |= override.model_dump(exclude_none=True)
+                if stage_config.enabled is not None:
+                    values["enabled"] = entry.name in stage_config.enabled
+            values.setdefault("architecture", None)
+            resolved.append(ResolvedTask.model_validate(values))
+        return resolved
+

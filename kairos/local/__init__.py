@@ -1,0 +1,1 @@
+"""Running tasks on this machine: an embedded DynamoDB, its tables, and invoking the real handlers."""

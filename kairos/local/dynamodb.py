@@ -1,0 +1,90 @@
+"""An embedded DynamoDB (dynalite, from npm) on loopback, with data kept under ``.kairos/``.
+
+``AWS_ENDPOINT_URL_DYNAMODB`` wins when it is set: then nothing is started and that endpoint is used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from kairos.catalog import PROJECT_ROOT
+
+ENDPOINT_ENV = "AWS_ENDPOINT_URL_DYNAMODB"
+DYNALITE_CLI = PROJECT_ROOT / "node_modules" / "dynalite" / "cli.js"
+DEFAULT_DATA_DIR = PROJECT_ROOT / ".kairos" / "dynamodb"
+STARTUP_TIMEOUT_S = 15.0
+
+
+class EmbeddedDynamoError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DynamoEndpoint:
+    url: str
+    embedded: bool
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            raise EmbeddedDynamoError(f"dynalite exited with {process.returncode}: {output.strip()}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise EmbeddedDynamoError(f"dynalite did not listen on 127.0.0.1:{port} within {STARTUP_TIMEOUT_S:.0f} s")
+
+
+@contextmanager
+def embedded_dynamodb(data_dir: Path = DEFAULT_DATA_DIR) -> Iterator[DynamoEndpoint]:
+    """Start dynalite on a free loopback port for the duration of the block."""
+    node = shutil.which("node")
+    if node is None or not DYNALITE_CLI.exists():
+        raise EmbeddedDynamoError(
+            "the embedded DynamoDB needs Node.js and `npm ci` (dynalite); run `make setup` "
+            f"or set {ENDPOINT_ENV} to a DynamoDB endpoint"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_loopback_port()
+    command = [node, str(DYNALITE_CLI), "--host", "127.0.0.1", "--port", str(port), "--path", str(data_dir),
+               "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # noqa: S603
+    try:
+        _wait_for_port(port, process)
+        yield DynamoEndpoint(url=f"http://127.0.0.1:{port}", embedded=True)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout:
+            process.stdout.close()
+
+
+@contextmanager
+def dynamodb_endpoint(data_dir: Path = DEFAULT_DATA_DIR) -> Iterator[DynamoEndpoint]:
+    configured = os.environ.get(ENDPOINT_ENV)
+    if configured:
+        yield DynamoEndpoint(url=configured, embedded=False)
+        return
+    with embedded_dynamodb(data_dir) as endpoint:
+        yield endpoint

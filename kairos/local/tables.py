@@ -1,0 +1,116 @@
+"""Create a stage's tables on a local DynamoDB endpoint, from the designs or a synthesized template."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kairos_runtime.tables import TABLE_DESIGNS, TableDesign, TableId
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+
+@dataclass(frozen=True, slots=True)
+class LocalTable:
+    table_id: TableId
+    name: str
+    definition: Mapping[str, Any]
+    """Keyword arguments of CreateTable, without TableName."""
+    ttl_attribute: str | None
+
+
+def local_table_name(stage: str, design: TableDesign) -> str:
+    return f"kairos-{stage}-{design.construct_id}"
+
+
+def tables_from_designs(stage: str) -> list[LocalTable]:
+    tables = []
+    for design in TABLE_DESIGNS.values():
+        attributes = {design.partition_key, design.sort_key}
+        for index in design.indexes:
+            attributes |= {index.partition_key, index.sort_key}
+        definition = {
+            "KeySchema": [
+                {"AttributeName": design.partition_key, "KeyType": "HASH"},
+                {"AttributeName": design.sort_key, "KeyType": "RANGE"},
+            ],
+            "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"} for name in sorted(attributes)],
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": index.name,
+                    "KeySchema": [
+                        {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                        {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+                for index in design.indexes
+            ],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+        tables.append(LocalTable(design.table_id, local_table_name(stage, design), definition, design.ttl_attribute))
+    return tables
+
+
+def tables_from_template(stage: str, template: Mapping[str, Any]) -> list[LocalTable]:
+    """The ``AWS::DynamoDB::Table`` resources a synthesized template declares, as CreateTable calls.
+
+    Each is matched to its design through the construct path CDK records in the resource metadata,
+    which gives it the same local name ``kairos run`` uses.
+    """
+    by_construct_id = {design.construct_id: design for design in TABLE_DESIGNS.values()}
+    tables = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::DynamoDB::Table":
+            continue
+        path = str(resource.get("Metadata", {}).get("aws:cdk:path", ""))
+        design = next((by_construct_id[part] for part in path.split("/") if part in by_construct_id), None)
+        if design is None:
+            raise ValueError(f"table {logical_id} ({path or 'no construct path'}) matches no known table design")
+        properties = resource["Properties"]
+        definition = {
+            key: properties[key]
+            for key in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes", "BillingMode")
+            if key in properties
+        }
+        ttl = properties.get("TimeToLiveSpecification", {})
+        tables.append(
+            LocalTable(
+                design.table_id,
+                local_table_name(stage, design),
+                definition,
+                ttl.get("AttributeName") if ttl.get("Enabled") else None,
+            )
+        )
+    return tables
+
+
+def ensure_tables(client: DynamoDBClient, tables: Iterable[LocalTable]) -> list[str]:
+    """Create the tables that do not exist yet; returns the names it created."""
+    existing = set(client.list_tables().get("TableNames", []))
+    created = []
+    for table in tables:
+        if table.name in existing:
+            continue
+        client.create_table(TableName=table.name, **table.definition)  # type: ignore[arg-type]
+        client.get_waiter("table_exists").wait(TableName=table.name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+        if table.ttl_attribute:
+            _enable_ttl(client, table)
+        created.append(table.name)
+    return created
+
+
+def _enable_ttl(client: DynamoDBClient, table: LocalTable) -> None:
+    from botocore.exceptions import ClientError
+
+    try:
+        client.update_time_to_live(
+            TableName=table.name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": str(table.ttl_attribute)},
+        )
+    except ClientError as error:
+        # dynalite does not implement TTL; items keep their expires_at attribute all the same.
+        if error.response.get("Error", {}).get("Code") not in ("UnknownOperationException", "UnrecognizedClientException"):
+            raise

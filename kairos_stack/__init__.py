@@ -1,0 +1,1 @@
+"""CDK constructs and stacks that turn a :class:`kairos.plan.StagePlan` into AWS resources."""

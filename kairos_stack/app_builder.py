@@ -1,0 +1,34 @@
+"""Builds the CDK app for one stage: tasks.yaml → models → plan → stack, with cdk-nag on every synth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from kairos.catalog import load_catalog
+from kairos.loading import load_tasks_file
+from kairos.plan import StagePlan, plan_stage
+from kairos_stack.code_assets import CodeAssets
+from kairos_stack.stage_stack import KairosStageStack
+
+def stage_plan(tasks_file: Path, stage: str) -> StagePlan:
+    return plan_stage(load_tasks_file(tasks_file, load_catalog()), load_catalog(), stage)
+
+
+def build_stage(app: cdk.App, plan: StagePlan, *, code_assets: CodeAssets | None = None) -> KairosStageStack:
+    env = cdk.Environment(account=plan.account, region=plan.region) if plan.account or plan.region else None
+    stack = KairosStageStack(
+        app,
+        plan.stack_name,
+        plan=plan,
+        code_assets=code_assets,
+        env=env,
+        description=f"Kairos scheduled tasks, stage {plan.stage}",
+    )
+    return stack
+
+
+def add_checks(app: cdk.App) -> None:
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))

@@ -1,0 +1,133 @@
+"""One stage's stack: composes the tables, the dead-letter queue, the schedule group and a
+``ScheduledTask`` per task, and owns the grants between them."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_scheduler as scheduler
+from constructs import Construct
+
+from kairos.config import NODE_RUNTIMES, PYTHON_RUNTIMES
+from kairos.plan import StagePlan, TaskPlan
+from kairos_runtime.registry import Access
+from kairos_runtime.settings import RUN_RECORD_TTL_DAYS_ENV
+from kairos_runtime.tables import TASK_RUNS, TABLE_DESIGNS, TableId
+from kairos_stack.alarm_topic import AlarmTopic
+from kairos_stack.code_assets import CodeAssets
+from kairos_stack.data_tables import DataTables
+from kairos_stack.dead_letter_queue import DeadLetterQueue
+from kairos_stack.scheduled_task import ScheduledTask
+
+RUN_RECORD_TTL_DAYS = 90
+NEWEST_RUNTIMES = {PYTHON_RUNTIMES[-1], NODE_RUNTIMES[-1]}
+R = logs.RetentionDays
+LOG_RETENTION: dict[int, logs.RetentionDays] = {
+    1: R.ONE_DAY, 3: R.THREE_DAYS, 5: R.FIVE_DAYS, 7: R.ONE_WEEK, 14: R.TWO_WEEKS, 30: R.ONE_MONTH,
+    60: R.TWO_MONTHS, 90: R.THREE_MONTHS, 120: R.FOUR_MONTHS, 150: R.FIVE_MONTHS, 180: R.SIX_MONTHS,
+    365: R.ONE_YEAR, 400: R.THIRTEEN_MONTHS, 545: R.EIGHTEEN_MONTHS, 731: R.TWO_YEARS, 1096: R.THREE_YEARS,
+    1827: R.FIVE_YEARS, 2192: R.SIX_YEARS, 2557: R.SEVEN_YEARS, 2922: R.EIGHT_YEARS, 3288: R.NINE_YEARS,
+    3653: R.TEN_YEARS,
+}  # fmt: skip
+
+
+class KairosStageStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        plan: StagePlan,
+        code_assets: CodeAssets | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        self.plan = plan
+        cdk.Tags.of(self).add("kairos:stage", plan.stage)
+        removal_policy = cdk.RemovalPolicy.RETAIN if plan.retain_data else cdk.RemovalPolicy.DESTROY
+        code_assets = code_assets or CodeAssets()
+
+        self.tables = DataTables(self, "Tables", designs=plan.tables, retain_data=plan.retain_data)
+        alarm_action = AlarmTopic(self, "Alarms", email=plan.alarm_email).action if plan.alarm_email else None
+        self.dead_letter_queue = DeadLetterQueue(self, "DeadLetters", alarm_action=alarm_action)
+        self.schedule_group = scheduler.ScheduleGroup(
+            self, "ScheduleGroup", schedule_group_name=plan.schedule_group_name, removal_policy=removal_policy
+        )
+        self.tasks: dict[str, ScheduledTask] = {}
+        for task_plan in plan.tasks:
+            task = ScheduledTask(
+                self,
+                task_plan.name,
+                plan=task_plan,
+                code=code_assets.code_for(task_plan),
+                schedule_group=self.schedule_group,
+                dead_letter_queue=self.dead_letter_queue.queue,
+                log_retention=LOG_RETENTION[plan.log_retention_days],
+                removal_policy=removal_policy,
+                alarm_action=alarm_action,
+            )
+            cdk.Tags.of(task).add("kairos:task", task_plan.name)
+            self._grant_tables(task.function, task_plan)
+            self.tasks[task_plan.name] = task
+        self._acknowledge_findings()
+
+    def _acknowledge(self, finding: str, reason: str) -> None:
+        cdk.Validations.of(self).acknowledge(cdk.Acknowledgment(id=f"AwsSolutions::{finding}", reason=reason))
+
+    def _acknowledge_findings(self) -> None:
+        """The cdk-nag AwsSolutions findings this design accepts, each with its reason."""
+        self._acknowledge(
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "The maintained minimum for Lambda logging; each function writes only to its own log group",
+        )
+        self._acknowledge(
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions",
+        )
+        for task in self.tasks.values():
+            if task.plan.runtime not in NEWEST_RUNTIMES:
+                cdk.Validations.of(task).acknowledge(
+                    cdk.Acknowledgment(
+                        id="AwsSolutions::AwsSolutions-L1",
+                        reason=f"{task.plan.name} pins {task.plan.runtime} in tasks.yaml, where its runtime is chosen",
+                    )
+                )
+            function_id = self.get_logical_id(task.function.node.default_child)  # type: ignore[arg-type]
+            self._acknowledge(
+                f"AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
+                f"The schedule of {task.plan.name} may invoke its own function's versions and aliases only",
+            )
+        for _, table in self.tables.items():
+            table_id = self.get_logical_id(table.node.default_child)  # type: ignore[arg-type]
+            self._acknowledge(
+                f"AwsSolutions-IAM5[Resource::<{table_id}.Arn>/index/*]",
+                "A table grant covers that table's own secondary indexes",
+            )
+        if not self.plan.retain_data:
+            self._acknowledge(
+                "AwsSolutions-DDB3",
+                f"Stage {self.plan.stage} keeps no data worth restoring: its tables are destroyed with the stack",
+            )
+
+    def _grant_tables(self, function: lambda_.Function, task: TaskPlan) -> None:
+        runs = self.tables.table(TableId.TASK_RUNS)
+        # A task may write its own run records and no one else's: the partition key is TASK#<name>.
+        iam.Grant.add_to_principal(
+            grantee=function,
+            actions=["dynamodb:PutItem", "dynamodb:UpdateItem"],
+            resource_arns=[runs.table_arn],
+            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"TASK#{task.name}"]}},
+        )
+        function.add_environment(TASK_RUNS.env_var, runs.table_name)
+        function.add_environment(RUN_RECORD_TTL_DAYS_ENV, str(RUN_RECORD_TTL_DAYS))
+        for table_id, access in task.tables.items():
+            table = self.tables.table(table_id)
+            if access is Access.READ_WRITE:
+                table.grant_read_write_data(function)
+            elif access is Access.WRITE:
+                table.grant_write_data(function)
+            else:
+                table.grant_read_data(function)
+            function.add_environment(TABLE_DESIGNS[table_id].env_var, table.table_name)

@@ -1,0 +1,110 @@
+/**
+ * Structured JSON logs and CloudWatch Embedded Metric Format (EMF) lines, hand-written because
+ * Powertools for TypeScript is not bundled: one JSON object per line on stdout.
+ */
+
+import { inspect } from "node:util";
+
+export const SERVICE = "kairos";
+export const METRICS_NAMESPACE = "Kairos";
+
+/** @typedef {(line: string) => void} LineWriter */
+
+/**
+ * Writes to process.stdout rather than console: the Lambda runtime prefixes console output with a
+ * timestamp and request id, and CloudWatch only extracts EMF metrics from lines that are pure JSON.
+ *
+ * @type {LineWriter}
+ */
+export function writeToStdout(line) {
+  process.stdout.write(`${line}\n`);
+}
+
+/**
+ * @typedef {object} Logger
+ * @property {(message: string, fields?: Record<string, unknown>) => void} info
+ * @property {(message: string, fields?: Record<string, unknown>) => void} warn
+ * @property {(message: string, fields?: Record<string, unknown>) => void} error
+ */
+
+/**
+ * A logger whose every line carries `keys` (correlation_id, task, ...) next to level, message,
+ * timestamp and service. Extra fields may not override those.
+ *
+ * @param {{ keys?: Record<string, unknown>, writeLine?: LineWriter, clock?: () => Date }} [options]
+ * @returns {Logger}
+ */
+export function createLogger({ keys = {}, writeLine = writeToStdout, clock = () => new Date() } = {}) {
+  const log = (level, message, fields = {}) => {
+    const base = { level, message, timestamp: clock().toISOString(), service: SERVICE, ...keys };
+    // base first for reading order, and again last so a field cannot overwrite it.
+    writeLine(toJsonLine({ ...base, ...fields, ...base }, base));
+  };
+  return Object.freeze({
+    info: (message, fields) => log("INFO", message, fields),
+    warn: (message, fields) => log("WARN", message, fields),
+    error: (message, fields) => log("ERROR", message, fields),
+  });
+}
+
+/**
+ * @param {Record<string, unknown>} record
+ * @param {Record<string, unknown>} base what to write if `record` cannot be serialized
+ */
+function toJsonLine(record, base) {
+  try {
+    return JSON.stringify(record, jsonReplacer);
+  } catch (error) {
+    // A circular field must not cost the log line, let alone the run.
+    return JSON.stringify({ ...base, fields: inspect(record, { depth: 4 }), log_error: String(error) });
+  }
+}
+
+function jsonReplacer(_key, value) {
+  if (typeof value === "bigint") return String(value);
+  if (value instanceof Error) {
+    return { name: value.name, message: value.message, code: value.code, stack: value.stack, cause: value.cause };
+  }
+  return value;
+}
+
+/**
+ * @typedef {object} RunMetrics
+ * @property {string} task the metrics' only dimension
+ * @property {"SUCCEEDED" | "FAILED" | "SKIPPED"} status counted as RunsSucceeded / RunsFailed / RunsSkipped
+ * @property {number} durationMs
+ * @property {number} itemsWritten
+ * @property {number} itemsRejected
+ * @property {Date} timestamp
+ */
+
+/**
+ * One EMF line with a run's metrics: a JSON log line whose `_aws` member tells CloudWatch which of
+ * its top-level members are metrics (and their units) and which are dimensions.
+ * https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
+ *
+ * @param {RunMetrics} run
+ * @returns {string}
+ */
+export function runMetricsLine({ task, status, durationMs, itemsWritten, itemsRejected, timestamp }) {
+  const metrics = [
+    [`Runs${status[0]}${status.slice(1).toLowerCase()}`, "Count", 1],
+    ["RunDuration", "Milliseconds", durationMs],
+    ["ItemsWritten", "Count", itemsWritten],
+    ["ItemsRejected", "Count", itemsRejected],
+  ];
+  return JSON.stringify({
+    _aws: {
+      Timestamp: timestamp.getTime(),
+      CloudWatchMetrics: [
+        {
+          Namespace: METRICS_NAMESPACE,
+          Dimensions: [["task"]],
+          Metrics: metrics.map(([name, unit]) => ({ Name: name, Unit: unit })),
+        },
+      ],
+    },
+    task,
+    ...Object.fromEntries(metrics.map(([name, , value]) => [name, value])),
+  });
+}

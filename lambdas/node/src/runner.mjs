@@ -1,0 +1,268 @@
+/**
+ * Runs one scheduled event: resolve the task type, validate params, run, and record the outcome
+ * (mirroring kairos_runtime/runner.py).
+ *
+ * Every delivery leaves a run record, including ones that cannot run at all (a malformed event, an
+ * unknown task_type, params that no longer fit the schema). Transient failures are thrown after
+ * recording so Lambda's asynchronous retry delivers the event again; permanent ones are returned,
+ * since another delivery would fail the same way.
+ */
+
+import { randomUUID } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import { inspect } from "node:util";
+
+import { ErrorKind, TaskSkipped, errorKind } from "./errors.mjs";
+import { fallbackEvent, parseScheduledEvent } from "./events.mjs";
+import { createLogger, runMetricsLine, writeToStdout } from "./log.mjs";
+import { InvalidParamsError } from "./params.mjs";
+import { UnknownTaskTypeError, parseParams } from "./registry.mjs";
+import { RunRecorder, RunStatus } from "./runs.mjs";
+import { tableName } from "./settings.mjs";
+import { TASK_RUNS } from "./tables.mjs";
+
+/**
+ * @typedef {import("./events.mjs").ScheduledEvent} ScheduledEvent
+ * @typedef {import("./log.mjs").Logger} Logger
+ * @typedef {import("./log.mjs").LineWriter} LineWriter
+ * @typedef {import("./runs.mjs").DocumentClient} DocumentClient
+ * @typedef {import("./runs.mjs").RunError} RunError
+ * @typedef {import("./settings.mjs").RuntimeSettings} RuntimeSettings
+ * @typedef {import("./registry.mjs").TaskRegistry} TaskRegistry
+ *
+ * @typedef {object} InvocationContext The parts of Lambda's context object the runner uses.
+ * @property {string} awsRequestId
+ * @property {() => number} getRemainingTimeInMillis
+ *
+ * @typedef {object} TaskContext What a task function is handed.
+ * @property {Readonly<ScheduledEvent>} event
+ * @property {RuntimeSettings} settings
+ * @property {Logger} logger
+ * @property {() => number} remainingTimeMs
+ * @property {{ table: (tableId: string) => { tableName: string, client: DocumentClient } }} clients
+ *   only the tables the task type declared
+ *
+ * @typedef {object} RunResult
+ * @property {string} task
+ * @property {"SUCCEEDED" | "FAILED" | "SKIPPED"} status
+ * @property {string} runId the run record's sort key
+ * @property {number} durationMs
+ * @property {number} itemsWritten
+ * @property {number} itemsRejected
+ * @property {RunError | null} error
+ * @property {Record<string, unknown> | null} detail
+ *
+ * @typedef {object} RunResponse What the handler returns (RunResult.as_response() in Python).
+ * @property {string} task
+ * @property {string} status
+ * @property {string} run_id
+ * @property {number} duration_ms
+ * @property {number} items_written
+ * @property {number} items_rejected
+ * @property {{ type: string, message: string }} [error]
+ */
+
+/** The task touched a table its task type did not declare; in AWS this would be AccessDenied. */
+export class UndeclaredTableError extends Error {
+  name = "UndeclaredTableError";
+}
+
+/** Thrown after a transient failure was recorded, so that Lambda retries the delivery. */
+export class TaskRunFailed extends Error {
+  name = "TaskRunFailed";
+
+  /** @param {RunResult & { error: RunError }} result */
+  constructor(result) {
+    super(`${result.task}: ${result.error.type}: ${result.error.message}`);
+    this.result = result;
+  }
+}
+
+/**
+ * @param {RunResult} result
+ * @returns {RunResponse}
+ */
+export function responseOf(result) {
+  const response = {
+    task: result.task,
+    status: result.status,
+    run_id: result.runId,
+    duration_ms: result.durationMs,
+    items_written: result.itemsWritten,
+    items_rejected: result.itemsRejected,
+  };
+  if (result.error) response.error = { type: result.error.type, message: result.error.message };
+  return response;
+}
+
+export class TaskRunner {
+  #registry;
+  #settings;
+  #documentClient;
+  #clock;
+  #writeLine;
+
+  /**
+   * @param {object} options
+   * @param {TaskRegistry} options.registry
+   * @param {RuntimeSettings} options.settings
+   * @param {() => DocumentClient} options.documentClient called when a client is first needed
+   * @param {() => Date} [options.clock]
+   * @param {LineWriter} [options.writeLine] where log and metric lines go
+   */
+  constructor({ registry, settings, documentClient, clock = () => new Date(), writeLine = writeToStdout }) {
+    this.#registry = registry;
+    this.#settings = settings;
+    this.#documentClient = documentClient;
+    this.#clock = clock;
+    this.#writeLine = writeLine;
+  }
+
+  /**
+   * @param {unknown} rawEvent
+   * @param {InvocationContext} invocation
+   * @returns {Promise<RunResponse>}
+   * @throws {TaskRunFailed} after recording a transient failure
+   * @throws {Error} when the run record cannot be written (Lambda retries the delivery)
+   */
+  async dispatch(rawEvent, invocation) {
+    const startedAt = this.#clock();
+    const requestId = invocation.awsRequestId;
+    const parsed = parseScheduledEvent(rawEvent);
+    // An invalid delivery is still recorded, under whatever identity the event carried.
+    const event = parsed.event ?? fallbackEvent(rawEvent, { now: startedAt, executionId: requestId || randomUUID() });
+    const logger = createLogger({
+      keys: {
+        correlation_id: event.execution_id,
+        task: event.task,
+        task_type: event.task_type,
+        attempt: event.attempt,
+        request_id: requestId,
+      },
+      writeLine: this.#writeLine,
+      clock: this.#clock,
+    });
+    const recorder = new RunRecorder({
+      documentClient: this.#documentClient(),
+      tableName: tableName(this.#settings, TASK_RUNS),
+      ttlDays: this.#settings.runRecordTtlDays,
+    });
+    const key = await recorder.start(event, { runtime: this.#settings.runtime, requestId, startedAt });
+
+    const start = performance.now();
+    const outcome = parsed.issues
+      ? failed("InvalidEvent", parsed.issues.join("; "))
+      : await this.#run(event, invocation, logger);
+    const durationMs = Math.round(performance.now() - start);
+    /** @type {RunResult} */
+    const result = {
+      task: event.task,
+      runId: key.sk,
+      durationMs,
+      itemsWritten: 0,
+      itemsRejected: 0,
+      error: null,
+      detail: null,
+      ...outcome,
+    };
+
+    const finishedAt = this.#clock();
+    await recorder.finish(key, { ...result, finishedAt });
+    this.#writeLine(runMetricsLine({ ...result, timestamp: finishedAt }));
+    const response = responseOf(result);
+    if (result.status === RunStatus.FAILED) {
+      logger.error("run finished", { run: response });
+    } else {
+      logger.info("run finished", { run: response });
+    }
+    if (result.error?.kind === ErrorKind.TRANSIENT) throw new TaskRunFailed(result);
+    return response;
+  }
+
+  /**
+   * @param {Readonly<ScheduledEvent>} event
+   * @param {InvocationContext} invocation
+   * @param {Logger} logger
+   * @returns {Promise<Partial<RunResult> & { status: RunResult["status"] }>}
+   */
+  async #run(event, invocation, logger) {
+    let taskType;
+    let params;
+    try {
+      taskType = this.#registry.get(event.task_type);
+      params = parseParams(taskType, event.params);
+    } catch (error) {
+      if (error instanceof UnknownTaskTypeError) return failed("UnknownTaskType", error.message);
+      if (error instanceof InvalidParamsError) {
+        return failed("InvalidParams", `params do not fit task_type '${event.task_type}': ${error.message}`);
+      }
+      throw error;
+    }
+    /** @type {TaskContext} */
+    const context = Object.freeze({
+      event,
+      settings: this.#settings,
+      logger,
+      remainingTimeMs: () => invocation.getRemainingTimeInMillis(),
+      clients: this.#scopedClients(taskType),
+    });
+    try {
+      const outcome = (await taskType.fn(params, context)) ?? {};
+      return {
+        status: RunStatus.SUCCEEDED,
+        itemsWritten: count(outcome.itemsWritten, "itemsWritten"),
+        itemsRejected: count(outcome.itemsRejected, "itemsRejected"),
+        detail: outcome.detail ?? {},
+      };
+    } catch (error) {
+      if (error instanceof TaskSkipped) {
+        return { status: RunStatus.SKIPPED, detail: { reason: error.reason, ...error.detail } };
+      }
+      logger.error("task failed", { error });
+      const isError = error instanceof Error;
+      return {
+        status: RunStatus.FAILED,
+        error: {
+          type: isError ? error.name : "Error",
+          message: isError ? error.message || error.name : `non-Error value thrown: ${inspect(error)}`,
+          kind: errorKind(error),
+        },
+        detail: isError && isPlainObject(error.detail) ? error.detail : null,
+      };
+    }
+  }
+
+  /** @param {import("./registry.mjs").TaskType} taskType */
+  #scopedClients(taskType) {
+    return Object.freeze({
+      table: (tableId) => {
+        if (!Object.hasOwn(taskType.tables, tableId)) {
+          throw new UndeclaredTableError(
+            `table '${tableId}' is not declared by task_type '${taskType.name}' (declare it in registry.task(..., { tables }))`,
+          );
+        }
+        return Object.freeze({ tableName: tableName(this.#settings, tableId), client: this.#documentClient() });
+      },
+    });
+  }
+}
+
+/**
+ * @param {string} type
+ * @param {string} message
+ */
+function failed(type, message) {
+  return { status: RunStatus.FAILED, error: { type, message, kind: ErrorKind.PERMANENT } };
+}
+
+// Checked so a task cannot put a non-number into the run record or the EMF line; the TypeError is
+// thrown inside the task's try block and so becomes a FAILED run.
+function count(value, field) {
+  if (value === undefined) return 0;
+  if (Number.isSafeInteger(value) && value >= 0) return value;
+  throw new TypeError(`the task returned ${field}=${inspect(value)}; expected an integer >= 0`);
+}
+
+function isPlainObject(value) {
+  return value !== null && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype;
+}

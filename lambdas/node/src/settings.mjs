@@ -1,0 +1,63 @@
+/**
+ * Runtime settings, read once per cold start from the environment the ScheduledTask construct sets
+ * (the same variable names as kairos_runtime/settings.py).
+ */
+
+import { TABLES } from "./tables.mjs";
+
+export const STAGE_ENV = "KAIROS_STAGE";
+export const RUNTIME_ENV = "KAIROS_RUNTIME";
+export const RUN_RECORD_TTL_DAYS_ENV = "KAIROS_RUN_RECORD_TTL_DAYS";
+
+const DEFAULT_TTL_DAYS = 90;
+
+export class MissingTableError extends Error {
+  name = "MissingTableError";
+}
+
+/**
+ * @typedef {object} RuntimeSettings
+ * @property {string} stage
+ * @property {string} runtime Recorded in every run record, e.g. "nodejs22.x".
+ * @property {number} runRecordTtlDays
+ * @property {Readonly<Record<string, string>>} tableNames Deployed table names by table id.
+ */
+
+/**
+ * @param {Record<string, string | undefined>} env
+ * @returns {RuntimeSettings}
+ * @throws {RangeError} when KAIROS_RUN_RECORD_TTL_DAYS is not an integer >= 1, so a bad deployment
+ *   fails at cold start instead of writing records that never expire.
+ */
+export function readSettings(env) {
+  const ttlText = env[RUN_RECORD_TTL_DAYS_ENV];
+  const runRecordTtlDays = ttlText ? Number(ttlText) : DEFAULT_TTL_DAYS;
+  if (!Number.isInteger(runRecordTtlDays) || runRecordTtlDays < 1) {
+    throw new RangeError(`${RUN_RECORD_TTL_DAYS_ENV} must be an integer >= 1, got ${JSON.stringify(ttlText)}`);
+  }
+  const tableNames = Object.fromEntries(
+    Object.entries(TABLES)
+      .filter(([, design]) => env[design.envVar])
+      .map(([tableId, design]) => [tableId, env[design.envVar]]),
+  );
+  return Object.freeze({
+    stage: env[STAGE_ENV] || "local",
+    runtime: env[RUNTIME_ENV] || "nodejs",
+    runRecordTtlDays,
+    tableNames: Object.freeze(tableNames),
+  });
+}
+
+/**
+ * @param {RuntimeSettings} settings
+ * @param {string} tableId
+ * @returns {string}
+ * @throws {MissingTableError}
+ */
+export function tableName(settings, tableId) {
+  const name = settings.tableNames[tableId];
+  if (!name) {
+    throw new MissingTableError(`table '${tableId}' is not configured (set ${TABLES[tableId].envVar})`);
+  }
+  return name;
+}

@@ -1,0 +1,55 @@
+"""The Lambda entry point for every Python task: Powertools decorators and one call into the runner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from kairos_runtime.context import Clients
+from kairos_runtime.events import ScheduledEvent
+from kairos_runtime.runner import RunResult, TaskRunner
+from kairos_runtime.settings import settings_from_environment
+from kairos_runtime.tasks import default_registry
+
+SERVICE = "kairos"
+METRICS_NAMESPACE = "Kairos"
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+tracer = Tracer(service=SERVICE)
+
+
+class PowertoolsObserver:
+    """Per-run metrics (dimension ``task``) and trace annotations."""
+
+    def run_started(self, event: ScheduledEvent) -> None:
+        metrics.add_dimension(name="task", value=event.task)
+        tracer.put_annotation(key="task", value=event.task)
+        tracer.put_annotation(key="task_type", value=event.task_type)
+        logger.append_keys(task=event.task, task_type=event.task_type, attempt=event.attempt)
+
+    def run_finished(self, event: ScheduledEvent, result: RunResult) -> None:
+        metrics.add_metric(name=f"Runs{result.status.value.title()}", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="RunDuration", unit=MetricUnit.Milliseconds, value=result.duration_ms)
+        metrics.add_metric(name="ItemsWritten", unit=MetricUnit.Count, value=result.items_written)
+        metrics.add_metric(name="ItemsRejected", unit=MetricUnit.Count, value=result.items_rejected)
+
+
+_settings = settings_from_environment()
+RUNNER = TaskRunner(
+    registry=default_registry(),
+    settings=_settings,
+    clients=Clients(_settings),
+    logger=logger,
+    observer=PowertoolsObserver(),
+)
+
+
+@logger.inject_lambda_context(correlation_id_path="execution_id", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return RUNNER.dispatch(event, context)

@@ -1,0 +1,173 @@
+"""The task-type registry: ``@registry.task(...)`` records a task type and returns the function unchanged.
+
+Importing this module (and the task modules that register into it) stays cheap: no boto3, pandas
+or akshare. The CDK app and the CLI import it to validate each task's params before synthesizing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from kairos_runtime.tables import TableId
+
+if TYPE_CHECKING:
+    from kairos_runtime.context import TaskContext
+
+
+class Access(StrEnum):
+    """What a task type may do to a table; the stack turns it into ``grant_*`` calls."""
+
+    READ = "read"
+    WRITE = "write"
+    READ_WRITE = "read_write"
+
+    def allows_read(self) -> bool:
+        return self in (Access.READ, Access.READ_WRITE)
+
+    def allows_write(self) -> bool:
+        return self in (Access.WRITE, Access.READ_WRITE)
+
+
+class DependencyGroup(StrEnum):
+    """Which Lambda package a task type's function needs (see the packaging notes in the README)."""
+
+    CORE = "core"
+    CRAWLER = "crawler"
+
+
+class Architecture(StrEnum):
+    ARM_64 = "arm64"
+    X86_64 = "x86_64"
+
+
+class TaskParams(BaseModel):
+    """Base of every params model: frozen, and a typo in tasks.yaml is an error, not a silent default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutcome:
+    """What a task function reports back; the runner writes it into the run record."""
+
+    items_written: int = 0
+    items_rejected: int = 0
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+class TaskSkipped(Exception):  # noqa: N818 - it is an outcome, not an error
+    """Raised by a task that decided not to run (a non-trading day, say); recorded as SKIPPED."""
+
+    def __init__(self, reason: str, *, detail: Mapping[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = dict(detail or {})
+
+
+ParamsT = TypeVar("ParamsT", bound=TaskParams)
+ParamsT_contra = TypeVar("ParamsT_contra", bound=TaskParams, contravariant=True)
+
+
+class TaskFunction(Protocol[ParamsT_contra]):
+    def __call__(self, params: ParamsT_contra, context: TaskContext, /) -> TaskOutcome | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TaskType(Generic[ParamsT]):
+    """A registered task type: its params model, its function and what it needs from AWS."""
+
+    name: str
+    params_model: type[ParamsT]
+    function: TaskFunction[ParamsT]
+    tables: Mapping[TableId, Access]
+    group: DependencyGroup
+    architecture: Architecture
+    description: str
+
+    def parse_params(self, raw: Mapping[str, Any]) -> ParamsT:
+        return self.params_model.model_validate(dict(raw))
+
+
+class DuplicateTaskTypeError(ValueError):
+    pass
+
+
+class UnknownTaskTypeError(LookupError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown task_type {name!r}; registered: {', '.join(known) or 'none'}")
+        self.name = name
+
+
+_DEFAULT_ARCHITECTURE = {DependencyGroup.CORE: Architecture.ARM_64, DependencyGroup.CRAWLER: Architecture.X86_64}
+
+
+class TaskRegistry:
+    """An explicit registry of task types. Several registries merge with :meth:`include`."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, TaskType[Any]] = {}
+
+    def task(
+        self,
+        name: str,
+        *,
+        params: type[ParamsT],
+        tables: Mapping[TableId, Access] | None = None,
+        group: DependencyGroup = DependencyGroup.CORE,
+        architecture: Architecture | None = None,
+    ) -> Callable[[TaskFunction[ParamsT]], TaskFunction[ParamsT]]:
+        """Register the decorated function as task type ``name``; the function is returned unchanged.
+
+        ``tables`` declares what the task needs beyond writing its own run records; the stack grants
+        exactly that and the runtime refuses any other table, so a missing declaration fails in
+        tests and local runs rather than with AccessDenied in production.
+        """
+
+        def register(function: TaskFunction[ParamsT]) -> TaskFunction[ParamsT]:
+            self._add(
+                TaskType(
+                    name=name,
+                    params_model=params,
+                    function=function,
+                    tables=MappingProxyType(dict(tables or {})),
+                    group=group,
+                    architecture=architecture or _DEFAULT_ARCHITECTURE[group],
+                    description=(function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else "",
+                )
+            )
+            return function
+
+        return register
+
+    def include(self, other: TaskRegistry) -> None:
+        for task_type in other:
+            self._add(task_type)
+
+    def _add(self, task_type: TaskType[Any]) -> None:
+        if task_type.name in self._types:
+            raise DuplicateTaskTypeError(f"task_type {task_type.name!r} is registered twice")
+        self._types[task_type.name] = task_type
+
+    def get(self, name: str) -> TaskType[Any]:
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownTaskTypeError(name, self.names()) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def __iter__(self) -> Iterator[TaskType[Any]]:
+        return iter(self._types.values())
+
+    def __len__(self) -> int:
+        return len(self._types)

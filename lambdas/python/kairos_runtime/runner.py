@@ -1,0 +1,205 @@
+"""Runs one scheduled event: resolve the task type, validate params, run, and record the outcome.
+
+Every delivery leaves a run record, including ones that cannot run at all (a malformed event, an
+unknown task_type, params that no longer fit the model). Transient failures are re-raised after
+recording so Lambda's asynchronous retry delivers the event again; permanent ones are not, since
+another delivery would fail the same way.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from kairos_runtime.context import Clients, TaskContext
+from kairos_runtime.errors import TransientTaskError, error_kind
+from kairos_runtime.events import ScheduledEvent
+from kairos_runtime.registry import TaskOutcome, TaskRegistry, TaskSkipped, UnknownTaskTypeError
+from kairos_runtime.runs import ErrorKind, RunError, RunRecorder, RunStatus
+from kairos_runtime.settings import RuntimeSettings
+from kairos_runtime.tables import TableId
+
+
+class InvocationContext(Protocol):
+    """The parts of Lambda's context object the runner uses (``kairos run`` supplies its own)."""
+
+    @property
+    def aws_request_id(self) -> str: ...
+
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+class RunObserver(Protocol):
+    """Hooks for metrics and tracing, so the runner does not depend on Powertools."""
+
+    def run_started(self, event: ScheduledEvent) -> None: ...
+
+    def run_finished(self, event: ScheduledEvent, result: RunResult) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    task: str
+    status: RunStatus
+    run_id: str
+    duration_ms: int
+    items_written: int = 0
+    items_rejected: int = 0
+    error: RunError | None = None
+    detail: Mapping[str, Any] | None = None
+
+    def as_response(self) -> dict[str, Any]:
+        response: dict[str, Any] = {
+            "task": self.task,
+            "status": self.status.value,
+            "run_id": self.run_id,
+            "duration_ms": self.duration_ms,
+            "items_written": self.items_written,
+            "items_rejected": self.items_rejected,
+        }
+        if self.error is not None:
+            response["error"] = {"type": self.error.error_type, "message": self.error.message}
+        return response
+
+
+class TaskRunFailed(Exception):  # noqa: N818 - it carries a recorded failure, it is not the failure
+    """Raised after a transient failure was recorded, so the delivery is retried."""
+
+    def __init__(self, result: RunResult) -> None:
+        error = result.error
+        super().__init__(f"{result.task}: {error.error_type}: {error.message}" if error else result.task)
+        self.result = result
+
+
+class _NoObserver:
+    def run_started(self, event: ScheduledEvent) -> None:
+        return None
+
+    def run_finished(self, event: ScheduledEvent, result: RunResult) -> None:
+        return None
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        *,
+        registry: TaskRegistry,
+        settings: RuntimeSettings,
+        clients: Clients,
+        logger: Any,
+        observer: RunObserver | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._registry = registry
+        self._settings = settings
+        self._clients = clients
+        self._logger = logger
+        self._observer = observer or _NoObserver()
+        self._clock = clock
+
+    def dispatch(self, raw_event: Mapping[str, Any], invocation: InvocationContext) -> dict[str, Any]:
+        started_at = self._clock()
+        event, event_error = self._parse_event(raw_event, invocation, started_at)
+        recorder = RunRecorder(
+            self._clients.table(TableId.TASK_RUNS), ttl_days=self._settings.run_record_ttl_days
+        )
+        key = recorder.start(
+            event, runtime=self._settings.runtime, request_id=invocation.aws_request_id, started_at=started_at
+        )
+        self._observer.run_started(event)
+        start = time.perf_counter()
+        result_fields = self._run(event, event_error, invocation)
+        duration_ms = round((time.perf_counter() - start) * 1000)
+        result = RunResult(task=event.task, run_id=key.sk, duration_ms=duration_ms, **result_fields)
+        recorder.finish(
+            key,
+            status=result.status,
+            finished_at=self._clock(),
+            duration_ms=duration_ms,
+            items_written=result.items_written,
+            items_rejected=result.items_rejected,
+            detail=result.detail,
+            error=result.error,
+        )
+        self._observer.run_finished(event, result)
+        self._log_result(result)
+        if result.error is not None and result.error.kind is ErrorKind.TRANSIENT:
+            raise TaskRunFailed(result)
+        return result.as_response()
+
+    def _parse_event(
+        self, raw_event: Mapping[str, Any], invocation: InvocationContext, now: datetime
+    ) -> tuple[ScheduledEvent, RunError | None]:
+        try:
+            return ScheduledEvent.model_validate(raw_event), None
+        except ValidationError as invalid:
+            # Still record the delivery, under whatever identity the event carried.
+            fallback = ScheduledEvent(
+                task=_text(raw_event.get("task")) or "unknown-task",
+                task_type=_text(raw_event.get("task_type")) or "unknown",
+                scheduled_time=now,
+                execution_id=_text(raw_event.get("execution_id")) or invocation.aws_request_id or str(uuid.uuid4()),
+            )
+            return fallback, RunError("InvalidEvent", _describe(invalid), ErrorKind.PERMANENT)
+
+    def _run(
+        self, event: ScheduledEvent, event_error: RunError | None, invocation: InvocationContext
+    ) -> dict[str, Any]:
+        if event_error is not None:
+            return {"status": RunStatus.FAILED, "error": event_error}
+        try:
+            task_type = self._registry.get(event.task_type)
+            params = task_type.parse_params(event.params)
+        except UnknownTaskTypeError as unknown:
+            return {"status": RunStatus.FAILED, "error": RunError("UnknownTaskType", str(unknown), ErrorKind.PERMANENT)}
+        except ValidationError as invalid:
+            message = f"params do not fit task_type {event.task_type!r}: {_describe(invalid)}"
+            return {"status": RunStatus.FAILED, "error": RunError("InvalidParams", message, ErrorKind.PERMANENT)}
+        context = TaskContext(
+            event=event,
+            settings=self._settings,
+            clients=self._clients.scoped(task_type.tables),
+            logger=self._logger,
+            remaining_time_ms=invocation.get_remaining_time_in_millis,
+        )
+        try:
+            outcome = task_type.function(params, context) or TaskOutcome()
+        except TaskSkipped as skipped:
+            return {"status": RunStatus.SKIPPED, "detail": {"reason": skipped.reason, **skipped.detail}}
+        except Exception as failure:  # noqa: BLE001 - every failure must end up in the run record
+            self._logger.exception("task failed")
+            detail = getattr(failure, "detail", None)
+            error = RunError(type(failure).__name__, str(failure) or type(failure).__name__, error_kind(failure))
+            return {"status": RunStatus.FAILED, "error": error, "detail": detail if isinstance(detail, dict) else None}
+        return {
+            "status": RunStatus.SUCCEEDED,
+            "items_written": outcome.items_written,
+            "items_rejected": outcome.items_rejected,
+            "detail": outcome.detail,
+        }
+
+    def _log_result(self, result: RunResult) -> None:
+        fields = result.as_response()
+        if result.status is RunStatus.FAILED:
+            self._logger.error("run finished", extra={"run": fields})
+        else:
+            self._logger.info("run finished", extra={"run": fields})
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _describe(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in issue['loc']) or 'event'}: {issue['msg']}" for issue in error.errors()
+    )
+
+
+__all__ = ["RunResult", "TaskRunFailed", "TaskRunner", "TransientTaskError"]

@@ -1,0 +1,174 @@
+"""Run records in the TaskRuns table: one item per delivery, STARTED then a final status.
+
+Keys (see the README's data model):
+  pk      TASK#<task>
+  sk      RUN#<scheduled_time>#<execution_id>#<attempt>   (newest scheduled slot sorts last)
+  gsi1pk  RUNDATE#<UTC date the run started>              (index ``by_date``: every task's runs of a day)
+  gsi1sk  <started_at>#<task>
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from kairos_runtime.events import ScheduledEvent
+from kairos_runtime.tables import TASK_RUNS
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+MAX_ERROR_MESSAGE = 1000
+
+
+class RunStatus(StrEnum):
+    STARTED = "STARTED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+class ErrorKind(StrEnum):
+    """Why a run failed, which decides whether another delivery could help."""
+
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class RunError:
+    error_type: str
+    message: str
+    kind: ErrorKind
+
+
+@dataclass(frozen=True, slots=True)
+class RunKey:
+    pk: str
+    sk: str
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def run_key(event: ScheduledEvent) -> RunKey:
+    slot = event.scheduled_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return RunKey(pk=f"TASK#{event.task}", sk=f"RUN#{slot}#{event.execution_id}#{event.attempt}")
+
+
+def to_item_value(value: Any) -> Any:
+    """Plain JSON-able data as DynamoDB accepts it: floats become Decimals built from their text."""
+    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
+
+
+class RunRecorder:
+    def __init__(self, table: Table, *, ttl_days: int) -> None:
+        self._table = table
+        self._ttl = timedelta(days=ttl_days)
+
+    def start(self, event: ScheduledEvent, *, runtime: str, request_id: str, started_at: datetime) -> RunKey:
+        key = run_key(event)
+        started = iso_utc(started_at)
+        self._table.put_item(
+            Item={
+                TASK_RUNS.partition_key: key.pk,
+                TASK_RUNS.sort_key: key.sk,
+                "gsi1pk": f"RUNDATE#{started[:10]}",
+                "gsi1sk": f"{started}#{event.task}",
+                "task": event.task,
+                "task_type": event.task_type,
+                "runtime": runtime,
+                "status": RunStatus.STARTED.value,
+                "scheduled_time": event.scheduled_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "execution_id": event.execution_id,
+                "attempt": event.attempt,
+                "request_id": request_id,
+                "started_at": started,
+                TASK_RUNS.ttl_attribute: int((started_at + self._ttl).timestamp()),
+            }
+        )
+        return key
+
+    def finish(
+        self,
+        key: RunKey,
+        *,
+        status: RunStatus,
+        finished_at: datetime,
+        duration_ms: int,
+        items_written: int = 0,
+        items_rejected: int = 0,
+        detail: Mapping[str, Any] | None = None,
+        error: RunError | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "status": status.value,
+            "finished_at": iso_utc(finished_at),
+            "duration_ms": duration_ms,
+            "items_written": items_written,
+            "items_rejected": items_rejected,
+            "detail": to_item_value(dict(detail or {})),
+        }
+        if error is not None:
+            values |= {
+                "error_type": error.error_type,
+                "error_message": error.message[:MAX_ERROR_MESSAGE],
+                "error_kind": error.kind.value,
+            }
+        names = {f"#{name}": name for name in values}
+        self._table.update_item(
+            Key={TASK_RUNS.partition_key: key.pk, TASK_RUNS.sort_key: key.sk},
+            UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in values),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={f":{name}": value for name, value in values.items()},
+        )
+
+
+class RunHistory:
+    """Reads run records back, newest first (for ``kairos runs`` and the daily summary)."""
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def for_task(self, task: str, *, limit: int) -> list[dict[str, Any]]:
+        response = self._table.query(
+            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :run)",
+            ExpressionAttributeNames={"#pk": TASK_RUNS.partition_key, "#sk": TASK_RUNS.sort_key},
+            ExpressionAttributeValues={":pk": f"TASK#{task}", ":run": "RUN#"},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return list(response.get("Items", []))
+
+    def on_date(self, day: str) -> Iterator[dict[str, Any]]:
+        """Every run started on ``day`` (UTC, YYYY-MM-DD), newest first."""
+        index = TASK_RUNS.indexes[0]
+        query: dict[str, Any] = {
+            "IndexName": index.name,
+            "KeyConditionExpression": "#pk = :pk",
+            "ExpressionAttributeNames": {"#pk": index.partition_key},
+            "ExpressionAttributeValues": {":pk": f"RUNDATE#{day}"},
+            "ScanIndexForward": False,
+        }
+        while True:
+            response = self._table.query(**query)
+            yield from response.get("Items", [])
+            if "LastEvaluatedKey" not in response:
+                return
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def recent(self, *, limit: int, today: datetime, days: int = 7) -> list[dict[str, Any]]:
+        runs: list[dict[str, Any]] = []
+        for offset in range(days):
+            day = (today - timedelta(days=offset)).astimezone(UTC).strftime("%Y-%m-%d")
+            for item in self.on_date(day):
+                runs.append(item)
+                if len(runs) >= limit:
+                    return runs
+        return runs

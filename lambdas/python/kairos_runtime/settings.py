@@ -1,0 +1,63 @@
+"""Runtime settings, read once from the environment the ScheduledTask construct sets.
+
+The environment variable names live here and nowhere else: the construct imports them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kairos_runtime.tables import TABLE_DESIGNS, TableId
+
+STAGE_ENV = "KAIROS_STAGE"
+RUNTIME_ENV = "KAIROS_RUNTIME"
+RUN_RECORD_TTL_DAYS_ENV = "KAIROS_RUN_RECORD_TTL_DAYS"
+HTTPS_PROXY_ENV = "KAIROS_HTTPS_PROXY"
+SPOT_TTL_DAYS_ENV = "KAIROS_SPOT_TTL_DAYS"
+
+
+class MissingTableError(LookupError):
+    pass
+
+
+class RuntimeSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    stage: str = "local"
+    runtime: str = "python"
+    run_record_ttl_days: int = Field(default=90, ge=1)
+    spot_ttl_days: int = Field(default=7, ge=1)
+    https_proxy: str | None = None
+    table_names: Mapping[TableId, str] = Field(default_factory=dict)
+
+    def table_name(self, table_id: TableId) -> str:
+        try:
+            return self.table_names[table_id]
+        except KeyError:
+            env_var = TABLE_DESIGNS[table_id].env_var
+            raise MissingTableError(f"table {table_id.value!r} is not configured (set {env_var})") from None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> RuntimeSettings:
+        optional = {
+            "stage": environ.get(STAGE_ENV),
+            "runtime": environ.get(RUNTIME_ENV),
+            "run_record_ttl_days": environ.get(RUN_RECORD_TTL_DAYS_ENV),
+            "spot_ttl_days": environ.get(SPOT_TTL_DAYS_ENV),
+            "https_proxy": environ.get(HTTPS_PROXY_ENV) or None,
+        }
+        tables = {
+            design.table_id: environ[design.env_var]
+            for design in TABLE_DESIGNS.values()
+            if environ.get(design.env_var)
+        }
+        return cls.model_validate({**{k: v for k, v in optional.items() if v is not None}, "table_names": tables})
+
+
+@lru_cache(maxsize=1)
+def settings_from_environment() -> RuntimeSettings:
+    return RuntimeSettings.from_environ(os.environ)

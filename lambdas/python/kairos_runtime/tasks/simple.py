@@ -1,0 +1,37 @@
+"""The two original demonstration tasks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import Field
+
+from kairos_runtime.context import TaskContext
+from kairos_runtime.registry import TaskOutcome, TaskParams, TaskRegistry
+
+registry = TaskRegistry()
+
+
+class SimpleTask1Params(TaskParams):
+    label: str = Field(default="simple task 1", max_length=200)
+
+
+class SimpleTask2Params(TaskParams):
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+@registry.task("simple_task_1", params=SimpleTask1Params)
+def log_timestamp(params: SimpleTask1Params, context: TaskContext) -> TaskOutcome:
+    """Log and return the current timestamp."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    context.logger.info(f"{params.label}: the time is {now}", extra={"timestamp": now})
+    return TaskOutcome(detail={"timestamp": now})
+
+
+@registry.task("simple_task_2", params=SimpleTask2Params)
+def echo_event(params: SimpleTask2Params, context: TaskContext) -> TaskOutcome:
+    """Echo the event it was invoked with."""
+    echoed = context.event.model_dump(mode="json")
+    context.logger.info("echo", extra={"event": echoed})
+    return TaskOutcome(detail={"event": echoed})
