@@ -79,8 +79,9 @@ schedule runs only once and doesn't repeat its invocation." That gives two cron 
 
 * A wall time in the spring-forward gap is skipped.
 * A wall time that occurs twice in the fall-back overlap fires once. The docs don't say which of
-  the two; this module uses the first (the earlier UTC instant, PEP 495 ``fold=0``). The
-  alternative would leave an hour-long hole *before* the repeated hour, which is less natural.
+  the two; this module uses the first (the earlier UTC instant, PEP 495 ``fold=0``). That is when
+  the local clock first shows the time, and it is the occurrence that zoneinfo and java.time both
+  pick by default for an ambiguous local time.
 
 For rate schedules the same article says: "days represents a 24-hour duration on the clock ...
 the EventBridge Scheduler evaluates the rate expression 24 hours after the schedule's last
@@ -124,12 +125,26 @@ _RATE_STEP: dict[str, timedelta] = {
     "hour": timedelta(hours=1),
     "day": timedelta(days=1),
 }
+# Unit spelling -> (unit, is plural). Scheduler requires the singular for 1 and the plural otherwise.
+_RATE_UNITS: dict[str, tuple[RateUnit, bool]] = {
+    "minute": ("minute", False),
+    "minutes": ("minute", True),
+    "hour": ("hour", False),
+    "hours": ("hour", True),
+    "day": ("day", False),
+    "days": ("day", True),
+}
+# Far beyond any timedelta, and short enough that int() never meets Python's digit limit.
+_MAX_RATE_DIGITS = 20
 _DIGITS = re.compile(r"[0-9]+")
 _AT_FORMAT = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})")
 _SHAPES = (
     "rate(value unit), cron(minutes hours day-of-month month day-of-week year) or at(yyyy-mm-ddThh:mm:ss)"
 )
 _LAST_YEAR = 2199
+# A day's margin either side of 1970-2199 covers every UTC offset.
+_SCAN_FLOOR = datetime(1969, 12, 30, tzinfo=UTC)
+_SCAN_CEILING = datetime(_LAST_YEAR + 1, 1, 2, tzinfo=UTC)
 
 
 class ScheduleError(ValueError):
@@ -235,17 +250,16 @@ def _parse_rate(inner: str) -> RateSchedule:
     # Leading zeros are refused: the docs ask for "a positive integer" and every example is plain.
     if not _DIGITS.fullmatch(value_text) or value_text.startswith("0"):
         raise ScheduleError(f"rate: value must be a positive integer, got {value_text!r}")
+    if len(value_text) > _MAX_RATE_DIGITS:
+        raise ScheduleError(f"rate: value with {len(value_text)} digits is too large")
     value = int(value_text)
-    singular = unit_text.removesuffix("s")
-    if singular not in _RATE_STEP or unit_text not in (singular, f"{singular}s"):
-        raise ScheduleError(
-            f"rate: unit must be one of minute, minutes, hour, hours, day, days; got {unit_text!r}"
-        )
-    if value == 1 and unit_text != singular:
-        raise ScheduleError(f"rate: use '{singular}' (singular) for a value of 1")
-    if value != 1 and unit_text == singular:
-        raise ScheduleError(f"rate: use '{singular}s' (plural) for a value of {value}")
-    unit: RateUnit = "minute" if singular == "minute" else "hour" if singular == "hour" else "day"
+    if unit_text not in _RATE_UNITS:
+        raise ScheduleError(f"rate: unit must be one of {', '.join(_RATE_UNITS)}; got {unit_text!r}")
+    unit, plural = _RATE_UNITS[unit_text]
+    if value == 1 and plural:
+        raise ScheduleError(f"rate: use '{unit}' (singular) for a value of 1")
+    if value != 1 and not plural:
+        raise ScheduleError(f"rate: use '{unit}s' (plural) for a value of {value}")
     return RateSchedule(value=value, unit=unit)
 
 
@@ -310,14 +324,15 @@ _DAY_OF_WEEK = _Field(
     "day-of-week", 1, 7, names=("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), steps=False
 )
 _YEAR = _Field("year", 1970, _LAST_YEAR)
+_MAX_FIELD_DIGITS = 6
 
 
 def _parse_value(spec: _Field, token: str) -> int:
     if _DIGITS.fullmatch(token):
-        value = int(token)
-        if not spec.low <= value <= spec.high:
-            raise spec.fail(f"{value} is out of range {spec.expected}")
-        return value
+        # The length check keeps int() away from absurdly long digit strings.
+        if len(token) > _MAX_FIELD_DIGITS or not spec.low <= int(token) <= spec.high:
+            raise spec.fail(f"{token} is out of range {spec.expected}")
+        return int(token)
     if token in spec.names:
         return spec.names.index(token) + spec.low
     if token.upper() in spec.names:
@@ -329,7 +344,7 @@ def _parse_value(spec: _Field, token: str) -> int:
 
 def _parse_step(spec: _Field, text: str) -> int:
     largest = spec.high - spec.low
-    if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= largest:
+    if not _DIGITS.fullmatch(text) or len(text) > _MAX_FIELD_DIGITS or not 1 <= int(text) <= largest:
         raise spec.fail(f"the step after '/' must be an integer from 1 to {largest}, got {text!r}")
     return int(text)
 
@@ -369,14 +384,16 @@ def _parse_plain(spec: _Field, text: str) -> tuple[int, ...]:
     return _parse_list(spec, text)
 
 
-DayKind: TypeAlias = Literal["days", "last_day", "nearest_weekday", "weekdays", "last_weekday", "nth_weekday"]
+_DayKind: TypeAlias = Literal[
+    "days", "last_day", "nearest_weekday", "weekdays", "last_weekday", "nth_weekday"
+]
 
 
 @dataclass(frozen=True, slots=True)
 class _DayRule:
     """Which days of a month match, from whichever day field isn't '?'."""
 
-    kind: DayKind
+    kind: _DayKind
     values: tuple[int, ...] = ()  # sorted days of month, or AWS weekdays 1-7
     target: int = 0  # the day for 'nW', the AWS weekday for 'nL' and 'n#k'
     nth: int = 0
@@ -457,10 +474,10 @@ def _parse_day_of_week(text: str) -> _DayRule:
                 f"'#' takes the form 'd#n' with d 1-7 and n 1-5 (e.g. '3#2'), got {text!r}"
             )
         weekday = _parse_value(_DAY_OF_WEEK, match[1])
-        nth = int(match[2])
-        if not 1 <= nth <= 5:
+        nth = match[2]
+        if len(nth) > _MAX_FIELD_DIGITS or not 1 <= int(nth) <= 5:
             raise _DAY_OF_WEEK.fail(f"the occurrence after '#' must be 1-5, got {nth}")
-        return _DayRule("nth_weekday", target=weekday, nth=nth)
+        return _DayRule("nth_weekday", target=weekday, nth=int(nth))
     if match := _LAST_WEEKDAY.fullmatch(text):
         return _DayRule("last_weekday", target=_parse_value(_DAY_OF_WEEK, match[1]))
     if "L" in text:
@@ -520,7 +537,7 @@ def validate_timezone(name: str) -> str:
         raise ScheduleError(f"unknown timezone {name!r}")
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ScheduleError(f"unknown timezone {name!r}") from None
     return name
 
@@ -534,7 +551,7 @@ def next_fire_times(schedule: Schedule, *, timezone: str, after: datetime, count
 
     * rate: a rate schedule fires every interval from its start (Scheduler's StartDate, or the
       time it was created); the expression doesn't say when that was, so ``after`` is taken as the
-      start. The CLI passes ``--after`` (default: now). Results are ``after + k * interval``.
+      start. The CLI passes its ``--after`` as that start. Results are ``after + k * interval``.
     * at: the one time, if it is strictly after ``after``; otherwise nothing.
     * cron: evaluated in ``timezone``'s wall time, skipping DST gaps and firing once in DST
       overlaps (see the module docstring), and never past the year 2199.
@@ -554,27 +571,37 @@ def next_fire_times(schedule: Schedule, *, timezone: str, after: datetime, count
         # (02:30 on spring-forward day in New York runs at 03:30 EDT). That is PEP 495's fold=0
         # reading and java.time's default. A time in the fall-back overlap runs at its first
         # occurrence, like cron.
-        instant = schedule.at.replace(tzinfo=zone).astimezone(UTC)
+        try:
+            instant = schedule.at.replace(tzinfo=zone).astimezone(UTC)
+        except OverflowError:
+            # Only a time within a day of datetime's limits (years 1 and 9999) gets here.
+            return []
         return [instant] if instant > after else []
     return _cron_times(_compile_cron(schedule.fields), zone, after, count)
 
 
 def _rate_times(schedule: RateSchedule, after: datetime, count: int) -> list[datetime]:
-    start = after.astimezone(UTC)
     times: list[datetime] = []
-    for k in range(1, count + 1):
-        try:
+    try:
+        start = after.astimezone(UTC)
+        for k in range(1, count + 1):
             times.append(start + k * schedule.interval)
-        except OverflowError:
-            break
+    except OverflowError:
+        # The run after this one would lie past datetime's year 9999.
+        pass
     return times
 
 
 def _cron_times(cron: _CompiledCron, zone: ZoneInfo, after: datetime, count: int) -> list[datetime]:
-    # Start at after's own local minute. Wall times before it map to instants at or before
-    # `after` (the mapping below is increasing), and the few at or after it that are still
-    # not later than `after` (inside a fall-back overlap) are dropped by the check.
-    local_start = after.astimezone(zone).replace(tzinfo=None, second=0, microsecond=0, fold=0)
+    # Cron years run 1970-2199, so clamping the scan's start into that span changes nothing, and it
+    # keeps astimezone() clear of datetime's year 1 and year 9999 limits.
+    if after >= _SCAN_CEILING:
+        return []
+    scan_from = max(after, _SCAN_FLOOR)
+    # Start at that moment's local minute. Wall times before it map to instants at or before
+    # `after` (the wall-to-instant mapping is increasing). The few at or after it that are still
+    # not later than `after` (inside a fall-back overlap) are dropped by the check below.
+    local_start = scan_from.astimezone(zone).replace(tzinfo=None, second=0, microsecond=0, fold=0)
     times: list[datetime] = []
     for wall in _wall_times(cron, local_start):
         instant = _to_instant(wall, zone)
