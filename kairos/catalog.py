@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from kairos_runtime.registry import Access, Architecture, DependencyGroup, TaskRegistry
+from kairos_runtime.registry import Access, Architecture, DependencyGroup, TaskRegistry, TaskType
 from kairos_runtime.tables import TableId
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +35,8 @@ class CatalogEntry:
     architecture: Architecture
     check_params: ParamsCheck
     """Returns the problems with a params mapping, each as ``params.<field>: <what is wrong>``."""
+    parameters_for: Callable[[Mapping[str, Any]], list[str]] = lambda params: []
+    """The SSM parameter names a task with these (valid) params reads."""
 
 
 class TaskCatalog:
@@ -63,6 +65,15 @@ def _pydantic_check(model: Any) -> ParamsCheck:
     return check
 
 
+def _parameters_for(task_type: TaskType[Any]) -> Callable[[Mapping[str, Any]], list[str]]:
+    def parameters_for(params: Mapping[str, Any]) -> list[str]:
+        if task_type.parameters is None:
+            return []
+        return list(task_type.parameters(task_type.parse_params(params)))
+
+    return parameters_for
+
+
 def _json_schema_check(schema: Mapping[str, Any]) -> ParamsCheck:
     from jsonschema import Draft202012Validator
 
@@ -88,6 +99,7 @@ def python_entries(registry: TaskRegistry) -> list[CatalogEntry]:
             group=task_type.group,
             architecture=task_type.architecture,
             check_params=_pydantic_check(task_type.params_model),
+            parameters_for=_parameters_for(task_type),
         )
         for task_type in registry
     ]

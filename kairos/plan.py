@@ -54,6 +54,8 @@ class TaskPlan:
     input_template: Mapping[str, Any]
     tables: Mapping[TableId, Access]
     """Tables the task type declared, beyond writing its own run records."""
+    ssm_parameters: tuple[str, ...]
+    """SSM parameters the task reads (an API key, say); the stack grants read on exactly these."""
     environment: Mapping[str, str]
     scheduler_retry_attempts: int
     max_event_age_seconds: int
@@ -137,6 +139,7 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
             schedule_input(task=task.name, task_type=task.task_type, params=task.params)
         ),
         tables=entry.tables,
+        ssm_parameters=tuple(entry.parameters_for(task.params)),
         environment=MappingProxyType(environment),
         scheduler_retry_attempts=SCHEDULER_RETRY_ATTEMPTS,
         max_event_age_seconds=int(max_event_age(task).total_seconds()),

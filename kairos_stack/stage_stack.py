@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from kairos.config import NODE_RUNTIMES, PYTHON_RUNTIMES
-from kairos.plan import StagePlan, TaskPlan
+from kairos.plan import StagePlan
 from kairos_runtime.registry import Access
 from kairos_runtime.settings import RUN_RECORD_TTL_DAYS_ENV
 from kairos_runtime.tables import TASK_RUNS, TABLE_DESIGNS, TableId
@@ -69,7 +69,8 @@ class KairosStageStack(cdk.Stack):
                 alarm_action=alarm_action,
             )
             cdk.Tags.of(task).add("kairos:task", task_plan.name)
-            self._grant_tables(task.function, task_plan)
+            self._grant_tables(task)
+            self._grant_parameters(task)
             self.tasks[task_plan.name] = task
         self._acknowledge_findings()
 
@@ -111,18 +112,26 @@ class KairosStageStack(cdk.Stack):
                 f"Stage {self.plan.stage} keeps no data worth restoring: its tables are destroyed with the stack",
             )
 
-    def _grant_tables(self, function: lambda_.Function, task: TaskPlan) -> None:
+    def _grant_parameters(self, task: ScheduledTask) -> None:
+        for index, name in enumerate(task.plan.ssm_parameters):
+            parameter = ssm.StringParameter.from_secure_string_parameter_attributes(
+                task, f"Parameter{index}", parameter_name=name
+            )
+            parameter.grant_read(task.function)
+
+    def _grant_tables(self, task: ScheduledTask) -> None:
+        function = task.function
         runs = self.tables.table(TableId.TASK_RUNS)
         # A task may write its own run records and no one else's: the partition key is TASK#<name>.
         iam.Grant.add_to_principal(
             grantee=function,
             actions=["dynamodb:PutItem", "dynamodb:UpdateItem"],
             resource_arns=[runs.table_arn],
-            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"TASK#{task.name}"]}},
+            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"TASK#{task.plan.name}"]}},
         )
         function.add_environment(TASK_RUNS.env_var, runs.table_name)
         function.add_environment(RUN_RECORD_TTL_DAYS_ENV, str(RUN_RECORD_TTL_DAYS))
-        for table_id, access in task.tables.items():
+        for table_id, access in task.plan.tables.items():
             table = self.tables.table(table_id)
             if access is Access.READ_WRITE:
                 table.grant_read_write_data(function)

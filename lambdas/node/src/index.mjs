@@ -48,7 +48,7 @@ export function createHandler({
   const runner = new TaskRunner({
     registry,
     settings: readSettings(env),
-    documentClient: documentClient ? () => documentClient : defaultDocumentClient,
+    getDocumentClient: documentClient ? () => documentClient : defaultDocumentClient,
     clock,
     writeLine,
   });

@@ -70,7 +70,7 @@ function jsonReplacer(_key, value) {
 
 /**
  * @typedef {object} RunMetrics
- * @property {string} task the metrics' only dimension
+ * @property {string} task dimension, next to service
  * @property {"SUCCEEDED" | "FAILED" | "SKIPPED"} status counted as RunsSucceeded / RunsFailed / RunsSkipped
  * @property {number} durationMs
  * @property {number} itemsWritten
@@ -80,7 +80,9 @@ function jsonReplacer(_key, value) {
 
 /**
  * One EMF line with a run's metrics: a JSON log line whose `_aws` member tells CloudWatch which of
- * its top-level members are metrics (and their units) and which are dimensions.
+ * its top-level members are metrics (and their units) and which are dimensions. The dimension set
+ * is Powertools for Python's, ["task", "service"] with service "kairos", so both runtimes publish
+ * the same metric streams, the ones each task's failure alarm watches.
  * https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
  *
  * @param {RunMetrics} run
@@ -99,12 +101,13 @@ export function runMetricsLine({ task, status, durationMs, itemsWritten, itemsRe
       CloudWatchMetrics: [
         {
           Namespace: METRICS_NAMESPACE,
-          Dimensions: [["task"]],
+          Dimensions: [["task", "service"]],
           Metrics: metrics.map(([name, unit]) => ({ Name: name, Unit: unit })),
         },
       ],
     },
     task,
+    service: SERVICE,
     ...Object.fromEntries(metrics.map(([name, , value]) => [name, value])),
   });
 }

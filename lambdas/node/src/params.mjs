@@ -104,6 +104,9 @@ function collectSchemaProblems(schema, where, problems) {
     const declared = isPlainObject(schema.properties) ? schema.properties : {};
     if (!Array.isArray(schema.required) || !schema.required.every((name) => Object.hasOwn(declared, name))) {
       problems.push(`${where}.required must list names from ${where}.properties`);
+    } else if (schema.required.some((name) => isPlainObject(declared[name]) && "default" in declared[name])) {
+      // JSON Schema does not apply defaults, so the Python side would reject what this side fills in.
+      problems.push(`${where}.required must not list properties that have a default`);
     }
   }
   if ("additionalProperties" in schema && typeof schema.additionalProperties !== "boolean") {

@@ -98,7 +98,7 @@ export function responseOf(result) {
 export class TaskRunner {
   #registry;
   #settings;
-  #documentClient;
+  #getDocumentClient;
   #clock;
   #writeLine;
 
@@ -106,14 +106,14 @@ export class TaskRunner {
    * @param {object} options
    * @param {TaskRegistry} options.registry
    * @param {RuntimeSettings} options.settings
-   * @param {() => DocumentClient} options.documentClient called when a client is first needed
+   * @param {() => DocumentClient} options.getDocumentClient called when a client is first needed
    * @param {() => Date} [options.clock]
    * @param {LineWriter} [options.writeLine] where log and metric lines go
    */
-  constructor({ registry, settings, documentClient, clock = () => new Date(), writeLine = writeToStdout }) {
+  constructor({ registry, settings, getDocumentClient, clock = () => new Date(), writeLine = writeToStdout }) {
     this.#registry = registry;
     this.#settings = settings;
-    this.#documentClient = documentClient;
+    this.#getDocumentClient = getDocumentClient;
     this.#clock = clock;
     this.#writeLine = writeLine;
   }
@@ -143,7 +143,7 @@ export class TaskRunner {
       clock: this.#clock,
     });
     const recorder = new RunRecorder({
-      documentClient: this.#documentClient(),
+      documentClient: this.#getDocumentClient(),
       tableName: tableName(this.#settings, TASK_RUNS),
       ttlDays: this.#settings.runRecordTtlDays,
     });
@@ -216,7 +216,8 @@ export class TaskRunner {
       };
     } catch (error) {
       if (error instanceof TaskSkipped) {
-        return { status: RunStatus.SKIPPED, detail: { reason: error.reason, ...error.detail } };
+        // The reason last, so the task's detail cannot override it.
+        return { status: RunStatus.SKIPPED, detail: { ...error.detail, reason: error.reason } };
       }
       logger.error("task failed", { error });
       const isError = error instanceof Error;
@@ -241,7 +242,7 @@ export class TaskRunner {
             `table '${tableId}' is not declared by task_type '${taskType.name}' (declare it in registry.task(..., { tables }))`,
           );
         }
-        return Object.freeze({ tableName: tableName(this.#settings, tableId), client: this.#documentClient() });
+        return Object.freeze({ tableName: tableName(this.#settings, tableId), client: this.#getDocumentClient() });
       },
     });
   }

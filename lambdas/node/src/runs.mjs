@@ -8,7 +8,7 @@
  *   gsi1sk  <started_at>#<task>
  */
 
-import { PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
+import { GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 
 import { TABLES, TASK_RUNS } from "./tables.mjs";
 
@@ -20,6 +20,15 @@ export const RunStatus = Object.freeze({
 });
 
 export const MAX_ERROR_MESSAGE = 1000;
+// A run record must stay well under DynamoDB's 400 KB item limit, or the final update would fail.
+export const MAX_DETAIL_BYTES = 32_000;
+const MAX_DETAIL_KEYS = 50;
+/** What a redelivery keeps of the earlier delivery's outcome, in previous_outcomes. */
+export const PREVIOUS_OUTCOME_FIELDS = Object.freeze(["status", "request_id", "started_at", "finished_at", "error_type", "error_message"]);
+/** Set again by a redelivery, from the new delivery. */
+const RESTARTED_FIELDS = Object.freeze(["status", "request_id", "started_at", "gsi1pk", "gsi1sk"]);
+/** The earlier delivery's outcome, removed by a redelivery until its own finish sets them. */
+export const CLEARED_ON_REDELIVERY = Object.freeze(["finished_at", "duration_ms", "error_type", "error_message", "error_kind"]);
 
 const DESIGN = TABLES[TASK_RUNS];
 const DAY_SECONDS = 24 * 60 * 60;
@@ -51,14 +60,48 @@ export function runKey(event) {
 }
 
 /**
- * Plain JSON-able data as the document client accepts it: Dates become strings, undefined members
- * disappear and BigInts become strings (Python's json.dumps(default=str) round trip).
+ * The run's detail as an item value (Python's bounded_detail): plain JSON-able data as the document
+ * client accepts it, with Dates as strings, undefined members dropped and BigInts as strings (the
+ * json.dumps(default=str) round trip), or, when its JSON text is over MAX_DETAIL_BYTES in UTF-8, a
+ * note saying so, so the final update cannot exceed DynamoDB's item size limit.
  *
- * @param {unknown} value
+ * Python measures json.dumps' text, which has a space after each separator and escapes non-ASCII,
+ * so the two runtimes can differ slightly on where the bound falls, but not on the note's shape.
+ *
+ * @param {unknown} detail
  * @returns {any}
  */
-export function toItemValue(value) {
-  return JSON.parse(JSON.stringify(value, (_key, member) => (typeof member === "bigint" ? String(member) : member)) ?? "null");
+export function boundedDetail(detail) {
+  const value = detail ?? {};
+  const encoded = jsonText(value);
+  const bytes = Buffer.byteLength(encoded, "utf8");
+  if (bytes > MAX_DETAIL_BYTES) {
+    const keys = value !== null && typeof value === "object" ? Object.keys(value) : [];
+    return { truncated: true, bytes, keys: keys.sort(byCodePoint).slice(0, MAX_DETAIL_KEYS) };
+  }
+  return JSON.parse(encoded);
+}
+
+/** @param {unknown} value */
+function jsonText(value) {
+  return JSON.stringify(value, (_key, member) => (typeof member === "bigint" ? String(member) : member)) ?? "null";
+}
+
+/**
+ * Python's sort order for str: by code point (Array.prototype.sort compares UTF-16 units, which
+ * orders characters above U+FFFF before U+E000..U+FFFF).
+ *
+ * @param {string} left
+ * @param {string} right
+ */
+function byCodePoint(left, right) {
+  const a = [...left];
+  const b = [...right];
+  for (let i = 0; i < Math.min(a.length, b.length); i += 1) {
+    const difference = a[i].codePointAt(0) - b[i].codePointAt(0);
+    if (difference !== 0) return difference;
+  }
+  return a.length - b.length;
 }
 
 /**
@@ -83,7 +126,11 @@ export class RunRecorder {
   }
 
   /**
-   * Puts the STARTED record. A retried delivery of the same event has the same key and replaces it.
+   * Records a delivery as STARTED.
+   *
+   * The same event delivered again (Lambda's asynchronous retry, or a duplicate delivery) has the
+   * same key: the record then counts the delivery and keeps the earlier outcome in
+   * `previous_outcomes` instead of silently overwriting it.
    *
    * @param {Readonly<ScheduledEvent>} event
    * @param {{ runtime: string, requestId: string, startedAt: Date }} invocation
@@ -92,28 +139,74 @@ export class RunRecorder {
   async start(event, { runtime, requestId, startedAt }) {
     const key = runKey(event);
     const started = startedAt.toISOString(); // millisecond precision, UTC, "Z"
+    const item = {
+      [DESIGN.partitionKey]: key.pk,
+      [DESIGN.sortKey]: key.sk,
+      gsi1pk: `RUNDATE#${started.slice(0, 10)}`,
+      gsi1sk: `${started}#${event.task}`,
+      task: event.task,
+      task_type: event.task_type,
+      runtime,
+      status: RunStatus.STARTED,
+      scheduled_time: isoUtcSeconds(event.scheduled_time),
+      execution_id: event.execution_id,
+      attempt: event.attempt,
+      deliveries: 1,
+      request_id: requestId,
+      started_at: started,
+      [DESIGN.ttlAttribute]: Math.floor(startedAt.getTime() / 1000) + this.ttlDays * DAY_SECONDS,
+    };
+    try {
+      await this.documentClient.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: item,
+          ConditionExpression: "attribute_not_exists(#pk)",
+          ExpressionAttributeNames: { "#pk": DESIGN.partitionKey },
+        }),
+      );
+    } catch (error) {
+      if (/** @type {any} */ (error)?.name !== "ConditionalCheckFailedException") throw error;
+      await this.#recordRedelivery(key, item);
+    }
+    return key;
+  }
+
+  /**
+   * @param {RunKey} key
+   * @param {Record<string, unknown>} item the STARTED item the new delivery would have put
+   */
+  async #recordRedelivery(key, item) {
+    const tableKey = { [DESIGN.partitionKey]: key.pk, [DESIGN.sortKey]: key.sk };
+    const response = await this.documentClient.send(
+      new GetCommand({ TableName: this.tableName, Key: tableKey, ConsistentRead: true }),
+    );
+    const earlier = response?.Item ?? {};
+    const outcome = Object.fromEntries(
+      PREVIOUS_OUTCOME_FIELDS.filter((name) => Object.hasOwn(earlier, name)).map((name) => [name, earlier[name]]),
+    );
     await this.documentClient.send(
-      new PutCommand({
+      new UpdateCommand({
         TableName: this.tableName,
-        Item: {
-          [DESIGN.partitionKey]: key.pk,
-          [DESIGN.sortKey]: key.sk,
-          gsi1pk: `RUNDATE#${started.slice(0, 10)}`,
-          gsi1sk: `${started}#${event.task}`,
-          task: event.task,
-          task_type: event.task_type,
-          runtime,
-          status: RunStatus.STARTED,
-          scheduled_time: isoUtcSeconds(event.scheduled_time),
-          execution_id: event.execution_id,
-          attempt: event.attempt,
-          request_id: requestId,
-          started_at: started,
-          [DESIGN.ttlAttribute]: Math.floor(startedAt.getTime() / 1000) + this.ttlDays * DAY_SECONDS,
+        Key: tableKey,
+        UpdateExpression:
+          `SET ${RESTARTED_FIELDS.map((name) => `#${name} = :${name}`).join(", ")}` +
+          ", #previous = list_append(if_not_exists(#previous, :empty), :outcome)" +
+          ` REMOVE ${CLEARED_ON_REDELIVERY.map((name) => `#${name}`).join(", ")}` +
+          " ADD #deliveries :one",
+        ExpressionAttributeNames: {
+          ...Object.fromEntries([...RESTARTED_FIELDS, ...CLEARED_ON_REDELIVERY].map((name) => [`#${name}`, name])),
+          "#previous": "previous_outcomes",
+          "#deliveries": "deliveries",
+        },
+        ExpressionAttributeValues: {
+          ...Object.fromEntries(RESTARTED_FIELDS.map((name) => [`:${name}`, item[name]])),
+          ":empty": [],
+          ":outcome": [outcome],
+          ":one": 1,
         },
       }),
     );
-    return key;
   }
 
   /**
@@ -131,7 +224,7 @@ export class RunRecorder {
       duration_ms: durationMs,
       items_written: itemsWritten,
       items_rejected: itemsRejected,
-      detail: toItemValue(detail ?? {}),
+      detail: boundedDetail(detail),
     };
     if (error) {
       Object.assign(values, {

@@ -134,6 +134,7 @@ describe("assertSupportedSchema", () => {
     ["a list of types", objectOf({ n: { type: ["string", "null"] } }), ".type must be one of"],
     ["a non-boolean additionalProperties", { type: "object", additionalProperties: { type: "string" } }, "true or false"],
     ["required names it does not declare", objectOf({}, { required: ["x"] }), "required must list"],
+    ["a required property with a default", objectOf({ x: { type: "string", default: "a" } }, { required: ["x"] }), "must not list properties that have a default"],
     ["a default that does not fit", objectOf({ n: { type: "string", maxLength: 1, default: "ab" } }), "default does not fit"],
     ["a negative maxLength", objectOf({ n: { type: "string", maxLength: -1 } }), "maxLength must be"],
     ["an empty enum", objectOf({ n: { type: "string", enum: [] } }), "enum must be"],

@@ -6,7 +6,7 @@ or akshare. The CDK app and the CLI import it to validate each task's params bef
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -89,6 +89,8 @@ class TaskType(Generic[ParamsT]):
     group: DependencyGroup
     architecture: Architecture
     description: str
+    parameters: Callable[[ParamsT], Sequence[str]] | None = None
+    """SSM parameter names a task reads, given its params (an API key's parameter, say)."""
 
     def parse_params(self, raw: Mapping[str, Any]) -> ParamsT:
         return self.params_model.model_validate(dict(raw))
@@ -121,12 +123,14 @@ class TaskRegistry:
         tables: Mapping[TableId, Access] | None = None,
         group: DependencyGroup = DependencyGroup.CORE,
         architecture: Architecture | None = None,
+        parameters: Callable[[ParamsT], Sequence[str]] | None = None,
     ) -> Callable[[TaskFunction[ParamsT]], TaskFunction[ParamsT]]:
         """Register the decorated function as task type ``name``; the function is returned unchanged.
 
         ``tables`` declares what the task needs beyond writing its own run records; the stack grants
         exactly that and the runtime refuses any other table, so a missing declaration fails in
-        tests and local runs rather than with AccessDenied in production.
+        tests and local runs rather than with AccessDenied in production. ``parameters`` names the
+        SSM parameters a task reads, derived from its params; the stack grants read on exactly those.
         """
 
         def register(function: TaskFunction[ParamsT]) -> TaskFunction[ParamsT]:
@@ -139,6 +143,7 @@ class TaskRegistry:
                     group=group,
                     architecture=architecture or _DEFAULT_ARCHITECTURE[group],
                     description=(function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else "",
+                    parameters=parameters,
                 )
             )
             return function

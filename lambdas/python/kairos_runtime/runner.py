@@ -103,7 +103,7 @@ class TaskRunner:
         self._observer = observer or _NoObserver()
         self._clock = clock
 
-    def dispatch(self, raw_event: Mapping[str, Any], invocation: InvocationContext) -> dict[str, Any]:
+    def dispatch(self, raw_event: object, invocation: InvocationContext) -> dict[str, Any]:
         started_at = self._clock()
         event, event_error = self._parse_event(raw_event, invocation, started_at)
         recorder = RunRecorder(
@@ -134,17 +134,18 @@ class TaskRunner:
         return result.as_response()
 
     def _parse_event(
-        self, raw_event: Mapping[str, Any], invocation: InvocationContext, now: datetime
+        self, raw_event: object, invocation: InvocationContext, now: datetime
     ) -> tuple[ScheduledEvent, RunError | None]:
         try:
             return ScheduledEvent.model_validate(raw_event), None
         except ValidationError as invalid:
             # Still record the delivery, under whatever identity the event carried.
+            fields: Mapping[str, Any] = raw_event if isinstance(raw_event, Mapping) else {}
             fallback = ScheduledEvent(
-                task=_text(raw_event.get("task")) or "unknown-task",
-                task_type=_text(raw_event.get("task_type")) or "unknown",
+                task=_text(fields.get("task")) or "unknown-task",
+                task_type=_text(fields.get("task_type")) or "unknown",
                 scheduled_time=now,
-                execution_id=_text(raw_event.get("execution_id")) or invocation.aws_request_id or str(uuid.uuid4()),
+                execution_id=_text(fields.get("execution_id")) or invocation.aws_request_id or str(uuid.uuid4()),
             )
             return fallback, RunError("InvalidEvent", _describe(invalid), ErrorKind.PERMANENT)
 
@@ -171,7 +172,7 @@ class TaskRunner:
         try:
             outcome = task_type.function(params, context) or TaskOutcome()
         except TaskSkipped as skipped:
-            return {"status": RunStatus.SKIPPED, "detail": {"reason": skipped.reason, **skipped.detail}}
+            return {"status": RunStatus.SKIPPED, "detail": {**skipped.detail, "reason": skipped.reason}}
         except Exception as failure:  # noqa: BLE001 - every failure must end up in the run record
             self._logger.exception("task failed")
             detail = getattr(failure, "detail", None)

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 MAX_ERROR_MESSAGE = 1000
+# A run record must stay well under DynamoDB's 400 KB item limit, or the final update would fail.
+MAX_DETAIL_BYTES = 32_000
+PREVIOUS_OUTCOME_FIELDS = ("status", "request_id", "started_at", "finished_at", "error_type", "error_message")
+CLEARED_ON_REDELIVERY = ("finished_at", "duration_ms", "error_type", "error_message", "error_kind")
 
 
 class RunStatus(StrEnum):
@@ -62,9 +66,12 @@ def run_key(event: ScheduledEvent) -> RunKey:
     return RunKey(pk=f"TASK#{event.task}", sk=f"RUN#{slot}#{event.execution_id}#{event.attempt}")
 
 
-def to_item_value(value: Any) -> Any:
-    """Plain JSON-able data as DynamoDB accepts it: floats become Decimals built from their text."""
-    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
+def bounded_detail(detail: Mapping[str, Any] | None) -> Any:
+    """The run's detail as an item value, replaced by a note when it is too large to store."""
+    encoded = json.dumps(dict(detail or {}), default=str)
+    if len(encoded.encode()) > MAX_DETAIL_BYTES:
+        return {"truncated": True, "bytes": len(encoded.encode()), "keys": sorted(map(str, (detail or {})))[:50]}
+    return json.loads(encoded, parse_float=Decimal)
 
 
 class RunRecorder:
@@ -73,27 +80,67 @@ class RunRecorder:
         self._ttl = timedelta(days=ttl_days)
 
     def start(self, event: ScheduledEvent, *, runtime: str, request_id: str, started_at: datetime) -> RunKey:
+        """Record a delivery as STARTED.
+
+        The same event delivered again (Lambda's asynchronous retry, or a duplicate delivery) has the
+        same key: the record then counts the delivery and keeps the earlier outcome in
+        ``previous_outcomes`` instead of silently overwriting it.
+        """
+        from botocore.exceptions import ClientError
+
         key = run_key(event)
         started = iso_utc(started_at)
-        self._table.put_item(
-            Item={
-                TASK_RUNS.partition_key: key.pk,
-                TASK_RUNS.sort_key: key.sk,
-                "gsi1pk": f"RUNDATE#{started[:10]}",
-                "gsi1sk": f"{started}#{event.task}",
-                "task": event.task,
-                "task_type": event.task_type,
-                "runtime": runtime,
-                "status": RunStatus.STARTED.value,
-                "scheduled_time": event.scheduled_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "execution_id": event.execution_id,
-                "attempt": event.attempt,
-                "request_id": request_id,
-                "started_at": started,
-                TASK_RUNS.ttl_attribute: int((started_at + self._ttl).timestamp()),
-            }
-        )
+        item = {
+            TASK_RUNS.partition_key: key.pk,
+            TASK_RUNS.sort_key: key.sk,
+            "gsi1pk": f"RUNDATE#{started[:10]}",
+            "gsi1sk": f"{started}#{event.task}",
+            "task": event.task,
+            "task_type": event.task_type,
+            "runtime": runtime,
+            "status": RunStatus.STARTED.value,
+            "scheduled_time": event.scheduled_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "execution_id": event.execution_id,
+            "attempt": event.attempt,
+            "deliveries": 1,
+            "request_id": request_id,
+            "started_at": started,
+            TASK_RUNS.ttl_attribute: int((started_at + self._ttl).timestamp()),
+        }
+        try:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(#pk)",
+                                 ExpressionAttributeNames={"#pk": TASK_RUNS.partition_key})
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            self._record_redelivery(key, item)
         return key
+
+    def _record_redelivery(self, key: RunKey, item: Mapping[str, Any]) -> None:
+        table_key = {TASK_RUNS.partition_key: key.pk, TASK_RUNS.sort_key: key.sk}
+        earlier = self._table.get_item(Key=table_key, ConsistentRead=True).get("Item", {})
+        outcome = {name: earlier[name] for name in PREVIOUS_OUTCOME_FIELDS if name in earlier}
+        restarted = {name: item[name] for name in ("status", "request_id", "started_at", "gsi1pk", "gsi1sk")}
+        self._table.update_item(
+            Key=table_key,
+            UpdateExpression=(
+                "SET " + ", ".join(f"#{name} = :{name}" for name in restarted)
+                + ", #previous = list_append(if_not_exists(#previous, :empty), :outcome)"
+                + " REMOVE " + ", ".join(f"#{name}" for name in CLEARED_ON_REDELIVERY)
+                + " ADD #deliveries :one"
+            ),
+            ExpressionAttributeNames={
+                **{f"#{name}": name for name in (*restarted, *CLEARED_ON_REDELIVERY)},
+                "#previous": "previous_outcomes",
+                "#deliveries": "deliveries",
+            },
+            ExpressionAttributeValues={
+                **{f":{name}": value for name, value in restarted.items()},
+                ":empty": [],
+                ":outcome": [outcome],
+                ":one": 1,
+            },
+        )
 
     def finish(
         self,
@@ -113,7 +160,7 @@ class RunRecorder:
             "duration_ms": duration_ms,
             "items_written": items_written,
             "items_rejected": items_rejected,
-            "detail": to_item_value(dict(detail or {})),
+            "detail": bounded_detail(detail),
         }
         if error is not None:
             values |= {

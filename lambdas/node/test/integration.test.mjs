@@ -1,0 +1,257 @@
+// The real handler against an embedded DynamoDB (dynalite on 127.0.0.1): every kind of run, with the
+// stored records read back field by field.
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+
+import { CreateTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { DynamoDBDocumentClient, GetCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
+import dynalite from "dynalite";
+
+import { TaskSkipped, TransientTaskError } from "../src/errors.mjs";
+import { TaskRegistry } from "../src/registry.mjs";
+import { TASK_RUNS, TABLES } from "../src/tables.mjs";
+
+const TABLE = "TaskRuns-test";
+const DESIGN = TABLES[TASK_RUNS];
+const DAY_SECONDS = 86_400;
+const SCHEDULED = "2024-05-01T09:30:00Z";
+
+let server;
+let reader;
+let index;
+
+const logLines = [];
+const writeLine = (line) => logLines.push(line);
+let requestCount = 0;
+const invocation = () => ({ awsRequestId: `req-${++requestCount}`, getRemainingTimeInMillis: () => 60_000 });
+const event = (overrides) => ({ params: {}, scheduled_time: SCHEDULED, attempt: "1", ...overrides });
+
+before(async () => {
+  server = dynalite({ createTableMs: 0 });
+  await new Promise((resolve, reject) => server.listen(0, "127.0.0.1", (error) => (error ? reject(error) : resolve())));
+  const endpoint = `http://127.0.0.1:${server.address().port}`;
+
+  // What the handler's own client reads: dummy credentials, and never a profile or config file.
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: "test",
+    AWS_SECRET_ACCESS_KEY: "test",
+    AWS_REGION: "us-east-1",
+    AWS_ENDPOINT_URL_DYNAMODB: endpoint,
+    AWS_CONFIG_FILE: "/dev/null",
+    AWS_SHARED_CREDENTIALS_FILE: "/dev/null",
+    AWS_EC2_METADATA_DISABLED: "true",
+    KAIROS_TASK_RUNS_TABLE: TABLE,
+    KAIROS_RUNTIME: "nodejs22.x",
+  });
+  delete process.env.AWS_PROFILE;
+  delete process.env.AWS_SESSION_TOKEN;
+  delete process.env.KAIROS_RUN_RECORD_TTL_DAYS;
+
+  const client = new DynamoDBClient({ endpoint });
+  const [gsi] = DESIGN.indexes;
+  await client.send(
+    new CreateTableCommand({
+      TableName: TABLE,
+      BillingMode: "PAY_PER_REQUEST",
+      AttributeDefinitions: [DESIGN.partitionKey, DESIGN.sortKey, gsi.partitionKey, gsi.sortKey].map((name) => ({
+        AttributeName: name,
+        AttributeType: "S",
+      })),
+      KeySchema: [
+        { AttributeName: DESIGN.partitionKey, KeyType: "HASH" },
+        { AttributeName: DESIGN.sortKey, KeyType: "RANGE" },
+      ],
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: gsi.name,
+          KeySchema: [
+            { AttributeName: gsi.partitionKey, KeyType: "HASH" },
+            { AttributeName: gsi.sortKey, KeyType: "RANGE" },
+          ],
+          Projection: { ProjectionType: "ALL" },
+        },
+      ],
+    }),
+  );
+  reader = DynamoDBDocumentClient.from(client);
+  // Imported only now: the module reads its settings from process.env when it loads.
+  index = await import("../src/index.mjs");
+});
+
+after(async () => {
+  reader?.destroy();
+  if (server) await new Promise((resolve) => server.close(() => resolve()));
+});
+
+/** Every record storedRun has read, to look them up again through the by_date index. */
+const storedRuns = [];
+
+async function storedRun(task, runId) {
+  const { Item } = await reader.send(new GetCommand({ TableName: TABLE, Key: { pk: `TASK#${task}`, sk: runId } }));
+  assert.ok(Item, `no run record for ${task} ${runId}`);
+  storedRuns.push(Item);
+  return Item;
+}
+
+/** The fields every finished record has, whatever its status. */
+function assertCommonFields(item, { task, taskType, executionId, requestId, attempt = 1, scheduled = SCHEDULED }) {
+  assert.equal(item.pk, `TASK#${task}`);
+  assert.equal(item.sk, `RUN#${scheduled}#${executionId}#${attempt}`);
+  assert.equal(item.task, task);
+  assert.equal(item.task_type, taskType);
+  assert.equal(item.runtime, "nodejs22.x");
+  assert.equal(item.scheduled_time, scheduled);
+  assert.equal(item.execution_id, executionId);
+  assert.equal(typeof item.attempt, "number");
+  assert.equal(item.attempt, attempt);
+  assert.equal(item.request_id, requestId);
+
+  const startedMs = Date.parse(item.started_at);
+  assert.match(item.started_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.ok(Math.abs(Date.now() - startedMs) < 60_000, "started_at is now");
+  assert.equal(item.gsi1pk, `RUNDATE#${item.started_at.slice(0, 10)}`);
+  assert.equal(item.gsi1sk, `${item.started_at}#${task}`);
+  assert.equal(item.expires_at, Math.floor(startedMs / 1000) + 90 * DAY_SECONDS);
+  assert.ok(Date.parse(item.finished_at) >= startedMs);
+  assert.equal(typeof item.duration_ms, "number");
+  assert.ok(item.duration_ms >= 0);
+  assert.equal(typeof item.items_written, "number");
+  assert.equal(typeof item.items_rejected, "number");
+}
+
+describe("the handler against DynamoDB", () => {
+  it("records simple_task_1 as SUCCEEDED with its timestamp", async () => {
+    const context = invocation();
+    // The exported handler itself: default registry, shared client built from the environment, stdout.
+    const response = await index.handler(event({ task: "tick", task_type: "simple_task_1", execution_id: "exec-1" }), context);
+    assert.equal(response.status, "SUCCEEDED");
+    const item = await storedRun("tick", response.run_id);
+    assertCommonFields(item, { task: "tick", taskType: "simple_task_1", executionId: "exec-1", requestId: context.awsRequestId });
+    assert.equal(item.status, "SUCCEEDED");
+    assert.equal(item.items_written, 0);
+    assert.equal(item.items_rejected, 0);
+    assert.match(item.detail.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    for (const absent of ["error_type", "error_message", "error_kind"]) assert.equal(item[absent], undefined, absent);
+  });
+
+  it("records simple_task_2's echo of the event, attempt as a number", async () => {
+    const handler = index.createHandler({ writeLine });
+    const context = invocation();
+    const raw = event({ task: "echo", task_type: "simple_task_2", execution_id: "exec-2", attempt: "2", params: { payload: { n: 1.5, tags: ["a"] } } });
+    const response = await handler(raw, context);
+    const item = await storedRun("echo", response.run_id);
+    assertCommonFields(item, { task: "echo", taskType: "simple_task_2", executionId: "exec-2", requestId: context.awsRequestId, attempt: 2 });
+    assert.equal(item.status, "SUCCEEDED");
+    assert.deepEqual(item.detail, { event: { ...raw, attempt: 2 } });
+  });
+
+  it("records an unknown task_type as FAILED, naming the registered types", async () => {
+    const handler = index.createHandler({ writeLine });
+    const context = invocation();
+    const response = await handler(event({ task: "typo", task_type: "simple_task_3", execution_id: "exec-3" }), context);
+    assert.equal(response.status, "FAILED");
+    const item = await storedRun("typo", response.run_id);
+    assertCommonFields(item, { task: "typo", taskType: "simple_task_3", executionId: "exec-3", requestId: context.awsRequestId });
+    assert.equal(item.status, "FAILED");
+    assert.equal(item.error_type, "UnknownTaskType");
+    assert.equal(item.error_message, "unknown task_type 'simple_task_3'; registered: simple_task_1, simple_task_2");
+    assert.equal(item.error_kind, "permanent");
+    assert.deepEqual(item.detail, {});
+  });
+
+  it("records params that do not fit as FAILED InvalidParams", async () => {
+    const handler = index.createHandler({ writeLine });
+    const context = invocation();
+    const response = await handler(event({ task: "bad", task_type: "simple_task_1", execution_id: "exec-4", params: { label: "x".repeat(201) } }), context);
+    const item = await storedRun("bad", response.run_id);
+    assertCommonFields(item, { task: "bad", taskType: "simple_task_1", executionId: "exec-4", requestId: context.awsRequestId });
+    assert.equal(item.status, "FAILED");
+    assert.equal(item.error_type, "InvalidParams");
+    assert.equal(item.error_message, "params do not fit task_type 'simple_task_1': label: must be at most 200 characters");
+    assert.equal(item.error_kind, "permanent");
+  });
+
+  it("records an invalid event as FAILED InvalidEvent under unknown-task", async () => {
+    const handler = index.createHandler({ writeLine });
+    const context = invocation();
+    const response = await handler({ scheduled_time: "whenever" }, context);
+    assert.equal(response.task, "unknown-task");
+    const item = await storedRun("unknown-task", response.run_id);
+    // Without a usable event the slot is the arrival time and the execution id is the request id.
+    const arrival = `${item.started_at.slice(0, 19)}Z`;
+    assertCommonFields(item, { task: "unknown-task", taskType: "unknown", executionId: context.awsRequestId, requestId: context.awsRequestId, scheduled: arrival });
+    assert.equal(item.status, "FAILED");
+    assert.equal(item.error_type, "InvalidEvent");
+    assert.equal(
+      item.error_message,
+      "task: is required; task_type: is required; execution_id: is required; scheduled_time: must be an ISO 8601 date-time string",
+    );
+    assert.equal(item.error_kind, "permanent");
+  });
+
+  describe("with test-only task types", () => {
+    const registry = new TaskRegistry();
+    const params = { type: "object", properties: {}, additionalProperties: false };
+    registry.task("flaky", { params }, async () => {
+      throw new TransientTaskError("upstream timed out");
+    });
+    registry.task("holiday", { params }, async () => {
+      throw new TaskSkipped("market closed", { detail: { day: "2024-05-01" } });
+    });
+
+    it("records a transient failure, then rejects so that Lambda retries", async () => {
+      const handler = index.createHandler({ registry, writeLine });
+      const context = invocation();
+      const raw = event({ task: "flaky", task_type: "flaky", execution_id: "exec-5" });
+      const failure = await handler(raw, context).then(
+        () => assert.fail("the handler resolved"),
+        (error) => error,
+      );
+      assert.equal(failure.name, "TaskRunFailed");
+      const item = await storedRun("flaky", failure.result.runId);
+      assertCommonFields(item, { task: "flaky", taskType: "flaky", executionId: "exec-5", requestId: context.awsRequestId });
+      assert.equal(item.status, "FAILED");
+      assert.equal(item.error_type, "TransientTaskError");
+      assert.equal(item.error_message, "upstream timed out");
+      assert.equal(item.error_kind, "transient");
+      const finished = logLines.map((line) => JSON.parse(line)).find((record) => record.correlation_id === "exec-5" && record.message === "run finished");
+      assert.equal(finished.level, "ERROR");
+      assert.deepEqual(finished.run.error, { type: "TransientTaskError", message: "upstream timed out" });
+    });
+
+    it("records a skip as SKIPPED with its reason", async () => {
+      const handler = index.createHandler({ registry, writeLine });
+      const context = invocation();
+      const response = await handler(event({ task: "holiday", task_type: "holiday", execution_id: "exec-6" }), context);
+      assert.equal(response.status, "SKIPPED");
+      const item = await storedRun("holiday", response.run_id);
+      assertCommonFields(item, { task: "holiday", taskType: "holiday", executionId: "exec-6", requestId: context.awsRequestId });
+      assert.equal(item.status, "SKIPPED");
+      assert.deepEqual(item.detail, { reason: "market closed", day: "2024-05-01" });
+      assert.equal(item.error_type, undefined);
+    });
+  });
+
+  it("finds every run of a day through the by_date index, newest first", async () => {
+    // Normally one day; two if the tests straddled midnight UTC.
+    const days = new Set(storedRuns.map((item) => item.gsi1pk));
+    const found = [];
+    for (const day of days) {
+      const { Items } = await reader.send(
+        new QueryCommand({
+          TableName: TABLE,
+          IndexName: DESIGN.indexes[0].name,
+          KeyConditionExpression: "gsi1pk = :day",
+          ExpressionAttributeValues: { ":day": day },
+          ScanIndexForward: false,
+        }),
+      );
+      const started = Items.map((item) => item.gsi1sk);
+      assert.deepEqual(started, [...started].sort().reverse());
+      found.push(...Items);
+    }
+    const foundKeys = new Set(found.map((item) => `${item.pk} ${item.sk}`));
+    for (const item of storedRuns) assert.ok(foundKeys.has(`${item.pk} ${item.sk}`), `${item.pk} ${item.sk} not in by_date`);
+  });
+});

@@ -1,0 +1,562 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+
+import { PermanentTaskError, TaskSkipped, TransientTaskError } from "../src/errors.mjs";
+import { createHandler } from "../src/index.mjs";
+import { TaskRegistry } from "../src/registry.mjs";
+import { TaskRunFailed } from "../src/runner.mjs";
+import { defaultRegistry } from "../src/tasks/index.mjs";
+
+const NOW = new Date("2024-05-01T09:30:01.123Z");
+const NOW_SECONDS = Math.floor(NOW.getTime() / 1000);
+const DAY_SECONDS = 86_400;
+const ENV = { KAIROS_TASK_RUNS_TABLE: "TaskRuns", KAIROS_RUNTIME: "nodejs22.x" };
+const INVOCATION = { awsRequestId: "req-1", getRemainingTimeInMillis: () => 54_321 };
+const EVENT = {
+  task: "nightly",
+  task_type: "simple_task_1",
+  params: {},
+  scheduled_time: "2024-05-01T09:30:00Z",
+  execution_id: "exec-1",
+  attempt: "1",
+};
+const SK = "RUN#2024-05-01T09:30:00Z#exec-1#1";
+const OPEN_PARAMS = { type: "object", properties: { payload: { type: "object" } }, additionalProperties: false };
+
+/** An in-memory stand-in for DynamoDBDocumentClient that records what it is sent. */
+class FakeDocumentClient {
+  /** @type {{ name: string, input: any }[]} */
+  commands = [];
+
+  /**
+   * @param {(command: any) => any} [onSend] lets a test make a call fail (by throwing) or answer it
+   *   (by returning the response); every call is recorded either way
+   */
+  constructor(onSend = () => {}) {
+    this.onSend = onSend;
+  }
+
+  async send(command) {
+    this.commands.push({ name: command.constructor.name, input: structuredClone(command.input) });
+    return (await this.onSend(command)) ?? {};
+  }
+
+  get names() {
+    return this.commands.map((command) => command.name);
+  }
+
+  get put() {
+    return this.commands.find((command) => command.name === "PutCommand")?.input;
+  }
+
+  /** The final update's SET values by attribute name. */
+  get updated() {
+    const update = this.commands.findLast((command) => command.name === "UpdateCommand")?.input;
+    return update && Object.fromEntries(Object.entries(update.ExpressionAttributeValues).map(([name, value]) => [name.slice(1), value]));
+  }
+}
+
+/** What the SDK throws when a put's ConditionExpression does not hold. */
+const conditionFailed = () =>
+  Object.assign(new Error("The conditional request failed"), { name: "ConditionalCheckFailedException", $metadata: {} });
+
+/** A handler wired to a fake client, a fixed clock and a captured log. */
+function harness({ registry = defaultRegistry(), env = ENV, onSend } = {}) {
+  const documentClient = new FakeDocumentClient(onSend);
+  const lines = [];
+  const handler = createHandler({ registry, documentClient, env, clock: () => new Date(NOW), writeLine: (line) => lines.push(line) });
+  const logs = () => lines.map((line) => JSON.parse(line));
+  const metrics = () => logs().filter((record) => record._aws);
+  return { handler, documentClient, logs, metrics };
+}
+
+/** A registry holding one test-only task type. */
+function registryWith(fn, options = {}) {
+  const registry = new TaskRegistry();
+  registry.task("test_task", { params: OPEN_PARAMS, ...options }, fn);
+  return registry;
+}
+
+const testEvent = (overrides = {}) => ({ ...EVENT, task_type: "test_task", ...overrides });
+
+describe("a successful run", () => {
+  it("puts a STARTED record, then sets SUCCEEDED and the outcome", async () => {
+    const { handler, documentClient } = harness();
+    const response = await handler(EVENT, INVOCATION);
+
+    assert.deepEqual(documentClient.names, ["PutCommand", "UpdateCommand"]);
+    assert.deepEqual(documentClient.put, {
+      TableName: "TaskRuns",
+      ConditionExpression: "attribute_not_exists(#pk)",
+      ExpressionAttributeNames: { "#pk": "pk" },
+      Item: {
+        pk: "TASK#nightly",
+        sk: SK,
+        gsi1pk: "RUNDATE#2024-05-01",
+        gsi1sk: "2024-05-01T09:30:01.123Z#nightly",
+        task: "nightly",
+        task_type: "simple_task_1",
+        runtime: "nodejs22.x",
+        status: "STARTED",
+        scheduled_time: "2024-05-01T09:30:00Z",
+        execution_id: "exec-1",
+        attempt: 1,
+        deliveries: 1,
+        request_id: "req-1",
+        started_at: "2024-05-01T09:30:01.123Z",
+        expires_at: NOW_SECONDS + 90 * DAY_SECONDS,
+      },
+    });
+    const update = documentClient.commands[1].input;
+    assert.deepEqual(update.Key, { pk: "TASK#nightly", sk: SK });
+    assert.equal(
+      update.UpdateExpression,
+      "SET #status = :status, #finished_at = :finished_at, #duration_ms = :duration_ms, " +
+        "#items_written = :items_written, #items_rejected = :items_rejected, #detail = :detail",
+    );
+    assert.equal(update.ExpressionAttributeNames["#status"], "status");
+    const { status, finished_at, duration_ms, items_written, items_rejected, detail } = documentClient.updated;
+    assert.equal(status, "SUCCEEDED");
+    assert.equal(finished_at, "2024-05-01T09:30:01.123Z");
+    assert.ok(Number.isInteger(duration_ms) && duration_ms >= 0);
+    assert.equal(items_written, 0);
+    assert.equal(items_rejected, 0);
+    assert.match(detail.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+
+    assert.deepEqual(response, {
+      task: "nightly",
+      status: "SUCCEEDED",
+      run_id: SK,
+      duration_ms,
+      items_written: 0,
+      items_rejected: 0,
+    });
+  });
+
+  it("logs JSON lines correlated by execution_id and one EMF line", async () => {
+    const { handler, logs, metrics } = harness();
+    await handler({ ...EVENT, params: { label: "hello" } }, INVOCATION);
+    const messages = logs().filter((record) => record.message);
+    assert.deepEqual(messages.map((record) => record.message.split(":")[0]), ["hello", "run finished"]);
+    for (const record of messages) {
+      assert.equal(record.correlation_id, "exec-1");
+      assert.equal(record.task, "nightly");
+      assert.equal(record.service, "kairos");
+      assert.equal(record.request_id, "req-1");
+    }
+    assert.equal(messages[1].run.status, "SUCCEEDED");
+    const [emf] = metrics();
+    assert.equal(metrics().length, 1);
+    assert.equal(emf.task, "nightly");
+    assert.equal(emf.service, "kairos");
+    assert.deepEqual(emf._aws.CloudWatchMetrics[0].Dimensions, [["task", "service"]]);
+    assert.equal(emf.RunsSucceeded, 1);
+    assert.equal(emf._aws.CloudWatchMetrics[0].Namespace, "Kairos");
+  });
+
+  it("simple_task_2 echoes the parsed event", async () => {
+    const { handler, documentClient } = harness();
+    const event = { ...EVENT, task: "echo", task_type: "simple_task_2", params: { payload: { a: [1, 2] } }, attempt: "2" };
+    await handler(event, INVOCATION);
+    assert.deepEqual(documentClient.updated.detail, { event: { ...event, attempt: 2 } });
+  });
+
+  it("records what the task reports, as plain JSON", async () => {
+    const registry = registryWith(async () => ({
+      itemsWritten: 5,
+      itemsRejected: 2,
+      detail: { when: new Date(NOW), skipped: undefined, big: 12n, nested: { ok: true } },
+    }));
+    const { handler, documentClient } = harness({ registry });
+    const response = await handler(testEvent(), INVOCATION);
+    assert.equal(response.items_written, 5);
+    assert.equal(response.items_rejected, 2);
+    assert.deepEqual(documentClient.updated.detail, { when: NOW.toISOString(), big: "12", nested: { ok: true } });
+  });
+
+  it("gives the task its frozen params, the event, the settings and the remaining time", async () => {
+    let seen;
+    const registry = registryWith(async (params, context) => {
+      seen = { params, context, remaining: context.remainingTimeMs() };
+    });
+    const { handler } = harness({ registry });
+    await handler(testEvent({ params: { payload: { a: 1 } } }), INVOCATION);
+    assert.deepEqual(seen.params, { payload: { a: 1 } });
+    assert.ok(Object.isFrozen(seen.params));
+    assert.equal(seen.context.event.execution_id, "exec-1");
+    assert.equal(seen.context.settings.runtime, "nodejs22.x");
+    assert.equal(seen.remaining, 54_321);
+  });
+
+  it("uses KAIROS_RUN_RECORD_TTL_DAYS for expires_at", async () => {
+    const { handler, documentClient } = harness({ env: { ...ENV, KAIROS_RUN_RECORD_TTL_DAYS: "7" } });
+    await handler(EVENT, INVOCATION);
+    assert.equal(documentClient.put.Item.expires_at, NOW_SECONDS + 7 * DAY_SECONDS);
+  });
+});
+
+describe("a run that cannot start", () => {
+  it("records an unknown task_type as a permanent failure naming the registered types", async () => {
+    const { handler, documentClient } = harness();
+    const response = await handler({ ...EVENT, task_type: "simple_task_9" }, INVOCATION);
+    const message = "unknown task_type 'simple_task_9'; registered: simple_task_1, simple_task_2";
+    assert.deepEqual(response.error, { type: "UnknownTaskType", message });
+    assert.equal(documentClient.put.Item.task_type, "simple_task_9");
+    assert.deepEqual(documentClient.updated, {
+      ...documentClient.updated,
+      status: "FAILED",
+      error_type: "UnknownTaskType",
+      error_message: message,
+      error_kind: "permanent",
+      detail: {},
+    });
+  });
+
+  it("records params that do not fit the schema as InvalidParams", async () => {
+    const { handler, documentClient } = harness();
+    const response = await handler({ ...EVENT, params: { label: 5, lable: "typo" } }, INVOCATION);
+    assert.equal(response.status, "FAILED");
+    assert.equal(
+      response.error.message,
+      "params do not fit task_type 'simple_task_1': label: must be a string; lable: unknown property (allowed: label)",
+    );
+    assert.equal(documentClient.updated.error_type, "InvalidParams");
+    assert.equal(documentClient.updated.error_kind, "permanent");
+  });
+
+  it("records an invalid event under the identity it carried", async () => {
+    const { handler, documentClient } = harness();
+    const response = await handler({ ...EVENT, scheduled_time: "soon", attempt: "0" }, INVOCATION);
+    assert.equal(response.error.type, "InvalidEvent");
+    assert.equal(
+      response.error.message,
+      "scheduled_time: must be an ISO 8601 date-time string; attempt: must be an integer >= 1 (or its decimal string)",
+    );
+    // No usable scheduled time: the slot is the time the delivery arrived.
+    assert.equal(documentClient.put.Item.sk, "RUN#2024-05-01T09:30:01Z#exec-1#1");
+    assert.equal(documentClient.put.Item.pk, "TASK#nightly");
+    assert.equal(documentClient.updated.error_kind, "permanent");
+  });
+
+  it("records an event with no identity under unknown-task and the request id", async () => {
+    const { handler, documentClient, logs } = harness();
+    const response = await handler("not an event", INVOCATION);
+    assert.equal(response.task, "unknown-task");
+    assert.deepEqual(response.error, { type: "InvalidEvent", message: "event: must be an object" });
+    assert.equal(documentClient.put.Item.pk, "TASK#unknown-task");
+    assert.equal(documentClient.put.Item.task_type, "unknown");
+    assert.equal(documentClient.put.Item.execution_id, "req-1");
+    assert.equal(logs().at(-1).correlation_id, "req-1");
+  });
+});
+
+describe("a task that fails or skips", () => {
+  it("records a skip as SKIPPED with the reason in detail", async () => {
+    const registry = registryWith(async () => {
+      throw new TaskSkipped("market closed", { detail: { day: "2024-05-01" } });
+    });
+    const { handler, documentClient, metrics } = harness({ registry });
+    const response = await handler(testEvent(), INVOCATION);
+    assert.equal(response.status, "SKIPPED");
+    assert.equal(response.error, undefined);
+    assert.deepEqual(documentClient.updated.detail, { reason: "market closed", day: "2024-05-01" });
+    assert.equal(documentClient.updated.error_type, undefined);
+    assert.equal(metrics()[0].RunsSkipped, 1);
+  });
+
+  it("keeps the skip's reason even if its detail has a reason of its own", async () => {
+    const registry = registryWith(async () => {
+      throw new TaskSkipped("market closed", { detail: { reason: "overridden?", day: "2024-05-01" } });
+    });
+    const { handler, documentClient } = harness({ registry });
+    await handler(testEvent(), INVOCATION);
+    assert.deepEqual(documentClient.updated.detail, { day: "2024-05-01", reason: "market closed" });
+  });
+
+  it("records a transient failure, then rejects so that Lambda retries", async () => {
+    const registry = registryWith(async () => {
+      throw new TransientTaskError("source timed out", { detail: { source: "x" } });
+    });
+    const { handler, documentClient, metrics, logs } = harness({ registry });
+    await assert.rejects(handler(testEvent(), INVOCATION), (error) => {
+      assert.ok(error instanceof TaskRunFailed);
+      assert.equal(error.message, "nightly: TransientTaskError: source timed out");
+      assert.equal(error.result.status, "FAILED");
+      return true;
+    });
+    assert.equal(documentClient.updated.status, "FAILED");
+    assert.equal(documentClient.updated.error_type, "TransientTaskError");
+    assert.equal(documentClient.updated.error_message, "source timed out");
+    assert.equal(documentClient.updated.error_kind, "transient");
+    assert.deepEqual(documentClient.updated.detail, { source: "x" });
+    assert.equal(metrics()[0].RunsFailed, 1);
+    assert.ok(logs().some((record) => record.message === "task failed" && record.error.name === "TransientTaskError"));
+  });
+
+  it("treats a connection reset as transient", async () => {
+    const registry = registryWith(async () => {
+      throw Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" });
+    });
+    const { handler, documentClient } = harness({ registry });
+    await assert.rejects(handler(testEvent(), INVOCATION), TaskRunFailed);
+    assert.equal(documentClient.updated.error_kind, "transient");
+  });
+
+  it("returns a permanent failure instead of rejecting", async () => {
+    const registry = registryWith(async () => {
+      throw new PermanentTaskError("no such symbol", { detail: { symbol: "XYZ" } });
+    });
+    const { handler, documentClient } = harness({ registry });
+    const response = await handler(testEvent(), INVOCATION);
+    assert.deepEqual(response.error, { type: "PermanentTaskError", message: "no such symbol" });
+    assert.equal(documentClient.updated.error_kind, "permanent");
+    assert.deepEqual(documentClient.updated.detail, { symbol: "XYZ" });
+  });
+
+  it("treats an unexpected error as a permanent failure (a bug)", async () => {
+    const registry = registryWith(async (params) => params.missing.field);
+    const { handler, documentClient } = harness({ registry });
+    const response = await handler(testEvent(), INVOCATION);
+    assert.equal(response.error.type, "TypeError");
+    assert.equal(documentClient.updated.error_kind, "permanent");
+    assert.deepEqual(documentClient.updated.detail, {});
+  });
+
+  it("describes a thrown value that is not an Error", async () => {
+    const registry = registryWith(async () => {
+      throw { reason: "odd" };
+    });
+    const { handler } = harness({ registry });
+    const response = await handler(testEvent(), INVOCATION);
+    assert.deepEqual(response.error, { type: "Error", message: "non-Error value thrown: { reason: 'odd' }" });
+  });
+
+  it("stores at most 1000 characters of the message, cutting between code points", async () => {
+    const message = `${"x".repeat(999)}😀tail`;
+    const registry = registryWith(async () => {
+      throw new Error(message);
+    });
+    const { handler, documentClient } = harness({ registry });
+    const response = await handler(testEvent(), INVOCATION);
+    assert.equal(documentClient.updated.error_message, `${"x".repeat(999)}😀`);
+    assert.equal(response.error.message, message);
+  });
+
+  it("fails a run whose task reports malformed counts", async () => {
+    const registry = registryWith(async () => ({ itemsWritten: "5" }));
+    const { handler, documentClient } = harness({ registry });
+    const response = await handler(testEvent(), INVOCATION);
+    assert.equal(response.status, "FAILED");
+    assert.equal(response.error.type, "TypeError");
+    assert.match(response.error.message, /itemsWritten='5'/);
+    assert.equal(documentClient.updated.items_written, 0);
+  });
+});
+
+describe("a redelivered event", () => {
+  const EARLIER = {
+    pk: "TASK#nightly",
+    sk: SK,
+    status: "FAILED",
+    request_id: "req-0",
+    started_at: "2024-05-01T09:29:01.000Z",
+    finished_at: "2024-05-01T09:29:02.500Z",
+    duration_ms: 1500,
+    error_type: "TransientTaskError",
+    error_message: "source timed out",
+    error_kind: "transient",
+    deliveries: 1,
+    detail: { source: "x" },
+  };
+
+  /** The record already exists: the conditional put fails and the get returns `earlier`. */
+  const redelivery = (earlier) => (command) => {
+    if (command.constructor.name === "PutCommand") throw conditionFailed();
+    if (command.constructor.name === "GetCommand") return earlier === undefined ? {} : { Item: structuredClone(earlier) };
+    return undefined;
+  };
+
+  it("counts the delivery and keeps the earlier outcome instead of overwriting the record", async () => {
+    const { handler, documentClient } = harness({ onSend: redelivery(EARLIER) });
+    const response = await handler(EVENT, INVOCATION);
+    assert.equal(response.status, "SUCCEEDED");
+    assert.deepEqual(documentClient.names, ["PutCommand", "GetCommand", "UpdateCommand", "UpdateCommand"]);
+    assert.equal(documentClient.put.Item.deliveries, 1);
+
+    assert.deepEqual(documentClient.commands[1].input, {
+      TableName: "TaskRuns",
+      Key: { pk: "TASK#nightly", sk: SK },
+      ConsistentRead: true,
+    });
+    assert.deepEqual(documentClient.commands[2].input, {
+      TableName: "TaskRuns",
+      Key: { pk: "TASK#nightly", sk: SK },
+      UpdateExpression:
+        "SET #status = :status, #request_id = :request_id, #started_at = :started_at, #gsi1pk = :gsi1pk, #gsi1sk = :gsi1sk, " +
+        "#previous = list_append(if_not_exists(#previous, :empty), :outcome) " +
+        "REMOVE #finished_at, #duration_ms, #error_type, #error_message, #error_kind " +
+        "ADD #deliveries :one",
+      ExpressionAttributeNames: {
+        "#status": "status",
+        "#request_id": "request_id",
+        "#started_at": "started_at",
+        "#gsi1pk": "gsi1pk",
+        "#gsi1sk": "gsi1sk",
+        "#finished_at": "finished_at",
+        "#duration_ms": "duration_ms",
+        "#error_type": "error_type",
+        "#error_message": "error_message",
+        "#error_kind": "error_kind",
+        "#previous": "previous_outcomes",
+        "#deliveries": "deliveries",
+      },
+      ExpressionAttributeValues: {
+        ":status": "STARTED",
+        ":request_id": "req-1",
+        ":started_at": "2024-05-01T09:30:01.123Z",
+        ":gsi1pk": "RUNDATE#2024-05-01",
+        ":gsi1sk": "2024-05-01T09:30:01.123Z#nightly",
+        ":empty": [],
+        ":outcome": [
+          {
+            status: "FAILED",
+            request_id: "req-0",
+            started_at: "2024-05-01T09:29:01.000Z",
+            finished_at: "2024-05-01T09:29:02.500Z",
+            error_type: "TransientTaskError",
+            error_message: "source timed out",
+          },
+        ],
+        ":one": 1,
+      },
+    });
+    // The new delivery's own outcome is then set as usual.
+    assert.equal(documentClient.updated.status, "SUCCEEDED");
+  });
+
+  it("keeps only the fields an earlier delivery got to write", async () => {
+    // A delivery that died before finishing (a timeout, say) left the record STARTED.
+    const { handler, documentClient } = harness({
+      onSend: redelivery({ pk: "TASK#nightly", sk: SK, status: "STARTED", request_id: "req-0", started_at: "2024-05-01T09:29:01.000Z" }),
+    });
+    await handler(EVENT, INVOCATION);
+    assert.deepEqual(documentClient.commands[2].input.ExpressionAttributeValues[":outcome"], [
+      { status: "STARTED", request_id: "req-0", started_at: "2024-05-01T09:29:01.000Z" },
+    ]);
+  });
+
+  it("still records the delivery if the earlier record is gone by the time it is read", async () => {
+    const { handler, documentClient } = harness({ onSend: redelivery(undefined) });
+    const response = await handler(EVENT, INVOCATION);
+    assert.equal(response.status, "SUCCEEDED");
+    assert.deepEqual(documentClient.commands[2].input.ExpressionAttributeValues[":outcome"], [{}]);
+  });
+
+  it("rejects without running the task if recording the redelivery fails", async () => {
+    let ran = false;
+    const { handler, documentClient } = harness({
+      registry: registryWith(async () => { ran = true; }),
+      onSend: (command) => {
+        if (command.constructor.name === "PutCommand") throw conditionFailed();
+        if (command.constructor.name === "UpdateCommand") {
+          throw Object.assign(new Error("Rate exceeded"), { name: "ProvisionedThroughputExceededException" });
+        }
+        return { Item: EARLIER };
+      },
+    });
+    await assert.rejects(handler(testEvent(), INVOCATION), { name: "ProvisionedThroughputExceededException" });
+    assert.equal(ran, false);
+    assert.deepEqual(documentClient.names, ["PutCommand", "GetCommand", "UpdateCommand"]);
+  });
+});
+
+describe("a large detail", () => {
+  it("is replaced by a note naming its size and keys, and the run still finishes", async () => {
+    const big = "é".repeat(20_000); // 40,000 bytes in UTF-8, though only 20,000 UTF-16 units
+    const registry = registryWith(async () => ({ itemsWritten: 1, detail: { rows: big, zeta: 1, alpha: 2 } }));
+    const { handler, documentClient } = harness({ registry });
+    const response = await handler(testEvent(), INVOCATION);
+    assert.equal(response.status, "SUCCEEDED");
+    assert.equal(documentClient.updated.status, "SUCCEEDED");
+    assert.deepEqual(documentClient.updated.detail, {
+      truncated: true,
+      bytes: Buffer.byteLength(JSON.stringify({ rows: big, zeta: 1, alpha: 2 })),
+      keys: ["alpha", "rows", "zeta"],
+    });
+  });
+
+  it("is bounded for a failed run's detail too", async () => {
+    const registry = registryWith(async () => {
+      throw new PermanentTaskError("rejected", { detail: { response: "x".repeat(40_000) } });
+    });
+    const { handler, documentClient } = harness({ registry });
+    await handler(testEvent(), INVOCATION);
+    assert.equal(documentClient.updated.status, "FAILED");
+    assert.equal(documentClient.updated.error_type, "PermanentTaskError");
+    assert.deepEqual(documentClient.updated.detail, { truncated: true, bytes: 40_015, keys: ["response"] });
+  });
+});
+
+describe("table access", () => {
+  let handedOut;
+  const tableTask = (tables) =>
+    registryWith(async (_params, context) => {
+      handedOut = context.clients.table("market_data");
+    }, { tables });
+
+  it("hands a declared table's name and the shared client to the task", async () => {
+    const { handler, documentClient } = harness({
+      registry: tableTask({ market_data: "read" }),
+      env: { ...ENV, KAIROS_MARKET_DATA_TABLE: "MarketData" },
+    });
+    await handler(testEvent(), INVOCATION);
+    assert.equal(handedOut.tableName, "MarketData");
+    assert.equal(handedOut.client, documentClient);
+  });
+
+  it("fails a task that uses a table it did not declare", async () => {
+    const { handler } = harness({ registry: tableTask({}), env: { ...ENV, KAIROS_MARKET_DATA_TABLE: "MarketData" } });
+    const response = await handler(testEvent(), INVOCATION);
+    assert.equal(response.error.type, "UndeclaredTableError");
+    assert.match(response.error.message, /table 'market_data' is not declared by task_type 'test_task'/);
+  });
+
+  it("fails a task whose declared table is not configured", async () => {
+    const { handler } = harness({ registry: tableTask({ market_data: "read" }) });
+    const response = await handler(testEvent(), INVOCATION);
+    assert.deepEqual(response.error, {
+      type: "MissingTableError",
+      message: "table 'market_data' is not configured (set KAIROS_MARKET_DATA_TABLE)",
+    });
+  });
+});
+
+describe("when run records cannot be written", () => {
+  it("rejects without running the task if the TaskRuns table is not configured", async () => {
+    let ran = false;
+    const { handler, documentClient } = harness({ registry: registryWith(async () => { ran = true; }), env: {} });
+    await assert.rejects(handler(testEvent(), INVOCATION), { name: "MissingTableError" });
+    assert.equal(ran, false);
+    assert.equal(documentClient.commands.length, 0);
+  });
+
+  it("rejects without running the task if the STARTED record fails", async () => {
+    let ran = false;
+    const { handler, documentClient } = harness({
+      registry: registryWith(async () => { ran = true; }),
+      onSend: () => {
+        throw Object.assign(new Error("Requested resource not found"), { name: "ResourceNotFoundException" });
+      },
+    });
+    await assert.rejects(handler(testEvent(), INVOCATION), { name: "ResourceNotFoundException" });
+    assert.equal(ran, false);
+    // Only a failed condition means a redelivery.
+    assert.deepEqual(documentClient.names, ["PutCommand"]);
+  });
+
+  it("refuses to start with an invalid KAIROS_RUN_RECORD_TTL_DAYS", () => {
+    for (const ttl of ["0", "abc", "1.5"]) {
+      assert.throws(() => harness({ env: { ...ENV, KAIROS_RUN_RECORD_TTL_DAYS: ttl } }), RangeError);
+    }
+  });
+});

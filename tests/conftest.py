@@ -1,0 +1,152 @@
+"""Shared fixtures. Network: pytest-socket (see pyproject addopts) allows loopback only, so any test
+that reaches beyond this machine fails; AWS is moto in-process or a server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+# Before anything imports boto3 or jsii: no real credentials, no real endpoints, quiet jsii.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "Kairos",
+        "TQDM_DISABLE": "1",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20,22",
+        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "20,22",
+    }
+)
+for _variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
+    os.environ.pop(_variable, None)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EVENTS_DIR = Path(__file__).resolve().parent / "events"
+
+
+@pytest.fixture
+def dynamodb() -> Iterator[DynamoDBServiceResource]:
+    """moto's DynamoDB with the project's tables (named like the local ones, stage "test")."""
+    import boto3
+    from moto import mock_aws
+
+    from kairos.local.tables import ensure_tables, tables_from_designs
+
+    with mock_aws():
+        resource = boto3.resource("dynamodb", region_name="us-east-1")
+        ensure_tables(resource.meta.client, tables_from_designs("test"))
+        yield resource
+
+
+@pytest.fixture
+def table_names() -> dict[str, str]:
+    """Environment variables that point the runtime at the tables of the ``dynamodb`` fixture."""
+    from kairos.local.tables import tables_from_designs
+    from kairos_runtime.tables import TABLE_DESIGNS
+
+    return {TABLE_DESIGNS[table.table_id].env_var: table.name for table in tables_from_designs("test")}
+
+
+class FakeLambdaContext:
+    """The parts of Lambda's context object the runtime reads."""
+
+    function_name = "kairos-test"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:kairos-test"
+    aws_request_id = "request-1"
+    log_group_name = "/aws/lambda/kairos-test"
+    log_stream_name = "test"
+
+    def __init__(self, remaining_ms: int = 60_000) -> None:
+        self._remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._remaining_ms
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+def scheduled_event(task: str, task_type: str, params: dict[str, object] | None = None, **overrides: object) -> dict[str, object]:
+    """An event exactly as Scheduler delivers it: context attributes substituted as strings."""
+    event: dict[str, object] = {
+        "task": task,
+        "task_type": task_type,
+        "params": params or {},
+        "scheduled_time": "2026-11-27T07:15:00Z",
+        "execution_id": "exec-1",
+        "attempt": "1",
+    }
+    event.update(overrides)
+    return event
+
+
+@pytest.fixture
+def make_runner(dynamodb: DynamoDBServiceResource) -> object:
+    """Build a TaskRunner over the moto tables: ``make_runner(registry, clock=..., spot_ttl_days=...)``."""
+    import logging
+
+    from kairos.local.tables import tables_from_designs
+    from kairos_runtime.context import Clients
+    from kairos_runtime.runner import TaskRunner
+    from kairos_runtime.settings import RuntimeSettings
+    from kairos_runtime.tasks import default_registry
+
+    def build(registry: object = None, *, clock: object = None, **settings: object) -> TaskRunner:
+        runtime_settings = RuntimeSettings.model_validate(
+            {
+                "stage": "test",
+                "runtime": "python3.13",
+                "table_names": {table.table_id: table.name for table in tables_from_designs("test")},
+                **settings,
+            }
+        )
+        return TaskRunner(
+            registry=registry or default_registry(),  # type: ignore[arg-type]
+            settings=runtime_settings,
+            clients=Clients(runtime_settings, resource_factory=lambda: dynamodb),
+            logger=logging.getLogger("kairos.test"),
+            **({"clock": clock} if clock is not None else {}),  # type: ignore[arg-type]
+        )
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server on a free loopback port, for code that runs in another process."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def local_dynamodb(moto_endpoint: str) -> Iterator[str]:
+    """A DynamoDB endpoint for another process, emptied after each test."""
+    import boto3
+
+    yield moto_endpoint
+    client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
+    for name in client.list_tables()["TableNames"]:
+        client.delete_table(TableName=name)

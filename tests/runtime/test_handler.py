@@ -1,0 +1,95 @@
+"""The real Lambda entry point in a fresh interpreter, as ``kairos run`` invokes it: Powertools
+logging and metrics on stdout, the run record in DynamoDB (moto's server on loopback)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from kairos.catalog import load_catalog
+from kairos.loading import load_tasks_file
+from kairos.local.dynamodb import DynamoEndpoint
+from kairos.local.session import LocalStage
+from kairos.plan import StagePlan, plan_stage
+from tests.conftest import PROJECT_ROOT
+
+SLOT = datetime(2026, 11, 27, 7, 15, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def dev_plan() -> StagePlan:
+    catalog = load_catalog()
+    return plan_stage(load_tasks_file(PROJECT_ROOT / "tasks.yaml", catalog), catalog, "dev")
+
+
+@pytest.fixture
+def local_stage(local_dynamodb: str) -> LocalStage:
+    stage = LocalStage(stage="dev", endpoint=DynamoEndpoint(url=local_dynamodb, embedded=False))
+    stage.prepare_tables()
+    return stage
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize("task", ["python-task-1", "nodejs-task-1"])
+def test_a_local_run_goes_through_the_real_handler_with_logs_and_metrics(
+    local_stage: LocalStage, dev_plan: StagePlan, task: str
+) -> None:
+    result = local_stage.run(dev_plan.task(task), scheduled_time=SLOT)
+
+    assert result.invocation.ok, result.invocation.output
+    assert result.invocation.event["scheduled_time"] == "2026-11-27T07:15:00Z"
+    execution_id = result.invocation.event["execution_id"]
+    lines = json_lines(result.invocation.output)
+    logs = [line for line in lines if "message" in line]
+    [metrics] = [line for line in lines if "_aws" in line]
+    assert logs, result.invocation.output
+    assert {log["correlation_id"] for log in logs} == {execution_id}
+    [directive] = metrics["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "Kairos"
+    assert sorted(directive["Dimensions"][0]) == ["service", "task"]
+    assert (metrics["service"], metrics["task"]) == ("kairos", task)
+    assert metrics["RunsSucceeded"] in ([1.0], 1), "Powertools writes a list of values, the Node runtime a number"
+    record = result.record
+    assert record is not None
+    assert record["status"] == "SUCCEEDED"
+    assert record["sk"] == f"RUN#2026-11-27T07:15:00Z#{execution_id}#1"
+    assert record["runtime"] == dev_plan.task(task).runtime
+
+
+def test_a_local_run_of_an_unknown_task_type_is_recorded_as_failed(
+    local_stage: LocalStage, dev_plan: StagePlan
+) -> None:
+    plan = dev_plan.task("python-task-2")
+    broken = dataclasses.replace(plan, input_template={**plan.input_template, "task_type": "retired_type"})
+
+    result = local_stage.run(broken, scheduled_time=SLOT)
+
+    assert result.invocation.ok, "a permanent failure is returned, not raised"
+    assert result.record is not None
+    assert (result.record["status"], result.record["error_type"]) == ("FAILED", "UnknownTaskType")
+
+
+def test_importing_the_handler_does_not_import_heavy_libraries() -> None:
+    # A fresh interpreter: what the simple tasks' cold start pays for.
+    probe = (
+        "import sys, kairos_runtime.handler; "
+        "print(sorted(m for m in ('pandas', 'akshare', 'pycoingecko', 'numpy', 'requests') if m in sys.modules))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PROJECT_ROOT,
+        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "1"},
+    )
+    assert completed.stdout.strip() == "[]"

@@ -1,0 +1,240 @@
+"""The runner against moto's DynamoDB: every delivery leaves a truthful run record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from kairos_runtime.context import TaskContext
+from kairos_runtime.errors import PermanentTaskError, TransientTaskError
+from kairos_runtime.registry import TaskOutcome, TaskParams, TaskRegistry, TaskSkipped
+from kairos_runtime.runner import TaskRunFailed, TaskRunner
+from kairos_runtime.runs import MAX_DETAIL_BYTES, RunHistory
+from kairos_runtime.tables import TableId
+from tests.conftest import EVENTS_DIR, FakeLambdaContext, scheduled_event
+
+MakeRunner = Callable[..., TaskRunner]
+
+
+def run_record(dynamodb: Any, task: str) -> dict[str, Any]:
+    items = dynamodb.Table("kairos-test-TaskRuns").query(
+        KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"TASK#{task}"}
+    )["Items"]
+    assert len(items) == 1, items
+    return dict(items[0])
+
+
+class NoParams(TaskParams):
+    pass
+
+
+def registry_with(function: Callable[[NoParams, TaskContext], TaskOutcome | None], **options: Any) -> TaskRegistry:
+    registry = TaskRegistry()
+    registry.task("probe", params=NoParams, **options)(function)
+    return registry
+
+
+def test_a_canned_scheduler_event_runs_and_is_recorded(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
+    event = json.loads((EVENTS_DIR / "simple_task_1.json").read_text())
+
+    response = make_runner().dispatch(event, lambda_context)
+
+    record = run_record(dynamodb, "python-task-1")
+    assert response["status"] == "SUCCEEDED"
+    assert record["sk"] == "RUN#2026-11-27T07:15:00Z#d4f1c7f0-5a8e-4c51-9d8a-2f3f2f0d8b11#1"
+    assert record["status"] == "SUCCEEDED"
+    assert record["task_type"] == "simple_task_1"
+    assert record["runtime"] == "python3.13"
+    assert record["attempt"] == Decimal(1)
+    assert record["deliveries"] == Decimal(1)
+    assert record["request_id"] == "request-1"
+    assert record["duration_ms"] >= 0
+    assert record["detail"]["timestamp"].endswith("Z")
+    assert record["gsi1pk"] == f"RUNDATE#{record['started_at'][:10]}"
+    started = datetime.fromisoformat(record["started_at"].replace("Z", "+00:00"))
+    assert int(record["expires_at"]) == int((started + timedelta(days=90)).timestamp())
+    assert "error_type" not in record
+
+
+def test_simple_task_2_echoes_its_event(make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext) -> None:
+    event = json.loads((EVENTS_DIR / "simple_task_2.json").read_text())
+
+    make_runner().dispatch(event, lambda_context)
+
+    echoed = run_record(dynamodb, "python-task-2")["detail"]["event"]
+    assert echoed["params"] == {"payload": {"source": "python-task-2"}}
+    assert echoed["attempt"] == 2
+    assert echoed["scheduled_time"] == "2026-11-27T07:20:00Z"
+
+
+def test_an_unknown_task_type_is_a_failed_run_not_a_crash(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
+    response = make_runner().dispatch(scheduled_event("ghost", "no_such_type"), lambda_context)
+
+    record = run_record(dynamodb, "ghost")
+    assert response["status"] == "FAILED"
+    assert record["status"] == "FAILED"
+    assert record["error_type"] == "UnknownTaskType"
+    assert "unknown task_type 'no_such_type'" in record["error_message"]
+    assert "simple_task_1" in record["error_message"], "the message lists what is registered"
+    assert record["error_kind"] == "permanent"
+
+
+def test_params_that_do_not_fit_fail_with_the_field_named(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
+    make_runner().dispatch(scheduled_event("one", "simple_task_1", {"label": ["not", "text"]}), lambda_context)
+
+    record = run_record(dynamodb, "one")
+    assert record["error_type"] == "InvalidParams"
+    assert "label: Input should be a valid string" in record["error_message"]
+
+
+@pytest.mark.parametrize(
+    ("event", "task"),
+    [
+        pytest.param({"task": "half", "task_type": "simple_task_1"}, "half", id="missing-fields"),
+        pytest.param({"task": "when", "task_type": "simple_task_1", "scheduled_time": "soon",
+                      "execution_id": "e"}, "when", id="bad-time"),
+        pytest.param(["not", "a", "mapping"], "unknown-task", id="not-a-mapping"),
+    ],
+)
+def test_a_malformed_event_is_recorded_as_invalid(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, event: object, task: str
+) -> None:
+    response = make_runner().dispatch(event, lambda_context)
+
+    record = run_record(dynamodb, task)
+    assert response["status"] == "FAILED"
+    assert record["error_type"] == "InvalidEvent"
+    assert record["error_kind"] == "permanent"
+
+
+def test_a_skip_is_recorded_with_its_reason(make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext) -> None:
+    def skipping(params: NoParams, context: TaskContext) -> None:
+        raise TaskSkipped("market closed", detail={"reason": "overridden?", "calendar": "sse"})
+
+    make_runner(registry_with(skipping)).dispatch(scheduled_event("probe", "probe"), lambda_context)
+
+    record = run_record(dynamodb, "probe")
+    assert record["status"] == "SKIPPED"
+    assert record["detail"] == {"reason": "market closed", "calendar": "sse"}
+
+
+def test_a_transient_failure_is_recorded_then_raised_for_a_retry(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
+    def flaky(params: NoParams, context: TaskContext) -> None:
+        raise TransientTaskError("upstream timed out after 15 s")
+
+    with pytest.raises(TaskRunFailed, match="upstream timed out"):
+        make_runner(registry_with(flaky)).dispatch(scheduled_event("probe", "probe"), lambda_context)
+
+    record = run_record(dynamodb, "probe")
+    assert (record["status"], record["error_type"], record["error_kind"]) == (
+        "FAILED", "TransientTaskError", "transient"
+    )
+
+
+def test_a_permanent_failure_is_recorded_and_not_retried(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
+    def refused(params: NoParams, context: TaskContext) -> None:
+        raise PermanentTaskError("source returned no rows")
+
+    response = make_runner(registry_with(refused)).dispatch(scheduled_event("probe", "probe"), lambda_context)
+
+    assert response["error"] == {"type": "PermanentTaskError", "message": "source returned no rows"}
+    assert run_record(dynamodb, "probe")["error_kind"] == "permanent"
+
+
+def test_a_redelivered_event_counts_deliveries_and_keeps_the_earlier_outcome(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
+    calls: list[int] = []
+
+    def fails_once(params: NoParams, context: TaskContext) -> TaskOutcome:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TransientTaskError("connection reset")
+        return TaskOutcome(items_written=3)
+
+    runner = make_runner(registry_with(fails_once))
+    event = scheduled_event("probe", "probe")
+    with pytest.raises(TaskRunFailed):
+        runner.dispatch(event, lambda_context)
+    runner.dispatch(event, FakeLambdaContext())
+
+    record = run_record(dynamodb, "probe")
+    assert record["status"] == "SUCCEEDED"
+    assert record["deliveries"] == Decimal(2)
+    assert record["items_written"] == Decimal(3)
+    assert "error_type" not in record, "the retry's record does not keep the old error as its own"
+    [previous] = record["previous_outcomes"]
+    assert (previous["status"], previous["error_type"], previous["error_message"]) == (
+        "FAILED", "TransientTaskError", "connection reset"
+    )
+
+
+def test_a_task_cannot_touch_a_table_it_did_not_declare(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
+    def snooping(params: NoParams, context: TaskContext) -> None:
+        context.clients.table(TableId.MARKET_DATA).scan()
+
+    make_runner(registry_with(snooping)).dispatch(scheduled_event("probe", "probe"), lambda_context)
+
+    record = run_record(dynamodb, "probe")
+    assert record["error_type"] == "UndeclaredTableError"
+    assert "market_data" in record["error_message"]
+
+
+def test_a_declared_table_is_reachable(make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext) -> None:
+    def writer(params: NoParams, context: TaskContext) -> TaskOutcome:
+        context.clients.table(TableId.MARKET_DATA).put_item(Item={"pk": "X#1", "sk": "LATEST"})
+        return TaskOutcome(items_written=1)
+
+    make_runner(registry_with(writer, tables={TableId.MARKET_DATA: "write"})).dispatch(
+        scheduled_event("probe", "probe"), lambda_context
+    )
+
+    assert run_record(dynamodb, "probe")["status"] == "SUCCEEDED"
+    assert dynamodb.Table("kairos-test-MarketData").get_item(Key={"pk": "X#1", "sk": "LATEST"})["Item"]
+
+
+def test_an_oversized_detail_is_summarised_so_the_record_still_finishes(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
+    def verbose(params: NoParams, context: TaskContext) -> TaskOutcome:
+        return TaskOutcome(detail={"rows": ["x" * 100] * (MAX_DETAIL_BYTES // 50)})
+
+    make_runner(registry_with(verbose)).dispatch(scheduled_event("probe", "probe"), lambda_context)
+
+    record = run_record(dynamodb, "probe")
+    assert record["status"] == "SUCCEEDED"
+    assert record["detail"]["truncated"] is True
+    assert record["detail"]["keys"] == ["rows"]
+
+
+def test_history_lists_runs_newest_first(make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext) -> None:
+    clock = iter([datetime(2026, 11, 27, 7, minute, tzinfo=UTC) for minute in range(0, 40)])
+    runner = make_runner(clock=lambda: next(clock))
+    for minute in (5, 10, 15):
+        event = scheduled_event("one", "simple_task_1", scheduled_time=f"2026-11-27T07:{minute:02d}:00Z")
+        runner.dispatch(event, lambda_context)
+    runner.dispatch(scheduled_event("two", "simple_task_2"), lambda_context)
+
+    history = RunHistory(dynamodb.Table("kairos-test-TaskRuns"))
+    assert [item["scheduled_time"][11:16] for item in history.for_task("one", limit=10)] == ["07:15", "07:10", "07:05"]
+    assert [item["task"] for item in history.recent(limit=10, today=datetime(2026, 11, 27, 23, tzinfo=UTC))] == [
+        "two", "one", "one", "one"
+    ]
+    assert len(history.for_task("one", limit=2)) == 2
