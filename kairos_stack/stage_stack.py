@@ -122,10 +122,10 @@ class KairosStageStack(cdk.Stack):
     def _grant_tables(self, task: ScheduledTask) -> None:
         function = task.function
         runs = self.tables.table(TableId.TASK_RUNS)
-        # A task may write its own run records and no one else's: the partition key is TASK#<name>.
+        # A task may read and write its own run records and no one else's: the partition key is TASK#<name>.
         iam.Grant.add_to_principal(
             grantee=function,
-            actions=["dynamodb:PutItem", "dynamodb:UpdateItem"],
+            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
             resource_arns=[runs.table_arn],
             conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"TASK#{task.plan.name}"]}},
         )

@@ -94,8 +94,11 @@ async function storedRun(task, runId) {
   return Item;
 }
 
-/** The fields every finished record has, whatever its status. */
-function assertCommonFields(item, { task, taskType, executionId, requestId, attempt = 1, scheduled = SCHEDULED }) {
+/**
+ * The fields every finished record has, whatever its status. `firstStartedAt` is when the record's
+ * first delivery started, which its expiry counts from (a redelivery keeps it).
+ */
+function assertCommonFields(item, { task, taskType, executionId, requestId, attempt = 1, scheduled = SCHEDULED, firstStartedAt = item.started_at }) {
   assert.equal(item.pk, `TASK#${task}`);
   assert.equal(item.sk, `RUN#${scheduled}#${executionId}#${attempt}`);
   assert.equal(item.task, task);
@@ -112,7 +115,7 @@ function assertCommonFields(item, { task, taskType, executionId, requestId, atte
   assert.ok(Math.abs(Date.now() - startedMs) < 60_000, "started_at is now");
   assert.equal(item.gsi1pk, `RUNDATE#${item.started_at.slice(0, 10)}`);
   assert.equal(item.gsi1sk, `${item.started_at}#${task}`);
-  assert.equal(item.expires_at, Math.floor(startedMs / 1000) + 90 * DAY_SECONDS);
+  assert.equal(item.expires_at, Math.floor(Date.parse(firstStartedAt) / 1000) + 90 * DAY_SECONDS);
   assert.ok(Date.parse(item.finished_at) >= startedMs);
   assert.equal(typeof item.duration_ms, "number");
   assert.ok(item.duration_ms >= 0);
@@ -144,6 +147,24 @@ describe("the handler against DynamoDB", () => {
     assertCommonFields(item, { task: "echo", taskType: "simple_task_2", executionId: "exec-2", requestId: context.awsRequestId, attempt: 2 });
     assert.equal(item.status, "SUCCEEDED");
     assert.deepEqual(item.detail, { event: { ...raw, attempt: 2 } });
+  });
+
+  it("records simple_task_2's echo of a huge payload with its detail cut to a note", async () => {
+    const handler = index.createHandler({ writeLine });
+    const context = invocation();
+    // Echoed in full, the detail alone would be over DynamoDB's 400 KB item limit.
+    const raw = event({ task: "echo", task_type: "simple_task_2", execution_id: "exec-huge", params: { payload: { blob: "x".repeat(420_000) } } });
+    const response = await handler(raw, context);
+    assert.equal(response.status, "SUCCEEDED");
+    const item = await storedRun("echo", response.run_id);
+    assertCommonFields(item, { task: "echo", taskType: "simple_task_2", executionId: "exec-huge", requestId: context.awsRequestId });
+    assert.equal(item.status, "SUCCEEDED");
+    assert.deepEqual(item.detail, {
+      truncated: true,
+      bytes: Buffer.byteLength(JSON.stringify({ event: { ...raw, attempt: 1 } })),
+      keys: ["event"],
+    });
+    assert.ok(item.detail.bytes > 420_000);
   });
 
   it("records an unknown task_type as FAILED, naming the registered types", async () => {
@@ -196,6 +217,12 @@ describe("the handler against DynamoDB", () => {
     registry.task("flaky", { params }, async () => {
       throw new TransientTaskError("upstream timed out");
     });
+    let flakyOnceCalls = 0;
+    registry.task("flaky_once", { params }, async () => {
+      flakyOnceCalls += 1;
+      if (flakyOnceCalls === 1) throw new TransientTaskError("upstream timed out");
+      return { itemsWritten: 3 };
+    });
     registry.task("holiday", { params }, async () => {
       throw new TaskSkipped("market closed", { detail: { day: "2024-05-01" } });
     });
@@ -218,6 +245,51 @@ describe("the handler against DynamoDB", () => {
       const finished = logLines.map((line) => JSON.parse(line)).find((record) => record.correlation_id === "exec-5" && record.message === "run finished");
       assert.equal(finished.level, "ERROR");
       assert.deepEqual(finished.run.error, { type: "TransientTaskError", message: "upstream timed out" });
+    });
+
+    it("keeps the first outcome when Lambda delivers the same event again", async () => {
+      const handler = index.createHandler({ registry, writeLine });
+      // Lambda's asynchronous retry sends the identical event, so both deliveries share one record.
+      const raw = event({ task: "retried", task_type: "flaky_once", execution_id: "exec-7" });
+      const first = invocation();
+      const failure = await handler(raw, first).then(
+        () => assert.fail("the first delivery resolved"),
+        (error) => error,
+      );
+      assert.equal(failure.name, "TaskRunFailed");
+      const afterFirst = await storedRun("retried", failure.result.runId);
+      assert.equal(afterFirst.status, "FAILED");
+      assert.equal(afterFirst.deliveries, 1);
+      assert.equal(afterFirst.previous_outcomes, undefined);
+
+      const second = invocation();
+      const response = await handler(raw, second);
+      assert.equal(response.status, "SUCCEEDED");
+      assert.equal(response.run_id, failure.result.runId);
+      const item = await storedRun("retried", response.run_id);
+      assertCommonFields(item, {
+        task: "retried",
+        taskType: "flaky_once",
+        executionId: "exec-7",
+        requestId: second.awsRequestId,
+        firstStartedAt: afterFirst.started_at,
+      });
+      assert.equal(item.deliveries, 2);
+      assert.deepEqual(item.previous_outcomes, [
+        {
+          status: "FAILED",
+          request_id: first.awsRequestId,
+          started_at: afterFirst.started_at,
+          finished_at: afterFirst.finished_at,
+          error_type: "TransientTaskError",
+          error_message: "upstream timed out",
+        },
+      ]);
+      // The second delivery's outcome, with nothing left over from the first.
+      assert.equal(item.status, "SUCCEEDED");
+      assert.equal(item.items_written, 3);
+      for (const absent of ["error_type", "error_message", "error_kind"]) assert.equal(item[absent], undefined, absent);
+      assert.ok(item.started_at >= afterFirst.finished_at);
     });
 
     it("records a skip as SKIPPED with its reason", async () => {

@@ -63,7 +63,7 @@ describe("createLogger", () => {
 });
 
 describe("runMetricsLine", () => {
-  it("is an Embedded Metric Format record with the run's metrics under dimension task", () => {
+  it("is an Embedded Metric Format record with the run's metrics under dimensions task and service, as Powertools writes them", () => {
     const record = JSON.parse(
       runMetricsLine({ task: "nightly", status: "SUCCEEDED", durationMs: 42, itemsWritten: 7, itemsRejected: 1, timestamp: NOW }),
     );
@@ -73,7 +73,7 @@ describe("runMetricsLine", () => {
         CloudWatchMetrics: [
           {
             Namespace: "Kairos",
-            Dimensions: [["task"]],
+            Dimensions: [["task", "service"]],
             Metrics: [
               { Name: "RunsSucceeded", Unit: "Count" },
               { Name: "RunDuration", Unit: "Milliseconds" },
@@ -84,6 +84,7 @@ describe("runMetricsLine", () => {
         ],
       },
       task: "nightly",
+      service: "kairos",
       RunsSucceeded: 1,
       RunDuration: 42,
       ItemsWritten: 7,

@@ -1,0 +1,282 @@
+"""The synthesized dev and prod templates: one function and one schedule per task, each with the
+expression, timezone, state, memory, timeout and least-privilege grants the plan decided."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from kairos.catalog import load_catalog
+from kairos.loading import load_tasks_file
+from kairos.local.tables import tables_from_designs, tables_from_template
+from kairos.plan import StagePlan, plan_stage
+from kairos_stack.app_builder import add_checks, build_stage
+from tests.conftest import PROJECT_ROOT
+
+
+def synth(stage: str) -> tuple[StagePlan, Template]:
+    catalog = load_catalog()
+    plan = plan_stage(load_tasks_file(PROJECT_ROOT / "tasks.yaml", catalog), catalog, stage)
+    # Bundling is skipped here for speed; tests/packaging builds the real assets.
+    app = cdk.App(context={"aws:cdk:bundling-stacks": [], "aws:cdk:enable-path-metadata": True})
+    stack = build_stage(app, plan)
+    add_checks(app)
+    app.synth()  # runs cdk-nag: an unacknowledged finding fails here
+    return plan, Template.from_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def dev() -> tuple[StagePlan, Template]:
+    return synth("dev")
+
+
+@pytest.fixture(scope="module")
+def prod() -> tuple[StagePlan, Template]:
+    return synth("prod")
+
+
+def resource_at(template: Template, resource_type: str, path: str) -> dict[str, Any]:
+    """The resource whose CDK construct path is ``path`` (e.g. ``kairos-dev/python-task-1/Function``)."""
+    matches = [
+        resource
+        for resource in template.find_resources(resource_type).values()
+        if resource.get("Metadata", {}).get("aws:cdk:path", "").startswith(path + "/")
+    ]
+    assert len(matches) == 1, f"{len(matches)} {resource_type} under {path}"
+    return matches[0]
+
+
+def logical_id(template: Template, resource_type: str, path: str) -> str:
+    for key, resource in template.find_resources(resource_type).items():
+        if resource.get("Metadata", {}).get("aws:cdk:path", "").startswith(path + "/"):
+            return key
+    raise AssertionError(path)
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_one_function_and_one_schedule_per_task(
+    stage: str, dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]
+) -> None:
+    plan, template = dev if stage == "dev" else prod
+
+    for task in plan.tasks:
+        resource_at(template, "AWS::Lambda::Function", f"{plan.stack_name}/{task.name}/Function")
+        resource_at(template, "AWS::Scheduler::Schedule", f"{plan.stack_name}/{task.name}/Schedule")
+    assert len(template.find_resources("AWS::Scheduler::Schedule")) == len(plan.tasks)
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_each_function_is_built_as_its_task_says(
+    stage: str, dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]
+) -> None:
+    plan, template = dev if stage == "dev" else prod
+
+    for task in plan.tasks:
+        properties = resource_at(template, "AWS::Lambda::Function", f"{plan.stack_name}/{task.name}/Function")[
+            "Properties"
+        ]
+        assert properties["Runtime"] == task.runtime
+        assert properties["MemorySize"] == task.memory
+        assert properties["Timeout"] == task.timeout
+        assert properties["Architectures"] == [task.architecture]
+        assert properties["Handler"] == task.handler
+        assert properties["TracingConfig"] == {"Mode": "Active"}
+        environment = properties["Environment"]["Variables"]
+        assert environment["KAIROS_STAGE"] == stage
+        assert environment["KAIROS_RUNTIME"] == task.runtime
+        runs_table = logical_id(template, "AWS::DynamoDB::Table", f"{plan.stack_name}/Tables/TaskRuns")
+        assert environment["KAIROS_TASK_RUNS_TABLE"] == {"Ref": runs_table}
+
+
+def test_the_python_and_node_tasks_have_their_own_runtimes(dev: tuple[StagePlan, Template]) -> None:
+    plan, template = dev
+    runtimes = {
+        name: resource_at(template, "AWS::Lambda::Function", f"kairos-dev/{name}/Function")["Properties"]["Runtime"]
+        for name in ("python-task-1", "nodejs-task-1")
+    }
+    assert runtimes == {"python-task-1": "python3.13", "nodejs-task-1": "nodejs22.x"}
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_each_schedule_has_its_expression_timezone_state_and_input(
+    stage: str, dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]
+) -> None:
+    plan, template = dev if stage == "dev" else prod
+    queue = logical_id(template, "AWS::SQS::Queue", f"{plan.stack_name}/DeadLetters/Queue")
+
+    for task in plan.tasks:
+        properties = resource_at(template, "AWS::Scheduler::Schedule", f"{plan.stack_name}/{task.name}/Schedule")[
+            "Properties"
+        ]
+        function = logical_id(template, "AWS::Lambda::Function", f"{plan.stack_name}/{task.name}/Function")
+        assert properties["ScheduleExpression"] == task.schedule_expression
+        assert properties["ScheduleExpressionTimezone"] == task.timezone
+        assert properties["State"] == ("ENABLED" if task.enabled else "DISABLED")
+        assert properties["GroupName"] == f"kairos-{stage}"
+        target = properties["Target"]
+        assert target["Arn"] == {"Fn::GetAtt": [function, "Arn"]}
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue, "Arn"]}}
+        assert target["RetryPolicy"] == {
+            "MaximumRetryAttempts": task.scheduler_retry_attempts,
+            "MaximumEventAgeInSeconds": task.max_event_age_seconds,
+        }
+        assert json.loads(target["Input"]) == {
+            "task": task.name,
+            "task_type": task.task_type,
+            "params": task.input_template["params"],
+            "scheduled_time": "<aws.scheduler.scheduled-time>",
+            "execution_id": "<aws.scheduler.execution-id>",
+            "attempt": "<aws.scheduler.attempt-number>",
+        }
+
+
+def test_stage_enabled_lists_decide_schedule_states(dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]) -> None:
+    def states(plan: StagePlan, template: Template) -> dict[str, str]:
+        return {
+            task.name: resource_at(template, "AWS::Scheduler::Schedule", f"{plan.stack_name}/{task.name}/Schedule")[
+                "Properties"
+            ]["State"]
+            for task in plan.tasks
+        }
+
+    dev_states, prod_states = states(*dev), states(*prod)
+    assert dev_states["python-task-1"] == prod_states["python-task-1"] == "ENABLED"
+    assert dev_states["daily-summary"] == prod_states["daily-summary"] == "DISABLED"
+
+
+def test_the_five_original_tasks_keep_their_schedules(dev: tuple[StagePlan, Template]) -> None:
+    plan, template = dev
+    expressions = {
+        name: resource_at(template, "AWS::Scheduler::Schedule", f"kairos-dev/{name}/Schedule")["Properties"][
+            "ScheduleExpression"
+        ]
+        for name in ("python-task-1", "python-task-2", "nodejs-task-1", "nodejs-task-2", "daily-summary")
+    }
+    assert expressions == {
+        "python-task-1": "rate(5 minutes)",
+        "python-task-2": "rate(10 minutes)",
+        "nodejs-task-1": "rate(3 minutes)",
+        "nodejs-task-2": "rate(7 minutes)",
+        "daily-summary": "cron(0 18 * * ? *)",
+    }
+
+
+def policy_statements(template: Template, plan: StagePlan, task: str) -> list[dict[str, Any]]:
+    policy = resource_at(template, "AWS::IAM::Policy", f"{plan.stack_name}/{task}/Function/ServiceRole")
+    return list(policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+def test_a_simple_task_may_write_only_its_own_run_records(dev: tuple[StagePlan, Template]) -> None:
+    plan, template = dev
+    runs_table = logical_id(template, "AWS::DynamoDB::Table", "kairos-dev/Tables/TaskRuns")
+    market_table = logical_id(template, "AWS::DynamoDB::Table", "kairos-dev/Tables/MarketData")
+
+    statements = policy_statements(template, plan, "python-task-1")
+
+    dynamodb = [statement for statement in statements if "dynamodb" in json.dumps(statement["Action"])]
+    assert dynamodb == [
+        {
+            "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["TASK#python-task-1"]}},
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [runs_table, "Arn"]},
+        }
+    ]
+    assert market_table not in json.dumps(statements)
+
+
+def test_tasks_share_no_grants(dev: tuple[StagePlan, Template]) -> None:
+    plan, template = dev
+
+    one = json.dumps(policy_statements(template, plan, "python-task-1"))
+    two = json.dumps(policy_statements(template, plan, "nodejs-task-2"))
+
+    assert "TASK#python-task-1" in one and "TASK#python-task-1" not in two
+    assert "TASK#nodejs-task-2" in two
+
+
+def test_dev_tables_are_destroyed_and_prod_tables_retained(
+    dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]
+) -> None:
+    for (plan, template), policy, recovery in ((dev, "Delete", False), (prod, "Retain", True)):
+        tables = template.find_resources("AWS::DynamoDB::Table")
+        assert len(tables) == 2
+        for table in tables.values():
+            assert table["DeletionPolicy"] == policy, plan.stage
+            properties = table["Properties"]
+            assert properties["BillingMode"] == "PAY_PER_REQUEST"
+            assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+            assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": recovery}
+
+
+def test_log_groups_keep_the_stages_retention(dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]) -> None:
+    for (plan, template), days in ((dev, 7), (prod, 90)):
+        for task in plan.tasks:
+            log_group = resource_at(template, "AWS::Logs::LogGroup", f"{plan.stack_name}/{task.name}/Logs")
+            assert log_group["Properties"]["RetentionInDays"] == days
+            function = resource_at(template, "AWS::Lambda::Function", f"{plan.stack_name}/{task.name}/Function")
+            group_id = logical_id(template, "AWS::Logs::LogGroup", f"{plan.stack_name}/{task.name}/Logs")
+            assert function["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": group_id}
+
+
+def test_the_dead_letter_queue_refuses_plain_http(dev: tuple[StagePlan, Template]) -> None:
+    _, template = dev
+
+    template.has_resource_properties(
+        "AWS::SQS::QueuePolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+                        )
+                    ]
+                )
+            }
+        },
+    )
+    template.has_resource_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 1209600})
+
+
+def test_each_task_has_a_failure_alarm_on_its_run_metric_and_errors(dev: tuple[StagePlan, Template]) -> None:
+    plan, template = dev
+
+    for task in plan.tasks:
+        alarm = resource_at(template, "AWS::CloudWatch::Alarm", f"kairos-dev/{task.name}/FailureAlarm")["Properties"]
+        metrics = {metric["Id"]: metric for metric in alarm["Metrics"]}
+        assert [metric["Expression"] for metric in alarm["Metrics"] if "Expression" in metric] == [
+            "FILL(failed, 0) + FILL(errors, 0)"
+        ]
+        assert metrics["errors"]["MetricStat"]["Metric"]["MetricName"] == "Errors"
+        failed = metrics["failed"]["MetricStat"]["Metric"]
+        assert failed["Namespace"] == "Kairos"
+        assert failed["MetricName"] == "RunsFailed"
+        assert sorted(failed["Dimensions"], key=lambda d: d["Name"]) == [
+            {"Name": "service", "Value": "kairos"},
+            {"Name": "task", "Value": task.name},
+        ]
+
+
+def test_local_tables_are_created_exactly_as_the_template_declares(dev: tuple[StagePlan, Template]) -> None:
+    _, template = dev
+
+    from_template = {table.name: table for table in tables_from_template("dev", template.to_json())}
+    from_designs = {table.name: table for table in tables_from_designs("dev")}
+
+    assert from_template.keys() == from_designs.keys()
+    for name, table in from_designs.items():
+        declared = from_template[name]
+        assert declared.ttl_attribute == table.ttl_attribute
+        for key in ("KeySchema", "BillingMode"):
+            assert declared.definition[key] == table.definition[key]
+        assert sorted(map(json.dumps, declared.definition["AttributeDefinitions"])) == sorted(
+            map(json.dumps, table.definition["AttributeDefinitions"])
+        )
+        assert [index["IndexName"] for index in declared.definition["GlobalSecondaryIndexes"]] == [
+            index["IndexName"] for index in table.definition["GlobalSecondaryIndexes"]
+        ]
