@@ -24,7 +24,13 @@ from kairos.editing import EditError, set_enabled
 from kairos.loading import ConfigError, load_tasks_file
 from kairos.local.dynamodb import DynamoEndpoint, EmbeddedDynamoError, dynamodb_endpoint
 from kairos.plan import PlanError, StagePlan, TaskPlan, plan_stage
-from kairos.schedule import ScheduleError, describe_schedule, next_fire_times, parse_schedule, validate_timezone
+from kairos.schedule import (
+    ScheduleError,
+    describe_schedule,
+    next_fire_times,
+    parse_schedule,
+    validate_timezone,
+)
 
 DEFAULT_FILE = Path("tasks.yaml")
 DEFAULT_STAGE = "dev"
@@ -269,9 +275,7 @@ def run(
 def run_stage(
     file: FileOption = DEFAULT_FILE,
     stage: StageOption = DEFAULT_STAGE,
-    template: Annotated[
-        Path | None, typer.Option(help="Create the tables this synthesized template declares.")
-    ] = None,
+    template: Annotated[Path | None, typer.Option(help="Create the tables this synthesized template declares.")] = None,
 ) -> None:
     """Run every enabled task of the stage once (what `make run` does)."""
     from kairos.local.session import LocalStage
@@ -311,7 +315,16 @@ STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "SKIPPED": "yellow", "STA
 
 def _print_runs(records: list[dict[str, Any]], *, title: str) -> None:
     table = Table(title=title, title_justify="left")
-    for column in ("task", "status", "scheduled (UTC)", "started", "ms", "items", "rejected", "error / detail"):
+    for column in (
+        "task",
+        "status",
+        "scheduled (UTC)",
+        "started",
+        "ms",
+        "items",
+        "rejected",
+        "error / detail",
+    ):
         table.add_column(column, no_wrap=column != "error / detail")
     for record in records:
         status = str(record.get("status", "?"))

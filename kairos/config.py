@@ -21,8 +21,30 @@ Architecture = Literal["arm64", "x86_64"]
 TASK_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,47}$"
 STAGE_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,15}$"
 # The retention periods CloudWatch Logs accepts.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-                      2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 TaskName = Annotated[str, Field(pattern=TASK_NAME_PATTERN)]
 Memory = Annotated[int, Field(ge=128, le=10240, description="MB")]
@@ -203,4 +225,3 @@ class TasksFile(_Model):
             values.setdefault("architecture", None)
             resolved.append(ResolvedTask.model_validate(values))
         return resolved
-

@@ -19,11 +19,15 @@ class EditError(ValueError):
 
 def _round_trip(path: Path) -> tuple[Any, YAML]:
     text = path.read_text(encoding="utf-8")
-    document, indent, block_seq_indent = load_yaml_guess_indent(text)
+    _, indent, block_seq_indent = load_yaml_guess_indent(text)
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.width = 4096
     yaml.indent(mapping=2, sequence=indent, offset=block_seq_indent)
+    # Write null as `null` (ruamel's default is an empty value), as people write it in tasks.yaml.
+    yaml.representer.add_representer(
+        type(None), lambda representer, _: representer.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
     return yaml.load(text), yaml
 
 

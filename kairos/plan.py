@@ -6,6 +6,7 @@ Everything the CDK constructs need is decided here, so it is unit-tested without
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -135,9 +136,7 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         schedule_expression=task.schedule,
         timezone=task.timezone,
         enabled=task.enabled,
-        input_template=MappingProxyType(
-            schedule_input(task=task.name, task_type=task.task_type, params=task.params)
-        ),
+        input_template=MappingProxyType(schedule_input(task=task.name, task_type=task.task_type, params=task.params)),
         tables=entry.tables,
         ssm_parameters=tuple(entry.parameters_for(task.params)),
         environment=MappingProxyType(environment),
@@ -160,6 +159,6 @@ def max_event_age(task: ResolvedTask) -> timedelta:
         gap = schedule.interval
     else:
         times = next_fire_times(schedule, timezone=task.timezone, after=_GAP_REFERENCE, count=32)
-        gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
         gap = min(gaps, default=MAX_EVENT_AGE)
     return min(max(gap, MIN_EVENT_AGE), MAX_EVENT_AGE)

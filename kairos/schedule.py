@@ -138,9 +138,7 @@ _RATE_UNITS: dict[str, tuple[RateUnit, bool]] = {
 _MAX_RATE_DIGITS = 20
 _DIGITS = re.compile(r"[0-9]+")
 _AT_FORMAT = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})")
-_SHAPES = (
-    "rate(value unit), cron(minutes hours day-of-month month day-of-week year) or at(yyyy-mm-ddThh:mm:ss)"
-)
+_SHAPES = "rate(value unit), cron(minutes hours day-of-month month day-of-week year) or at(yyyy-mm-ddThh:mm:ss)"
 _LAST_YEAR = 2199
 # A day's margin either side of 1970-2199 covers every UTC offset.
 _SCAN_FLOOR = datetime(1969, 12, 30, tzinfo=UTC)
@@ -278,9 +276,7 @@ def _parse_cron(inner: str) -> CronSchedule:
 def _parse_at(inner: str) -> AtSchedule:
     match = _AT_FORMAT.fullmatch(inner)
     if match is None:
-        raise ScheduleError(
-            f"at: expected 'at(yyyy-mm-ddThh:mm:ss)' with no offset or fraction, got 'at({inner})'"
-        )
+        raise ScheduleError(f"at: expected 'at(yyyy-mm-ddThh:mm:ss)' with no offset or fraction, got 'at({inner})'")
     try:
         year, month, day, hour, minute, second = (int(part) for part in match.groups())
         moment = datetime(year, month, day, hour, minute, second)
@@ -320,9 +316,7 @@ _MONTH = _Field(
     names=("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"),
 )
 _DAY_OF_MONTH = _Field("day-of-month", 1, 31)
-_DAY_OF_WEEK = _Field(
-    "day-of-week", 1, 7, names=("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), steps=False
-)
+_DAY_OF_WEEK = _Field("day-of-week", 1, 7, names=("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), steps=False)
 _YEAR = _Field("year", 1970, _LAST_YEAR)
 _MAX_FIELD_DIGITS = 6
 
@@ -384,9 +378,7 @@ def _parse_plain(spec: _Field, text: str) -> tuple[int, ...]:
     return _parse_list(spec, text)
 
 
-_DayKind: TypeAlias = Literal[
-    "days", "last_day", "nearest_weekday", "weekdays", "last_weekday", "nth_weekday"
-]
+_DayKind: TypeAlias = Literal["days", "last_day", "nearest_weekday", "weekdays", "last_weekday", "nth_weekday"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,9 +400,7 @@ class _DayRule:
             return _nearest_weekday(self.target, first_weekday, length)
         weekday_of_first = _aws_weekday(first_weekday)
         if self.kind == "weekdays":
-            return tuple(
-                day for day in range(1, length + 1) if (weekday_of_first + day - 2) % 7 + 1 in self.values
-            )
+            return tuple(day for day in range(1, length + 1) if (weekday_of_first + day - 2) % 7 + 1 in self.values)
         if self.kind == "last_weekday":
             weekday_of_last = (weekday_of_first + length - 2) % 7 + 1
             return (length - (weekday_of_last - self.target) % 7,)
@@ -449,9 +439,7 @@ def _parse_day_of_month(text: str) -> _DayRule:
     if match := _NEAREST_WEEKDAY.fullmatch(text):
         return _DayRule("nearest_weekday", target=_parse_value(_DAY_OF_MONTH, match[1]))
     if "L" in text or "W" in text:
-        raise _DAY_OF_MONTH.fail(
-            f"{text!r} is not supported; 'L' and 'nW' must be the whole field (e.g. 'L', '15W')"
-        )
+        raise _DAY_OF_MONTH.fail(f"{text!r} is not supported; 'L' and 'nW' must be the whole field (e.g. 'L', '15W')")
     if "?" in text:
         raise _DAY_OF_MONTH.fail("'?' must be the whole field")
     if "#" in text:
@@ -470,9 +458,7 @@ def _parse_day_of_week(text: str) -> _DayRule:
             )
         match = _NTH_WEEKDAY.fullmatch(text)
         if match is None:
-            raise _DAY_OF_WEEK.fail(
-                f"'#' takes the form 'd#n' with d 1-7 and n 1-5 (e.g. '3#2'), got {text!r}"
-            )
+            raise _DAY_OF_WEEK.fail(f"'#' takes the form 'd#n' with d 1-7 and n 1-5 (e.g. '3#2'), got {text!r}")
         weekday = _parse_value(_DAY_OF_WEEK, match[1])
         nth = match[2]
         if len(nth) > _MAX_FIELD_DIGITS or not 1 <= int(nth) <= 5:
@@ -481,9 +467,7 @@ def _parse_day_of_week(text: str) -> _DayRule:
     if match := _LAST_WEEKDAY.fullmatch(text):
         return _DayRule("last_weekday", target=_parse_value(_DAY_OF_WEEK, match[1]))
     if "L" in text:
-        raise _DAY_OF_WEEK.fail(
-            f"'L' must be the whole field or follow one day number (e.g. 'L', '6L'), got {text!r}"
-        )
+        raise _DAY_OF_WEEK.fail(f"'L' must be the whole field or follow one day number (e.g. 'L', '6L'), got {text!r}")
     if "?" in text:
         raise _DAY_OF_WEEK.fail("'?' must be the whole field")
     return _DayRule("weekdays", values=_parse_list(_DAY_OF_WEEK, text))
@@ -652,9 +636,7 @@ def _wall_times(cron: _CompiledCron, start: datetime) -> Iterator[datetime]:
 # Descriptions
 
 
-_DESCRIBE_OPTIONS = Options(
-    day_of_week_start_index_zero=False, use_24hour_time_format=True, locale_code="en_US"
-)
+_DESCRIBE_OPTIONS = Options(day_of_week_start_index_zero=False, use_24hour_time_format=True, locale_code="en_US")
 
 
 def describe_schedule(schedule: Schedule) -> str:

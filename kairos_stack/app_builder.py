@@ -13,6 +13,7 @@ from kairos.plan import StagePlan, plan_stage
 from kairos_stack.code_assets import CodeAssets
 from kairos_stack.stage_stack import KairosStageStack
 
+
 def stage_plan(tasks_file: Path, stage: str) -> StagePlan:
     return plan_stage(load_tasks_file(tasks_file, load_catalog()), load_catalog(), stage)
 

@@ -14,7 +14,7 @@ from kairos.config import NODE_RUNTIMES, PYTHON_RUNTIMES
 from kairos.plan import StagePlan
 from kairos_runtime.registry import Access
 from kairos_runtime.settings import RUN_RECORD_TTL_DAYS_ENV
-from kairos_runtime.tables import TASK_RUNS, TABLE_DESIGNS, TableId
+from kairos_runtime.tables import TABLE_DESIGNS, TASK_RUNS, TableId
 from kairos_stack.alarm_topic import AlarmTopic
 from kairos_stack.code_assets import CodeAssets
 from kairos_stack.data_tables import DataTables

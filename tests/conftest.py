@@ -82,7 +82,9 @@ def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
 
 
-def scheduled_event(task: str, task_type: str, params: dict[str, object] | None = None, **overrides: object) -> dict[str, object]:
+def scheduled_event(
+    task: str, task_type: str, params: dict[str, object] | None = None, **overrides: object
+) -> dict[str, object]:
     """An event exactly as Scheduler delivers it: context attributes substituted as strings."""
     event: dict[str, object] = {
         "task": task,
@@ -130,8 +132,11 @@ def make_runner(dynamodb: DynamoDBServiceResource) -> object:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """moto's server on a free loopback port, for code that runs in another process."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

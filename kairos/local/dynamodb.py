@@ -63,8 +63,22 @@ def embedded_dynamodb(data_dir: Path = DEFAULT_DATA_DIR) -> Iterator[DynamoEndpo
         )
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_loopback_port()
-    command = [node, str(DYNALITE_CLI), "--host", "127.0.0.1", "--port", str(port), "--path", str(data_dir),
-               "--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"]
+    command = [
+        node,
+        str(DYNALITE_CLI),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--path",
+        str(data_dir),
+        "--createTableMs",
+        "0",
+        "--deleteTableMs",
+        "0",
+        "--updateTableMs",
+        "0",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # noqa: S603
     try:
         _wait_for_port(port, process)

@@ -75,7 +75,9 @@ def invoke_locally(
     execution_id: str | None = None,
 ) -> LocalInvocation:
     event = render_schedule_input(
-        dict(task.input_template), scheduled_time=scheduled_time, execution_id=execution_id or f"local-{uuid.uuid4()}"
+        dict(task.input_template),
+        scheduled_time=scheduled_time,
+        execution_id=execution_id or f"local-{uuid.uuid4()}",
     )
     environment = local_environment(task, endpoint_url=endpoint_url, table_names=table_names)
     with tempfile.TemporaryDirectory(prefix="kairos-run-") as workdir:
@@ -102,7 +104,9 @@ def invoke_locally(
             return LocalInvocation(task.name, event, False, None, f"timed out after {task.timeout} s", output)
         output = completed.stdout + completed.stderr
         if not result_file.exists():
-            return LocalInvocation(task.name, event, False, None, f"handler crashed (exit {completed.returncode})", output)
+            return LocalInvocation(
+                task.name, event, False, None, f"handler crashed (exit {completed.returncode})", output
+            )
         outcome = json.loads(result_file.read_text(encoding="utf-8"))
     if outcome["ok"]:
         return LocalInvocation(task.name, event, True, outcome["response"], None, output)

@@ -35,8 +35,8 @@ def main(argv: list[str]) -> int:
     from kairos_runtime.handler import handler
 
     try:
-        response = handler(event, context)  # type: ignore[arg-type]
-    except Exception as error:  # noqa: BLE001 - reported to the caller, as Lambda would
+        response = handler(event, context)
+    except Exception as error:
         outcome = {"ok": False, "error_type": type(error).__name__, "message": str(error)}
     else:
         outcome = {"ok": True, "response": response}

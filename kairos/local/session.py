@@ -40,7 +40,13 @@ class LocalStage:
         import boto3
 
         credentials = loopback_credentials(self.endpoint.url)
-        return boto3.resource("dynamodb", endpoint_url=self.endpoint.url, region_name=self._region, **credentials)
+        return boto3.resource(
+            "dynamodb",
+            endpoint_url=self.endpoint.url,
+            region_name=self._region,
+            aws_access_key_id=credentials.get("aws_access_key_id"),
+            aws_secret_access_key=credentials.get("aws_secret_access_key"),
+        )
 
     def prepare_tables(self, *, template: Mapping[str, Any] | None = None) -> list[str]:
         if template is not None:
@@ -78,4 +84,3 @@ class LocalStage:
 
     def _runs_table(self) -> Table:
         return self._resource().Table(self.table_names[TableId.TASK_RUNS])  # type: ignore[no-any-return]
-

@@ -94,7 +94,7 @@ def ensure_tables(client: DynamoDBClient, tables: Iterable[LocalTable]) -> list[
     for table in tables:
         if table.name in existing:
             continue
-        client.create_table(TableName=table.name, **table.definition)  # type: ignore[arg-type]
+        client.create_table(TableName=table.name, **table.definition)
         client.get_waiter("table_exists").wait(TableName=table.name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
         if table.ttl_attribute:
             _enable_ttl(client, table)
@@ -112,5 +112,8 @@ def _enable_ttl(client: DynamoDBClient, table: LocalTable) -> None:
         )
     except ClientError as error:
         # dynalite does not implement TTL; items keep their expires_at attribute all the same.
-        if error.response.get("Error", {}).get("Code") not in ("UnknownOperationException", "UnrecognizedClientException"):
+        if error.response.get("Error", {}).get("Code") not in (
+            "UnknownOperationException",
+            "UnrecognizedClientException",
+        ):
             raise

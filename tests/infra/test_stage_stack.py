@@ -93,7 +93,7 @@ def test_each_function_is_built_as_its_task_says(
 
 
 def test_the_python_and_node_tasks_have_their_own_runtimes(dev: tuple[StagePlan, Template]) -> None:
-    plan, template = dev
+    _plan, template = dev
     runtimes = {
         name: resource_at(template, "AWS::Lambda::Function", f"kairos-dev/{name}/Function")["Properties"]["Runtime"]
         for name in ("python-task-1", "nodejs-task-1")
@@ -134,7 +134,9 @@ def test_each_schedule_has_its_expression_timezone_state_and_input(
         }
 
 
-def test_stage_enabled_lists_decide_schedule_states(dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]) -> None:
+def test_stage_enabled_lists_decide_schedule_states(
+    dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]
+) -> None:
     def states(plan: StagePlan, template: Template) -> dict[str, str]:
         return {
             task.name: resource_at(template, "AWS::Scheduler::Schedule", f"{plan.stack_name}/{task.name}/Schedule")[
@@ -149,7 +151,7 @@ def test_stage_enabled_lists_decide_schedule_states(dev: tuple[StagePlan, Templa
 
 
 def test_the_five_original_tasks_keep_their_schedules(dev: tuple[StagePlan, Template]) -> None:
-    plan, template = dev
+    _plan, template = dev
     expressions = {
         name: resource_at(template, "AWS::Scheduler::Schedule", f"kairos-dev/{name}/Schedule")["Properties"][
             "ScheduleExpression"
@@ -195,7 +197,8 @@ def test_tasks_share_no_grants(dev: tuple[StagePlan, Template]) -> None:
     one = json.dumps(policy_statements(template, plan, "python-task-1"))
     two = json.dumps(policy_statements(template, plan, "nodejs-task-2"))
 
-    assert "TASK#python-task-1" in one and "TASK#python-task-1" not in two
+    assert "TASK#python-task-1" in one
+    assert "TASK#python-task-1" not in two
     assert "TASK#nodejs-task-2" in two
 
 
@@ -213,7 +216,9 @@ def test_dev_tables_are_destroyed_and_prod_tables_retained(
             assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": recovery}
 
 
-def test_log_groups_keep_the_stages_retention(dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]) -> None:
+def test_log_groups_keep_the_stages_retention(
+    dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]
+) -> None:
     for (plan, template), days in ((dev, 7), (prod, 90)):
         for task in plan.tasks:
             log_group = resource_at(template, "AWS::Logs::LogGroup", f"{plan.stack_name}/{task.name}/Logs")
@@ -231,16 +236,14 @@ def test_the_dead_letter_queue_refuses_plain_http(dev: tuple[StagePlan, Template
         {
             "PolicyDocument": {
                 "Statement": Match.array_with(
-                    [
-                        Match.object_like(
-                            {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
-                        )
-                    ]
+                    [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
                 )
             }
         },
     )
-    template.has_resource_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 1209600})
+    template.has_resource_properties(
+        "AWS::SQS::Queue", {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 1209600}
+    )
 
 
 def test_each_task_has_a_failure_alarm_on_its_run_metric_and_errors(dev: tuple[StagePlan, Template]) -> None:

@@ -63,7 +63,9 @@ def test_a_canned_scheduler_event_runs_and_is_recorded(
     assert "error_type" not in record
 
 
-def test_simple_task_2_echoes_its_event(make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext) -> None:
+def test_simple_task_2_echoes_its_event(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
     event = json.loads((EVENTS_DIR / "simple_task_2.json").read_text())
 
     make_runner().dispatch(event, lambda_context)
@@ -102,8 +104,11 @@ def test_params_that_do_not_fit_fail_with_the_field_named(
     ("event", "task"),
     [
         pytest.param({"task": "half", "task_type": "simple_task_1"}, "half", id="missing-fields"),
-        pytest.param({"task": "when", "task_type": "simple_task_1", "scheduled_time": "soon",
-                      "execution_id": "e"}, "when", id="bad-time"),
+        pytest.param(
+            {"task": "when", "task_type": "simple_task_1", "scheduled_time": "soon", "execution_id": "e"},
+            "when",
+            id="bad-time",
+        ),
         pytest.param(["not", "a", "mapping"], "unknown-task", id="not-a-mapping"),
     ],
 )
@@ -118,7 +123,9 @@ def test_a_malformed_event_is_recorded_as_invalid(
     assert record["error_kind"] == "permanent"
 
 
-def test_a_skip_is_recorded_with_its_reason(make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext) -> None:
+def test_a_skip_is_recorded_with_its_reason(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
     def skipping(params: NoParams, context: TaskContext) -> None:
         raise TaskSkipped("market closed", detail={"reason": "overridden?", "calendar": "sse"})
 
@@ -140,7 +147,9 @@ def test_a_transient_failure_is_recorded_then_raised_for_a_retry(
 
     record = run_record(dynamodb, "probe")
     assert (record["status"], record["error_type"], record["error_kind"]) == (
-        "FAILED", "TransientTaskError", "transient"
+        "FAILED",
+        "TransientTaskError",
+        "transient",
     )
 
 
@@ -180,7 +189,9 @@ def test_a_redelivered_event_counts_deliveries_and_keeps_the_earlier_outcome(
     assert "error_type" not in record, "the retry's record does not keep the old error as its own"
     [previous] = record["previous_outcomes"]
     assert (previous["status"], previous["error_type"], previous["error_message"]) == (
-        "FAILED", "TransientTaskError", "connection reset"
+        "FAILED",
+        "TransientTaskError",
+        "connection reset",
     )
 
 
@@ -197,7 +208,9 @@ def test_a_task_cannot_touch_a_table_it_did_not_declare(
     assert "market_data" in record["error_message"]
 
 
-def test_a_declared_table_is_reachable(make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext) -> None:
+def test_a_declared_table_is_reachable(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
     def writer(params: NoParams, context: TaskContext) -> TaskOutcome:
         context.clients.table(TableId.MARKET_DATA).put_item(Item={"pk": "X#1", "sk": "LATEST"})
         return TaskOutcome(items_written=1)
@@ -224,7 +237,9 @@ def test_an_oversized_detail_is_summarised_so_the_record_still_finishes(
     assert record["detail"]["keys"] == ["rows"]
 
 
-def test_history_lists_runs_newest_first(make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext) -> None:
+def test_history_lists_runs_newest_first(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
     clock = iter([datetime(2026, 11, 27, 7, minute, tzinfo=UTC) for minute in range(0, 40)])
     runner = make_runner(clock=lambda: next(clock))
     for minute in (5, 10, 15):
@@ -233,8 +248,15 @@ def test_history_lists_runs_newest_first(make_runner: MakeRunner, dynamodb: Any,
     runner.dispatch(scheduled_event("two", "simple_task_2"), lambda_context)
 
     history = RunHistory(dynamodb.Table("kairos-test-TaskRuns"))
-    assert [item["scheduled_time"][11:16] for item in history.for_task("one", limit=10)] == ["07:15", "07:10", "07:05"]
+    assert [item["scheduled_time"][11:16] for item in history.for_task("one", limit=10)] == [
+        "07:15",
+        "07:10",
+        "07:05",
+    ]
     assert [item["task"] for item in history.recent(limit=10, today=datetime(2026, 11, 27, 23, tzinfo=UTC))] == [
-        "two", "one", "one", "one"
+        "two",
+        "one",
+        "one",
+        "one",
     ]
     assert len(history.for_task("one", limit=2)) == 2

@@ -158,9 +158,7 @@ def test_valid_expressions_round_trip(expression: str) -> None:
         pytest.param("cron(0 0 1 * MON *)", "cannot both be set", id="both-days-values"),
         pytest.param("cron(0 0 ? * ? *)", "cannot both be '\\?'", id="both-days-question"),
         # '?' and '#' outside their fields
-        pytest.param(
-            "cron(? 0 * * ? *)", "'\\?' is only allowed in day-of-month and day-of-week", id="q-minutes"
-        ),
+        pytest.param("cron(? 0 * * ? *)", "'\\?' is only allowed in day-of-month and day-of-week", id="q-minutes"),
         pytest.param("cron(0 ? * * ? *)", "not in hours", id="q-hours"),
         pytest.param("cron(0 0 1 ? ? *)", "not in month", id="q-month"),
         pytest.param("cron(0 0 1 ? * ?)", "cannot both be set", id="q-year-shifts-days"),
@@ -186,9 +184,7 @@ def test_valid_expressions_round_trip(expression: str) -> None:
         pytest.param("cron(0 0 ? * mon *)", "names must be uppercase: write 'MON'", id="dow-lowercase"),
         pytest.param("cron(0 0 1 jan ? *)", "names must be uppercase: write 'JAN'", id="month-lowercase"),
         pytest.param("cron(0 0 ? * MONDAY *)", "'MONDAY' is not a valid value", id="dow-long-name"),
-        pytest.param(
-            "cron(0 0 ? * JAN *)", "'JAN' is not a valid value; expected 1-7 or SUN-SAT", id="dow-month-name"
-        ),
+        pytest.param("cron(0 0 ? * JAN *)", "'JAN' is not a valid value; expected 1-7 or SUN-SAT", id="dow-month-name"),
         pytest.param(
             "cron(0 0 1 MON ? *)", "'MON' is not a valid value; expected 1-12 or JAN-DEC", id="month-dow-name"
         ),
@@ -205,9 +201,7 @@ def test_valid_expressions_round_trip(expression: str) -> None:
         pytest.param("cron(0, 0 * * ? *)", "minutes: a value is missing", id="trailing-comma"),
         pytest.param("cron(0 ,1 * * ? *)", "hours: a value is missing", id="leading-comma"),
         # steps
-        pytest.param(
-            "cron(0/0 * * * ? *)", "step after '/' must be an integer from 1 to 59, got '0'", id="step-0"
-        ),
+        pytest.param("cron(0/0 * * * ? *)", "step after '/' must be an integer from 1 to 59, got '0'", id="step-0"),
         pytest.param("cron(*/60 * * * ? *)", "from 1 to 59, got '60'", id="step-60-minutes"),
         pytest.param("cron(0 */24 * * ? *)", "from 1 to 23, got '24'", id="step-24-hours"),
         pytest.param("cron(0 0 1 */12 ? *)", "from 1 to 11, got '12'", id="step-12-months"),
@@ -223,9 +217,7 @@ def test_valid_expressions_round_trip(expression: str) -> None:
         pytest.param("cron(0 0 L-3 * ? *)", "'L-3' is not supported", id="L-offset-dom"),
         pytest.param("cron(0 0 5L * ? *)", "'5L' is not supported", id="nL-in-dom"),
         pytest.param("cron(0 0 L,15 * ? *)", "'L,15' is not supported", id="L-in-dom-list"),
-        pytest.param(
-            "cron(0 0 ? * L-2 *)", "'L' must be the whole field or follow one day number", id="L-offset-dow"
-        ),
+        pytest.param("cron(0 0 ? * L-2 *)", "'L' must be the whole field or follow one day number", id="L-offset-dow"),
         pytest.param("cron(0 0 ? * 6L,2 *)", "'L' must be the whole field", id="nL-in-dow-list"),
         pytest.param("cron(0 0 ? * FRIL *)", "'L' must be the whole field", id="named-L"),
         pytest.param("cron(0 0 ? * 8L *)", "day-of-week: 8 is out of range 1-7", id="8L"),
@@ -282,9 +274,7 @@ def test_schedule_error_is_a_value_error() -> None:
         pytest.param(lambda: RateSchedule(5, "week"), "unit must be one of", id="rate-unit"),  # type: ignore[arg-type]
         pytest.param(lambda: RateSchedule(10**12, "day"), "too large", id="rate-overflow"),
         pytest.param(lambda: CronSchedule("60", "0", "*", "*", "?", "*"), "out of range", id="cron-field"),
-        pytest.param(
-            lambda: CronSchedule("0", "0", "*", "*", "*", "*"), "cannot both be set", id="cron-days"
-        ),
+        pytest.param(lambda: CronSchedule("0", "0", "*", "*", "*", "*"), "cannot both be set", id="cron-days"),
         pytest.param(lambda: AtSchedule(datetime(2026, 1, 1, tzinfo=UTC)), "must be naive", id="at-aware"),
         pytest.param(lambda: AtSchedule(datetime(2026, 1, 1, 0, 0, 0, 5)), "microseconds", id="at-micro"),
     ],
@@ -630,9 +620,7 @@ def test_after_in_second_pass_of_repeated_hour_moves_on() -> None:
         ),
     ],
 )
-def test_rate_and_at_fire_times(
-    expression: str, timezone: str, after: datetime, expected: list[datetime]
-) -> None:
+def test_rate_and_at_fire_times(expression: str, timezone: str, after: datetime, expected: list[datetime]) -> None:
     assert fire(expression, after, count=3, timezone=timezone) == expected
 
 
@@ -655,9 +643,7 @@ def test_count_is_honoured(expression: str, count: int) -> None:
 
 def test_naive_after_raises() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        next_fire_times(
-            parse_schedule("rate(5 minutes)"), timezone="UTC", after=datetime(2026, 1, 1), count=1
-        )
+        next_fire_times(parse_schedule("rate(5 minutes)"), timezone="UTC", after=datetime(2026, 1, 1), count=1)
 
 
 def test_negative_count_raises() -> None:
@@ -667,9 +653,7 @@ def test_negative_count_raises() -> None:
 
 def test_unknown_timezone_raises_schedule_error() -> None:
     with pytest.raises(ScheduleError, match="unknown timezone 'Mars/Base'"):
-        next_fire_times(
-            parse_schedule("cron(0 0 * * ? *)"), timezone="Mars/Base", after=utc(2026, 1, 1), count=1
-        )
+        next_fire_times(parse_schedule("cron(0 0 * * ? *)"), timezone="Mars/Base", after=utc(2026, 1, 1), count=1)
 
 
 @pytest.mark.parametrize(
@@ -678,9 +662,7 @@ def test_unknown_timezone_raises_schedule_error() -> None:
         pytest.param("cron(0 0 1 1 ? *)", datetime.min.replace(tzinfo=UTC), [utc(1970, 1, 1)], id="cron-min"),
         pytest.param("cron(0 0 1 1 ? *)", datetime.max.replace(tzinfo=UTC), [], id="cron-max"),
         pytest.param("rate(1 day)", datetime.max.replace(tzinfo=UTC), [], id="rate-max"),
-        pytest.param(
-            "at(9999-12-31T23:00:00)", utc(2026, 1, 1), [datetime(9999, 12, 31, 23, tzinfo=UTC)], id="at-max"
-        ),
+        pytest.param("at(9999-12-31T23:00:00)", utc(2026, 1, 1), [datetime(9999, 12, 31, 23, tzinfo=UTC)], id="at-max"),
     ],
 )
 def test_datetime_limits_do_not_overflow(expression: str, after: datetime, expected: list[datetime]) -> None:
@@ -696,9 +678,7 @@ def test_rate_stops_before_datetime_overflows() -> None:
 @pytest.mark.parametrize("expression", ["cron(0 0 30 2 ? *)", "cron(0 0 31W 2 ? *)"])
 def test_schedules_that_never_fire_yield_nothing(expression: str) -> None:
     # The search ends at the year field's bound (2199) instead of looping forever.
-    assert (
-        next_fire_times(parse_schedule(expression), timezone=NEW_YORK, after=utc(2026, 1, 1), count=10) == []
-    )
+    assert next_fire_times(parse_schedule(expression), timezone=NEW_YORK, after=utc(2026, 1, 1), count=10) == []
 
 
 # aws-croniter evaluates in UTC only; on these it agrees with the docs, so it serves as an oracle.
@@ -721,9 +701,7 @@ ORACLE_EXPRESSIONS = [
 
 
 @pytest.mark.parametrize("fields", ORACLE_EXPRESSIONS, ids=ORACLE_EXPRESSIONS)
-@pytest.mark.parametrize(
-    "after", [utc(2026, 1, 1), utc(2026, 2, 27, 23, 59), utc(2027, 12, 31, 12, 1)], ids=str
-)
+@pytest.mark.parametrize("after", [utc(2026, 1, 1), utc(2026, 2, 27, 23, 59), utc(2027, 12, 31, 12, 1)], ids=str)
 def test_utc_fire_times_match_aws_croniter(fields: str, after: datetime) -> None:
     expected = [moment for moment in AwsCroniter(fields).get_next(after, 25) if moment is not None]
     assert fire(f"cron({fields})", after, count=25) == expected

@@ -91,11 +91,12 @@ def test_a_stage_override_changes_one_task_in_that_stage_only(tmp_path: Path, ca
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
+        pytest.param("name: two", "name: one", "task 'one': name is used by more than one task", id="duplicate-name"),
         pytest.param(
-            "name: two", "name: one", "task 'one': name is used by more than one task", id="duplicate-name"
-        ),
-        pytest.param(
-            "name: two", "name: Two_Task", "task 'Two_Task', field 'name': String should match pattern", id="bad-name"
+            "name: two",
+            "name: Two_Task",
+            "task 'Two_Task', field 'name': String should match pattern",
+            id="bad-name",
         ),
         pytest.param(
             "schedule: rate(5 minutes)",
@@ -104,48 +105,70 @@ def test_a_stage_override_changes_one_task_in_that_stage_only(tmp_path: Path, ca
             id="typo",
         ),
         pytest.param(
-            "memory: 1024", "memory: 20000", "task 'two', field 'memory': Input should be less than or equal to 10240",
+            "memory: 1024",
+            "memory: 20000",
+            "task 'two', field 'memory': Input should be less than or equal to 10240",
             id="memory-too-large",
         ),
         pytest.param(
-            "memory: 1024", "memory: 64", "task 'two', field 'memory': Input should be greater than or equal to 128",
+            "memory: 1024",
+            "memory: 64",
+            "task 'two', field 'memory': Input should be greater than or equal to 128",
             id="memory-too-small",
         ),
         pytest.param(
-            "enabled: false", "timeout: 901", "task 'two', field 'timeout': Input should be less than or equal to 900",
+            "enabled: false",
+            "timeout: 901",
+            "task 'two', field 'timeout': Input should be less than or equal to 900",
             id="timeout",
         ),
         pytest.param(
-            "runtime: nodejs22.x", "runtime: nodejs16.x", "task 'two', field 'runtime': Input should be",
+            "runtime: nodejs22.x",
+            "runtime: nodejs16.x",
+            "task 'two', field 'runtime': Input should be",
             id="unknown-runtime",
         ),
         pytest.param(
-            "timezone: Asia/Shanghai", "timezone: Mars/Olympus", "task 'two', field 'timezone': unknown timezone",
+            "timezone: Asia/Shanghai",
+            "timezone: Mars/Olympus",
+            "task 'two', field 'timezone': unknown timezone",
             id="unknown-timezone",
         ),
         pytest.param(
-            "schedule: rate(5 minutes)", "schedule: rate(1 minutes)", "task 'one', field 'schedule': rate: use 'minute'",
+            "schedule: rate(5 minutes)",
+            "schedule: rate(1 minutes)",
+            "task 'one', field 'schedule': rate: use 'minute'",
             id="rate-plural",
         ),
         pytest.param(
-            "schedule: rate(5 minutes)", "schedule: cron(0 18 * * * *)",
+            "schedule: rate(5 minutes)",
+            "schedule: cron(0 18 * * * *)",
             "task 'one', field 'schedule': cron: day-of-month and day-of-week cannot both be set",
             id="cron-both-days",
         ),
         pytest.param(
-            "schedule: rate(5 minutes)", "schedule: cron(0 18 * * ?)",
-            "task 'one', field 'schedule': cron", id="cron-five-fields",
+            "schedule: rate(5 minutes)",
+            "schedule: cron(0 18 * * ?)",
+            "task 'one', field 'schedule': cron",
+            id="cron-five-fields",
         ),
         pytest.param(
-            "schedule: rate(5 minutes)", "schedule: every 5 minutes", "task 'one', field 'schedule'", id="free-text",
+            "schedule: rate(5 minutes)",
+            "schedule: every 5 minutes",
+            "task 'one', field 'schedule'",
+            id="free-text",
         ),
         pytest.param(
-            "dev: {enabled: [one]", "dev: {enabled: [one, ghost]", "stage 'dev': names unknown tasks: ghost",
+            "dev: {enabled: [one]",
+            "dev: {enabled: [one, ghost]",
+            "stage 'dev': names unknown tasks: ghost",
             id="stage-unknown-task",
         ),
         pytest.param(
-            "log_retention_days: 7", "log_retention_days: 8",
-            "stage 'dev', field 'log_retention_days': CloudWatch Logs accepts one of", id="retention",
+            "log_retention_days: 7",
+            "log_retention_days: 8",
+            "stage 'dev', field 'log_retention_days': CloudWatch Logs accepts one of",
+            id="retention",
         ),
     ],
 )
@@ -183,28 +206,40 @@ def test_every_problem_is_reported_at_once(tmp_path: Path, catalog: TaskCatalog)
     ("old", "new", "expected"),
     [
         pytest.param(
-            "task_type: simple_task_1", "task_type: stock_spotty",
-            "task 'one', field 'task_type': 'stock_spotty' is not registered for runtime python3.13", id="unknown-type",
+            "task_type: simple_task_1",
+            "task_type: stock_spotty",
+            "task 'one', field 'task_type': 'stock_spotty' is not registered for runtime python3.13",
+            id="unknown-type",
         ),
         pytest.param(
-            "runtime: nodejs22.x", "runtime: nodejs22.x\n        architecture: x86_64",
-            "task 'two', field 'architecture': task_type 'simple_task_2' needs arm64", id="wrong-architecture",
+            "runtime: nodejs22.x",
+            "runtime: nodejs22.x\n        architecture: x86_64",
+            "task 'two', field 'architecture': task_type 'simple_task_2' needs arm64",
+            id="wrong-architecture",
         ),
         pytest.param(
-            "params: {payload: {a: 1}}", "params: {payload: 3}",
-            "task 'two', field 'params.payload': 3 is not of type 'object'", id="node-params-type",
+            "params: {payload: {a: 1}}",
+            "params: {payload: 3}",
+            "task 'two', field 'params.payload': 3 is not of type 'object'",
+            id="node-params-type",
         ),
         pytest.param(
-            "params: {payload: {a: 1}}", "params: {paylaod: {a: 1}}",
-            "task 'two', field 'params': Additional properties are not allowed", id="node-params-typo",
+            "params: {payload: {a: 1}}",
+            "params: {paylaod: {a: 1}}",
+            "task 'two', field 'params': Additional properties are not allowed",
+            id="node-params-typo",
         ),
         pytest.param(
-            "schedule: rate(5 minutes)", "schedule: rate(5 minutes)\n        params: {label: [1]}",
-            "task 'one', field 'params.label': Input should be a valid string", id="python-params-type",
+            "schedule: rate(5 minutes)",
+            "schedule: rate(5 minutes)\n        params: {label: [1]}",
+            "task 'one', field 'params.label': Input should be a valid string",
+            id="python-params-type",
         ),
         pytest.param(
-            "schedule: rate(5 minutes)", "schedule: rate(5 minutes)\n        params: {lable: x}",
-            "task 'one', field 'params.lable': Extra inputs are not permitted", id="python-params-typo",
+            "schedule: rate(5 minutes)",
+            "schedule: rate(5 minutes)\n        params: {lable: x}",
+            "task 'one', field 'params.lable': Extra inputs are not permitted",
+            id="python-params-typo",
         ),
     ],
 )

@@ -106,7 +106,10 @@ class UnknownTaskTypeError(LookupError):
         self.name = name
 
 
-_DEFAULT_ARCHITECTURE = {DependencyGroup.CORE: Architecture.ARM_64, DependencyGroup.CRAWLER: Architecture.X86_64}
+_DEFAULT_ARCHITECTURE = {
+    DependencyGroup.CORE: Architecture.ARM_64,
+    DependencyGroup.CRAWLER: Architecture.X86_64,
+}
 
 
 class TaskRegistry:

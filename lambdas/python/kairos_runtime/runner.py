@@ -106,9 +106,7 @@ class TaskRunner:
     def dispatch(self, raw_event: object, invocation: InvocationContext) -> dict[str, Any]:
         started_at = self._clock()
         event, event_error = self._parse_event(raw_event, invocation, started_at)
-        recorder = RunRecorder(
-            self._clients.table(TableId.TASK_RUNS), ttl_days=self._settings.run_record_ttl_days
-        )
+        recorder = RunRecorder(self._clients.table(TableId.TASK_RUNS), ttl_days=self._settings.run_record_ttl_days)
         key = recorder.start(
             event, runtime=self._settings.runtime, request_id=invocation.aws_request_id, started_at=started_at
         )
@@ -158,10 +156,16 @@ class TaskRunner:
             task_type = self._registry.get(event.task_type)
             params = task_type.parse_params(event.params)
         except UnknownTaskTypeError as unknown:
-            return {"status": RunStatus.FAILED, "error": RunError("UnknownTaskType", str(unknown), ErrorKind.PERMANENT)}
+            return {
+                "status": RunStatus.FAILED,
+                "error": RunError("UnknownTaskType", str(unknown), ErrorKind.PERMANENT),
+            }
         except ValidationError as invalid:
             message = f"params do not fit task_type {event.task_type!r}: {_describe(invalid)}"
-            return {"status": RunStatus.FAILED, "error": RunError("InvalidParams", message, ErrorKind.PERMANENT)}
+            return {
+                "status": RunStatus.FAILED,
+                "error": RunError("InvalidParams", message, ErrorKind.PERMANENT),
+            }
         context = TaskContext(
             event=event,
             settings=self._settings,
@@ -173,11 +177,15 @@ class TaskRunner:
             outcome = task_type.function(params, context) or TaskOutcome()
         except TaskSkipped as skipped:
             return {"status": RunStatus.SKIPPED, "detail": {**skipped.detail, "reason": skipped.reason}}
-        except Exception as failure:  # noqa: BLE001 - every failure must end up in the run record
+        except Exception as failure:
             self._logger.exception("task failed")
             detail = getattr(failure, "detail", None)
             error = RunError(type(failure).__name__, str(failure) or type(failure).__name__, error_kind(failure))
-            return {"status": RunStatus.FAILED, "error": error, "detail": detail if isinstance(detail, dict) else None}
+            return {
+                "status": RunStatus.FAILED,
+                "error": error,
+                "detail": detail if isinstance(detail, dict) else None,
+            }
         return {
             "status": RunStatus.SUCCEEDED,
             "items_written": outcome.items_written,

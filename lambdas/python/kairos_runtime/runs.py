@@ -70,7 +70,11 @@ def bounded_detail(detail: Mapping[str, Any] | None) -> Any:
     """The run's detail as an item value, replaced by a note when it is too large to store."""
     encoded = json.dumps(dict(detail or {}), default=str)
     if len(encoded.encode()) > MAX_DETAIL_BYTES:
-        return {"truncated": True, "bytes": len(encoded.encode()), "keys": sorted(map(str, (detail or {})))[:50]}
+        return {
+            "truncated": True,
+            "bytes": len(encoded.encode()),
+            "keys": sorted(map(str, (detail or {})))[:50],
+        }
     return json.loads(encoded, parse_float=Decimal)
 
 
@@ -90,7 +94,7 @@ class RunRecorder:
 
         key = run_key(event)
         started = iso_utc(started_at)
-        item = {
+        item: dict[str, Any] = {
             TASK_RUNS.partition_key: key.pk,
             TASK_RUNS.sort_key: key.sk,
             "gsi1pk": f"RUNDATE#{started[:10]}",
@@ -108,8 +112,11 @@ class RunRecorder:
             TASK_RUNS.ttl_attribute: int((started_at + self._ttl).timestamp()),
         }
         try:
-            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(#pk)",
-                                 ExpressionAttributeNames={"#pk": TASK_RUNS.partition_key})
+            self._table.put_item(
+                Item=item,
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": TASK_RUNS.partition_key},
+            )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
@@ -124,9 +131,11 @@ class RunRecorder:
         self._table.update_item(
             Key=table_key,
             UpdateExpression=(
-                "SET " + ", ".join(f"#{name} = :{name}" for name in restarted)
+                "SET "
+                + ", ".join(f"#{name} = :{name}" for name in restarted)
                 + ", #previous = list_append(if_not_exists(#previous, :empty), :outcome)"
-                + " REMOVE " + ", ".join(f"#{name}" for name in CLEARED_ON_REDELIVERY)
+                + " REMOVE "
+                + ", ".join(f"#{name}" for name in CLEARED_ON_REDELIVERY)
                 + " ADD #deliveries :one"
             ),
             ExpressionAttributeNames={

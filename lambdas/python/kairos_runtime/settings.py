@@ -51,9 +51,7 @@ class RuntimeSettings(BaseModel):
             "https_proxy": environ.get(HTTPS_PROXY_ENV) or None,
         }
         tables = {
-            design.table_id: environ[design.env_var]
-            for design in TABLE_DESIGNS.values()
-            if environ.get(design.env_var)
+            design.table_id: environ[design.env_var] for design in TABLE_DESIGNS.values() if environ.get(design.env_var)
         }
         return cls.model_validate({**{k: v for k, v in optional.items() if v is not None}, "table_names": tables})
 

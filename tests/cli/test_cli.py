@@ -1,0 +1,230 @@
+"""The kairos CLI, driven as a user would, with the clock and DynamoDB endpoint swapped in."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kairos import cli
+from kairos.local.dynamodb import DynamoEndpoint, dynamodb_endpoint
+from tests.conftest import PROJECT_ROOT
+
+NOW = datetime(2026, 11, 27, 7, 12, 30, tzinfo=UTC)  # a Friday
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setattr(cli.services, "clock", lambda: NOW)
+    return CliRunner()
+
+
+@pytest.fixture
+def tasks_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tasks.yaml"
+    shutil.copy(PROJECT_ROOT / "tasks.yaml", path)
+    return path
+
+
+def invoke(runner: CliRunner, *args: str) -> tuple[int, str]:
+    result = runner.invoke(cli.app, list(args))
+    return result.exit_code, result.output
+
+
+def test_list_shows_every_task_with_its_next_fire_time(runner: CliRunner, tasks_file: Path) -> None:
+    code, output = invoke(runner, "list", "--file", str(tasks_file), "--stage", "dev")
+
+    assert code == 0, output
+    rows = {line.split("│")[2].strip(): line for line in output.splitlines() if line.count("│") > 5}
+    assert "●" in rows["python-task-1"]
+    assert "rate(5 minutes)" in rows["python-task-1"]
+    assert "2026-11-27T07:17:30Z" in rows["python-task-1"], "a rate schedule counted from now"
+    assert "nodejs22.x" in rows["nodejs-task-1"]
+    assert "○" in rows["daily-summary"]
+    assert "cron(0 18 * * ? *)" in rows["daily-summary"]
+    assert "tasks," in output
+    assert "enabled" in output
+
+
+def test_validate_accepts_the_projects_file(runner: CliRunner, tasks_file: Path) -> None:
+    code, output = invoke(runner, "validate", "--file", str(tasks_file))
+
+    assert code == 0
+    assert "valid" in output
+
+
+def test_validate_reports_problems_without_a_traceback(runner: CliRunner, tasks_file: Path) -> None:
+    text = tasks_file.read_text().replace("schedule: rate(5 minutes)", "shedule: rate(5 minutes)", 1)
+    tasks_file.write_text(text.replace("memory: 512", "memory: 99999"))
+
+    code, output = invoke(runner, "validate", "--file", str(tasks_file))
+
+    assert code == 1
+    assert "task 'python-task-1', field 'shedule': unknown field (did you mean 'schedule'?)" in output
+    assert "task 'python-task-1', field 'memory'" in output
+    assert "Traceback" not in output
+
+
+def test_disable_edits_one_line_and_keeps_comments_and_layout(runner: CliRunner, tasks_file: Path) -> None:
+    before = tasks_file.read_text().splitlines()
+
+    code, output = invoke(runner, "disable", "python-task-2", "--file", str(tasks_file))
+
+    after = tasks_file.read_text().splitlines()
+    assert code == 0, output
+    changed = [(old, new) for old, new in zip(before, after, strict=True) if old != new]
+    assert changed == [("    enabled: true", "    enabled: false")]
+    assert after[0].startswith("# yaml-language-server:")
+    code, _ = invoke(runner, "enable", "python-task-2", "--file", str(tasks_file))
+    assert tasks_file.read_text().splitlines() == before
+
+
+def test_enable_inserts_the_key_when_a_task_has_none(runner: CliRunner, tasks_file: Path) -> None:
+    tasks_file.write_text(tasks_file.read_text().replace("    enabled: false\n", "", 1))
+
+    code, output = invoke(runner, "enable", "daily-summary", "--file", str(tasks_file))
+
+    assert code == 0, output
+    lines = tasks_file.read_text().splitlines()
+    schedule_line = lines.index("    schedule: cron(0 18 * * ? *)")
+    assert lines[schedule_line + 1] == "    enabled: true"
+
+
+def test_enable_in_one_stage_edits_that_stages_list(runner: CliRunner, tasks_file: Path) -> None:
+    code, output = invoke(runner, "enable", "daily-summary", "--stage", "dev", "--file", str(tasks_file))
+
+    assert code == 0, output
+    assert "enabled: [python-task-1, python-task-2, nodejs-task-1, nodejs-task-2, daily-summary]" in (
+        tasks_file.read_text()
+    )
+    code, output = invoke(runner, "list", "--file", str(tasks_file), "--stage", "prod")
+    summary = next(line for line in output.splitlines() if "daily-summary" in line)
+    assert "○" in summary, "prod keeps the task's own flag"
+
+
+def test_enable_of_an_unknown_task_fails_and_changes_nothing(runner: CliRunner, tasks_file: Path) -> None:
+    before = tasks_file.read_text()
+
+    code, output = invoke(runner, "enable", "ghost", "--file", str(tasks_file))
+
+    assert code == 1
+    assert "no task named 'ghost'" in output
+    assert tasks_file.read_text() == before
+
+
+def test_show_prints_the_resolved_task(runner: CliRunner, tasks_file: Path) -> None:
+    code, output = invoke(runner, "show", "python-task-1", "--file", str(tasks_file))
+
+    assert code == 0, output
+    assert "512 MB / 300 s" in output
+    assert "rate(5 minutes) in UTC" in output
+    assert "its own run records only" in output
+    assert "2026-11-27T07:17:30Z, 2026-11-27T07:22:30Z" in output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        pytest.param(
+            [
+                "cron(30 2 * * ? *)",
+                "--tz",
+                "America/New_York",
+                "--after",
+                "2026-03-07T00:00:00Z",
+                "--count",
+                "3",
+            ],
+            ["2026-03-07T07:30:00Z", "2026-03-09T06:30:00Z", "2026-03-10T06:30:00Z"],
+            id="spring-forward-gap-is-skipped",
+        ),
+        pytest.param(
+            ["cron(30 1 * * ? *)", "--tz", "America/New_York", "--after", "2026-10-31T12:00:00Z", "-n", "2"],
+            ["2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"],
+            id="fall-back-repeat-runs-once",
+        ),
+        pytest.param(
+            ["cron(0 18 * * ? *)", "--tz", "Asia/Shanghai", "--after", "2026-11-27T10:00:00Z", "-n", "2"],
+            ["2026-11-28T10:00:00Z", "2026-11-29T10:00:00Z"],
+            id="strictly-after",
+        ),
+        pytest.param(["rate(7 minutes)", "-n", "2"], ["2026-11-27T07:19:30Z", "2026-11-27T07:26:30Z"], id="rate"),
+    ],
+)
+def test_schedule_next_prints_fire_times_in_utc(runner: CliRunner, args: list[str], expected: list[str]) -> None:
+    code, output = invoke(runner, "schedule", "next", *args)
+
+    assert code == 0, output
+    assert output.split() == expected
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["cron(0 18 * * * *)"], ["rate(1 minutes)"], ["rate(5 minutes)", "--tz", "Nowhere/City"]],
+)
+def test_schedule_next_rejects_invalid_input(runner: CliRunner, args: list[str]) -> None:
+    code, output = invoke(runner, "schedule", "next", *args)
+
+    assert code == 2
+    assert "error:" in output
+
+
+@contextmanager
+def fixed_endpoint(url: str) -> Iterator[DynamoEndpoint]:
+    yield DynamoEndpoint(url=url, embedded=False)
+
+
+def test_run_then_runs_against_a_dynamodb_endpoint(
+    runner: CliRunner, tasks_file: Path, local_dynamodb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli.services, "endpoint", lambda: fixed_endpoint(local_dynamodb))
+
+    code, output = invoke(runner, "run", "python-task-1", "--file", str(tasks_file))
+    assert code == 0, output
+    assert "SUCCEEDED" in output
+    assert "2026-11-27T07:12:00Z" in output, "the slot is now, to the minute"
+
+    invoke(runner, "run", "nodejs-task-2", "--file", str(tasks_file))
+    # History across tasks is read by the day the runs started, which is today.
+    monkeypatch.setattr(cli.services, "clock", lambda: datetime.now(UTC))
+    code, output = invoke(runner, "runs", "python-task-1")
+    assert code == 0
+    assert output.count("python-task-1 ") == 1
+    assert "nodejs-task-2" not in output
+    code, output = invoke(runner, "runs")
+    assert "python-task-1" in output
+    assert "nodejs-task-2" in output
+
+
+def test_run_of_a_disabled_task_says_so(
+    runner: CliRunner, tasks_file: Path, local_dynamodb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli.services, "endpoint", lambda: fixed_endpoint(local_dynamodb))
+
+    code, output = invoke(runner, "run", "daily-summary", "--file", str(tasks_file))
+
+    assert code == 0, output
+    assert "daily-summary is disabled in stage dev" in output
+
+
+def test_run_uses_the_embedded_dynamodb_and_keeps_its_data(
+    runner: CliRunner, tasks_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "dynamodb"
+    monkeypatch.setattr(cli.services, "endpoint", lambda: dynamodb_endpoint(data_dir))
+
+    code, output = invoke(runner, "run", "python-task-2", "--file", str(tasks_file))
+    assert code == 0, output
+    assert "http://127.0.0.1:" in output
+    assert "SUCCEEDED" in output
+
+    # A second embedded instance over the same directory sees the first run.
+    code, output = invoke(runner, "runs", "python-task-2")
+    assert code == 0
+    assert "SUCCEEDED" in output
+    assert any(data_dir.iterdir())
