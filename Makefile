@@ -16,7 +16,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20,22
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 20,22
 export PYTHONDONTWRITEBYTECODE := 1
 
-PY_SOURCES := app.py kairos kairos_stack lambdas/python/kairos_runtime bench
+PY_SOURCES := app.py kairos kairos_stack lambdas/python/kairos_runtime $(wildcard bench)
 TYPED_SOURCES := app.py kairos kairos_stack lambdas/python/kairos_runtime
 
 .PHONY: help setup run synth validate lint typecheck test test-python test-node cfn-lint schema clean

@@ -6,16 +6,16 @@ then the built-in defaults below.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kairos.schedule import Schedule, ScheduleError, parse_schedule, validate_timezone
 
-PYTHON_RUNTIMES = ("python3.12", "python3.13", "python3.14")
-NODE_RUNTIMES = ("nodejs20.x", "nodejs22.x", "nodejs24.x")
-RUNTIMES = PYTHON_RUNTIMES + NODE_RUNTIMES
 Runtime = Literal["python3.12", "python3.13", "python3.14", "nodejs20.x", "nodejs22.x", "nodejs24.x"]
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
+PYTHON_RUNTIMES = tuple(runtime for runtime in RUNTIMES if runtime.startswith("python"))
+NODE_RUNTIMES = tuple(runtime for runtime in RUNTIMES if runtime.startswith("nodejs"))
 Architecture = Literal["arm64", "x86_64"]
 
 TASK_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,47}$"

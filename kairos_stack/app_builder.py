@@ -15,7 +15,8 @@ from kairos_stack.stage_stack import KairosStageStack
 
 
 def stage_plan(tasks_file: Path, stage: str) -> StagePlan:
-    return plan_stage(load_tasks_file(tasks_file, load_catalog()), load_catalog(), stage)
+    catalog = load_catalog()
+    return plan_stage(load_tasks_file(tasks_file, catalog), catalog, stage)
 
 
 def build_stage(app: cdk.App, plan: StagePlan, *, code_assets: CodeAssets | None = None) -> KairosStageStack:

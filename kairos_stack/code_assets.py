@@ -1,22 +1,65 @@
-"""One Lambda code asset per runtime family, shared by every function that runs it."""
+"""The code assets and layers of a stage's functions, each built once and shared by every function
+that runs it.
+
+* Python: one code asset per (architecture, Python version) with the core dependency group
+  (Powertools, pydantic) and the ``kairos_runtime`` package; crawler functions add one shared layer
+  with the crawler group (akshare, pycoingecko, pandas). Both are bundled locally, without Docker
+  (:mod:`kairos_stack.lambda_bundling`).
+* Node.js: the sources as they are; the runtime ships the AWS SDK v3, the only dependency.
+"""
 
 from __future__ import annotations
 
+from aws_cdk import Stack
 from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
 
 from kairos.plan import TaskPlan
+from kairos_runtime.registry import DependencyGroup
+from kairos_stack.lambda_bundling import function_code, layer_code
+from kairos_stack.python_deps import GROUP_SPECS, LambdaPlatform
+from kairos_stack.scheduled_task import ARCHITECTURES, LAMBDA_RUNTIMES
 
 # Files that never belong in a function package.
 ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.mypy_cache", "**/test", "**/tests", "**/node_modules"]
+LAYER_DESCRIPTIONS = {DependencyGroup.CRAWLER: "akshare, pycoingecko, pandas and their dependencies"}
 
 
 class CodeAssets:
     """Builds each distinct asset once, so N functions share one upload and one asset hash."""
 
     def __init__(self) -> None:
-        self._codes: dict[str, lambda_.Code] = {}
+        self._codes: dict[object, lambda_.Code] = {}
+        self._layers: dict[tuple[str, DependencyGroup, LambdaPlatform], lambda_.ILayerVersion] = {}
 
     def code_for(self, task: TaskPlan) -> lambda_.Code:
-        if task.code_dir not in self._codes:
-            self._codes[task.code_dir] = lambda_.Code.from_asset(task.code_dir, exclude=ASSET_EXCLUDES)
-        return self._codes[task.code_dir]
+        if task.family != "python":
+            if task.code_dir not in self._codes:
+                self._codes[task.code_dir] = lambda_.Code.from_asset(task.code_dir, exclude=ASSET_EXCLUDES)
+            return self._codes[task.code_dir]
+        target = LambdaPlatform.for_runtime(task.runtime, task.architecture)
+        if target not in self._codes:
+            self._codes[target] = function_code(GROUP_SPECS[DependencyGroup.CORE], target)
+        return self._codes[target]
+
+    def layers_for(self, scope: Construct, task: TaskPlan) -> list[lambda_.ILayerVersion]:
+        """The dependency layers a task's function needs: none for the core group."""
+        if task.family != "python" or task.group is DependencyGroup.CORE:
+            return []
+        stack = Stack.of(scope)
+        target = LambdaPlatform.for_runtime(task.runtime, task.architecture)
+        key = (stack.node.path, task.group, target)
+        if key not in self._layers:
+            suffix = f"{target.architecture.replace('_', '')}Py{target.python_version.replace('.', '')}"
+            self._layers[key] = lambda_.LayerVersion(
+                stack,
+                f"{task.group.value.title()}Layer{suffix.title()}",
+                code=layer_code(GROUP_SPECS[task.group], target),
+                compatible_runtimes=[LAMBDA_RUNTIMES[task.runtime]],
+                compatible_architectures=[ARCHITECTURES[task.architecture]],
+                description=(
+                    f"Kairos {task.group.value} dependency group for {target.describe()}: "
+                    f"{LAYER_DESCRIPTIONS.get(task.group, '')}"
+                ),
+            )
+        return [self._layers[key]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
@@ -42,6 +44,7 @@ class ScheduledTask(Construct):
         *,
         plan: TaskPlan,
         code: lambda_.Code,
+        layers: Sequence[lambda_.ILayerVersion] = (),
         schedule_group: scheduler.IScheduleGroup,
         dead_letter_queue: sqs.IQueue,
         log_retention: logs.RetentionDays,
@@ -59,6 +62,7 @@ class ScheduledTask(Construct):
             architecture=ARCHITECTURES[plan.architecture],
             handler=plan.handler,
             code=code,
+            layers=list(layers),
             memory_size=plan.memory,
             timeout=cdk.Duration.seconds(plan.timeout),
             environment=dict(plan.environment),

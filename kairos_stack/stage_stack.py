@@ -62,6 +62,7 @@ class KairosStageStack(cdk.Stack):
                 task_plan.name,
                 plan=task_plan,
                 code=code_assets.code_for(task_plan),
+                layers=code_assets.layers_for(self, task_plan),
                 schedule_group=self.schedule_group,
                 dead_letter_queue=self.dead_letter_queue.queue,
                 log_retention=LOG_RETENTION[plan.log_retention_days],

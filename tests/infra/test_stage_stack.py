@@ -283,3 +283,11 @@ def test_local_tables_are_created_exactly_as_the_template_declares(dev: tuple[St
         assert [index["IndexName"] for index in declared.definition["GlobalSecondaryIndexes"]] == [
             index["IndexName"] for index in table.definition["GlobalSecondaryIndexes"]
         ]
+
+
+def test_every_runtime_tasks_yaml_accepts_is_one_cdk_knows() -> None:
+    from kairos.config import RUNTIMES
+    from kairos_stack.scheduled_task import LAMBDA_RUNTIMES
+
+    assert set(LAMBDA_RUNTIMES) == set(RUNTIMES)
+    assert all(LAMBDA_RUNTIMES[name].name == name for name in RUNTIMES)
