@@ -291,3 +291,15 @@ def test_every_runtime_tasks_yaml_accepts_is_one_cdk_knows() -> None:
 
     assert set(LAMBDA_RUNTIMES) == set(RUNTIMES)
     assert all(LAMBDA_RUNTIMES[name].name == name for name in RUNTIMES)
+
+
+def test_an_unacknowledged_cdk_nag_finding_fails_the_synth() -> None:
+    from aws_cdk import aws_sqs as sqs
+
+    app = cdk.App()
+    stack = cdk.Stack(app, "careless")
+    sqs.Queue(stack, "PlainQueue")  # no SSL enforcement, no dead-letter queue
+    add_checks(app)
+
+    with pytest.raises(RuntimeError, match="AwsSolutions-SQS4"):
+        app.synth()
