@@ -107,6 +107,15 @@ def _task(plan: StagePlan, name: str) -> TaskPlan:
         raise _fail(f"no task named {name!r} (tasks: {known})") from None
 
 
+def _instant(text: str) -> datetime:
+    """An ISO 8601 instant from the command line; one without a zone is UTC."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(f"not an ISO 8601 date and time: {text!r}", code=2) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -224,11 +233,9 @@ def schedule_next(
     try:
         schedule = parse_schedule(expression)
         validate_timezone(tz)
-        start = datetime.fromisoformat(after.replace("Z", "+00:00")) if after else services.clock()
-    except (ScheduleError, ValueError) as error:
+    except ScheduleError as error:
         raise _fail(str(error), code=2) from None
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
+    start = _instant(after) if after else services.clock()
     for moment in next_fire_times(schedule, timezone=tz, after=start, count=count):
         services.console.print(_utc(moment), markup=False)
 
@@ -257,7 +264,7 @@ def run(
     from kairos.local.session import LocalStage
 
     task = _task(_plan(file, stage), name)
-    slot = datetime.fromisoformat(scheduled_time.replace("Z", "+00:00")) if scheduled_time else None
+    slot = _instant(scheduled_time) if scheduled_time else None
     with _local_dynamodb() as endpoint:
         local = LocalStage(stage=stage, endpoint=endpoint)
         local.prepare_tables()

@@ -165,7 +165,12 @@ def test_schedule_next_prints_fire_times_in_utc(runner: CliRunner, args: list[st
 
 @pytest.mark.parametrize(
     "args",
-    [["cron(0 18 * * * *)"], ["rate(1 minutes)"], ["rate(5 minutes)", "--tz", "Nowhere/City"]],
+    [
+        ["cron(0 18 * * * *)"],
+        ["rate(1 minutes)"],
+        ["rate(5 minutes)", "--tz", "Nowhere/City"],
+        ["rate(5 minutes)", "--after", "yesterday"],
+    ],
 )
 def test_schedule_next_rejects_invalid_input(runner: CliRunner, args: list[str]) -> None:
     code, output = invoke(runner, "schedule", "next", *args)
