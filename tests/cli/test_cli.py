@@ -85,7 +85,10 @@ def test_disable_edits_one_line_and_keeps_comments_and_layout(runner: CliRunner,
 
 
 def test_enable_inserts_the_key_when_a_task_has_none(runner: CliRunner, tasks_file: Path) -> None:
-    tasks_file.write_text(tasks_file.read_text().replace("    enabled: false\n", "", 1))
+    entry = "    task_type: daily_summary\n    schedule: cron(0 18 * * ? *)\n    timezone: Asia/Shanghai\n"
+    text = tasks_file.read_text()
+    assert entry + "    enabled: false\n" in text
+    tasks_file.write_text(text.replace(entry + "    enabled: false\n", entry))
 
     code, output = invoke(runner, "enable", "daily-summary", "--file", str(tasks_file))
 

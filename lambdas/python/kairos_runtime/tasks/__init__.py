@@ -8,10 +8,11 @@ simple tasks' cold start.
 from __future__ import annotations
 
 from kairos_runtime.registry import TaskRegistry
-from kairos_runtime.tasks import simple
+from kairos_runtime.tasks import market, simple
 
 
 def default_registry() -> TaskRegistry:
     registry = TaskRegistry()
     registry.include(simple.registry)
+    registry.include(market.registry)
     return registry

@@ -1,0 +1,18 @@
+"""Market data task types: A-share, ETF and index quotes (akshare), crypto (pycoingecko), daily summary.
+
+Importing this package is cheap: the modules declare params models and functions, and import
+akshare, pandas, pycoingecko and requests inside the functions that call a source. See
+:mod:`kairos_runtime.tasks.market.model` for the table's items and access patterns.
+"""
+
+from __future__ import annotations
+
+from kairos_runtime.registry import TaskRegistry
+from kairos_runtime.tasks.market import a_shares, crypto, summary
+
+registry = TaskRegistry()
+registry.include(a_shares.registry)
+registry.include(crypto.registry)
+registry.include(summary.registry)
+
+__all__ = ["registry"]

@@ -1,0 +1,442 @@
+"""A-share, ETF and index quotes from Eastmoney through akshare: spot snapshots and daily bars.
+
+Every task here skips days the Shanghai and Shenzhen exchanges are closed, calls akshare under the
+upstream HTTP policy (:mod:`.upstream`), normalises and validates each row (:mod:`.normalise`) and
+writes in batches (:mod:`.writer`). akshare and pandas are imported inside the fetch functions only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
+
+from pydantic import Field
+
+from kairos_runtime.context import TaskContext
+from kairos_runtime.registry import Access, DependencyGroup, TaskOutcome, TaskRegistry, TaskSkipped
+from kairos_runtime.tables import MARKET_DATA, TableId
+from kairos_runtime.tasks.market.model import (
+    AssetClass,
+    BarKind,
+    Provenance,
+    Quote,
+    bar_item,
+    instrument_pk,
+    snapshot_items,
+    trading_date_of,
+)
+from kairos_runtime.tasks.market.normalise import (
+    DAILY_BAR,
+    ETF_SPOT,
+    INDEX_DAILY_BAR,
+    INDEX_SPOT,
+    STOCK_SPOT,
+    Normalised,
+    Records,
+    Rejection,
+    RowSchema,
+    normalise_rows,
+)
+from kairos_runtime.tasks.market.trading_calendar import default_calendar
+from kairos_runtime.tasks.market.upstream import (
+    CrawlerParams,
+    NoValidRows,
+    Retrier,
+    SourceRejected,
+    SourceUnavailable,
+    upstream_requests,
+)
+from kairos_runtime.tasks.market.writer import write_items
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+registry = TaskRegistry()
+
+DETAIL_SYMBOLS = 50
+"""Per-symbol entries a run record lists before it only counts them."""
+
+Symbol = Annotated[str, Field(pattern=r"^\d{6}$", description="six-digit exchange code")]
+IndexSymbol = Annotated[str, Field(pattern=r"^[0-9A-Z]{6}$", description="six-character index code")]
+
+
+class Adjust(StrEnum):
+    """Price adjustment of daily bars: none, forward (qfq) or backward (hfq)."""
+
+    NONE = "none"
+    FORWARD = "qfq"
+    BACKWARD = "hfq"
+
+    @property
+    def akshare(self) -> str:
+        return "" if self is Adjust.NONE else self.value
+
+    @property
+    def bar_kind(self) -> BarKind:
+        return {
+            Adjust.NONE: BarKind.RAW,
+            Adjust.FORWARD: BarKind.FORWARD_ADJUSTED,
+            Adjust.BACKWARD: BarKind.BACKWARD_ADJUSTED,
+        }[self]
+
+
+class IndexGroup(StrEnum):
+    """The index lists Eastmoney publishes; akshare names them in Chinese."""
+
+    MAJOR = "major"
+    SHANGHAI = "shanghai"
+    SHENZHEN = "shenzhen"
+    CONSTITUENT = "constituent"
+    CSI = "csi"
+
+    @property
+    def akshare(self) -> str:
+        return {
+            IndexGroup.MAJOR: "沪深重要指数",
+            IndexGroup.SHANGHAI: "上证系列指数",
+            IndexGroup.SHENZHEN: "深证系列指数",
+            IndexGroup.CONSTITUENT: "指数成份",
+            IndexGroup.CSI: "中证系列指数",
+        }[self]
+
+
+class StockSpotParams(CrawlerParams):
+    symbols: tuple[Symbol, ...] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2000,
+        description="store only these codes (the source always sends the whole market)",
+    )
+
+
+class EtfSpotParams(StockSpotParams):
+    pass
+
+
+class IndexSpotParams(CrawlerParams):
+    group: IndexGroup = IndexGroup.MAJOR
+    symbols: tuple[IndexSymbol, ...] | None = Field(default=None, min_length=1, max_length=2000)
+
+
+class StockDailyParams(CrawlerParams):
+    symbols: tuple[Symbol, ...] = Field(min_length=1, max_length=500)
+    adjust: Adjust = Adjust.NONE
+    lookback_days: int = Field(
+        default=30, ge=1, le=3650, description="calendar days fetched for a symbol with no stored bars"
+    )
+
+
+class EtfDailyParams(StockDailyParams):
+    pass
+
+
+class IndexDailyParams(CrawlerParams):
+    symbols: tuple[IndexSymbol, ...] = Field(min_length=1, max_length=500)
+    lookback_days: int = Field(default=30, ge=1, le=3650)
+
+
+SpotParamsT = TypeVar("SpotParamsT", StockSpotParams, EtfSpotParams, IndexSpotParams)
+DailyParamsT = TypeVar("DailyParamsT", StockDailyParams, EtfDailyParams, IndexDailyParams)
+
+
+@dataclass(frozen=True, slots=True)
+class SpotSource(Generic[SpotParamsT]):
+    asset_class: AssetClass
+    function: str
+    schema: RowSchema
+    fetch: Callable[[SpotParamsT], Records]
+
+    @property
+    def label(self) -> str:
+        return f"Eastmoney (akshare.{self.function})"
+
+
+@dataclass(frozen=True, slots=True)
+class DailySource(Generic[DailyParamsT]):
+    asset_class: AssetClass
+    function: str
+    schema: RowSchema
+    fetch: Callable[[str, date, date, DailyParamsT], Records]
+
+    @property
+    def label(self) -> str:
+        return f"Eastmoney (akshare.{self.function})"
+
+
+def _records(frame: Any) -> Records:
+    return [{str(key): value for key, value in row.items()} for row in frame.to_dict("records")]
+
+
+def _ymd(day: date) -> str:
+    return day.strftime("%Y%m%d")
+
+
+def _fetch_stock_spot(params: StockSpotParams) -> Records:
+    import akshare
+
+    return _records(akshare.stock_zh_a_spot_em())
+
+
+def _fetch_etf_spot(params: EtfSpotParams) -> Records:
+    import akshare
+
+    return _records(akshare.fund_etf_spot_em())
+
+
+def _fetch_index_spot(params: IndexSpotParams) -> Records:
+    import akshare
+
+    return _records(akshare.stock_zh_index_spot_em(symbol=params.group.akshare))
+
+
+def _fetch_stock_bars(symbol: str, start: date, end: date, params: StockDailyParams) -> Records:
+    import akshare
+
+    frame = akshare.stock_zh_a_hist(
+        symbol=symbol,
+        period="daily",
+        start_date=_ymd(start),
+        end_date=_ymd(end),
+        adjust=params.adjust.akshare,
+        timeout=params.request_timeout_seconds,
+    )
+    return _records(frame)
+
+
+def _fetch_etf_bars(symbol: str, start: date, end: date, params: EtfDailyParams) -> Records:
+    import akshare
+
+    # fund_etf_hist_em takes no timeout argument (it uses 15 s); upstream_requests caps it anyway.
+    frame = akshare.fund_etf_hist_em(
+        symbol=symbol, period="daily", start_date=_ymd(start), end_date=_ymd(end), adjust=params.adjust.akshare
+    )
+    return _records(frame)
+
+
+def _fetch_index_bars(symbol: str, start: date, end: date, params: IndexDailyParams) -> Records:
+    import akshare
+
+    # index_zh_a_hist passes no timeout at all: upstream_requests supplies one. Its first call in a
+    # process also crawls Eastmoney's index code list (cached for the life of the process).
+    frame = akshare.index_zh_a_hist(symbol=symbol, period="daily", start_date=_ymd(start), end_date=_ymd(end))
+    return _records(frame)
+
+
+STOCK_SPOT_SOURCE = SpotSource(AssetClass.STOCK, "stock_zh_a_spot_em", STOCK_SPOT, _fetch_stock_spot)
+ETF_SPOT_SOURCE = SpotSource(AssetClass.ETF, "fund_etf_spot_em", ETF_SPOT, _fetch_etf_spot)
+INDEX_SPOT_SOURCE = SpotSource(AssetClass.INDEX, "stock_zh_index_spot_em", INDEX_SPOT, _fetch_index_spot)
+STOCK_DAILY_SOURCE = DailySource(AssetClass.STOCK, "stock_zh_a_hist", DAILY_BAR, _fetch_stock_bars)
+ETF_DAILY_SOURCE = DailySource(AssetClass.ETF, "fund_etf_hist_em", DAILY_BAR, _fetch_etf_bars)
+INDEX_DAILY_SOURCE = DailySource(AssetClass.INDEX, "index_zh_a_hist", INDEX_DAILY_BAR, _fetch_index_bars)
+
+
+def require_trading_day(context: TaskContext) -> tuple[date, dict[str, Any]]:
+    """The slot's trading date (Asia/Shanghai), or TaskSkipped when the exchanges are closed."""
+    day = trading_date_of(context.event.scheduled_time)
+    check = default_calendar().check(day)
+    detail = {"trading_date": day.isoformat(), "calendar": check.basis}
+    if not check.is_trading_day:
+        raise TaskSkipped(f"{day.isoformat()} ({day:%A}) is not a trading day in Shanghai/Shenzhen", detail=detail)
+    return day, detail
+
+
+def retrier_for(source: str, params: CrawlerParams, context: TaskContext) -> Retrier:
+    return Retrier(
+        source=source,
+        max_retry_seconds=params.max_retry_seconds,
+        remaining_time_ms=context.remaining_time_ms,
+        logger=context.logger,
+    )
+
+
+def crawl_spot(source: SpotSource[SpotParamsT], params: SpotParamsT, context: TaskContext) -> TaskOutcome:
+    """Snapshot a whole list (one akshare call, paginated inside it) at the run's slot."""
+    _, detail = require_trading_day(context)
+    retrier = retrier_for(source.label, params, context)
+    try:
+        with upstream_requests(proxy=context.settings.https_proxy, timeout=params.request_timeout_seconds):
+            rows = retrier.call(partial(source.fetch, params), what="spot quotes")
+    except (SourceUnavailable, SourceRejected) as failure:
+        failure.detail = detail | failure.detail
+        raise
+    fetched_at = datetime.now(UTC)
+    detail |= {"source": source.label, "rows_received": len(rows), "retries": retrier.retries}
+    if params.symbols:
+        wanted = set(params.symbols)
+        rows = [row for row in rows if str(row.get(source.schema.symbol_column or "")) in wanted]
+        found = {str(row.get(source.schema.symbol_column or "")) for row in rows}
+        missing = sorted(wanted - found)
+        detail |= {"symbols_missing": missing[:DETAIL_SYMBOLS], "symbols_missing_count": len(missing)}
+    batch = normalise_rows(source.schema, rows)
+    detail |= batch.detail()
+    if batch.valid == 0:
+        among = "the requested symbols" if params.symbols else "them"
+        raise NoValidRows(
+            f"{source.label} sent {detail['rows_received']} row(s) and none of {among} had a valid price",
+            detail=detail,
+        )
+    provenance = Provenance(source=source.label, fetched_at=fetched_at)
+    ttl = timedelta(days=context.settings.spot_ttl_days)
+    slot = context.event.scheduled_time
+    items = [
+        item
+        for quote in batch.quotes
+        for item in snapshot_items(source.asset_class, quote, slot=slot, provenance=provenance, ttl=ttl)
+    ]
+    result = write_items(context.clients.table(TableId.MARKET_DATA), items)
+    return TaskOutcome(
+        items_written=result.written,
+        items_rejected=len(batch.rejections),
+        detail=detail | result.detail(),
+    )
+
+
+def fetch_start(table: Table, pk: str, kind: BarKind, day: date, lookback_days: int) -> date:
+    """The first date to fetch for a symbol: the day after its newest stored bar, or the lookback.
+
+    Never later than ``day`` itself, so running a slot again fetches (and overwrites) its own bar
+    rather than finding nothing to do.
+    """
+    response = table.query(
+        KeyConditionExpression="#pk = :pk AND begins_with(#sk, :kind)",
+        ExpressionAttributeNames={"#pk": MARKET_DATA.partition_key, "#sk": MARKET_DATA.sort_key},
+        ExpressionAttributeValues={":pk": pk, ":kind": f"{kind.value}#"},
+        ProjectionExpression="#sk",
+        ScanIndexForward=False,
+        Limit=1,
+    )
+    items = response.get("Items", [])
+    if not items:
+        return day - timedelta(days=lookback_days)
+    newest = date.fromisoformat(str(items[0][MARKET_DATA.sort_key]).split("#", 1)[1])
+    return min(newest + timedelta(days=1), day)
+
+
+@dataclass
+class _DailyHarvest:
+    quotes: list[Quote]
+    rejections: list[Rejection]
+    ranges: dict[str, str]
+    without_data: list[str]
+    errors: dict[str, str]
+
+    def detail(self) -> dict[str, Any]:
+        """Per-symbol notes, bounded so a long symbol list cannot outgrow the run record's detail."""
+        batch = Normalised(self.quotes, self.rejections)
+        detail = batch.detail()
+        if len(self.ranges) <= DETAIL_SYMBOLS:
+            detail["fetched_ranges"] = self.ranges
+        else:
+            detail["fetched_ranges_by_symbols"] = dict(Counter(self.ranges.values()))
+        if self.without_data:
+            detail["symbols_without_data"] = self.without_data[:DETAIL_SYMBOLS]
+        if self.errors:
+            detail["symbol_errors"] = dict(list(self.errors.items())[:DETAIL_SYMBOLS])
+            detail["symbols_with_errors"] = len(self.errors)
+        return detail
+
+
+def crawl_daily(
+    source: DailySource[DailyParamsT], params: DailyParamsT, context: TaskContext, adjust: Adjust
+) -> TaskOutcome:
+    """Fetch each symbol's bars from the day after its newest stored one up to the slot's trading date.
+
+    A symbol the source has nothing for, or answers with an error for, is noted and the others go on.
+    When the source is unreachable the crawl stops, keeps what it fetched, and the run fails as
+    transient so the delivery is retried.
+    """
+    day, detail = require_trading_day(context)
+    table = context.clients.table(TableId.MARKET_DATA)
+    retrier = retrier_for(source.label, params, context)
+    harvest = _DailyHarvest([], [], {}, [], {})
+    unavailable: SourceUnavailable | None = None
+    for symbol in params.symbols:
+        pk = instrument_pk(source.asset_class, symbol)
+        start = fetch_start(table, pk, adjust.bar_kind, day, params.lookback_days)
+        harvest.ranges[symbol] = f"{start.isoformat()}..{day.isoformat()}"
+        try:
+            with upstream_requests(proxy=context.settings.https_proxy, timeout=params.request_timeout_seconds):
+                rows = retrier.call(partial(source.fetch, symbol, start, day, params), what=f"daily bars of {symbol}")
+        except SourceRejected as rejected:
+            harvest.errors[symbol] = str(rejected)[:300]
+            continue
+        except SourceUnavailable as error:
+            unavailable = error
+            break
+        if not rows:
+            harvest.without_data.append(symbol)
+            continue
+        batch = normalise_rows(source.schema, rows, symbol=symbol)
+        harvest.quotes.extend(batch.quotes)
+        harvest.rejections.extend(batch.rejections)
+    detail |= {"source": source.label, "retries": retrier.retries} | harvest.detail()
+    provenance = Provenance(source=source.label, fetched_at=datetime.now(UTC), attributes={"adjust": adjust.value})
+    items = [bar_item(source.asset_class, adjust.bar_kind, quote, provenance=provenance) for quote in harvest.quotes]
+    result = write_items(table, items)
+    detail |= result.detail() | {"items_written": result.written}
+    if unavailable is not None:
+        raise SourceUnavailable(str(unavailable), detail=detail | unavailable.detail)
+    if not harvest.quotes:
+        raise NoValidRows(
+            f"{source.label} returned no valid daily bars for {len(params.symbols)} symbol(s)", detail=detail
+        )
+    return TaskOutcome(items_written=result.written, items_rejected=len(harvest.rejections), detail=detail)
+
+
+@registry.task(
+    "stock_spot", params=StockSpotParams, tables={TableId.MARKET_DATA: Access.WRITE}, group=DependencyGroup.CRAWLER
+)
+def stock_spot(params: StockSpotParams, context: TaskContext) -> TaskOutcome:
+    """Snapshot every A-share quote (akshare.stock_zh_a_spot_em), optionally only some codes."""
+    return crawl_spot(STOCK_SPOT_SOURCE, params, context)
+
+
+@registry.task(
+    "etf_spot", params=EtfSpotParams, tables={TableId.MARKET_DATA: Access.WRITE}, group=DependencyGroup.CRAWLER
+)
+def etf_spot(params: EtfSpotParams, context: TaskContext) -> TaskOutcome:
+    """Snapshot every exchange-traded fund quote (akshare.fund_etf_spot_em)."""
+    return crawl_spot(ETF_SPOT_SOURCE, params, context)
+
+
+@registry.task(
+    "index_spot", params=IndexSpotParams, tables={TableId.MARKET_DATA: Access.WRITE}, group=DependencyGroup.CRAWLER
+)
+def index_spot(params: IndexSpotParams, context: TaskContext) -> TaskOutcome:
+    """Snapshot one of Eastmoney's index lists (akshare.stock_zh_index_spot_em)."""
+    return crawl_spot(INDEX_SPOT_SOURCE, params, context)
+
+
+@registry.task(
+    "stock_daily",
+    params=StockDailyParams,
+    tables={TableId.MARKET_DATA: Access.READ_WRITE},
+    group=DependencyGroup.CRAWLER,
+)
+def stock_daily(params: StockDailyParams, context: TaskContext) -> TaskOutcome:
+    """Store new daily bars of some A-shares (akshare.stock_zh_a_hist), incrementally."""
+    return crawl_daily(STOCK_DAILY_SOURCE, params, context, params.adjust)
+
+
+@registry.task(
+    "etf_daily", params=EtfDailyParams, tables={TableId.MARKET_DATA: Access.READ_WRITE}, group=DependencyGroup.CRAWLER
+)
+def etf_daily(params: EtfDailyParams, context: TaskContext) -> TaskOutcome:
+    """Store new daily bars of some ETFs (akshare.fund_etf_hist_em), incrementally."""
+    return crawl_daily(ETF_DAILY_SOURCE, params, context, params.adjust)
+
+
+@registry.task(
+    "index_daily",
+    params=IndexDailyParams,
+    tables={TableId.MARKET_DATA: Access.READ_WRITE},
+    group=DependencyGroup.CRAWLER,
+)
+def index_daily(params: IndexDailyParams, context: TaskContext) -> TaskOutcome:
+    """Store new daily bars of some indices (akshare.index_zh_a_hist), incrementally."""
+    return crawl_daily(INDEX_DAILY_SOURCE, params, context, Adjust.NONE)

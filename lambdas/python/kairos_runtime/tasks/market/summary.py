@@ -1,0 +1,222 @@
+"""The daily summary: one item per asset class from what the market tasks stored that day.
+
+It reads the ``by_class_date`` index (the day's daily bars and latest quotes of each class) and the
+TaskRuns ``by_date`` index (the day's failed and skipped runs), so it needs no market data library
+at all and runs in the core package. A daily bar is the settled figure for its day, so it wins over
+the latest intraday quote of the same symbol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from kairos_runtime.context import TaskContext
+from kairos_runtime.registry import Access, TaskOutcome, TaskParams, TaskRegistry, TaskSkipped
+from kairos_runtime.runs import RunHistory, RunStatus
+from kairos_runtime.tables import MARKET_DATA, TableId
+from kairos_runtime.tasks.market.model import (
+    LATEST,
+    AssetClass,
+    BarKind,
+    Item,
+    class_date_pk,
+    iso_seconds,
+    shanghai_day_bounds,
+    summary_key,
+    trading_date_of,
+)
+from kairos_runtime.tasks.market.writer import write_items
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+registry = TaskRegistry()
+
+MAX_RUNS_LISTED = 20
+RUN_MESSAGE_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ClassFields:
+    """Where a class keeps the figures a summary needs."""
+
+    task_types: tuple[str, ...]
+    change: str = "change_pct"
+    turnover: str | None = "turnover_cny"
+    """None where a sum means nothing: index turnovers overlap (the same trades count in many)."""
+
+
+CLASS_FIELDS: Mapping[AssetClass, ClassFields] = {
+    AssetClass.STOCK: ClassFields(("stock_spot", "stock_daily")),
+    AssetClass.ETF: ClassFields(("etf_spot", "etf_daily")),
+    AssetClass.INDEX: ClassFields(("index_spot", "index_daily"), turnover=None),
+    AssetClass.CRYPTO: ClassFields(("crypto_markets",), change="change_pct_24h", turnover="volume_24h"),
+}
+
+
+class DailySummaryParams(TaskParams):
+    trading_date: date | None = Field(
+        default=None, description="the date to summarise (default: the slot's date in Asia/Shanghai)"
+    )
+    asset_classes: tuple[AssetClass, ...] = Field(default=tuple(AssetClass), min_length=1)
+    crypto_quote_currency: str = Field(default="usd", pattern=r"^[a-z]{3,6}$")
+    top: int = Field(default=5, ge=1, le=50, description="how many gainers and losers to list")
+
+
+def query_index(table: Table, partition: str) -> Iterator[dict[str, Any]]:
+    index = MARKET_DATA.indexes[0]
+    query: dict[str, Any] = {
+        "IndexName": index.name,
+        "KeyConditionExpression": "#pk = :pk",
+        "ExpressionAttributeNames": {"#pk": index.partition_key},
+        "ExpressionAttributeValues": {":pk": partition},
+    }
+    while True:
+        response = table.query(**query)
+        yield from response.get("Items", [])
+        if "LastEvaluatedKey" not in response:
+            return
+        query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def day_quotes(
+    table: Table, asset_class: AssetClass, day: date, quote_currency: str
+) -> tuple[list[Item], dict[str, int]]:
+    """Each symbol's figures for the day: its daily bar over its latest quote; and how many of each."""
+    by_symbol: dict[str, Item] = {}
+    counts = {"latest_quotes": 0, "daily_bars": 0}
+    for item in query_index(table, class_date_pk(asset_class, LATEST, day)):
+        if asset_class is AssetClass.CRYPTO and item.get("quote_currency") != quote_currency.upper():
+            continue
+        by_symbol[str(item["symbol"])] = dict(item)
+        counts["latest_quotes"] += 1
+    if asset_class is not AssetClass.CRYPTO:
+        for item in query_index(table, class_date_pk(asset_class, BarKind.RAW.value, day)):
+            symbol = str(item["symbol"])
+            by_symbol[symbol] = by_symbol.get(symbol, {}) | dict(item)
+            counts["daily_bars"] += 1
+    return [by_symbol[symbol] for symbol in sorted(by_symbol)], counts
+
+
+def _mover(item: Item, change: Decimal, change_field: str) -> dict[str, Any]:
+    mover: dict[str, Any] = {"symbol": item["symbol"], change_field: change}
+    if "name" in item:
+        mover["name"] = item["name"]
+    last = item.get("close", item.get("price"))
+    if last is not None:
+        mover["last"] = last
+    return mover
+
+
+def figures(items: list[Item], fields: ClassFields, top: int) -> dict[str, Any]:
+    trading = [item for item in items if item.get("status") != "suspended"]
+    changes = [(item, Decimal(item[fields.change])) for item in trading if fields.change in item]
+    result: dict[str, Any] = {
+        "symbols": len(items),
+        "suspended": len(items) - len(trading),
+        "advancers": sum(1 for _, change in changes if change > 0),
+        "decliners": sum(1 for _, change in changes if change < 0),
+        "unchanged": sum(1 for _, change in changes if change == 0),
+        "top_gainers": [
+            _mover(item, change, fields.change)
+            for item, change in sorted(changes, key=lambda pair: (-pair[1], pair[0]["symbol"]))[:top]
+        ],
+        "top_losers": [
+            _mover(item, change, fields.change)
+            for item, change in sorted(changes, key=lambda pair: (pair[1], pair[0]["symbol"]))[:top]
+        ],
+    }
+    if fields.turnover is not None:
+        result["total_turnover"] = sum(
+            (Decimal(item[fields.turnover]) for item in trading if fields.turnover in item), Decimal(0)
+        )
+    return result
+
+
+def runs_of_day(runs: Table, day: date) -> list[dict[str, Any]]:
+    """The day's failed and skipped runs (by scheduled time in Asia/Shanghai), oldest first.
+
+    The ``by_date`` index is partitioned by the UTC date a run started; a Shanghai day spans two.
+    """
+    start, end = shanghai_day_bounds(day)
+    first, last = iso_seconds(start), iso_seconds(end)
+    history = RunHistory(runs)
+    found = []
+    for utc_day in sorted({start.date(), (end - timedelta(seconds=1)).date()}):
+        for record in history.on_date(utc_day.isoformat()):
+            if record.get("status") not in (RunStatus.FAILED, RunStatus.SKIPPED):
+                continue
+            if first <= str(record.get("scheduled_time", "")) < last:
+                found.append(_run_entry(record))
+    return sorted(found, key=lambda run: (run["scheduled_time"], run["task"]))
+
+
+def _run_entry(record: Mapping[str, Any]) -> dict[str, Any]:
+    entry = {name: record[name] for name in ("task", "task_type", "status", "scheduled_time") if name in record}
+    if record.get("error_type"):
+        entry["error"] = f"{record['error_type']}: {record.get('error_message', '')}"[:RUN_MESSAGE_LENGTH]
+        entry["error_kind"] = record.get("error_kind")
+    detail = record.get("detail")
+    if isinstance(detail, Mapping) and detail.get("reason"):
+        entry["reason"] = str(detail["reason"])[:RUN_MESSAGE_LENGTH]
+    return entry
+
+
+def _runs_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    failed = [run for run in runs if run["status"] == RunStatus.FAILED]
+    skipped = [run for run in runs if run["status"] == RunStatus.SKIPPED]
+    return {
+        "runs_failed": len(failed),
+        "runs_skipped": len(skipped),
+        "failed_runs": failed[:MAX_RUNS_LISTED],
+        "skipped_runs": skipped[:MAX_RUNS_LISTED],
+    }
+
+
+@registry.task(
+    "daily_summary",
+    params=DailySummaryParams,
+    tables={TableId.MARKET_DATA: Access.READ_WRITE, TableId.TASK_RUNS: Access.READ},
+)
+def daily_summary(params: DailySummaryParams, context: TaskContext) -> TaskOutcome:
+    """Summarise each asset class's day: breadth, top movers, turnover and the runs that failed or skipped."""
+    day = params.trading_date or trading_date_of(context.event.scheduled_time)
+    market = context.clients.table(TableId.MARKET_DATA)
+    runs = runs_of_day(context.clients.table(TableId.TASK_RUNS), day)
+    generated_at = iso_seconds(datetime.now(UTC))
+    items: list[Item] = []
+    overview: dict[str, Any] = {}
+    for asset_class in params.asset_classes:
+        fields = CLASS_FIELDS[asset_class]
+        quotes, sources = day_quotes(market, asset_class, day, params.crypto_quote_currency)
+        class_runs = [run for run in runs if run.get("task_type") in fields.task_types]
+        if not quotes and not class_runs:
+            continue
+        summary = figures(quotes, fields, params.top) | _runs_figures(class_runs) | {"sources": sources}
+        if fields.turnover is not None:
+            currency = params.crypto_quote_currency.upper() if asset_class is AssetClass.CRYPTO else "CNY"
+            summary["turnover_currency"] = currency
+        items.append(
+            summary_key(asset_class, day)
+            | {
+                "record_type": "summary",
+                "asset_class": asset_class.value,
+                "trading_date": day.isoformat(),
+                "generated_at": generated_at,
+                "source": "kairos daily_summary",
+            }
+            | summary
+        )
+        overview[asset_class.value] = {
+            name: summary[name] for name in ("symbols", "advancers", "decliners", "runs_failed", "runs_skipped")
+        }
+    if not items:
+        raise TaskSkipped(f"nothing was stored or run for {day.isoformat()}", detail={"trading_date": day.isoformat()})
+    result = write_items(market, items)
+    return TaskOutcome(items_written=result.written, detail={"trading_date": day.isoformat(), "classes": overview})

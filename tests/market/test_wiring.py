@@ -1,0 +1,88 @@
+"""How the market tasks are wired: a cheap registry, and tasks.yaml entries that plan as intended."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from kairos.catalog import load_catalog
+from kairos.loading import load_tasks_file
+from kairos.plan import StagePlan, plan_stage
+from kairos_runtime.registry import Access, DependencyGroup
+from kairos_runtime.tables import TableId
+from kairos_runtime.tasks import default_registry
+from tests.conftest import PROJECT_ROOT
+
+MARKET_TASKS = {
+    "stock-spot": ("stock_spot", {TableId.MARKET_DATA: Access.WRITE}),
+    "etf-spot": ("etf_spot", {TableId.MARKET_DATA: Access.WRITE}),
+    "index-spot": ("index_spot", {TableId.MARKET_DATA: Access.WRITE}),
+    "stock-daily": ("stock_daily", {TableId.MARKET_DATA: Access.READ_WRITE}),
+    "etf-daily": ("etf_daily", {TableId.MARKET_DATA: Access.READ_WRITE}),
+    "index-daily": ("index_daily", {TableId.MARKET_DATA: Access.READ_WRITE}),
+    "crypto-markets": ("crypto_markets", {TableId.MARKET_DATA: Access.WRITE}),
+    "daily-summary": ("daily_summary", {TableId.MARKET_DATA: Access.READ_WRITE, TableId.TASK_RUNS: Access.READ}),
+}
+
+
+def test_importing_the_handler_and_building_the_registry_loads_no_crawler_library() -> None:
+    probe = (
+        "import sys, kairos_runtime.handler\n"
+        "from kairos_runtime.tasks import default_registry\n"
+        "registry = default_registry()\n"
+        "assert {'stock_spot', 'crypto_markets', 'daily_summary'} <= set(registry.names())\n"
+        "print(sorted(m for m in ('akshare', 'pandas', 'pycoingecko', 'numpy', 'requests') if m in sys.modules))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=PROJECT_ROOT,
+        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def plans() -> dict[str, StagePlan]:
+    catalog = load_catalog()
+    tasks_file = load_tasks_file(PROJECT_ROOT / "tasks.yaml", catalog)
+    return {stage: plan_stage(tasks_file, catalog, stage) for stage in ("dev", "prod")}
+
+
+@pytest.mark.parametrize("name", sorted(MARKET_TASKS))
+def test_each_market_task_gets_its_package_grants_and_is_off_in_dev(name: str, plans: dict[str, StagePlan]) -> None:
+    task_type, tables = MARKET_TASKS[name]
+    dev, prod = plans["dev"].task(name), plans["prod"].task(name)
+    crawler = task_type != "daily_summary"
+
+    assert dev.task_type == task_type
+    assert dict(dev.tables) == tables
+    assert dev.group is (DependencyGroup.CRAWLER if crawler else DependencyGroup.CORE)
+    assert dev.architecture == ("x86_64" if crawler else "arm64")
+    assert ("TQDM_DISABLE" in dev.environment) is crawler
+    assert not dev.enabled
+    # Eastmoney refuses many cloud IPs: its tasks ship disabled until a stage has a proxy.
+    assert prod.enabled is (name == "crypto-markets")
+    assert dev.ssm_parameters == ()
+
+
+def test_the_a_share_tasks_follow_the_shanghai_clock(plans: dict[str, StagePlan]) -> None:
+    dev = plans["dev"]
+    spot, daily = dev.task("stock-spot"), dev.task("stock-daily")
+
+    assert (spot.schedule_expression, spot.timezone) == ("cron(0/15 9-15 ? * MON-FRI *)", "Asia/Shanghai")
+    assert spot.max_event_age_seconds == 15 * 60, "a late delivery never overlaps the next slot"
+    assert daily.timezone == "Asia/Shanghai"
+    assert dev.task("crypto-markets").schedule_expression == "rate(10 minutes)"
+    assert dev.task("daily-summary").schedule_expression == "cron(0 18 * * ? *)"
+
+
+def test_the_registry_declares_what_each_market_task_type_needs() -> None:
+    registry = default_registry()
+    for task_type, tables in MARKET_TASKS.values():
+        assert dict(registry.get(task_type).tables) == tables
