@@ -19,7 +19,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 PY_SOURCES := app.py kairos kairos_stack lambdas/python/kairos_runtime $(wildcard bench)
 TYPED_SOURCES := app.py kairos kairos_stack lambdas/python/kairos_runtime
 
-.PHONY: help setup run synth validate lint typecheck test test-python test-node cfn-lint schema clean
+.PHONY: help setup run synth validate lint typecheck test test-python test-node cfn-lint schema clean bench deploy-smoke
 
 help:
 	@echo "make run    - set up, validate, synthesize every stage, run the $(STAGE) stage's enabled tasks locally"
@@ -56,8 +56,14 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy $(TYPED_SOURCES)
 
+# tests/deploy runs in its own target below (deploy-smoke), once.
 test-python: setup
-	$(BIN)/pytest
+	$(BIN)/pytest --ignore=tests/deploy
+
+# The real CDK CLI bootstraps, deploys, diffs and updates the dev stage on a moto server on
+# localhost; the assets are bundled from .bundle-cache/ (built on first use: pip reaches PyPI).
+deploy-smoke: setup
+	$(BIN)/pytest tests/deploy
 
 test-node: setup
 	node --test lambdas/node/test/
@@ -66,7 +72,11 @@ test-node: setup
 cfn-lint: synth
 	$(BIN)/cfn-lint --ignore-checks W3005 -- $(CDK_OUT)/*/kairos-*.template.json
 
-test: lint typecheck test-python test-node cfn-lint
+test: lint typecheck test-python deploy-smoke test-node cfn-lint
+
+# Sizes and cold-import times of the Lambda function groups; writes bench/RESULTS.md.
+bench: setup
+	$(BIN)/python bench/packaging_bench.py --write bench/RESULTS.md
 
 schema: setup
 	$(BIN)/kairos schema

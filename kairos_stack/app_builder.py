@@ -19,8 +19,14 @@ def stage_plan(tasks_file: Path, stage: str) -> StagePlan:
     return plan_stage(load_tasks_file(tasks_file, catalog), catalog, stage)
 
 
+# ``-c local_deploy=true``: deploying to a local AWS emulator (moto), whose CloudFormation cannot
+# update a stack that carries CDK's bootstrap-version rule and parameter.
+LOCAL_DEPLOY_CONTEXT = "local_deploy"
+
+
 def build_stage(app: cdk.App, plan: StagePlan, *, code_assets: CodeAssets | None = None) -> KairosStageStack:
     env = cdk.Environment(account=plan.account, region=plan.region) if plan.account or plan.region else None
+    local_deploy = str(app.node.try_get_context(LOCAL_DEPLOY_CONTEXT)).lower() == "true"
     stack = KairosStageStack(
         app,
         plan.stack_name,
@@ -28,6 +34,7 @@ def build_stage(app: cdk.App, plan: StagePlan, *, code_assets: CodeAssets | None
         code_assets=code_assets,
         env=env,
         description=f"Kairos scheduled tasks, stage {plan.stage}",
+        synthesizer=cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=False) if local_deploy else None,
     )
     return stack
 

@@ -491,12 +491,15 @@ def trim_tree(tree: Path, spec: DependencyGroupSpec, target: LambdaPlatform) -> 
     for pattern in spec.unused_data:
         for path in sorted(tree.glob(pattern)):
             _remove(path, "unused package data", report)
+    _trim_distribution_metadata(tree, report)
     _strip_libraries(tree, target, report)
     prune_empty_dirs(tree)
     return report
 
 
 _TRIMMED_DIRS = {"__pycache__": "bytecode caches", "tests": "test folders"}
+# Compiler inputs shipped next to the extension modules built from them (wrapt ships its .c).
+_COMPILER_INPUTS = (".c", ".cc", ".cpp", ".h", ".hpp", ".pyx", ".pxd", ".pxi")
 
 
 def _trim_reason(path: Path, target: LambdaPlatform) -> str | None:
@@ -504,9 +507,37 @@ def _trim_reason(path: Path, target: LambdaPlatform) -> str | None:
         return "bytecode caches"
     if path.name.endswith(".pyi"):
         return "type stubs"
+    if path.name.endswith(_COMPILER_INPUTS):
+        return "C and Cython sources"
     if is_foreign_binary(path, target):
         return "binaries for other platforms"
     return None
+
+
+def _record_path_kept(root: Path, relative: str) -> bool:
+    path = (root / relative).resolve()
+    return path.is_relative_to(root) and path.is_file()
+
+
+def _trim_distribution_metadata(tree: Path, report: TrimReport) -> None:
+    """Keeps the headers of each METADATA (importlib.metadata reads names, versions, entry points)
+    and drops the body, the project's README (pydantic's changelog alone is 140 kB), and the
+    software bills of materials some wheels carry. Licence files stay."""
+    for sboms in sorted(tree.glob("*.dist-info/sboms")):
+        _remove(sboms, "long descriptions and SBOMs in package metadata", report)
+    root = tree.resolve()
+    for record in sorted(tree.glob("*.dist-info/RECORD")):
+        # Entries of trimmed files go: they would name console scripts whose hashes embed the
+        # building interpreter's path, and a rebuild would differ for nothing.
+        lines = record.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if _record_path_kept(root, line.rsplit(",", 2)[0])]
+        record.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    for metadata in sorted(tree.glob("*.dist-info/METADATA")):
+        text = metadata.read_bytes()
+        end = text.find(b"\n\n")
+        if end >= 0:
+            report.count("long descriptions and SBOMs in package metadata", len(text) - end - 1)
+            metadata.write_bytes(text[: end + 1])
 
 
 def _strip_libraries(tree: Path, target: LambdaPlatform, report: TrimReport) -> None:
@@ -673,6 +704,7 @@ class DependencyBuilder:
             report["build_seconds"] = round(time.monotonic() - started, 1)
             report_file.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
             self.say(f"{spec.name} for {target.describe()}: {report['summary']}")
+            self._prune_stale(f"{spec.name}-{target.label}-", keep=final)
             return DependencyTree(spec, target, final, report)
 
     def runtime_tree(self, target: LambdaPlatform) -> Path:
@@ -693,6 +725,16 @@ class DependencyBuilder:
         return final
 
     # -- internals
+
+    def _prune_stale(self, prefix: str, *, keep: Path, generations: int = 3) -> None:
+        """Drops all but the newest few trees of a group and platform, so switching between two
+        branches does not rebuild, and the cache does not grow with every requirements change."""
+        trees = [path for path in self.deps_dir.glob(f"{prefix}*") if path.is_dir() and ".building-" not in path.name]
+        trees.sort(key=lambda path: path.stat().st_mtime, reverse=True)
+        for stale in [path for path in trees if path != keep][generations - 1 :]:
+            shutil.rmtree(stale, ignore_errors=True)
+            for suffix in (".json", ".log", ".constraints.txt", ".lock"):
+                stale.with_name(stale.name + suffix).unlink(missing_ok=True)
 
     def _cached(
         self, spec: DependencyGroupSpec, target: LambdaPlatform, final: Path, report_file: Path
@@ -747,6 +789,8 @@ class DependencyBuilder:
             trims = trim_tree(work, spec, target)
             check = self._import_check(spec, target, work, base)
             size, files = tree_size(work)
+            # A tree whose report never got written (an interrupted build) is not in the cache.
+            shutil.rmtree(final, ignore_errors=True)
             work.rename(final)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)

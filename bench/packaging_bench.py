@@ -1,0 +1,277 @@
+"""Packaging benchmark: size and cold import time of each Lambda function group.
+
+``make bench`` (or ``.venv/bin/python bench/packaging_bench.py --write bench/RESULTS.md``) builds
+the assets exactly as a synth does (``LocalBundling.bundle``, through ``.bundle-cache/``), then:
+
+* sizes: unzipped bytes (what Lambda's 250 MB limit counts), zipped bytes (deflate level 6, as
+  the CDK CLI's zip library uses by default) and file count, per group;
+* cold import: each import runs in a fresh CPython of the target version, with only the asset,
+  the layer and a stand-in for the Lambda runtime's own boto3 on ``sys.path`` (no site-packages)
+  and Lambda's environment variables, timed around the import statement. The floor,
+  ``import boto3, aws_lambda_powertools``, and the handlers run interleaved, N times each;
+  the table shows medians. Lambda cannot write bytecode into ``/var/task``, so the main figures
+  compile every module (no ``__pycache__``); a second set reads bytecode cached beforehand.
+
+Imports run on this machine's CPU: the arm64 core asset is measured through its x86_64 twin (same
+sources and versions). Numbers are indicative of the ratio, not of Lambda's absolute timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(PROJECT_ROOT), str(PROJECT_ROOT / "lambdas" / "python")]
+
+from kairos_stack.lambda_bundling import LAYER_PREFIX, RUNTIME_PACKAGE, LocalBundling  # noqa: E402
+from kairos_stack.python_deps import (  # noqa: E402
+    CORE,
+    CRAWLER,
+    PYTHON_CODE_DIR,
+    DependencyBuilder,
+    LambdaPlatform,
+    find_interpreter,
+    tree_size,
+)
+
+CORE_BUDGET = 10_000_000
+CRAWLER_BUDGET = 200_000_000
+IMPORT_BUDGET_RATIO = 1.3
+FLOOR = "import boto3, aws_lambda_powertools"
+HANDLER = "import kairos_runtime.handler"
+CRAWL = "import akshare, pycoingecko"
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    paths: tuple[Path, ...]
+
+    def unzipped(self) -> tuple[int, int]:
+        sizes = [tree_size(path) for path in self.paths]
+        return sum(size for size, _ in sizes), sum(files for _, files in sizes)
+
+    def zipped(self) -> int:
+        return sum(zipped_size(path) for path in self.paths)
+
+
+def zipped_size(tree: Path) -> int:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for file in sorted(path for path in tree.rglob("*") if path.is_file()):
+            archive.write(file, file.relative_to(tree).as_posix())
+    return buffer.tell()
+
+
+def build_assets(workdir: Path, builder: DependencyBuilder) -> dict[str, Path]:
+    arm, x86 = LambdaPlatform("arm64", "3.13"), LambdaPlatform("x86_64", "3.13")
+    sources = PYTHON_CODE_DIR / RUNTIME_PACKAGE
+    bundles = {
+        "core-arm64": LocalBundling(spec=CORE, target=arm, sources=sources, builder=builder),
+        "core-x86_64": LocalBundling(spec=CORE, target=x86, sources=sources, builder=builder),
+        "crawler-layer": LocalBundling(spec=CRAWLER, target=x86, prefix=LAYER_PREFIX, builder=builder),
+    }
+    for name, bundling in bundles.items():
+        bundling.bundle(workdir / name)
+    return {name: workdir / name for name in bundles}
+
+
+def lambda_environment(task_root: Path) -> dict[str, str]:
+    """What Lambda and the stack set for a simple Python task (tables named, tracing on)."""
+    from kairos_runtime.settings import RUN_RECORD_TTL_DAYS_ENV, RUNTIME_ENV, STAGE_ENV
+    from kairos_runtime.tables import TABLE_DESIGNS
+
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "LAMBDA_TASK_ROOT": str(task_root),
+        "AWS_LAMBDA_FUNCTION_NAME": "kairos-bench",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+        "POWERTOOLS_SERVICE_NAME": "kairos",
+        "POWERTOOLS_METRICS_NAMESPACE": "Kairos",
+        "TQDM_DISABLE": "1",
+        STAGE_ENV: "bench",
+        RUNTIME_ENV: "python3.13",
+        RUN_RECORD_TTL_DAYS_ENV: "90",
+    }
+    environment |= {design.env_var: f"kairos-bench-{design.table_id.value}" for design in TABLE_DESIGNS.values()}
+    return environment
+
+
+def time_import(
+    interpreter: str, statement: str, path: Sequence[Path], environment: Mapping[str, str], pycache: Path | None
+) -> float:
+    code = (
+        "import sys, time\n"
+        f"sys.path[:0] = {[str(entry) for entry in path]!r}\n"
+        "started = time.perf_counter()\n"
+        f"{statement}\n"
+        "print(time.perf_counter() - started)\n"
+    )
+    env = dict(environment)
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE")
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    result = subprocess.run([interpreter, "-S", "-c", code], capture_output=True, text=True, env=env, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{statement!r} failed:\n{result.stderr[-2000:]}")
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def import_profile(
+    interpreter: str, statement: str, path: Sequence[Path], environment: Mapping[str, str]
+) -> Counter[str]:
+    """Self import time (µs) by top-level package, from one ``-X importtime`` run without bytecode."""
+    code = f"import sys\nsys.path[:0] = {[str(entry) for entry in path]!r}\n{statement}\n"
+    result = subprocess.run(
+        [interpreter, "-S", "-X", "importtime", "-c", code], capture_output=True, text=True, env=dict(environment)
+    )
+    profile: Counter[str] = Counter()
+    for line in result.stderr.splitlines():
+        if line.startswith("import time:") and "self [us]" not in line:
+            self_us, _cumulative, name = line.removeprefix("import time:").split("|")
+            profile[name.strip().split(".")[0]] += int(self_us)
+    return profile
+
+
+def profile_lines(title: str, profile: Counter[str], baseline: Counter[str], top: int = 8) -> list[str]:
+    extra = Counter({name: cost for name, cost in profile.items() if name not in baseline and cost >= 500})
+    items = ", ".join(f"{name} {cost / 1000:.0f} ms" for name, cost in extra.most_common(top))
+    return [f"- {title}: {sum(extra.values()) / 1000:.0f} ms in packages the other does not load — {items}"]
+
+
+@dataclass(frozen=True)
+class Measure:
+    label: str
+    statement: str
+    path: tuple[Path, ...]
+
+
+def measure_imports(
+    interpreter: str, measures: Sequence[Measure], environment: Mapping[str, str], runs: int, pycache: Path | None
+) -> dict[str, float]:
+    """Median seconds per measure; the runs interleave so drift on the machine hits all alike."""
+    samples: dict[str, list[float]] = {measure.label: [] for measure in measures}
+    if pycache is not None:
+        for measure in measures:
+            time_import(interpreter, measure.statement, measure.path, environment, pycache)
+    for run in range(runs):
+        order = measures if run % 2 == 0 else list(reversed(measures))
+        for measure in order:
+            samples[measure.label].append(
+                time_import(interpreter, measure.statement, measure.path, environment, pycache)
+            )
+    return {label: statistics.median(values) for label, values in samples.items()}
+
+
+def mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB ({size / 1e6:.1f} MB)"
+
+
+def report(args: argparse.Namespace) -> str:
+    builder = DependencyBuilder(log=sys.stderr)
+    x86 = LambdaPlatform("x86_64", "3.13")
+    with tempfile.TemporaryDirectory(prefix="kairos-bench-") as scratch:
+        workdir = Path(scratch)
+        assets = build_assets(workdir, builder)
+        groups = {
+            "core (arm64): code asset": Asset("core", (assets["core-arm64"],)),
+            "crawler (x86_64): code asset + layer": Asset("crawler", (assets["core-x86_64"], assets["crawler-layer"])),
+        }
+        lines = [
+            "| function group | unzipped | zipped | files | budget (unzipped) |",
+            "|---|---|---|---|---|",
+        ]
+        budgets = {"core": CORE_BUDGET, "crawler": CRAWLER_BUDGET}
+        for label, asset in groups.items():
+            unzipped, files = asset.unzipped()
+            budget = budgets[asset.name]
+            verdict = "ok" if unzipped <= budget else "OVER"
+            lines.append(
+                f"| {label} | {mib(unzipped)} | {mib(asset.zipped())} | {files} | ≤ {budget / 1e6:.0f} MB: {verdict} |"
+            )
+        layer_size, layer_files = tree_size(assets["crawler-layer"])
+        lines.append(
+            f"| of which the crawler layer | {mib(layer_size)} | {mib(zipped_size(assets['crawler-layer']))} "
+            f"| {layer_files} | |"
+        )
+
+        interpreter = find_interpreter(x86)
+        lines += [
+            "",
+            f"Machine: {platform.machine()}, {os.cpu_count()} CPUs; interpreter: {interpreter}; "
+            f"{args.runs} interleaved runs per figure, medians.",
+            "",
+        ]
+        if interpreter is None:
+            lines.append("No CPython 3.13 for this CPU on this machine: cold imports not measured.")
+            return "\n".join(lines) + "\n"
+        runtime = builder.runtime_tree(x86)
+        code, layer = assets["core-x86_64"], assets["crawler-layer"] / LAYER_PREFIX
+        measures = [
+            Measure("floor", FLOOR, (code, runtime)),
+            Measure("core handler", HANDLER, (code, runtime)),
+            Measure("crawler handler", HANDLER, (code, layer, runtime)),
+            Measure("crawler libraries", CRAWL, (code, layer, runtime)),
+        ]
+        environment = lambda_environment(code)
+        cold = measure_imports(interpreter, measures, environment, args.runs, None)
+        with tempfile.TemporaryDirectory(prefix="kairos-pycache-") as pycache:
+            warm = measure_imports(interpreter, measures, environment, args.runs, Path(pycache))
+        lines += [
+            "| cold import | statement | no bytecode (as deployed) | ratio to floor | bytecode cached | ratio |",
+            "|---|---|---|---|---|---|",
+        ]
+        for measure in measures:
+            ratio, warm_ratio = cold[measure.label] / cold["floor"], warm[measure.label] / warm["floor"]
+            lines.append(
+                f"| {measure.label} | `{measure.statement}` | {cold[measure.label] * 1000:.0f} ms | {ratio:.2f}× "
+                f"| {warm[measure.label] * 1000:.0f} ms | {warm_ratio:.2f}× |"
+            )
+        handler_ratio = cold["core handler"] / cold["floor"]
+        verdict = "ok" if handler_ratio <= IMPORT_BUDGET_RATIO else "OVER"
+        lines += [
+            "",
+            f"Budget: handler cold import ≤ {IMPORT_BUDGET_RATIO}× the floor: {handler_ratio:.2f}× ({verdict}).",
+        ]
+        profiles = {
+            measure.label: import_profile(interpreter, measure.statement, measure.path, environment)
+            for measure in measures[:3]
+        }
+        lines += ["", "Where the extra time goes (one `-X importtime` run each, no bytecode, self time by package):"]
+        lines += profile_lines("core handler over the floor", profiles["core handler"], profiles["floor"])
+        lines += profile_lines(
+            "crawler handler over the core handler", profiles["crawler handler"], profiles["core handler"]
+        )
+        lines.append("- akshare, pandas and numpy load only when a crawler task runs (the `crawler libraries` row).")
+        return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=15, help="interleaved runs per import figure")
+    parser.add_argument("--write", type=Path, help="also write the table to this markdown file")
+    args = parser.parse_args(argv)
+    table = report(args)
+    print(table)
+    if args.write:
+        header = "# Packaging benchmark results\n\nWritten by `make bench` (`bench/packaging_bench.py`).\n\n"
+        args.write.write_text(header + table, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

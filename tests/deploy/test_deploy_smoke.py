@@ -1,0 +1,342 @@
+"""Deploy smoke test: the real CDK CLI deploys the dev stage to moto's server on localhost.
+
+Given a fresh moto server and ``cdk bootstrap``, ``cdk deploy -c stage=dev`` creates the stack:
+tables, functions (environment, layers), log groups, the dead-letter queue and, through the
+Scheduler models of ``moto_server_with_scheduler.py``, the schedules. ``cdk diff`` then reports
+nothing; a task added to a copy of tasks.yaml shows up in the diff and deploys as an update.
+
+Everything runs as subprocesses (pytest-socket guards this process only) and talks to loopback
+only. CDK bundles the assets during each deploy, from ``.bundle-cache/`` when it is warm. moto's
+CloudFormation creates no alarms: those are asserted on the synthesized template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kairos.plan import StagePlan, TaskPlan
+from kairos_runtime.registry import DependencyGroup
+from kairos_runtime.settings import RUN_RECORD_TTL_DAYS_ENV
+from kairos_runtime.tables import TABLE_DESIGNS, TableId
+
+pytestmark = pytest.mark.slow
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CDK = PROJECT_ROOT / "node_modules" / "aws-cdk" / "bin" / "cdk"
+MOTO_SERVER = Path(__file__).with_name("moto_server_with_scheduler.py")
+ACCOUNT, REGION = "123456789012", "us-east-1"
+STAGE = "dev"
+ADDED_TASK = "smoke-added"
+COMMAND_TIMEOUT = 900
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto server exited with {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"moto server did not listen on port {port}")
+
+
+@dataclass(frozen=True)
+class LocalAws:
+    endpoint: str
+    env: Mapping[str, str]
+    workdir: Path
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def cdk(self, *args: str, cwd: Path = PROJECT_ROOT, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(CDK), *args],
+            cwd=cwd,
+            env=dict(self.env),
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+        )
+        if check and result.returncode != 0:
+            output = f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+            pytest.fail(f"cdk {' '.join(args)} exited {result.returncode}:\n{output}")
+        return result
+
+
+@pytest.fixture(scope="module")
+def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAws]:
+    workdir = tmp_path_factory.mktemp("deploy-smoke")
+    port = free_port()
+    # localhost, not 127.0.0.1: moto mis-parses the template URL the CLI sends otherwise.
+    endpoint = f"http://localhost:{port}"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "CDK_"))}
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            # No profile, no instance metadata: nothing outside this machine is asked for credentials.
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "CDK_HOME": str(workdir / "cdk-home"),
+            "CDK_DISABLE_VERSION_CHECK": "1",
+            "CDK_DISABLE_CLI_TELEMETRY": "1",
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20,22",
+            "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "20,22",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
+    with (workdir / "moto.log").open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+        try:
+            wait_for_port(port, server)
+            aws = LocalAws(endpoint, env, workdir)
+            # Outside the project, so the CLI does not synthesize the app just to bootstrap.
+            aws.cdk("bootstrap", f"aws://{ACCOUNT}/{REGION}", cwd=workdir)
+            yield aws
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def deploy_args(tasks_file: Path, outdir: Path) -> list[str]:
+    return [
+        "-c",
+        f"stage={STAGE}",
+        "-c",
+        f"tasks_file={tasks_file}",
+        "-c",
+        "local_deploy=true",
+        "--output",
+        str(outdir),
+        "--no-notices",
+    ]
+
+
+def load_plan(tasks_file: Path) -> StagePlan:
+    from kairos_stack.app_builder import stage_plan
+
+    return stage_plan(tasks_file, STAGE)
+
+
+@dataclass(frozen=True)
+class Deployed:
+    plan: StagePlan
+    template: Mapping[str, Any]
+    physical: Mapping[str, str]
+    """Logical id to physical id, from CloudFormation."""
+
+    def logical_id(self, path: str) -> str:
+        for logical_id, resource in self.template["Resources"].items():
+            if resource.get("Metadata", {}).get("aws:cdk:path") == f"{self.plan.stack_name}/{path}":
+                return str(logical_id)
+        raise KeyError(path)
+
+    def resource(self, path: str) -> Mapping[str, Any]:
+        return dict(self.template["Resources"][self.logical_id(path)])
+
+    def physical_id(self, path: str) -> str:
+        return self.physical[self.logical_id(path)]
+
+    def of_type(self, resource_type: str) -> list[str]:
+        """Physical ids of every resource of a type."""
+        resources = self.template["Resources"].items()
+        return [self.physical[key] for key, value in resources if value["Type"] == resource_type]
+
+    def resolved(self, value: Any) -> Any:
+        """A template value with each ``Ref`` replaced by the physical id CloudFormation gave it."""
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            return self.physical[value["Ref"]]
+        return value
+
+
+def deployed(aws: LocalAws, plan: StagePlan, outdir: Path) -> Deployed:
+    template = json.loads((outdir / f"{plan.stack_name}.template.json").read_text(encoding="utf-8"))
+    paginator = aws.client("cloudformation").get_paginator("list_stack_resources")
+    physical = {
+        summary["LogicalResourceId"]: summary.get("PhysicalResourceId", "")
+        for page in paginator.paginate(StackName=plan.stack_name)
+        for summary in page["StackResourceSummaries"]
+    }
+    return Deployed(plan, template, physical)
+
+
+def with_added_task(source: Path, target: Path) -> Path:
+    text = source.read_text(encoding="utf-8").rstrip("\n")
+    text += (
+        f"\n\n  - name: {ADDED_TASK}\n"
+        "    description: Added by the deploy smoke test\n"
+        "    task_type: simple_task_1\n"
+        "    schedule: rate(15 minutes)\n"
+        "    enabled: true\n"
+        "    params:\n"
+        "      label: smoke\n"
+    )
+    target.write_text(text + "\n", encoding="utf-8")
+    return target
+
+
+def zip_digests(outdir: Path) -> dict[str, str]:
+    """The zips the CLI packaged for upload (it keeps them in <outdir>/.cache)."""
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted((outdir / ".cache").glob("*.zip"))
+    }
+
+
+def assert_function(aws: LocalAws, stack: Deployed, task: TaskPlan) -> list[str]:
+    """Checks a task's function as Lambda reports it; returns its layer ARNs."""
+    function_path = f"{task.name}/Function/Resource"
+    configuration = aws.client("lambda").get_function_configuration(FunctionName=stack.physical_id(function_path))
+    assert configuration["Runtime"] == task.runtime
+    assert configuration["Handler"] == task.handler
+    assert configuration["MemorySize"] == task.memory
+    assert configuration["Timeout"] == task.timeout
+    environment = configuration["Environment"]["Variables"]
+    for name, value in task.environment.items():
+        assert environment[name] == value, (task.name, name)
+    template_environment = stack.resource(function_path)["Properties"]["Environment"]["Variables"]
+    assert environment == {name: stack.resolved(value) for name, value in template_environment.items()}
+    assert environment[TABLE_DESIGNS[TableId.TASK_RUNS].env_var] in stack.of_type("AWS::DynamoDB::Table")
+    assert RUN_RECORD_TTL_DAYS_ENV in environment
+    layers = configuration.get("Layers", [])
+    if task.family == "python" and task.group is DependencyGroup.CRAWLER:
+        (layer,) = layers
+        assert layer["CodeSize"] > 10_000_000, "the crawler layer carries akshare and pandas"
+        name, version = layer["Arn"].rsplit(":", 1)
+        published = aws.client("lambda").get_layer_version(LayerName=name, VersionNumber=int(version))
+        assert published["CompatibleRuntimes"] == [task.runtime]
+        # moto's CloudFormation keeps no CompatibleArchitectures: read them from the template.
+        layer_resources = stack.template["Resources"].values()
+        (layer_resource,) = [item for item in layer_resources if item["Type"] == "AWS::Lambda::LayerVersion"]
+        assert layer_resource["Properties"]["CompatibleArchitectures"] == [task.architecture]
+    else:
+        assert layers == [], task.name
+    assert configuration["Architectures"] == [task.architecture]
+    return [layer["Arn"] for layer in layers]
+
+
+def assert_schedules_and_alarms(aws: LocalAws, stack: Deployed) -> None:
+    scheduler = aws.client("scheduler")
+    for task in stack.plan.tasks:
+        schedule = scheduler.get_schedule(
+            GroupName=stack.plan.schedule_group_name, Name=stack.physical_id(f"{task.name}/Schedule/Resource")
+        )
+        assert schedule["ScheduleExpression"] == task.schedule_expression
+        assert schedule["State"] == ("ENABLED" if task.enabled else "DISABLED")
+        function_name = stack.physical_id(f"{task.name}/Function/Resource")
+        assert schedule["Target"]["Arn"] == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+        alarm = stack.resource(f"{task.name}/FailureAlarm/Resource")
+        assert alarm["Type"] == "AWS::CloudWatch::Alarm"
+        assert alarm["Properties"]["Threshold"] == 1
+
+
+def assert_stack(aws: LocalAws, stack: Deployed, status: str) -> None:
+    (description,) = aws.client("cloudformation").describe_stacks(StackName=stack.plan.stack_name)["Stacks"]
+    assert description["StackStatus"] == status
+    dynamodb = aws.client("dynamodb")
+    tables = stack.of_type("AWS::DynamoDB::Table")
+    assert len(tables) == len(stack.plan.tables)
+    for name in tables:
+        assert dynamodb.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE"
+    log_groups = {
+        group["logGroupName"]
+        for page in aws.client("logs").get_paginator("describe_log_groups").paginate()
+        for group in page["logGroups"]
+    }
+    layers = set()
+    for task in stack.plan.tasks:
+        assert stack.physical_id(f"{task.name}/Logs/Resource") in log_groups
+        layers.update(assert_function(aws, stack, task))
+    assert len(layers) == 1, f"every crawler function shares one layer: {layers}"
+    queue_url = stack.physical_id("DeadLetters/Queue/Resource")
+    assert (
+        "QueueArn"
+        in aws.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
+    )
+    assert_schedules_and_alarms(aws, stack)
+
+
+def test_dev_stage_deploys_diffs_clean_and_updates(local_aws: LocalAws) -> None:
+    workdir = local_aws.workdir
+    tasks_file = workdir / "tasks.yaml"
+    shutil.copyfile(PROJECT_ROOT / "tasks.yaml", tasks_file)
+    plan = load_plan(tasks_file)
+    assert any(task.group is DependencyGroup.CRAWLER for task in plan.tasks), "dev must deploy the crawler layer"
+
+    # Given a first deploy of the dev stage
+    first_out = workdir / "out-deploy-1"
+    local_aws.cdk("deploy", *deploy_args(tasks_file, first_out), "--require-approval", "never", "--method=direct")
+    assert_stack(local_aws, deployed(local_aws, plan, first_out), "CREATE_COMPLETE")
+
+    # Then a diff of the unchanged project finds nothing, assets included
+    clean = local_aws.cdk("diff", *deploy_args(tasks_file, workdir / "out-diff-1"), "--method=template", "--fail")
+    assert "There were no differences" in clean.stdout + clean.stderr
+
+    # When a task is added to (a copy of) tasks.yaml
+    updated_file = with_added_task(tasks_file, workdir / "tasks-updated.yaml")
+    updated_plan = load_plan(updated_file)
+    changed = local_aws.cdk(
+        "diff", *deploy_args(updated_file, workdir / "out-diff-2"), "--method=template", "--fail", check=False
+    )
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    assert f"[+] AWS::Lambda::Function {ADDED_TASK}/Function" in changed.stdout + changed.stderr
+
+    # Forget the uploaded zips, so the update packages every asset again from a fresh synth.
+    s3 = local_aws.client("s3")
+    bucket = f"cdk-hnb659fds-assets-{ACCOUNT}-{REGION}"
+    for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        if item["Key"].endswith(".zip"):
+            s3.delete_object(Bucket=bucket, Key=item["Key"])
+    second_out = workdir / "out-deploy-2"
+    local_aws.cdk("deploy", *deploy_args(updated_file, second_out), "--require-approval", "never", "--method=direct")
+
+    # Then it deploys as an update, and the stack matches the new file
+    assert_stack(local_aws, deployed(local_aws, updated_plan, second_out), "UPDATE_COMPLETE")
+    again = local_aws.cdk("diff", *deploy_args(updated_file, workdir / "out-diff-3"), "--method=template", "--fail")
+    assert "There were no differences" in again.stdout + again.stderr
+    # And CDK zipped the same asset folders to the same bytes (it normalises mtimes).
+    first_zips, second_zips = zip_digests(first_out), zip_digests(second_out)
+    assert first_zips
+    assert first_zips == second_zips
