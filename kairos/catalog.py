@@ -37,6 +37,8 @@ class CatalogEntry:
     """Returns the problems with a params mapping, each as ``params.<field>: <what is wrong>``."""
     parameters_for: Callable[[Mapping[str, Any]], list[str]] = lambda params: []
     """The SSM parameter names a task with these (valid) params reads."""
+    module: str | None = None
+    """The Python module that registers the task type; its function imports only that one."""
 
 
 class TaskCatalog:
@@ -100,6 +102,7 @@ def python_entries(registry: TaskRegistry) -> list[CatalogEntry]:
             architecture=task_type.architecture,
             check_params=_pydantic_check(task_type.params_model),
             parameters_for=_parameters_for(task_type),
+            module=task_type.module,
         )
         for task_type in registry
     ]

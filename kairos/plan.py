@@ -18,7 +18,7 @@ from kairos.config import ResolvedTask, StageConfig, TasksFile
 from kairos.schedule import AtSchedule, RateSchedule, next_fire_times
 from kairos_runtime.events import schedule_input
 from kairos_runtime.registry import Access, DependencyGroup
-from kairos_runtime.settings import HTTPS_PROXY_ENV, RUNTIME_ENV, STAGE_ENV
+from kairos_runtime.settings import HTTPS_PROXY_ENV, RUNTIME_ENV, STAGE_ENV, TASK_MODULE_ENV
 from kairos_runtime.tables import TABLE_DESIGNS, TableDesign, TableId
 
 PYTHON_CODE_DIR = PROJECT_ROOT / "lambdas" / "python"
@@ -120,7 +120,14 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         if config.https_proxy:
             environment[HTTPS_PROXY_ENV] = config.https_proxy
     if task.family == "python":
-        environment |= {"POWERTOOLS_SERVICE_NAME": "kairos", "POWERTOOLS_METRICS_NAMESPACE": "Kairos"}
+        environment |= {
+            "POWERTOOLS_SERVICE_NAME": "kairos",
+            "POWERTOOLS_METRICS_NAMESPACE": "Kairos",
+            # No pydantic plugins are shipped: skip scanning every package's entry points at cold start.
+            "PYDANTIC_DISABLE_PLUGINS": "__all__",
+        }
+        if entry.module:
+            environment[TASK_MODULE_ENV] = entry.module
     return TaskPlan(
         name=task.name,
         description=task.description or entry.description,

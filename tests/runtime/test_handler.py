@@ -78,11 +78,30 @@ def test_a_local_run_of_an_unknown_task_type_is_recorded_as_failed(
     assert (result.record["status"], result.record["error_type"]) == ("FAILED", "UnknownTaskType")
 
 
-def test_importing_the_handler_does_not_import_heavy_libraries() -> None:
-    # A fresh interpreter: what the simple tasks' cold start pays for.
+@pytest.mark.parametrize(
+    ("task_module", "task_types", "not_loaded"),
+    [
+        pytest.param(
+            "kairos_runtime.tasks.simple",
+            ["simple_task_1", "simple_task_2"],
+            ["kairos_runtime.tasks.market", "pandas", "akshare", "pycoingecko", "numpy", "requests"],
+            id="simple-task-function",
+        ),
+        pytest.param(
+            "kairos_runtime.tasks.market.a_shares",
+            ["etf_daily", "etf_spot", "index_daily", "index_spot", "stock_daily", "stock_spot"],
+            ["pandas", "akshare", "pycoingecko", "numpy", "requests"],
+            id="crawler-function",
+        ),
+    ],
+)
+def test_a_function_imports_only_its_own_task_module_and_no_heavy_library(
+    task_module: str, task_types: list[str], not_loaded: list[str]
+) -> None:
+    # A fresh interpreter: what a cold start pays for.
     probe = (
-        "import sys, kairos_runtime.handler; "
-        "print(sorted(m for m in ('pandas', 'akshare', 'pycoingecko', 'numpy', 'requests') if m in sys.modules))"
+        "import json, sys, kairos_runtime.handler as h; "
+        "print(json.dumps([sorted(sys.modules), h.RUNNER._registry.names()]))"
     )
     completed = subprocess.run(
         [sys.executable, "-c", probe],
@@ -90,6 +109,14 @@ def test_importing_the_handler_does_not_import_heavy_libraries() -> None:
         text=True,
         check=True,
         cwd=PROJECT_ROOT,
-        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "1"},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "POWERTOOLS_TRACE_DISABLED": "1",
+            "KAIROS_TASK_MODULE": task_module,
+        },
     )
-    assert completed.stdout.strip() == "[]"
+    modules, registered = json.loads(completed.stdout.splitlines()[-1])
+    assert task_module in modules
+    assert set(not_loaded).isdisjoint(modules)
+    assert registered == task_types, "the function's registry holds its own module's task types only"

@@ -60,6 +60,8 @@ def test_runtime_family_decides_code_handler_and_architecture(tmp_path: Path) ->
     assert (node.family, node.handler, node.runtime) == ("nodejs", "src/index.handler", "nodejs22.x")
     assert node.code_dir.endswith("lambdas/node")
     assert python.group is DependencyGroup.CORE
+    assert python.environment["KAIROS_TASK_MODULE"] == "kairos_runtime.tasks.simple"
+    assert "KAIROS_TASK_MODULE" not in node.environment
 
 
 def test_the_schedule_input_carries_identity_params_and_context_attributes(tmp_path: Path) -> None:

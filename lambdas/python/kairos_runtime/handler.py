@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -11,15 +12,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from kairos_runtime.context import Clients
 from kairos_runtime.events import ScheduledEvent
 from kairos_runtime.runner import RunResult, TaskRunner
-from kairos_runtime.settings import settings_from_environment
-from kairos_runtime.tasks import default_registry
+from kairos_runtime.settings import TASK_MODULE_ENV, settings_from_environment
+from kairos_runtime.tasks import registry_for_module
 
 SERVICE = "kairos"
 METRICS_NAMESPACE = "Kairos"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE)
+# Only AWS SDK calls get subsegments: patching everything would import requests (and more) on
+# every cold start, crawler or not.
+tracer = Tracer(service=SERVICE, patch_modules=("boto3",))
 
 
 class PowertoolsObserver:
@@ -40,7 +43,8 @@ class PowertoolsObserver:
 
 _settings = settings_from_environment()
 RUNNER = TaskRunner(
-    registry=default_registry(),
+    # A function runs one task: load only the module that registers its task type.
+    registry=registry_for_module(os.environ.get(TASK_MODULE_ENV)),
     settings=_settings,
     clients=Clients(_settings),
     logger=logger,

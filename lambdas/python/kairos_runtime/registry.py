@@ -92,6 +92,11 @@ class TaskType(Generic[ParamsT]):
     parameters: Callable[[ParamsT], Sequence[str]] | None = None
     """SSM parameter names a task reads, given its params (an API key's parameter, say)."""
 
+    @property
+    def module(self) -> str:
+        """The module whose ``registry`` holds this task type (see ``registry_for_module``)."""
+        return self.function.__module__
+
     def parse_params(self, raw: Mapping[str, Any]) -> ParamsT:
         return self.params_model.model_validate(dict(raw))
 

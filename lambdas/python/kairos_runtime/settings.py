@@ -18,6 +18,8 @@ RUNTIME_ENV = "KAIROS_RUNTIME"
 RUN_RECORD_TTL_DAYS_ENV = "KAIROS_RUN_RECORD_TTL_DAYS"
 HTTPS_PROXY_ENV = "KAIROS_HTTPS_PROXY"
 SPOT_TTL_DAYS_ENV = "KAIROS_SPOT_TTL_DAYS"
+TASK_MODULE_ENV = "KAIROS_TASK_MODULE"
+"""The module that registers the function's task type: the handler imports only that one."""
 
 
 class MissingTableError(LookupError):
