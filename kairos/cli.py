@@ -260,7 +260,7 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print the handler's log output.")] = False,
 ) -> None:
     """Run one task locally through its real handler, against the DynamoDB in AWS_ENDPOINT_URL_DYNAMODB
-    or the embedded one."""
+    or the embedded one. Exits 1 when the run is recorded as FAILED."""
     from kairos.local.session import LocalStage
 
     task = _task(_plan(file, stage), name)
@@ -276,6 +276,8 @@ def run(
     _print_runs([result.record] if result.record else [], title=f"{name}: local run ({endpoint.url})")
     if result.record is None:
         raise _fail(f"no run record was written: {result.invocation.error}")
+    if result.record.get("status") == "FAILED":
+        raise typer.Exit(1)
 
 
 @app.command("run-stage", hidden=True)

@@ -7,7 +7,6 @@ its attempt to reach Eastmoney is refused on this machine and never leaves it.""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -34,8 +33,6 @@ def test_kairos_run_stock_spot_offline_is_recorded_as_a_failed_run(
         "HTTP_PROXY": CLOSED_PORT_PROXY,
         "NO_PROXY": "127.0.0.1,localhost",
     }
-    started = time.monotonic()
-
     result = CliRunner().invoke(
         cli.app,
         ["run", "stock-spot", "--stage", "dev", "--scheduled-time", "2026-11-27T02:00:00Z"],
@@ -43,11 +40,9 @@ def test_kairos_run_stock_spot_offline_is_recorded_as_a_failed_run(
         catch_exceptions=False,
     )
 
-    elapsed = time.monotonic() - started
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, "a FAILED run makes `kairos run` fail"
     assert "FAILED" in result.output
     assert "SourceUnavailable: Eastmoney (akshare.stock_zh_a_spot_em) could not be reached" in result.output
-    assert elapsed < 60, f"the retry budget kept an offline run going for {elapsed:.0f} s"
     record = _only_run_record(local_dynamodb)
     assert (record["status"], record["error_kind"], record["scheduled_time"]) == (
         "FAILED", "transient", "2026-11-27T02:00:00Z"
