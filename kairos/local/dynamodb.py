@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from kairos.catalog import PROJECT_ROOT
+from kairos.local.processes import ServerStartError, free_loopback_port, stop_process, wait_for_port
 
 ENDPOINT_ENV = "AWS_ENDPOINT_URL_DYNAMODB"
 DYNALITE_CLI = PROJECT_ROOT / "node_modules" / "dynalite" / "cli.js"
@@ -31,25 +30,6 @@ class EmbeddedDynamoError(RuntimeError):
 class DynamoEndpoint:
     url: str
     embedded: bool
-
-
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
-            raise EmbeddedDynamoError(f"dynalite exited with {process.returncode}: {output.strip()}")
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise EmbeddedDynamoError(f"dynalite did not listen on 127.0.0.1:{port} within {STARTUP_TIMEOUT_S:.0f} s")
 
 
 @contextmanager
@@ -81,17 +61,13 @@ def embedded_dynamodb(data_dir: Path = DEFAULT_DATA_DIR) -> Iterator[DynamoEndpo
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # noqa: S603
     try:
-        _wait_for_port(port, process)
+        try:
+            wait_for_port(port, process, name="dynalite", timeout=STARTUP_TIMEOUT_S)
+        except ServerStartError as error:
+            raise EmbeddedDynamoError(str(error)) from None
         yield DynamoEndpoint(url=f"http://127.0.0.1:{port}", embedded=True)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout:
-            process.stdout.close()
+        stop_process(process)
 
 
 @contextmanager

@@ -16,10 +16,8 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from kairos.local.processes import free_loopback_port, stop_process, wait_for_port
 from kairos.plan import StagePlan, TaskPlan
 from kairos_runtime.registry import DependencyGroup
 from kairos_runtime.settings import RUN_RECORD_TTL_DAYS_ENV
@@ -41,24 +40,6 @@ ACCOUNT, REGION = "123456789012", "us-east-1"
 STAGE = "dev"
 ADDED_TASK = "smoke-added"
 COMMAND_TIMEOUT = 900
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto server exited with {process.returncode}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"moto server did not listen on port {port}")
 
 
 @dataclass(frozen=True)
@@ -96,7 +77,7 @@ class LocalAws:
 @pytest.fixture(scope="module")
 def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAws]:
     workdir = tmp_path_factory.mktemp("deploy-smoke")
-    port = free_port()
+    port = free_loopback_port()
     # localhost, not 127.0.0.1: moto mis-parses the template URL the CLI sends otherwise.
     endpoint = f"http://localhost:{port}"
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "CDK_"))}
@@ -127,18 +108,13 @@ def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAws]:
             cwd=workdir,
         )
         try:
-            wait_for_port(port, server)
+            wait_for_port(port, server, name="moto server", timeout=60)
             aws = LocalAws(endpoint, env, workdir)
             # Outside the project, so the CLI does not synthesize the app just to bootstrap.
             aws.cdk("bootstrap", f"aws://{ACCOUNT}/{REGION}", cwd=workdir)
             yield aws
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_process(server, timeout=15)
 
 
 def deploy_args(tasks_file: Path, outdir: Path) -> list[str]:
