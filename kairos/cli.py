@@ -156,7 +156,10 @@ def validate(file: FileOption = DEFAULT_FILE) -> None:
     """Check the task registry: fields, schedules, timezones, task types and params, in every stage."""
     tasks_file = _load(file)
     for stage in tasks_file.stages:
-        _plan(file, stage)
+        try:
+            plan_stage(tasks_file, services.catalog, stage)
+        except PlanError as error:
+            raise _fail(str(error)) from None
     services.console.print(
         f"{file}: {len(tasks_file.tasks)} tasks, {len(tasks_file.stages)} stages "
         f"({', '.join(tasks_file.stages)}): valid"
@@ -276,8 +279,11 @@ def run(
     _print_runs([result.record] if result.record else [], title=f"{name}: local run ({endpoint.url})")
     if result.record is None:
         raise _fail(f"no run record was written: {result.invocation.error}")
-    if result.record.get("status") == "FAILED":
+    status = result.record.get("status")
+    if status == "FAILED":
         raise typer.Exit(1)
+    if status == "STARTED" or not result.invocation.ok:
+        raise _fail(f"the handler did not finish: {result.invocation.error}")
 
 
 @app.command("run-stage", hidden=True)

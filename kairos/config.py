@@ -148,6 +148,24 @@ class StageConfig(_Model):
     region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     overrides: dict[TaskName, TaskOverride] = Field(default_factory=dict)
 
+    @field_validator("https_proxy")
+    @classmethod
+    def _proxy_has_no_credentials(cls, value: str | None) -> str | None:
+        if value is not None and "@" in value.split("://", 1)[-1].split("/", 1)[0]:
+            raise ValueError("credentials do not belong in tasks.yaml: they would be stored in the template")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_enable(self) -> StageConfig:
+        if self.enabled is not None:
+            both = sorted(name for name, override in self.overrides.items() if override.enabled is not None)
+            if both:
+                raise ValueError(
+                    f"overrides of {', '.join(both)} set 'enabled', but the stage's 'enabled' list already "
+                    "decides which tasks run: edit the list instead"
+                )
+        return self
+
     @field_validator("log_retention_days")
     @classmethod
     def _retention_is_allowed(cls, value: int) -> int:

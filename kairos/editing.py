@@ -43,6 +43,14 @@ def set_enabled(path: Path, name: str, enabled: bool, *, stage: str | None, cata
     if stage is None:
         _set_key_after(entry, "enabled", enabled, after="schedule")
         change = f"{name}: enabled: {str(enabled).lower()}"
+        shadowing = [
+            stage_name
+            for stage_name, config in (document.get("stages") or {}).items()
+            if config.get("enabled") is not None
+            or ((config.get("overrides") or {}).get(name) or {}).get("enabled") is not None
+        ]
+        if shadowing:
+            change += f" (stages {', '.join(shadowing)} decide for themselves: use --stage to change them)"
     else:
         stages = document.get("stages") or {}
         if stage not in stages:
@@ -66,10 +74,12 @@ def set_enabled(path: Path, name: str, enabled: bool, *, stage: str | None, cata
     candidate.write_text(buffer.getvalue(), encoding="utf-8")
     try:
         load_tasks_file(candidate, catalog)
-    except ConfigError:
-        candidate.unlink()
-        raise
-    candidate.replace(path)
+        candidate.replace(path)
+    except ConfigError as invalid:
+        # Report against the file the user named, not the scratch copy.
+        raise ConfigError(path, [problem.replace(str(candidate), str(path)) for problem in invalid.problems]) from None
+    finally:
+        candidate.unlink(missing_ok=True)
     return change
 
 

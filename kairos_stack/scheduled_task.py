@@ -29,6 +29,7 @@ LAMBDA_RUNTIMES: dict[str, lambda_.Runtime] = {
 }
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
 ALARM_PERIOD = cdk.Duration.minutes(5)
+LAMBDA_MAX_EVENT_AGE_S = 6 * 3600
 
 
 class ScheduledTask(Construct):
@@ -70,7 +71,8 @@ class ScheduledTask(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             tracing=lambda_.Tracing.ACTIVE,
             retry_attempts=plan.async_retry_attempts,
-            max_event_age=cdk.Duration.hours(6),
+            # A queued invocation is as stale as a late delivery: same limit as the schedule's.
+            max_event_age=cdk.Duration.seconds(min(plan.max_event_age_seconds, LAMBDA_MAX_EVENT_AGE_S)),
             on_failure=destinations.SqsDestination(dead_letter_queue),
         )
         self.schedule = scheduler.Schedule(

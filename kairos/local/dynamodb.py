@@ -59,15 +59,19 @@ def embedded_dynamodb(data_dir: Path = DEFAULT_DATA_DIR) -> Iterator[DynamoEndpo
         "--updateTableMs",
         "0",
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # noqa: S603
-    try:
+    # Its output goes to a file beside the data: a pipe nobody reads would eventually block it.
+    log_path = data_dir.with_name(f"{data_dir.name}.log")
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
         try:
-            wait_for_port(port, process, name="dynalite", timeout=STARTUP_TIMEOUT_S)
-        except ServerStartError as error:
-            raise EmbeddedDynamoError(str(error)) from None
-        yield DynamoEndpoint(url=f"http://127.0.0.1:{port}", embedded=True)
-    finally:
-        stop_process(process)
+            try:
+                wait_for_port(port, process, name="dynalite", timeout=STARTUP_TIMEOUT_S)
+            except ServerStartError as error:
+                tail = log_path.read_text(errors="replace")[-2000:].strip()
+                raise EmbeddedDynamoError(f"{error}; its log ({log_path}) ends:\n{tail}") from None
+            yield DynamoEndpoint(url=f"http://127.0.0.1:{port}", embedded=True)
+        finally:
+            stop_process(process)
 
 
 @contextmanager

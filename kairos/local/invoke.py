@@ -100,7 +100,9 @@ def invoke_locally(
                 check=False,
             )
         except subprocess.TimeoutExpired as expired:
-            output = (expired.stdout or "") if isinstance(expired.stdout, str) else ""
+            # The partial output arrives as bytes even with text=True.
+            partial = expired.stdout or b""
+            output = partial.decode(errors="replace") if isinstance(partial, bytes) else partial
             return LocalInvocation(task.name, event, False, None, f"timed out after {task.timeout} s", output)
         output = completed.stdout + completed.stderr
         if not result_file.exists():

@@ -110,6 +110,30 @@ def test_enable_in_one_stage_edits_that_stages_list(runner: CliRunner, tasks_fil
     assert "○" in summary, "prod keeps the task's own flag"
 
 
+def test_enable_without_a_stage_says_which_stages_decide_for_themselves(runner: CliRunner, tasks_file: Path) -> None:
+    code, output = invoke(runner, "enable", "stock-spot", "--file", str(tasks_file))
+
+    assert code == 0, output
+    assert "stock-spot: enabled: true (stages dev decide for themselves: use --stage to change them)" in output
+
+
+def test_an_edit_that_would_not_validate_names_the_real_file_and_leaves_no_scratch(
+    runner: CliRunner, tasks_file: Path
+) -> None:
+    text = tasks_file.read_text().replace(
+        "    enabled: [python-task-1,", "    overrides: {daily-summary: {enabled: true}}\n    enabled: [python-task-1,"
+    )
+    tasks_file.write_text(text)
+
+    code, output = invoke(runner, "disable", "python-task-1", "--file", str(tasks_file))
+
+    assert code == 1
+    assert f"{tasks_file}:" in output
+    assert ".edit" not in output
+    assert [path.name for path in tasks_file.parent.iterdir()] == ["tasks.yaml"]
+    assert tasks_file.read_text() == text
+
+
 def test_enable_of_an_unknown_task_fails_and_changes_nothing(runner: CliRunner, tasks_file: Path) -> None:
     before = tasks_file.read_text()
 

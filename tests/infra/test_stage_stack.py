@@ -303,3 +303,44 @@ def test_an_unacknowledged_cdk_nag_finding_fails_the_synth() -> None:
 
     with pytest.raises(RuntimeError, match="AwsSolutions-SQS4"):
         app.synth()
+
+
+def test_log_retention_choices_and_their_cdk_values_agree() -> None:
+    from kairos.config import LOG_RETENTION_DAYS
+    from kairos_stack.stage_stack import LOG_RETENTION
+
+    assert set(LOG_RETENTION) == set(LOG_RETENTION_DAYS)
+
+
+def test_only_this_accounts_alarms_may_use_the_alarm_topic(tmp_path: Any) -> None:
+    path = tmp_path / "tasks.yaml"
+    path.write_text(
+        "stages:\n  ops: {alarm_email: ops@example.com, account: '111122223333', region: eu-west-1}\n"
+        "tasks:\n  - {name: tick, task_type: simple_task_1, schedule: rate(1 hour)}\n"
+    )
+    catalog = load_catalog()
+    plan = plan_stage(load_tasks_file(path, catalog), catalog, "ops")
+    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
+    template = Template.from_stack(build_stage(app, plan))
+
+    conditions = {
+        "StringEquals": {"aws:SourceAccount": "111122223333"},
+        "ArnLike": {
+            "aws:SourceArn": {
+                "Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":cloudwatch:eu-west-1:111122223333:alarm:*"]]
+            }
+        },
+    }
+    template.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with([Match.object_like({"Action": "sns:Publish", "Condition": conditions})])
+            }
+        },
+    )
+    template.has_resource_properties(
+        "AWS::KMS::Key",
+        {"KeyPolicy": {"Statement": Match.array_with([Match.object_like({"Condition": conditions})])}},
+    )
+    template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"})

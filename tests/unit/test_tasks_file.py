@@ -166,6 +166,18 @@ def test_a_stage_override_changes_one_task_in_that_stage_only(tmp_path: Path, ca
         ),
         pytest.param(
             "log_retention_days: 7",
+            'log_retention_days: 7, https_proxy: "http://me:secret@proxy.example:3128"',
+            "stage 'dev', field 'https_proxy': credentials do not belong in tasks.yaml",
+            id="proxy-credentials",
+        ),
+        pytest.param(
+            "dev: {enabled: [one],",
+            "dev: {enabled: [one], overrides: {two: {enabled: true}},",
+            "stage 'dev': overrides of two set 'enabled', but the stage's 'enabled' list already decides",
+            id="two-ways-to-enable",
+        ),
+        pytest.param(
+            "log_retention_days: 7",
             "log_retention_days: 8",
             "stage 'dev', field 'log_retention_days': CloudWatch Logs accepts one of",
             id="retention",

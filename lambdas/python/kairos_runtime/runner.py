@@ -134,18 +134,24 @@ class TaskRunner:
     def _parse_event(
         self, raw_event: object, invocation: InvocationContext, now: datetime
     ) -> tuple[ScheduledEvent, RunError | None]:
+        own_task = self._settings.task
         try:
-            return ScheduledEvent.model_validate(raw_event), None
+            event = ScheduledEvent.model_validate(raw_event)
         except ValidationError as invalid:
-            # Still record the delivery, under whatever identity the event carried.
+            # Still record the delivery: under the function's own task (the only records IAM lets it
+            # write), else under whatever identity the event carried.
             fields: Mapping[str, Any] = raw_event if isinstance(raw_event, Mapping) else {}
             fallback = ScheduledEvent(
-                task=_text(fields.get("task")) or "unknown-task",
+                task=own_task or _text(fields.get("task")) or "unknown-task",
                 task_type=_text(fields.get("task_type")) or "unknown",
                 scheduled_time=now,
                 execution_id=_text(fields.get("execution_id")) or invocation.aws_request_id or str(uuid.uuid4()),
             )
             return fallback, RunError("InvalidEvent", _describe(invalid), ErrorKind.PERMANENT)
+        if own_task is not None and event.task != own_task:
+            message = f"this function runs task {own_task!r}; the event names {event.task!r}"
+            return event.model_copy(update={"task": own_task}), RunError("InvalidEvent", message, ErrorKind.PERMANENT)
+        return event, None
 
     def _run(
         self, event: ScheduledEvent, event_error: RunError | None, invocation: InvocationContext

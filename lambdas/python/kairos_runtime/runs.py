@@ -27,7 +27,16 @@ MAX_ERROR_MESSAGE = 1000
 # A run record must stay well under DynamoDB's 400 KB item limit, or the final update would fail.
 MAX_DETAIL_BYTES = 32_000
 PREVIOUS_OUTCOME_FIELDS = ("status", "request_id", "started_at", "finished_at", "error_type", "error_message")
-CLEARED_ON_REDELIVERY = ("finished_at", "duration_ms", "error_type", "error_message", "error_kind")
+CLEARED_ON_REDELIVERY = (
+    "finished_at",
+    "duration_ms",
+    "items_written",
+    "items_rejected",
+    "detail",
+    "error_type",
+    "error_message",
+    "error_kind",
+)
 
 
 class RunStatus(StrEnum):
@@ -68,14 +77,21 @@ def run_key(event: ScheduledEvent) -> RunKey:
 
 def bounded_detail(detail: Mapping[str, Any] | None) -> Any:
     """The run's detail as an item value, replaced by a note when it is too large to store."""
-    encoded = json.dumps(dict(detail or {}), default=str)
+    encoded = json.dumps(dict(detail or {}), default=_json_default)
     if len(encoded.encode()) > MAX_DETAIL_BYTES:
         return {
             "truncated": True,
             "bytes": len(encoded.encode()),
             "keys": sorted(map(str, (detail or {})))[:50],
         }
-    return json.loads(encoded, parse_float=Decimal)
+    # DynamoDB stores neither NaN nor infinity: they become null.
+    return json.loads(encoded, parse_float=Decimal, parse_constant=lambda _: None)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
 
 
 class RunRecorder:

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from kairos_runtime.tables import TABLE_DESIGNS, TableId
 
 STAGE_ENV = "KAIROS_STAGE"
+TASK_ENV = "KAIROS_TASK"
+"""The one task a function runs: its run records go under this name, the only one IAM lets it write."""
 RUNTIME_ENV = "KAIROS_RUNTIME"
 RUN_RECORD_TTL_DAYS_ENV = "KAIROS_RUN_RECORD_TTL_DAYS"
 HTTPS_PROXY_ENV = "KAIROS_HTTPS_PROXY"
@@ -30,6 +32,7 @@ class RuntimeSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     stage: str = "local"
+    task: str | None = None
     runtime: str = "python"
     run_record_ttl_days: int = Field(default=90, ge=1)
     spot_ttl_days: int = Field(default=7, ge=1)
@@ -47,6 +50,7 @@ class RuntimeSettings(BaseModel):
     def from_environ(cls, environ: Mapping[str, str]) -> RuntimeSettings:
         optional = {
             "stage": environ.get(STAGE_ENV),
+            "task": environ.get(TASK_ENV),
             "runtime": environ.get(RUNTIME_ENV),
             "run_record_ttl_days": environ.get(RUN_RECORD_TTL_DAYS_ENV),
             "spot_ttl_days": environ.get(SPOT_TTL_DAYS_ENV),
