@@ -33,6 +33,16 @@ LOG_RETENTION: dict[int, logs.RetentionDays] = {
 }  # fmt: skip
 
 
+# What a declared access allows: the item and query operations tasks use, and nothing that reads a
+# whole table (Scan), deletes, or reaches streams. CDK's grant_*_data would allow all of those.
+READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
+WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem")
+
+
+def table_actions(access: Access) -> tuple[str, ...]:
+    return (READ_ACTIONS if access.allows_read() else ()) + (WRITE_ACTIONS if access.allows_write() else ())
+
+
 class KairosStageStack(cdk.Stack):
     def __init__(
         self,
@@ -137,10 +147,5 @@ class KairosStageStack(cdk.Stack):
         function.add_environment(RUN_RECORD_TTL_DAYS_ENV, str(RUN_RECORD_TTL_DAYS))
         for table_id, access in task.plan.tables.items():
             table = self.tables.table(table_id)
-            if access is Access.READ_WRITE:
-                table.grant_read_write_data(function)
-            elif access is Access.WRITE:
-                table.grant_write_data(function)
-            else:
-                table.grant_read_data(function)
+            table.grant(function, *table_actions(access))
             function.add_environment(TABLE_DESIGNS[table_id].env_var, table.table_name)

@@ -344,3 +344,29 @@ def test_only_this_accounts_alarms_may_use_the_alarm_topic(tmp_path: Any) -> Non
         {"KeyPolicy": {"Statement": Match.array_with([Match.object_like({"Condition": conditions})])}},
     )
     template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"})
+
+
+def test_declared_tables_get_exactly_the_operations_their_access_allows(prod: tuple[StagePlan, Template]) -> None:
+    from kairos_runtime.tables import TABLE_DESIGNS
+    from kairos_stack.stage_stack import table_actions
+
+    plan, template = prod
+    declaring = [task for task in plan.tasks if task.tables]
+    assert {task.task_type for task in declaring} >= {"stock_spot", "stock_daily", "daily_summary"}
+    for task in declaring:
+        statements = policy_statements(template, plan, task.name)
+        for table_id, access in task.tables.items():
+            table = logical_id(
+                template, "AWS::DynamoDB::Table", f"{plan.stack_name}/Tables/{TABLE_DESIGNS[table_id].construct_id}"
+            )
+            granted = [
+                statement
+                for statement in statements
+                if "Condition" not in statement and table in json.dumps(statement["Resource"])
+            ]
+            assert len(granted) == 1, (task.name, table_id)
+            actions = granted[0]["Action"]
+            assert sorted([actions] if isinstance(actions, str) else actions) == sorted(table_actions(access))
+    everything = json.dumps(template.find_resources("AWS::IAM::Policy"))
+    assert "dynamodb:Scan" not in everything
+    assert "dynamodb:DeleteItem" not in everything
