@@ -62,16 +62,18 @@ export function parseScheduledEvent(raw) {
 }
 
 /**
- * The event to record an invalid delivery under: whatever identity the raw event carried.
+ * The event to record an invalid delivery under: the function's own task when it has one (the only
+ * records IAM lets it write), else whatever identity the raw event carried.
  *
  * @param {unknown} raw
- * @param {{ now: Date, executionId: string }} fallback used when the raw event has no execution_id
+ * @param {{ now: Date, executionId: string, ownTask?: string | null }} fallback `executionId` is used
+ *   when the raw event has no execution_id
  * @returns {Readonly<ScheduledEvent>}
  */
-export function fallbackEvent(raw, { now, executionId }) {
+export function fallbackEvent(raw, { now, executionId, ownTask = null }) {
   const field = (name) => (isObject(raw) ? nonEmptyText(raw[name]) : null);
   return Object.freeze({
-    task: field("task") ?? "unknown-task",
+    task: nonEmptyText(ownTask) ?? field("task") ?? "unknown-task",
     task_type: field("task_type") ?? "unknown",
     params: {},
     scheduled_time: now,

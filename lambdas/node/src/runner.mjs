@@ -128,9 +128,7 @@ export class TaskRunner {
   async dispatch(rawEvent, invocation) {
     const startedAt = this.#clock();
     const requestId = invocation.awsRequestId;
-    const parsed = parseScheduledEvent(rawEvent);
-    // An invalid delivery is still recorded, under whatever identity the event carried.
-    const event = parsed.event ?? fallbackEvent(rawEvent, { now: startedAt, executionId: requestId || randomUUID() });
+    const { event, issue } = this.#parseEvent(rawEvent, { now: startedAt, executionId: requestId || randomUUID() });
     const logger = createLogger({
       keys: {
         correlation_id: event.execution_id,
@@ -150,9 +148,7 @@ export class TaskRunner {
     const key = await recorder.start(event, { runtime: this.#settings.runtime, requestId, startedAt });
 
     const start = performance.now();
-    const outcome = parsed.issues
-      ? failed("InvalidEvent", parsed.issues.join("; "))
-      : await this.#run(event, invocation, logger);
+    const outcome = issue ? failed("InvalidEvent", issue) : await this.#run(event, invocation, logger);
     const durationMs = Math.round(performance.now() - start);
     /** @type {RunResult} */
     const result = {
@@ -177,6 +173,30 @@ export class TaskRunner {
     }
     if (result.error?.kind === ErrorKind.TRANSIENT) throw new TaskRunFailed(result);
     return response;
+  }
+
+  /**
+   * The event to record the delivery under, and what makes it unrunnable, if anything. Every record
+   * goes under the function's own task when it has one (KAIROS_TASK): IAM lets it write no other.
+   *
+   * @param {unknown} rawEvent
+   * @param {{ now: Date, executionId: string }} fallback for an invalid event without an execution_id
+   * @returns {{ event: Readonly<ScheduledEvent>, issue: string | null }}
+   */
+  #parseEvent(rawEvent, { now, executionId }) {
+    const ownTask = this.#settings.task ?? null;
+    const parsed = parseScheduledEvent(rawEvent);
+    if (parsed.issues) {
+      // Still recorded: under the function's own task, else whatever identity the event carried.
+      return { event: fallbackEvent(rawEvent, { now, executionId, ownTask }), issue: parsed.issues.join("; ") };
+    }
+    if (ownTask !== null && parsed.event.task !== ownTask) {
+      return {
+        event: Object.freeze({ ...parsed.event, task: ownTask }),
+        issue: `this function runs task ${pyRepr(ownTask)}; the event names ${pyRepr(parsed.event.task)}`,
+      };
+    }
+    return { event: parsed.event, issue: null };
   }
 
   /**
@@ -266,4 +286,25 @@ function count(value, field) {
 
 function isPlainObject(value) {
   return value !== null && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype;
+}
+
+/**
+ * A string as Python's repr() writes it, so messages match the Python runtime's: single quotes unless
+ * the text has a single quote and no double quote, with backslashes, the quote and control
+ * characters escaped. (Python also escapes non-printable non-ASCII characters; those are kept here.)
+ *
+ * @param {string} text
+ */
+export function pyRepr(text) {
+  const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
+  const named = { "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+  let body = "";
+  for (const char of text) {
+    const code = char.codePointAt(0);
+    if (Object.hasOwn(named, char)) body += named[char];
+    else if (char === quote) body += `\\${char}`;
+    else if (code < 0x20 || code === 0x7f) body += `\\x${code.toString(16).padStart(2, "0")}`;
+    else body += char;
+  }
+  return `${quote}${body}${quote}`;
 }

@@ -28,7 +28,16 @@ export const PREVIOUS_OUTCOME_FIELDS = Object.freeze(["status", "request_id", "s
 /** Set again by a redelivery, from the new delivery. */
 const RESTARTED_FIELDS = Object.freeze(["status", "request_id", "started_at", "gsi1pk", "gsi1sk"]);
 /** The earlier delivery's outcome, removed by a redelivery until its own finish sets them. */
-export const CLEARED_ON_REDELIVERY = Object.freeze(["finished_at", "duration_ms", "error_type", "error_message", "error_kind"]);
+export const CLEARED_ON_REDELIVERY = Object.freeze([
+  "finished_at",
+  "duration_ms",
+  "items_written",
+  "items_rejected",
+  "detail",
+  "error_type",
+  "error_message",
+  "error_kind",
+]);
 
 const DESIGN = TABLES[TASK_RUNS];
 const DAY_SECONDS = 24 * 60 * 60;

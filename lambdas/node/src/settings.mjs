@@ -6,6 +6,8 @@
 import { TABLES } from "./tables.mjs";
 
 export const STAGE_ENV = "KAIROS_STAGE";
+/** The one task a function runs: its run records go under this name, the only one IAM lets it write. */
+export const TASK_ENV = "KAIROS_TASK";
 export const RUNTIME_ENV = "KAIROS_RUNTIME";
 export const RUN_RECORD_TTL_DAYS_ENV = "KAIROS_RUN_RECORD_TTL_DAYS";
 
@@ -18,6 +20,7 @@ export class MissingTableError extends Error {
 /**
  * @typedef {object} RuntimeSettings
  * @property {string} stage
+ * @property {string | null} task The function's own task (KAIROS_TASK), or null when unset (local runs).
  * @property {string} runtime Recorded in every run record, e.g. "nodejs22.x".
  * @property {number} runRecordTtlDays
  * @property {Readonly<Record<string, string>>} tableNames Deployed table names by table id.
@@ -42,6 +45,7 @@ export function readSettings(env) {
   );
   return Object.freeze({
     stage: env[STAGE_ENV] || "local",
+    task: env[TASK_ENV] || null,
     runtime: env[RUNTIME_ENV] || "nodejs",
     runRecordTtlDays,
     tableNames: Object.freeze(tableNames),

@@ -116,6 +116,13 @@ describe("fallbackEvent", () => {
       assert.equal(event.execution_id, "req");
     }
   });
+
+  it("takes the function's own task over the one the raw event carried", () => {
+    const raw = { task: "nightly", task_type: "t", execution_id: "e" };
+    assert.equal(fallbackEvent(raw, { now, executionId: "req", ownTask: "own" }).task, "own");
+    assert.equal(fallbackEvent(null, { now, executionId: "req", ownTask: "own" }).task, "own");
+    assert.equal(fallbackEvent(raw, { now, executionId: "req", ownTask: null }).task, "nightly");
+  });
 });
 
 describe("eventAsJson", () => {

@@ -211,6 +211,51 @@ describe("the handler against DynamoDB", () => {
     assert.equal(item.error_kind, "permanent");
   });
 
+  describe("in a function with its own task (KAIROS_TASK)", () => {
+    const ownTask = "node-task-1";
+    const ownHandler = () => index.createHandler({ writeLine, env: { ...process.env, KAIROS_TASK: ownTask } });
+
+    it("records an event naming another task under its own task as FAILED InvalidEvent", async () => {
+      const context = invocation();
+      const response = await ownHandler()(event({ task: "someone-else", task_type: "simple_task_1", execution_id: "exec-own-1" }), context);
+      assert.equal(response.task, ownTask);
+      assert.equal(response.status, "FAILED");
+      const item = await storedRun(ownTask, response.run_id);
+      assertCommonFields(item, { task: ownTask, taskType: "simple_task_1", executionId: "exec-own-1", requestId: context.awsRequestId });
+      assert.equal(item.status, "FAILED");
+      assert.equal(item.error_type, "InvalidEvent");
+      assert.equal(item.error_message, "this function runs task 'node-task-1'; the event names 'someone-else'");
+      assert.equal(item.error_kind, "permanent");
+      assert.deepEqual(item.detail, {});
+      const { Item } = await reader.send(new GetCommand({ TableName: TABLE, Key: { pk: "TASK#someone-else", sk: response.run_id } }));
+      assert.equal(Item, undefined, "nothing recorded under the task the event named");
+    });
+
+    it("records an invalid event under its own task", async () => {
+      const context = invocation();
+      const response = await ownHandler()({ task: "someone-else", scheduled_time: "whenever" }, context);
+      assert.equal(response.task, ownTask);
+      const item = await storedRun(ownTask, response.run_id);
+      const arrival = `${item.started_at.slice(0, 19)}Z`;
+      assertCommonFields(item, { task: ownTask, taskType: "unknown", executionId: context.awsRequestId, requestId: context.awsRequestId, scheduled: arrival });
+      assert.equal(item.status, "FAILED");
+      assert.equal(item.error_type, "InvalidEvent");
+      assert.equal(
+        item.error_message,
+        "task_type: is required; execution_id: is required; scheduled_time: must be an ISO 8601 date-time string",
+      );
+    });
+
+    it("runs an event naming its own task", async () => {
+      const context = invocation();
+      const response = await ownHandler()(event({ task: ownTask, task_type: "simple_task_1", execution_id: "exec-own-2" }), context);
+      assert.equal(response.status, "SUCCEEDED");
+      const item = await storedRun(ownTask, response.run_id);
+      assertCommonFields(item, { task: ownTask, taskType: "simple_task_1", executionId: "exec-own-2", requestId: context.awsRequestId });
+      assert.equal(item.status, "SUCCEEDED");
+    });
+  });
+
   describe("with test-only task types", () => {
     const registry = new TaskRegistry();
     const params = { type: "object", properties: {}, additionalProperties: false };

@@ -4,7 +4,7 @@ import { describe, it } from "node:test";
 import { PermanentTaskError, TaskSkipped, TransientTaskError } from "../src/errors.mjs";
 import { createHandler } from "../src/index.mjs";
 import { TaskRegistry } from "../src/registry.mjs";
-import { TaskRunFailed } from "../src/runner.mjs";
+import { TaskRunFailed, pyRepr } from "../src/runner.mjs";
 import { defaultRegistry } from "../src/tasks/index.mjs";
 
 const NOW = new Date("2024-05-01T09:30:01.123Z");
@@ -250,6 +250,69 @@ describe("a run that cannot start", () => {
   });
 });
 
+describe("a function with its own task (KAIROS_TASK)", () => {
+  const OWN_ENV = { ...ENV, KAIROS_TASK: "python-task-1" };
+
+  it("records an event naming another task under its own task, as a permanent InvalidEvent, without running it", async () => {
+    let ran = false;
+    const { handler, documentClient } = harness({ registry: registryWith(async () => { ran = true; }), env: OWN_ENV });
+    const response = await handler(testEvent({ task: "someone-else" }), INVOCATION);
+    const message = "this function runs task 'python-task-1'; the event names 'someone-else'";
+    assert.equal(ran, false);
+    assert.equal(response.task, "python-task-1");
+    assert.equal(response.status, "FAILED");
+    assert.deepEqual(response.error, { type: "InvalidEvent", message });
+    assert.equal(documentClient.put.Item.pk, "TASK#python-task-1");
+    assert.equal(documentClient.put.Item.task, "python-task-1");
+    assert.equal(documentClient.put.Item.gsi1sk, "2024-05-01T09:30:01.123Z#python-task-1");
+    // The rest of the event's identity is kept: the slot is the scheduled one.
+    assert.equal(documentClient.put.Item.sk, SK);
+    assert.equal(documentClient.put.Item.task_type, "test_task");
+    assert.deepEqual(documentClient.commands[1].input.Key, { pk: "TASK#python-task-1", sk: SK });
+    assert.deepEqual(documentClient.updated, {
+      ...documentClient.updated,
+      status: "FAILED",
+      error_type: "InvalidEvent",
+      error_message: message,
+      error_kind: "permanent",
+    });
+  });
+
+  it("records an invalid event under its own task rather than the one the event carried", async () => {
+    const { handler, documentClient } = harness({ env: OWN_ENV });
+    const response = await handler({ ...EVENT, scheduled_time: "soon" }, INVOCATION);
+    assert.equal(response.task, "python-task-1");
+    assert.equal(response.error.type, "InvalidEvent");
+    assert.equal(response.error.message, "scheduled_time: must be an ISO 8601 date-time string");
+    assert.equal(documentClient.put.Item.pk, "TASK#python-task-1");
+    assert.equal(documentClient.put.Item.execution_id, "exec-1");
+    assert.equal(documentClient.updated.error_kind, "permanent");
+  });
+
+  it("records an event with no identity at all under its own task", async () => {
+    const { handler, documentClient } = harness({ env: OWN_ENV });
+    const response = await handler({ garbage: true }, INVOCATION);
+    assert.equal(response.task, "python-task-1");
+    assert.equal(documentClient.put.Item.pk, "TASK#python-task-1");
+    assert.equal(documentClient.put.Item.task_type, "unknown");
+    assert.equal(documentClient.put.Item.execution_id, "req-1");
+  });
+
+  it("runs an event naming its own task as usual", async () => {
+    const { handler, documentClient } = harness({ env: { ...ENV, KAIROS_TASK: "nightly" } });
+    const response = await handler(EVENT, INVOCATION);
+    assert.equal(response.status, "SUCCEEDED");
+    assert.equal(documentClient.put.Item.pk, "TASK#nightly");
+  });
+
+  it("quotes the names in the message as Python's repr does", () => {
+    assert.equal(pyRepr("nightly"), "'nightly'");
+    assert.equal(pyRepr("it's"), `"it's"`);
+    assert.equal(pyRepr(`it's "x"`), `'it\\'s "x"'`);
+    assert.equal(pyRepr("a\\b\n\u0001"), "'a\\\\b\\n\\x01'");
+  });
+});
+
 describe("a task that fails or skips", () => {
   it("records a skip as SKIPPED with the reason in detail", async () => {
     const registry = registryWith(async () => {
@@ -394,7 +457,7 @@ describe("a redelivered event", () => {
       UpdateExpression:
         "SET #status = :status, #request_id = :request_id, #started_at = :started_at, #gsi1pk = :gsi1pk, #gsi1sk = :gsi1sk, " +
         "#previous = list_append(if_not_exists(#previous, :empty), :outcome) " +
-        "REMOVE #finished_at, #duration_ms, #error_type, #error_message, #error_kind " +
+        "REMOVE #finished_at, #duration_ms, #items_written, #items_rejected, #detail, #error_type, #error_message, #error_kind " +
         "ADD #deliveries :one",
       ExpressionAttributeNames: {
         "#status": "status",
@@ -404,6 +467,9 @@ describe("a redelivered event", () => {
         "#gsi1sk": "gsi1sk",
         "#finished_at": "finished_at",
         "#duration_ms": "duration_ms",
+        "#items_written": "items_written",
+        "#items_rejected": "items_rejected",
+        "#detail": "detail",
         "#error_type": "error_type",
         "#error_message": "error_message",
         "#error_kind": "error_kind",
@@ -494,6 +560,20 @@ describe("a large detail", () => {
     assert.equal(documentClient.updated.status, "FAILED");
     assert.equal(documentClient.updated.error_type, "PermanentTaskError");
     assert.deepEqual(documentClient.updated.detail, { truncated: true, bytes: 40_015, keys: ["response"] });
+  });
+});
+
+describe("a detail with numbers JSON cannot hold", () => {
+  it("stores NaN and Infinity as null, and the run still finishes", async () => {
+    const registry = registryWith(async () => ({
+      itemsWritten: 1,
+      detail: { ratio: Number.NaN, limit: Number.POSITIVE_INFINITY, floor: Number.NEGATIVE_INFINITY, price: 1700.5, nested: [Number.NaN] },
+    }));
+    const { handler, documentClient } = harness({ registry });
+    const response = await handler(testEvent(), INVOCATION);
+    assert.equal(response.status, "SUCCEEDED");
+    assert.equal(documentClient.updated.status, "SUCCEEDED");
+    assert.deepEqual(documentClient.updated.detail, { ratio: null, limit: null, floor: null, price: 1700.5, nested: [null] });
   });
 });
 

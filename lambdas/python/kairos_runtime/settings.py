@@ -50,7 +50,7 @@ class RuntimeSettings(BaseModel):
     def from_environ(cls, environ: Mapping[str, str]) -> RuntimeSettings:
         optional = {
             "stage": environ.get(STAGE_ENV),
-            "task": environ.get(TASK_ENV),
+            "task": environ.get(TASK_ENV) or None,
             "runtime": environ.get(RUNTIME_ENV),
             "run_record_ttl_days": environ.get(RUN_RECORD_TTL_DAYS_ENV),
             "spot_ttl_days": environ.get(SPOT_TTL_DAYS_ENV),
