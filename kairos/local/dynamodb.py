@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,15 +35,42 @@ class DynamoEndpoint:
 
 
 @contextmanager
-def embedded_dynamodb(data_dir: Path = DEFAULT_DATA_DIR) -> Iterator[DynamoEndpoint]:
+def exclusive_use(data_dir: Path, *, wait_s: float) -> Iterator[None]:
+    """Hold the data directory for this process: dynalite's LevelDB lets one server open it at a time."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with data_dir.with_name(f"{data_dir.name}.lock").open("w") as lock:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise EmbeddedDynamoError(
+                        f"another kairos command is using the embedded DynamoDB in {data_dir}; "
+                        f"wait for it to finish, or set {ENDPOINT_ENV} to a DynamoDB endpoint"
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextmanager
+def embedded_dynamodb(data_dir: Path = DEFAULT_DATA_DIR, *, lock_wait_s: float = 30.0) -> Iterator[DynamoEndpoint]:
     """Start dynalite on a free loopback port for the duration of the block."""
+    with exclusive_use(data_dir, wait_s=lock_wait_s):
+        yield from _run_dynalite(data_dir)
+
+
+def _run_dynalite(data_dir: Path) -> Iterator[DynamoEndpoint]:
     node = shutil.which("node")
     if node is None or not DYNALITE_CLI.exists():
         raise EmbeddedDynamoError(
             "the embedded DynamoDB needs Node.js and `npm ci` (dynalite); run `make setup` "
             f"or set {ENDPOINT_ENV} to a DynamoDB endpoint"
         )
-    data_dir.mkdir(parents=True, exist_ok=True)
     port = free_loopback_port()
     command = [
         node,

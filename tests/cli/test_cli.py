@@ -260,3 +260,15 @@ def test_run_uses_the_embedded_dynamodb_and_keeps_its_data(
     assert code == 0
     assert "SUCCEEDED" in output
     assert any(data_dir.iterdir())
+
+
+def test_a_second_user_of_the_embedded_dynamodb_gets_a_clear_error(tmp_path: Path) -> None:
+    from kairos.local.dynamodb import EmbeddedDynamoError, embedded_dynamodb, exclusive_use
+
+    data_dir = tmp_path / "dynamodb"
+    with (
+        exclusive_use(data_dir, wait_s=0),
+        pytest.raises(EmbeddedDynamoError, match="another kairos command"),
+        embedded_dynamodb(data_dir, lock_wait_s=0.2),
+    ):
+        pass

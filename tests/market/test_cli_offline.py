@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from kairos import cli
 from kairos.local.tables import local_table_name
 from kairos_runtime.tables import TASK_RUNS
+from tests.conftest import PROJECT_ROOT
 
 CLOSED_PORT_PROXY = "http://127.0.0.1:9"
 
@@ -35,7 +36,16 @@ def test_kairos_run_stock_spot_offline_is_recorded_as_a_failed_run(
     }
     result = CliRunner().invoke(
         cli.app,
-        ["run", "stock-spot", "--stage", "dev", "--scheduled-time", "2026-11-27T02:00:00Z"],
+        [
+            "run",
+            "stock-spot",
+            "--file",
+            str(PROJECT_ROOT / "tasks.yaml"),
+            "--stage",
+            "dev",
+            "--scheduled-time",
+            "2026-11-27T02:00:00Z",
+        ],
         env=environment,
         catch_exceptions=False,
     )
