@@ -23,6 +23,7 @@ from kairos.config import TasksFile
 from kairos.editing import EditError, set_enabled
 from kairos.loading import ConfigError, load_tasks_file
 from kairos.local.dynamodb import DynamoEndpoint, EmbeddedDynamoError, dynamodb_endpoint
+from kairos.local.tables import TableDesignChangedError
 from kairos.plan import PlanError, StagePlan, TaskPlan, plan_stage
 from kairos.schedule import (
     ScheduleError,
@@ -248,7 +249,7 @@ def _local_dynamodb() -> Iterator[DynamoEndpoint]:
     try:
         with services.endpoint() as endpoint:
             yield endpoint
-    except EmbeddedDynamoError as error:
+    except (EmbeddedDynamoError, TableDesignChangedError) as error:
         raise _fail(str(error)) from None
 
 

@@ -87,12 +87,21 @@ def tables_from_template(stage: str, template: Mapping[str, Any]) -> list[LocalT
     return tables
 
 
+class TableDesignChangedError(RuntimeError):
+    """A local table was created from an older design; it is left alone rather than dropped."""
+
+
 def ensure_tables(client: DynamoDBClient, tables: Iterable[LocalTable]) -> list[str]:
-    """Create the tables that do not exist yet; returns the names it created."""
+    """Create the tables that do not exist yet; returns the names it created.
+
+    An existing table whose keys or indexes differ from the design raises instead of being
+    silently reused (or dropped with its data).
+    """
     existing = set(client.list_tables().get("TableNames", []))
     created = []
     for table in tables:
         if table.name in existing:
+            _check_design(client, table)
             continue
         client.create_table(TableName=table.name, **table.definition)
         client.get_waiter("table_exists").wait(TableName=table.name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
@@ -100,6 +109,25 @@ def ensure_tables(client: DynamoDBClient, tables: Iterable[LocalTable]) -> list[
             _enable_ttl(client, table)
         created.append(table.name)
     return created
+
+
+def _shape(key_schema: Iterable[Any]) -> list[tuple[str, str]]:
+    return [(str(key["AttributeName"]), str(key["KeyType"])) for key in key_schema]
+
+
+def _check_design(client: DynamoDBClient, table: LocalTable) -> None:
+    described = client.describe_table(TableName=table.name)["Table"]
+    wanted_indexes = {
+        index["IndexName"]: _shape(index["KeySchema"]) for index in table.definition.get("GlobalSecondaryIndexes", [])
+    }
+    actual_indexes = {
+        index["IndexName"]: _shape(index["KeySchema"]) for index in described.get("GlobalSecondaryIndexes", [])
+    }
+    if _shape(described["KeySchema"]) != _shape(table.definition["KeySchema"]) or actual_indexes != wanted_indexes:
+        raise TableDesignChangedError(
+            f"local table {table.name} has an older key or index design; delete it (for the embedded "
+            "DynamoDB: remove .kairos/dynamodb) to have it created again"
+        )
 
 
 def _enable_ttl(client: DynamoDBClient, table: LocalTable) -> None:

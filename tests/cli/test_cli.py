@@ -272,3 +272,26 @@ def test_a_second_user_of_the_embedded_dynamodb_gets_a_clear_error(tmp_path: Pat
         embedded_dynamodb(data_dir, lock_wait_s=0.2),
     ):
         pass
+
+
+def test_a_local_table_of_an_older_design_is_reported_not_reused(
+    runner: CliRunner, tasks_file: Path, local_dynamodb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    client = boto3.client("dynamodb", endpoint_url=local_dynamodb, region_name="us-east-1")
+    client.create_table(
+        TableName="kairos-dev-TaskRuns",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setattr(cli.services, "endpoint", lambda: fixed_endpoint(local_dynamodb))
+
+    code, output = invoke(runner, "run", "python-task-1", "--file", str(tasks_file))
+
+    assert code == 1
+    assert "local table kairos-dev-TaskRuns has an older key or index design" in output
+    assert client.describe_table(TableName="kairos-dev-TaskRuns")["Table"]["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"}
+    ]
