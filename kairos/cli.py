@@ -32,6 +32,7 @@ from kairos.schedule import (
     parse_schedule,
     validate_timezone,
 )
+from kairos_runtime.events import iso_seconds
 
 DEFAULT_FILE = Path("tasks.yaml")
 DEFAULT_STAGE = "dev"
@@ -117,15 +118,11 @@ def _instant(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _next_fire(task: TaskPlan, after: datetime) -> str:
     if not task.enabled:
         return "-"
     times = next_fire_times(parse_schedule(task.schedule_expression), timezone=task.timezone, after=after, count=1)
-    return _utc(times[0]) if times else "never"
+    return iso_seconds(times[0]) if times else "never"
 
 
 @app.command("list")
@@ -221,7 +218,9 @@ def show(name: str, file: FileOption = DEFAULT_FILE, stage: StageOption = DEFAUL
     for label, value in rows.items():
         services.console.print(f"[bold]{label:>17}[/bold]  {value}", markup=True)
     upcoming = next_fire_times(schedule, timezone=task.timezone, after=services.clock(), count=5)
-    services.console.print(f"[bold]{'next fire (UTC)':>17}[/bold]  " + ", ".join(map(_utc, upcoming)), markup=True)
+    services.console.print(
+        f"[bold]{'next fire (UTC)':>17}[/bold]  " + ", ".join(map(iso_seconds, upcoming)), markup=True
+    )
 
 
 @schedule_app.command("next")
@@ -241,7 +240,7 @@ def schedule_next(
         raise _fail(str(error), code=2) from None
     start = _instant(after) if after else services.clock()
     for moment in next_fire_times(schedule, timezone=tz, after=start, count=count):
-        services.console.print(_utc(moment), markup=False)
+        services.console.print(iso_seconds(moment), markup=False)
 
 
 @contextmanager

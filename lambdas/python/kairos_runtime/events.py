@@ -16,6 +16,11 @@ EXECUTION_ID_ATTRIBUTE = "<aws.scheduler.execution-id>"
 ATTEMPT_NUMBER_ATTRIBUTE = "<aws.scheduler.attempt-number>"
 
 
+def iso_seconds(moment: datetime) -> str:
+    """``2026-11-27T07:15:00Z``: the UTC, whole-second form Scheduler uses for scheduled times."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class ScheduledEvent(BaseModel):
     """What a function receives from its schedule (or from ``kairos run``)."""
 
@@ -53,7 +58,7 @@ def render_schedule_input(
 ) -> dict[str, Any]:
     """Substitute the context attributes the way Scheduler does, for local runs and tests."""
     values = {
-        SCHEDULED_TIME_ATTRIBUTE: scheduled_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        SCHEDULED_TIME_ATTRIBUTE: iso_seconds(scheduled_time),
         EXECUTION_ID_ATTRIBUTE: execution_id,
         ATTEMPT_NUMBER_ATTRIBUTE: str(attempt),
     }

@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from kairos_runtime.events import ScheduledEvent
+from kairos_runtime.events import ScheduledEvent, iso_seconds
 from kairos_runtime.tables import TASK_RUNS
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def iso_utc(moment: datetime) -> str:
 
 
 def run_key(event: ScheduledEvent) -> RunKey:
-    slot = event.scheduled_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+    slot = iso_seconds(event.scheduled_time)
     return RunKey(pk=f"TASK#{event.task}", sk=f"RUN#{slot}#{event.execution_id}#{event.attempt}")
 
 
@@ -119,7 +119,7 @@ class RunRecorder:
             "task_type": event.task_type,
             "runtime": runtime,
             "status": RunStatus.STARTED.value,
-            "scheduled_time": event.scheduled_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "scheduled_time": iso_seconds(event.scheduled_time),
             "execution_id": event.execution_id,
             "attempt": event.attempt,
             "deliveries": 1,

@@ -61,6 +61,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from kairos_runtime.events import iso_seconds
 from kairos_runtime.tables import MARKET_DATA
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -120,10 +121,6 @@ def shanghai_day_bounds(day: date) -> tuple[datetime, datetime]:
     """The UTC instants a Shanghai calendar day starts and ends (exclusive)."""
     start = datetime.combine(day, datetime.min.time(), tzinfo=SHANGHAI).astimezone(UTC)
     return start, start + timedelta(days=1)
-
-
-def iso_seconds(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def instrument_pk(asset_class: AssetClass, symbol: str) -> str:

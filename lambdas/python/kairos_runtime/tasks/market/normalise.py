@@ -13,11 +13,12 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
+from kairos_runtime.events import iso_seconds
 from kairos_runtime.tasks.market.model import ItemValue, Quote
 
 Records = list[dict[str, object]]
@@ -233,7 +234,7 @@ def _extra_text(value: object, kind: ExtraKind) -> str | None:
         return day.isoformat() if day else None
     if kind is ExtraKind.INSTANT:
         if isinstance(value, datetime) and value == value and value.tzinfo is not None:
-            return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return iso_seconds(value)
         return _text(value)
     return _text(value)
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from kairos_runtime.context import TaskContext
+from kairos_runtime.events import iso_seconds
 from kairos_runtime.registry import Access, TaskOutcome, TaskParams, TaskRegistry, TaskSkipped
 from kairos_runtime.runs import RunHistory, RunStatus
 from kairos_runtime.tables import MARKET_DATA, TableId
@@ -26,7 +27,6 @@ from kairos_runtime.tasks.market.model import (
     BarKind,
     Item,
     class_date_pk,
-    iso_seconds,
     shanghai_day_bounds,
     summary_key,
     trading_date_of,
