@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from kairos_runtime.events import ScheduledEvent, iso_seconds
-from kairos_runtime.tables import TASK_RUNS
+from kairos_runtime.tables import TASK_RUNS, query_index
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -220,20 +220,7 @@ class RunHistory:
 
     def on_date(self, day: str) -> Iterator[dict[str, Any]]:
         """Every run started on ``day`` (UTC, YYYY-MM-DD), newest first."""
-        index = TASK_RUNS.indexes[0]
-        query: dict[str, Any] = {
-            "IndexName": index.name,
-            "KeyConditionExpression": "#pk = :pk",
-            "ExpressionAttributeNames": {"#pk": index.partition_key},
-            "ExpressionAttributeValues": {":pk": f"RUNDATE#{day}"},
-            "ScanIndexForward": False,
-        }
-        while True:
-            response = self._table.query(**query)
-            yield from response.get("Items", [])
-            if "LastEvaluatedKey" not in response:
-                return
-            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return query_index(self._table, TASK_RUNS.indexes[0], f"RUNDATE#{day}", newest_first=True)
 
     def recent(self, *, limit: int, today: datetime, days: int = 7) -> list[dict[str, Any]]:
         runs: list[dict[str, Any]] = []

@@ -6,8 +6,13 @@ embedded ones created by ``kairos run`` and the key builders used at run time fr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
 
 
 class TableId(StrEnum):
@@ -57,3 +62,22 @@ MARKET_DATA = TableDesign(
 )
 
 TABLE_DESIGNS: dict[TableId, TableDesign] = {design.table_id: design for design in (TASK_RUNS, MARKET_DATA)}
+
+
+def query_index(
+    table: Table, index: IndexDesign, partition: str, *, newest_first: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Every item of one partition of an index, following DynamoDB's pages."""
+    query: dict[str, Any] = {
+        "IndexName": index.name,
+        "KeyConditionExpression": "#pk = :pk",
+        "ExpressionAttributeNames": {"#pk": index.partition_key},
+        "ExpressionAttributeValues": {":pk": partition},
+        "ScanIndexForward": not newest_first,
+    }
+    while True:
+        response = table.query(**query)
+        yield from response.get("Items", [])
+        if "LastEvaluatedKey" not in response:
+            return
+        query["ExclusiveStartKey"] = response["LastEvaluatedKey"]

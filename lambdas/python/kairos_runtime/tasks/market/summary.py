@@ -8,7 +8,7 @@ the latest intraday quote of the same symbol.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -20,7 +20,7 @@ from kairos_runtime.context import TaskContext
 from kairos_runtime.events import iso_seconds
 from kairos_runtime.registry import Access, TaskOutcome, TaskParams, TaskRegistry, TaskSkipped
 from kairos_runtime.runs import RunHistory, RunStatus
-from kairos_runtime.tables import MARKET_DATA, TableId
+from kairos_runtime.tables import MARKET_DATA, TableId, query_index
 from kairos_runtime.tasks.market.model import (
     LATEST,
     AssetClass,
@@ -69,35 +69,19 @@ class DailySummaryParams(TaskParams):
     top: int = Field(default=5, ge=1, le=50, description="how many gainers and losers to list")
 
 
-def query_index(table: Table, partition: str) -> Iterator[dict[str, Any]]:
-    index = MARKET_DATA.indexes[0]
-    query: dict[str, Any] = {
-        "IndexName": index.name,
-        "KeyConditionExpression": "#pk = :pk",
-        "ExpressionAttributeNames": {"#pk": index.partition_key},
-        "ExpressionAttributeValues": {":pk": partition},
-    }
-    while True:
-        response = table.query(**query)
-        yield from response.get("Items", [])
-        if "LastEvaluatedKey" not in response:
-            return
-        query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-
-
 def day_quotes(
     table: Table, asset_class: AssetClass, day: date, quote_currency: str
 ) -> tuple[list[Item], dict[str, int]]:
     """Each symbol's figures for the day: its daily bar over its latest quote; and how many of each."""
     by_symbol: dict[str, Item] = {}
     counts = {"latest_quotes": 0, "daily_bars": 0}
-    for item in query_index(table, class_date_pk(asset_class, LATEST, day)):
+    for item in query_index(table, MARKET_DATA.indexes[0], class_date_pk(asset_class, LATEST, day)):
         if asset_class is AssetClass.CRYPTO and item.get("quote_currency") != quote_currency.upper():
             continue
         by_symbol[str(item["symbol"])] = dict(item)
         counts["latest_quotes"] += 1
     if asset_class is not AssetClass.CRYPTO:
-        for item in query_index(table, class_date_pk(asset_class, BarKind.RAW.value, day)):
+        for item in query_index(table, MARKET_DATA.indexes[0], class_date_pk(asset_class, BarKind.RAW.value, day)):
             symbol = str(item["symbol"])
             by_symbol[symbol] = by_symbol.get(symbol, {}) | dict(item)
             counts["daily_bars"] += 1
