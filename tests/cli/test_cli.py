@@ -295,3 +295,37 @@ def test_a_local_table_of_an_older_design_is_reported_not_reused(
     assert client.describe_table(TableName="kairos-dev-TaskRuns")["Table"]["KeySchema"] == [
         {"AttributeName": "pk", "KeyType": "HASH"}
     ]
+
+
+def test_run_stage_creates_the_templates_tables_and_runs_every_enabled_task(
+    runner: CliRunner, tasks_file: Path, tmp_path: Path, local_dynamodb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `make run` does after synthesizing: here the template is synthesized in-process.
+    import json
+
+    import aws_cdk as cdk
+    import boto3
+    from aws_cdk.assertions import Template
+
+    from kairos_stack.app_builder import build_stage, stage_plan
+
+    app = cdk.App(context={"aws:cdk:bundling-stacks": [], "aws:cdk:enable-path-metadata": True})
+    template_file = tmp_path / "kairos-dev.template.json"
+    template_file.write_text(json.dumps(Template.from_stack(build_stage(app, stage_plan(tasks_file, "dev"))).to_json()))
+    monkeypatch.setattr(cli.services, "endpoint", lambda: fixed_endpoint(local_dynamodb))
+
+    code, output = invoke(runner, "run-stage", "--file", str(tasks_file), "--template", str(template_file))
+
+    assert code == 0, output
+    assert "created tables on" in output
+    assert "kairos-dev-TaskRuns, kairos-dev-MarketData" in output
+    rows = [line for line in output.splitlines() if "SUCCEEDED" in line]
+    assert sorted(line.split("│")[1].strip() for line in rows) == [
+        "nodejs-task-1",
+        "nodejs-task-2",
+        "python-task-1",
+        "python-task-2",
+    ]
+    client = boto3.client("dynamodb", endpoint_url=local_dynamodb, region_name="us-east-1")
+    runs = client.describe_table(TableName="kairos-dev-TaskRuns")["Table"]
+    assert [index["IndexName"] for index in runs["GlobalSecondaryIndexes"]] == ["by_date"]
