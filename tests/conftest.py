@@ -155,3 +155,25 @@ def local_dynamodb(moto_endpoint: str) -> Iterator[str]:
     client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
     for name in client.list_tables()["TableNames"]:
         client.delete_table(TableName=name)
+
+
+def run_in_fresh_interpreter(code: str, **environment: str) -> str:
+    """Run ``code`` in a new Python with a bare environment (what a cold start pays for); its stdout."""
+    import subprocess
+    import sys
+
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=PROJECT_ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "POWERTOOLS_TRACE_DISABLED": "1",
+            **environment,
+        },
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from kairos.catalog import load_catalog
@@ -13,7 +10,7 @@ from kairos.plan import StagePlan, plan_stage
 from kairos_runtime.registry import Access, DependencyGroup
 from kairos_runtime.tables import TableId
 from kairos_runtime.tasks import default_registry
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, run_in_fresh_interpreter
 
 MARKET_TASKS = {
     "stock-spot": ("stock_spot", {TableId.MARKET_DATA: Access.WRITE}),
@@ -35,16 +32,7 @@ def test_importing_the_handler_and_building_the_registry_loads_no_crawler_librar
         "assert {'stock_spot', 'crypto_markets', 'daily_summary'} <= set(registry.names())\n"
         "print(sorted(m for m in ('akshare', 'pandas', 'pycoingecko', 'numpy', 'requests') if m in sys.modules))"
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=PROJECT_ROOT,
-        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "1"},
-    )
-    assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.strip() == "[]"
+    assert run_in_fresh_interpreter(probe).strip() == "[]"
 
 
 @pytest.fixture(scope="module")

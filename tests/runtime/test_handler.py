@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +15,7 @@ from kairos.loading import load_tasks_file
 from kairos.local.dynamodb import DynamoEndpoint
 from kairos.local.session import LocalStage
 from kairos.plan import StagePlan, plan_stage
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, run_in_fresh_interpreter
 
 SLOT = datetime(2026, 11, 27, 7, 15, tzinfo=UTC)
 
@@ -103,20 +101,8 @@ def test_a_function_imports_only_its_own_task_module_and_no_heavy_library(
         "import json, sys, kairos_runtime.handler as h; "
         "print(json.dumps([sorted(sys.modules), h.RUNNER._registry.names()]))"
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=PROJECT_ROOT,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "POWERTOOLS_TRACE_DISABLED": "1",
-            "KAIROS_TASK_MODULE": task_module,
-        },
-    )
-    modules, registered = json.loads(completed.stdout.splitlines()[-1])
+    output = run_in_fresh_interpreter(probe, KAIROS_TASK_MODULE=task_module)
+    modules, registered = json.loads(output.splitlines()[-1])
     assert task_module in modules
     assert set(not_loaded).isdisjoint(modules)
     assert registered == task_types, "the function's registry holds its own module's task types only"
