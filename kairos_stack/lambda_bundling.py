@@ -1,5 +1,8 @@
 """Lambda code assets and dependency layers for Python functions, bundled locally at synth time.
 
+A code asset is the group's dependency tree (compiled, see :mod:`kairos_stack.bytecode`) plus the
+``kairos_runtime`` sources with their bytecode beside them.
+
 CDK asks an ``ILocalBundling`` to fill an asset directory before it would fall back to Docker; the
 bundler here always succeeds or raises, so Docker is never run (the image it names is a required
 placeholder). Asset hashes are CUSTOM: a hash of the dependency group's build inputs plus the
@@ -20,6 +23,7 @@ import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_lambda as lambda_
 
+from kairos_stack.bytecode import BytecodeError, compile_tree, find_cpython
 from kairos_stack.python_deps import (
     PYTHON_CODE_DIR,
     BundlingError,
@@ -75,10 +79,17 @@ class LocalBundling:
         destination = output_dir / self.prefix if self.prefix else output_dir
         link_tree(tree.path, destination)
         if self.sources is not None:
+            package = destination / self.sources.name
             for file in iter_source_files(self.sources):
-                target = destination / self.sources.name / file.relative_to(self.sources)
+                target = package / file.relative_to(self.sources)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(file, target)
+            compiler = find_cpython(self.target.python_version) if builder.bytecode else None
+            if compiler is not None:
+                try:
+                    compile_tree(compiler, package, site=f"{self.spec.site}/{package.name}", layout="beside_source")
+                except BytecodeError as error:
+                    raise BundlingError(str(error)) from None
         builder.say(f"bundled {self.spec.name} for {self.target.describe()} into {output_dir.name}")
 
 

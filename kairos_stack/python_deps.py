@@ -13,7 +13,9 @@ What a tree leaves out:
 * for a layer group (crawler), what the function's own code asset provides (the core group),
   since ``/var/task`` comes before ``/opt/python`` on Lambda's module path;
 * test folders, ``__pycache__``, type stubs, console scripts, binaries built for another platform
-  and static files no scheduled task reads; debug symbols are stripped where that is safe.
+  and static files or modules no scheduled task uses; debug symbols are stripped where that is safe.
+
+What it adds: bytecode for the target CPython, in place of the sources (see :mod:`kairos_stack.bytecode`).
 
 Nothing here imports CDK: the CDK glue is :mod:`kairos_stack.lambda_bundling`, and the benchmark
 in ``bench/`` drives these builds directly.
@@ -43,6 +45,8 @@ from packaging.utils import canonicalize_name
 
 from kairos.catalog import PROJECT_ROOT
 from kairos_runtime.registry import DependencyGroup
+from kairos_stack import bytecode
+from kairos_stack.bytecode import BytecodeError, bytecode_flavour, compile_tree, find_cpython
 
 PYTHON_CODE_DIR = PROJECT_ROOT / "lambdas" / "python"
 CACHE_ROOT = PROJECT_ROOT / ".bundle-cache"
@@ -147,10 +151,17 @@ class DependencyGroupSpec:
     """The group the function's own code asset carries; a layer leaves those packages out."""
     unused_data: tuple[str, ...] = ()
     """Glob patterns of package data files no scheduled task reads."""
+    unused_modules: tuple[str, ...] = ()
+    """Glob patterns of modules or packages no Kairos code imports."""
 
     @property
     def name(self) -> str:
         return self.group.value
+
+    @property
+    def site(self) -> str:
+        """Where the tree sits on Lambda: a function's code asset, or a layer's ``python/`` folder."""
+        return "/opt/python" if self.base else "/var/task"
 
     def requirement_files(self) -> tuple[Path, ...]:
         """Every file resolved together: this group's and its base's, so shared packages agree."""
@@ -173,6 +184,9 @@ CORE = DependencyGroupSpec(
         "aws_lambda_powertools/event_handler/openapi/swagger_ui/*.js",
         "aws_lambda_powertools/event_handler/openapi/swagger_ui/*.css",
     ),
+    # pydantic 1's API, kept inside pydantic 2 for migrations: 0.6 MB of the core budget. pydantic 2
+    # itself reaches for it only to warn about a v1 model used inside a v2 one.
+    unused_modules=("pydantic/v1",),
 )
 CRAWLER = DependencyGroupSpec(
     group=DependencyGroup.CRAWLER,
@@ -214,7 +228,9 @@ def group_key(spec: DependencyGroupSpec, target: LambdaPlatform) -> str:
         *(tag.encode() for tag in target.pip_platforms),
         "|".join(sorted(RUNTIME_PROVIDED | SOURCE_ONLY_PACKAGES)).encode(),
         strip_tool_flavour().encode(),
+        bytecode_flavour(target.python_version).encode(),
         Path(__file__).read_bytes(),
+        Path(bytecode.__file__).read_bytes(),
     ]
     for requirement_file in spec.requirement_files():
         parts += [requirement_file.name.encode(), requirement_file.read_bytes()]
@@ -488,9 +504,11 @@ def trim_tree(tree: Path, spec: DependencyGroupSpec, target: LambdaPlatform) -> 
             reason = _trim_reason(base / name, target)
             if reason:
                 _remove(base / name, reason, report)
-    for pattern in spec.unused_data:
+    unused = [(pattern, "unused package data") for pattern in spec.unused_data]
+    unused += [(pattern, "unused modules") for pattern in spec.unused_modules]
+    for pattern, reason in unused:
         for path in sorted(tree.glob(pattern)):
-            _remove(path, "unused package data", report)
+            _remove(path, reason, report)
     _trim_distribution_metadata(tree, report)
     _strip_libraries(tree, target, report)
     prune_empty_dirs(tree)
@@ -512,6 +530,19 @@ def _trim_reason(path: Path, target: LambdaPlatform) -> str | None:
     if is_foreign_binary(path, target):
         return "binaries for other platforms"
     return None
+
+
+def record_bytecode(tree: Path) -> None:
+    """Points RECORD entries of sources that were compiled away at their ``.pyc`` (no hash, as pip
+    records the bytecode it writes), so ``importlib.metadata.files()`` lists files that exist."""
+    for record in sorted(tree.glob("*.dist-info/RECORD")):
+        lines = []
+        for line in record.read_text(encoding="utf-8").splitlines():
+            path = line.rsplit(",", 2)[0]
+            if path.endswith(".py") and not (tree / path).exists() and (tree / f"{path}c").is_file():
+                line = f"{path}c,,"
+            lines.append(line)
+        record.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
 
 def _record_path_kept(root: Path, relative: str) -> bool:
@@ -578,33 +609,11 @@ def tree_size(path: Path) -> tuple[int, int]:
 
 
 def find_interpreter(target: LambdaPlatform) -> str | None:
-    """A CPython of the target's version on this machine, if this machine has the target's CPU."""
+    """A CPython of the target's version that can load the target's native libraries: only on a
+    machine with the target's CPU."""
     if host_platform.machine() not in (target.machine, "amd64" if target.machine == "x86_64" else ""):
         return None
-    version = target.python_version
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
-        return sys.executable
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates = [str(path) for path in sorted(pyenv_root.glob(f"versions/{version}.*/bin/python{version}"))]
-    candidates.append(shutil.which(f"python{version}") or "")
-    for candidate in candidates:
-        if candidate and _reports_version(candidate, version):
-            return candidate
-    return None
-
-
-def _reports_version(interpreter: str, version: str) -> bool:
-    """Whether the interpreter runs and is that version (a pyenv shim may exist and still fail)."""
-    try:
-        result = subprocess.run(  # noqa: S603 - fixed arguments, no shell
-            [interpreter, "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return result.returncode == 0 and result.stdout.strip() == version
+    return find_cpython(target.python_version)
 
 
 def run_import_check(
@@ -677,8 +686,10 @@ class DependencyTree:
 class DependencyBuilder:
     """Builds dependency trees into the cache, or finds them there."""
 
-    def __init__(self, cache_root: Path = CACHE_ROOT, *, log: TextIO | None = None) -> None:
+    def __init__(self, cache_root: Path = CACHE_ROOT, *, log: TextIO | None = None, bytecode: bool = True) -> None:
         self.cache_root = cache_root
+        self.bytecode = bytecode
+        """False builds trees of sources only, for the benchmark's comparison; deployed trees are compiled."""
         self.deps_dir = cache_root / "deps"
         self.wheelhouse = cache_root / "wheels"
         self._log = log or sys.stderr
@@ -687,7 +698,7 @@ class DependencyBuilder:
         print(f"kairos bundling: {message}", file=self._log, flush=True)
 
     def tree(self, spec: DependencyGroupSpec, target: LambdaPlatform) -> DependencyTree:
-        name = tree_name(spec, target)
+        name = tree_name(spec, target) + ("" if self.bytecode else "-sources")
         final = self.deps_dir / name
         report_file = self.deps_dir / f"{name}.json"
         cached = self._cached(spec, target, final, report_file)
@@ -709,7 +720,8 @@ class DependencyBuilder:
 
     def runtime_tree(self, target: LambdaPlatform) -> Path:
         """boto3 for the target, standing in for the Lambda runtime's own copy; never shipped."""
-        name = f"runtime-{target.label}-{_sha256([repr(RUNTIME_REQUIREMENTS).encode()])[:12]}"
+        flavour = bytecode_flavour(target.python_version)
+        name = f"runtime-{target.label}-{_sha256([repr(RUNTIME_REQUIREMENTS).encode(), flavour.encode()])[:12]}"
         final = self.deps_dir / name
         if final.is_dir():
             return final
@@ -721,6 +733,11 @@ class DependencyBuilder:
                 except _PipFailedError as failure:
                     shutil.rmtree(work, ignore_errors=True)
                     raise BundlingError(f"pip could not install {RUNTIME_REQUIREMENTS}:\n{failure.tail()}") from None
+                compiler = find_cpython(target.python_version)
+                if compiler is not None:
+                    # The runtime's own packages come with bytecode, as pip installs them by default.
+                    site = f"/var/lang/lib/python{target.python_version}/site-packages"
+                    compile_tree(compiler, work, site=site, layout="beside_source")
                 work.rename(final)
         return final
 
@@ -787,6 +804,8 @@ class DependencyBuilder:
             needed = needed_dists(read_requirements(spec.requirements), dists, target, provided=provided)
             remove_dists(work, dists, set(dists) - needed)
             trims = trim_tree(work, spec, target)
+            compiled = self._compile(spec, target, work)
+            record_bytecode(work)
             check = self._import_check(spec, target, work, base)
             size, files = tree_size(work)
             # A tree whose report never got written (an interrupted build) is not in the cache.
@@ -806,10 +825,34 @@ class DependencyBuilder:
             "stripped_bytes": dict(sorted(trims.stripped.items())),
             "strip_failures": trims.strip_failures,
             "strip_tool": strip_tool_flavour(),
+            "bytecode": compiled,
             "import_check": check,
             "size_bytes": size,
             "files": files,
-            "summary": f"{len(needed)} packages, {size / 2**20:.1f} MiB in {files} files; import check: {check}",
+            "summary": (
+                f"{len(needed)} packages, {size / 2**20:.1f} MiB in {files} files; bytecode: {compiled['layout']}; "
+                f"import check: {check}"
+            ),
+        }
+
+    def _compile(self, spec: DependencyGroupSpec, target: LambdaPlatform, tree: Path) -> dict[str, Any]:
+        compiler = find_cpython(target.python_version) if self.bytecode else None
+        if compiler is None and self.bytecode:
+            self.say(
+                f"no CPython {target.python_version} on this machine: the {spec.name} dependencies ship as "
+                "sources, and Lambda compiles them on every cold start"
+            )
+        if compiler is None:
+            return {"layout": "sources", "compiler": None}
+        try:
+            report = compile_tree(compiler, tree, site=spec.site, layout="sourceless")
+        except BytecodeError as error:
+            raise BundlingError(str(error)) from None
+        return {
+            "layout": "sourceless",
+            "compiler": compiler,
+            "compiled": report.compiled,
+            "not_compiled": list(report.not_compiled),
         }
 
     def _import_check(

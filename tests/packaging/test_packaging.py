@@ -13,6 +13,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,14 @@ import pytest
 
 from kairos.plan import StagePlan
 from kairos_runtime.registry import DependencyGroup
+from kairos_runtime.tables import TABLE_DESIGNS
+from kairos_stack.bytecode import find_cpython
+from kairos_stack.lambda_bundling import RUNTIME_PACKAGE
 from kairos_stack.python_deps import (
     CACHE_ROOT,
     CRAWLER,
     RUNTIME_PROVIDED,
+    DependencyBuilder,
     LambdaPlatform,
     read_elf,
     source_fingerprint,
@@ -42,6 +47,7 @@ CORE_BUDGET_BYTES = 10_000_000
 CRAWLER_BUDGET_BYTES = 200_000_000
 ELF_MACHINES = {"arm64": 183, "x86_64": 62}
 WHEEL_MACHINES = {"arm64": "aarch64", "x86_64": "x86_64"}
+LAMBDA_PYTHON = "3.13"
 
 
 @dataclass(frozen=True)
@@ -140,12 +146,37 @@ def assert_built_for(tree: Path, architecture: str) -> None:
 
 
 def assert_clean(tree: Path) -> None:
-    names = {path.name for path in tree.rglob("*")}
+    """No tests, foreign binaries or runtime-provided packages; dependencies as bytecode only."""
+    dependencies = [path for path in tree.rglob("*") if RUNTIME_PACKAGE not in path.relative_to(tree).parts]
+    names = {path.name for path in dependencies}
     assert "__pycache__" not in names
     assert "tests" not in names
-    assert not [name for name in names if name.endswith((".pyc", ".dylib", ".dll"))]
+    assert not [name for name in names if name.endswith((".dylib", ".dll"))]
+    assert not [path for path in dependencies if path.suffix == ".py"], "dependencies ship compiled"
     top_level = {path.name.split("-")[0].lower() for path in tree.iterdir()}
     assert not top_level & RUNTIME_PROVIDED, "boto3 and friends come with the Lambda runtime"
+
+
+def pyc_header(path: Path) -> tuple[bytes, int]:
+    """(magic number, PEP 552 flags) of a .pyc: flags 1 = hash-based, 3 = hash-based and checked."""
+    header = path.read_bytes()[:8]
+    return header[:4], int.from_bytes(header[4:8], "little")
+
+
+def lambda_cpython_magic() -> bytes:
+    interpreter = find_cpython(LAMBDA_PYTHON)
+    assert interpreter, f"the packaging test needs a CPython {LAMBDA_PYTHON} on this machine to compile with"
+    code = "import importlib.util, sys; sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())"
+    result = subprocess.run([interpreter, "-S", "-c", code], capture_output=True, text=True, check=True)
+    return bytes.fromhex(result.stdout)
+
+
+def assert_compiled_for_lambda(tree: Path, magic: bytes) -> None:
+    """Dependencies: sourceless, unchecked hash-based bytecode for the runtime's CPython."""
+    dependencies = [path for path in tree.rglob("*.pyc") if RUNTIME_PACKAGE not in path.relative_to(tree).parts]
+    assert len(dependencies) > 100
+    for pyc in dependencies:
+        assert pyc_header(pyc) == (magic, 0b01), pyc
 
 
 def test_core_asset_is_arm64_small_and_complete(first: Synth) -> None:
@@ -163,6 +194,7 @@ def test_core_asset_is_arm64_small_and_complete(first: Synth) -> None:
     assert not list(code.glob("pandas*"))
     assert_built_for(code, "arm64")
     assert_clean(code)
+    assert_compiled_for_lambda(code, lambda_cpython_magic())
     size, _files = tree_size(code)
     assert size <= CORE_BUDGET_BYTES, f"core asset is {size} bytes"
 
@@ -186,6 +218,10 @@ def test_crawler_function_gets_x86_64_core_code_and_the_shared_layer(first: Synt
     assert not list(site.rglob("armlibmini_racer*"))
     assert_built_for(site, "x86_64")
     assert_clean(site)
+    assert_compiled_for_lambda(site, lambda_cpython_magic())
+    for record in site.glob("*.dist-info/RECORD"):
+        listed = [line.rsplit(",", 2)[0] for line in record.read_text(encoding="utf-8").splitlines()]
+        assert [path for path in listed if not (site / path).is_file()] == [], f"{record} lists missing files"
     total = tree_size(code)[0] + tree_size(layer)[0]
     assert total <= CRAWLER_BUDGET_BYTES, f"crawler code + layer is {total} bytes"
 
@@ -213,10 +249,67 @@ def test_debug_symbols_are_stripped_but_patched_libraries_are_not(first: Synth) 
     assert curl.has_symbols is (strip_tool_flavour() == "none")
     # auditwheel's vendored libraries and the extensions it patched are byte for byte the wheel's.
     numpy_files = installed_hashes(site, "numpy")
-    patched = [path for path in numpy_files if ".libs" in path.parent.name or "_multiarray_umath" in path.name]
+    patched = [
+        path
+        for path in numpy_files
+        if ".libs" in path.parent.name or (path.name.startswith("_multiarray_umath") and path.suffix == ".so")
+    ]
     assert patched
     for path in patched:
         assert sha256_b64(path) == numpy_files[path], path
+
+
+def test_our_package_ships_its_sources_with_checked_bytecode(first: Synth) -> None:
+    magic = lambda_cpython_magic()
+    package = first.code_dir("core-probe") / RUNTIME_PACKAGE
+    sources = sorted(package.rglob("*.py"))
+    assert package / "handler.py" in sources
+    for source in sources:
+        cached = source.parent / "__pycache__" / f"{source.stem}.cpython-{LAMBDA_PYTHON.replace('.', '')}.pyc"
+        assert pyc_header(cached) == (magic, 0b11), cached
+
+
+# Runs in the Lambda runtime's CPython with only the asset and the stand-in runtime on its path, and
+# records every module compiled from source while the handler imports.
+_COUNT_SOURCE_COMPILES = """
+import importlib._bootstrap_external as external, json, sys
+compiled = []
+to_code = external.SourceLoader.source_to_code
+def counting(self, data, path, *args, **kwargs):
+    compiled.append(path)
+    return to_code(self, data, path, *args, **kwargs)
+external.SourceLoader.source_to_code = counting
+sys.path[:0] = sys.argv[1:]
+import kairos_runtime.handler
+print(json.dumps({"compiled": compiled, "pydantic": sys.modules["pydantic.main"].__file__}))
+"""
+
+
+def test_the_handler_imports_from_the_asset_without_compiling_a_module(first: Synth) -> None:
+    code = first.code_dir("crawler-probe")
+    interpreter = find_cpython(LAMBDA_PYTHON)
+    assert interpreter
+    runtime = DependencyBuilder().runtime_tree(LambdaPlatform("x86_64", LAMBDA_PYTHON))
+    plan = packaging_plan()
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "AWS_REGION": "us-east-1",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+        **{design.env_var: f"kairos-packaging-{design.table_id.value}" for design in TABLE_DESIGNS.values()},
+        **plan.task("crawler-probe").environment,
+    }
+    result = subprocess.run(
+        [interpreter, "-S", "-B", "-c", _COUNT_SOURCE_COMPILES, str(code), str(runtime)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported = json.loads(result.stdout.strip().splitlines()[-1])
+    assert imported["pydantic"] == str(code / "pydantic" / "main.pyc")
+    compiled_from_asset = [path for path in imported["compiled"] if path.startswith(str(code))]
+    assert compiled_from_asset == [], "every module in the asset must load from its bytecode"
 
 
 def test_node_asset_ships_sources_only(first: Synth) -> None:
