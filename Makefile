@@ -19,7 +19,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 PY_SOURCES := app.py kairos kairos_stack lambdas/python/kairos_runtime $(wildcard bench)
 TYPED_SOURCES := app.py kairos kairos_stack lambdas/python/kairos_runtime
 
-.PHONY: help setup run synth validate lint typecheck test test-python test-node cfn-lint schema clean bench deploy-smoke
+.PHONY: help setup run synth validate lint typecheck test test-python test-node cfn-lint lock schema clean bench deploy-smoke
 
 help:
 	@echo "make run    - set up, validate, synthesize every stage, run the $(STAGE) stage's enabled tasks locally"
@@ -77,6 +77,9 @@ test: lint typecheck test-python deploy-smoke test-node cfn-lint
 # Sizes and cold-import times of the Lambda function groups; writes bench/RESULTS.md.
 bench: setup
 	$(BIN)/python bench/packaging_bench.py --write bench/RESULTS.md
+
+lock: setup
+	$(BIN)/python -m kairos_stack.lock_command
 
 schema: setup
 	$(BIN)/kairos schema

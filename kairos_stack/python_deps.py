@@ -47,6 +47,7 @@ from kairos.catalog import PROJECT_ROOT
 from kairos_runtime.registry import DependencyGroup
 from kairos_stack import bytecode
 from kairos_stack.bytecode import BytecodeError, bytecode_flavour, compile_tree, find_cpython
+from kairos_stack.python_lock import LockError, read_lock
 
 PYTHON_CODE_DIR = PROJECT_ROOT / "lambdas" / "python"
 CACHE_ROOT = PROJECT_ROOT / ".bundle-cache"
@@ -167,6 +168,16 @@ class DependencyGroupSpec:
         """Every file resolved together: this group's and its base's, so shared packages agree."""
         return (*(self.base.requirement_files() if self.base else ()), self.requirements)
 
+    @property
+    def lock_file(self) -> Path:
+        """Every version the group installs, per platform (see :mod:`kairos_stack.python_lock`)."""
+        return self.requirements.with_name(f"{self.requirements.stem}.lock.txt")
+
+    @property
+    def lock_inputs(self) -> tuple[Path, ...]:
+        """What the lock is resolved from: a layer's lock follows its base group's pins."""
+        return (*self.requirement_files(), *((self.base.lock_file,) if self.base else ()))
+
 
 CORE = DependencyGroupSpec(
     group=DependencyGroup.CORE,
@@ -232,8 +243,9 @@ def group_key(spec: DependencyGroupSpec, target: LambdaPlatform) -> str:
         Path(__file__).read_bytes(),
         Path(bytecode.__file__).read_bytes(),
     ]
-    for requirement_file in spec.requirement_files():
-        parts += [requirement_file.name.encode(), requirement_file.read_bytes()]
+    for requirement_file in (*spec.requirement_files(), spec.lock_file):
+        content = requirement_file.read_bytes() if requirement_file.is_file() else b""
+        parts += [requirement_file.name.encode(), content]
     return _sha256(parts)
 
 
@@ -670,6 +682,14 @@ def parse_missing_distribution(pip_output: str) -> MissingDistribution | None:
 # -- the builder -------------------------------------------------------------------------------------
 
 
+def locked_pins(spec: DependencyGroupSpec, target: LambdaPlatform) -> dict[str, str]:
+    """The group's locked versions for the target; a missing, stale or partial lock is a BundlingError."""
+    try:
+        return read_lock(spec).pins_for(target, spec.lock_file)
+    except LockError as error:
+        raise BundlingError(str(error)) from None
+
+
 @dataclass(frozen=True, slots=True)
 class DependencyTree:
     spec: DependencyGroupSpec
@@ -750,7 +770,7 @@ class DependencyBuilder:
         trees.sort(key=lambda path: path.stat().st_mtime, reverse=True)
         for stale in [path for path in trees if path != keep][generations - 1 :]:
             shutil.rmtree(stale, ignore_errors=True)
-            for suffix in (".json", ".log", ".constraints.txt", ".lock"):
+            for suffix in (".json", ".log", ".pins.txt", ".lock"):
                 stale.with_name(stale.name + suffix).unlink(missing_ok=True)
 
     def _cached(
@@ -788,16 +808,14 @@ class DependencyBuilder:
         work = self._scratch(final)
         log_file = final.with_name(f"{final.name}.log")
         try:
-            args = [arg for file in spec.requirement_files() for arg in ("-r", str(file))]
-            if base is not None:
-                # The layer must agree with the code asset on every package they share.
-                constraints = final.with_name(f"{final.name}.constraints.txt")
-                constraints.write_text(
-                    "".join(f"{name}=={version}\n" for name, version in sorted(base.report["resolved"].items())),
-                    encoding="utf-8",
-                )
-                args += ["-c", str(constraints)]
-            pip_log = self._pip_with_source_wheels(target, work, args)
+            # Exactly the locked versions; the lock already holds every dependency, and a layer's
+            # lock agrees with its base group's on every package they share.
+            pinned = final.with_name(f"{final.name}.pins.txt")
+            pinned.write_text(
+                "".join(f"{name}=={version}\n" for name, version in sorted(locked_pins(spec, target).items())),
+                encoding="utf-8",
+            )
+            pip_log = self.pip_install(target, work, ["--no-deps", "-r", str(pinned)])
             log_file.write_text(pip_log, encoding="utf-8")
             dists = installed_dists(work)
             provided = RUNTIME_PROVIDED | frozenset(base.dists if base else ())
@@ -876,7 +894,7 @@ class DependencyBuilder:
             )
         return f"passed with {interpreter}"
 
-    def _pip_with_source_wheels(self, target: LambdaPlatform, work: Path, args: list[str]) -> str:
+    def pip_install(self, target: LambdaPlatform, work: Path, args: list[str]) -> str:
         """pip install; a source-only pure-Python package gets its wheel built once, then pip retries."""
         built: set[str] = set()
         while True:

@@ -32,6 +32,7 @@ from kairos_stack.python_deps import (
     RUNTIME_PROVIDED,
     DependencyBuilder,
     LambdaPlatform,
+    locked_pins,
     read_elf,
     source_fingerprint,
     strip_tool_flavour,
@@ -352,3 +353,4 @@ def test_budget_report_is_recorded_with_the_build(first: Synth) -> None:
     assert report["trimmed_bytes"]["binaries for other platforms"] > 0
     assert "akshare" in report["kept"]
     assert "boto3" not in report["kept"]
+    assert report["resolved"] == locked_pins(CRAWLER, LambdaPlatform("x86_64", "3.13")), "exactly the locked versions"
