@@ -5,6 +5,12 @@ Keys (see the README's data model):
   sk      RUN#<scheduled_time>#<execution_id>#<attempt>   (newest scheduled slot sorts last)
   gsi1pk  RUNDATE#<UTC date the run started>              (index ``by_date``: every task's runs of a day)
   gsi1sk  <started_at>#<task>
+
+Deliveries of one event share a record. The delivery that last (re)started it owns it (its
+``request_id`` and ``started_at``; Lambda's own retries keep the request id, so the start time tells
+them apart): only the owner's finish sets the final status; a delivery that finishes after another
+took over adds its outcome to ``previous_outcomes`` instead (marked ``finished_after_redelivery``).
+Restarts use optimistic concurrency on ``deliveries``, so racing deliveries each count.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ MAX_ERROR_MESSAGE = 1000
 # A run record must stay well under DynamoDB's 400 KB item limit, or the final update would fail.
 MAX_DETAIL_BYTES = 32_000
 PREVIOUS_OUTCOME_FIELDS = ("status", "request_id", "started_at", "finished_at", "error_type", "error_message")
+# How often a delivery re-reads and retries when other deliveries of the same event keep restarting
+# the record between its read and its write.
+RESTART_ATTEMPTS = 5
 CLEARED_ON_REDELIVERY = (
     "finished_at",
     "duration_ms",
@@ -66,6 +75,11 @@ class RunKey:
     sk: str
 
 
+class RunRecordContentionError(RuntimeError):
+    """Other deliveries of the same event kept restarting its record; this one gives up (and fails,
+    so Lambda's retry comes back later)."""
+
+
 def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
@@ -98,13 +112,15 @@ class RunRecorder:
     def __init__(self, table: Table, *, ttl_days: int) -> None:
         self._table = table
         self._ttl = timedelta(days=ttl_days)
+        self._claims: dict[RunKey, tuple[str, str]] = {}
+        """The (request_id, started_at) this recorder wrote as each record's owner."""
 
     def start(self, event: ScheduledEvent, *, runtime: str, request_id: str, started_at: datetime) -> RunKey:
         """Record a delivery as STARTED.
 
         The same event delivered again (Lambda's asynchronous retry, or a duplicate delivery) has the
         same key: the record then counts the delivery and keeps the earlier outcome in
-        ``previous_outcomes`` instead of silently overwriting it.
+        ``previous_outcomes`` instead of silently overwriting it; this delivery becomes its owner.
         """
         from botocore.exceptions import ClientError
 
@@ -137,34 +153,50 @@ class RunRecorder:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             self._record_redelivery(key, item)
+        self._claims[key] = (request_id, started)
         return key
 
     def _record_redelivery(self, key: RunKey, item: Mapping[str, Any]) -> None:
+        from botocore.exceptions import ClientError
+
         table_key = {TASK_RUNS.partition_key: key.pk, TASK_RUNS.sort_key: key.sk}
-        earlier = self._table.get_item(Key=table_key, ConsistentRead=True).get("Item", {})
-        outcome = {name: earlier[name] for name in PREVIOUS_OUTCOME_FIELDS if name in earlier}
-        restarted = {name: item[name] for name in ("status", "request_id", "started_at", "gsi1pk", "gsi1sk")}
-        self._table.update_item(
-            Key=table_key,
-            UpdateExpression=(
-                "SET "
-                + ", ".join(f"#{name} = :{name}" for name in restarted)
-                + ", #previous = list_append(if_not_exists(#previous, :empty), :outcome)"
-                + " REMOVE "
-                + ", ".join(f"#{name}" for name in CLEARED_ON_REDELIVERY)
-                + " ADD #deliveries :one"
-            ),
-            ExpressionAttributeNames={
-                **{f"#{name}": name for name in (*restarted, *CLEARED_ON_REDELIVERY)},
-                "#previous": "previous_outcomes",
-                "#deliveries": "deliveries",
-            },
-            ExpressionAttributeValues={
-                **{f":{name}": value for name, value in restarted.items()},
-                ":empty": [],
-                ":outcome": [outcome],
-                ":one": 1,
-            },
+        restarted = {
+            name: item[name]
+            for name in ("status", "request_id", "started_at", "gsi1pk", "gsi1sk", TASK_RUNS.ttl_attribute)
+        }
+        names = {f"#{name}": name for name in (*restarted, *CLEARED_ON_REDELIVERY)}
+        for _attempt in range(RESTART_ATTEMPTS):
+            earlier = self._table.get_item(Key=table_key, ConsistentRead=True).get("Item", {})
+            outcome = {name: earlier[name] for name in PREVIOUS_OUTCOME_FIELDS if name in earlier}
+            seen = int(Decimal(str(earlier.get("deliveries", 0))))
+            try:
+                self._table.update_item(
+                    Key=table_key,
+                    UpdateExpression=(
+                        "SET "
+                        + ", ".join(f"#{name} = :{name}" for name in restarted)
+                        + ", #previous = list_append(if_not_exists(#previous, :empty), :outcome)"
+                        + ", #deliveries = :next"
+                        + " REMOVE "
+                        + ", ".join(f"#{name}" for name in CLEARED_ON_REDELIVERY)
+                    ),
+                    # Nobody restarted the record since it was read: the outcome moved is the latest.
+                    ConditionExpression="#deliveries = :seen" if seen else "attribute_not_exists(#deliveries)",
+                    ExpressionAttributeNames={**names, "#previous": "previous_outcomes", "#deliveries": "deliveries"},
+                    ExpressionAttributeValues={
+                        **{f":{name}": value for name, value in restarted.items()},
+                        ":empty": [],
+                        ":outcome": [outcome],
+                        ":next": seen + 1,
+                        **({":seen": seen} if seen else {}),
+                    },
+                )
+                return
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+        raise RunRecordContentionError(
+            f"{key.pk} {key.sk}: {RESTART_ATTEMPTS} other deliveries restarted the run record while this one tried"
         )
 
     def finish(
@@ -193,13 +225,36 @@ class RunRecorder:
                 "error_message": error.message[:MAX_ERROR_MESSAGE],
                 "error_kind": error.kind.value,
             }
+        from botocore.exceptions import ClientError
+
+        request_id, started = self._claims.pop(key)
+        table_key = {TASK_RUNS.partition_key: key.pk, TASK_RUNS.sort_key: key.sk}
         names = {f"#{name}": name for name in values}
-        self._table.update_item(
-            Key={TASK_RUNS.partition_key: key.pk, TASK_RUNS.sort_key: key.sk},
-            UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in values),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues={f":{name}": value for name, value in values.items()},
-        )
+        try:
+            self._table.update_item(
+                Key=table_key,
+                UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in values),
+                ConditionExpression="#request_id = :request_id AND #started_at = :started_at",
+                ExpressionAttributeNames={**names, "#request_id": "request_id", "#started_at": "started_at"},
+                ExpressionAttributeValues={
+                    **{f":{name}": value for name, value in values.items()},
+                    ":request_id": request_id,
+                    ":started_at": started,
+                },
+            )
+        except ClientError as failure:
+            if failure.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            # A later delivery restarted the record while this one ran: its status stays, this
+            # delivery's outcome joins the earlier ones.
+            late = {name: values[name] for name in PREVIOUS_OUTCOME_FIELDS if name in values}
+            late |= {"request_id": request_id, "started_at": started, "finished_after_redelivery": True}
+            self._table.update_item(
+                Key=table_key,
+                UpdateExpression="SET #previous = list_append(if_not_exists(#previous, :empty), :outcome)",
+                ExpressionAttributeNames={"#previous": "previous_outcomes"},
+                ExpressionAttributeValues={":empty": [], ":outcome": [late]},
+            )
 
 
 class RunHistory:
