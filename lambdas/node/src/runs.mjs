@@ -25,8 +25,11 @@ export const MAX_DETAIL_BYTES = 32_000;
 const MAX_DETAIL_KEYS = 50;
 /** What a redelivery keeps of the earlier delivery's outcome, in previous_outcomes. */
 export const PREVIOUS_OUTCOME_FIELDS = Object.freeze(["status", "request_id", "started_at", "finished_at", "error_type", "error_message"]);
-/** Set again by a redelivery, from the new delivery. */
-const RESTARTED_FIELDS = Object.freeze(["status", "request_id", "started_at", "gsi1pk", "gsi1sk"]);
+/**
+ * How often a delivery re-reads and retries when other deliveries of the same event keep restarting
+ * the record between its read and its write.
+ */
+export const RESTART_ATTEMPTS = 5;
 /** The earlier delivery's outcome, removed by a redelivery until its own finish sets them. */
 export const CLEARED_ON_REDELIVERY = Object.freeze([
   "finished_at",
@@ -41,6 +44,19 @@ export const CLEARED_ON_REDELIVERY = Object.freeze([
 
 const DESIGN = TABLES[TASK_RUNS];
 const DAY_SECONDS = 24 * 60 * 60;
+/** Set again by a redelivery, from the new delivery. */
+const RESTARTED_FIELDS = Object.freeze(["status", "request_id", "started_at", "gsi1pk", "gsi1sk", DESIGN.ttlAttribute]);
+
+/**
+ * Other deliveries of the same event kept restarting its record; this one gives up (and fails, so
+ * Lambda's retry comes back later).
+ */
+export class RunRecordContentionError extends Error {
+  name = "RunRecordContentionError";
+}
+
+const isConditionFailure = (error) => /** @type {any} */ (error)?.name === "ConditionalCheckFailedException";
+const claimId = (key) => `${key.pk}\n${key.sk}`;
 
 /**
  * @typedef {import("./events.mjs").ScheduledEvent} ScheduledEvent
@@ -124,7 +140,17 @@ function truncate(text, limit) {
   return codePoints.length > limit ? codePoints.slice(0, limit).join("") : text;
 }
 
+/**
+ * Deliveries of one event share a record. The delivery that last (re)started it owns it (its
+ * request_id and started_at; Lambda's own retries keep the request id, so the start time tells them
+ * apart): only the owner's finish sets the final status; a delivery that finishes after another took
+ * over adds its outcome to previous_outcomes instead (marked finished_after_redelivery). Restarts use
+ * optimistic concurrency on `deliveries`, so racing deliveries each count.
+ */
 export class RunRecorder {
+  /** @type {Map<string, { requestId: string, startedAt: string }>} what this recorder wrote as owner */
+  #claims = new Map();
+
   /**
    * @param {{ documentClient: DocumentClient, tableName: string, ttlDays: number }} options
    */
@@ -139,7 +165,7 @@ export class RunRecorder {
    *
    * The same event delivered again (Lambda's asynchronous retry, or a duplicate delivery) has the
    * same key: the record then counts the delivery and keeps the earlier outcome in
-   * `previous_outcomes` instead of silently overwriting it.
+   * `previous_outcomes` instead of silently overwriting it; this delivery becomes its owner.
    *
    * @param {Readonly<ScheduledEvent>} event
    * @param {{ runtime: string, requestId: string, startedAt: Date }} invocation
@@ -175,9 +201,10 @@ export class RunRecorder {
         }),
       );
     } catch (error) {
-      if (/** @type {any} */ (error)?.name !== "ConditionalCheckFailedException") throw error;
+      if (!isConditionFailure(error)) throw error;
       await this.#recordRedelivery(key, item);
     }
+    this.#claims.set(claimId(key), { requestId, startedAt: started });
     return key;
   }
 
@@ -187,34 +214,47 @@ export class RunRecorder {
    */
   async #recordRedelivery(key, item) {
     const tableKey = { [DESIGN.partitionKey]: key.pk, [DESIGN.sortKey]: key.sk };
-    const response = await this.documentClient.send(
-      new GetCommand({ TableName: this.tableName, Key: tableKey, ConsistentRead: true }),
-    );
-    const earlier = response?.Item ?? {};
-    const outcome = Object.fromEntries(
-      PREVIOUS_OUTCOME_FIELDS.filter((name) => Object.hasOwn(earlier, name)).map((name) => [name, earlier[name]]),
-    );
-    await this.documentClient.send(
-      new UpdateCommand({
-        TableName: this.tableName,
-        Key: tableKey,
-        UpdateExpression:
-          `SET ${RESTARTED_FIELDS.map((name) => `#${name} = :${name}`).join(", ")}` +
-          ", #previous = list_append(if_not_exists(#previous, :empty), :outcome)" +
-          ` REMOVE ${CLEARED_ON_REDELIVERY.map((name) => `#${name}`).join(", ")}` +
-          " ADD #deliveries :one",
-        ExpressionAttributeNames: {
-          ...Object.fromEntries([...RESTARTED_FIELDS, ...CLEARED_ON_REDELIVERY].map((name) => [`#${name}`, name])),
-          "#previous": "previous_outcomes",
-          "#deliveries": "deliveries",
-        },
-        ExpressionAttributeValues: {
-          ...Object.fromEntries(RESTARTED_FIELDS.map((name) => [`:${name}`, item[name]])),
-          ":empty": [],
-          ":outcome": [outcome],
-          ":one": 1,
-        },
-      }),
+    for (let attempt = 0; attempt < RESTART_ATTEMPTS; attempt += 1) {
+      const response = await this.documentClient.send(
+        new GetCommand({ TableName: this.tableName, Key: tableKey, ConsistentRead: true }),
+      );
+      const earlier = response?.Item ?? {};
+      const outcome = Object.fromEntries(
+        PREVIOUS_OUTCOME_FIELDS.filter((name) => Object.hasOwn(earlier, name)).map((name) => [name, earlier[name]]),
+      );
+      const seen = Number(earlier.deliveries ?? 0);
+      try {
+        await this.documentClient.send(
+          new UpdateCommand({
+            TableName: this.tableName,
+            Key: tableKey,
+            UpdateExpression:
+              `SET ${RESTARTED_FIELDS.map((name) => `#${name} = :${name}`).join(", ")}` +
+              ", #previous = list_append(if_not_exists(#previous, :empty), :outcome), #deliveries = :next" +
+              ` REMOVE ${CLEARED_ON_REDELIVERY.map((name) => `#${name}`).join(", ")}`,
+            // Nobody restarted the record since it was read: the outcome moved is the latest.
+            ConditionExpression: seen ? "#deliveries = :seen" : "attribute_not_exists(#deliveries)",
+            ExpressionAttributeNames: {
+              ...Object.fromEntries([...RESTARTED_FIELDS, ...CLEARED_ON_REDELIVERY].map((name) => [`#${name}`, name])),
+              "#previous": "previous_outcomes",
+              "#deliveries": "deliveries",
+            },
+            ExpressionAttributeValues: {
+              ...Object.fromEntries(RESTARTED_FIELDS.map((name) => [`:${name}`, item[name]])),
+              ":empty": [],
+              ":outcome": [outcome],
+              ":next": seen + 1,
+              ...(seen ? { ":seen": seen } : {}),
+            },
+          }),
+        );
+        return;
+      } catch (error) {
+        if (!isConditionFailure(error)) throw error;
+      }
+    }
+    throw new RunRecordContentionError(
+      `${key.pk} ${key.sk}: ${RESTART_ATTEMPTS} other deliveries restarted the run record while this one tried`,
     );
   }
 
@@ -242,16 +282,46 @@ export class RunRecorder {
         error_kind: error.kind,
       });
     }
+    const claim = this.#claims.get(claimId(key));
+    if (!claim) throw new Error(`finish: ${key.pk} ${key.sk} was not started by this recorder`);
+    this.#claims.delete(claimId(key));
+    const tableKey = { [DESIGN.partitionKey]: key.pk, [DESIGN.sortKey]: key.sk };
     const names = Object.keys(values);
-    await this.documentClient.send(
-      new UpdateCommand({
-        TableName: this.tableName,
-        Key: { [DESIGN.partitionKey]: key.pk, [DESIGN.sortKey]: key.sk },
-        // Placeholders for every name: "status" is a DynamoDB reserved word.
-        UpdateExpression: `SET ${names.map((name) => `#${name} = :${name}`).join(", ")}`,
-        ExpressionAttributeNames: Object.fromEntries(names.map((name) => [`#${name}`, name])),
-        ExpressionAttributeValues: Object.fromEntries(names.map((name) => [`:${name}`, values[name]])),
-      }),
-    );
+    try {
+      await this.documentClient.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: tableKey,
+          // Placeholders for every name: "status" is a DynamoDB reserved word.
+          UpdateExpression: `SET ${names.map((name) => `#${name} = :${name}`).join(", ")}`,
+          ConditionExpression: "#request_id = :request_id AND #started_at = :started_at",
+          ExpressionAttributeNames: {
+            ...Object.fromEntries(names.map((name) => [`#${name}`, name])),
+            "#request_id": "request_id",
+            "#started_at": "started_at",
+          },
+          ExpressionAttributeValues: {
+            ...Object.fromEntries(names.map((name) => [`:${name}`, values[name]])),
+            ":request_id": claim.requestId,
+            ":started_at": claim.startedAt,
+          },
+        }),
+      );
+    } catch (failure) {
+      if (!isConditionFailure(failure)) throw failure;
+      // A later delivery restarted the record while this one ran: its status stays, this
+      // delivery's outcome joins the earlier ones.
+      const late = Object.fromEntries(PREVIOUS_OUTCOME_FIELDS.filter((name) => Object.hasOwn(values, name)).map((name) => [name, values[name]]));
+      Object.assign(late, { request_id: claim.requestId, started_at: claim.startedAt, finished_after_redelivery: true });
+      await this.documentClient.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: tableKey,
+          UpdateExpression: "SET #previous = list_append(if_not_exists(#previous, :empty), :outcome)",
+          ExpressionAttributeNames: { "#previous": "previous_outcomes" },
+          ExpressionAttributeValues: { ":empty": [], ":outcome": [late] },
+        }),
+      );
+    }
   }
 }

@@ -95,10 +95,10 @@ async function storedRun(task, runId) {
 }
 
 /**
- * The fields every finished record has, whatever its status. `firstStartedAt` is when the record's
- * first delivery started, which its expiry counts from (a redelivery keeps it).
+ * The fields every finished record has, whatever its status. Its expiry counts from the start of its
+ * latest delivery (a redelivery extends it).
  */
-function assertCommonFields(item, { task, taskType, executionId, requestId, attempt = 1, scheduled = SCHEDULED, firstStartedAt = item.started_at }) {
+function assertCommonFields(item, { task, taskType, executionId, requestId, attempt = 1, scheduled = SCHEDULED }) {
   assert.equal(item.pk, `TASK#${task}`);
   assert.equal(item.sk, `RUN#${scheduled}#${executionId}#${attempt}`);
   assert.equal(item.task, task);
@@ -115,7 +115,7 @@ function assertCommonFields(item, { task, taskType, executionId, requestId, atte
   assert.ok(Math.abs(Date.now() - startedMs) < 60_000, "started_at is now");
   assert.equal(item.gsi1pk, `RUNDATE#${item.started_at.slice(0, 10)}`);
   assert.equal(item.gsi1sk, `${item.started_at}#${task}`);
-  assert.equal(item.expires_at, Math.floor(Date.parse(firstStartedAt) / 1000) + 90 * DAY_SECONDS);
+  assert.equal(item.expires_at, Math.floor(Date.parse(item.started_at) / 1000) + 90 * DAY_SECONDS);
   assert.ok(Date.parse(item.finished_at) >= startedMs);
   assert.equal(typeof item.duration_ms, "number");
   assert.ok(item.duration_ms >= 0);
@@ -271,6 +271,21 @@ describe("the handler against DynamoDB", () => {
     registry.task("holiday", { params }, async () => {
       throw new TaskSkipped("market closed", { detail: { day: "2024-05-01" } });
     });
+    // The first delivery's task says it is running (its record is written by then), then waits until
+    // a duplicate delivery of the same event has taken the record over and finished.
+    let firstIsRunning = () => {};
+    const firstRunning = new Promise((resolve) => { firstIsRunning = resolve; });
+    let releaseFirst = () => {};
+    const duplicateFinished = new Promise((resolve) => { releaseFirst = resolve; });
+    let gatedCalls = 0;
+    registry.task("gated", { params }, async () => {
+      gatedCalls += 1;
+      if (gatedCalls === 1) {
+        firstIsRunning();
+        await duplicateFinished;
+      }
+      return { itemsWritten: gatedCalls };
+    });
 
     it("records a transient failure, then rejects so that Lambda retries", async () => {
       const handler = index.createHandler({ registry, writeLine });
@@ -317,7 +332,6 @@ describe("the handler against DynamoDB", () => {
         taskType: "flaky_once",
         executionId: "exec-7",
         requestId: second.awsRequestId,
-        firstStartedAt: afterFirst.started_at,
       });
       assert.equal(item.deliveries, 2);
       assert.deepEqual(item.previous_outcomes, [
@@ -335,6 +349,30 @@ describe("the handler against DynamoDB", () => {
       assert.equal(item.items_written, 3);
       for (const absent of ["error_type", "error_message", "error_kind"]) assert.equal(item[absent], undefined, absent);
       assert.ok(item.started_at >= afterFirst.finished_at);
+    });
+
+    it("keeps the outcome of a delivery that finishes after a duplicate delivery took over", async () => {
+      const handler = index.createHandler({ registry, writeLine });
+      const raw = event({ task: "duplicated", task_type: "gated", execution_id: "exec-8" });
+      const [first, second] = [invocation(), invocation()];
+      const firstRun = handler(raw, first);
+      await firstRunning;
+      const secondResponse = await handler(raw, second);
+      releaseFirst();
+      const firstResponse = await firstRun;
+
+      assert.equal(firstResponse.run_id, secondResponse.run_id);
+      const item = await storedRun("duplicated", secondResponse.run_id);
+      assertCommonFields(item, { task: "duplicated", taskType: "gated", executionId: "exec-8", requestId: second.awsRequestId });
+      assert.equal(item.status, "SUCCEEDED");
+      assert.equal(item.items_written, 2, "the record's outcome is its owner's, the duplicate delivery's");
+      assert.equal(item.deliveries, 2);
+      const [seenAtRestart, late] = item.previous_outcomes;
+      assert.deepEqual([seenAtRestart.status, seenAtRestart.request_id], ["STARTED", first.awsRequestId]);
+      assert.equal(late.status, "SUCCEEDED");
+      assert.equal(late.request_id, first.awsRequestId);
+      assert.equal(late.finished_after_redelivery, true);
+      assert.equal(late.started_at, seenAtRestart.started_at);
     });
 
     it("records a skip as SKIPPED with its reason", async () => {

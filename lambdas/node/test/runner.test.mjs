@@ -5,6 +5,7 @@ import { PermanentTaskError, TaskSkipped, TransientTaskError } from "../src/erro
 import { createHandler } from "../src/index.mjs";
 import { TaskRegistry } from "../src/registry.mjs";
 import { TaskRunFailed, pyRepr } from "../src/runner.mjs";
+import { RESTART_ATTEMPTS } from "../src/runs.mjs";
 import { defaultRegistry } from "../src/tasks/index.mjs";
 
 const NOW = new Date("2024-05-01T09:30:01.123Z");
@@ -456,15 +457,16 @@ describe("a redelivered event", () => {
       Key: { pk: "TASK#nightly", sk: SK },
       UpdateExpression:
         "SET #status = :status, #request_id = :request_id, #started_at = :started_at, #gsi1pk = :gsi1pk, #gsi1sk = :gsi1sk, " +
-        "#previous = list_append(if_not_exists(#previous, :empty), :outcome) " +
-        "REMOVE #finished_at, #duration_ms, #items_written, #items_rejected, #detail, #error_type, #error_message, #error_kind " +
-        "ADD #deliveries :one",
+        "#expires_at = :expires_at, #previous = list_append(if_not_exists(#previous, :empty), :outcome), #deliveries = :next " +
+        "REMOVE #finished_at, #duration_ms, #items_written, #items_rejected, #detail, #error_type, #error_message, #error_kind",
+      ConditionExpression: "#deliveries = :seen",
       ExpressionAttributeNames: {
         "#status": "status",
         "#request_id": "request_id",
         "#started_at": "started_at",
         "#gsi1pk": "gsi1pk",
         "#gsi1sk": "gsi1sk",
+        "#expires_at": "expires_at",
         "#finished_at": "finished_at",
         "#duration_ms": "duration_ms",
         "#items_written": "items_written",
@@ -482,6 +484,7 @@ describe("a redelivered event", () => {
         ":started_at": "2024-05-01T09:30:01.123Z",
         ":gsi1pk": "RUNDATE#2024-05-01",
         ":gsi1sk": "2024-05-01T09:30:01.123Z#nightly",
+        ":expires_at": NOW_SECONDS + 90 * DAY_SECONDS,
         ":empty": [],
         ":outcome": [
           {
@@ -493,7 +496,8 @@ describe("a redelivered event", () => {
             error_message: "source timed out",
           },
         ],
-        ":one": 1,
+        ":next": 2,
+        ":seen": 1,
       },
     });
     // The new delivery's own outcome is then set as usual.
@@ -516,6 +520,73 @@ describe("a redelivered event", () => {
     const response = await handler(EVENT, INVOCATION);
     assert.equal(response.status, "SUCCEEDED");
     assert.deepEqual(documentClient.commands[2].input.ExpressionAttributeValues[":outcome"], [{}]);
+  });
+
+  it("reads again and retries when another delivery restarted the record between its read and its write", async () => {
+    let gets = 0;
+    let restarts = 0;
+    const { handler, documentClient } = harness({
+      onSend: (command) => {
+        if (command.constructor.name === "PutCommand") throw conditionFailed();
+        if (command.constructor.name === "GetCommand") {
+          gets += 1;
+          return { Item: { ...structuredClone(EARLIER), deliveries: gets, request_id: `req-${gets - 1}` } };
+        }
+        if (command.input.ConditionExpression === "#deliveries = :seen" && (restarts += 1) === 1) throw conditionFailed();
+        return undefined;
+      },
+    });
+    const response = await handler(EVENT, INVOCATION);
+    assert.equal(response.status, "SUCCEEDED");
+    assert.deepEqual(documentClient.names, ["PutCommand", "GetCommand", "UpdateCommand", "GetCommand", "UpdateCommand", "UpdateCommand"]);
+    const retried = documentClient.commands[4].input.ExpressionAttributeValues;
+    assert.deepEqual([retried[":seen"], retried[":next"], retried[":outcome"][0].request_id], [2, 3, "req-1"]);
+  });
+
+  it("gives up with RunRecordContentionError, without running the task, when it never gets a quiet moment", async () => {
+    let ran = false;
+    const { handler, documentClient } = harness({
+      registry: registryWith(async () => { ran = true; }),
+      onSend: (command) => {
+        if (command.constructor.name === "GetCommand") return { Item: structuredClone(EARLIER) };
+        throw conditionFailed();
+      },
+    });
+    await assert.rejects(handler(testEvent(), INVOCATION), { name: "RunRecordContentionError", message: /5 other deliveries restarted/ });
+    assert.equal(ran, false);
+    assert.equal(documentClient.names.filter((name) => name === "UpdateCommand").length, RESTART_ATTEMPTS);
+  });
+
+  it("adds its outcome to previous_outcomes, and leaves the status alone, when another delivery took over meanwhile", async () => {
+    const { handler, documentClient } = harness({
+      onSend: (command) => {
+        if (command.input.ConditionExpression === "#request_id = :request_id AND #started_at = :started_at") throw conditionFailed();
+        return undefined;
+      },
+    });
+    const response = await handler(EVENT, INVOCATION);
+    assert.equal(response.status, "SUCCEEDED");
+    assert.deepEqual(documentClient.names, ["PutCommand", "UpdateCommand", "UpdateCommand"]);
+    const owned = documentClient.commands[1].input.ExpressionAttributeValues;
+    assert.deepEqual([owned[":request_id"], owned[":started_at"]], ["req-1", "2024-05-01T09:30:01.123Z"]);
+    assert.deepEqual(documentClient.commands[2].input, {
+      TableName: "TaskRuns",
+      Key: { pk: "TASK#nightly", sk: SK },
+      UpdateExpression: "SET #previous = list_append(if_not_exists(#previous, :empty), :outcome)",
+      ExpressionAttributeNames: { "#previous": "previous_outcomes" },
+      ExpressionAttributeValues: {
+        ":empty": [],
+        ":outcome": [
+          {
+            status: "SUCCEEDED",
+            finished_at: "2024-05-01T09:30:01.123Z",
+            request_id: "req-1",
+            started_at: "2024-05-01T09:30:01.123Z",
+            finished_after_redelivery: true,
+          },
+        ],
+      },
+    });
   });
 
   it("rejects without running the task if recording the redelivery fails", async () => {
