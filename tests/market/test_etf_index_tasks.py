@@ -22,7 +22,8 @@ from tests.market.conftest import (
     run_record,
 )
 
-SPOT_SK = "SPOT#2026-11-27T07:15:00Z"
+SPOT_SLOT = "2026-11-27T06:45:00Z"  # Friday 14:45 in Shanghai, in the afternoon session
+SPOT_SK = f"SPOT#{SPOT_SLOT}"
 DAILY_SLOT = "2026-11-27T07:40:00Z"
 
 
@@ -31,7 +32,7 @@ def test_etf_spot_keeps_the_fund_figures_and_the_quote_time(
 ) -> None:
     add_page(http, ETF_SPOT_URL, "etf_spot", page=1, fs="b:MK0021,b:MK0022,b:MK0023,b:MK0024,b:MK0827")
 
-    response = make_runner().dispatch(scheduled_event("etf-spot", "etf_spot"), lambda_context)
+    response = make_runner().dispatch(scheduled_event("etf-spot", "etf_spot", scheduled_time=SPOT_SLOT), lambda_context)
 
     assert response["status"] == "SUCCEEDED"
     items = market_items(dynamodb)
@@ -88,7 +89,9 @@ def test_index_spot_reads_the_chosen_list(
 ) -> None:
     add_page(http, url, fixture, **query)
 
-    make_runner().dispatch(scheduled_event("index-spot", "index_spot", {"group": group}), lambda_context)
+    make_runner().dispatch(
+        scheduled_event("index-spot", "index_spot", {"group": group}, scheduled_time=SPOT_SLOT), lambda_context
+    )
 
     items = market_items(dynamodb)
     assert {pk.removeprefix("INDEX#") for pk, _ in items} == stored
@@ -110,7 +113,9 @@ def test_an_unpriced_index_is_rejected_as_missing_a_price(
 ) -> None:
     add_page(http, INDEX_SERIES_URL, "index_spot_csi")
 
-    make_runner().dispatch(scheduled_event("index-spot", "index_spot", {"group": "csi"}), lambda_context)
+    make_runner().dispatch(
+        scheduled_event("index-spot", "index_spot", {"group": "csi"}, scheduled_time=SPOT_SLOT), lambda_context
+    )
 
     detail = run_record(dynamodb, "index-spot")["detail"]
     assert detail["rejected"] == {"missing_price": 1}

@@ -25,12 +25,13 @@ from tests.market.conftest import (
     run_records,
 )
 
-SLOT = datetime(2026, 11, 27, 7, 15, tzinfo=UTC)  # Friday 15:15 in Shanghai
-SPOT_SK = "SPOT#2026-11-27T07:15:00Z"
+SLOT = datetime(2026, 11, 27, 6, 45, tzinfo=UTC)  # Friday 14:45 in Shanghai, in the afternoon session
+SPOT_SK = "SPOT#2026-11-27T06:45:00Z"
 STORED_SYMBOLS = {"STOCK#600519", "STOCK#000001", "STOCK#300750", "STOCK#000002"}
 
 
 def spot_event(**overrides: Any) -> dict[str, object]:
+    overrides.setdefault("scheduled_time", "2026-11-27T06:45:00Z")
     return scheduled_event("stock-spot", "stock_spot", overrides.pop("params", {}), **overrides)
 
 
@@ -62,7 +63,7 @@ def test_stock_spot_stores_every_valid_quote_and_reports_the_rest(
     assert (moutai["name"], moutai["exchange"], moutai["currency"]) == ("贵州茅台", "SH", "CNY")
     assert moutai["source"] == "Eastmoney (akshare.stock_zh_a_spot_em)"
     assert moutai["fetched_at"].endswith("Z")
-    assert moutai["snapshot_time"] == "2026-11-27T07:15:00Z"
+    assert moutai["snapshot_time"] == "2026-11-27T06:45:00Z"
     assert moutai["expires_at"] == int((SLOT + timedelta(days=3)).timestamp())
     numbers = [value for item in items.values() for value in item.values() if not isinstance(value, str)]
     assert numbers
@@ -180,6 +181,55 @@ def test_a_non_trading_day_is_skipped_without_calling_the_source(
     assert detail["reason"] == f"{slot[:10]} ({weekday}) is not a trading day in Shanghai/Shenzhen"
     assert detail["calendar"].startswith("akshare calendar")
     assert len(http.calls) == 0
+
+
+@pytest.mark.parametrize(
+    ("slot", "shanghai", "runs"),
+    [
+        ("2026-11-27T01:15:00Z", "09:15", False),  # the opening auction: no continuous trading yet
+        ("2026-11-27T01:30:00Z", "09:30", True),
+        ("2026-11-27T03:30:00Z", "11:30", True),  # the morning close
+        ("2026-11-27T03:45:00Z", "11:45", False),
+        ("2026-11-27T04:30:00Z", "12:30", False),
+        ("2026-11-27T05:00:00Z", "13:00", True),
+        ("2026-11-27T07:00:00Z", "15:00", True),  # the close
+        ("2026-11-27T07:15:00Z", "15:15", False),
+    ],
+)
+def test_spot_slots_outside_the_trading_sessions_are_skipped_without_a_request(
+    make_runner: MakeRunner,
+    dynamodb: Any,
+    lambda_context: FakeLambdaContext,
+    http: responses.RequestsMock,
+    slot: str,
+    shanghai: str,
+    runs: bool,
+) -> None:
+    if runs:
+        add_stock_spot(http)
+
+    response = make_runner().dispatch(spot_event(scheduled_time=slot), lambda_context)
+
+    if runs:
+        assert response["status"] == "SUCCEEDED"
+        return
+    assert response["status"] == "SKIPPED"
+    detail = run_record(dynamodb, "stock-spot")["detail"]
+    assert detail["reason"] == f"{shanghai} Shanghai time is outside the trading sessions (09:30-11:30, 13:00-15:00)"
+    assert (detail["slot_shanghai"], detail["trading_date"]) == (shanghai, "2026-11-27")
+    assert len(http.calls) == 0
+
+
+def test_a_spot_task_can_ask_for_every_slot_of_a_trading_day(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, http: responses.RequestsMock
+) -> None:
+    add_stock_spot(http)
+
+    lunch = spot_event(scheduled_time="2026-11-27T04:30:00Z", params={"trading_hours_only": False})
+    response = make_runner().dispatch(lunch, lambda_context)
+
+    assert response["status"] == "SUCCEEDED"
+    assert ("STOCK#600519", "SPOT#2026-11-27T04:30:00Z") in market_items(dynamodb)
 
 
 def test_beyond_the_calendar_a_weekday_runs_and_the_record_says_how_it_was_decided(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
+from zoneinfo import ZoneInfo
+
 import pytest
 
 from kairos.catalog import load_catalog
 from kairos.loading import load_tasks_file
 from kairos.plan import StagePlan, plan_stage
+from kairos.schedule import next_fire_times, parse_schedule
 from kairos_runtime.registry import Access, DependencyGroup
 from kairos_runtime.tables import TableId
 from kairos_runtime.tasks import default_registry
@@ -63,7 +67,18 @@ def test_the_a_share_tasks_follow_the_shanghai_clock(plans: dict[str, StagePlan]
     dev = plans["dev"]
     spot, daily = dev.task("stock-spot"), dev.task("stock-daily")
 
-    assert (spot.schedule_expression, spot.timezone) == ("cron(0/15 9-15 ? * MON-FRI *)", "Asia/Shanghai")
+    assert spot.timezone == "Asia/Shanghai"
+    week = next_fire_times(
+        parse_schedule(spot.schedule_expression),
+        timezone=spot.timezone,
+        after=datetime(2026, 11, 29, tzinfo=UTC),  # a Sunday
+        count=5 * 20,
+    )
+    local = [moment.astimezone(ZoneInfo("Asia/Shanghai")) for moment in week]
+    assert {moment.weekday() for moment in local} == {0, 1, 2, 3, 4}
+    assert {moment.hour for moment in local} == {9, 10, 11, 13, 14}, "no slot at lunch or after the close"
+    in_session = [moment for moment in local if time(9, 30) <= moment.time() <= time(11, 30) or moment.hour >= 13]
+    assert len(in_session) == 5 * 17, "09:30-11:30 and 13:00-14:45 every 15 minutes, each weekday"
     assert spot.max_event_age_seconds == 15 * 60, "a late delivery never overlaps the next slot"
     assert daily.timezone == "Asia/Shanghai"
     assert dev.task("crypto-markets").schedule_expression == "rate(10 minutes)"

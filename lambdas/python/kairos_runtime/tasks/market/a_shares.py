@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
@@ -21,6 +21,7 @@ from kairos_runtime.context import TaskContext
 from kairos_runtime.registry import Access, DependencyGroup, TaskOutcome, TaskRegistry, TaskSkipped
 from kairos_runtime.tables import MARKET_DATA, TableId
 from kairos_runtime.tasks.market.model import (
+    SHANGHAI,
     AssetClass,
     BarKind,
     Provenance,
@@ -105,7 +106,17 @@ class IndexGroup(StrEnum):
         }[self]
 
 
-class StockSpotParams(CrawlerParams):
+class SpotParams(CrawlerParams):
+    trading_hours_only: bool = Field(
+        default=True,
+        description=(
+            "skip slots outside the continuous trading sessions, 09:30-11:30 and 13:00-15:00 Shanghai time "
+            "(quotes do not move in the lunch break or after the close)"
+        ),
+    )
+
+
+class StockSpotParams(SpotParams):
     symbols: tuple[Symbol, ...] | None = Field(
         default=None,
         min_length=1,
@@ -118,7 +129,7 @@ class EtfSpotParams(StockSpotParams):
     pass
 
 
-class IndexSpotParams(CrawlerParams):
+class IndexSpotParams(SpotParams):
     group: IndexGroup = IndexGroup.MAJOR
     symbols: tuple[IndexSymbol, ...] | None = Field(default=None, min_length=1, max_length=2000)
 
@@ -245,6 +256,21 @@ def require_trading_day(context: TaskContext) -> tuple[date, dict[str, Any]]:
     return day, detail
 
 
+# The continuous trading sessions of the Shanghai and Shenzhen exchanges, both ends included: the
+# 11:30 and 15:00 slots see the sessions' closing prices.
+TRADING_SESSIONS = ((time(9, 30), time(11, 30)), (time(13, 0), time(15, 0)))
+
+
+def require_trading_session(context: TaskContext, detail: dict[str, Any]) -> None:
+    """TaskSkipped when the slot falls outside both trading sessions (before the open, at lunch, after the close)."""
+    slot = context.event.scheduled_time.astimezone(SHANGHAI)
+    if not any(start <= slot.time() <= end for start, end in TRADING_SESSIONS):
+        raise TaskSkipped(
+            f"{slot:%H:%M} Shanghai time is outside the trading sessions (09:30-11:30, 13:00-15:00)",
+            detail=detail | {"slot_shanghai": f"{slot:%H:%M}"},
+        )
+
+
 def retrier_for(source: str, params: CrawlerParams, context: TaskContext) -> Retrier:
     return Retrier(
         source=source,
@@ -257,6 +283,8 @@ def retrier_for(source: str, params: CrawlerParams, context: TaskContext) -> Ret
 def crawl_spot(source: SpotSource[SpotParamsT], params: SpotParamsT, context: TaskContext) -> TaskOutcome:
     """Snapshot a whole list (one akshare call, paginated inside it) at the run's slot."""
     _, detail = require_trading_day(context)
+    if params.trading_hours_only:
+        require_trading_session(context, detail)
     retrier = retrier_for(source.label, params, context)
     try:
         with upstream_requests(proxy=context.settings.https_proxy, timeout=params.request_timeout_seconds):
