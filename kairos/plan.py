@@ -18,7 +18,14 @@ from kairos.config import ResolvedTask, StageConfig, TasksFile
 from kairos.schedule import AtSchedule, RateSchedule, next_fire_times
 from kairos_runtime.events import schedule_input
 from kairos_runtime.registry import Access, DependencyGroup
-from kairos_runtime.settings import HTTPS_PROXY_ENV, RUNTIME_ENV, STAGE_ENV, TASK_ENV, TASK_MODULE_ENV
+from kairos_runtime.settings import (
+    HTTPS_PROXY_ENV,
+    LAMBDA_RETRY_ATTEMPTS_ENV,
+    RUNTIME_ENV,
+    STAGE_ENV,
+    TASK_ENV,
+    TASK_MODULE_ENV,
+)
 from kairos_runtime.tables import TABLE_DESIGNS, TableDesign, TableId
 
 PYTHON_CODE_DIR = PROJECT_ROOT / "lambdas" / "python"
@@ -114,7 +121,12 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
     entry = catalog.lookup(task.family, task.task_type)
     if entry is None:
         raise PlanError(f"task {task.name!r}: task_type {task.task_type!r} is not registered for {task.runtime}")
-    environment = {STAGE_ENV: stage, TASK_ENV: task.name, RUNTIME_ENV: task.runtime}
+    environment = {
+        STAGE_ENV: stage,
+        TASK_ENV: task.name,
+        RUNTIME_ENV: task.runtime,
+        LAMBDA_RETRY_ATTEMPTS_ENV: str(LAMBDA_ASYNC_RETRY_ATTEMPTS),
+    }
     if entry.group is DependencyGroup.CRAWLER:
         environment["TQDM_DISABLE"] = "1"
         if config.https_proxy:

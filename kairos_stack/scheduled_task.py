@@ -95,21 +95,23 @@ class ScheduledTask(Construct):
         self.failure_alarm = cloudwatch.Alarm(
             self,
             "FailureAlarm",
-            alarm_description=f"Kairos task {plan.name} recorded a FAILED run or its function errored",
+            alarm_description=(
+                f"Kairos task {plan.name} recorded a FAILED run, or its function errored other than by "
+                "rejecting a transient failure that Lambda delivers again"
+            ),
             metric=cloudwatch.MathExpression(
-                expression="FILL(failed, 0) + FILL(errors, 0)",
+                # A transient failure before the last delivery is an Error that RunsRetried accounts
+                # for; timeouts, crashes and the last delivery's failure are not.
+                expression=(
+                    "FILL(failed, 0) + IF(FILL(errors, 0) > FILL(retried, 0), FILL(errors, 0) - FILL(retried, 0), 0)"
+                ),
                 using_metrics={
-                    "failed": cloudwatch.Metric(
-                        namespace="Kairos",
-                        metric_name="RunsFailed",
-                        dimensions_map={"service": "kairos", "task": plan.name},
-                        statistic="Sum",
-                        period=ALARM_PERIOD,
-                    ),
+                    "failed": self._run_metric("RunsFailed", plan.name),
+                    "retried": self._run_metric("RunsRetried", plan.name),
                     "errors": self.function.metric_errors(period=ALARM_PERIOD, statistic="Sum"),
                 },
                 period=ALARM_PERIOD,
-                label="failed runs and function errors",
+                label="failed runs and unexpected function errors",
             ),
             threshold=1,
             evaluation_periods=1,
@@ -118,3 +120,14 @@ class ScheduledTask(Construct):
         )
         if alarm_action is not None:
             self.failure_alarm.add_alarm_action(alarm_action)
+
+    @staticmethod
+    def _run_metric(name: str, task: str) -> cloudwatch.Metric:
+        """A per-run metric both runtimes publish (EMF, dimensions service and task)."""
+        return cloudwatch.Metric(
+            namespace="Kairos",
+            metric_name=name,
+            dimensions_map={"service": "kairos", "task": task},
+            statistic="Sum",
+            period=ALARM_PERIOD,
+        )

@@ -100,7 +100,7 @@ def scheduled_event(
 
 @pytest.fixture
 def make_runner(dynamodb: DynamoDBServiceResource) -> object:
-    """Build a TaskRunner over the moto tables: ``make_runner(registry, clock=..., spot_ttl_days=...)``."""
+    """Build a TaskRunner over the moto tables: ``make_runner(registry, clock=..., observer=..., **settings)``."""
     import logging
 
     from kairos.local.tables import tables_from_designs
@@ -109,7 +109,9 @@ def make_runner(dynamodb: DynamoDBServiceResource) -> object:
     from kairos_runtime.settings import RuntimeSettings
     from kairos_runtime.tasks import default_registry
 
-    def build(registry: object = None, *, clock: object = None, **settings: object) -> TaskRunner:
+    def build(
+        registry: object = None, *, clock: object = None, observer: object = None, **settings: object
+    ) -> TaskRunner:
         runtime_settings = RuntimeSettings.model_validate(
             {
                 "stage": "test",
@@ -124,6 +126,7 @@ def make_runner(dynamodb: DynamoDBServiceResource) -> object:
             clients=Clients(runtime_settings, resource_factory=lambda: dynamodb),
             logger=logging.getLogger("kairos.test"),
             **({"clock": clock} if clock is not None else {}),  # type: ignore[arg-type]
+            **({"observer": observer} if observer is not None else {}),  # type: ignore[arg-type]
         )
 
     return build

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from kairos.plan import TaskPlan
 from kairos_runtime.events import render_schedule_input
+from kairos_runtime.settings import LAMBDA_RETRY_ATTEMPTS_ENV
 from kairos_runtime.tables import TABLE_DESIGNS, TableId
 
 NODE_INVOKER = Path(__file__).with_name("node_invoke.mjs")
@@ -50,6 +51,8 @@ def local_environment(
         "POWERTOOLS_TRACE_DISABLED": "1",
         "POWERTOOLS_DEV": environment.get("POWERTOOLS_DEV", "false"),
         "AWS_LAMBDA_FUNCTION_NAME": task.name,
+        # A local run is delivered once: its transient failure is final, not one Lambda retries.
+        LAMBDA_RETRY_ATTEMPTS_ENV: "0",
     }
     credentials = loopback_credentials(endpoint_url)
     if credentials:

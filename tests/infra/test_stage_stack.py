@@ -246,23 +246,61 @@ def test_the_dead_letter_queue_refuses_plain_http(dev: tuple[StagePlan, Template
     )
 
 
-def test_each_task_has_a_failure_alarm_on_its_run_metric_and_errors(dev: tuple[StagePlan, Template]) -> None:
+def metric_math(expression: str, values: dict[str, float | None]) -> float:
+    """Evaluates the CloudWatch metric math the alarms use (FILL, IF, + - >), which is also Python
+    syntax; a metric with no data point in the period is None."""
+
+    def fill(value: float | None, default: float) -> float:
+        return default if value is None else value
+
+    def if_(condition: bool, then: float, otherwise: float) -> float:
+        return then if condition else otherwise
+
+    names = {"__builtins__": {}, "FILL": fill, "IF": if_, **values}
+    return float(eval(expression, names))  # noqa: S307 - the expression comes from our own template
+
+
+@pytest.mark.parametrize(
+    ("failed", "retried", "errors", "fires"),
+    [
+        (None, None, None, False),  # no run in the period
+        (None, 1, 1, False),  # a transient failure Lambda delivers again
+        (None, 2, 2, False),  # two of them
+        (1, None, 1, True),  # the last delivery failed as well
+        (1, None, None, True),  # a permanent failure (recorded, not rejected)
+        (None, None, 1, True),  # a timeout or crash: no run record could say so
+        (None, 1, 2, True),  # a retried failure and a crash
+    ],
+)
+def test_the_failure_alarm_waits_for_the_last_delivery_but_not_for_crashes(
+    dev: tuple[StagePlan, Template], failed: float | None, retried: float | None, errors: float | None, fires: bool
+) -> None:
+    plan, template = dev
+    task = plan.tasks[0]
+    alarm = resource_at(template, "AWS::CloudWatch::Alarm", f"kairos-dev/{task.name}/FailureAlarm")["Properties"]
+    [expression] = [metric["Expression"] for metric in alarm["Metrics"] if "Expression" in metric]
+
+    value = metric_math(expression, {"failed": failed, "retried": retried, "errors": errors})
+
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert (value >= alarm["Threshold"]) is fires
+
+
+def test_each_task_has_a_failure_alarm_on_its_run_metrics_and_errors(dev: tuple[StagePlan, Template]) -> None:
     plan, template = dev
 
     for task in plan.tasks:
         alarm = resource_at(template, "AWS::CloudWatch::Alarm", f"kairos-dev/{task.name}/FailureAlarm")["Properties"]
         metrics = {metric["Id"]: metric for metric in alarm["Metrics"]}
-        assert [metric["Expression"] for metric in alarm["Metrics"] if "Expression" in metric] == [
-            "FILL(failed, 0) + FILL(errors, 0)"
-        ]
         assert metrics["errors"]["MetricStat"]["Metric"]["MetricName"] == "Errors"
-        failed = metrics["failed"]["MetricStat"]["Metric"]
-        assert failed["Namespace"] == "Kairos"
-        assert failed["MetricName"] == "RunsFailed"
-        assert sorted(failed["Dimensions"], key=lambda d: d["Name"]) == [
-            {"Name": "service", "Value": "kairos"},
-            {"Name": "task", "Value": task.name},
-        ]
+        for metric_id, name in (("failed", "RunsFailed"), ("retried", "RunsRetried")):
+            run_metric = metrics[metric_id]["MetricStat"]["Metric"]
+            assert (run_metric["Namespace"], run_metric["MetricName"]) == ("Kairos", name)
+            assert sorted(run_metric["Dimensions"], key=lambda d: d["Name"]) == [
+                {"Name": "service", "Value": "kairos"},
+                {"Name": "task", "Value": task.name},
+            ]
+            assert metrics[metric_id]["MetricStat"]["Stat"] == "Sum"
 
 
 def test_local_tables_are_created_exactly_as_the_template_declares(dev: tuple[StagePlan, Template]) -> None:

@@ -106,3 +106,27 @@ def test_a_function_imports_only_its_own_task_module_and_no_heavy_library(
     assert task_module in modules
     assert set(not_loaded).isdisjoint(modules)
     assert registered == task_types, "the function's registry holds its own module's task types only"
+
+
+@pytest.mark.parametrize(("retried", "metric"), [(True, "RunsRetried"), (False, "RunsFailed")])
+def test_a_failure_lambda_delivers_again_is_published_as_runs_retried(retried: bool, metric: str) -> None:
+    probe = f"""
+import json
+from datetime import UTC, datetime
+import kairos_runtime.handler as h
+from kairos_runtime.events import ScheduledEvent
+from kairos_runtime.runner import RunResult
+from kairos_runtime.runs import ErrorKind, RunError, RunStatus
+slot = datetime(2026, 11, 27, tzinfo=UTC)
+event = ScheduledEvent(task="probe", task_type="probe", scheduled_time=slot, execution_id="e")
+error = RunError("TransientTaskError", "upstream down", ErrorKind.TRANSIENT)
+result = RunResult(task="probe", status=RunStatus.FAILED, run_id="r", duration_ms=5, error=error, retried={retried})
+h.PowertoolsObserver().run_finished(event, result)
+print(json.dumps(h.metrics.serialize_metric_set()))
+"""
+    output = run_in_fresh_interpreter(probe)
+    emf = json.loads(output.splitlines()[-1])
+    [directive] = emf["_aws"]["CloudWatchMetrics"]
+    names = {entry["Name"] for entry in directive["Metrics"]}
+    assert metric in names
+    assert ({"RunsRetried", "RunsFailed"} - {metric}).isdisjoint(names)

@@ -13,7 +13,7 @@ import pytest
 from kairos_runtime.context import TaskContext
 from kairos_runtime.errors import PermanentTaskError, TransientTaskError
 from kairos_runtime.registry import TaskOutcome, TaskParams, TaskRegistry, TaskSkipped
-from kairos_runtime.runner import TaskRunFailed, TaskRunner
+from kairos_runtime.runner import RunResult, TaskRunFailed, TaskRunner
 from kairos_runtime.runs import MAX_DETAIL_BYTES, RunHistory
 from kairos_runtime.tables import TableId
 from tests.conftest import EVENTS_DIR, FakeLambdaContext, scheduled_event
@@ -289,3 +289,49 @@ def test_detail_values_dynamodb_cannot_store_become_null_and_decimals_stay_numbe
     record = run_record(dynamodb, "probe")
     assert record["status"] == "SUCCEEDED"
     assert record["detail"] == {"ratio": None, "limit": None, "price": Decimal("1700.5")}
+
+
+@pytest.mark.parametrize(("lambda_retry_attempts", "retried"), [(2, [True, True, False]), (0, [False, False, False])])
+def test_a_transient_failure_counts_as_retried_until_lambdas_last_delivery(
+    make_runner: MakeRunner,
+    dynamodb: Any,
+    lambda_context: FakeLambdaContext,
+    lambda_retry_attempts: int,
+    retried: list[bool],
+) -> None:
+    def always_down(params: NoParams, context: TaskContext) -> None:
+        raise TransientTaskError("upstream down")
+
+    runner = make_runner(registry_with(always_down), lambda_retry_attempts=lambda_retry_attempts)
+    event = scheduled_event("probe", "probe")
+    results = []
+    for _delivery in range(3):
+        with pytest.raises(TaskRunFailed) as failure:
+            runner.dispatch(event, lambda_context)
+        results.append(failure.value.result)
+
+    assert [result.retried for result in results] == retried
+    assert [result.as_response().get("retried", False) for result in results] == retried
+    assert run_record(dynamodb, "probe")["deliveries"] == Decimal(3)
+
+
+def test_a_permanent_failure_is_never_counted_as_retried(
+    make_runner: MakeRunner, lambda_context: FakeLambdaContext
+) -> None:
+    observed: list[RunResult] = []
+
+    class Recording:
+        def run_started(self, event: object) -> None:
+            return None
+
+        def run_finished(self, event: object, result: RunResult) -> None:
+            observed.append(result)
+
+    def refused(params: NoParams, context: TaskContext) -> None:
+        raise PermanentTaskError("bad symbol")
+
+    runner = make_runner(registry_with(refused), observer=Recording(), lambda_retry_attempts=2)
+    runner.dispatch(scheduled_event("probe", "probe"), lambda_context)
+
+    [result] = observed
+    assert (result.status.value, result.retried) == ("FAILED", False)

@@ -72,6 +72,7 @@ function jsonReplacer(_key, value) {
  * @typedef {object} RunMetrics
  * @property {string} task dimension, next to service
  * @property {"SUCCEEDED" | "FAILED" | "SKIPPED"} status counted as RunsSucceeded / RunsFailed / RunsSkipped
+ * @property {boolean} [retried] a failure Lambda delivers again: counted as RunsRetried instead
  * @property {number} durationMs
  * @property {number} itemsWritten
  * @property {number} itemsRejected
@@ -88,9 +89,10 @@ function jsonReplacer(_key, value) {
  * @param {RunMetrics} run
  * @returns {string}
  */
-export function runMetricsLine({ task, status, durationMs, itemsWritten, itemsRejected, timestamp }) {
+export function runMetricsLine({ task, status, retried = false, durationMs, itemsWritten, itemsRejected, timestamp }) {
+  const outcome = retried ? "Retried" : `${status[0]}${status.slice(1).toLowerCase()}`;
   const metrics = [
-    [`Runs${status[0]}${status.slice(1).toLowerCase()}`, "Count", 1],
+    [`Runs${outcome}`, "Count", 1],
     ["RunDuration", "Milliseconds", durationMs],
     ["ItemsWritten", "Count", itemsWritten],
     ["ItemsRejected", "Count", itemsRejected],

@@ -51,6 +51,7 @@ import { TASK_RUNS } from "./tables.mjs";
  * @property {number} itemsRejected
  * @property {RunError | null} error
  * @property {Record<string, unknown> | null} detail
+ * @property {boolean} retried a transient failure Lambda delivers again (counted as RunsRetried)
  *
  * @typedef {object} RunResponse What the handler returns (RunResult.as_response() in Python).
  * @property {string} task
@@ -60,6 +61,7 @@ import { TASK_RUNS } from "./tables.mjs";
  * @property {number} items_written
  * @property {number} items_rejected
  * @property {{ type: string, message: string }} [error]
+ * @property {true} [retried]
  */
 
 /** The task touched a table its task type did not declare; in AWS this would be AccessDenied. */
@@ -92,6 +94,7 @@ export function responseOf(result) {
     items_rejected: result.itemsRejected,
   };
   if (result.error) response.error = { type: result.error.type, message: result.error.message };
+  if (result.retried) response.retried = true;
   return response;
 }
 
@@ -160,6 +163,7 @@ export class TaskRunner {
       error: null,
       detail: null,
       ...outcome,
+      retried: outcome.error?.kind === ErrorKind.TRANSIENT && recorder.delivery(key) <= this.#settings.lambdaRetryAttempts,
     };
 
     const finishedAt = this.#clock();

@@ -148,7 +148,7 @@ function truncate(text, limit) {
  * optimistic concurrency on `deliveries`, so racing deliveries each count.
  */
 export class RunRecorder {
-  /** @type {Map<string, { requestId: string, startedAt: string }>} what this recorder wrote as owner */
+  /** @type {Map<string, { requestId: string, startedAt: string, delivery: number }>} what this recorder wrote as owner */
   #claims = new Map();
 
   /**
@@ -191,6 +191,7 @@ export class RunRecorder {
       started_at: started,
       [DESIGN.ttlAttribute]: Math.floor(startedAt.getTime() / 1000) + this.ttlDays * DAY_SECONDS,
     };
+    let delivery = 1;
     try {
       await this.documentClient.send(
         new PutCommand({
@@ -202,15 +203,28 @@ export class RunRecorder {
       );
     } catch (error) {
       if (!isConditionFailure(error)) throw error;
-      await this.#recordRedelivery(key, item);
+      delivery = await this.#recordRedelivery(key, item);
     }
-    this.#claims.set(claimId(key), { requestId, startedAt: started });
+    this.#claims.set(claimId(key), { requestId, startedAt: started, delivery });
     return key;
+  }
+
+  /**
+   * Which delivery of its event this recorder's run is: 1, or more after redeliveries.
+   *
+   * @param {RunKey} key
+   * @returns {number}
+   */
+  delivery(key) {
+    const claim = this.#claims.get(claimId(key));
+    if (!claim) throw new Error(`${key.pk} ${key.sk} was not started by this recorder`);
+    return claim.delivery;
   }
 
   /**
    * @param {RunKey} key
    * @param {Record<string, unknown>} item the STARTED item the new delivery would have put
+   * @returns {Promise<number>} the new delivery's number
    */
   async #recordRedelivery(key, item) {
     const tableKey = { [DESIGN.partitionKey]: key.pk, [DESIGN.sortKey]: key.sk };
@@ -248,7 +262,7 @@ export class RunRecorder {
             },
           }),
         );
-        return;
+        return seen + 1;
       } catch (error) {
         if (!isConditionFailure(error)) throw error;
       }

@@ -10,6 +10,11 @@ export const STAGE_ENV = "KAIROS_STAGE";
 export const TASK_ENV = "KAIROS_TASK";
 export const RUNTIME_ENV = "KAIROS_RUNTIME";
 export const RUN_RECORD_TTL_DAYS_ENV = "KAIROS_RUN_RECORD_TTL_DAYS";
+/**
+ * How often Lambda delivers a rejected event again: a transient failure before the last delivery is
+ * counted as RunsRetried, not RunsFailed, so the failure alarm waits for the last one.
+ */
+export const LAMBDA_RETRY_ATTEMPTS_ENV = "KAIROS_LAMBDA_RETRY_ATTEMPTS";
 
 const DEFAULT_TTL_DAYS = 90;
 
@@ -23,6 +28,7 @@ export class MissingTableError extends Error {
  * @property {string | null} task The function's own task (KAIROS_TASK), or null when unset (local runs).
  * @property {string} runtime Recorded in every run record, e.g. "nodejs22.x".
  * @property {number} runRecordTtlDays
+ * @property {number} lambdaRetryAttempts 0 to 2; 0 when unset (a local run is delivered once)
  * @property {Readonly<Record<string, string>>} tableNames Deployed table names by table id.
  */
 
@@ -30,13 +36,19 @@ export class MissingTableError extends Error {
  * @param {Record<string, string | undefined>} env
  * @returns {RuntimeSettings}
  * @throws {RangeError} when KAIROS_RUN_RECORD_TTL_DAYS is not an integer >= 1, so a bad deployment
- *   fails at cold start instead of writing records that never expire.
+ *   fails at cold start instead of writing records that never expire, or when
+ *   KAIROS_LAMBDA_RETRY_ATTEMPTS is not 0, 1 or 2.
  */
 export function readSettings(env) {
   const ttlText = env[RUN_RECORD_TTL_DAYS_ENV];
   const runRecordTtlDays = ttlText ? Number(ttlText) : DEFAULT_TTL_DAYS;
   if (!Number.isInteger(runRecordTtlDays) || runRecordTtlDays < 1) {
     throw new RangeError(`${RUN_RECORD_TTL_DAYS_ENV} must be an integer >= 1, got ${JSON.stringify(ttlText)}`);
+  }
+  const retryText = env[LAMBDA_RETRY_ATTEMPTS_ENV];
+  const lambdaRetryAttempts = retryText ? Number(retryText) : 0;
+  if (![0, 1, 2].includes(lambdaRetryAttempts)) {
+    throw new RangeError(`${LAMBDA_RETRY_ATTEMPTS_ENV} must be 0, 1 or 2, got ${JSON.stringify(retryText)}`);
   }
   const tableNames = Object.fromEntries(
     Object.entries(TABLES)
@@ -48,6 +60,7 @@ export function readSettings(env) {
     task: env[TASK_ENV] || null,
     runtime: env[RUNTIME_ENV] || "nodejs",
     runRecordTtlDays,
+    lambdaRetryAttempts,
     tableNames: Object.freeze(tableNames),
   });
 }

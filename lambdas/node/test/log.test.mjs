@@ -99,4 +99,13 @@ describe("runMetricsLine", () => {
       assert.equal(record._aws.CloudWatchMetrics[0].Metrics[0].Name, name);
     }
   });
+
+  it("counts a failure Lambda delivers again as RunsRetried, not RunsFailed", () => {
+    const record = JSON.parse(
+      runMetricsLine({ task: "t", status: "FAILED", retried: true, durationMs: 0, itemsWritten: 0, itemsRejected: 0, timestamp: NOW }),
+    );
+    assert.equal(record.RunsRetried, 1);
+    assert.equal(record.RunsFailed, undefined);
+    assert.equal(record._aws.CloudWatchMetrics[0].Metrics[0].Name, "RunsRetried");
+  });
 });

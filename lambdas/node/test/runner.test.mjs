@@ -357,6 +357,28 @@ describe("a task that fails or skips", () => {
     assert.ok(logs().some((record) => record.message === "task failed" && record.error.name === "TransientTaskError"));
   });
 
+  it("counts a transient failure as RunsRetried while Lambda has deliveries left, then as RunsFailed", async () => {
+    const registry = registryWith(async () => {
+      throw new TransientTaskError("source timed out");
+    });
+    const env = { ...ENV, KAIROS_LAMBDA_RETRY_ATTEMPTS: "2" };
+    const earlier = (deliveries) => (command) => {
+      if (command.constructor.name === "PutCommand") throw conditionFailed();
+      if (command.constructor.name === "GetCommand") return { Item: { pk: "TASK#nightly", sk: SK, status: "FAILED", deliveries } };
+      return undefined;
+    };
+    for (const [onSend, retried] of [[undefined, true], [earlier(1), true], [earlier(2), false]]) {
+      const { handler, metrics } = harness({ registry, env, onSend });
+      const failure = await handler(testEvent(), INVOCATION).then(
+        () => assert.fail("the handler resolved"),
+        (error) => error,
+      );
+      assert.equal(failure.result.retried, retried);
+      assert.equal(metrics()[0].RunsRetried, retried ? 1 : undefined);
+      assert.equal(metrics()[0].RunsFailed, retried ? undefined : 1);
+    }
+  });
+
   it("treats a connection reset as transient", async () => {
     const registry = registryWith(async () => {
       throw Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" });
@@ -703,6 +725,12 @@ describe("when run records cannot be written", () => {
     assert.equal(ran, false);
     // Only a failed condition means a redelivery.
     assert.deepEqual(documentClient.names, ["PutCommand"]);
+  });
+
+  it("refuses to start with a KAIROS_LAMBDA_RETRY_ATTEMPTS Lambda does not allow", () => {
+    for (const attempts of ["3", "-1", "1.5", "two"]) {
+      assert.throws(() => harness({ env: { ...ENV, KAIROS_LAMBDA_RETRY_ATTEMPTS: attempts } }), RangeError);
+    }
   });
 
   it("refuses to start with an invalid KAIROS_RUN_RECORD_TTL_DAYS", () => {

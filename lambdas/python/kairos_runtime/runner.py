@@ -53,6 +53,8 @@ class RunResult:
     items_rejected: int = 0
     error: RunError | None = None
     detail: Mapping[str, Any] | None = None
+    retried: bool = False
+    """A transient failure that Lambda delivers again: counted as RunsRetried, not RunsFailed."""
 
     def as_response(self) -> dict[str, Any]:
         response: dict[str, Any] = {
@@ -65,6 +67,8 @@ class RunResult:
         }
         if self.error is not None:
             response["error"] = {"type": self.error.error_type, "message": self.error.message}
+        if self.retried:
+            response["retried"] = True
         return response
 
 
@@ -114,7 +118,13 @@ class TaskRunner:
         start = time.perf_counter()
         result_fields = self._run(event, event_error, invocation)
         duration_ms = round((time.perf_counter() - start) * 1000)
-        result = RunResult(task=event.task, run_id=key.sk, duration_ms=duration_ms, **result_fields)
+        error = result_fields.get("error")
+        retried = (
+            isinstance(error, RunError)
+            and error.kind is ErrorKind.TRANSIENT
+            and recorder.delivery(key) <= self._settings.lambda_retry_attempts
+        )
+        result = RunResult(task=event.task, run_id=key.sk, duration_ms=duration_ms, retried=retried, **result_fields)
         recorder.finish(
             key,
             status=result.status,

@@ -112,8 +112,8 @@ class RunRecorder:
     def __init__(self, table: Table, *, ttl_days: int) -> None:
         self._table = table
         self._ttl = timedelta(days=ttl_days)
-        self._claims: dict[RunKey, tuple[str, str]] = {}
-        """The (request_id, started_at) this recorder wrote as each record's owner."""
+        self._claims: dict[RunKey, tuple[str, str, int]] = {}
+        """The (request_id, started_at, delivery number) this recorder wrote as each record's owner."""
 
     def start(self, event: ScheduledEvent, *, runtime: str, request_id: str, started_at: datetime) -> RunKey:
         """Record a delivery as STARTED.
@@ -149,14 +149,19 @@ class RunRecorder:
                 ConditionExpression="attribute_not_exists(#pk)",
                 ExpressionAttributeNames={"#pk": TASK_RUNS.partition_key},
             )
+            delivery = 1
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-            self._record_redelivery(key, item)
-        self._claims[key] = (request_id, started)
+            delivery = self._record_redelivery(key, item)
+        self._claims[key] = (request_id, started, delivery)
         return key
 
-    def _record_redelivery(self, key: RunKey, item: Mapping[str, Any]) -> None:
+    def delivery(self, key: RunKey) -> int:
+        """Which delivery of its event this recorder's run is: 1, or more after redeliveries."""
+        return self._claims[key][2]
+
+    def _record_redelivery(self, key: RunKey, item: Mapping[str, Any]) -> int:
         from botocore.exceptions import ClientError
 
         table_key = {TASK_RUNS.partition_key: key.pk, TASK_RUNS.sort_key: key.sk}
@@ -191,7 +196,7 @@ class RunRecorder:
                         **({":seen": seen} if seen else {}),
                     },
                 )
-                return
+                return seen + 1
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
@@ -227,7 +232,7 @@ class RunRecorder:
             }
         from botocore.exceptions import ClientError
 
-        request_id, started = self._claims.pop(key)
+        request_id, started, _delivery = self._claims.pop(key)
         table_key = {TASK_RUNS.partition_key: key.pk, TASK_RUNS.sort_key: key.sk}
         names = {f"#{name}": name for name in values}
         try:

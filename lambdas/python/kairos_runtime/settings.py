@@ -22,6 +22,9 @@ HTTPS_PROXY_ENV = "KAIROS_HTTPS_PROXY"
 SPOT_TTL_DAYS_ENV = "KAIROS_SPOT_TTL_DAYS"
 TASK_MODULE_ENV = "KAIROS_TASK_MODULE"
 """The module that registers the function's task type: the handler imports only that one."""
+LAMBDA_RETRY_ATTEMPTS_ENV = "KAIROS_LAMBDA_RETRY_ATTEMPTS"
+"""How often Lambda delivers a rejected event again: a transient failure before the last delivery is
+counted as RunsRetried, not RunsFailed, so the failure alarm waits for the last one."""
 
 
 class MissingTableError(LookupError):
@@ -37,6 +40,7 @@ class RuntimeSettings(BaseModel):
     run_record_ttl_days: int = Field(default=90, ge=1)
     spot_ttl_days: int = Field(default=7, ge=1)
     https_proxy: str | None = None
+    lambda_retry_attempts: int = Field(default=0, ge=0, le=2)
     table_names: Mapping[TableId, str] = Field(default_factory=dict)
 
     def table_name(self, table_id: TableId) -> str:
@@ -55,6 +59,7 @@ class RuntimeSettings(BaseModel):
             "run_record_ttl_days": environ.get(RUN_RECORD_TTL_DAYS_ENV),
             "spot_ttl_days": environ.get(SPOT_TTL_DAYS_ENV),
             "https_proxy": environ.get(HTTPS_PROXY_ENV) or None,
+            "lambda_retry_attempts": environ.get(LAMBDA_RETRY_ATTEMPTS_ENV),
         }
         tables = {
             design.table_id: environ[design.env_var] for design in TABLE_DESIGNS.values() if environ.get(design.env_var)
