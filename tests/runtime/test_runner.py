@@ -14,7 +14,7 @@ from kairos_runtime.context import TaskContext
 from kairos_runtime.errors import PermanentTaskError, TransientTaskError
 from kairos_runtime.registry import TaskOutcome, TaskParams, TaskRegistry, TaskSkipped
 from kairos_runtime.runner import RunResult, TaskRunFailed, TaskRunner
-from kairos_runtime.runs import MAX_DETAIL_BYTES, RunHistory
+from kairos_runtime.runs import MAX_DETAIL_BYTES, RunHistory, RunRecorder
 from kairos_runtime.tables import TableId
 from tests.conftest import EVENTS_DIR, FakeLambdaContext, scheduled_event
 
@@ -335,3 +335,33 @@ def test_a_permanent_failure_is_never_counted_as_retried(
 
     [result] = observed
     assert (result.status.value, result.retried) == ("FAILED", False)
+
+
+def test_a_delivery_superseded_while_it_ran_is_not_retried_and_leaves_the_status_to_the_new_owner(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
+    event = scheduled_event("probe", "probe")
+    observed: list[RunResult] = []
+
+    class Recording:
+        def run_started(self, event: object) -> None:
+            return None
+
+        def run_finished(self, event: object, result: RunResult) -> None:
+            observed.append(result)
+
+    def overtaken(params: NoParams, context: TaskContext) -> None:
+        # A duplicate delivery of the same event starts on another instance while this one runs.
+        duplicate = RunRecorder(dynamodb.Table("kairos-test-TaskRuns"), ttl_days=90)
+        duplicate.start(context.event, runtime="python3.13", request_id="request-2", started_at=datetime.now(UTC))
+        raise TransientTaskError("upstream down")
+
+    runner = make_runner(registry_with(overtaken), observer=Recording(), lambda_retry_attempts=2)
+    response = runner.dispatch(event, lambda_context)  # no TaskRunFailed: Lambda must not retry it
+
+    assert response["superseded"] is True
+    [result] = observed
+    assert (result.superseded, result.retried, result.metric_name) == (True, False, "RunsSuperseded")
+    record = run_record(dynamodb, "probe")
+    assert (record["status"], record["request_id"]) == ("STARTED", "request-2")
+    assert record["previous_outcomes"][-1]["error_type"] == "TransientTaskError"

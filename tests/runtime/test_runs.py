@@ -3,6 +3,7 @@ record's final status is its owner's, and no outcome is lost."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -93,20 +94,25 @@ def test_a_redelivery_extends_the_records_expiry(dynamodb: Any) -> None:
 
 
 class InterleavingTable:
-    """The TaskRuns table, with other deliveries restarting the record right after this one reads it
-    (what two Lambda instances running the same event at once can do)."""
+    """The TaskRuns table, with something happening to the record right after this delivery reads it
+    (what another Lambda instance running the same event can do): by default another delivery
+    restarts it, ``competitors`` times."""
 
-    def __init__(self, dynamodb: Any, competitors: int) -> None:
+    def __init__(self, dynamodb: Any, competitors: int, meanwhile: Callable[[int], None] | None = None) -> None:
         self._table = dynamodb.Table(RUNS_TABLE)
         self._dynamodb = dynamodb
         self.competitors = competitors
         self.competed = 0
+        self._meanwhile = meanwhile or self._competitor_restarts
+
+    def _competitor_restarts(self, number: int) -> None:
+        start(recorder(self._dynamodb), f"competitor-{number}", 10 + number)
 
     def get_item(self, **kwargs: Any) -> Any:
         snapshot = self._table.get_item(**kwargs)
         if self.competed < self.competitors:
             self.competed += 1
-            start(recorder(self._dynamodb), f"competitor-{self.competed}", 10 + self.competed)
+            self._meanwhile(self.competed)
         return snapshot
 
     def __getattr__(self, name: str) -> Any:
@@ -131,9 +137,57 @@ def test_a_delivery_that_never_gets_a_quiet_moment_gives_up_with_a_clear_error(d
     interleaved = InterleavingTable(dynamodb, competitors=RESTART_ATTEMPTS)
     late = RunRecorder(interleaved, ttl_days=90)  # type: ignore[arg-type]
 
-    with pytest.raises(RunRecordContentionError, match="restarted the run record"):
+    with pytest.raises(RunRecordContentionError, match="changed the run record"):
         late.start(EVENT, runtime="python3.13", request_id="request-z", started_at=SCHEDULED + timedelta(seconds=30))
 
     final = record(dynamodb, key)
     assert final["deliveries"] == Decimal(1 + RESTART_ATTEMPTS), "every competitor still counted"
     assert final["request_id"] == f"competitor-{RESTART_ATTEMPTS}"
+
+
+def test_an_owner_finishing_between_a_redeliverys_read_and_write_keeps_its_outcome(dynamodb: Any) -> None:
+    owner = recorder(dynamodb)
+    key = start(owner, "request-a", 1)
+    interleaved = InterleavingTable(
+        dynamodb, competitors=1, meanwhile=lambda _number: finish(owner, key, RunStatus.SUCCEEDED, 5)
+    )
+    redelivery = RunRecorder(interleaved, ttl_days=90)  # type: ignore[arg-type]
+
+    redelivery.start(EVENT, runtime="python3.13", request_id="request-b", started_at=SCHEDULED + timedelta(seconds=6))
+
+    final = record(dynamodb, key)
+    assert (final["status"], final["request_id"], final["deliveries"]) == ("STARTED", "request-b", Decimal(2))
+    [kept] = final["previous_outcomes"]
+    assert (kept["status"], kept["request_id"], kept["finished_at"]) == (
+        "SUCCEEDED",
+        "request-a",
+        "2026-11-27T01:30:05.000Z",
+    ), "the outcome moved aside is the owner's final one, not the STARTED state read before it"
+
+
+def test_a_record_that_vanishes_after_a_failed_put_is_put_afresh_not_half_restarted(dynamodb: Any) -> None:
+    key = start(recorder(dynamodb), "request-a", 1)
+    table_key = {TASK_RUNS.partition_key: key.pk, TASK_RUNS.sort_key: key.sk}
+    runs = dynamodb.Table(RUNS_TABLE)
+
+    class ExpiringTable(InterleavingTable):
+        def get_item(self, **kwargs: Any) -> Any:
+            runs.delete_item(Key=table_key)  # TTL deletion, say, between the failed put and this read
+            return runs.get_item(**kwargs)
+
+    fresh = RunRecorder(ExpiringTable(dynamodb, competitors=0), ttl_days=90)  # type: ignore[arg-type]
+    fresh.start(EVENT, runtime="python3.13", request_id="request-b", started_at=SCHEDULED + timedelta(seconds=2))
+
+    final = record(dynamodb, key)
+    assert (final["request_id"], final["deliveries"], final["task"], final["runtime"]) == (
+        "request-b",
+        Decimal(1),
+        "probe",
+        "python3.13",
+    )
+    assert fresh.delivery(key) == 1
+
+
+def test_finishing_a_run_this_recorder_did_not_start_says_so(dynamodb: Any) -> None:
+    with pytest.raises(LookupError, match="was not started by this recorder"):
+        finish(recorder(dynamodb), RunKey("TASK#probe", "RUN#x"), RunStatus.SUCCEEDED, 1)

@@ -73,6 +73,7 @@ function jsonReplacer(_key, value) {
  * @property {string} task dimension, next to service
  * @property {"SUCCEEDED" | "FAILED" | "SKIPPED"} status counted as RunsSucceeded / RunsFailed / RunsSkipped
  * @property {boolean} [retried] a failure Lambda delivers again: counted as RunsRetried instead
+ * @property {boolean} [superseded] a later delivery took the record over: counted as RunsSuperseded
  * @property {number} durationMs
  * @property {number} itemsWritten
  * @property {number} itemsRejected
@@ -89,8 +90,8 @@ function jsonReplacer(_key, value) {
  * @param {RunMetrics} run
  * @returns {string}
  */
-export function runMetricsLine({ task, status, retried = false, durationMs, itemsWritten, itemsRejected, timestamp }) {
-  const outcome = retried ? "Retried" : `${status[0]}${status.slice(1).toLowerCase()}`;
+export function runMetricsLine({ task, status, retried = false, superseded = false, durationMs, itemsWritten, itemsRejected, timestamp }) {
+  const outcome = superseded ? "Superseded" : retried ? "Retried" : `${status[0]}${status.slice(1).toLowerCase()}`;
   const metrics = [
     [`Runs${outcome}`, "Count", 1],
     ["RunDuration", "Milliseconds", durationMs],

@@ -52,6 +52,7 @@ import { TASK_RUNS } from "./tables.mjs";
  * @property {RunError | null} error
  * @property {Record<string, unknown> | null} detail
  * @property {boolean} retried a transient failure Lambda delivers again (counted as RunsRetried)
+ * @property {boolean} [superseded] a later delivery took the record over while this one ran (RunsSuperseded)
  *
  * @typedef {object} RunResponse What the handler returns (RunResult.as_response() in Python).
  * @property {string} task
@@ -62,6 +63,7 @@ import { TASK_RUNS } from "./tables.mjs";
  * @property {number} items_rejected
  * @property {{ type: string, message: string }} [error]
  * @property {true} [retried]
+ * @property {true} [superseded]
  */
 
 /** The task touched a table its task type did not declare; in AWS this would be AccessDenied. */
@@ -95,6 +97,7 @@ export function responseOf(result) {
   };
   if (result.error) response.error = { type: result.error.type, message: result.error.message };
   if (result.retried) response.retried = true;
+  if (result.superseded) response.superseded = true;
   return response;
 }
 
@@ -167,7 +170,11 @@ export class TaskRunner {
     };
 
     const finishedAt = this.#clock();
-    await recorder.finish(key, { ...result, finishedAt });
+    if (!(await recorder.finish(key, { ...result, finishedAt }))) {
+      // A later delivery took the record over while this one ran: its outcome decides, so this one
+      // is neither retried nor counted as a failure.
+      Object.assign(result, { superseded: true, retried: false });
+    }
     this.#writeLine(runMetricsLine({ ...result, timestamp: finishedAt }));
     const response = responseOf(result);
     if (result.status === RunStatus.FAILED) {
@@ -175,7 +182,7 @@ export class TaskRunner {
     } else {
       logger.info("run finished", { run: response });
     }
-    if (result.error?.kind === ErrorKind.TRANSIENT) throw new TaskRunFailed(result);
+    if (result.error?.kind === ErrorKind.TRANSIENT && !result.superseded) throw new TaskRunFailed(result);
     return response;
   }
 

@@ -191,20 +191,7 @@ export class RunRecorder {
       started_at: started,
       [DESIGN.ttlAttribute]: Math.floor(startedAt.getTime() / 1000) + this.ttlDays * DAY_SECONDS,
     };
-    let delivery = 1;
-    try {
-      await this.documentClient.send(
-        new PutCommand({
-          TableName: this.tableName,
-          Item: item,
-          ConditionExpression: "attribute_not_exists(#pk)",
-          ExpressionAttributeNames: { "#pk": DESIGN.partitionKey },
-        }),
-      );
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error;
-      delivery = await this.#recordRedelivery(key, item);
-    }
+    const delivery = await this.#claim(key, item);
     this.#claims.set(claimId(key), { requestId, startedAt: started, delivery });
     return key;
   }
@@ -222,54 +209,86 @@ export class RunRecorder {
   }
 
   /**
+   * Puts the STARTED record, or restarts the one an earlier delivery left.
+   *
    * @param {RunKey} key
-   * @param {Record<string, unknown>} item the STARTED item the new delivery would have put
-   * @returns {Promise<number>} the new delivery's number
+   * @param {Record<string, unknown>} item the STARTED item the new delivery would put
+   * @returns {Promise<number>} this delivery's number
    */
-  async #recordRedelivery(key, item) {
+  async #claim(key, item) {
     const tableKey = { [DESIGN.partitionKey]: key.pk, [DESIGN.sortKey]: key.sk };
     for (let attempt = 0; attempt < RESTART_ATTEMPTS; attempt += 1) {
+      try {
+        await this.documentClient.send(
+          new PutCommand({
+            TableName: this.tableName,
+            Item: item,
+            ConditionExpression: "attribute_not_exists(#pk)",
+            ExpressionAttributeNames: { "#pk": DESIGN.partitionKey },
+          }),
+        );
+        return 1;
+      } catch (error) {
+        if (!isConditionFailure(error)) throw error;
+      }
       const response = await this.documentClient.send(
         new GetCommand({ TableName: this.tableName, Key: tableKey, ConsistentRead: true }),
       );
-      const earlier = response?.Item ?? {};
-      const outcome = Object.fromEntries(
-        PREVIOUS_OUTCOME_FIELDS.filter((name) => Object.hasOwn(earlier, name)).map((name) => [name, earlier[name]]),
-      );
-      const seen = Number(earlier.deliveries ?? 0);
+      const earlier = response?.Item;
+      if (!earlier) continue; // expired or deleted since the put failed: put it afresh
       try {
-        await this.documentClient.send(
-          new UpdateCommand({
-            TableName: this.tableName,
-            Key: tableKey,
-            UpdateExpression:
-              `SET ${RESTARTED_FIELDS.map((name) => `#${name} = :${name}`).join(", ")}` +
-              ", #previous = list_append(if_not_exists(#previous, :empty), :outcome), #deliveries = :next" +
-              ` REMOVE ${CLEARED_ON_REDELIVERY.map((name) => `#${name}`).join(", ")}`,
-            // Nobody restarted the record since it was read: the outcome moved is the latest.
-            ConditionExpression: seen ? "#deliveries = :seen" : "attribute_not_exists(#deliveries)",
-            ExpressionAttributeNames: {
-              ...Object.fromEntries([...RESTARTED_FIELDS, ...CLEARED_ON_REDELIVERY].map((name) => [`#${name}`, name])),
-              "#previous": "previous_outcomes",
-              "#deliveries": "deliveries",
-            },
-            ExpressionAttributeValues: {
-              ...Object.fromEntries(RESTARTED_FIELDS.map((name) => [`:${name}`, item[name]])),
-              ":empty": [],
-              ":outcome": [outcome],
-              ":next": seen + 1,
-              ...(seen ? { ":seen": seen } : {}),
-            },
-          }),
-        );
-        return seen + 1;
+        return await this.#restart(tableKey, item, earlier);
       } catch (error) {
         if (!isConditionFailure(error)) throw error;
       }
     }
     throw new RunRecordContentionError(
-      `${key.pk} ${key.sk}: ${RESTART_ATTEMPTS} other deliveries restarted the run record while this one tried`,
+      `${key.pk} ${key.sk}: ${RESTART_ATTEMPTS} other deliveries changed the run record while this one tried`,
     );
+  }
+
+  /**
+   * @param {Record<string, string>} tableKey
+   * @param {Record<string, unknown>} item
+   * @param {Record<string, any>} earlier the record as read
+   * @returns {Promise<number>} the new delivery's number
+   */
+  async #restart(tableKey, item, earlier) {
+    const outcome = Object.fromEntries(
+      PREVIOUS_OUTCOME_FIELDS.filter((name) => Object.hasOwn(earlier, name)).map((name) => [name, earlier[name]]),
+    );
+    const seen = Number(earlier.deliveries ?? 0);
+    // The record must still be the one read: no other delivery restarted it (deliveries) and its
+    // owner did not finish meanwhile (status), else the outcome moved would be a stale one.
+    const watched = ["deliveries", "status"];
+    const unchanged = watched
+      .map((name) => (Object.hasOwn(earlier, name) ? `#${name} = :seen_${name}` : `attribute_not_exists(#${name})`))
+      .join(" AND ");
+    await this.documentClient.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: tableKey,
+        UpdateExpression:
+          `SET ${RESTARTED_FIELDS.map((name) => `#${name} = :${name}`).join(", ")}` +
+          ", #previous = list_append(if_not_exists(#previous, :empty), :outcome), #deliveries = :next" +
+          ` REMOVE ${CLEARED_ON_REDELIVERY.map((name) => `#${name}`).join(", ")}`,
+        ConditionExpression: `attribute_exists(#pk) AND ${unchanged}`,
+        ExpressionAttributeNames: {
+          ...Object.fromEntries([...RESTARTED_FIELDS, ...CLEARED_ON_REDELIVERY].map((name) => [`#${name}`, name])),
+          "#pk": DESIGN.partitionKey,
+          "#previous": "previous_outcomes",
+          "#deliveries": "deliveries",
+        },
+        ExpressionAttributeValues: {
+          ...Object.fromEntries(RESTARTED_FIELDS.map((name) => [`:${name}`, item[name]])),
+          ...Object.fromEntries(watched.filter((name) => Object.hasOwn(earlier, name)).map((name) => [`:seen_${name}`, earlier[name]])),
+          ":empty": [],
+          ":outcome": [outcome],
+          ":next": seen + 1,
+        },
+      }),
+    );
+    return seen + 1;
   }
 
   /**
@@ -278,7 +297,8 @@ export class RunRecorder {
    * @param {RunKey} key
    * @param {{ status: string, finishedAt: Date, durationMs: number, itemsWritten: number,
    *   itemsRejected: number, detail?: Record<string, unknown> | null, error?: RunError | null }} outcome
-   * @returns {Promise<void>}
+   * @returns {Promise<boolean>} false when a later delivery of the event had taken the record over,
+   *   and this outcome went into its previous_outcomes instead
    */
   async finish(key, { status, finishedAt, durationMs, itemsWritten, itemsRejected, detail, error }) {
     const values = {
@@ -321,6 +341,7 @@ export class RunRecorder {
           },
         }),
       );
+      return true;
     } catch (failure) {
       if (!isConditionFailure(failure)) throw failure;
       // A later delivery restarted the record while this one ran: its status stays, this
@@ -336,6 +357,7 @@ export class RunRecorder {
           ExpressionAttributeValues: { ":empty": [], ":outcome": [late] },
         }),
       );
+      return false;
     }
   }
 }

@@ -481,7 +481,7 @@ describe("a redelivered event", () => {
         "SET #status = :status, #request_id = :request_id, #started_at = :started_at, #gsi1pk = :gsi1pk, #gsi1sk = :gsi1sk, " +
         "#expires_at = :expires_at, #previous = list_append(if_not_exists(#previous, :empty), :outcome), #deliveries = :next " +
         "REMOVE #finished_at, #duration_ms, #items_written, #items_rejected, #detail, #error_type, #error_message, #error_kind",
-      ConditionExpression: "#deliveries = :seen",
+      ConditionExpression: "attribute_exists(#pk) AND #deliveries = :seen_deliveries AND #status = :seen_status",
       ExpressionAttributeNames: {
         "#status": "status",
         "#request_id": "request_id",
@@ -497,6 +497,7 @@ describe("a redelivered event", () => {
         "#error_type": "error_type",
         "#error_message": "error_message",
         "#error_kind": "error_kind",
+        "#pk": "pk",
         "#previous": "previous_outcomes",
         "#deliveries": "deliveries",
       },
@@ -507,6 +508,8 @@ describe("a redelivered event", () => {
         ":gsi1pk": "RUNDATE#2024-05-01",
         ":gsi1sk": "2024-05-01T09:30:01.123Z#nightly",
         ":expires_at": NOW_SECONDS + 90 * DAY_SECONDS,
+        ":seen_deliveries": 1,
+        ":seen_status": "FAILED",
         ":empty": [],
         ":outcome": [
           {
@@ -519,7 +522,6 @@ describe("a redelivered event", () => {
           },
         ],
         ":next": 2,
-        ":seen": 1,
       },
     });
     // The new delivery's own outcome is then set as usual.
@@ -537,11 +539,19 @@ describe("a redelivered event", () => {
     ]);
   });
 
-  it("still records the delivery if the earlier record is gone by the time it is read", async () => {
-    const { handler, documentClient } = harness({ onSend: redelivery(undefined) });
+  it("puts the record afresh if the earlier one is gone by the time it is read (expired, say)", async () => {
+    let puts = 0;
+    const { handler, documentClient } = harness({
+      onSend: (command) => {
+        if (command.constructor.name === "PutCommand" && (puts += 1) === 1) throw conditionFailed();
+        if (command.constructor.name === "GetCommand") return {};
+        return undefined;
+      },
+    });
     const response = await handler(EVENT, INVOCATION);
     assert.equal(response.status, "SUCCEEDED");
-    assert.deepEqual(documentClient.commands[2].input.ExpressionAttributeValues[":outcome"], [{}]);
+    assert.deepEqual(documentClient.names, ["PutCommand", "GetCommand", "PutCommand", "UpdateCommand"]);
+    assert.equal(documentClient.commands[2].input.Item.deliveries, 1);
   });
 
   it("reads again and retries when another delivery restarted the record between its read and its write", async () => {
@@ -554,15 +564,19 @@ describe("a redelivered event", () => {
           gets += 1;
           return { Item: { ...structuredClone(EARLIER), deliveries: gets, request_id: `req-${gets - 1}` } };
         }
-        if (command.input.ConditionExpression === "#deliveries = :seen" && (restarts += 1) === 1) throw conditionFailed();
+        if (command.input.ConditionExpression?.includes(":seen_deliveries") && (restarts += 1) === 1) throw conditionFailed();
         return undefined;
       },
     });
     const response = await handler(EVENT, INVOCATION);
     assert.equal(response.status, "SUCCEEDED");
-    assert.deepEqual(documentClient.names, ["PutCommand", "GetCommand", "UpdateCommand", "GetCommand", "UpdateCommand", "UpdateCommand"]);
-    const retried = documentClient.commands[4].input.ExpressionAttributeValues;
-    assert.deepEqual([retried[":seen"], retried[":next"], retried[":outcome"][0].request_id], [2, 3, "req-1"]);
+    assert.deepEqual(documentClient.names, [
+      "PutCommand", "GetCommand", "UpdateCommand", // read, then lost the race
+      "PutCommand", "GetCommand", "UpdateCommand", // read again, restarted
+      "UpdateCommand", // finished
+    ]);
+    const retried = documentClient.commands[5].input.ExpressionAttributeValues;
+    assert.deepEqual([retried[":seen_deliveries"], retried[":next"], retried[":outcome"][0].request_id], [2, 3, "req-1"]);
   });
 
   it("gives up with RunRecordContentionError, without running the task, when it never gets a quiet moment", async () => {
@@ -574,7 +588,7 @@ describe("a redelivered event", () => {
         throw conditionFailed();
       },
     });
-    await assert.rejects(handler(testEvent(), INVOCATION), { name: "RunRecordContentionError", message: /5 other deliveries restarted/ });
+    await assert.rejects(handler(testEvent(), INVOCATION), { name: "RunRecordContentionError", message: /5 other deliveries changed the run record/ });
     assert.equal(ran, false);
     assert.equal(documentClient.names.filter((name) => name === "UpdateCommand").length, RESTART_ATTEMPTS);
   });
@@ -609,6 +623,49 @@ describe("a redelivered event", () => {
         ],
       },
     });
+  });
+
+  it("re-reads when the owner finished between its read and its write, so the outcome kept is the final one", async () => {
+    const owner = { pk: "TASK#nightly", sk: SK, status: "STARTED", request_id: "req-0", started_at: "2024-05-01T09:29:01.000Z", deliveries: 1 };
+    const finished = { ...owner, status: "SUCCEEDED", finished_at: "2024-05-01T09:30:02.000Z" };
+    let gets = 0;
+    const { handler, documentClient } = harness({
+      onSend: (command) => {
+        if (command.constructor.name === "PutCommand") throw conditionFailed();
+        if (command.constructor.name === "GetCommand") return { Item: structuredClone((gets += 1) === 1 ? owner : finished) };
+        const { ConditionExpression, ExpressionAttributeValues } = command.input;
+        // DynamoDB's side of the condition: the owner's finish has set SUCCEEDED by the first write.
+        if (ConditionExpression?.includes(":seen_status") && ExpressionAttributeValues[":seen_status"] !== "SUCCEEDED") {
+          throw conditionFailed();
+        }
+        return undefined;
+      },
+    });
+    await handler(EVENT, INVOCATION);
+    const restart = documentClient.commands.findLast((command) => command.input.ConditionExpression?.includes(":seen_status"));
+    assert.deepEqual(restart.input.ExpressionAttributeValues[":outcome"], [
+      { status: "SUCCEEDED", request_id: "req-0", started_at: "2024-05-01T09:29:01.000Z", finished_at: "2024-05-01T09:30:02.000Z" },
+    ]);
+  });
+
+  it("does not ask for a retry of a delivery that another delivery took over while it ran", async () => {
+    const registry = registryWith(async () => {
+      throw new TransientTaskError("source timed out");
+    });
+    const { handler, documentClient, metrics } = harness({
+      registry,
+      env: { ...ENV, KAIROS_LAMBDA_RETRY_ATTEMPTS: "2" },
+      onSend: (command) => {
+        if (command.input.ConditionExpression === "#request_id = :request_id AND #started_at = :started_at") throw conditionFailed();
+        return undefined;
+      },
+    });
+    const response = await handler(testEvent(), INVOCATION); // resolves: no TaskRunFailed, so no retry
+    assert.equal(response.superseded, true);
+    assert.equal(response.retried, undefined);
+    assert.equal(metrics()[0].RunsSuperseded, 1);
+    assert.equal(metrics()[0].RunsFailed, undefined);
+    assert.equal(documentClient.commands.at(-1).input.ExpressionAttributeValues[":outcome"][0].error_type, "TransientTaskError");
   });
 
   it("rejects without running the task if recording the redelivery fails", async () => {

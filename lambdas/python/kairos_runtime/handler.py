@@ -35,8 +35,7 @@ class PowertoolsObserver:
         logger.append_keys(task=event.task, task_type=event.task_type, attempt=event.attempt)
 
     def run_finished(self, event: ScheduledEvent, result: RunResult) -> None:
-        outcome = "Retried" if result.retried else result.status.value.title()
-        metrics.add_metric(name=f"Runs{outcome}", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=result.metric_name, unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="RunDuration", unit=MetricUnit.Milliseconds, value=result.duration_ms)
         metrics.add_metric(name="ItemsWritten", unit=MetricUnit.Count, value=result.items_written)
         metrics.add_metric(name="ItemsRejected", unit=MetricUnit.Count, value=result.items_rejected)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -55,6 +55,16 @@ class RunResult:
     detail: Mapping[str, Any] | None = None
     retried: bool = False
     """A transient failure that Lambda delivers again: counted as RunsRetried, not RunsFailed."""
+    superseded: bool = False
+    """A later delivery of the event took the record over while this one ran: its outcome decides,
+    this one is kept in ``previous_outcomes`` (counted as RunsSuperseded, never retried)."""
+
+    @property
+    def metric_name(self) -> str:
+        """The per-run counter this result adds to; the failure alarm watches RunsFailed and RunsRetried."""
+        if self.superseded:
+            return "RunsSuperseded"
+        return "RunsRetried" if self.retried else f"Runs{self.status.value.title()}"
 
     def as_response(self) -> dict[str, Any]:
         response: dict[str, Any] = {
@@ -69,6 +79,8 @@ class RunResult:
             response["error"] = {"type": self.error.error_type, "message": self.error.message}
         if self.retried:
             response["retried"] = True
+        if self.superseded:
+            response["superseded"] = True
         return response
 
 
@@ -125,7 +137,7 @@ class TaskRunner:
             and recorder.delivery(key) <= self._settings.lambda_retry_attempts
         )
         result = RunResult(task=event.task, run_id=key.sk, duration_ms=duration_ms, retried=retried, **result_fields)
-        recorder.finish(
+        owned = recorder.finish(
             key,
             status=result.status,
             finished_at=self._clock(),
@@ -135,9 +147,11 @@ class TaskRunner:
             detail=result.detail,
             error=result.error,
         )
+        if not owned:
+            result = replace(result, superseded=True, retried=False)
         self._observer.run_finished(event, result)
         self._log_result(result)
-        if result.error is not None and result.error.kind is ErrorKind.TRANSIENT:
+        if result.error is not None and result.error.kind is ErrorKind.TRANSIENT and not result.superseded:
             raise TaskRunFailed(result)
         return result.as_response()
 

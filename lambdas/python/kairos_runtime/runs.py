@@ -122,8 +122,6 @@ class RunRecorder:
         same key: the record then counts the delivery and keeps the earlier outcome in
         ``previous_outcomes`` instead of silently overwriting it; this delivery becomes its owner.
         """
-        from botocore.exceptions import ClientError
-
         key = run_key(event)
         started = iso_utc(started_at)
         item: dict[str, Any] = {
@@ -143,66 +141,86 @@ class RunRecorder:
             "started_at": started,
             TASK_RUNS.ttl_attribute: int((started_at + self._ttl).timestamp()),
         }
-        try:
-            self._table.put_item(
-                Item=item,
-                ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames={"#pk": TASK_RUNS.partition_key},
-            )
-            delivery = 1
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            delivery = self._record_redelivery(key, item)
-        self._claims[key] = (request_id, started, delivery)
+        self._claims[key] = (request_id, started, self._claim(key, item))
         return key
 
     def delivery(self, key: RunKey) -> int:
         """Which delivery of its event this recorder's run is: 1, or more after redeliveries."""
-        return self._claims[key][2]
+        return self._claim_of(key)[2]
 
-    def _record_redelivery(self, key: RunKey, item: Mapping[str, Any]) -> int:
+    def _claim(self, key: RunKey, item: Mapping[str, Any]) -> int:
+        """Puts the STARTED record, or restarts the one an earlier delivery left; this delivery's number."""
         from botocore.exceptions import ClientError
 
         table_key = {TASK_RUNS.partition_key: key.pk, TASK_RUNS.sort_key: key.sk}
+        for _attempt in range(RESTART_ATTEMPTS):
+            try:
+                self._table.put_item(
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(#pk)",
+                    ExpressionAttributeNames={"#pk": TASK_RUNS.partition_key},
+                )
+                return 1
+            except ClientError as error:
+                if not _condition_failed(error):
+                    raise
+            earlier = self._table.get_item(Key=table_key, ConsistentRead=True).get("Item")
+            if earlier is None:
+                continue  # expired or deleted since the put failed: put it afresh
+            try:
+                return self._restart(table_key, item, earlier)
+            except ClientError as error:
+                if not _condition_failed(error):
+                    raise
+        raise RunRecordContentionError(
+            f"{key.pk} {key.sk}: {RESTART_ATTEMPTS} other deliveries changed the run record while this one tried"
+        )
+
+    def _restart(self, table_key: Mapping[str, str], item: Mapping[str, Any], earlier: Mapping[str, Any]) -> int:
+        seen = int(Decimal(str(earlier.get("deliveries", 0))))
+        outcome = {name: earlier[name] for name in PREVIOUS_OUTCOME_FIELDS if name in earlier}
         restarted = {
             name: item[name]
             for name in ("status", "request_id", "started_at", "gsi1pk", "gsi1sk", TASK_RUNS.ttl_attribute)
         }
-        names = {f"#{name}": name for name in (*restarted, *CLEARED_ON_REDELIVERY)}
-        for _attempt in range(RESTART_ATTEMPTS):
-            earlier = self._table.get_item(Key=table_key, ConsistentRead=True).get("Item", {})
-            outcome = {name: earlier[name] for name in PREVIOUS_OUTCOME_FIELDS if name in earlier}
-            seen = int(Decimal(str(earlier.get("deliveries", 0))))
-            try:
-                self._table.update_item(
-                    Key=table_key,
-                    UpdateExpression=(
-                        "SET "
-                        + ", ".join(f"#{name} = :{name}" for name in restarted)
-                        + ", #previous = list_append(if_not_exists(#previous, :empty), :outcome)"
-                        + ", #deliveries = :next"
-                        + " REMOVE "
-                        + ", ".join(f"#{name}" for name in CLEARED_ON_REDELIVERY)
-                    ),
-                    # Nobody restarted the record since it was read: the outcome moved is the latest.
-                    ConditionExpression="#deliveries = :seen" if seen else "attribute_not_exists(#deliveries)",
-                    ExpressionAttributeNames={**names, "#previous": "previous_outcomes", "#deliveries": "deliveries"},
-                    ExpressionAttributeValues={
-                        **{f":{name}": value for name, value in restarted.items()},
-                        ":empty": [],
-                        ":outcome": [outcome],
-                        ":next": seen + 1,
-                        **({":seen": seen} if seen else {}),
-                    },
-                )
-                return seen + 1
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise
-        raise RunRecordContentionError(
-            f"{key.pk} {key.sk}: {RESTART_ATTEMPTS} other deliveries restarted the run record while this one tried"
+        # The record must still be the one read: no other delivery restarted it (deliveries) and its
+        # owner did not finish meanwhile (status), else the outcome moved would be a stale one.
+        unchanged = " AND ".join(
+            f"#{name} = :seen_{name}" if name in earlier else f"attribute_not_exists(#{name})"
+            for name in ("deliveries", "status")
         )
+        self._table.update_item(
+            Key=table_key,
+            UpdateExpression=(
+                "SET "
+                + ", ".join(f"#{name} = :{name}" for name in restarted)
+                + ", #previous = list_append(if_not_exists(#previous, :empty), :outcome)"
+                + ", #deliveries = :next"
+                + " REMOVE "
+                + ", ".join(f"#{name}" for name in CLEARED_ON_REDELIVERY)
+            ),
+            ConditionExpression=f"attribute_exists(#pk) AND {unchanged}",
+            ExpressionAttributeNames={
+                **{f"#{name}": name for name in (*restarted, *CLEARED_ON_REDELIVERY)},
+                "#pk": TASK_RUNS.partition_key,
+                "#previous": "previous_outcomes",
+                "#deliveries": "deliveries",
+            },
+            ExpressionAttributeValues={
+                **{f":{name}": value for name, value in restarted.items()},
+                **{f":seen_{name}": earlier[name] for name in ("deliveries", "status") if name in earlier},
+                ":empty": [],
+                ":outcome": [outcome],
+                ":next": seen + 1,
+            },
+        )
+        return seen + 1
+
+    def _claim_of(self, key: RunKey) -> tuple[str, str, int]:
+        try:
+            return self._claims[key]
+        except KeyError:
+            raise LookupError(f"{key.pk} {key.sk} was not started by this recorder") from None
 
     def finish(
         self,
@@ -215,7 +233,11 @@ class RunRecorder:
         items_rejected: int = 0,
         detail: Mapping[str, Any] | None = None,
         error: RunError | None = None,
-    ) -> None:
+    ) -> bool:
+        """Sets the final status and outcome; False when a later delivery of the event had taken the
+        record over, and this outcome went into its ``previous_outcomes`` instead."""
+        from botocore.exceptions import ClientError
+
         values: dict[str, Any] = {
             "status": status.value,
             "finished_at": iso_utc(finished_at),
@@ -230,9 +252,8 @@ class RunRecorder:
                 "error_message": error.message[:MAX_ERROR_MESSAGE],
                 "error_kind": error.kind.value,
             }
-        from botocore.exceptions import ClientError
-
-        request_id, started, _delivery = self._claims.pop(key)
+        request_id, started, _delivery = self._claim_of(key)
+        del self._claims[key]
         table_key = {TASK_RUNS.partition_key: key.pk, TASK_RUNS.sort_key: key.sk}
         names = {f"#{name}": name for name in values}
         try:
@@ -247,19 +268,25 @@ class RunRecorder:
                     ":started_at": started,
                 },
             )
+            return True
         except ClientError as failure:
-            if failure.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not _condition_failed(failure):
                 raise
-            # A later delivery restarted the record while this one ran: its status stays, this
-            # delivery's outcome joins the earlier ones.
-            late = {name: values[name] for name in PREVIOUS_OUTCOME_FIELDS if name in values}
-            late |= {"request_id": request_id, "started_at": started, "finished_after_redelivery": True}
-            self._table.update_item(
-                Key=table_key,
-                UpdateExpression="SET #previous = list_append(if_not_exists(#previous, :empty), :outcome)",
-                ExpressionAttributeNames={"#previous": "previous_outcomes"},
-                ExpressionAttributeValues={":empty": [], ":outcome": [late]},
-            )
+        # A later delivery restarted the record while this one ran: its status stays, this
+        # delivery's outcome joins the earlier ones.
+        late = {name: values[name] for name in PREVIOUS_OUTCOME_FIELDS if name in values}
+        late |= {"request_id": request_id, "started_at": started, "finished_after_redelivery": True}
+        self._table.update_item(
+            Key=table_key,
+            UpdateExpression="SET #previous = list_append(if_not_exists(#previous, :empty), :outcome)",
+            ExpressionAttributeNames={"#previous": "previous_outcomes"},
+            ExpressionAttributeValues={":empty": [], ":outcome": [late]},
+        )
+        return False
+
+
+def _condition_failed(error: Any) -> bool:
+    return bool(error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
 
 class RunHistory:
