@@ -13,6 +13,7 @@ no asset change in ``cdk diff``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -85,6 +86,8 @@ class LocalBundling:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(file, target)
             compiler = find_cpython(self.target.python_version) if builder.bytecode else None
+            if compiler is None and builder.bytecode:
+                builder.say(f"no CPython {self.target.python_version} on this machine: {package.name} ships as sources")
             if compiler is not None:
                 try:
                     compile_tree(compiler, package, site=f"{self.spec.site}/{package.name}", layout="beside_source")
@@ -123,7 +126,9 @@ def _bundled_asset(asset_hash: str, local: LocalBundling) -> lambda_.Code:
 def function_code(spec: DependencyGroupSpec, target: LambdaPlatform) -> lambda_.Code:
     """A function's code asset: the group's dependencies and the ``kairos_runtime`` package."""
     sources = PYTHON_CODE_DIR / RUNTIME_PACKAGE
-    asset_hash = f"code-{group_key(spec, target)[:24]}-{source_fingerprint(sources)[:24]}"
+    # This module decides how the sources are compiled into the asset: its changes are the asset's too.
+    bundler = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    asset_hash = f"code-{group_key(spec, target)[:24]}-{source_fingerprint(sources)[:24]}-{bundler}"
     return _bundled_asset(asset_hash, LocalBundling(spec=spec, target=target, sources=sources))
 
 

@@ -15,7 +15,6 @@ from kairos.config import RUNTIMES
 from kairos_stack.python_deps import (
     GROUP_SPECS,
     Architecture,
-    BundlingError,
     DependencyBuilder,
     DependencyGroupSpec,
     LambdaPlatform,
@@ -30,7 +29,8 @@ LOCKED_PLATFORMS = tuple(
 )
 
 Resolver = Callable[[DependencyGroupSpec, LambdaPlatform, Mapping[str, str]], dict[str, str]]
-"""(group, platform, the base group's pins there) -> canonical name to version; raises BundlingError."""
+"""(group, platform, the base group's pins there) -> canonical name to version; raises MissingWheelError
+when the platform has no wheel of a package, BundlingError for anything else."""
 
 
 def pip_resolver(builder: DependencyBuilder) -> Resolver:
@@ -68,9 +68,9 @@ def resolve_lock(
         try:
             resolved[target.label] = dict(sorted(resolve(spec, target, base_pins).items()))
         except MissingWheelError as error:
+            # A fact about the platform, worth recording. Any other failure (PyPI unreachable, a
+            # conflict) aborts before a lock is written: it would look fresh and be wrong.
             unresolvable[target.label] = f"{error.package} has no wheel for {target.describe()}"
-        except BundlingError as error:
-            unresolvable[target.label] = str(error).splitlines()[0]
     return Lock(inputs=lock_inputs_digest(spec), resolved=resolved, unresolvable=unresolvable)
 
 

@@ -318,10 +318,13 @@ def needed_dists(
     target: LambdaPlatform,
     *,
     provided: frozenset[str],
+    unsatisfied: list[str] | None = None,
 ) -> set[str]:
     """The distributions the roots need at run time on the target, short of what is provided.
 
     The walk stops at a provided distribution: whoever provides it provides its dependencies too.
+    A needed requirement that is not installed, or installed in a version it excludes, goes into
+    ``unsatisfied`` (pip installs a lock with ``--no-deps``, so nobody else checks).
     """
     environment = target.marker_environment()
 
@@ -332,11 +335,16 @@ def needed_dists(
 
     needed: set[str] = set()
     extras_seen: dict[str, set[str]] = {}
-    pending: list[tuple[Requirement, tuple[str, ...]]] = [(root, ()) for root in roots]
+    pending: list[tuple[Requirement, tuple[str, ...], str]] = [(root, (), "requirements") for root in roots]
     while pending:
-        requirement, parent_extras = pending.pop()
+        requirement, parent_extras, parent = pending.pop()
         name = canonicalize_name(requirement.name)
-        if name in provided or name not in dists or not applies(requirement, parent_extras):
+        if name in provided or not applies(requirement, parent_extras):
+            continue
+        if name not in dists or not requirement.specifier.contains(dists[name].version, prereleases=True):
+            if unsatisfied is not None:
+                found = f"{dists[name].version} is installed" if name in dists else "not installed"
+                unsatisfied.append(f"{requirement} (required by {parent}): {found}")
             continue
         new_extras = set(requirement.extras) - extras_seen.setdefault(name, set())
         if name in needed and not new_extras:
@@ -344,7 +352,7 @@ def needed_dists(
         needed.add(name)
         extras_seen[name] |= new_extras
         extras = tuple(sorted(extras_seen[name]))
-        pending += [(dependency, extras) for dependency in dists[name].requires]
+        pending += [(dependency, extras, name) for dependency in dists[name].requires]
     return needed
 
 
@@ -757,7 +765,11 @@ class DependencyBuilder:
                 if compiler is not None:
                     # The runtime's own packages come with bytecode, as pip installs them by default.
                     site = f"/var/lang/lib/python{target.python_version}/site-packages"
-                    compile_tree(compiler, work, site=site, layout="beside_source")
+                    try:
+                        compile_tree(compiler, work, site=site, layout="beside_source")
+                    except BytecodeError as error:
+                        shutil.rmtree(work, ignore_errors=True)
+                        raise BundlingError(str(error)) from None
                 work.rename(final)
         return final
 
@@ -766,7 +778,13 @@ class DependencyBuilder:
     def _prune_stale(self, prefix: str, *, keep: Path, generations: int = 3) -> None:
         """Drops all but the newest few trees of a group and platform, so switching between two
         branches does not rebuild, and the cache does not grow with every requirements change."""
-        trees = [path for path in self.deps_dir.glob(f"{prefix}*") if path.is_dir() and ".building-" not in path.name]
+        sources = keep.name.endswith("-sources")
+        trees = [
+            path
+            for path in self.deps_dir.glob(f"{prefix}*")
+            # The benchmark's sources-only trees age among themselves, never pushing out compiled ones.
+            if path.is_dir() and ".building-" not in path.name and path.name.endswith("-sources") is sources
+        ]
         trees.sort(key=lambda path: path.stat().st_mtime, reverse=True)
         for stale in [path for path in trees if path != keep][generations - 1 :]:
             shutil.rmtree(stale, ignore_errors=True)
@@ -819,7 +837,14 @@ class DependencyBuilder:
             log_file.write_text(pip_log, encoding="utf-8")
             dists = installed_dists(work)
             provided = RUNTIME_PROVIDED | frozenset(base.dists if base else ())
-            needed = needed_dists(read_requirements(spec.requirements), dists, target, provided=provided)
+            unsatisfied: list[str] = []
+            roots = read_requirements(spec.requirements)
+            needed = needed_dists(roots, dists, target, provided=provided, unsatisfied=unsatisfied)
+            if unsatisfied:
+                raise BundlingError(
+                    f"{spec.lock_file.name} does not satisfy the {spec.name} requirements on {target.describe()}: "
+                    f"{'; '.join(sorted(set(unsatisfied)))}. Run `make lock`."
+                )
             remove_dists(work, dists, set(dists) - needed)
             trims = trim_tree(work, spec, target)
             compiled = self._compile(spec, target, work)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from kairos_stack import python_deps
-from kairos_stack.bytecode import BytecodeError, bytecode_flavour, compile_tree, find_cpython
+from kairos_stack.bytecode import BytecodeError, bytecode_flavour, compile_tree, compiling_interpreter, find_cpython
 from kairos_stack.python_deps import CORE, CRAWLER, LambdaPlatform, group_key
 
 # PEP 552 flags in a .pyc header: bit 0 = hash-based, bit 1 = check the source.
@@ -98,16 +99,56 @@ def test_an_interpreter_that_cannot_run_is_a_bytecode_error(tmp_path: Path) -> N
     assert (tmp_path / "mod.py").is_file()
 
 
-def test_a_missing_target_cpython_means_sources_only_and_its_own_cache_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_target_cpython_means_sources_only() -> None:
     assert find_cpython("3.99") is None
     assert bytecode_flavour("3.99") == "sources-only"
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert bytecode_flavour(running) == f"cpython{running}-hash-pyc"
+    assert bytecode_flavour(running) == f"cpython{running}-magic-{importlib.util.MAGIC_NUMBER.hex()}-hash-pyc"
 
+
+def test_the_bytecode_flavour_is_part_of_every_tree_key(monkeypatch: pytest.MonkeyPatch) -> None:
     x86 = LambdaPlatform("x86_64", "3.13")
-    compiled_key = group_key(CORE, x86)
-    monkeypatch.setattr(python_deps, "bytecode_flavour", lambda version: "sources-only")
-    assert group_key(CORE, x86) != compiled_key, "a sources-only tree must never be mistaken for a compiled one"
+    keys = {}
+    for flavour in ("sources-only", "cpython3.13-magic-f30d0d0a-hash-pyc", "cpython3.13-magic-f40d0d0a-hash-pyc"):
+        monkeypatch.setattr(python_deps, "bytecode_flavour", lambda version, flavour=flavour: flavour)
+        keys[flavour] = group_key(CORE, x86)
+    assert len(set(keys.values())) == 3, "sources, and bytecode of another magic number, never share a tree"
+
+
+@pytest.fixture
+def fake_interpreters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], None]]:
+    """Interpreters under a fake pyenv root that answer the probe as told; nothing else on PATH."""
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "pyenv"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    compiling_interpreter.cache_clear()
+
+    def add(version_dir: str, answer: str) -> None:
+        minor = ".".join(version_dir.split(".")[:2])
+        script = tmp_path / "pyenv" / "versions" / version_dir / "bin" / f"python{minor}"
+        script.parent.mkdir(parents=True)
+        script.write_text(f"#!/bin/sh\necho '{answer}'\n")
+        script.chmod(0o755)
+
+    yield add
+    compiling_interpreter.cache_clear()
+
+
+def test_a_pre_release_or_another_implementation_never_compiles(fake_interpreters: Callable[[str, str], None]) -> None:
+    fake_interpreters("3.97.0b1", "cpython 3.97 beta 0b0d0d0a")
+    fake_interpreters("3.97.1", "pypy 3.97 final 0c0d0d0a")
+    assert compiling_interpreter("3.97") is None
+    assert bytecode_flavour("3.97") == "sources-only"
+
+
+def test_a_final_cpython_compiles_and_its_magic_number_names_the_flavour(
+    fake_interpreters: Callable[[str, str], None],
+) -> None:
+    fake_interpreters("3.97.0b1", "cpython 3.97 beta 0b0d0d0a")
+    fake_interpreters("3.97.2", "cpython 3.97 final 0a0d0d0a")
+    found = compiling_interpreter("3.97")
+    assert found is not None
+    assert found.path.endswith("versions/3.97.2/bin/python3.97")
+    assert bytecode_flavour("3.97") == "cpython3.97-magic-0a0d0d0a-hash-pyc"
 
 
 def test_trees_know_where_they_sit_on_lambda() -> None:

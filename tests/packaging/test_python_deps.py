@@ -96,6 +96,29 @@ def test_runtime_provided_packages_and_what_only_they_need_are_left_out(tmp_path
     }
 
 
+def test_a_lock_that_misses_or_mismatches_a_dependency_is_caught_after_a_no_deps_install(tmp_path: Path) -> None:
+    dists = {
+        d.name: d
+        for d in (
+            dist(tmp_path, "akshare", "pandas>=1", "requests"),
+            dist(tmp_path, "pandas", "numpy>=3"),  # numpy 1.0 is installed: too old
+            dist(tmp_path, "numpy"),
+            dist(tmp_path, "pydantic", "annotated-types", 'tzdata; sys_platform == "win32"'),
+        )
+    }
+    unsatisfied: list[str] = []
+    roots = [Requirement("akshare"), Requirement("pydantic")]
+
+    needed = needed_dists(roots, dists, X86, provided=frozenset(), unsatisfied=unsatisfied)
+
+    assert sorted(unsatisfied) == [
+        "annotated-types (required by pydantic): not installed",
+        "numpy>=3 (required by pandas): 1.0 is installed",
+        "requests (required by akshare): not installed",
+    ]
+    assert needed == {"akshare", "pandas", "pydantic"}, "a Windows-only dependency is not missing on Lambda"
+
+
 def test_a_layer_leaves_out_what_the_function_code_provides(tmp_path: Path) -> None:
     dists = {
         d.name: d

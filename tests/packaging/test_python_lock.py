@@ -138,3 +138,19 @@ def test_the_real_groups_lock_beside_their_requirements() -> None:
     assert CORE.lock_file.name == "requirements.lock.txt"
     assert CRAWLER.lock_file.name == "requirements-crawler.lock.txt"
     assert CRAWLER.lock_inputs[-1] == CORE.lock_file
+
+
+def test_a_pip_failure_other_than_a_missing_wheel_writes_no_lock(tmp_path: Path) -> None:
+    core, _layer = groups(tmp_path)
+    write_locks(FakeResolver(), [core], log=lambda message: None)
+    before = core.lock_file.read_text()
+    (tmp_path / "requirements.txt").write_text("pydantic==2.15.0\n")
+
+    def offline(spec: DependencyGroupSpec, target: LambdaPlatform, base_pins: Mapping[str, str]) -> dict[str, str]:
+        raise BundlingError("pip could not install the dependencies: Could not reach pypi.org")
+
+    with pytest.raises(BundlingError, match=r"Could not reach pypi\.org"):
+        write_locks(offline, [core], log=lambda message: None)
+    assert core.lock_file.read_text() == before, "a half-resolved lock must not look fresh"
+    with pytest.raises(StaleLockError):
+        read_lock(core)

@@ -256,8 +256,9 @@ def require_trading_day(context: TaskContext) -> tuple[date, dict[str, Any]]:
     return day, detail
 
 
-# The continuous trading sessions of the Shanghai and Shenzhen exchanges, both ends included: the
-# 11:30 and 15:00 slots see the sessions' closing prices.
+# The continuous trading sessions of the Shanghai and Shenzhen exchanges, both ends included, so a
+# schedule that fires at 11:30 or 15:00 stores the session's closing prices (the shipped crons stop at
+# 14:45 and leave the close to the daily tasks).
 TRADING_SESSIONS = ((time(9, 30), time(11, 30)), (time(13, 0), time(15, 0)))
 
 
