@@ -291,6 +291,19 @@ def test_detail_values_dynamodb_cannot_store_become_null_and_decimals_stay_numbe
     assert record["detail"] == {"ratio": None, "limit": None, "price": Decimal("1700.5")}
 
 
+class RecordingObserver:
+    """Keeps what the runner reports to metrics and tracing."""
+
+    def __init__(self) -> None:
+        self.results: list[RunResult] = []
+
+    def run_started(self, event: object) -> None:
+        return None
+
+    def run_finished(self, event: object, result: RunResult) -> None:
+        self.results.append(result)
+
+
 @pytest.mark.parametrize(("lambda_retry_attempts", "retried"), [(2, [True, True, False]), (0, [False, False, False])])
 def test_a_transient_failure_counts_as_retried_until_lambdas_last_delivery(
     make_runner: MakeRunner,
@@ -318,22 +331,15 @@ def test_a_transient_failure_counts_as_retried_until_lambdas_last_delivery(
 def test_a_permanent_failure_is_never_counted_as_retried(
     make_runner: MakeRunner, lambda_context: FakeLambdaContext
 ) -> None:
-    observed: list[RunResult] = []
-
-    class Recording:
-        def run_started(self, event: object) -> None:
-            return None
-
-        def run_finished(self, event: object, result: RunResult) -> None:
-            observed.append(result)
+    observer = RecordingObserver()
 
     def refused(params: NoParams, context: TaskContext) -> None:
         raise PermanentTaskError("bad symbol")
 
-    runner = make_runner(registry_with(refused), observer=Recording(), lambda_retry_attempts=2)
+    runner = make_runner(registry_with(refused), observer=observer, lambda_retry_attempts=2)
     runner.dispatch(scheduled_event("probe", "probe"), lambda_context)
 
-    [result] = observed
+    [result] = observer.results
     assert (result.status.value, result.retried) == ("FAILED", False)
 
 
@@ -341,14 +347,7 @@ def test_a_delivery_superseded_while_it_ran_is_not_retried_and_leaves_the_status
     make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
 ) -> None:
     event = scheduled_event("probe", "probe")
-    observed: list[RunResult] = []
-
-    class Recording:
-        def run_started(self, event: object) -> None:
-            return None
-
-        def run_finished(self, event: object, result: RunResult) -> None:
-            observed.append(result)
+    observer = RecordingObserver()
 
     def overtaken(params: NoParams, context: TaskContext) -> None:
         # A duplicate delivery of the same event starts on another instance while this one runs.
@@ -356,11 +355,11 @@ def test_a_delivery_superseded_while_it_ran_is_not_retried_and_leaves_the_status
         duplicate.start(context.event, runtime="python3.13", request_id="request-2", started_at=datetime.now(UTC))
         raise TransientTaskError("upstream down")
 
-    runner = make_runner(registry_with(overtaken), observer=Recording(), lambda_retry_attempts=2)
+    runner = make_runner(registry_with(overtaken), observer=observer, lambda_retry_attempts=2)
     response = runner.dispatch(event, lambda_context)  # no TaskRunFailed: Lambda must not retry it
 
     assert response["superseded"] is True
-    [result] = observed
+    [result] = observer.results
     assert (result.superseded, result.retried, result.metric_name) == (True, False, "RunsSuperseded")
     record = run_record(dynamodb, "probe")
     assert (record["status"], record["request_id"]) == ("STARTED", "request-2")
