@@ -794,9 +794,12 @@ class DependencyBuilder:
     def _cached(
         self, spec: DependencyGroupSpec, target: LambdaPlatform, final: Path, report_file: Path
     ) -> DependencyTree | None:
-        if final.is_dir() and report_file.is_file():
-            return DependencyTree(spec, target, final, json.loads(report_file.read_text(encoding="utf-8")))
-        return None
+        if not (final.is_dir() and report_file.is_file()):
+            return None
+        tree = DependencyTree(spec, target, final, json.loads(report_file.read_text(encoding="utf-8")))
+        if self.bytecode and tree.report.get("bytecode", {}).get("layout") == "sources":
+            self.say(f"the cached {spec.name} dependencies for {target.describe()} are sources: no CPython to compile")
+        return tree
 
     @contextlib.contextmanager
     def _lock(self, name: str) -> Iterator[None]:

@@ -303,6 +303,18 @@ def test_each_task_has_a_failure_alarm_on_its_run_metrics_and_errors(dev: tuple[
             assert metrics[metric_id]["MetricStat"]["Stat"] == "Sum"
 
 
+def test_each_function_knows_how_often_lambda_redelivers_its_events(dev: tuple[StagePlan, Template]) -> None:
+    """The runtime counts a failure as retried while deliveries remain: its number must be the one
+    the function's asynchronous invocation config gives Lambda, or the alarm would wait wrongly."""
+    plan, template = dev
+
+    for task in plan.tasks:
+        function = resource_at(template, "AWS::Lambda::Function", f"kairos-dev/{task.name}/Function")
+        config = resource_at(template, "AWS::Lambda::EventInvokeConfig", f"kairos-dev/{task.name}/Function")
+        environment = function["Properties"]["Environment"]["Variables"]
+        assert environment["KAIROS_LAMBDA_RETRY_ATTEMPTS"] == str(config["Properties"]["MaximumRetryAttempts"])
+
+
 def test_local_tables_are_created_exactly_as_the_template_declares(dev: tuple[StagePlan, Template]) -> None:
     _, template = dev
 
