@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
@@ -40,7 +41,15 @@ WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:Update
 
 
 def table_actions(access: Access) -> tuple[str, ...]:
+    if access is Access.QUERY_INDEXES:
+        return ("dynamodb:Query",)
     return (READ_ACTIONS if access.allows_read() else ()) + (WRITE_ACTIONS if access.allows_write() else ())
+
+
+def table_resources(table: dynamodb.ITable, access: Access) -> list[str]:
+    """The table and its indexes, or only its indexes for an index-only declaration."""
+    indexes = f"{table.table_arn}/index/*"
+    return [indexes] if access is Access.QUERY_INDEXES else [table.table_arn, indexes]
 
 
 class KairosStageStack(cdk.Stack):
@@ -147,5 +156,7 @@ class KairosStageStack(cdk.Stack):
         function.add_environment(RUN_RECORD_TTL_DAYS_ENV, str(RUN_RECORD_TTL_DAYS))
         for table_id, access in task.plan.tables.items():
             table = self.tables.table(table_id)
-            table.grant(function, *table_actions(access))
+            iam.Grant.add_to_principal(
+                grantee=function, actions=list(table_actions(access)), resource_arns=table_resources(table, access)
+            )
             function.add_environment(TABLE_DESIGNS[table_id].env_var, table.table_name)

@@ -191,6 +191,34 @@ def test_a_simple_task_may_write_only_its_own_run_records(dev: tuple[StagePlan, 
     assert market_table not in json.dumps(statements)
 
 
+def test_the_daily_summary_may_query_the_run_index_but_read_no_other_tasks_records(
+    dev: tuple[StagePlan, Template],
+) -> None:
+    plan, template = dev
+    runs_table = logical_id(template, "AWS::DynamoDB::Table", "kairos-dev/Tables/TaskRuns")
+    market_table = logical_id(template, "AWS::DynamoDB::Table", "kairos-dev/Tables/MarketData")
+
+    statements = policy_statements(template, plan, "daily-summary")
+
+    on_runs = [statement for statement in statements if runs_table in json.dumps(statement["Resource"])]
+    assert on_runs == [
+        {
+            "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["TASK#daily-summary"]}},
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [runs_table, "Arn"]},
+        },
+        {
+            "Action": "dynamodb:Query",
+            "Effect": "Allow",
+            "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [runs_table, "Arn"]}, "/index/*"]]},
+        },
+    ]
+    [on_market] = [statement for statement in statements if market_table in json.dumps(statement["Resource"])]
+    assert "dynamodb:BatchWriteItem" in on_market["Action"]
+    assert {"Fn::GetAtt": [market_table, "Arn"]} in on_market["Resource"], "read and write on the table itself"
+
+
 def test_tasks_share_no_grants(dev: tuple[StagePlan, Template]) -> None:
     plan, template = dev
 

@@ -24,7 +24,10 @@ MARKET_TASKS = {
     "etf-daily": ("etf_daily", {TableId.MARKET_DATA: Access.READ_WRITE}),
     "index-daily": ("index_daily", {TableId.MARKET_DATA: Access.READ_WRITE}),
     "crypto-markets": ("crypto_markets", {TableId.MARKET_DATA: Access.WRITE}),
-    "daily-summary": ("daily_summary", {TableId.MARKET_DATA: Access.READ_WRITE, TableId.TASK_RUNS: Access.READ}),
+    "daily-summary": (
+        "daily_summary",
+        {TableId.MARKET_DATA: Access.READ_WRITE, TableId.TASK_RUNS: Access.QUERY_INDEXES},
+    ),
 }
 
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from kairos_runtime.context import TaskContext
+from kairos_runtime.context import TaskContext, UndeclaredTableError
 from kairos_runtime.errors import PermanentTaskError, TransientTaskError
-from kairos_runtime.registry import TaskOutcome, TaskParams, TaskRegistry, TaskSkipped
+from kairos_runtime.registry import Access, TaskOutcome, TaskParams, TaskRegistry, TaskSkipped
 from kairos_runtime.runner import RunResult, TaskRunFailed, TaskRunner
 from kairos_runtime.runs import MAX_DETAIL_BYTES, RunHistory, RunRecorder
-from kairos_runtime.tables import TableId
+from kairos_runtime.tables import TASK_RUNS, TableId, query_index
 from tests.conftest import EVENTS_DIR, FakeLambdaContext, scheduled_event
 
 MakeRunner = Callable[..., TaskRunner]
@@ -364,3 +364,30 @@ def test_a_delivery_superseded_while_it_ran_is_not_retried_and_leaves_the_status
     record = run_record(dynamodb, "probe")
     assert (record["status"], record["request_id"]) == ("STARTED", "request-2")
     assert record["previous_outcomes"][-1]["error_type"] == "TransientTaskError"
+
+
+def test_an_index_only_declaration_allows_index_queries_and_refuses_the_rest(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
+    seen: dict[str, object] = {}
+
+    def summarising(params: NoParams, context: TaskContext) -> TaskOutcome:
+        runs = context.clients.table(TableId.TASK_RUNS)
+        seen["today"] = list(query_index(runs, TASK_RUNS.indexes[0], "RUNDATE#2026-11-27"))
+        try:
+            runs.get_item(Key={"pk": "TASK#other", "sk": "RUN#1"})
+        except UndeclaredTableError as refused:
+            seen["get_item"] = str(refused)
+        try:
+            runs.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "TASK#other"})
+        except UndeclaredTableError as refused:
+            seen["table_query"] = str(refused)
+        return TaskOutcome()
+
+    registry = registry_with(summarising, tables={TableId.TASK_RUNS: Access.QUERY_INDEXES})
+    response = make_runner(registry).dispatch(scheduled_event("probe", "probe"), lambda_context)
+
+    assert response["status"] == "SUCCEEDED"
+    assert isinstance(seen["today"], list)
+    assert "get_item needs read access" in str(seen["get_item"])
+    assert "a query of the table itself needs read access" in str(seen["table_query"])

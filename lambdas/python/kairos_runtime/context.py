@@ -61,7 +61,34 @@ class ScopedClients:
             raise UndeclaredTableError(
                 f"table {table_id.value!r} is not declared by this task type (declare it in @task(tables=...))"
             )
-        return self._clients.table(table_id)
+        table = self._clients.table(table_id)
+        if self._tables[table_id] is Access.QUERY_INDEXES:
+            return IndexQueries(table, table_id)  # type: ignore[return-value]
+        return table
+
+
+class IndexQueries:
+    """A table declared ``Access.QUERY_INDEXES``: queries that name an index, nothing else, as IAM
+    grants in AWS. Anything more fails here, in tests and local runs, not as AccessDenied."""
+
+    def __init__(self, table: Table, table_id: TableId) -> None:
+        self._table = table
+        self._table_id = table_id
+        self.name = table.name
+
+    def query(self, **kwargs: Any) -> Any:
+        if "IndexName" not in kwargs:
+            self._refuse("a query of the table itself")
+        return self._table.query(**kwargs)
+
+    def __getattr__(self, operation: str) -> Any:
+        self._refuse(operation)
+
+    def _refuse(self, what: str) -> Any:
+        raise UndeclaredTableError(
+            f"table {self._table_id.value!r} is declared for index queries only ({Access.QUERY_INDEXES.value}); "
+            f"{what} needs read access"
+        )
 
 
 @dataclass(frozen=True, slots=True)

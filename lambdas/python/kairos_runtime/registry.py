@@ -26,6 +26,9 @@ class Access(StrEnum):
     READ = "read"
     WRITE = "write"
     READ_WRITE = "read_write"
+    QUERY_INDEXES = "query_indexes"
+    """Query the table's secondary indexes and nothing else: a view across partitions (every task's
+    runs of a day, say) without reading the table's items by key."""
 
     def allows_read(self) -> bool:
         return self in (Access.READ, Access.READ_WRITE)

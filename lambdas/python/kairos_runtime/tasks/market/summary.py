@@ -166,7 +166,8 @@ def _runs_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
 @registry.task(
     "daily_summary",
     params=DailySummaryParams,
-    tables={TableId.MARKET_DATA: Access.READ_WRITE, TableId.TASK_RUNS: Access.READ},
+    # The runs of the day come from the by_date index: no need to read any task's records by key.
+    tables={TableId.MARKET_DATA: Access.READ_WRITE, TableId.TASK_RUNS: Access.QUERY_INDEXES},
 )
 def daily_summary(params: DailySummaryParams, context: TaskContext) -> TaskOutcome:
     """Summarise each asset class's day: breadth, top movers, turnover and the runs that failed or skipped."""
