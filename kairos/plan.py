@@ -21,6 +21,7 @@ from kairos_runtime.registry import Access, DependencyGroup
 from kairos_runtime.settings import (
     HTTPS_PROXY_ENV,
     LAMBDA_RETRY_ATTEMPTS_ENV,
+    MAX_EVENT_AGE_ENV,
     RUNTIME_ENV,
     STAGE_ENV,
     TASK_ENV,
@@ -38,6 +39,8 @@ NODE_HANDLER = "src/index.handler"
 SCHEDULER_RETRY_ATTEMPTS = 3
 LAMBDA_ASYNC_RETRY_ATTEMPTS = 2
 MIN_EVENT_AGE = timedelta(seconds=60)
+LAMBDA_MAX_EVENT_AGE = timedelta(hours=6)
+"""The longest a queued asynchronous invocation may wait (Lambda's own limit)."""
 MAX_EVENT_AGE = timedelta(hours=24)
 # A fixed reference instant keeps the derived event age (and so the template) deterministic.
 _GAP_REFERENCE = datetime(2026, 1, 5, tzinfo=UTC)
@@ -68,6 +71,10 @@ class TaskPlan:
     scheduler_retry_attempts: int
     max_event_age_seconds: int
     async_retry_attempts: int
+
+    @property
+    def lambda_max_event_age_seconds(self) -> int:
+        return lambda_event_age_seconds(timedelta(seconds=self.max_event_age_seconds))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +128,13 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
     entry = catalog.lookup(task.family, task.task_type)
     if entry is None:
         raise PlanError(f"task {task.name!r}: task_type {task.task_type!r} is not registered for {task.runtime}")
+    event_age = max_event_age(task)
     environment = {
         STAGE_ENV: stage,
         TASK_ENV: task.name,
         RUNTIME_ENV: task.runtime,
         LAMBDA_RETRY_ATTEMPTS_ENV: str(LAMBDA_ASYNC_RETRY_ATTEMPTS),
+        MAX_EVENT_AGE_ENV: str(lambda_event_age_seconds(event_age)),
     }
     if entry.group is DependencyGroup.CRAWLER:
         environment["TQDM_DISABLE"] = "1"
@@ -160,9 +169,14 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         ssm_parameters=tuple(entry.parameters_for(task.params)),
         environment=MappingProxyType(environment),
         scheduler_retry_attempts=SCHEDULER_RETRY_ATTEMPTS,
-        max_event_age_seconds=int(max_event_age(task).total_seconds()),
+        max_event_age_seconds=int(event_age.total_seconds()),
         async_retry_attempts=LAMBDA_ASYNC_RETRY_ATTEMPTS,
     )
+
+
+def lambda_event_age_seconds(max_age: timedelta) -> int:
+    """How long Lambda keeps an event for its own retries: the schedule's limit, within Lambda's."""
+    return int(min(max_age, LAMBDA_MAX_EVENT_AGE).total_seconds())
 
 
 def max_event_age(task: ResolvedTask) -> timedelta:

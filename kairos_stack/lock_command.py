@@ -57,6 +57,7 @@ def resolve_lock(
     resolve: Resolver,
     platforms: Iterable[LambdaPlatform] = LOCKED_PLATFORMS,
     base: Lock | None = None,
+    pending: Mapping[Path, bytes] | None = None,
 ) -> Lock:
     resolved: dict[str, dict[str, str]] = {}
     unresolvable: dict[str, str] = {}
@@ -71,21 +72,25 @@ def resolve_lock(
             # A fact about the platform, worth recording. Any other failure (PyPI unreachable, a
             # conflict) aborts before a lock is written: it would look fresh and be wrong.
             unresolvable[target.label] = f"{error.package} has no wheel for {target.describe()}"
-    return Lock(inputs=lock_inputs_digest(spec), resolved=resolved, unresolvable=unresolvable)
+    return Lock(inputs=lock_inputs_digest(spec, pending), resolved=resolved, unresolvable=unresolvable)
 
 
 def write_locks(resolve: Resolver, specs: Sequence[DependencyGroupSpec], *, log: Callable[[str], None]) -> None:
-    """Rewrites each group's lock; a base group comes before the groups built on it."""
+    """Rewrites each group's lock; a base group comes before the groups built on it. Every group is
+    resolved before any file is written, so a failure leaves all the old locks in place."""
     locks: dict[str, Lock] = {}
+    rendered: dict[Path, bytes] = {}
     for spec in specs:
         base = locks.get(spec.base.name) if spec.base else None
         if spec.base and base is None:
             base = Lock.parse(spec.base.lock_file.read_text(encoding="utf-8"), spec.base.lock_file)
-        lock = resolve_lock(spec, resolve, base=base)
-        spec.lock_file.write_text(lock.render(spec.requirements.name), encoding="utf-8")
+        lock = resolve_lock(spec, resolve, base=base, pending=rendered)
+        rendered[spec.lock_file] = lock.render(spec.requirements.name).encode()
         locks[spec.name] = lock
         skipped = f"; unresolvable: {', '.join(sorted(lock.unresolvable))}" if lock.unresolvable else ""
         log(f"{spec.lock_file.name}: {len(lock.resolved)} platforms{skipped}")
+    for path, content in rendered.items():
+        path.write_bytes(content)
 
 
 def main() -> None:

@@ -667,8 +667,29 @@ class MissingDistribution:
     required_by: str | None
 
 
+# What pip prints when it could not talk to the index: then "no matching distribution" says nothing
+# about the package (pip saw no versions at all), so it must not be read as a missing wheel.
+_UNREACHABLE_INDEX = (
+    "Retrying (Retry(",
+    "NewConnectionError",
+    "Max retries exceeded",
+    "Could not fetch URL",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "ProxyError",
+    "ReadTimeoutError",
+)
+
+
+def index_unreachable(pip_output: str) -> bool:
+    return any(marker in pip_output for marker in _UNREACHABLE_INDEX)
+
+
 def parse_missing_distribution(pip_output: str) -> MissingDistribution | None:
-    """The requirement behind pip's "Could not find a version that satisfies …" error, if any."""
+    """The requirement behind pip's "Could not find a version that satisfies …" error, if any (and
+    None when pip could not reach the index, since it then finds no version of anything)."""
+    if index_unreachable(pip_output):
+        return None
     marker = "Could not find a version that satisfies the requirement "
     for line in pip_output.splitlines():
         if marker not in line:
@@ -931,8 +952,9 @@ class DependencyBuilder:
             except _PipFailedError as failure:
                 missing = parse_missing_distribution(failure.output)
                 if missing is None:
+                    trouble = "could not reach the package index" if index_unreachable(failure.output) else "failed"
                     raise BundlingError(
-                        f"pip could not install the dependencies for {target.describe()}:\n{failure.tail()}"
+                        f"pip {trouble} installing the dependencies for {target.describe()}:\n{failure.tail()}"
                     ) from None
                 try:
                     package: str = canonicalize_name(Requirement(missing.requirement).name)

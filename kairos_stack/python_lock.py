@@ -58,11 +58,13 @@ class StaleLockError(LockError):
     """A lock file is missing, or older than the requirements it pins."""
 
 
-def lock_inputs_digest(spec: LockedGroup) -> str:
-    """A digest of what a group's lock is resolved from (its requirement files, its base's lock)."""
+def lock_inputs_digest(spec: LockedGroup, pending: Mapping[Path, bytes] | None = None) -> str:
+    """A digest of what a group's lock is resolved from (its requirement files, its base's lock);
+    ``pending`` holds files about to be written (a base lock resolved in the same run)."""
     digest = hashlib.sha256()
+    written = {path: path.read_bytes() for path in spec.lock_inputs if path.is_file()}
     for path in spec.lock_inputs:
-        content = path.read_bytes() if path.is_file() else b""
+        content = {**written, **(pending or {})}.get(path, b"")
         for part in (path.name.encode(), content):
             digest.update(len(part).to_bytes(8, "big"))
             digest.update(part)

@@ -29,7 +29,6 @@ LAMBDA_RUNTIMES: dict[str, lambda_.Runtime] = {
 }
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
 ALARM_PERIOD = cdk.Duration.minutes(5)
-LAMBDA_MAX_EVENT_AGE_S = 6 * 3600
 
 
 class ScheduledTask(Construct):
@@ -72,7 +71,7 @@ class ScheduledTask(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             retry_attempts=plan.async_retry_attempts,
             # A queued invocation is as stale as a late delivery: same limit as the schedule's.
-            max_event_age=cdk.Duration.seconds(min(plan.max_event_age_seconds, LAMBDA_MAX_EVENT_AGE_S)),
+            max_event_age=cdk.Duration.seconds(plan.lambda_max_event_age_seconds),
             on_failure=destinations.SqsDestination(dead_letter_queue),
         )
         self.schedule = scheduler.Schedule(
@@ -96,22 +95,25 @@ class ScheduledTask(Construct):
             self,
             "FailureAlarm",
             alarm_description=(
-                f"Kairos task {plan.name} recorded a FAILED run, or its function errored other than by "
-                "rejecting a transient failure that Lambda delivers again"
+                f"Kairos task {plan.name} recorded a FAILED run, or Lambda gave up on one of its events "
+                "(retries used up or too old; the event is in the stage's dead-letter queue)"
             ),
             metric=cloudwatch.MathExpression(
-                # A transient failure before the last delivery is an Error that RunsRetried accounts
-                # for; timeouts, crashes and the last delivery's failure are not.
-                expression=(
-                    "FILL(failed, 0) + IF(FILL(errors, 0) > FILL(retried, 0), FILL(errors, 0) - FILL(retried, 0), 0)"
-                ),
+                # Both count final outcomes only: a blip that Lambda's retry absorbs is in neither, a
+                # timeout or crash on the last attempt is in the second (no run record could say so).
+                expression="FILL(failed, 0) + FILL(dropped, 0)",
                 using_metrics={
-                    "failed": self._run_metric("RunsFailed", plan.name),
-                    "retried": self._run_metric("RunsRetried", plan.name),
-                    "errors": self.function.metric_errors(period=ALARM_PERIOD, statistic="Sum"),
+                    "failed": cloudwatch.Metric(
+                        namespace="Kairos",
+                        metric_name="RunsFailed",
+                        dimensions_map={"service": "kairos", "task": plan.name},
+                        statistic="Sum",
+                        period=ALARM_PERIOD,
+                    ),
+                    "dropped": self.function.metric("AsyncEventsDropped", statistic="Sum", period=ALARM_PERIOD),
                 },
                 period=ALARM_PERIOD,
-                label="failed runs and unexpected function errors",
+                label="failed runs and events Lambda dropped",
             ),
             threshold=1,
             evaluation_periods=1,
@@ -120,14 +122,3 @@ class ScheduledTask(Construct):
         )
         if alarm_action is not None:
             self.failure_alarm.add_alarm_action(alarm_action)
-
-    @staticmethod
-    def _run_metric(name: str, task: str) -> cloudwatch.Metric:
-        """A per-run metric both runtimes publish (EMF, dimensions service and task)."""
-        return cloudwatch.Metric(
-            namespace="Kairos",
-            metric_name=name,
-            dimensions_map={"service": "kairos", "task": task},
-            statistic="Sum",
-            period=ALARM_PERIOD,
-        )

@@ -289,51 +289,60 @@ def metric_math(expression: str, values: dict[str, float | None]) -> float:
 
 
 @pytest.mark.parametrize(
-    ("failed", "retried", "errors", "fires"),
+    ("failed", "dropped", "fires"),
     [
-        (None, None, None, False),  # no run in the period
-        (None, 1, 1, False),  # a transient failure Lambda delivers again
-        (None, 2, 2, False),  # two of them
-        (1, None, 1, True),  # the last delivery failed as well
-        (1, None, None, True),  # a permanent failure (recorded, not rejected)
-        (None, None, 1, True),  # a timeout or crash: no run record could say so
-        (None, 1, 2, True),  # a retried failure and a crash
+        (None, None, False),  # no final failure in the period (a retried blip publishes neither)
+        (1, None, True),  # a recorded failure: permanent, or the last attempt's transient one
+        (None, 1, True),  # Lambda gave up: a timeout or crash on the last attempt, or a too old event
+        (1, 1, True),
     ],
 )
-def test_the_failure_alarm_waits_for_the_last_delivery_but_not_for_crashes(
-    dev: tuple[StagePlan, Template], failed: float | None, retried: float | None, errors: float | None, fires: bool
+def test_the_failure_alarm_fires_on_final_failures_only(
+    dev: tuple[StagePlan, Template], failed: float | None, dropped: float | None, fires: bool
 ) -> None:
     plan, template = dev
     task = plan.tasks[0]
     alarm = resource_at(template, "AWS::CloudWatch::Alarm", f"kairos-dev/{task.name}/FailureAlarm")["Properties"]
     [expression] = [metric["Expression"] for metric in alarm["Metrics"] if "Expression" in metric]
 
-    value = metric_math(expression, {"failed": failed, "retried": retried, "errors": errors})
+    value = metric_math(expression, {"failed": failed, "dropped": dropped})
 
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     assert (value >= alarm["Threshold"]) is fires
 
 
-def test_each_task_has_a_failure_alarm_on_its_run_metrics_and_errors(dev: tuple[StagePlan, Template]) -> None:
+def test_each_task_has_a_failure_alarm_on_its_run_metric_and_lambdas_dropped_events(
+    dev: tuple[StagePlan, Template],
+) -> None:
     plan, template = dev
 
     for task in plan.tasks:
         alarm = resource_at(template, "AWS::CloudWatch::Alarm", f"kairos-dev/{task.name}/FailureAlarm")["Properties"]
         metrics = {metric["Id"]: metric for metric in alarm["Metrics"]}
-        assert metrics["errors"]["MetricStat"]["Metric"]["MetricName"] == "Errors"
-        for metric_id, name in (("failed", "RunsFailed"), ("retried", "RunsRetried")):
-            run_metric = metrics[metric_id]["MetricStat"]["Metric"]
-            assert (run_metric["Namespace"], run_metric["MetricName"]) == ("Kairos", name)
-            assert sorted(run_metric["Dimensions"], key=lambda d: d["Name"]) == [
-                {"Name": "service", "Value": "kairos"},
-                {"Name": "task", "Value": task.name},
-            ]
-            assert metrics[metric_id]["MetricStat"]["Stat"] == "Sum"
+        assert len(metrics) == 3, "the expression, RunsFailed and AsyncEventsDropped"
+        failed = metrics["failed"]["MetricStat"]
+        assert (failed["Metric"]["Namespace"], failed["Metric"]["MetricName"], failed["Stat"]) == (
+            "Kairos",
+            "RunsFailed",
+            "Sum",
+        )
+        assert sorted(failed["Metric"]["Dimensions"], key=lambda d: d["Name"]) == [
+            {"Name": "service", "Value": "kairos"},
+            {"Name": "task", "Value": task.name},
+        ]
+        dropped = metrics["dropped"]["MetricStat"]
+        assert (dropped["Metric"]["Namespace"], dropped["Metric"]["MetricName"], dropped["Stat"]) == (
+            "AWS/Lambda",
+            "AsyncEventsDropped",
+            "Sum",
+        )
+        function = logical_id(template, "AWS::Lambda::Function", f"kairos-dev/{task.name}/Function")
+        assert dropped["Metric"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
 
 
 def test_each_function_knows_how_often_lambda_redelivers_its_events(dev: tuple[StagePlan, Template]) -> None:
-    """The runtime counts a failure as retried while deliveries remain: its number must be the one
-    the function's asynchronous invocation config gives Lambda, or the alarm would wait wrongly."""
+    """The runtime counts a failure as retried when Lambda will invoke again: the attempts and the
+    event age it reckons with must be the ones the function's asynchronous invocation config gives Lambda."""
     plan, template = dev
 
     for task in plan.tasks:
@@ -341,6 +350,7 @@ def test_each_function_knows_how_often_lambda_redelivers_its_events(dev: tuple[S
         config = resource_at(template, "AWS::Lambda::EventInvokeConfig", f"kairos-dev/{task.name}/Function")
         environment = function["Properties"]["Environment"]["Variables"]
         assert environment["KAIROS_LAMBDA_RETRY_ATTEMPTS"] == str(config["Properties"]["MaximumRetryAttempts"])
+        assert environment["KAIROS_MAX_EVENT_AGE_SECONDS"] == str(config["Properties"]["MaximumEventAgeInSeconds"])
 
 
 def test_local_tables_are_created_exactly_as_the_template_declares(dev: tuple[StagePlan, Template]) -> None:

@@ -17,7 +17,9 @@ from kairos_stack.python_deps import (
     LambdaPlatform,
     MissingWheelError,
     group_key,
+    index_unreachable,
     locked_pins,
+    parse_missing_distribution,
 )
 from kairos_stack.python_lock import Lock, LockError, StaleLockError, read_lock
 
@@ -154,3 +156,41 @@ def test_a_pip_failure_other_than_a_missing_wheel_writes_no_lock(tmp_path: Path)
     assert core.lock_file.read_text() == before, "a half-resolved lock must not look fresh"
     with pytest.raises(StaleLockError):
         read_lock(core)
+
+
+def test_a_layer_that_fails_to_resolve_leaves_every_old_lock_in_place(tmp_path: Path) -> None:
+    core, layer = groups(tmp_path)
+    write_locks(FakeResolver(), [core, layer], log=lambda message: None)
+    before = {spec.lock_file: spec.lock_file.read_text() for spec in (core, layer)}
+    (tmp_path / "requirements.txt").write_text("pydantic==2.15.0\n")
+    fake = FakeResolver()
+
+    def layer_offline(
+        spec: DependencyGroupSpec, target: LambdaPlatform, base_pins: Mapping[str, str]
+    ) -> dict[str, str]:
+        if spec.base is not None:
+            raise BundlingError("pip could not reach the package index")
+        return fake(spec, target, base_pins)
+
+    with pytest.raises(BundlingError, match="could not reach"):
+        write_locks(layer_offline, [core, layer], log=lambda message: None)
+    assert {spec.lock_file: spec.lock_file.read_text() for spec in (core, layer)} == before
+
+
+def test_pip_that_cannot_reach_the_index_is_not_mistaken_for_a_missing_wheel() -> None:
+    offline = (
+        "WARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None)) after connection "
+        "broken by 'NewConnectionError(...: Failed to establish a new connection: [Errno 111] Connection refused')'\n"
+        "ERROR: Could not find a version that satisfies the requirement pandas==3.1.1 (from versions: none)\n"
+        "ERROR: No matching distribution found for pandas==3.1.1\n"
+    )
+    no_wheel = (
+        "ERROR: Could not find a version that satisfies the requirement py-mini-racer>=0.6.0 (from akshare) "
+        "(from versions: none)\nERROR: No matching distribution found for py-mini-racer>=0.6.0\n"
+    )
+    assert index_unreachable(offline)
+    assert parse_missing_distribution(offline) is None
+    assert not index_unreachable(no_wheel)
+    missing = parse_missing_distribution(no_wheel)
+    assert missing is not None
+    assert (missing.requirement, missing.required_by) == ("py-mini-racer>=0.6.0", "akshare")

@@ -304,27 +304,71 @@ class RecordingObserver:
         self.results.append(result)
 
 
-@pytest.mark.parametrize(("lambda_retry_attempts", "retried"), [(2, [True, True, False]), (0, [False, False, False])])
-def test_a_transient_failure_counts_as_retried_until_lambdas_last_delivery(
+SLOT = datetime(2026, 11, 27, 7, 15, tzinfo=UTC)  # scheduled_event's slot
+# When Lambda's attempts at one invocation run: at once, a minute later, two minutes after that.
+ATTEMPT_TIMES = (SLOT + timedelta(seconds=5), SLOT + timedelta(seconds=70), SLOT + timedelta(seconds=190))
+
+
+class SteppingClock:
+    def __init__(self) -> None:
+        self.now = ATTEMPT_TIMES[0]
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def always_down(params: NoParams, context: TaskContext) -> None:
+    raise TransientTaskError("upstream down")
+
+
+def fail(runner: TaskRunner, context: FakeLambdaContext) -> RunResult:
+    with pytest.raises(TaskRunFailed) as failure:
+        runner.dispatch(scheduled_event("probe", "probe"), context)
+    return failure.value.result
+
+
+@pytest.mark.parametrize(
+    ("settings", "retried"),
+    [
+        ({"lambda_retry_attempts": 2}, [True, True, False]),
+        ({"lambda_retry_attempts": 0}, [False, False, False]),  # a local run: one delivery
+        # A task every 3 minutes: the second retry would come after the event's maximum age.
+        ({"lambda_retry_attempts": 2, "max_event_age_seconds": 180}, [True, False, False]),
+    ],
+)
+def test_a_transient_failure_counts_as_retried_only_when_lambda_will_invoke_again(
     make_runner: MakeRunner,
     dynamodb: Any,
     lambda_context: FakeLambdaContext,
-    lambda_retry_attempts: int,
+    settings: dict[str, int],
     retried: list[bool],
 ) -> None:
-    def always_down(params: NoParams, context: TaskContext) -> None:
-        raise TransientTaskError("upstream down")
-
-    runner = make_runner(registry_with(always_down), lambda_retry_attempts=lambda_retry_attempts)
-    event = scheduled_event("probe", "probe")
+    clock = SteppingClock()
+    runner = make_runner(registry_with(always_down), clock=clock, **settings)
     results = []
-    for _delivery in range(3):
-        with pytest.raises(TaskRunFailed) as failure:
-            runner.dispatch(event, lambda_context)
-        results.append(failure.value.result)
+    for attempt_time in ATTEMPT_TIMES:  # Lambda's retries keep the request id
+        clock.now = attempt_time
+        results.append(fail(runner, lambda_context))
 
     assert [result.retried for result in results] == retried
     assert [result.as_response().get("retried", False) for result in results] == retried
+    assert run_record(dynamodb, "probe")["deliveries"] == Decimal(3)
+
+
+def test_a_duplicate_delivery_does_not_use_up_another_invocations_retries(
+    make_runner: MakeRunner, dynamodb: Any
+) -> None:
+    clock = SteppingClock()
+    runner = make_runner(registry_with(always_down), clock=clock, lambda_retry_attempts=1)
+    original, duplicate = FakeLambdaContext(), FakeLambdaContext()
+    duplicate.aws_request_id = "request-duplicate"
+
+    first = fail(runner, original)
+    copy = fail(runner, duplicate)  # the same event, queued twice: its own invocation
+    clock.now = ATTEMPT_TIMES[1]
+    retry = fail(runner, original)  # Lambda's retry of the first invocation
+
+    assert (first.retried, copy.retried, retry.retried) == (True, True, False)
     assert run_record(dynamodb, "probe")["deliveries"] == Decimal(3)
 
 

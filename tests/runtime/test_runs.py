@@ -185,7 +185,7 @@ def test_a_record_that_vanishes_after_a_failed_put_is_put_afresh_not_half_restar
         "probe",
         "python3.13",
     )
-    assert fresh.delivery(key) == 1
+    assert fresh.lambda_attempt(key) == 1
 
 
 def test_finishing_a_run_this_recorder_did_not_start_says_so(dynamodb: Any) -> None:

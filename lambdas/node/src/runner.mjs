@@ -18,7 +18,7 @@ import { createLogger, runMetricsLine, writeToStdout } from "./log.mjs";
 import { InvalidParamsError } from "./params.mjs";
 import { UnknownTaskTypeError, parseParams } from "./registry.mjs";
 import { RunRecorder, RunStatus } from "./runs.mjs";
-import { tableName } from "./settings.mjs";
+import { lambdaRetries, tableName } from "./settings.mjs";
 import { TASK_RUNS } from "./tables.mjs";
 
 /**
@@ -166,7 +166,12 @@ export class TaskRunner {
       error: null,
       detail: null,
       ...outcome,
-      retried: outcome.error?.kind === ErrorKind.TRANSIENT && recorder.delivery(key) <= this.#settings.lambdaRetryAttempts,
+      retried:
+        outcome.error?.kind === ErrorKind.TRANSIENT &&
+        lambdaRetries(this.#settings, {
+          attempt: recorder.lambdaAttempt(key),
+          eventAgeSeconds: (this.#clock().getTime() - event.scheduled_time.getTime()) / 1000,
+        }),
     };
 
     const finishedAt = this.#clock();

@@ -148,7 +148,7 @@ function truncate(text, limit) {
  * optimistic concurrency on `deliveries`, so racing deliveries each count.
  */
 export class RunRecorder {
-  /** @type {Map<string, { requestId: string, startedAt: string, delivery: number }>} what this recorder wrote as owner */
+  /** @type {Map<string, { requestId: string, startedAt: string, attempt: number }>} what this recorder wrote as owner */
   #claims = new Map();
 
   /**
@@ -191,21 +191,23 @@ export class RunRecorder {
       started_at: started,
       [DESIGN.ttlAttribute]: Math.floor(startedAt.getTime() / 1000) + this.ttlDays * DAY_SECONDS,
     };
-    const delivery = await this.#claim(key, item);
-    this.#claims.set(claimId(key), { requestId, startedAt: started, delivery });
+    const attempt = await this.#claim(key, item);
+    this.#claims.set(claimId(key), { requestId, startedAt: started, attempt });
     return key;
   }
 
   /**
-   * Which delivery of its event this recorder's run is: 1, or more after redeliveries.
+   * Which of Lambda's attempts at its invocation this run is: 1, 2 after one retry, and so on.
+   * Lambda's retries keep the request id; a duplicate delivery of the event has its own and starts
+   * again at 1, so duplicates do not use up the retries of another invocation.
    *
    * @param {RunKey} key
    * @returns {number}
    */
-  delivery(key) {
+  lambdaAttempt(key) {
     const claim = this.#claims.get(claimId(key));
     if (!claim) throw new Error(`${key.pk} ${key.sk} was not started by this recorder`);
-    return claim.delivery;
+    return claim.attempt;
   }
 
   /**
@@ -213,7 +215,7 @@ export class RunRecorder {
    *
    * @param {RunKey} key
    * @param {Record<string, unknown>} item the STARTED item the new delivery would put
-   * @returns {Promise<number>} this delivery's number
+   * @returns {Promise<number>} this delivery's Lambda attempt (see lambdaAttempt)
    */
   async #claim(key, item) {
     const tableKey = { [DESIGN.partitionKey]: key.pk, [DESIGN.sortKey]: key.sk };
@@ -251,13 +253,17 @@ export class RunRecorder {
    * @param {Record<string, string>} tableKey
    * @param {Record<string, unknown>} item
    * @param {Record<string, any>} earlier the record as read
-   * @returns {Promise<number>} the new delivery's number
+   * @returns {Promise<number>} the new delivery's Lambda attempt
    */
   async #restart(tableKey, item, earlier) {
     const outcome = Object.fromEntries(
       PREVIOUS_OUTCOME_FIELDS.filter((name) => Object.hasOwn(earlier, name)).map((name) => [name, earlier[name]]),
     );
     const seen = Number(earlier.deliveries ?? 0);
+    // Earlier attempts of this invocation: the current owner and the outcomes moved aside before,
+    // except the late outcomes appended by deliveries that had already been moved aside once.
+    const earlierAttempts = [...(earlier.previous_outcomes ?? []), earlier].filter((outcome) => !outcome.finished_after_redelivery);
+    const attempt = 1 + earlierAttempts.filter((outcome) => outcome.request_id === item.request_id).length;
     // The record must still be the one read: no other delivery restarted it (deliveries) and its
     // owner did not finish meanwhile (status), else the outcome moved would be a stale one.
     const watched = ["deliveries", "status"];
@@ -288,7 +294,7 @@ export class RunRecorder {
         },
       }),
     );
-    return seen + 1;
+    return attempt;
   }
 
   /**

@@ -11,10 +11,15 @@ export const TASK_ENV = "KAIROS_TASK";
 export const RUNTIME_ENV = "KAIROS_RUNTIME";
 export const RUN_RECORD_TTL_DAYS_ENV = "KAIROS_RUN_RECORD_TTL_DAYS";
 /**
- * How often Lambda delivers a rejected event again: a transient failure before the last delivery is
- * counted as RunsRetried, not RunsFailed, so the failure alarm waits for the last one.
+ * How often Lambda delivers a rejected event again: a transient failure Lambda will retry is counted
+ * as RunsRetried, not RunsFailed.
  */
 export const LAMBDA_RETRY_ATTEMPTS_ENV = "KAIROS_LAMBDA_RETRY_ATTEMPTS";
+/** How old an event Lambda still retries; an older one it drops (to the dead-letter queue). */
+export const MAX_EVENT_AGE_ENV = "KAIROS_MAX_EVENT_AGE_SECONDS";
+/** Lambda waits about a minute before its first retry, and about two before its second. */
+export const LAMBDA_FIRST_RETRY_DELAY_SECONDS = 60;
+const LAMBDA_MAX_EVENT_AGE_SECONDS = 6 * 60 * 60;
 
 const DEFAULT_TTL_DAYS = 90;
 
@@ -29,6 +34,7 @@ export class MissingTableError extends Error {
  * @property {string} runtime Recorded in every run record, e.g. "nodejs22.x".
  * @property {number} runRecordTtlDays
  * @property {number} lambdaRetryAttempts 0 to 2; 0 when unset (a local run is delivered once)
+ * @property {number} maxEventAgeSeconds 60 to 21600; Lambda's 6 hours when unset
  * @property {Readonly<Record<string, string>>} tableNames Deployed table names by table id.
  */
 
@@ -37,7 +43,7 @@ export class MissingTableError extends Error {
  * @returns {RuntimeSettings}
  * @throws {RangeError} when KAIROS_RUN_RECORD_TTL_DAYS is not an integer >= 1, so a bad deployment
  *   fails at cold start instead of writing records that never expire, or when
- *   KAIROS_LAMBDA_RETRY_ATTEMPTS is not 0, 1 or 2.
+ *   KAIROS_LAMBDA_RETRY_ATTEMPTS is not 0, 1 or 2, or KAIROS_MAX_EVENT_AGE_SECONDS not 60 to 21600.
  */
 export function readSettings(env) {
   const ttlText = env[RUN_RECORD_TTL_DAYS_ENV];
@@ -50,6 +56,11 @@ export function readSettings(env) {
   if (![0, 1, 2].includes(lambdaRetryAttempts)) {
     throw new RangeError(`${LAMBDA_RETRY_ATTEMPTS_ENV} must be 0, 1 or 2, got ${JSON.stringify(retryText)}`);
   }
+  const ageText = env[MAX_EVENT_AGE_ENV];
+  const maxEventAgeSeconds = ageText ? Number(ageText) : LAMBDA_MAX_EVENT_AGE_SECONDS;
+  if (!Number.isInteger(maxEventAgeSeconds) || maxEventAgeSeconds < 60 || maxEventAgeSeconds > LAMBDA_MAX_EVENT_AGE_SECONDS) {
+    throw new RangeError(`${MAX_EVENT_AGE_ENV} must be an integer from 60 to ${LAMBDA_MAX_EVENT_AGE_SECONDS}, got ${JSON.stringify(ageText)}`);
+  }
   const tableNames = Object.fromEntries(
     Object.entries(TABLES)
       .filter(([, design]) => env[design.envVar])
@@ -61,6 +72,7 @@ export function readSettings(env) {
     runtime: env[RUNTIME_ENV] || "nodejs",
     runRecordTtlDays,
     lambdaRetryAttempts,
+    maxEventAgeSeconds,
     tableNames: Object.freeze(tableNames),
   });
 }
@@ -77,4 +89,17 @@ export function tableName(settings, tableId) {
     throw new MissingTableError(`table '${tableId}' is not configured (set ${TABLES[tableId].envVar})`);
   }
   return name;
+}
+
+/**
+ * Whether Lambda invokes again after a failed attempt: it has attempts left, and the event is still
+ * young enough once the retry's delay has passed (an older one it drops instead).
+ *
+ * @param {RuntimeSettings} settings
+ * @param {{ attempt: number, eventAgeSeconds: number }} failure
+ * @returns {boolean}
+ */
+export function lambdaRetries(settings, { attempt, eventAgeSeconds }) {
+  if (attempt > settings.lambdaRetryAttempts) return false;
+  return eventAgeSeconds + LAMBDA_FIRST_RETRY_DELAY_SECONDS * attempt < settings.maxEventAgeSeconds;
 }

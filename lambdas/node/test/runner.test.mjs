@@ -357,25 +357,36 @@ describe("a task that fails or skips", () => {
     assert.ok(logs().some((record) => record.message === "task failed" && record.error.name === "TransientTaskError"));
   });
 
-  it("counts a transient failure as RunsRetried while Lambda has deliveries left, then as RunsFailed", async () => {
+  it("counts a transient failure as RunsRetried only when Lambda will invoke again", async () => {
     const registry = registryWith(async () => {
       throw new TransientTaskError("source timed out");
     });
     const env = { ...ENV, KAIROS_LAMBDA_RETRY_ATTEMPTS: "2" };
-    const earlier = (deliveries) => (command) => {
+    /** The record as earlier deliveries left it: `owner` now, `before` moved aside. */
+    const earlier = (owner, ...before) => (command) => {
       if (command.constructor.name === "PutCommand") throw conditionFailed();
-      if (command.constructor.name === "GetCommand") return { Item: { pk: "TASK#nightly", sk: SK, status: "FAILED", deliveries } };
+      if (command.constructor.name === "GetCommand") {
+        const previous = before.map((requestId) => ({ status: "FAILED", request_id: requestId }));
+        return { Item: { pk: "TASK#nightly", sk: SK, status: "FAILED", request_id: owner, deliveries: before.length + 1, previous_outcomes: previous } };
+      }
       return undefined;
     };
-    for (const [onSend, retried] of [[undefined, true], [earlier(1), true], [earlier(2), false]]) {
-      const { handler, metrics } = harness({ registry, env, onSend });
+    const cases = [
+      ["Lambda's first attempt", env, undefined, true],
+      ["its second (a retry keeps the request id)", env, earlier("req-1"), true],
+      ["its third and last", env, earlier("req-1", "req-1"), false],
+      ["a duplicate delivery's first attempt", env, earlier("req-0", "req-0"), true],
+      ["an event too old for the retry's delay", { ...env, KAIROS_MAX_EVENT_AGE_SECONDS: "60" }, undefined, false],
+    ];
+    for (const [label, caseEnv, onSend, retried] of cases) {
+      const { handler, metrics } = harness({ registry, env: caseEnv, onSend });
       const failure = await handler(testEvent(), INVOCATION).then(
         () => assert.fail("the handler resolved"),
         (error) => error,
       );
-      assert.equal(failure.result.retried, retried);
-      assert.equal(metrics()[0].RunsRetried, retried ? 1 : undefined);
-      assert.equal(metrics()[0].RunsFailed, retried ? undefined : 1);
+      assert.equal(failure.result.retried, retried, label);
+      assert.equal(metrics()[0].RunsRetried, retried ? 1 : undefined, label);
+      assert.equal(metrics()[0].RunsFailed, retried ? undefined : 1, label);
     }
   });
 
@@ -787,6 +798,12 @@ describe("when run records cannot be written", () => {
   it("refuses to start with a KAIROS_LAMBDA_RETRY_ATTEMPTS Lambda does not allow", () => {
     for (const attempts of ["3", "-1", "1.5", "two"]) {
       assert.throws(() => harness({ env: { ...ENV, KAIROS_LAMBDA_RETRY_ATTEMPTS: attempts } }), RangeError);
+    }
+  });
+
+  it("refuses to start with a KAIROS_MAX_EVENT_AGE_SECONDS Lambda does not allow", () => {
+    for (const age of ["59", "21601", "90.5", "soon"]) {
+      assert.throws(() => harness({ env: { ...ENV, KAIROS_MAX_EVENT_AGE_SECONDS: age } }), RangeError);
     }
   });
 

@@ -134,7 +134,10 @@ class TaskRunner:
         retried = (
             isinstance(error, RunError)
             and error.kind is ErrorKind.TRANSIENT
-            and recorder.delivery(key) <= self._settings.lambda_retry_attempts
+            and self._settings.lambda_retries(
+                attempt=recorder.lambda_attempt(key),
+                event_age_seconds=(self._clock() - event.scheduled_time).total_seconds(),
+            )
         )
         result = RunResult(task=event.task, run_id=key.sk, duration_ms=duration_ms, retried=retried, **result_fields)
         owned = recorder.finish(

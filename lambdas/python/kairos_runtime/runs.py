@@ -113,7 +113,7 @@ class RunRecorder:
         self._table = table
         self._ttl = timedelta(days=ttl_days)
         self._claims: dict[RunKey, tuple[str, str, int]] = {}
-        """The (request_id, started_at, delivery number) this recorder wrote as each record's owner."""
+        """The (request_id, started_at, Lambda attempt) this recorder wrote as each record's owner."""
 
     def start(self, event: ScheduledEvent, *, runtime: str, request_id: str, started_at: datetime) -> RunKey:
         """Record a delivery as STARTED.
@@ -144,12 +144,17 @@ class RunRecorder:
         self._claims[key] = (request_id, started, self._claim(key, item))
         return key
 
-    def delivery(self, key: RunKey) -> int:
-        """Which delivery of its event this recorder's run is: 1, or more after redeliveries."""
+    def lambda_attempt(self, key: RunKey) -> int:
+        """Which of Lambda's attempts at its invocation this run is: 1, 2 after one retry, and so on.
+
+        Lambda's retries keep the request id; a duplicate delivery of the event has its own and
+        starts again at 1, so duplicates do not use up the retries of another invocation.
+        """
         return self._claim_of(key)[2]
 
     def _claim(self, key: RunKey, item: Mapping[str, Any]) -> int:
-        """Puts the STARTED record, or restarts the one an earlier delivery left; this delivery's number."""
+        """Puts the STARTED record, or restarts the one an earlier delivery left; returns this
+        delivery's Lambda attempt (see :meth:`lambda_attempt`)."""
         from botocore.exceptions import ClientError
 
         table_key = {TASK_RUNS.partition_key: key.pk, TASK_RUNS.sort_key: key.sk}
@@ -178,6 +183,14 @@ class RunRecorder:
 
     def _restart(self, table_key: Mapping[str, str], item: Mapping[str, Any], earlier: Mapping[str, Any]) -> int:
         seen = int(Decimal(str(earlier.get("deliveries", 0))))
+        # Earlier attempts of this invocation: the current owner and the outcomes moved aside before,
+        # except the late outcomes appended by deliveries that had already been moved aside once.
+        earlier_attempts = [
+            outcome
+            for outcome in (*earlier.get("previous_outcomes", []), earlier)
+            if not outcome.get("finished_after_redelivery")
+        ]
+        attempt = 1 + sum(1 for outcome in earlier_attempts if outcome.get("request_id") == item["request_id"])
         outcome = {name: earlier[name] for name in PREVIOUS_OUTCOME_FIELDS if name in earlier}
         restarted = {
             name: item[name]
@@ -214,7 +227,7 @@ class RunRecorder:
                 ":next": seen + 1,
             },
         )
-        return seen + 1
+        return attempt
 
     def _claim_of(self, key: RunKey) -> tuple[str, str, int]:
         try:

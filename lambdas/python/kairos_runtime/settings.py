@@ -23,8 +23,13 @@ SPOT_TTL_DAYS_ENV = "KAIROS_SPOT_TTL_DAYS"
 TASK_MODULE_ENV = "KAIROS_TASK_MODULE"
 """The module that registers the function's task type: the handler imports only that one."""
 LAMBDA_RETRY_ATTEMPTS_ENV = "KAIROS_LAMBDA_RETRY_ATTEMPTS"
-"""How often Lambda delivers a rejected event again: a transient failure before the last delivery is
-counted as RunsRetried, not RunsFailed, so the failure alarm waits for the last one."""
+"""How often Lambda delivers a rejected event again: a transient failure Lambda will retry is counted
+as RunsRetried, not RunsFailed."""
+MAX_EVENT_AGE_ENV = "KAIROS_MAX_EVENT_AGE_SECONDS"
+"""How old an event Lambda still retries; an older one it drops (to the dead-letter queue)."""
+LAMBDA_FIRST_RETRY_DELAY_SECONDS = 60
+"""Lambda waits about a minute before its first retry of a failed asynchronous invocation, and about
+two before its second."""
 
 
 class MissingTableError(LookupError):
@@ -41,7 +46,15 @@ class RuntimeSettings(BaseModel):
     spot_ttl_days: int = Field(default=7, ge=1)
     https_proxy: str | None = None
     lambda_retry_attempts: int = Field(default=0, ge=0, le=2)
+    max_event_age_seconds: int = Field(default=6 * 3600, ge=60, le=6 * 3600)
     table_names: Mapping[TableId, str] = Field(default_factory=dict)
+
+    def lambda_retries(self, *, attempt: int, event_age_seconds: float) -> bool:
+        """Whether Lambda invokes again after this failed attempt: it has attempts left, and the event
+        is still young enough once the retry's delay has passed (an older one it drops instead)."""
+        if attempt > self.lambda_retry_attempts:
+            return False
+        return event_age_seconds + LAMBDA_FIRST_RETRY_DELAY_SECONDS * attempt < self.max_event_age_seconds
 
     def table_name(self, table_id: TableId) -> str:
         try:
@@ -59,7 +72,8 @@ class RuntimeSettings(BaseModel):
             "run_record_ttl_days": environ.get(RUN_RECORD_TTL_DAYS_ENV),
             "spot_ttl_days": environ.get(SPOT_TTL_DAYS_ENV),
             "https_proxy": environ.get(HTTPS_PROXY_ENV) or None,
-            "lambda_retry_attempts": environ.get(LAMBDA_RETRY_ATTEMPTS_ENV),
+            "lambda_retry_attempts": environ.get(LAMBDA_RETRY_ATTEMPTS_ENV) or None,
+            "max_event_age_seconds": environ.get(MAX_EVENT_AGE_ENV) or None,
         }
         tables = {
             design.table_id: environ[design.env_var] for design in TABLE_DESIGNS.values() if environ.get(design.env_var)
