@@ -61,7 +61,7 @@ class RunResult:
 
     @property
     def metric_name(self) -> str:
-        """The per-run counter this result adds to; the failure alarm watches RunsFailed and RunsRetried."""
+        """The per-run counter this result adds to; the failure alarm watches RunsFailed."""
         if self.superseded:
             return "RunsSuperseded"
         return "RunsRetried" if self.retried else f"Runs{self.status.value.title()}"
