@@ -62,9 +62,9 @@ def lock_inputs_digest(spec: LockedGroup, pending: Mapping[Path, bytes] | None =
     """A digest of what a group's lock is resolved from (its requirement files, its base's lock);
     ``pending`` holds files about to be written (a base lock resolved in the same run)."""
     digest = hashlib.sha256()
-    written = {path: path.read_bytes() for path in spec.lock_inputs if path.is_file()}
+    contents = {path: path.read_bytes() for path in spec.lock_inputs if path.is_file()} | dict(pending or {})
     for path in spec.lock_inputs:
-        content = {**written, **(pending or {})}.get(path, b"")
+        content = contents.get(path, b"")
         for part in (path.name.encode(), content):
             digest.update(len(part).to_bytes(8, "big"))
             digest.update(part)

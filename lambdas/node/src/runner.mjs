@@ -156,6 +156,7 @@ export class TaskRunner {
     const start = performance.now();
     const outcome = issue ? failed("InvalidEvent", issue) : await this.#run(event, invocation, logger);
     const durationMs = Math.round(performance.now() - start);
+    const finishedAt = this.#clock();
     /** @type {RunResult} */
     const result = {
       task: event.task,
@@ -170,11 +171,10 @@ export class TaskRunner {
         outcome.error?.kind === ErrorKind.TRANSIENT &&
         lambdaRetries(this.#settings, {
           attempt: recorder.lambdaAttempt(key),
-          eventAgeSeconds: (this.#clock().getTime() - event.scheduled_time.getTime()) / 1000,
+          eventAgeSeconds: (finishedAt.getTime() - event.scheduled_time.getTime()) / 1000,
         }),
     };
 
-    const finishedAt = this.#clock();
     if (!(await recorder.finish(key, { ...result, finishedAt }))) {
       // A later delivery took the record over while this one ran: its outcome decides, so this one
       // is neither retried nor counted as a failure.

@@ -205,9 +205,14 @@ export class RunRecorder {
    * @returns {number}
    */
   lambdaAttempt(key) {
+    return this.#claimOf(key).attempt;
+  }
+
+  /** @param {RunKey} key */
+  #claimOf(key) {
     const claim = this.#claims.get(claimId(key));
     if (!claim) throw new Error(`${key.pk} ${key.sk} was not started by this recorder`);
-    return claim.attempt;
+    return claim;
   }
 
   /**
@@ -322,8 +327,7 @@ export class RunRecorder {
         error_kind: error.kind,
       });
     }
-    const claim = this.#claims.get(claimId(key));
-    if (!claim) throw new Error(`finish: ${key.pk} ${key.sk} was not started by this recorder`);
+    const claim = this.#claimOf(key);
     this.#claims.delete(claimId(key));
     const tableKey = { [DESIGN.partitionKey]: key.pk, [DESIGN.sortKey]: key.sk };
     const names = Object.keys(values);

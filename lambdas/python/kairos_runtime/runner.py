@@ -130,20 +130,21 @@ class TaskRunner:
         start = time.perf_counter()
         result_fields = self._run(event, event_error, invocation)
         duration_ms = round((time.perf_counter() - start) * 1000)
+        finished_at = self._clock()
         error = result_fields.get("error")
         retried = (
             isinstance(error, RunError)
             and error.kind is ErrorKind.TRANSIENT
             and self._settings.lambda_retries(
                 attempt=recorder.lambda_attempt(key),
-                event_age_seconds=(self._clock() - event.scheduled_time).total_seconds(),
+                event_age_seconds=(finished_at - event.scheduled_time).total_seconds(),
             )
         )
         result = RunResult(task=event.task, run_id=key.sk, duration_ms=duration_ms, retried=retried, **result_fields)
         owned = recorder.finish(
             key,
             status=result.status,
-            finished_at=self._clock(),
+            finished_at=finished_at,
             duration_ms=duration_ms,
             items_written=result.items_written,
             items_rejected=result.items_rejected,

@@ -198,9 +198,9 @@ class RunRecorder:
         }
         # The record must still be the one read: no other delivery restarted it (deliveries) and its
         # owner did not finish meanwhile (status), else the outcome moved would be a stale one.
+        watched = ("deliveries", "status")
         unchanged = " AND ".join(
-            f"#{name} = :seen_{name}" if name in earlier else f"attribute_not_exists(#{name})"
-            for name in ("deliveries", "status")
+            f"#{name} = :seen_{name}" if name in earlier else f"attribute_not_exists(#{name})" for name in watched
         )
         self._table.update_item(
             Key=table_key,
@@ -221,7 +221,7 @@ class RunRecorder:
             },
             ExpressionAttributeValues={
                 **{f":{name}": value for name, value in restarted.items()},
-                **{f":seen_{name}": earlier[name] for name in ("deliveries", "status") if name in earlier},
+                **{f":seen_{name}": earlier[name] for name in watched if name in earlier},
                 ":empty": [],
                 ":outcome": [outcome],
                 ":next": seen + 1,
