@@ -72,6 +72,7 @@ class BytecodeError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class CompileReport:
+    interpreter: str
     compiled: int
     not_compiled: tuple[str, ...]
     """Files left as source: they do not compile for the target version (a Python 2 example, say);
@@ -152,4 +153,6 @@ def compile_tree(interpreter: str, tree: Path, *, site: str, layout: BytecodeLay
     if result.returncode != 0:
         raise BytecodeError(f"{interpreter} could not compile {tree}:\n{result.stderr.strip()[-2000:]}")
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    return CompileReport(compiled=summary["compiled"], not_compiled=tuple(summary["not_compiled"]))
+    return CompileReport(
+        interpreter=interpreter, compiled=summary["compiled"], not_compiled=tuple(summary["not_compiled"])
+    )

@@ -24,7 +24,6 @@ import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_lambda as lambda_
 
-from kairos_stack.bytecode import BytecodeError, compile_tree, find_cpython
 from kairos_stack.python_deps import (
     PYTHON_CODE_DIR,
     BundlingError,
@@ -85,14 +84,8 @@ class LocalBundling:
                 target = package / file.relative_to(self.sources)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(file, target)
-            compiler = find_cpython(self.target.python_version) if builder.bytecode else None
-            if compiler is None and builder.bytecode:
-                builder.say(f"no CPython {self.target.python_version} on this machine: {package.name} ships as sources")
-            if compiler is not None:
-                try:
-                    compile_tree(compiler, package, site=f"{self.spec.site}/{package.name}", layout="beside_source")
-                except BytecodeError as error:
-                    raise BundlingError(str(error)) from None
+            site = f"{self.spec.site}/{package.name}"
+            builder.compile(self.target, package, site=site, layout="beside_source", what=f"the {package.name} sources")
         builder.say(f"bundled {self.spec.name} for {self.target.describe()} into {output_dir.name}")
 
 

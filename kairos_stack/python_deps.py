@@ -46,7 +46,14 @@ from packaging.utils import canonicalize_name
 from kairos.catalog import PROJECT_ROOT
 from kairos_runtime.registry import DependencyGroup
 from kairos_stack import bytecode
-from kairos_stack.bytecode import BytecodeError, bytecode_flavour, compile_tree, find_cpython
+from kairos_stack.bytecode import (
+    BytecodeError,
+    BytecodeLayout,
+    CompileReport,
+    bytecode_flavour,
+    compile_tree,
+    find_cpython,
+)
 from kairos_stack.python_lock import LockError, read_lock
 
 PYTHON_CODE_DIR = PROJECT_ROOT / "lambdas" / "python"
@@ -902,22 +909,32 @@ class DependencyBuilder:
             ),
         }
 
-    def _compile(self, spec: DependencyGroupSpec, target: LambdaPlatform, tree: Path) -> dict[str, Any]:
+    def compile(
+        self, target: LambdaPlatform, tree: Path, *, site: str, layout: BytecodeLayout, what: str
+    ) -> CompileReport | None:
+        """Compiles ``tree`` for the target's CPython, unless this builder ships sources (by choice, or
+        because the machine has no such CPython: then it says so); None when it does."""
         compiler = find_cpython(target.python_version) if self.bytecode else None
-        if compiler is None and self.bytecode:
-            self.say(
-                f"no CPython {target.python_version} on this machine: the {spec.name} dependencies ship as "
-                "sources, and Lambda compiles them on every cold start"
-            )
         if compiler is None:
-            return {"layout": "sources", "compiler": None}
+            if self.bytecode:
+                self.say(
+                    f"no CPython {target.python_version} on this machine: {what} ship as sources, and Lambda "
+                    "compiles them on every cold start"
+                )
+            return None
         try:
-            report = compile_tree(compiler, tree, site=spec.site, layout="sourceless")
+            return compile_tree(compiler, tree, site=site, layout=layout)
         except BytecodeError as error:
             raise BundlingError(str(error)) from None
+
+    def _compile(self, spec: DependencyGroupSpec, target: LambdaPlatform, tree: Path) -> dict[str, Any]:
+        what = f"the {spec.name} dependencies"
+        report = self.compile(target, tree, site=spec.site, layout="sourceless", what=what)
+        if report is None:
+            return {"layout": "sources", "compiler": None}
         return {
             "layout": "sourceless",
-            "compiler": compiler,
+            "compiler": report.interpreter,
             "compiled": report.compiled,
             "not_compiled": list(report.not_compiled),
         }
