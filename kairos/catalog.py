@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
 from kairos_runtime.registry import Access, Architecture, DependencyGroup, TaskRegistry, TaskType
 from kairos_runtime.tables import TableId
+from kairos_runtime.validation import InvalidInputError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NODE_MANIFEST = PROJECT_ROOT / "lambdas" / "node" / "task-types.json"
@@ -56,12 +55,15 @@ def _field_path(parts: Any) -> str:
     return ".".join(["params", *(str(part) for part in parts)])
 
 
-def _pydantic_check(model: Any) -> ParamsCheck:
+def _params_model_check(task_type: TaskType[Any]) -> ParamsCheck:
+    """The runtime's own parse: tasks.yaml is held to exactly what the function will accept."""
+
     def check(params: Mapping[str, Any]) -> list[str]:
         try:
-            model.model_validate(dict(params))
-        except ValidationError as invalid:
-            return [f"{_field_path(issue['loc'])}: {issue['msg']}" for issue in invalid.errors()]
+            task_type.parse_params(params)
+        except InvalidInputError as invalid:
+            location = invalid.location.split(".") if invalid.location else []
+            return [f"{_field_path(location)}: {invalid.message}"]
         return []
 
     return check
@@ -100,7 +102,7 @@ def python_entries(registry: TaskRegistry) -> list[CatalogEntry]:
             tables=task_type.tables,
             group=task_type.group,
             architecture=task_type.architecture,
-            check_params=_pydantic_check(task_type.params_model),
+            check_params=_params_model_check(task_type),
             parameters_for=_parameters_for(task_type),
             module=task_type.module,
         )

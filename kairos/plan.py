@@ -141,12 +141,7 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         if config.https_proxy:
             environment[HTTPS_PROXY_ENV] = config.https_proxy
     if task.family == "python":
-        environment |= {
-            "POWERTOOLS_SERVICE_NAME": "kairos",
-            "POWERTOOLS_METRICS_NAMESPACE": "Kairos",
-            # No pydantic plugins are shipped: skip scanning every package's entry points at cold start.
-            "PYDANTIC_DISABLE_PLUGINS": "__all__",
-        }
+        environment |= {"POWERTOOLS_SERVICE_NAME": "kairos", "POWERTOOLS_METRICS_NAMESPACE": "Kairos"}
         if entry.module:
             environment[TASK_MODULE_ENV] = entry.module
     return TaskPlan(

@@ -2,7 +2,7 @@
 that runs it.
 
 * Python: one code asset per (architecture, Python version) with the core dependency group
-  (Powertools, pydantic) and the ``kairos_runtime`` package; crawler functions add one shared layer
+  (Powertools, msgspec) and the ``kairos_runtime`` package; crawler functions add one shared layer
   with the crawler group (akshare, pycoingecko, pandas). Both are bundled locally, without Docker
   (:mod:`kairos_stack.lambda_bundling`).
 * Node.js: the sources as they are; the runtime ships the AWS SDK v3, the only dependency.

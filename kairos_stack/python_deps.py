@@ -159,8 +159,6 @@ class DependencyGroupSpec:
     """The group the function's own code asset carries; a layer leaves those packages out."""
     unused_data: tuple[str, ...] = ()
     """Glob patterns of package data files no scheduled task reads."""
-    unused_modules: tuple[str, ...] = ()
-    """Glob patterns of modules or packages no Kairos code imports."""
 
     @property
     def name(self) -> str:
@@ -190,7 +188,7 @@ CORE = DependencyGroupSpec(
     group=DependencyGroup.CORE,
     requirements=PYTHON_CODE_DIR / "requirements.txt",
     import_check=(
-        "pydantic",
+        "msgspec",
         "aws_lambda_powertools.logging",
         "aws_lambda_powertools.metrics",
         "aws_lambda_powertools.tracing",
@@ -202,9 +200,6 @@ CORE = DependencyGroupSpec(
         "aws_lambda_powertools/event_handler/openapi/swagger_ui/*.js",
         "aws_lambda_powertools/event_handler/openapi/swagger_ui/*.css",
     ),
-    # pydantic 1's API, kept inside pydantic 2 for migrations: 0.6 MB of the core budget. pydantic 2
-    # itself reaches for it only to warn about a v1 model used inside a v2 one.
-    unused_modules=("pydantic/v1",),
 )
 CRAWLER = DependencyGroupSpec(
     group=DependencyGroup.CRAWLER,
@@ -531,11 +526,9 @@ def trim_tree(tree: Path, spec: DependencyGroupSpec, target: LambdaPlatform) -> 
             reason = _trim_reason(base / name, target)
             if reason:
                 _remove(base / name, reason, report)
-    unused = [(pattern, "unused package data") for pattern in spec.unused_data]
-    unused += [(pattern, "unused modules") for pattern in spec.unused_modules]
-    for pattern, reason in unused:
+    for pattern in spec.unused_data:
         for path in sorted(tree.glob(pattern)):
-            _remove(path, reason, report)
+            _remove(path, "unused package data", report)
     _trim_distribution_metadata(tree, report)
     _strip_libraries(tree, target, report)
     prune_empty_dirs(tree)
@@ -776,8 +769,13 @@ class DependencyBuilder:
 
     def runtime_tree(self, target: LambdaPlatform) -> Path:
         """boto3 for the target, standing in for the Lambda runtime's own copy; never shipped."""
+        return self.reference_tree(target, RUNTIME_REQUIREMENTS, label="runtime")
+
+    def reference_tree(self, target: LambdaPlatform, requirements: Sequence[str], *, label: str) -> Path:
+        """``requirements`` installed for the target as pip installs them (bytecode beside the
+        sources), for import checks and the benchmark's comparisons; never shipped."""
         flavour = bytecode_flavour(target.python_version)
-        name = f"runtime-{target.label}-{_sha256([repr(RUNTIME_REQUIREMENTS).encode(), flavour.encode()])[:12]}"
+        name = f"{label}-{target.label}-{_sha256([repr(tuple(requirements)).encode(), flavour.encode()])[:12]}"
         final = self.deps_dir / name
         if final.is_dir():
             return final
@@ -785,13 +783,13 @@ class DependencyBuilder:
             if not final.is_dir():
                 work = self._scratch(final)
                 try:
-                    self._pip(target, work, list(RUNTIME_REQUIREMENTS))
+                    self._pip(target, work, list(requirements))
                 except _PipFailedError as failure:
                     shutil.rmtree(work, ignore_errors=True)
-                    raise BundlingError(f"pip could not install {RUNTIME_REQUIREMENTS}:\n{failure.tail()}") from None
+                    raise BundlingError(f"pip could not install {list(requirements)}:\n{failure.tail()}") from None
                 compiler = find_cpython(target.python_version)
                 if compiler is not None:
-                    # The runtime's own packages come with bytecode, as pip installs them by default.
+                    # Installed packages come with bytecode, as pip installs them by default.
                     site = f"/var/lang/lib/python{target.python_version}/site-packages"
                     try:
                         compile_tree(compiler, work, site=site, layout="beside_source")

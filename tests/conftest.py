@@ -108,17 +108,19 @@ def make_runner(dynamodb: DynamoDBServiceResource) -> object:
     from kairos_runtime.runner import TaskRunner
     from kairos_runtime.settings import RuntimeSettings
     from kairos_runtime.tasks import default_registry
+    from kairos_runtime.validation import parse
 
     def build(
         registry: object = None, *, clock: object = None, observer: object = None, **settings: object
     ) -> TaskRunner:
-        runtime_settings = RuntimeSettings.model_validate(
+        runtime_settings = parse(
             {
                 "stage": "test",
                 "runtime": "python3.13",
                 "table_names": {table.table_id: table.name for table in tables_from_designs("test")},
                 **settings,
-            }
+            },
+            RuntimeSettings,
         )
         return TaskRunner(
             registry=registry or default_registry(),  # type: ignore[arg-type]

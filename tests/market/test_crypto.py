@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import pydantic
 import pytest
 import requests
 import responses
@@ -18,6 +17,7 @@ from responses import matchers
 from kairos.catalog import load_catalog
 from kairos_runtime.runner import TaskRunFailed
 from kairos_runtime.tasks.market.crypto import CryptoMarketsParams
+from kairos_runtime.validation import InvalidInputError, parse
 from tests.conftest import FakeLambdaContext, scheduled_event
 from tests.market.conftest import COINGECKO_PRO_URL, COINGECKO_URL, MakeRunner, fixture_json, market_items, run_record
 
@@ -209,8 +209,8 @@ def test_the_stack_is_told_to_grant_exactly_the_key_parameter() -> None:
     ],
 )
 def test_params_that_cannot_work_are_refused(params: dict[str, object]) -> None:
-    with pytest.raises(pydantic.ValidationError):
-        CryptoMarketsParams.model_validate(params)
+    with pytest.raises(InvalidInputError):
+        parse(params, CryptoMarketsParams)
 
 
 def test_an_empty_answer_fails_the_run(

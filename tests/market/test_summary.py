@@ -86,7 +86,9 @@ def stored_day(dynamodb: Any) -> None:
 
 def record_run(dynamodb: Any, task: str, task_type: str, scheduled: str, status: RunStatus, *,
                error: RunError | None = None, reason: str | None = None) -> None:  # fmt: skip
-    event = ScheduledEvent(task=task, task_type=task_type, scheduled_time=scheduled, execution_id=f"{task}-{scheduled}")
+    event = ScheduledEvent.parse(
+        {"task": task, "task_type": task_type, "scheduled_time": scheduled, "execution_id": f"{task}-{scheduled}"}
+    )
     recorder = RunRecorder(dynamodb.Table(RUNS_TABLE), ttl_days=90)
     started = event.scheduled_time + timedelta(seconds=5)
     key = recorder.start(event, runtime="python3.13", request_id="r", started_at=started)

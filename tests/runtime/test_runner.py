@@ -97,7 +97,7 @@ def test_params_that_do_not_fit_fail_with_the_field_named(
 
     record = run_record(dynamodb, "one")
     assert record["error_type"] == "InvalidParams"
-    assert "label: Input should be a valid string" in record["error_message"]
+    assert record["error_message"] == "params do not fit task_type 'simple_task_1': label: Expected `str`, got `array`"
 
 
 @pytest.mark.parametrize(

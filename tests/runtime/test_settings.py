@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
 
 from kairos_runtime.settings import LAMBDA_RETRY_ATTEMPTS_ENV, MAX_EVENT_AGE_ENV, RuntimeSettings
+from kairos_runtime.validation import InvalidInputError
 
 
 def test_lambdas_retry_attempts_come_from_the_environment_and_default_to_a_single_delivery() -> None:
@@ -15,7 +15,7 @@ def test_lambdas_retry_attempts_come_from_the_environment_and_default_to_a_singl
 
 @pytest.mark.parametrize("attempts", ["3", "-1", "two"])
 def test_a_retry_count_lambda_does_not_allow_fails_at_cold_start(attempts: str) -> None:
-    with pytest.raises(ValidationError, match="lambda_retry_attempts"):
+    with pytest.raises(InvalidInputError, match="lambda_retry_attempts"):
         RuntimeSettings.from_environ({LAMBDA_RETRY_ATTEMPTS_ENV: attempts})
 
 

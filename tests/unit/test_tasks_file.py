@@ -244,13 +244,13 @@ def test_every_problem_is_reported_at_once(tmp_path: Path, catalog: TaskCatalog)
         pytest.param(
             "schedule: rate(5 minutes)",
             "schedule: rate(5 minutes)\n        params: {label: [1]}",
-            "task 'one', field 'params.label': Input should be a valid string",
+            "task 'one', field 'params.label': Expected `str`, got `array`",
             id="python-params-type",
         ),
         pytest.param(
             "schedule: rate(5 minutes)",
             "schedule: rate(5 minutes)\n        params: {lable: x}",
-            "task 'one', field 'params.lable': Extra inputs are not permitted",
+            "task 'one', field 'params.lable': unknown field (did you mean 'label'?)",
             id="python-params-typo",
         ),
     ],

@@ -84,7 +84,7 @@ export function fallbackEvent(raw, { now, executionId, ownTask = null }) {
 
 /**
  * The event as JSON, exactly as the Python runtime dumps it: scheduled_time in UTC with a "Z", and
- * a fraction only when there is one, in microseconds (pydantic's format).
+ * a fraction only when there is one, in microseconds (as msgspec writes datetimes).
  *
  * @param {Readonly<ScheduledEvent>} event
  * @returns {Record<string, unknown>}

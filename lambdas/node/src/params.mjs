@@ -4,7 +4,7 @@
  * The same schemas are published in task-types.json and checked by the Python side with the
  * `jsonschema` library, so a schema may only use keywords implemented here: assertSupportedSchema
  * rejects anything else at registration instead of letting the two validators silently disagree.
- * Unlike plain JSON Schema, validation also fills in `default`s (as pydantic does).
+ * Unlike plain JSON Schema, validation also fills in `default`s (as the Python runtime's models do).
  */
 
 import { isDeepStrictEqual } from "node:util";

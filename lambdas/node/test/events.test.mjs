@@ -126,7 +126,7 @@ describe("fallbackEvent", () => {
 });
 
 describe("eventAsJson", () => {
-  it("writes scheduled_time as pydantic does: whole seconds, or microseconds when there is a fraction", () => {
+  it("writes scheduled_time as the Python runtime does: whole seconds, or microseconds when there is a fraction", () => {
     assert.deepEqual(eventAsJson(parsed({})), { ...DELIVERED, attempt: 1 });
     assert.equal(eventAsJson(parsed({ scheduled_time: "2024-05-01T09:30:00.5Z" })).scheduled_time, "2024-05-01T09:30:00.500000Z");
   });

@@ -1,15 +1,17 @@
 """The event every schedule sends to its function, and the template it is built from.
 
 EventBridge Scheduler substitutes its context attributes (``<aws.scheduler.*>``) into the
-schedule's input as strings; the model coerces them back into typed fields.
+schedule's input as strings; :meth:`ScheduledEvent.parse` turns them back into typed fields.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import msgspec
+
+from kairos_runtime.validation import parse, to_builtins
 
 SCHEDULED_TIME_ATTRIBUTE = "<aws.scheduler.scheduled-time>"
 EXECUTION_ID_ATTRIBUTE = "<aws.scheduler.execution-id>"
@@ -21,24 +23,39 @@ def iso_seconds(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class ScheduledEvent(BaseModel):
-    """What a function receives from its schedule (or from ``kairos run``)."""
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
 
-    task: str = Field(min_length=1)
-    task_type: str = Field(min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
+class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """What a function receives from its schedule (or from ``kairos run``). Fields it does not know
+    are ignored: an event from a newer schedule still runs."""
+
+    task: NonEmpty
+    task_type: NonEmpty
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
     scheduled_time: datetime
-    execution_id: str = Field(min_length=1)
-    attempt: int = Field(default=1, ge=1)
+    """Always in UTC (a naive time is taken as UTC)."""
+    execution_id: NonEmpty
+    attempt: Annotated[int, msgspec.Meta(ge=1)] = 1
 
-    @field_validator("scheduled_time")
+    def __post_init__(self) -> None:
+        moment = self.scheduled_time
+        utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        # Frozen: normalising the value the event was built with is this method's one write.
+        msgspec.structs.force_setattr(self, "scheduled_time", utc)
+
     @classmethod
-    def _as_utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+    def parse(cls, raw: object) -> ScheduledEvent:
+        """The event as delivered; :class:`~kairos_runtime.validation.InvalidInputError` when it does not fit."""
+        return parse(raw, cls, from_strings=True)
+
+    def for_task(self, task: str) -> ScheduledEvent:
+        return msgspec.structs.replace(self, task=task)
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as JSON-ready values (``scheduled_time`` as ``2026-11-27T07:15:00Z``)."""
+        result: dict[str, Any] = to_builtins(self)
+        return result
 
 
 def schedule_input(*, task: str, task_type: str, params: dict[str, Any]) -> dict[str, Any]:

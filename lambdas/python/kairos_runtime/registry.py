@@ -12,9 +12,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict
-
 from kairos_runtime.tables import TableId
+from kairos_runtime.validation import Model, parse
 
 if TYPE_CHECKING:
     from kairos_runtime.context import TaskContext
@@ -49,10 +48,11 @@ class Architecture(StrEnum):
     X86_64 = "x86_64"
 
 
-class TaskParams(BaseModel):
-    """Base of every params model: frozen, and a typo in tasks.yaml is an error, not a silent default."""
+class TaskParams(Model, frozen=True):
+    """Base of every params model: frozen, and a typo in tasks.yaml is an error, not a silent default.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Declare constraints with ``Annotated[..., msgspec.Meta(...)]``; see :mod:`kairos_runtime.validation`.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,8 @@ class TaskType(Generic[ParamsT]):
         return self.function.__module__
 
     def parse_params(self, raw: Mapping[str, Any]) -> ParamsT:
-        return self.params_model.model_validate(dict(raw))
+        """The params as this task type's model; :class:`InvalidInputError` names the field that does not fit."""
+        return parse(dict(raw), self.params_model)
 
 
 class DuplicateTaskTypeError(ValueError):

@@ -15,8 +15,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from kairos_runtime.context import Clients, TaskContext
 from kairos_runtime.errors import TransientTaskError, error_kind
 from kairos_runtime.events import ScheduledEvent
@@ -24,6 +22,7 @@ from kairos_runtime.registry import TaskOutcome, TaskRegistry, TaskSkipped, Unkn
 from kairos_runtime.runs import ErrorKind, RunError, RunRecorder, RunStatus
 from kairos_runtime.settings import RuntimeSettings
 from kairos_runtime.tables import TableId
+from kairos_runtime.validation import InvalidInputError
 
 
 class InvocationContext(Protocol):
@@ -164,8 +163,8 @@ class TaskRunner:
     ) -> tuple[ScheduledEvent, RunError | None]:
         own_task = self._settings.task
         try:
-            event = ScheduledEvent.model_validate(raw_event)
-        except ValidationError as invalid:
+            event = ScheduledEvent.parse(raw_event)
+        except InvalidInputError as invalid:
             # Still record the delivery: under the function's own task (the only records IAM lets it
             # write), else under whatever identity the event carried.
             fields: Mapping[str, Any] = raw_event if isinstance(raw_event, Mapping) else {}
@@ -175,10 +174,10 @@ class TaskRunner:
                 scheduled_time=now,
                 execution_id=_text(fields.get("execution_id")) or invocation.aws_request_id or str(uuid.uuid4()),
             )
-            return fallback, RunError("InvalidEvent", _describe(invalid), ErrorKind.PERMANENT)
+            return fallback, RunError("InvalidEvent", _describe(invalid, whole="event"), ErrorKind.PERMANENT)
         if own_task is not None and event.task != own_task:
             message = f"this function runs task {own_task!r}; the event names {event.task!r}"
-            return event.model_copy(update={"task": own_task}), RunError("InvalidEvent", message, ErrorKind.PERMANENT)
+            return event.for_task(own_task), RunError("InvalidEvent", message, ErrorKind.PERMANENT)
         return event, None
 
     def _run(
@@ -194,8 +193,8 @@ class TaskRunner:
                 "status": RunStatus.FAILED,
                 "error": RunError("UnknownTaskType", str(unknown), ErrorKind.PERMANENT),
             }
-        except ValidationError as invalid:
-            message = f"params do not fit task_type {event.task_type!r}: {_describe(invalid)}"
+        except InvalidInputError as invalid:
+            message = f"params do not fit task_type {event.task_type!r}: {_describe(invalid, whole='params')}"
             return {
                 "status": RunStatus.FAILED,
                 "error": RunError("InvalidParams", message, ErrorKind.PERMANENT),
@@ -239,10 +238,8 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _describe(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in issue['loc']) or 'event'}: {issue['msg']}" for issue in error.errors()
-    )
+def _describe(invalid: InvalidInputError, *, whole: str) -> str:
+    return f"{invalid.location or whole}: {invalid.message}"
 
 
 __all__ = ["RunResult", "TaskRunFailed", "TaskRunner", "TransientTaskError"]

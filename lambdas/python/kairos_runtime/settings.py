@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from msgspec import Meta, field
 
 from kairos_runtime.tables import TABLE_DESIGNS, TableId
+from kairos_runtime.validation import Model, parse
 
 STAGE_ENV = "KAIROS_STAGE"
 TASK_ENV = "KAIROS_TASK"
@@ -36,18 +38,16 @@ class MissingTableError(LookupError):
     pass
 
 
-class RuntimeSettings(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class RuntimeSettings(Model, frozen=True):
     stage: str = "local"
     task: str | None = None
     runtime: str = "python"
-    run_record_ttl_days: int = Field(default=90, ge=1)
-    spot_ttl_days: int = Field(default=7, ge=1)
+    run_record_ttl_days: Annotated[int, Meta(ge=1)] = 90
+    spot_ttl_days: Annotated[int, Meta(ge=1)] = 7
     https_proxy: str | None = None
-    lambda_retry_attempts: int = Field(default=0, ge=0, le=2)
-    max_event_age_seconds: int = Field(default=6 * 3600, ge=60, le=6 * 3600)
-    table_names: Mapping[TableId, str] = Field(default_factory=dict)
+    lambda_retry_attempts: Annotated[int, Meta(ge=0, le=2)] = 0
+    max_event_age_seconds: Annotated[int, Meta(ge=60, le=6 * 3600)] = 6 * 3600
+    table_names: Mapping[TableId, str] = field(default_factory=dict)
 
     def lambda_retries(self, *, attempt: int, event_age_seconds: float) -> bool:
         """Whether Lambda invokes again after this failed attempt: it has attempts left, and the event
@@ -78,7 +78,8 @@ class RuntimeSettings(BaseModel):
         tables = {
             design.table_id: environ[design.env_var] for design in TABLE_DESIGNS.values() if environ.get(design.env_var)
         }
-        return cls.model_validate({**{k: v for k, v in optional.items() if v is not None}, "table_names": tables})
+        values = {**{k: v for k, v in optional.items() if v is not None}, "table_names": tables}
+        return parse(values, cls, from_strings=True)
 
 
 @lru_cache(maxsize=1)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from msgspec import Meta, field
 
 from kairos_runtime.context import TaskContext
 from kairos_runtime.registry import TaskOutcome, TaskParams, TaskRegistry
@@ -13,12 +13,12 @@ from kairos_runtime.registry import TaskOutcome, TaskParams, TaskRegistry
 registry = TaskRegistry()
 
 
-class SimpleTask1Params(TaskParams):
-    label: str = Field(default="simple task 1", max_length=200)
+class SimpleTask1Params(TaskParams, frozen=True):
+    label: Annotated[str, Meta(max_length=200)] = "simple task 1"
 
 
-class SimpleTask2Params(TaskParams):
-    payload: dict[str, Any] = Field(default_factory=dict)
+class SimpleTask2Params(TaskParams, frozen=True):
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 @registry.task("simple_task_1", params=SimpleTask1Params)
@@ -32,6 +32,6 @@ def log_timestamp(params: SimpleTask1Params, context: TaskContext) -> TaskOutcom
 @registry.task("simple_task_2", params=SimpleTask2Params)
 def echo_event(params: SimpleTask2Params, context: TaskContext) -> TaskOutcome:
     """Echo the event it was invoked with."""
-    echoed = context.event.model_dump(mode="json")
+    echoed = context.event.to_json()
     context.logger.info("echo", extra={"event": echoed})
     return TaskOutcome(detail={"event": echoed})

@@ -15,7 +15,7 @@ from enum import StrEnum
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
-from pydantic import Field
+from msgspec import Meta
 
 from kairos_runtime.context import TaskContext
 from kairos_runtime.registry import Access, DependencyGroup, TaskOutcome, TaskRegistry, TaskSkipped
@@ -62,8 +62,8 @@ registry = TaskRegistry()
 DETAIL_SYMBOLS = 50
 """Per-symbol entries a run record lists before it only counts them."""
 
-Symbol = Annotated[str, Field(pattern=r"^\d{6}$", description="six-digit exchange code")]
-IndexSymbol = Annotated[str, Field(pattern=r"^[0-9A-Z]{6}$", description="six-character index code")]
+Symbol = Annotated[str, Meta(pattern=r"^\d{6}$", description="six-digit exchange code")]
+IndexSymbol = Annotated[str, Meta(pattern=r"^[0-9A-Z]{6}$", description="six-character index code")]
 
 
 class Adjust(StrEnum):
@@ -106,49 +106,56 @@ class IndexGroup(StrEnum):
         }[self]
 
 
-class SpotParams(CrawlerParams):
-    trading_hours_only: bool = Field(
-        default=True,
-        description=(
-            "skip slots outside the continuous trading sessions, 09:30-11:30 and 13:00-15:00 Shanghai time "
-            "(quotes do not move in the lunch break or after the close)"
+class SpotParams(CrawlerParams, frozen=True):
+    trading_hours_only: Annotated[
+        bool,
+        Meta(
+            description=(
+                "skip slots outside the continuous trading sessions, 09:30-11:30 and 13:00-15:00 Shanghai time "
+                "(quotes do not move in the lunch break or after the close)"
+            )
         ),
-    )
+    ] = True
 
 
-class StockSpotParams(SpotParams):
-    symbols: tuple[Symbol, ...] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=2000,
-        description="store only these codes (the source always sends the whole market)",
-    )
+class StockSpotParams(SpotParams, frozen=True):
+    symbols: (
+        Annotated[
+            tuple[Symbol, ...],
+            Meta(
+                min_length=1,
+                max_length=2000,
+                description="store only these codes (the source always sends the whole market)",
+            ),
+        ]
+        | None
+    ) = None
 
 
-class EtfSpotParams(StockSpotParams):
+class EtfSpotParams(StockSpotParams, frozen=True):
     pass
 
 
-class IndexSpotParams(SpotParams):
+class IndexSpotParams(SpotParams, frozen=True):
     group: IndexGroup = IndexGroup.MAJOR
-    symbols: tuple[IndexSymbol, ...] | None = Field(default=None, min_length=1, max_length=2000)
+    symbols: Annotated[tuple[IndexSymbol, ...], Meta(min_length=1, max_length=2000)] | None = None
 
 
-class StockDailyParams(CrawlerParams):
-    symbols: tuple[Symbol, ...] = Field(min_length=1, max_length=500)
+class StockDailyParams(CrawlerParams, frozen=True, kw_only=True):
+    symbols: Annotated[tuple[Symbol, ...], Meta(min_length=1, max_length=500)]
     adjust: Adjust = Adjust.NONE
-    lookback_days: int = Field(
-        default=30, ge=1, le=3650, description="calendar days fetched for a symbol with no stored bars"
-    )
+    lookback_days: Annotated[
+        int, Meta(ge=1, le=3650, description="calendar days fetched for a symbol with no stored bars")
+    ] = 30
 
 
-class EtfDailyParams(StockDailyParams):
+class EtfDailyParams(StockDailyParams, frozen=True):
     pass
 
 
-class IndexDailyParams(CrawlerParams):
-    symbols: tuple[IndexSymbol, ...] = Field(min_length=1, max_length=500)
-    lookback_days: int = Field(default=30, ge=1, le=3650)
+class IndexDailyParams(CrawlerParams, frozen=True, kw_only=True):
+    symbols: Annotated[tuple[IndexSymbol, ...], Meta(min_length=1, max_length=500)]
+    lookback_days: Annotated[int, Meta(ge=1, le=3650)] = 30
 
 
 SpotParamsT = TypeVar("SpotParamsT", StockSpotParams, EtfSpotParams, IndexSpotParams)

@@ -13,7 +13,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from msgspec import Meta
 
 from kairos_runtime.context import TaskContext
 from kairos_runtime.errors import PermanentTaskError
@@ -37,7 +37,7 @@ SOURCE = "CoinGecko (/coins/markets via pycoingecko)"
 DEFAULT_TOP_N = 100
 API_KEY_MAX_AGE_SECONDS = 300
 
-CoinId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$", description="CoinGecko coin id")]
+CoinId = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$", description="CoinGecko coin id")]
 
 
 class ApiPlan(StrEnum):
@@ -47,24 +47,30 @@ class ApiPlan(StrEnum):
     PRO = "pro"
 
 
-class CryptoMarketsParams(CrawlerParams):
-    coin_ids: tuple[CoinId, ...] | None = Field(default=None, min_length=1, max_length=250)
-    top_n: int | None = Field(
-        default=None, ge=1, le=250, description=f"the top N by market cap (default {DEFAULT_TOP_N}) when no coin_ids"
-    )
-    vs_currency: str = Field(default="usd", pattern=r"^[a-z]{3,6}$", description="quote currency, e.g. usd")
-    api_key_parameter: str | None = Field(
-        default=None,
-        pattern=r"^/[A-Za-z0-9_.\-/]{1,1000}$",
-        description="name of the SSM SecureString parameter holding the API key (the name, never the key)",
-    )
+class CryptoMarketsParams(CrawlerParams, frozen=True):
+    coin_ids: Annotated[tuple[CoinId, ...], Meta(min_length=1, max_length=250)] | None = None
+    top_n: (
+        Annotated[
+            int, Meta(ge=1, le=250, description=f"the top N by market cap (default {DEFAULT_TOP_N}) when no coin_ids")
+        ]
+        | None
+    ) = None
+    vs_currency: Annotated[str, Meta(pattern=r"^[a-z]{3,6}$", description="quote currency, e.g. usd")] = "usd"
+    api_key_parameter: (
+        Annotated[
+            str,
+            Meta(
+                pattern=r"^/[A-Za-z0-9_.\-/]{1,1000}$",
+                description="name of the SSM SecureString parameter holding the API key (the name, never the key)",
+            ),
+        ]
+        | None
+    ) = None
     api_plan: ApiPlan = ApiPlan.DEMO
 
-    @model_validator(mode="after")
-    def _one_selection(self) -> CryptoMarketsParams:
+    def __post_init__(self) -> None:
         if self.coin_ids and self.top_n is not None:
             raise ValueError("give coin_ids or top_n, not both")
-        return self
 
     @property
     def page_size(self) -> int:

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field
+from msgspec import Meta
 
 from kairos_runtime.context import TaskContext
 from kairos_runtime.events import iso_seconds
@@ -60,13 +60,13 @@ CLASS_FIELDS: Mapping[AssetClass, ClassFields] = {
 }
 
 
-class DailySummaryParams(TaskParams):
-    trading_date: date | None = Field(
-        default=None, description="the date to summarise (default: the slot's date in Asia/Shanghai)"
-    )
-    asset_classes: tuple[AssetClass, ...] = Field(default=tuple(AssetClass), min_length=1)
-    crypto_quote_currency: str = Field(default="usd", pattern=r"^[a-z]{3,6}$")
-    top: int = Field(default=5, ge=1, le=50, description="how many gainers and losers to list")
+class DailySummaryParams(TaskParams, frozen=True):
+    trading_date: (
+        Annotated[date, Meta(description="the date to summarise (default: the slot's date in Asia/Shanghai)")] | None
+    ) = None
+    asset_classes: Annotated[tuple[AssetClass, ...], Meta(min_length=1)] = tuple(AssetClass)
+    crypto_quote_currency: Annotated[str, Meta(pattern=r"^[a-z]{3,6}$")] = "usd"
+    top: Annotated[int, Meta(ge=1, le=50, description="how many gainers and losers to list")] = 5
 
 
 def day_quotes(

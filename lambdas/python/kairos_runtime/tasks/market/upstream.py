@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import Field
+from msgspec import Meta
 
 from kairos_runtime.errors import PermanentTaskError, TransientTaskError
 from kairos_runtime.registry import TaskParams
@@ -45,21 +45,23 @@ sleep: Callable[[float], None] = time.sleep
 """Backoff waits go through here, so tests can skip them."""
 
 
-class CrawlerParams(TaskParams):
+class CrawlerParams(TaskParams, frozen=True):
     """Settings every task that calls a market data source shares."""
 
-    request_timeout_seconds: float = Field(
-        default=15, gt=0, le=120, description="cap on each HTTP request's connect and read time"
-    )
-    max_retry_seconds: float = Field(
-        default=10,
-        ge=0,
-        le=600,
-        description=(
-            "a failing call is retried only while its attempts and waits fit in this many seconds; "
-            "longer outages are left to Lambda's own retry of the delivery"
+    request_timeout_seconds: Annotated[
+        float, Meta(gt=0, le=120, description="cap on each HTTP request's connect and read time")
+    ] = 15
+    max_retry_seconds: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=600,
+            description=(
+                "a failing call is retried only while its attempts and waits fit in this many seconds; "
+                "longer outages are left to Lambda's own retry of the delivery"
+            ),
         ),
-    )
+    ] = 10
 
 
 class SourceUnavailable(TransientTaskError):  # noqa: N818 - named for the run record

@@ -1,0 +1,129 @@
+"""The runtime's models: what msgspec accepts, and how a problem is located and worded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import pytest
+from msgspec import Meta
+
+from kairos_runtime.events import ScheduledEvent
+from kairos_runtime.validation import InvalidInputError, Model, parse
+
+
+class Leg(Model, frozen=True):
+    venue: Annotated[str, Meta(pattern=r"^[A-Z]+$")]
+
+
+class Order(Model, frozen=True, kw_only=True):
+    symbol: str
+    quantity: Annotated[int, Meta(ge=1)] = 1
+    legs: tuple[Leg, ...] = ()
+    tags: dict[str, int] = {}  # noqa: RUF012 - msgspec copies mutable defaults per instance
+
+    def __post_init__(self) -> None:
+        if self.quantity > 1 and not self.legs:
+            raise ValueError("a quantity over 1 needs legs")
+
+
+@pytest.mark.parametrize(
+    ("raw", "location", "message"),
+    [
+        ({"symbol": "A", "quantity": 0}, "quantity", "Expected `int` >= 1"),
+        ({"symbol": "A", "legs": [{"venue": "SSE"}, {"venue": "sse"}]}, "legs.1.venue", "Expected `str` matching"),
+        ({"quantity": 1}, "symbol", "required field missing"),
+        ({"symbol": "A", "legs": [{}]}, "legs.0.venue", "required field missing"),
+        ({"symbol": "A", "quantity": 2}, "", "a quantity over 1 needs legs"),
+        ({"symbol": "A", "tags": {"x": "1"}}, "tags.*", "Expected `int`, got `str`"),
+        ("not a mapping", "", "Expected `object`, got `str`"),
+    ],
+)
+def test_a_problem_names_the_path_to_the_field(raw: object, location: str, message: str) -> None:
+    with pytest.raises(InvalidInputError) as invalid:
+        parse(raw, Order)
+
+    assert invalid.value.location == location
+    assert invalid.value.message.startswith(message)
+    assert str(invalid.value) == (f"{location}: {invalid.value.message}" if location else invalid.value.message)
+
+
+def test_an_unknown_field_is_refused_with_the_closest_known_name() -> None:
+    with pytest.raises(InvalidInputError) as invalid:
+        parse({"symbol": "A", "quantty": 2}, Order)
+    assert str(invalid.value) == "quantty: unknown field (did you mean 'quantity'?)"
+
+    with pytest.raises(InvalidInputError) as nested:
+        parse({"symbol": "A", "legs": [{"venue": "SSE", "zzz": 1}]}, Order)
+    assert str(nested.value) == "legs.0.zzz: unknown field"
+
+
+def test_numbers_written_as_strings_are_accepted_only_when_asked_for() -> None:
+    with pytest.raises(InvalidInputError, match="quantity: Expected `int`, got `str`"):
+        parse({"symbol": "A", "quantity": "1"}, Order)
+
+    assert parse({"symbol": "A", "quantity": "1"}, Order, from_strings=True).quantity == 1
+
+
+def test_models_are_frozen() -> None:
+    order = parse({"symbol": "A"}, Order)
+    with pytest.raises(AttributeError, match="immutable"):
+        order.symbol = "B"  # type: ignore[misc]
+
+
+def test_a_scheduler_event_is_parsed_from_the_strings_scheduler_substitutes() -> None:
+    event = ScheduledEvent.parse(
+        {
+            "task": "one",
+            "task_type": "simple_task_1",
+            "params": {"label": "x"},
+            "scheduled_time": "2026-11-27T15:15:00+08:00",
+            "execution_id": "exec-1",
+            "attempt": "2",
+            "added_by_a_newer_schedule": True,
+        }
+    )
+
+    assert event.scheduled_time == datetime(2026, 11, 27, 7, 15, tzinfo=UTC)
+    assert event.scheduled_time.tzinfo is UTC
+    assert event.attempt == 2
+    assert event.to_json() == {
+        "task": "one",
+        "task_type": "simple_task_1",
+        "params": {"label": "x"},
+        "scheduled_time": "2026-11-27T07:15:00Z",
+        "execution_id": "exec-1",
+        "attempt": 2,
+    }
+
+
+def test_a_fraction_of_a_second_is_written_in_microseconds_as_the_node_runtime_writes_it() -> None:
+    raw = {"task": "one", "task_type": "t", "scheduled_time": "2024-05-01T09:30:00.5Z", "execution_id": "e"}
+
+    assert ScheduledEvent.parse(raw).to_json()["scheduled_time"] == "2024-05-01T09:30:00.500000Z"
+
+
+def test_a_naive_scheduled_time_is_taken_as_utc_however_the_event_is_built() -> None:
+    naive = datetime(2026, 11, 27, 7, 15)
+
+    built = ScheduledEvent(task="one", task_type="t", scheduled_time=naive, execution_id="e")
+    parsed = ScheduledEvent.parse(
+        {"task": "one", "task_type": "t", "scheduled_time": "2026-11-27T07:15:00", "execution_id": "e"}
+    )
+
+    assert built.scheduled_time == parsed.scheduled_time == datetime(2026, 11, 27, 7, 15, tzinfo=UTC)
+    assert built.for_task("two").task == "two"
+    assert built.for_task("two").scheduled_time == built.scheduled_time
+
+
+@pytest.mark.parametrize(
+    ("change", "location"),
+    [({"task": ""}, "task"), ({"attempt": "0"}, "attempt"), ({"scheduled_time": "yesterday"}, "scheduled_time")],
+)
+def test_an_event_that_does_not_fit_names_the_field(change: dict[str, str], location: str) -> None:
+    raw = {"task": "one", "task_type": "t", "scheduled_time": "2026-11-27T07:15:00Z", "execution_id": "e"}
+
+    with pytest.raises(InvalidInputError) as invalid:
+        ScheduledEvent.parse(raw | change)
+
+    assert invalid.value.location == location
