@@ -54,7 +54,7 @@ from kairos_stack.bytecode import (
     compile_tree,
     find_cpython,
 )
-from kairos_stack.python_lock import LockError, read_lock
+from kairos_stack.python_lock import LOCK_SUFFIX, LockError, read_lock, requirement_lines
 
 PYTHON_CODE_DIR = PROJECT_ROOT / "lambdas" / "python"
 CACHE_ROOT = PROJECT_ROOT / ".bundle-cache"
@@ -176,7 +176,7 @@ class DependencyGroupSpec:
     @property
     def lock_file(self) -> Path:
         """Every version the group installs, per platform (see :mod:`kairos_stack.python_lock`)."""
-        return self.requirements.with_name(f"{self.requirements.stem}.lock.txt")
+        return self.requirements.with_name(self.requirements.stem + LOCK_SUFFIX)
 
     @property
     def lock_inputs(self) -> tuple[Path, ...]:
@@ -245,9 +245,10 @@ def group_key(spec: DependencyGroupSpec, target: LambdaPlatform) -> str:
         Path(__file__).read_bytes(),
         Path(bytecode.__file__).read_bytes(),
     ]
-    for requirement_file in (*spec.requirement_files(), spec.lock_file):
+    for requirement_file in spec.requirement_files():
         content = requirement_file.read_bytes() if requirement_file.is_file() else b""
-        parts += [requirement_file.name.encode(), content]
+        parts += [requirement_file.name.encode(), requirement_lines(content)]
+    parts += [spec.lock_file.name.encode(), spec.lock_file.read_bytes() if spec.lock_file.is_file() else b""]
     return _sha256(parts)
 
 

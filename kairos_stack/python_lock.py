@@ -58,13 +58,27 @@ class StaleLockError(LockError):
     """A lock file is missing, or older than the requirements it pins."""
 
 
+LOCK_SUFFIX = ".lock.txt"
+"""``requirements.txt`` locks into ``requirements.lock.txt`` beside it."""
+_COMMENT = re.compile(rb"(^|\s)#.*$")
+
+
+def requirement_lines(content: bytes) -> bytes:
+    """A requirements file without its comments and blank lines (pip's rule: ``#`` at the start of
+    a line or after whitespace), so editing a comment changes no lock and no asset."""
+    lines = (_COMMENT.sub(b"", line).strip() for line in content.splitlines())
+    return b"\n".join(line for line in lines if line)
+
+
 def lock_inputs_digest(spec: LockedGroup, pending: Mapping[Path, bytes] | None = None) -> str:
-    """A digest of what a group's lock is resolved from (its requirement files, its base's lock);
-    ``pending`` holds files about to be written (a base lock resolved in the same run)."""
+    """A digest of what a group's lock is resolved from (its requirement files' requirements, its
+    base's lock); ``pending`` holds files about to be written (a base lock resolved in the same run)."""
     digest = hashlib.sha256()
     contents = {path: path.read_bytes() for path in spec.lock_inputs if path.is_file()} | dict(pending or {})
     for path in spec.lock_inputs:
         content = contents.get(path, b"")
+        if not path.name.endswith(LOCK_SUFFIX):
+            content = requirement_lines(content)
         for part in (path.name.encode(), content):
             digest.update(len(part).to_bytes(8, "big"))
             digest.update(part)

@@ -106,6 +106,21 @@ def test_a_requirements_change_makes_the_lock_stale_until_make_lock_runs(tmp_pat
     assert group_key(core, X86_313) != key_before
 
 
+def test_a_comment_or_blank_line_in_requirements_changes_neither_the_lock_nor_the_asset(tmp_path: Path) -> None:
+    core, _layer = groups(tmp_path)
+    write_locks(FakeResolver(), [core], log=lambda message: None)
+    key_before = group_key(core, X86_313)
+    requirements = tmp_path / "requirements.txt"
+
+    requirements.write_text("# what every function ships\n\npydantic==2.14.4  # the models\n")
+
+    assert read_lock(core), "still fresh"
+    assert group_key(core, X86_313) == key_before
+    requirements.write_text("pydantic==2.14.4 ; python_version >= '3.12'\n")
+    with pytest.raises(StaleLockError, match="make lock"):
+        read_lock(core)
+
+
 def test_a_layer_lock_follows_its_base_lock(tmp_path: Path) -> None:
     core, layer = groups(tmp_path)
     resolver = FakeResolver()

@@ -14,7 +14,6 @@ defaults declares ``kw_only=True`` too.
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any, TypeVar
 
@@ -79,5 +78,7 @@ def _path_parts(path: str) -> list[str]:
 def _did_you_mean(field: str, model: type[Any], parts: list[str]) -> str:
     if parts or not (isinstance(model, type) and issubclass(model, msgspec.Struct)):
         return ""
+    import difflib  # only a rejected input pays for it
+
     close = difflib.get_close_matches(field, model.__struct_fields__, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
