@@ -56,14 +56,13 @@ def _field_path(parts: Any) -> str:
 
 
 def _params_model_check(task_type: TaskType[Any]) -> ParamsCheck:
-    """The runtime's own parse: tasks.yaml is held to exactly what the function will accept."""
+    """The runtime's own parse of the (plain JSON) params: the first problem only, as msgspec reports."""
 
     def check(params: Mapping[str, Any]) -> list[str]:
         try:
             task_type.parse_params(params)
         except InvalidInputError as invalid:
-            location = invalid.location.split(".") if invalid.location else []
-            return [f"{_field_path(location)}: {invalid.message}"]
+            return [f"{_field_path([invalid.location] if invalid.location else [])}: {invalid.message}"]
         return []
 
     return check

@@ -6,9 +6,13 @@ then the built-in defaults below.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from ruamel.yaml.scalarbool import ScalarBoolean
 
 from kairos.schedule import Schedule, ScheduleError, parse_schedule, validate_timezone
 
@@ -77,6 +81,42 @@ def _check_schedule(value: str | None) -> str | None:
     return value
 
 
+def _plain_json(value: Any, path: str) -> Any:
+    """``value`` in the plain types of the schedule's JSON input. YAML's own scalar types (ruamel's
+    ``ScalarFloat``, an anchored ``ScalarBoolean``, which is an int) become float and bool, so the
+    params checks see exactly what the function will receive."""
+    if value is None or isinstance(value, bool | ScalarBoolean):
+        return None if value is None else bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{path or 'params'} is {value}, which JSON cannot carry")
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping):
+        plain = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{path or 'params'} has the key {key!r}: JSON keys are strings, so quote it")
+            plain[str(key)] = _plain_json(item, f"{path}.{key}" if path else key)
+        return plain
+    if isinstance(value, list | tuple):
+        return [_plain_json(item, f"{path}.{index}") for index, item in enumerate(value)]
+    kind = "a date" if isinstance(value, date | datetime) else f"a {type(value).__name__}"
+    raise ValueError(f"{path} is {kind}, which the schedule's JSON input cannot carry: write it as a quoted string")
+
+
+def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    plain: dict[str, Any] = _plain_json(params, "")
+    return plain
+
+
+JsonParams = Annotated[dict[str, Any], AfterValidator(_json_params)]
+"""A task's params, as the schedule sends them: JSON."""
+
+
 def _check_timezone(value: str | None) -> str | None:
     if value is None:
         return None
@@ -114,7 +154,7 @@ class TaskEntry(_Model):
     architecture: Architecture | None = Field(
         default=None, description="defaults to what the task type's dependencies support"
     )
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JsonParams = Field(default_factory=dict)
 
     _timezone = field_validator("timezone")(_check_timezone)
     _schedule = field_validator("schedule")(_check_schedule)
@@ -128,7 +168,7 @@ class TaskOverride(_Model):
     timeout: Timeout | None = None
     schedule: str | None = None
     timezone: str | None = None
-    params: dict[str, Any] | None = None
+    params: JsonParams | None = None
 
     _timezone = field_validator("timezone")(_check_timezone)
     _schedule = field_validator("schedule")(_check_schedule)

@@ -1,7 +1,8 @@
 """Read tasks.yaml into a :class:`~kairos.config.TasksFile`, or fail with messages a person can act on.
 
 Every problem names the file, the line, the task (or stage) and the field, and all problems are
-reported at once, so one run of ``kairos validate`` shows everything that needs fixing.
+reported at once, so one run of ``kairos validate`` shows everything that needs fixing; only a
+Python task's params report their first problem (the runtime's msgspec models stop there).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from kairos_stack.python_deps import (
     locked_pins,
     parse_missing_distribution,
 )
-from kairos_stack.python_lock import Lock, LockError, StaleLockError, read_lock
+from kairos_stack.python_lock import Lock, LockError, StaleLockError, read_lock, requirement_lines
 
 ARM_313 = LambdaPlatform("arm64", "3.13")
 X86_313 = LambdaPlatform("x86_64", "3.13")
@@ -67,7 +67,7 @@ def test_the_committed_locks_are_fresh_and_cover_every_platform_a_function_can_u
     assert set(crawler.resolved) == x86
     assert all("py-mini-racer has no wheel" in reason for reason in crawler.unresolvable.values())
     core_pins, crawler_pins = locked_pins(CORE, X86_313), locked_pins(CRAWLER, X86_313)
-    top_level = [Requirement(line) for line in CORE.requirements.read_text().splitlines() if "==" in line]
+    top_level = [Requirement(line) for line in requirement_lines(CORE.requirements.read_bytes()).decode().splitlines()]
     assert top_level, "the core group pins its requirements"
     for requirement in top_level:
         pinned = core_pins[canonicalize_name(requirement.name)]

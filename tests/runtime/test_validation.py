@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import pytest
-from msgspec import Meta
+from msgspec import Meta, field
 
 from kairos_runtime.events import ScheduledEvent
+from kairos_runtime.tasks import default_registry
 from kairos_runtime.validation import InvalidInputError, Model, parse
 
 
@@ -20,7 +21,7 @@ class Order(Model, frozen=True, kw_only=True):
     symbol: str
     quantity: Annotated[int, Meta(ge=1)] = 1
     legs: tuple[Leg, ...] = ()
-    tags: dict[str, int] = {}  # noqa: RUF012 - msgspec copies mutable defaults per instance
+    tags: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.quantity > 1 and not self.legs:
@@ -36,6 +37,7 @@ class Order(Model, frozen=True, kw_only=True):
         ({"symbol": "A", "legs": [{}]}, "legs.0.venue", "required field missing"),
         ({"symbol": "A", "quantity": 2}, "", "a quantity over 1 needs legs"),
         ({"symbol": "A", "tags": {"x": "1"}}, "tags.*", "Expected `int`, got `str`"),
+        ({"symbol": "A", "tags": {1: 1}}, "tags.[key]", "Expected `str`, got `int`"),
         ("not a mapping", "", "Expected `object`, got `str`"),
     ],
 )
@@ -62,7 +64,7 @@ def test_numbers_written_as_strings_are_accepted_only_when_asked_for() -> None:
     with pytest.raises(InvalidInputError, match="quantity: Expected `int`, got `str`"):
         parse({"symbol": "A", "quantity": "1"}, Order)
 
-    assert parse({"symbol": "A", "quantity": "1"}, Order, from_strings=True).quantity == 1
+    assert parse({"symbol": "A", "quantity": "1"}, Order, lax=True).quantity == 1
 
 
 def test_models_are_frozen() -> None:
@@ -87,7 +89,7 @@ def test_a_scheduler_event_is_parsed_from_the_strings_scheduler_substitutes() ->
     assert event.scheduled_time == datetime(2026, 11, 27, 7, 15, tzinfo=UTC)
     assert event.scheduled_time.tzinfo is UTC
     assert event.attempt == 2
-    assert event.to_json() == {
+    assert event.as_json() == {
         "task": "one",
         "task_type": "simple_task_1",
         "params": {"label": "x"},
@@ -100,7 +102,7 @@ def test_a_scheduler_event_is_parsed_from_the_strings_scheduler_substitutes() ->
 def test_a_fraction_of_a_second_is_written_in_microseconds_as_the_node_runtime_writes_it() -> None:
     raw = {"task": "one", "task_type": "t", "scheduled_time": "2024-05-01T09:30:00.5Z", "execution_id": "e"}
 
-    assert ScheduledEvent.parse(raw).to_json()["scheduled_time"] == "2024-05-01T09:30:00.500000Z"
+    assert ScheduledEvent.parse(raw).as_json()["scheduled_time"] == "2024-05-01T09:30:00.500000Z"
 
 
 def test_a_naive_scheduled_time_is_taken_as_utc_however_the_event_is_built() -> None:
@@ -125,5 +127,25 @@ def test_an_event_that_does_not_fit_names_the_field(change: dict[str, str], loca
 
     with pytest.raises(InvalidInputError) as invalid:
         ScheduledEvent.parse(raw | change)
+
+    assert invalid.value.location == location
+
+
+@pytest.mark.parametrize(
+    ("task_type", "params", "location"),
+    [
+        ("stock_spot", {"symbols": ["600519\n"]}, "symbols.0"),
+        ("stock_spot", {"symbols": ["\uff16\uff10\uff10\uff15\uff11\uff19"]}, "symbols.0"),  # full-width digits
+        ("index_daily", {"symbols": ["000300\n"]}, "symbols.0"),
+        ("crypto_markets", {"vs_currency": "usd\n"}, "vs_currency"),
+        ("crypto_markets", {"coin_ids": ["bitcoin\n"]}, "coin_ids.0"),
+        ("crypto_markets", {"api_key_parameter": "/kairos/coingecko\n"}, "api_key_parameter"),
+        ("daily_summary", {"crypto_quote_currency": "usd\n"}, "crypto_quote_currency"),
+    ],
+)
+def test_patterned_params_match_the_whole_value(task_type: str, params: dict[str, object], location: str) -> None:
+    # msgspec matches with re.search, where "$" also matches before a final newline.
+    with pytest.raises(InvalidInputError) as invalid:
+        default_registry().get(task_type).parse_params(params)
 
     assert invalid.value.location == location

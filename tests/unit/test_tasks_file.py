@@ -299,3 +299,46 @@ def test_models_are_frozen(tmp_path: Path, catalog: TaskCatalog) -> None:
 
     with pytest.raises(ValueError, match="frozen"):
         tasks_file.tasks[0].memory = 512  # type: ignore[misc]
+
+
+def test_yaml_floats_and_anchored_booleans_reach_the_params_models_as_plain_json(
+    tmp_path: Path, catalog: TaskCatalog
+) -> None:
+    # ruamel loads 20.5 as a float subclass and an anchored boolean as an int subclass: the schedule
+    # sends JSON, so the checks and the plan must see a float and a bool.
+    text = VALID + (
+        "      - name: spot\n"
+        "        task_type: stock_spot\n"
+        "        schedule: rate(5 minutes)\n"
+        "        params: {request_timeout_seconds: 20.5, trading_hours_only: &hours false, symbols: ['600519']}\n"
+        "      - name: spot-again\n"
+        "        task_type: stock_spot\n"
+        "        schedule: rate(5 minutes)\n"
+        "        params: {trading_hours_only: *hours}\n"
+    )
+
+    tasks_file = load_tasks_file(write(tmp_path, text), catalog)
+
+    spot, again = tasks_file.task("spot").params, tasks_file.task("spot-again").params
+    assert type(spot["request_timeout_seconds"]) is float
+    assert spot["request_timeout_seconds"] == 20.5
+    assert spot["trading_hours_only"] is False
+    assert again["trading_hours_only"] is False
+
+
+def test_a_param_json_cannot_carry_is_refused_with_a_way_out(tmp_path: Path, catalog: TaskCatalog) -> None:
+    summary = (
+        "      - name: summary\n"
+        "        task_type: daily_summary\n"
+        "        schedule: cron(0 18 * * ? *)\n"
+        "        params: {trading_date: 2026-11-27}\n"
+    )
+
+    problems = problems_of(tmp_path, VALID + summary, catalog)
+
+    assert problems == [
+        f"{tmp_path / 'tasks.yaml'}:24: task 'summary', field 'params': trading_date is a date, which the "
+        "schedule's JSON input cannot carry: write it as a quoted string"
+    ]
+    quoted = load_tasks_file(write(tmp_path, VALID + summary.replace("2026-11-27", "'2026-11-27'")), catalog)
+    assert quoted.task("summary").params == {"trading_date": "2026-11-27"}

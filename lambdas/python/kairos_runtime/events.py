@@ -7,7 +7,7 @@ schedule's input as strings; :meth:`ScheduledEvent.parse` turns them back into t
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 
@@ -23,19 +23,19 @@ def iso_seconds(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
     """What a function receives from its schedule (or from ``kairos run``). Fields it does not know
     are ignored: an event from a newer schedule still runs."""
 
-    task: NonEmpty
-    task_type: NonEmpty
+    task: _NonEmpty
+    task_type: _NonEmpty
     params: dict[str, Any] = msgspec.field(default_factory=dict)
     scheduled_time: datetime
     """Always in UTC (a naive time is taken as UTC)."""
-    execution_id: NonEmpty
+    execution_id: _NonEmpty
     attempt: Annotated[int, msgspec.Meta(ge=1)] = 1
 
     def __post_init__(self) -> None:
@@ -47,15 +47,15 @@ class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def parse(cls, raw: object) -> ScheduledEvent:
         """The event as delivered; :class:`~kairos_runtime.validation.InvalidInputError` when it does not fit."""
-        return parse(raw, cls, from_strings=True)
+        return parse(raw, cls, lax=True)
 
     def for_task(self, task: str) -> ScheduledEvent:
         return msgspec.structs.replace(self, task=task)
 
-    def to_json(self) -> dict[str, Any]:
-        """The event as JSON-ready values (``scheduled_time`` as ``2026-11-27T07:15:00Z``)."""
-        result: dict[str, Any] = to_builtins(self)
-        return result
+    def as_json(self) -> dict[str, Any]:
+        """The event as JSON-ready values (``scheduled_time`` as ``2026-11-27T07:15:00Z``), as the
+        Node runtime's ``eventAsJson`` writes it."""
+        return cast("dict[str, Any]", to_builtins(self))
 
 
 def schedule_input(*, task: str, task_type: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -79,7 +79,7 @@ class RuntimeSettings(Model, frozen=True):
             design.table_id: environ[design.env_var] for design in TABLE_DESIGNS.values() if environ.get(design.env_var)
         }
         values = {**{k: v for k, v in optional.items() if v is not None}, "table_names": tables}
-        return parse(values, cls, from_strings=True)
+        return parse(values, cls, lax=True)
 
 
 @lru_cache(maxsize=1)

@@ -1,15 +1,24 @@
-"""Typed values from untyped input (an event, a task's params, the environment), checked by msgspec.
+r"""Typed values from untyped input (an event, a task's params, the environment), checked by msgspec.
 
 The Lambda runtime validates with msgspec, not pydantic: importing pydantic and building a first
-model costs about a third of the cold-import floor (``import boto3, aws_lambda_powertools``), which
-alone breaks the handler's budget; msgspec costs about a twentieth (``bench/RESULTS.md``). The
-CDK app and the CLI keep pydantic for tasks.yaml, where import time does not matter.
+model adds about 40 % to the cold-import floor (``import boto3, aws_lambda_powertools``), more than
+the handler's whole budget of 30 %; msgspec adds nothing measurable (``bench/RESULTS.md``). The CDK
+app and the CLI keep pydantic for tasks.yaml, where import time does not matter.
 
-Constraints are declared with ``Annotated[int, Meta(ge=1)]`` on :class:`Model` fields; a check that
-spans fields goes in ``__post_init__`` and raises ``ValueError``. Every subclass restates
-``frozen=True`` (msgspec inherits it, but mypy reads each class on its own and says so when it is
-missing); ``kw_only`` is not inherited, so a subclass that adds a required field after inherited
-defaults declares ``kw_only=True`` too.
+Writing a model:
+
+* constraints go in ``Annotated[int, Meta(ge=1)]``; a ``pattern`` is matched with ``re.search``, so
+  anchor it with ``^`` and ``\Z`` (``$`` also matches before a final newline);
+* a check that spans fields goes in ``__post_init__`` and raises ``ValueError``; a subclass that
+  adds one calls ``super().__post_init__()`` first, or the parent's check is lost;
+* every subclass restates ``frozen=True`` (msgspec inherits it, but mypy reads each class on its
+  own and says so when it is missing); ``kw_only`` is not inherited, so a subclass that adds a
+  required field after inherited defaults declares ``kw_only=True`` itself.
+
+Build a model from input with :func:`parse`: calling the class directly checks neither types nor
+``Meta`` constraints (only ``__post_init__`` runs), which is fine for values the code itself made.
+Unlike pydantic, input is not coerced (``"5"`` is not an int, ``5.0`` not an int, ``"no"`` not a
+bool) unless :func:`parse` is asked to be ``lax``, and only the first problem is reported.
 """
 
 from __future__ import annotations
@@ -19,16 +28,16 @@ from typing import Any, TypeVar
 
 import msgspec
 
-ModelT = TypeVar("ModelT")
+ModelT = TypeVar("ModelT", bound=msgspec.Struct)
 
-_LOCATED = re.compile(r"^(?P<message>.*) - at `\$(?P<path>[^`]*)`$", re.DOTALL)
+_LOCATED = re.compile(r"^(?P<message>.*) - at `(?P<key>key` in `)?\$(?P<path>[^`]*)`$", re.DOTALL)
 _FIELD_PROBLEM = re.compile(r"^Object (?P<what>contains unknown|missing required) field `(?P<field>[^`]*)`$")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[([^\]]*)\]")
 
 
-class Model(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Base of the runtime's models: immutable, keyword-only, and an unknown field is an error (a typo
-    in tasks.yaml must not silently fall back to a default)."""
+class Model(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Base of the runtime's models: immutable, and an unknown field is an error (a typo in tasks.yaml
+    must not silently fall back to a default)."""
 
 
 class InvalidInputError(ValueError):
@@ -41,14 +50,16 @@ class InvalidInputError(ValueError):
         self.message = message
 
 
-def parse(raw: object, model: type[ModelT], *, from_strings: bool = False) -> ModelT:
+def parse(raw: object, model: type[ModelT], *, lax: bool = False) -> ModelT:
     """``raw`` as a ``model``, or :class:`InvalidInputError` naming the first field that does not fit.
 
-    ``from_strings`` also accepts numbers and booleans written as strings: environment variables,
-    and Scheduler's context attributes, which it substitutes into the event as strings.
+    ``lax`` is msgspec's non-strict mode, for input that arrives as text: environment variables, and
+    Scheduler's context attributes, which it substitutes into the event as strings. It accepts
+    numbers and booleans written as strings (``"2"``, ``"1e1"``, ``"true"``), floats with no
+    fraction for ints, and numbers as Unix times for datetimes.
     """
     try:
-        return msgspec.convert(raw, model, strict=not from_strings)
+        return msgspec.convert(raw, model, strict=not lax)
     except msgspec.ValidationError as invalid:
         raise _located(str(invalid), model) from None
 
@@ -61,6 +72,8 @@ def to_builtins(value: object) -> Any:
 def _located(text: str, model: type[Any]) -> InvalidInputError:
     located = _LOCATED.match(text)
     message, parts = (located["message"], _path_parts(located["path"])) if located else (text, [])
+    if located and located["key"]:
+        parts.append("[key]")
     field_problem = _FIELD_PROBLEM.match(message)
     if field_problem is None:
         return InvalidInputError(".".join(parts), message)

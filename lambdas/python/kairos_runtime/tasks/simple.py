@@ -32,6 +32,6 @@ def log_timestamp(params: SimpleTask1Params, context: TaskContext) -> TaskOutcom
 @registry.task("simple_task_2", params=SimpleTask2Params)
 def echo_event(params: SimpleTask2Params, context: TaskContext) -> TaskOutcome:
     """Echo the event it was invoked with."""
-    echoed = context.event.to_json()
+    echoed = context.event.as_json()
     context.logger.info("echo", extra={"event": echoed})
     return TaskOutcome(detail={"event": echoed})

@@ -37,7 +37,7 @@ SOURCE = "CoinGecko (/coins/markets via pycoingecko)"
 DEFAULT_TOP_N = 100
 API_KEY_MAX_AGE_SECONDS = 300
 
-CoinId = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$", description="CoinGecko coin id")]
+CoinId = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,99}\Z", description="CoinGecko coin id")]
 
 
 class ApiPlan(StrEnum):
@@ -55,12 +55,12 @@ class CryptoMarketsParams(CrawlerParams, frozen=True):
         ]
         | None
     ) = None
-    vs_currency: Annotated[str, Meta(pattern=r"^[a-z]{3,6}$", description="quote currency, e.g. usd")] = "usd"
+    vs_currency: Annotated[str, Meta(pattern=r"^[a-z]{3,6}\Z", description="quote currency, e.g. usd")] = "usd"
     api_key_parameter: (
         Annotated[
             str,
             Meta(
-                pattern=r"^/[A-Za-z0-9_.\-/]{1,1000}$",
+                pattern=r"^/[A-Za-z0-9_.\-/]{1,1000}\Z",
                 description="name of the SSM SecureString parameter holding the API key (the name, never the key)",
             ),
         ]

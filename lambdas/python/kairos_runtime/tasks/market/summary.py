@@ -65,7 +65,7 @@ class DailySummaryParams(TaskParams, frozen=True):
         Annotated[date, Meta(description="the date to summarise (default: the slot's date in Asia/Shanghai)")] | None
     ) = None
     asset_classes: Annotated[tuple[AssetClass, ...], Meta(min_length=1)] = tuple(AssetClass)
-    crypto_quote_currency: Annotated[str, Meta(pattern=r"^[a-z]{3,6}$")] = "usd"
+    crypto_quote_currency: Annotated[str, Meta(pattern=r"^[a-z]{3,6}\Z")] = "usd"
     top: Annotated[int, Meta(ge=1, le=50, description="how many gainers and losers to list")] = 5
 
 
