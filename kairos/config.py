@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from ruamel.yaml.comments import TaggedScalar
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from kairos.schedule import Schedule, ScheduleError, parse_schedule, validate_timezone
@@ -81,35 +84,77 @@ def _check_schedule(value: str | None) -> str | None:
     return value
 
 
-def _plain_json(value: Any, path: str) -> Any:
+PARAMS_NOT_JSON = "params_not_json"
+"""The error type of a params value JSON cannot carry; its context names the value's ``path``."""
+_YAML_STR_TAG = "tag:yaml.org,2002:str"
+_LARGEST_EXACT_NUMBER = 2**53 - 1
+"""The schedule's input is marshalled through JavaScript (jsii): a larger integer would change."""
+
+
+class _NotJsonError(ValueError):
+    def __init__(self, path: tuple[str, ...], problem: str) -> None:
+        super().__init__(problem)
+        self.path, self.problem = path, problem
+
+
+def _plain_json(value: Any, path: tuple[str, ...]) -> Any:
     """``value`` in the plain types of the schedule's JSON input. YAML's own scalar types (ruamel's
-    ``ScalarFloat``, an anchored ``ScalarBoolean``, which is an int) become float and bool, so the
-    params checks see exactly what the function will receive."""
-    if value is None or isinstance(value, bool | ScalarBoolean):
-        return None if value is None else bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{path or 'params'} is {value}, which JSON cannot carry")
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
+    ``ScalarFloat``; an anchored ``ScalarBoolean``, which is an int; a ``!!str``-tagged scalar) become
+    float, bool and str, so the params checks see exactly what the function will receive."""
+    tag = getattr(getattr(value, "tag", None), "value", None)
+    if isinstance(value, TaggedScalar) and tag == _YAML_STR_TAG:
+        return str(value.value)
+    if tag is not None:
+        raise _NotJsonError(path, f"the tag {tag} has no meaning in JSON: remove it")
     if isinstance(value, Mapping):
         plain = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise ValueError(f"{path or 'params'} has the key {key!r}: JSON keys are strings, so quote it")
-            plain[str(key)] = _plain_json(item, f"{path}.{key}" if path else key)
+                raise _NotJsonError(path, f"the key {key!r} is not a string, as JSON keys are: quote it")
+            plain[str(key)] = _plain_json(item, (*path, key))
         return plain
     if isinstance(value, list | tuple):
-        return [_plain_json(item, f"{path}.{index}") for index, item in enumerate(value)]
-    kind = "a date" if isinstance(value, date | datetime) else f"a {type(value).__name__}"
-    raise ValueError(f"{path} is {kind}, which the schedule's JSON input cannot carry: write it as a quoted string")
+        return [_plain_json(item, (*path, str(index))) for index, item in enumerate(value)]
+    return _plain_scalar(value, path)
+
+
+def _plain_scalar(value: Any, path: tuple[str, ...]) -> Any:
+    if value is None or isinstance(value, bool | ScalarBoolean):
+        return None if value is None else bool(value)
+    if isinstance(value, int):
+        if abs(value) > _LARGEST_EXACT_NUMBER:
+            raise _NotJsonError(path, "too large to stay exact in the schedule's JSON input: quote it")
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _NotJsonError(path, f"{value}, which JSON cannot carry")
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    raise _NotJsonError(
+        path, f"{_kind(value)}, which the schedule's JSON input cannot carry: write it as a quoted string"
+    )
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, datetime):
+        return "a date and time"
+    if isinstance(value, date):
+        return "a date"
+    if isinstance(value, bytes):
+        return "binary data"
+    if isinstance(value, AbstractSet):
+        return "a YAML set"
+    return f"a {type(value).__name__}"
 
 
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
-    plain: dict[str, Any] = _plain_json(params, "")
+    try:
+        plain: dict[str, Any] = _plain_json(params, ())
+    except _NotJsonError as error:
+        raise PydanticCustomError(
+            PARAMS_NOT_JSON, "{problem}", {"path": error.path, "problem": error.problem}
+        ) from None
     return plain
 
 

@@ -17,7 +17,15 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from kairos.catalog import TaskCatalog
-from kairos.config import ResolvedTask, StageConfig, TaskDefaults, TaskEntry, TaskOverride, TasksFile
+from kairos.config import (
+    PARAMS_NOT_JSON,
+    ResolvedTask,
+    StageConfig,
+    TaskDefaults,
+    TaskEntry,
+    TaskOverride,
+    TasksFile,
+)
 
 
 class ConfigError(Exception):
@@ -63,34 +71,46 @@ def _catalog_problems(path: Path, raw: Any, tasks_file: TasksFile, catalog: Task
     reported: set[str] = set()
     for stage in [None, *tasks_file.stages]:
         for index, task in enumerate(tasks_file.resolved_tasks(stage)):
-            where = f"{path}:{_line_of(raw, ('tasks', index))}: task {task.name!r}"
-            if stage is not None and task.name in tasks_file.stages[stage].overrides:
-                where += f" (stage {stage!r})"
-            for problem in _task_problems(task, catalog):
-                message = f"{where}, field {problem}"
-                if message not in reported:
-                    reported.add(message)
-                    yield message
+            subject = f"task {task.name!r}"
+            override = tasks_file.stages[stage].overrides.get(task.name) if stage is not None else None
+            if override is not None:
+                subject += f" (stage {stage!r})"
+            # A params problem points at the value, in the override when that is where params come from.
+            params_loc = (
+                ("stages", stage, "overrides", task.name, "params")
+                if override is not None and override.params is not None
+                else ("tasks", index, "params")
+            )
+            for field, message in _task_problems(task, catalog):
+                loc = (*params_loc, *field.split(".")[1:]) if field.startswith("params") else ("tasks", index)
+                problem = f"{path}:{_line_of(raw, loc)}: {subject}, field {field!r}: {message}"
+                if problem not in reported:
+                    reported.add(problem)
+                    yield problem
 
 
-def _task_problems(task: ResolvedTask, catalog: TaskCatalog) -> Iterable[str]:
+def _task_problems(task: ResolvedTask, catalog: TaskCatalog) -> Iterable[tuple[str, str]]:
+    """(field, what is wrong with it) for what only the task-type catalog can tell."""
     entry = catalog.lookup(task.family, task.task_type)
     if entry is None:
         known = ", ".join(catalog.names(task.family)) or "none"
-        yield f"'task_type': {task.task_type!r} is not registered for runtime {task.runtime} (known: {known})"
+        yield "task_type", f"{task.task_type!r} is not registered for runtime {task.runtime} (known: {known})"
         return
     if task.architecture is not None and task.architecture != entry.architecture.value:
         yield (
-            f"'architecture': task_type {task.task_type!r} needs {entry.architecture.value} "
-            f"(its dependencies have no {task.architecture} build)"
+            "architecture",
+            f"task_type {task.task_type!r} needs {entry.architecture.value} "
+            f"(its dependencies have no {task.architecture} build)",
         )
     for problem in entry.check_params(task.params):
         field, _, message = problem.partition(": ")
-        yield f"{field!r}: {message}"
+        yield field, message
 
 
 def _describe(path: Path, raw: Any, issue: Any) -> str:
     loc: tuple[Any, ...] = tuple(issue["loc"])
+    if issue["type"] == PARAMS_NOT_JSON:
+        loc += tuple(issue["ctx"]["path"])
     message = str(issue["msg"]).removeprefix("Value error, ")
     subject, field_path = _subject(raw, loc)
     where = f"{path}:{_line_of(raw, loc)}"
@@ -138,6 +158,8 @@ def _line_of(raw: Any, loc: tuple[Any, ...]) -> int:
     """The 1-based line of the deepest node of ``loc`` that exists in the document."""
     node, line = raw, 1
     for part in loc:
+        if isinstance(node, list) and isinstance(part, str) and part.isdigit():
+            part = int(part)  # a list index written into a dotted path
         lc = getattr(node, "lc", None)
         try:
             if lc is not None:

@@ -9,6 +9,7 @@ import pytest
 
 from kairos.catalog import TaskCatalog, load_catalog
 from kairos.loading import ConfigError, load_tasks_file
+from kairos.plan import plan_stage
 from tests.conftest import PROJECT_ROOT
 
 VALID = """\
@@ -301,16 +302,19 @@ def test_models_are_frozen(tmp_path: Path, catalog: TaskCatalog) -> None:
         tasks_file.tasks[0].memory = 512  # type: ignore[misc]
 
 
-def test_yaml_floats_and_anchored_booleans_reach_the_params_models_as_plain_json(
+def test_yaml_scalars_reach_the_params_checks_and_the_schedule_as_plain_json(
     tmp_path: Path, catalog: TaskCatalog
 ) -> None:
-    # ruamel loads 20.5 as a float subclass and an anchored boolean as an int subclass: the schedule
-    # sends JSON, so the checks and the plan must see a float and a bool.
-    text = VALID + (
+    # ruamel loads 20.5 as a float subclass, an anchored boolean as an int subclass and a !!str value
+    # as a tagged scalar: the schedule sends JSON, so the checks and the plan must see float, bool, str.
+    text = VALID.replace(
+        "retain_data: true}", "retain_data: true, overrides: {spot: {params: {max_retry_seconds: 2.5}}}}"
+    )
+    text += (
         "      - name: spot\n"
         "        task_type: stock_spot\n"
         "        schedule: rate(5 minutes)\n"
-        "        params: {request_timeout_seconds: 20.5, trading_hours_only: &hours false, symbols: ['600519']}\n"
+        "        params: {request_timeout_seconds: 20.5, trading_hours_only: &hours false, symbols: [!!str 600519]}\n"
         "      - name: spot-again\n"
         "        task_type: stock_spot\n"
         "        schedule: rate(5 minutes)\n"
@@ -319,26 +323,63 @@ def test_yaml_floats_and_anchored_booleans_reach_the_params_models_as_plain_json
 
     tasks_file = load_tasks_file(write(tmp_path, text), catalog)
 
-    spot, again = tasks_file.task("spot").params, tasks_file.task("spot-again").params
-    assert type(spot["request_timeout_seconds"]) is float
-    assert spot["request_timeout_seconds"] == 20.5
-    assert spot["trading_hours_only"] is False
+    spot = plan_stage(tasks_file, catalog, "dev").task("spot").input_template["params"]
+    assert spot == {"request_timeout_seconds": 20.5, "trading_hours_only": False, "symbols": ["600519"]}
+    assert [type(value) for value in spot.values()] == [float, bool, list]
+    assert type(spot["symbols"][0]) is str
+    again = plan_stage(tasks_file, catalog, "dev").task("spot-again").input_template["params"]
     assert again["trading_hours_only"] is False
+    in_prod = plan_stage(tasks_file, catalog, "prod").task("spot").input_template["params"]
+    assert in_prod == {"max_retry_seconds": 2.5}, "an override's params replace the entry's"
+    assert type(in_prod["max_retry_seconds"]) is float
 
 
-def test_a_param_json_cannot_carry_is_refused_with_a_way_out(tmp_path: Path, catalog: TaskCatalog) -> None:
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("2026-11-27", "a date, which the schedule's JSON input cannot carry: write it as a quoted string"),
+        ("9007199254740993", "too large to stay exact in the schedule's JSON input: quote it"),
+        ("!thing x", "the tag !thing has no meaning in JSON: remove it"),
+        (".nan", "nan, which JSON cannot carry"),
+    ],
+)
+def test_a_param_json_cannot_carry_is_refused_at_its_line(
+    tmp_path: Path, catalog: TaskCatalog, value: str, problem: str
+) -> None:
     summary = (
         "      - name: summary\n"
-        "        task_type: daily_summary\n"
+        "        task_type: simple_task_2\n"
         "        schedule: cron(0 18 * * ? *)\n"
-        "        params: {trading_date: 2026-11-27}\n"
+        "        params:\n"
+        "          payload:\n"
+        "            fine: 1\n"
+        f"            bad: {value}\n"
     )
 
     problems = problems_of(tmp_path, VALID + summary, catalog)
 
-    assert problems == [
-        f"{tmp_path / 'tasks.yaml'}:24: task 'summary', field 'params': trading_date is a date, which the "
-        "schedule's JSON input cannot carry: write it as a quoted string"
+    assert problems == [f"{tmp_path / 'tasks.yaml'}:27: task 'summary', field 'params.payload.bad': {problem}"]
+
+
+def test_a_params_model_problem_points_at_the_value_in_the_entry_or_the_stage_override(
+    tmp_path: Path, catalog: TaskCatalog
+) -> None:
+    spot = (
+        "      - name: spot\n"
+        "        task_type: stock_spot\n"
+        "        schedule: rate(5 minutes)\n"
+        "        params:\n"
+        "          symbols:\n"
+        "            - '600519'\n"
+        "            - '60051'\n"
+    )
+    override = "overrides: {one: {params: {lable: x}}}}"
+
+    problems = problems_of(tmp_path, VALID.replace("retain_data: true}", override) + spot, catalog)
+
+    assert sorted(problems) == [
+        f"{tmp_path / 'tasks.yaml'}:27: task 'spot', field 'params.symbols.1': "
+        "Expected `str` matching regex '^[0-9]{6}\\\\Z'",
+        f"{tmp_path / 'tasks.yaml'}:8: task 'one' (stage 'prod'), field 'params.lable': "
+        "unknown field (did you mean 'label'?)",
     ]
-    quoted = load_tasks_file(write(tmp_path, VALID + summary.replace("2026-11-27", "'2026-11-27'")), catalog)
-    assert quoted.task("summary").params == {"trading_date": "2026-11-27"}
