@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 
 import { eventAsJson, fallbackEvent, parseScheduledEvent } from "../src/events.mjs";
@@ -129,5 +130,27 @@ describe("eventAsJson", () => {
   it("writes scheduled_time as the Python runtime does: whole seconds, or microseconds when there is a fraction", () => {
     assert.deepEqual(eventAsJson(parsed({})), { ...DELIVERED, attempt: 1 });
     assert.equal(eventAsJson(parsed({ scheduled_time: "2024-05-01T09:30:00.5Z" })).scheduled_time, "2024-05-01T09:30:00.500000Z");
+  });
+});
+
+// The forms both runtimes must read alike; tests/runtime/test_event_contract.py runs the same file.
+describe("the scheduled-event contract shared with the Python runtime", () => {
+  const cases = JSON.parse(readFileSync(new URL("../../../tests/contract/scheduled_events.json", import.meta.url), "utf8"));
+
+  it("reads every accepted form as the Python runtime does", () => {
+    for (const { change, scheduled_time, attempt } of cases.accepted) {
+      const { event, issues } = parseScheduledEvent({ ...cases.delivered, ...change });
+      assert.equal(issues, null, `${JSON.stringify(change)}: ${issues}`);
+      const written = eventAsJson(event);
+      assert.deepEqual([written.scheduled_time, written.attempt], [scheduled_time, attempt], JSON.stringify(change));
+    }
+  });
+
+  it("refuses every refused form, naming the same field", () => {
+    for (const { change, field } of cases.refused) {
+      const { event, issues } = parseScheduledEvent({ ...cases.delivered, ...change });
+      assert.equal(event, null, JSON.stringify(change));
+      assert.deepEqual(issues.map((issue) => issue.split(":")[0]), [field], JSON.stringify(change));
+    }
   });
 });

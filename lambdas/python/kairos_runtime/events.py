@@ -1,17 +1,22 @@
 """The event every schedule sends to its function, and the template it is built from.
 
 EventBridge Scheduler substitutes its context attributes (``<aws.scheduler.*>``) into the
-schedule's input as strings; :meth:`ScheduledEvent.parse` turns them back into typed fields.
+schedule's input as strings; :meth:`ScheduledEvent.parse` turns them back into typed fields. A
+hand-written event (a console test event, ``aws lambda invoke``) may write them as people do: the
+forms accepted are the Node runtime's too (``lambdas/node/src/events.mjs``), and
+``tests/contract/scheduled_events.json`` holds both runtimes to them.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any, cast
 
 import msgspec
 
-from kairos_runtime.validation import parse, to_builtins
+from kairos_runtime.validation import InvalidInputError, parse, to_builtins
 
 SCHEDULED_TIME_ATTRIBUTE = "<aws.scheduler.scheduled-time>"
 EXECUTION_ID_ATTRIBUTE = "<aws.scheduler.execution-id>"
@@ -24,6 +29,14 @@ def iso_seconds(moment: datetime) -> str:
 
 
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+_MAX_SAFE_INTEGER = 2**53 - 1
+"""The largest attempt number the Node runtime reads exactly."""
+# A date, then optionally a time with optional seconds, fraction and offset; no offset means UTC.
+_ISO_DATE_TIME = re.compile(
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:[Tt ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?(?:[Zz]|([+-])([0-9]{2}):?([0-9]{2}))?)?\Z"
+)
+_DECIMAL = re.compile(r"^\s*\+?[0-9]+\s*\Z")
 
 
 class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,7 +49,7 @@ class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
     scheduled_time: datetime
     """Always in UTC (a naive time is taken as UTC)."""
     execution_id: _NonEmpty
-    attempt: Annotated[int, msgspec.Meta(ge=1)] = 1
+    attempt: Annotated[int, msgspec.Meta(ge=1, le=_MAX_SAFE_INTEGER)] = 1
 
     def __post_init__(self) -> None:
         moment = self.scheduled_time
@@ -47,7 +60,12 @@ class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def parse(cls, raw: object) -> ScheduledEvent:
         """The event as delivered; :class:`~kairos_runtime.validation.InvalidInputError` when it does not fit."""
-        return parse(raw, cls, lax=True)
+        if isinstance(raw, Mapping):
+            raw = {**raw}
+            if isinstance(raw.get("scheduled_time"), str):
+                raw["scheduled_time"] = _iso_date_time(raw["scheduled_time"])
+            raw["attempt"] = _whole_number(raw.get("attempt", 1))
+        return parse(raw, cls)
 
     def for_task(self, task: str) -> ScheduledEvent:
         return msgspec.structs.replace(self, task=task)
@@ -56,6 +74,32 @@ class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
         """The event as JSON-ready values (``scheduled_time`` as ``2026-11-27T07:15:00Z``), as the
         Node runtime's ``eventAsJson`` writes it."""
         return cast("dict[str, Any]", to_builtins(self))
+
+
+def _iso_date_time(text: str) -> datetime:
+    match = _ISO_DATE_TIME.match(text)
+    if match is not None:
+        year, month, day, hour, minute, second = (int(part or 0) for part in match.groups()[:6])
+        fraction, sign, offset_hours, offset_minutes = match.groups()[6:]
+        if sign is None or (int(offset_hours) <= 23 and int(offset_minutes) <= 59):
+            offset = timedelta(hours=int(offset_hours or 0), minutes=int(offset_minutes or 0))
+            zone = timezone(-offset if sign == "-" else offset)
+            microsecond = int((fraction or "").ljust(6, "0")[:6])
+            try:
+                return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=zone)
+            except ValueError:
+                pass  # February 30th, hour 24: not a date, said below
+    raise InvalidInputError("scheduled_time", "must be an ISO 8601 date-time string")
+
+
+def _whole_number(value: object) -> object:
+    """An attempt number written as a decimal string (Scheduler's substitution) or as a float with
+    no fraction (how JSON parsers may read ``2.0``) as an int; anything else as it came."""
+    if isinstance(value, str) and _DECIMAL.match(value):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def schedule_input(*, task: str, task_type: str, params: dict[str, Any]) -> dict[str, Any]:

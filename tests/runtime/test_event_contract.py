@@ -1,0 +1,36 @@
+"""The scheduled-event forms the Python and Node runtimes both accept or both refuse.
+
+The cases live in ``tests/contract/scheduled_events.json``; ``lambdas/node/test/events.test.mjs``
+runs the same file against the Node runtime.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from kairos_runtime.events import ScheduledEvent
+from kairos_runtime.validation import InvalidInputError
+from tests.conftest import PROJECT_ROOT
+
+CASES = json.loads((PROJECT_ROOT / "tests" / "contract" / "scheduled_events.json").read_text(encoding="utf-8"))
+DELIVERED: dict[str, Any] = CASES["delivered"]
+
+
+@pytest.mark.parametrize("case", CASES["accepted"], ids=lambda case: json.dumps(case["change"]))
+def test_an_accepted_form_reads_as_the_node_runtime_reads_it(case: dict[str, Any]) -> None:
+    event = ScheduledEvent.parse(DELIVERED | case["change"])
+
+    written = event.as_json()
+    assert (written["scheduled_time"], written["attempt"]) == (case["scheduled_time"], case["attempt"])
+    assert type(written["attempt"]) is int
+
+
+@pytest.mark.parametrize("case", CASES["refused"], ids=lambda case: json.dumps(case["change"]))
+def test_a_refused_form_names_its_field_as_the_node_runtime_does(case: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInputError) as invalid:
+        ScheduledEvent.parse(DELIVERED | case["change"])
+
+    assert invalid.value.location == case["field"]
