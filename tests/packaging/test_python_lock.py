@@ -119,6 +119,13 @@ def test_a_comment_or_blank_line_in_requirements_changes_neither_the_lock_nor_th
     requirements.write_text("pydantic==2.14.4 ; python_version >= '3.12'\n")
     with pytest.raises(StaleLockError, match="make lock"):
         read_lock(core)
+    assert group_key(core, X86_313) != key_before, "a requirement's change is a new asset"
+
+
+def test_only_pips_comments_are_left_out_of_a_requirements_digest() -> None:
+    text = b"# a comment\nrepo @ https://example.invalid/r.zip#sha256=abc  # by hash\n  \nwrapt==2.5.2\t# tab\n"
+
+    assert requirement_lines(text) == b"repo @ https://example.invalid/r.zip#sha256=abc\nwrapt==2.5.2"
 
 
 def test_a_layer_lock_follows_its_base_lock(tmp_path: Path) -> None:

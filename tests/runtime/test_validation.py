@@ -149,3 +149,4 @@ def test_patterned_params_match_the_whole_value(task_type: str, params: dict[str
         default_registry().get(task_type).parse_params(params)
 
     assert invalid.value.location == location
+    assert invalid.value.message.startswith("Expected `str` matching regex '^"), invalid.value.message

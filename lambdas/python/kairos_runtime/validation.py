@@ -53,10 +53,10 @@ class InvalidInputError(ValueError):
 def parse(raw: object, model: type[ModelT], *, lax: bool = False) -> ModelT:
     """``raw`` as a ``model``, or :class:`InvalidInputError` naming the first field that does not fit.
 
-    ``lax`` is msgspec's non-strict mode, for input that arrives as text: environment variables, and
-    Scheduler's context attributes, which it substitutes into the event as strings. It accepts
-    numbers and booleans written as strings (``"2"``, ``"1e1"``, ``"true"``), floats with no
-    fraction for ints, and numbers as Unix times for datetimes.
+    ``lax`` is msgspec's non-strict mode, for input that is all text: environment variables. It
+    accepts numbers and booleans written as strings (``"2"``, ``"1e1"``, ``"true"``), floats with no
+    fraction for ints, and numbers as Unix times for datetimes. (The event's string fields have a
+    grammar of their own, shared with the Node runtime: see :mod:`kairos_runtime.events`.)
     """
     try:
         return msgspec.convert(raw, model, strict=not lax)
