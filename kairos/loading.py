@@ -82,7 +82,8 @@ def _catalog_problems(path: Path, raw: Any, tasks_file: TasksFile, catalog: Task
                 else ("tasks", index, "params")
             )
             for field, message in _task_problems(task, catalog):
-                loc = (*params_loc, *field.split(".")[1:]) if field.startswith("params") else ("tasks", index)
+                in_params = field == "params" or field.startswith("params.")
+                loc = (*params_loc, *field.split(".")[1:]) if in_params else ("tasks", index)
                 problem = f"{path}:{_line_of(raw, loc)}: {subject}, field {field!r}: {message}"
                 if problem not in reported:
                     reported.add(problem)
