@@ -38,6 +38,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT_ROOT), str(PROJECT_ROOT / "lambdas" / "python")]
 
+from packaging.utils import canonicalize_name  # noqa: E402
+
 from kairos.catalog import load_catalog  # noqa: E402
 from kairos.loading import load_tasks_file  # noqa: E402
 from kairos.plan import StagePlan, plan_stage  # noqa: E402
@@ -49,9 +51,9 @@ from kairos_stack.python_deps import (  # noqa: E402
     DependencyBuilder,
     LambdaPlatform,
     find_interpreter,
+    read_requirements,
     tree_size,
 )
-from kairos_stack.python_lock import requirement_lines  # noqa: E402
 
 CORE_BUDGET = 10_000_000
 CRAWLER_BUDGET = 200_000_000
@@ -248,10 +250,10 @@ def import_measures(assets: Mapping[str, Path], runtime: Path, suffix: str) -> l
 
 def pydantic_requirement() -> str:
     """pydantic as the CDK app pins it (``requirements.txt``)."""
-    for line in requirement_lines((PROJECT_ROOT / "requirements.txt").read_bytes()).decode().splitlines():
-        if line.startswith("pydantic=="):
-            return line
-    raise LookupError("requirements.txt pins no pydantic")
+    for requirement in read_requirements(PROJECT_ROOT / "requirements.txt"):
+        if canonicalize_name(requirement.name) == "pydantic":
+            return str(requirement)
+    raise LookupError("requirements.txt names no pydantic")
 
 
 def report(args: argparse.Namespace) -> str:

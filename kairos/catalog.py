@@ -15,13 +15,15 @@ from typing import Any, Literal
 
 from kairos_runtime.registry import Access, Architecture, DependencyGroup, TaskRegistry, TaskType
 from kairos_runtime.tables import TableId
-from kairos_runtime.validation import InvalidInputError
+from kairos_runtime.validation import InputPath, InvalidInputError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NODE_MANIFEST = PROJECT_ROOT / "lambdas" / "node" / "task-types.json"
 
 Family = Literal["python", "nodejs"]
-ParamsCheck = Callable[[Mapping[str, Any]], list[str]]
+ParamsProblem = tuple[InputPath, str]
+"""Where in the params (field names and list indices) and what is wrong there."""
+ParamsCheck = Callable[[Mapping[str, Any]], list[ParamsProblem]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +35,7 @@ class CatalogEntry:
     group: DependencyGroup
     architecture: Architecture
     check_params: ParamsCheck
-    """Returns the problems with a params mapping, each as ``params.<field>: <what is wrong>``."""
+    """Returns the problems with a params mapping."""
     parameters_for: Callable[[Mapping[str, Any]], list[str]] = lambda params: []
     """The SSM parameter names a task with these (valid) params reads."""
     module: str | None = None
@@ -51,18 +53,14 @@ class TaskCatalog:
         return sorted(name for entry_family, name in self._entries if entry_family == family)
 
 
-def _field_path(parts: Any) -> str:
-    return ".".join(["params", *(str(part) for part in parts)])
-
-
 def _params_model_check(task_type: TaskType[Any]) -> ParamsCheck:
     """The runtime's own parse of the (plain JSON) params: the first problem only, as msgspec reports."""
 
-    def check(params: Mapping[str, Any]) -> list[str]:
+    def check(params: Mapping[str, Any]) -> list[ParamsProblem]:
         try:
             task_type.parse_params(params)
         except InvalidInputError as invalid:
-            return [f"{_field_path([invalid.location] if invalid.location else [])}: {invalid.message}"]
+            return [(invalid.path, invalid.message)]
         return []
 
     return check
@@ -83,11 +81,9 @@ def _json_schema_check(schema: Mapping[str, Any]) -> ParamsCheck:
     Draft202012Validator.check_schema(schema)
     validator = Draft202012Validator(schema)
 
-    def check(params: Mapping[str, Any]) -> list[str]:
-        problems = []
-        for issue in sorted(validator.iter_errors(dict(params)), key=lambda error: list(error.path)):
-            problems.append(f"{_field_path(issue.path)}: {issue.message}")
-        return problems
+    def check(params: Mapping[str, Any]) -> list[ParamsProblem]:
+        issues = sorted(validator.iter_errors(dict(params)), key=lambda error: [str(part) for part in error.path])
+        return [(tuple(issue.path), issue.message) for issue in issues]
 
     return check
 

@@ -32,7 +32,7 @@ from kairos.schedule import (
     parse_schedule,
     validate_timezone,
 )
-from kairos_runtime.events import iso_seconds
+from kairos_runtime.events import iso_seconds, parse_instant
 
 DEFAULT_FILE = Path("tasks.yaml")
 DEFAULT_STAGE = "dev"
@@ -110,12 +110,11 @@ def _task(plan: StagePlan, name: str) -> TaskPlan:
 
 
 def _instant(text: str) -> datetime:
-    """An ISO 8601 instant from the command line; one without a zone is UTC."""
+    """An ISO 8601 instant from the command line, in the forms an event's ``scheduled_time`` takes."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise _fail(f"not an ISO 8601 date and time: {text!r}", code=2) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return parse_instant(text)
+    except ValueError as error:
+        raise _fail(str(error), code=2) from None
 
 
 def _next_fire(task: TaskPlan, after: datetime) -> str:

@@ -12,12 +12,14 @@ from collections.abc import Set as AbstractSet
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from ruamel.yaml.comments import TaggedScalar
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from kairos.schedule import Schedule, ScheduleError, parse_schedule, validate_timezone
+from kairos_runtime.events import MAX_SAFE_INTEGER
+from kairos_runtime.validation import InputPath
 
 Runtime = Literal["python3.12", "python3.13", "python3.14", "nodejs20.x", "nodejs22.x", "nodejs24.x"]
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
@@ -87,17 +89,15 @@ def _check_schedule(value: str | None) -> str | None:
 PARAMS_NOT_JSON = "params_not_json"
 """The error type of a params value JSON cannot carry; its context names the value's ``path``."""
 _YAML_STR_TAG = "tag:yaml.org,2002:str"
-_LARGEST_EXACT_NUMBER = 2**53 - 1
-"""The schedule's input is marshalled through JavaScript (jsii): a larger integer would change."""
 
 
 class _NotJsonError(ValueError):
-    def __init__(self, path: tuple[str, ...], problem: str) -> None:
+    def __init__(self, path: InputPath, problem: str) -> None:
         super().__init__(problem)
         self.path, self.problem = path, problem
 
 
-def _plain_json(value: Any, path: tuple[str, ...]) -> Any:
+def _plain_json(value: Any, path: InputPath) -> Any:
     """``value`` in the plain types of the schedule's JSON input. YAML's own scalar types (ruamel's
     ``ScalarFloat``; an anchored ``ScalarBoolean``, which is an int; a ``!!str``-tagged scalar) become
     float, bool and str, so the params checks see exactly what the function will receive."""
@@ -114,15 +114,16 @@ def _plain_json(value: Any, path: tuple[str, ...]) -> Any:
             plain[str(key)] = _plain_json(item, (*path, key))
         return plain
     if isinstance(value, list | tuple):
-        return [_plain_json(item, (*path, str(index))) for index, item in enumerate(value)]
+        return [_plain_json(item, (*path, index)) for index, item in enumerate(value)]
     return _plain_scalar(value, path)
 
 
-def _plain_scalar(value: Any, path: tuple[str, ...]) -> Any:
+def _plain_scalar(value: Any, path: InputPath) -> Any:
     if value is None or isinstance(value, bool | ScalarBoolean):
         return None if value is None else bool(value)
     if isinstance(value, int):
-        if abs(value) > _LARGEST_EXACT_NUMBER:
+        # The schedule's input is marshalled through JavaScript (jsii): a larger integer would change.
+        if abs(value) > MAX_SAFE_INTEGER:
             raise _NotJsonError(path, "too large to stay exact in the schedule's JSON input: quote it")
         return int(value)
     if isinstance(value, float):
@@ -131,6 +132,8 @@ def _plain_scalar(value: Any, path: tuple[str, ...]) -> Any:
         return float(value)
     if isinstance(value, str):
         return str(value)
+    if isinstance(value, AbstractSet):
+        raise _NotJsonError(path, "a YAML set, which JSON cannot carry: write it as a list")
     raise _NotJsonError(
         path, f"{_kind(value)}, which the schedule's JSON input cannot carry: write it as a quoted string"
     )
@@ -143,12 +146,12 @@ def _kind(value: object) -> str:
         return "a date"
     if isinstance(value, bytes):
         return "binary data"
-    if isinstance(value, AbstractSet):
-        return "a YAML set"
     return f"a {type(value).__name__}"
 
 
-def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+def _json_params(params: Any) -> Any:
+    if not isinstance(params, Mapping):
+        return params  # not a mapping at all: the dict type says so
     try:
         plain: dict[str, Any] = _plain_json(params, ())
     except _NotJsonError as error:
@@ -158,7 +161,8 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 
-JsonParams = Annotated[dict[str, Any], AfterValidator(_json_params)]
+# Before the dict type checks keys, so a non-string key gets the same advice at every depth.
+JsonParams = Annotated[dict[str, Any], BeforeValidator(_json_params)]
 """A task's params, as the schedule sends them: JSON."""
 
 

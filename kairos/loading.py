@@ -82,30 +82,29 @@ def _catalog_problems(path: Path, raw: Any, tasks_file: TasksFile, catalog: Task
                 else ("tasks", index, "params")
             )
             for field, message in _task_problems(task, catalog):
-                in_params = field == "params" or field.startswith("params.")
-                loc = (*params_loc, *field.split(".")[1:]) if in_params else ("tasks", index)
-                problem = f"{path}:{_line_of(raw, loc)}: {subject}, field {field!r}: {message}"
+                loc = (*params_loc, *field[1:]) if field[0] == "params" else ("tasks", index)
+                field_path = ".".join(str(part) for part in field)
+                problem = f"{path}:{_line_of(raw, loc)}: {subject}, field {field_path!r}: {message}"
                 if problem not in reported:
                     reported.add(problem)
                     yield problem
 
 
-def _task_problems(task: ResolvedTask, catalog: TaskCatalog) -> Iterable[tuple[str, str]]:
-    """(field, what is wrong with it) for what only the task-type catalog can tell."""
+def _task_problems(task: ResolvedTask, catalog: TaskCatalog) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    """(field's path in the task, what is wrong with it) for what only the task-type catalog can tell."""
     entry = catalog.lookup(task.family, task.task_type)
     if entry is None:
         known = ", ".join(catalog.names(task.family)) or "none"
-        yield "task_type", f"{task.task_type!r} is not registered for runtime {task.runtime} (known: {known})"
+        yield ("task_type",), f"{task.task_type!r} is not registered for runtime {task.runtime} (known: {known})"
         return
     if task.architecture is not None and task.architecture != entry.architecture.value:
         yield (
-            "architecture",
+            ("architecture",),
             f"task_type {task.task_type!r} needs {entry.architecture.value} "
             f"(its dependencies have no {task.architecture} build)",
         )
-    for problem in entry.check_params(task.params):
-        field, _, message = problem.partition(": ")
-        yield field, message
+    for params_path, message in entry.check_params(task.params):
+        yield ("params", *params_path), message
 
 
 def _describe(path: Path, raw: Any, issue: Any) -> str:
@@ -159,8 +158,6 @@ def _line_of(raw: Any, loc: tuple[Any, ...]) -> int:
     """The 1-based line of the deepest node of ``loc`` that exists in the document."""
     node, line = raw, 1
     for part in loc:
-        if isinstance(node, list) and isinstance(part, str) and part.isdigit():
-            part = int(part)  # a list index written into a dotted path
         lc = getattr(node, "lc", None)
         try:
             if lc is not None:

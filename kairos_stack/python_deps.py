@@ -305,13 +305,13 @@ def installed_dists(tree: Path) -> dict[str, InstalledDist]:
 
 def read_requirements(path: Path) -> list[Requirement]:
     requirements = []
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
+    for line in requirement_lines(path.read_bytes()).decode("utf-8").splitlines():
         if line.startswith("-"):
             raise BundlingError(f"{path}: pip options are not supported in a dependency group file: {line}")
-        requirements.append(Requirement(line))
+        try:
+            requirements.append(Requirement(line))
+        except InvalidRequirement as error:
+            raise BundlingError(f"{path}: {error}") from None
     return requirements
 
 

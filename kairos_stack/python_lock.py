@@ -33,6 +33,10 @@ class LockedGroup(Protocol):
     @property
     def lock_inputs(self) -> Sequence[Path]: ...
 
+    def requirement_files(self) -> Sequence[Path]:
+        """Of the lock inputs, the hand-written requirements files (the rest are base locks)."""
+        ...
+
 
 class LockedPlatform(Protocol):
     """What a lock needs to know of a platform (``python_deps.LambdaPlatform``)."""
@@ -75,9 +79,10 @@ def lock_inputs_digest(spec: LockedGroup, pending: Mapping[Path, bytes] | None =
     base's lock); ``pending`` holds files about to be written (a base lock resolved in the same run)."""
     digest = hashlib.sha256()
     contents = {path: path.read_bytes() for path in spec.lock_inputs if path.is_file()} | dict(pending or {})
+    written_by_hand = set(spec.requirement_files())
     for path in spec.lock_inputs:
         content = contents.get(path, b"")
-        if not path.name.endswith(LOCK_SUFFIX):
+        if path in written_by_hand:
             content = requirement_lines(content)
         for part in (path.name.encode(), content):
             digest.update(len(part).to_bytes(8, "big"))

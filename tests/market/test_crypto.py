@@ -199,18 +199,20 @@ def test_the_stack_is_told_to_grant_exactly_the_key_parameter() -> None:
 
 
 @pytest.mark.parametrize(
-    "params",
+    ("params", "location"),
     [
-        {"coin_ids": ["bitcoin"], "top_n": 5},
-        {"api_key_parameter": "kairos/no-leading-slash"},
-        {"api_plan": "enterprise"},
-        {"vs_currency": "US Dollar"},
-        {"coin_ids": ["Bitcoin"]},
+        ({"coin_ids": ["bitcoin"], "top_n": 5}, ""),
+        ({"api_key_parameter": "kairos/no-leading-slash"}, "api_key_parameter"),
+        ({"api_plan": "enterprise"}, "api_plan"),
+        ({"vs_currency": "US Dollar"}, "vs_currency"),
+        ({"coin_ids": ["Bitcoin"]}, "coin_ids.0"),
     ],
 )
-def test_params_that_cannot_work_are_refused(params: dict[str, object]) -> None:
-    with pytest.raises(InvalidInputError):
+def test_params_that_cannot_work_are_refused(params: dict[str, object], location: str) -> None:
+    with pytest.raises(InvalidInputError) as invalid:
         parse(params, CryptoMarketsParams)
+
+    assert invalid.value.location == location
 
 
 def test_an_empty_answer_fails_the_run(

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from kairos_runtime.registry import DependencyGroup
@@ -22,6 +21,7 @@ from kairos_stack.python_deps import (
     index_unreachable,
     locked_pins,
     parse_missing_distribution,
+    read_requirements,
 )
 from kairos_stack.python_lock import Lock, LockError, StaleLockError, read_lock, requirement_lines
 
@@ -67,7 +67,7 @@ def test_the_committed_locks_are_fresh_and_cover_every_platform_a_function_can_u
     assert set(crawler.resolved) == x86
     assert all("py-mini-racer has no wheel" in reason for reason in crawler.unresolvable.values())
     core_pins, crawler_pins = locked_pins(CORE, X86_313), locked_pins(CRAWLER, X86_313)
-    top_level = [Requirement(line) for line in requirement_lines(CORE.requirements.read_bytes()).decode().splitlines()]
+    top_level = read_requirements(CORE.requirements)
     assert top_level, "the core group pins its requirements"
     for requirement in top_level:
         pinned = core_pins[canonicalize_name(requirement.name)]

@@ -341,6 +341,8 @@ def test_yaml_scalars_reach_the_params_checks_and_the_schedule_as_plain_json(
         ("9007199254740993", "too large to stay exact in the schedule's JSON input: quote it"),
         ("!thing x", "the tag !thing has no meaning in JSON: remove it"),
         (".nan", "nan, which JSON cannot carry"),
+        ("!!set {a, b}", "a YAML set, which JSON cannot carry: write it as a list"),
+        ("{1: x}", "the key 1 is not a string, as JSON keys are: quote it"),
     ],
 )
 def test_a_param_json_cannot_carry_is_refused_at_its_line(
@@ -382,4 +384,15 @@ def test_a_params_model_problem_points_at_the_value_in_the_entry_or_the_stage_ov
         "Expected `str` matching regex '^[0-9]{6}\\\\Z'",
         f"{tmp_path / 'tasks.yaml'}:8: task 'one' (stage 'prod'), field 'params.lable': "
         "unknown field (did you mean 'label'?)",
+    ]
+
+
+def test_a_non_string_key_right_under_params_gets_the_same_advice(tmp_path: Path, catalog: TaskCatalog) -> None:
+    text = VALID.replace("params: {payload: {a: 1}}", "params:\n          1: x")
+
+    problems = problems_of(tmp_path, text, catalog)
+
+    assert problems == [
+        f"{tmp_path / 'tasks.yaml'}:20: task 'two', field 'params': "
+        "the key 1 is not a string, as JSON keys are: quote it"
     ]

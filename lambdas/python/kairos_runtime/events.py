@@ -29,8 +29,8 @@ def iso_seconds(moment: datetime) -> str:
 
 
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
-_MAX_SAFE_INTEGER = 2**53 - 1
-"""The largest attempt number the Node runtime reads exactly."""
+MAX_SAFE_INTEGER = 2**53 - 1
+"""The largest integer JavaScript (the Node runtime, jsii) holds exactly."""
 # A date, then optionally a time with optional seconds, fraction and offset; no offset means UTC.
 _ISO_DATE_TIME = re.compile(
     r"^([0-9]{4})-([0-9]{2})-([0-9]{2})"
@@ -49,7 +49,7 @@ class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
     scheduled_time: datetime
     """Always in UTC (a naive time is taken as UTC)."""
     execution_id: _NonEmpty
-    attempt: Annotated[int, msgspec.Meta(ge=1, le=_MAX_SAFE_INTEGER)] = 1
+    attempt: Annotated[int, msgspec.Meta(ge=1, le=MAX_SAFE_INTEGER)] = 1
 
     def __post_init__(self) -> None:
         moment = self.scheduled_time
@@ -63,7 +63,10 @@ class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
         if isinstance(raw, Mapping):
             raw = {**raw}
             if isinstance(raw.get("scheduled_time"), str):
-                raw["scheduled_time"] = _iso_date_time(raw["scheduled_time"])
+                try:
+                    raw["scheduled_time"] = parse_instant(raw["scheduled_time"])
+                except ValueError:
+                    raise InvalidInputError(("scheduled_time",), "must be an ISO 8601 date-time string") from None
             raw["attempt"] = _whole_number(raw.get("attempt", 1))
         return parse(raw, cls)
 
@@ -76,7 +79,9 @@ class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
         return cast("dict[str, Any]", to_builtins(self))
 
 
-def _iso_date_time(text: str) -> datetime:
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 instant in UTC, in the forms the Node runtime reads too: a date, or a date and a
+    time with or without seconds, a fraction and an offset (none means UTC); else ``ValueError``."""
     match = _ISO_DATE_TIME.match(text)
     if match is not None:
         year, month, day, hour, minute, second = (int(part or 0) for part in match.groups()[:6])
@@ -86,10 +91,10 @@ def _iso_date_time(text: str) -> datetime:
             zone = timezone(-offset if sign == "-" else offset)
             microsecond = int((fraction or "").ljust(6, "0")[:6])
             try:
-                return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=zone)
+                return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=zone).astimezone(UTC)
             except ValueError:
                 pass  # February 30th, hour 24: not a date, said below
-    raise InvalidInputError("scheduled_time", "must be an ISO 8601 date-time string")
+    raise ValueError(f"not an ISO 8601 date and time: {text!r}")
 
 
 def _whole_number(value: object) -> object:

@@ -40,14 +40,23 @@ class Model(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     must not silently fall back to a default)."""
 
 
-class InvalidInputError(ValueError):
-    """Input that does not fit its model. ``location`` is a dotted path (``symbols.0``), empty when
-    the problem is the whole object (two fields that exclude each other, say)."""
+InputPath = tuple[str | int, ...]
+"""Where in the input a problem is: field names and list indices, ``()`` for the whole object."""
 
-    def __init__(self, location: str, message: str) -> None:
-        super().__init__(f"{location}: {message}" if location else message)
-        self.location = location
+
+class InvalidInputError(ValueError):
+    """Input that does not fit its model, at ``path`` (empty when the problem is the whole object:
+    two fields that exclude each other, say)."""
+
+    def __init__(self, path: InputPath, message: str) -> None:
+        self.path = path
         self.message = message
+        super().__init__(f"{self.location}: {message}" if path else message)
+
+    @property
+    def location(self) -> str:
+        """The path written with dots: ``symbols.0``."""
+        return ".".join(str(part) for part in self.path)
 
 
 def parse(raw: object, model: type[ModelT], *, lax: bool = False) -> ModelT:
@@ -71,25 +80,29 @@ def to_builtins(value: object) -> Any:
 
 def _located(text: str, model: type[Any]) -> InvalidInputError:
     located = _LOCATED.match(text)
-    message, parts = (located["message"], _path_parts(located["path"])) if located else (text, [])
+    message, path = (located["message"], _path(located["path"])) if located else (text, ())
     if located and located["key"]:
-        parts.append("[key]")
+        path += ("[key]",)
     field_problem = _FIELD_PROBLEM.match(message)
     if field_problem is None:
-        return InvalidInputError(".".join(parts), message)
+        return InvalidInputError(path, message)
     field = field_problem["field"]
     if field_problem["what"] == "missing required":
-        return InvalidInputError(".".join([*parts, field]), "required field missing")
-    return InvalidInputError(".".join([*parts, field]), "unknown field" + _did_you_mean(field, model, parts))
+        return InvalidInputError((*path, field), "required field missing")
+    return InvalidInputError((*path, field), "unknown field" + _did_you_mean(field, model, path))
 
 
-def _path_parts(path: str) -> list[str]:
-    # msgspec writes a mapping's value as ``[...]`` without its key: it becomes ``*``.
-    return [name or ("*" if index == "..." else index) for name, index in _PATH_PART.findall(path)]
+def _path(text: str) -> InputPath:
+    """msgspec's ``$.legs[1].venue`` as ``("legs", 1, "venue")``; a mapping's value, which msgspec
+    writes as ``[...]`` without its key, becomes ``*``."""
+    return tuple(
+        name or (int(index) if index.isdigit() else "*" if index == "..." else index)
+        for name, index in _PATH_PART.findall(text)
+    )
 
 
-def _did_you_mean(field: str, model: type[Any], parts: list[str]) -> str:
-    if parts or not (isinstance(model, type) and issubclass(model, msgspec.Struct)):
+def _did_you_mean(field: str, model: type[Any], path: InputPath) -> str:
+    if path or not (isinstance(model, type) and issubclass(model, msgspec.Struct)):
         return ""
     import difflib  # only a rejected input pays for it
 
