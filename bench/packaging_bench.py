@@ -38,6 +38,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(PROJECT_ROOT), str(PROJECT_ROOT / "lambdas" / "python")]
 
+from packaging.requirements import Requirement  # noqa: E402
 from packaging.utils import canonicalize_name  # noqa: E402
 
 from kairos.catalog import load_catalog  # noqa: E402
@@ -51,9 +52,9 @@ from kairos_stack.python_deps import (  # noqa: E402
     DependencyBuilder,
     LambdaPlatform,
     find_interpreter,
-    read_requirements,
     tree_size,
 )
+from kairos_stack.python_lock import requirement_lines  # noqa: E402
 
 CORE_BUDGET = 10_000_000
 CRAWLER_BUDGET = 200_000_000
@@ -249,10 +250,10 @@ def import_measures(assets: Mapping[str, Path], runtime: Path, suffix: str) -> l
 
 
 def pydantic_requirement() -> str:
-    """pydantic as the CDK app pins it (``requirements.txt``)."""
-    for requirement in read_requirements(PROJECT_ROOT / "requirements.txt"):
-        if canonicalize_name(requirement.name) == "pydantic":
-            return str(requirement)
+    """pydantic as the CDK app pins it (``requirements.txt``, which also includes other files)."""
+    for line in requirement_lines((PROJECT_ROOT / "requirements.txt").read_bytes()).decode().splitlines():
+        if not line.startswith("-") and canonicalize_name(Requirement(line).name) == "pydantic":
+            return line
     raise LookupError("requirements.txt names no pydantic")
 
 
