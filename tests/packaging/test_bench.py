@@ -1,0 +1,42 @@
+"""The packaging benchmark's own helpers (``make bench`` runs the measurements; these run in ``make test``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from importlib.metadata import version
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """bench/ is scripts, not a package: load the module from its file."""
+    spec = importlib.util.spec_from_file_location("packaging_bench", PROJECT_ROOT / "bench" / "packaging_bench.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_pydantic_compared_is_the_one_the_cdk_app_runs(bench: ModuleType) -> None:
+    assert bench.pydantic_requirement() == f"pydantic=={version('pydantic')}"
+
+
+def test_every_import_is_measured_as_shipped_and_from_sources_under_its_own_label(bench: ModuleType) -> None:
+    assets = {"core-x86_64": PROJECT_ROOT / "core", "crawler-layer": PROJECT_ROOT / "layer"}
+
+    shipped = bench.import_measures(assets, PROJECT_ROOT / "runtime", "")
+    sources = bench.import_measures(assets, PROJECT_ROOT / "runtime", " (sources)")
+
+    labels = [measure.label for measure in shipped]
+    assert len(set(labels)) == len(labels)
+    assert {"floor", "core handler", "floor + a msgspec model"} <= set(labels), "the report reads these by label"
+    assert [measure.label for measure in sources] == [f"{label} (sources)" for label in labels]
+    handler = shipped[labels.index("core handler")]
+    assert handler.task_environment["KAIROS_TASK_MODULE"] == "kairos_runtime.tasks.simple"
