@@ -197,6 +197,7 @@ def test_schedule_next_prints_fire_times_in_utc(runner: CliRunner, args: list[st
         ["rate(1 minutes)"],
         ["rate(5 minutes)", "--tz", "Nowhere/City"],
         ["rate(5 minutes)", "--after", "yesterday"],
+        ["rate(5 minutes)", "--after", "9999-12-31T23:59:59-01:00"],
     ],
 )
 def test_schedule_next_rejects_invalid_input(runner: CliRunner, args: list[str]) -> None:

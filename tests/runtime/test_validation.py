@@ -8,7 +8,7 @@ from typing import Annotated
 import pytest
 from msgspec import Meta, field
 
-from kairos_runtime.events import ScheduledEvent
+from kairos_runtime.events import ScheduledEvent, parse_instant
 from kairos_runtime.tasks import default_registry
 from kairos_runtime.validation import InvalidInputError, Model, parse
 
@@ -146,3 +146,14 @@ def test_patterned_params_match_the_whole_value(task_type: str, params: dict[str
 
     assert invalid.value.location == location
     assert invalid.value.message.startswith("Expected `str` matching regex '^"), invalid.value.message
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+05:00"])
+def test_an_instant_beyond_the_years_python_holds_is_refused_not_a_crash(text: str) -> None:
+    # The Node runtime's Date reaches further; a Python function cannot run such a slot at all.
+    with pytest.raises(ValueError, match="not an ISO 8601 date and time"):
+        parse_instant(text)
+    raw = {"task": "one", "task_type": "t", "scheduled_time": text, "execution_id": "e"}
+    with pytest.raises(InvalidInputError) as invalid:
+        ScheduledEvent.parse(raw)
+    assert invalid.value.location == "scheduled_time"

@@ -92,8 +92,8 @@ def parse_instant(text: str) -> datetime:
             microsecond = int((fraction or "").ljust(6, "0")[:6])
             try:
                 return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=zone).astimezone(UTC)
-            except ValueError:
-                pass  # February 30th, hour 24: not a date, said below
+            except (ValueError, OverflowError):
+                pass  # February 30th, hour 24, or an offset beyond year 9999: said below
     raise ValueError(f"not an ISO 8601 date and time: {text!r}")
 
 
