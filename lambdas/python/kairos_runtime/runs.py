@@ -46,6 +46,8 @@ CLEARED_ON_REDELIVERY = (
     "error_message",
     "error_kind",
 )
+RESTARTED_FIELDS = ("status", "request_id", "started_at", "gsi1pk", "gsi1sk", TASK_RUNS.ttl_attribute)
+"""Set again by a redelivery, from the new delivery."""
 
 
 class RunStatus(StrEnum):
@@ -73,6 +75,15 @@ class RunError:
 class RunKey:
     pk: str
     sk: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """What a recorder wrote as a record's owner, and which of Lambda's attempts that delivery is."""
+
+    request_id: str
+    started_at: str
+    lambda_attempt: int
 
 
 class RunRecordContentionError(RuntimeError):
@@ -112,8 +123,7 @@ class RunRecorder:
     def __init__(self, table: Table, *, ttl_days: int) -> None:
         self._table = table
         self._ttl = timedelta(days=ttl_days)
-        self._claims: dict[RunKey, tuple[str, str, int]] = {}
-        """The (request_id, started_at, Lambda attempt) this recorder wrote as each record's owner."""
+        self._claims: dict[RunKey, _Claim] = {}
 
     def start(self, event: ScheduledEvent, *, runtime: str, request_id: str, started_at: datetime) -> RunKey:
         """Record a delivery as STARTED.
@@ -141,7 +151,7 @@ class RunRecorder:
             "started_at": started,
             TASK_RUNS.ttl_attribute: int((started_at + self._ttl).timestamp()),
         }
-        self._claims[key] = (request_id, started, self._claim(key, item))
+        self._claims[key] = _Claim(request_id, started, self._claim(key, item))
         return key
 
     def lambda_attempt(self, key: RunKey) -> int:
@@ -150,7 +160,7 @@ class RunRecorder:
         Lambda's retries keep the request id; a duplicate delivery of the event has its own and
         starts again at 1, so duplicates do not use up the retries of another invocation.
         """
-        return self._claim_of(key)[2]
+        return self._claim_of(key).lambda_attempt
 
     def _claim(self, key: RunKey, item: Mapping[str, Any]) -> int:
         """Puts the STARTED record, or restarts the one an earlier delivery left; returns this
@@ -192,10 +202,7 @@ class RunRecorder:
         ]
         attempt = 1 + sum(1 for outcome in earlier_attempts if outcome.get("request_id") == item["request_id"])
         outcome = {name: earlier[name] for name in PREVIOUS_OUTCOME_FIELDS if name in earlier}
-        restarted = {
-            name: item[name]
-            for name in ("status", "request_id", "started_at", "gsi1pk", "gsi1sk", TASK_RUNS.ttl_attribute)
-        }
+        restarted = {name: item[name] for name in RESTARTED_FIELDS}
         # The record must still be the one read: no other delivery restarted it (deliveries) and its
         # owner did not finish meanwhile (status), else the outcome moved would be a stale one.
         watched = ("deliveries", "status")
@@ -229,7 +236,7 @@ class RunRecorder:
         )
         return attempt
 
-    def _claim_of(self, key: RunKey) -> tuple[str, str, int]:
+    def _claim_of(self, key: RunKey) -> _Claim:
         try:
             return self._claims[key]
         except KeyError:
@@ -265,7 +272,7 @@ class RunRecorder:
                 "error_message": error.message[:MAX_ERROR_MESSAGE],
                 "error_kind": error.kind.value,
             }
-        request_id, started, _delivery = self._claim_of(key)
+        claim = self._claim_of(key)
         del self._claims[key]
         table_key = {TASK_RUNS.partition_key: key.pk, TASK_RUNS.sort_key: key.sk}
         names = {f"#{name}": name for name in values}
@@ -277,8 +284,8 @@ class RunRecorder:
                 ExpressionAttributeNames={**names, "#request_id": "request_id", "#started_at": "started_at"},
                 ExpressionAttributeValues={
                     **{f":{name}": value for name, value in values.items()},
-                    ":request_id": request_id,
-                    ":started_at": started,
+                    ":request_id": claim.request_id,
+                    ":started_at": claim.started_at,
                 },
             )
             return True
@@ -288,7 +295,7 @@ class RunRecorder:
         # A later delivery restarted the record while this one ran: its status stays, this
         # delivery's outcome joins the earlier ones.
         late = {name: values[name] for name in PREVIOUS_OUTCOME_FIELDS if name in values}
-        late |= {"request_id": request_id, "started_at": started, "finished_after_redelivery": True}
+        late |= {"request_id": claim.request_id, "started_at": claim.started_at, "finished_after_redelivery": True}
         self._table.update_item(
             Key=table_key,
             UpdateExpression="SET #previous = list_append(if_not_exists(#previous, :empty), :outcome)",
