@@ -1,6 +1,6 @@
 // Writes task-types.json from the default registry. Run after adding or changing a task type:
 //   node lambdas/node/scripts/write-manifest.mjs
-// test/manifest.test.mjs fails while the checked-in file differs from what this writes.
+// test/registry.test.mjs fails while the checked-in file differs from what this writes.
 
 import { writeFile } from "node:fs/promises";
 

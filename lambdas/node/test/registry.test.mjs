@@ -115,3 +115,20 @@ describe("task-types.json", () => {
     }
   });
 });
+
+describe("src/tasks/index.mjs", () => {
+  it("merges the registry of every module under src/tasks", async () => {
+    const { readdir } = await import("node:fs/promises");
+    const tasksDir = new URL("../src/tasks/", import.meta.url);
+    const merged = new Set(defaultRegistry().names());
+    const modules = (await readdir(tasksDir)).filter((file) => file.endsWith(".mjs") && file !== "index.mjs");
+    assert.ok(modules.length > 0);
+    for (const file of modules) {
+      const { registry } = await import(new URL(file, tasksDir).href);
+      assert.ok(registry instanceof TaskRegistry, `${file} exports no registry`);
+      for (const name of registry.names()) {
+        assert.ok(merged.has(name), `${file} registers ${name}, which src/tasks/index.mjs does not include`);
+      }
+    }
+  });
+});
