@@ -30,8 +30,10 @@ Where the docs say nothing, this module rejects the form, so Kairos never accept
 Scheduler might refuse at deploy time. Those choices:
 
 * ``/`` in day-of-week: the table above doesn't list it, so ``1/2`` in day-of-week is an error.
-* Reversed ranges (``5-3``, ``FRI-MON``): nothing says they wrap, so they are errors. Write
-  ``FRI,SAT,SUN,MON`` or ``0-3,5-59`` instead.
+* Reversed ranges wrap past the end of their field, as in Quartz (``22-2`` is hours 22, 23, 0, 1
+  and 2; ``FRI-MON`` is FRI, SAT, SUN, MON): the docs list ``cron(0/30 20-2 ? * MON-FRI *)`` as
+  an example. Years don't wrap. See docs/adr/0050-cron-ranges-wrap.md, which also lists the
+  strict rules below that were checked and kept.
 * A step must be 1 to ``max - min`` of its field: ``/0`` is meaningless and a larger step can only
   ever hit the start value.
 * ``L``, ``nW``, ``nL`` and ``n#k`` must each be the whole field; ``LW``, ``L-3``, ``L`` or ``W``
@@ -52,7 +54,7 @@ the docs table, it is wrong in both directions:
 * It rejects valid expressions. Any ``/`` in the year field fails (``*/2``, ``2020/2``), though the
   docs allow ``/`` there.
 * It accepts invalid ones. It accepts lowercase names and the undocumented ``L-3`` day-of-month
-  and day-of-week forms. Reversed ranges like ``5-3`` are silently wrapped.
+  and day-of-week forms. (It wraps reversed ranges as Quartz does, which is right.)
 * It crashes on some input. ``LW`` and ``*-5`` pass its regex and then raise a bare ``ValueError``
   from ``int()``. ``0/0`` raises "step must be positive" from the parser instead of a validation
   error.
@@ -296,6 +298,7 @@ class _Field:
     high: int
     names: tuple[str, ...] = ()
     steps: bool = True
+    wraps: bool = True
 
     def fail(self, problem: str) -> ScheduleError:
         return ScheduleError(f"cron: {self.name}: {problem}")
@@ -304,6 +307,10 @@ class _Field:
     def expected(self) -> str:
         named = f" or {self.names[0]}-{self.names[-1]}" if self.names else ""
         return f"{self.low}-{self.high}{named}"
+
+    @property
+    def size(self) -> int:
+        return self.high - self.low + 1
 
 
 _MINUTES = _Field("minutes", 0, 59)
@@ -317,7 +324,8 @@ _MONTH = _Field(
 )
 _DAY_OF_MONTH = _Field("day-of-month", 1, 31)
 _DAY_OF_WEEK = _Field("day-of-week", 1, 7, names=("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), steps=False)
-_YEAR = _Field("year", 1970, _LAST_YEAR)
+# Years run on without end, so a reversed year range has no "past the end" to wrap into.
+_YEAR = _Field("year", 1970, _LAST_YEAR, wraps=False)
 _MAX_FIELD_DIGITS = 6
 
 
@@ -343,23 +351,27 @@ def _parse_step(spec: _Field, text: str) -> int:
     return int(text)
 
 
-def _parse_item(spec: _Field, item: str) -> range:
+def _parse_item(spec: _Field, item: str) -> tuple[int, ...]:
     base, slash, step_text = item.partition("/")
     if slash and not spec.steps:
         raise spec.fail(f"'/' is not allowed in {spec.name} (its wildcards are , - * ? L #)")
     step = _parse_step(spec, step_text) if slash else 1
     if base == "*":
-        return range(spec.low, spec.high + 1, step)
+        return tuple(range(spec.low, spec.high + 1, step))
     first, dash, last = base.partition("-")
     start = _parse_value(spec, first)
     if dash:
         end = _parse_value(spec, last)
         if end < start:
-            raise spec.fail(f"range {base!r} is reversed; ranges don't wrap, so list the values instead")
+            if not spec.wraps:
+                raise spec.fail(f"range {base!r} is reversed; years don't wrap, so write the earlier year first")
+            # A reversed range runs past the field's end and on from its start, and a step keeps
+            # counting across that boundary: hours 22-2/2 are 22, 0, 2 (docs/adr/0050-cron-ranges-wrap.md).
+            end += spec.size
     else:
         # 'n/step' means n, n+step, ... up to the field's maximum.
         end = spec.high if slash else start
-    return range(start, end + 1, step)
+    return tuple(spec.low + (value - spec.low) % spec.size for value in range(start, end + 1, step))
 
 
 def _parse_list(spec: _Field, text: str) -> tuple[int, ...]:

@@ -180,6 +180,12 @@ def test_show_prints_the_resolved_task(runner: CliRunner, tasks_file: Path) -> N
             ["2026-11-28T10:00:00Z", "2026-11-29T10:00:00Z"],
             id="strictly-after",
         ),
+        pytest.param(
+            # the documented wrapped range: Friday night runs to 23:30, Saturday's small hours don't, Monday's do
+            ["cron(0/30 20-2 ? * MON-FRI *)", "--after", "2026-01-09T22:45:00Z", "-n", "4"],
+            ["2026-01-09T23:00:00Z", "2026-01-09T23:30:00Z", "2026-01-12T00:00:00Z", "2026-01-12T00:30:00Z"],
+            id="wrapped-hours",
+        ),
         pytest.param(["rate(7 minutes)", "-n", "2"], ["2026-11-27T07:19:30Z", "2026-11-27T07:26:30Z"], id="rate"),
     ],
 )

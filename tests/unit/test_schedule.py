@@ -94,6 +94,16 @@ VALID_EXPRESSIONS = [
     "cron(0 0 1W * ? *)",
     "cron(59 23 31 12 ? 2199)",
     "cron(0 0 1 1 ? 1970)",
+    # reversed ranges wrap past the end of their field (docs/adr/0050-cron-ranges-wrap.md)
+    "cron(0/30 20-2 ? * MON-FRI *)",
+    "cron(58-2 * * * ? *)",
+    "cron(0 22-2/2 * * ? *)",
+    "cron(0 0 28-3 * ? *)",
+    "cron(0 0 1 NOV-FEB ? *)",
+    "cron(0 0 1 12-1/2 ? *)",
+    "cron(0 0 ? * FRI-MON *)",
+    "cron(0 0 ? * 7-1 *)",
+    "cron(0 5-5 * * ? *)",
     "rate(1 minute)",
     "rate(10 minutes)",
     "rate(1 hour)",
@@ -190,10 +200,16 @@ def test_valid_expressions_round_trip(expression: str) -> None:
         ),
         pytest.param("cron(JAN 0 * * ? *)", "minutes: 'JAN' is not a valid value", id="minute-name"),
         # list and range syntax
-        pytest.param("cron(0 5-3 * * ? *)", "range '5-3' is reversed", id="reversed-hours"),
-        pytest.param("cron(0 0 ? * FRI-MON *)", "range 'FRI-MON' is reversed", id="reversed-dow"),
-        pytest.param("cron(0 0 1 DEC-JAN ? *)", "range 'DEC-JAN' is reversed", id="reversed-month"),
-        pytest.param("cron(0 0 1 1 ? 2030-2026)", "range '2030-2026' is reversed", id="reversed-year"),
+        pytest.param(
+            "cron(0 0 1 1 ? 2030-2026)",
+            "year: range '2030-2026' is reversed; years don't wrap, so write the earlier year first",
+            id="reversed-year",
+        ),
+        pytest.param("cron(0 0 1 1 ? 2030-2026/2)", "years don't wrap", id="reversed-year-step"),
+        pytest.param("cron(0 0 1 1 ? 2026,2199-1970)", "years don't wrap", id="reversed-year-in-list"),
+        pytest.param("cron(0 20-24 * * ? *)", "hours: 24 is out of range 0-23", id="wrap-end-out-of-range"),
+        pytest.param("cron(0 22-2/24 * * ? *)", "from 1 to 23, got '24'", id="wrap-step-too-large"),
+        pytest.param("cron(0 0 ? * FRI-MON/2 *)", "'/' is not allowed in day-of-week", id="wrap-step-dow"),
         pytest.param("cron(*-5 0 * * ? *)", "'\\*' is not a valid value", id="star-range"),
         pytest.param("cron(5- 0 * * ? *)", "minutes: a value is missing", id="open-range"),
         pytest.param("cron(1-2-3 0 * * ? *)", "'2-3' is not a valid value", id="double-range"),
@@ -539,6 +555,184 @@ def test_year_field_bounds_the_search(expression: str, after: datetime, expected
     assert fire(expression, after, count=5) == expected
 
 
+# The EventBridge and Scheduler user guides list cron(0/30 20-2 ? * MON-FRI *) as "every 30 minutes
+# Monday through Friday between 10:00 pm on the starting day to 2:00 am on the following day".
+# Under the Quartz rules AWS follows, the hours are 20-23 and 0-2 and each fire time's own day must
+# be Monday to Friday: 20:00 to 02:30, so Friday night runs until 23:30, Saturday's small hours
+# don't run and Monday's do. These tests hold the expression to that meaning, not to the wording.
+DOCUMENTED_WRAP = "cron(0/30 20-2 ? * MON-FRI *)"
+
+
+def half_hours(year: int, month: int, day: int, hours: tuple[int, ...]) -> list[datetime]:
+    return [utc(year, month, day, hour, minute) for hour in hours for minute in (0, 30)]
+
+
+@pytest.mark.parametrize(
+    ("expression", "timezone", "after", "expected"),
+    [
+        pytest.param(
+            DOCUMENTED_WRAP,
+            "UTC",
+            utc(2026, 1, 9, 19, 59),  # a Friday
+            # Friday evening; nothing on Saturday 00:00-02:30; Monday's small hours, then its evening
+            [
+                *half_hours(2026, 1, 9, (20, 21, 22, 23)),
+                *half_hours(2026, 1, 12, (0, 1, 2)),
+                utc(2026, 1, 12, 20),
+            ],
+            id="documented-friday-to-monday",
+        ),
+        pytest.param(
+            DOCUMENTED_WRAP,
+            "UTC",
+            utc(2026, 1, 8, 23, 45),  # a Thursday
+            # across midnight into Friday: 00:00 to 02:30, the last run at 02:30 (hour 2 is in range)
+            [*half_hours(2026, 1, 9, (0, 1, 2)), utc(2026, 1, 9, 20)],
+            id="documented-across-midnight",
+        ),
+        pytest.param(
+            DOCUMENTED_WRAP,
+            "Asia/Shanghai",
+            utc(2026, 1, 9, 11, 59),  # Friday 19:59 in Shanghai
+            # Friday 20:00-23:30 CST is 12:00Z-15:30Z; Saturday 00:00 CST (still Friday in UTC) does
+            # not run, since the day of week is the local one; Monday 00:00 CST is Sunday 16:00Z
+            [*half_hours(2026, 1, 9, (12, 13, 14, 15)), utc(2026, 1, 11, 16)],
+            id="documented-weekday-is-local",
+        ),
+        pytest.param(
+            "cron(58-2 23 * * ? *)",
+            "UTC",
+            utc(2026, 12, 31, 23, 30),
+            # minutes 58-59 and 0-2 of hour 23: a wrapped field doesn't carry into the next one
+            [
+                utc(2026, 12, 31, 23, 58),
+                utc(2026, 12, 31, 23, 59),
+                utc(2027, 1, 1, 23, 0),
+                utc(2027, 1, 1, 23, 1),
+                utc(2027, 1, 1, 23, 2),
+                utc(2027, 1, 1, 23, 58),
+            ],
+            id="minutes-58-2",
+        ),
+        pytest.param(
+            "cron(0 22-2/2 * * ? *)",
+            "UTC",
+            utc(2026, 12, 31, 21),
+            # the step counts on across midnight: 22, 24 = 0, 26 = 2
+            [utc(2026, 12, 31, 22), utc(2027, 1, 1, 0), utc(2027, 1, 1, 2), utc(2027, 1, 1, 22)],
+            id="hours-22-2-step-2-across-year",
+        ),
+        pytest.param(
+            "cron(0 20-2/3 * * ? *)",
+            "UTC",
+            utc(2026, 1, 1, 19),
+            # 20, 23, 26 = 2: hour 1 is skipped, as it is the step that wraps, not a restart at 0
+            [utc(2026, 1, 1, 20), utc(2026, 1, 1, 23), utc(2026, 1, 2, 2), utc(2026, 1, 2, 20)],
+            id="hours-20-2-step-3",
+        ),
+        pytest.param(
+            "cron(0 12 28-3 * ? *)",
+            "UTC",
+            utc(2026, 4, 27),
+            # April has 30 days: 28-30, then 1-3 of May; May has its 31st
+            [
+                *(utc(2026, 4, day, 12) for day in (28, 29, 30)),
+                *(utc(2026, 5, day, 12) for day in (1, 2, 3, 28, 29, 30, 31)),
+                utc(2026, 6, 1, 12),
+            ],
+            id="dom-28-3-in-a-30-day-month",
+        ),
+        pytest.param(
+            "cron(0 12 28-3 * ? *)",
+            "UTC",
+            utc(2026, 2, 27),
+            # February 2026 ends on the 28th; 29-31 simply don't exist that month
+            [utc(2026, 2, 28, 12), *(utc(2026, 3, day, 12) for day in (1, 2, 3, 28))],
+            id="dom-28-3-in-february",
+        ),
+        pytest.param(
+            "cron(0 12 28-3/2 * ? *)",
+            "UTC",
+            utc(2026, 4, 1),
+            # 28, 30, 32 = 1, 34 = 3, counted on a 31-day field whatever the month's length
+            [utc(2026, month, day, 12) for month in (4, 5) for day in (1, 3, 28, 30)],
+            id="dom-28-3-step-2",
+        ),
+        pytest.param(
+            "cron(0 9 1 NOV-FEB ? *)",
+            "Asia/Tokyo",
+            utc(2026, 10, 15),
+            # 09:00 JST is 00:00Z; across the year end, then nothing until November
+            [utc(2026, 11, 1), utc(2026, 12, 1), utc(2027, 1, 1), utc(2027, 2, 1), utc(2027, 11, 1)],
+            id="months-NOV-FEB-in-a-zone",
+        ),
+        pytest.param(
+            "cron(0 0 1 NOV-FEB/2 ? *)",
+            "UTC",
+            utc(2026, 10, 15),
+            [utc(2026, 11, 1), utc(2027, 1, 1), utc(2027, 11, 1)],
+            id="months-NOV-FEB-step-2",
+        ),
+        pytest.param(
+            "cron(0 1 ? * FRI-MON *)",
+            "UTC",
+            utc(2026, 1, 8),  # a Thursday
+            [utc(2026, 1, day, 1) for day in (9, 10, 11, 12, 16)],
+            id="dow-FRI-MON",
+        ),
+        pytest.param(
+            "cron(0 1 ? * 7-1 *)",
+            "UTC",
+            utc(2026, 1, 8),
+            [utc(2026, 1, day, 1) for day in (10, 11, 17)],
+            id="dow-7-1-is-the-weekend",
+        ),
+        pytest.param(
+            "cron(0 5-5 * * ? *)",
+            "UTC",
+            utc(2026, 1, 1),
+            # equal ends are one value, not a wrap all the way round
+            [utc(2026, 1, day, 5) for day in (1, 2, 3)],
+            id="equal-ends",
+        ),
+        pytest.param(
+            "cron(30 22-2 * * ? *)",
+            NEW_YORK,
+            utc(2026, 3, 8, 2),  # 03-07 21:00 EST
+            # 22:30 and 23:30 EST, 00:30 and 01:30 EST; 02:30 on 03-08 doesn't exist; 22:30 EDT
+            [*(utc(2026, 3, 8, hour, 30) for hour in (3, 4, 5, 6)), utc(2026, 3, 9, 2, 30)],
+            id="wrapped-hours-spring-forward",
+        ),
+        pytest.param(
+            "cron(30 22-2 * * ? *)",
+            NEW_YORK,
+            utc(2026, 11, 1, 2),  # 10-31 22:00 EDT
+            # 22:30, 23:30, 00:30, 01:30 EDT; 01:30 isn't repeated in EST; 02:30 EST; 22:30 EST
+            [*(utc(2026, 11, 1, hour, 30) for hour in (2, 3, 4, 5)), utc(2026, 11, 1, 7, 30), utc(2026, 11, 2, 3, 30)],
+            id="wrapped-hours-fall-back",
+        ),
+    ],
+)
+def test_wrapped_ranges_fire_times(expression: str, timezone: str, after: datetime, expected: list[datetime]) -> None:
+    assert fire(expression, after, count=len(expected), timezone=timezone) == expected
+
+
+@pytest.mark.parametrize(
+    ("wrapped", "listed"),
+    [
+        pytest.param("cron(58-2 * * * ? *)", "cron(0,1,2,58,59 * * * ? *)", id="minutes"),
+        pytest.param("cron(0 22-2/2 * * ? *)", "cron(0 0,2,22 * * ? *)", id="hours-step"),
+        pytest.param("cron(0 0 30-1 * ? *)", "cron(0 0 1,30,31 * ? *)", id="day-of-month"),
+        pytest.param("cron(0 0 1 DEC-JAN ? *)", "cron(0 0 1 JAN,DEC ? *)", id="month-names"),
+        pytest.param("cron(0 0 1 10-3/3 ? *)", "cron(0 0 1 1,10 ? *)", id="month-step"),
+        pytest.param("cron(0 0 ? * SAT-MON *)", "cron(0 0 ? * 1,2,7 *)", id="day-of-week"),
+    ],
+)
+def test_a_wrapped_range_fires_as_its_listed_values(wrapped: str, listed: str) -> None:
+    after = utc(2026, 1, 1)
+    assert fire(wrapped, after, count=40) == fire(listed, after, count=40)
+
+
 def test_results_are_utc_whatever_the_zone_of_after() -> None:
     after = datetime(2026, 1, 1, 8, 0, tzinfo=NEW_YORK_ZONE)  # 13:00Z
     times = fire("cron(0 18 * * ? *)", after, count=2, timezone="Asia/Shanghai")
@@ -697,6 +891,9 @@ ORACLE_EXPRESSIONS = [
     "0 0 ? * 2#5 *",
     "0 12 1-31/2 JAN-JUN ? 2026-2028",
     "7,37 */5 ? * SUN,WED,SAT *",
+    "0/30 20-2 ? * MON-FRI *",
+    "58-2 22-1/3 28-3/2 NOV-FEB ? *",
+    "0 12 ? * FRI-MON *",
 ]
 
 
@@ -726,6 +923,12 @@ def test_utc_fire_times_match_aws_croniter(fields: str, after: datetime) -> None
         pytest.param("cron(0 0 ? * L *)", "at 00:00, only on Saturday", id="cron-L-saturday"),
         pytest.param("cron(0 0 ? * 6L *)", "at 00:00, on the last Friday of the month", id="cron-6L"),
         pytest.param("cron(0 9 ? * 2#1 *)", "at 09:00, on the first Monday of the month", id="cron-2#1"),
+        pytest.param(
+            "cron(0/30 20-2 ? * MON-FRI *)",
+            "every 30 minutes, between 20:00 and 02:59, Monday through Friday",
+            id="cron-wrapped-hours",
+        ),
+        pytest.param("cron(0 1 ? * FRI-MON *)", "at 01:00, Friday through Monday", id="cron-wrapped-weekdays"),
         pytest.param(
             "cron(0 0 1 1 ? 2027)",
             "at 00:00, on day 1 of the month, only in January, only in 2027",
