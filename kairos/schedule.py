@@ -32,7 +32,7 @@ Scheduler might refuse at deploy time. Those choices:
 * ``/`` in day-of-week: the table above doesn't list it, so ``1/2`` in day-of-week is an error.
 * Reversed ranges wrap past the end of their field, as in Quartz (``22-2`` is hours 22, 23, 0, 1
   and 2; ``FRI-MON`` is FRI, SAT, SUN, MON): the docs list ``cron(0/30 20-2 ? * MON-FRI *)`` as
-  an example. Years don't wrap. See docs/adr/0050-cron-ranges-wrap.md, which also lists the
+  an example. Years don't wrap. See docs/adr/0006-cron-ranges-wrap.md, which also lists the
   strict rules below that were checked and kept.
 * A step must be 1 to ``max - min`` of its field: ``/0`` is meaningless and a larger step can only
   ever hit the start value.
@@ -44,29 +44,8 @@ Scheduler might refuse at deploy time. Those choices:
 * Exactly one space between fields and nothing else: the docs say "separated by white space"
   but only ever show single spaces.
 
-Why aws-croniter (or not)
--------------------------
-aws-croniter 2.1.1 is a dependency of the project, so it was checked first. It gets the basics
-right: it requires six fields, rejects ``?`` outside the day fields, rejects minute 60, year 2200
-and ``#6``, and rejects expressions with both day fields set or both ``?``. But compared with
-the docs table, it is wrong in both directions:
-
-* It rejects valid expressions. Any ``/`` in the year field fails (``*/2``, ``2020/2``), though the
-  docs allow ``/`` there.
-* It accepts invalid ones. It accepts lowercase names and the undocumented ``L-3`` day-of-month
-  and day-of-week forms. (It wraps reversed ranges as Quartz does, which is right.)
-* It crashes on some input. ``LW`` and ``*-5`` pass its regex and then raise a bare ``ValueError``
-  from ``int()``. ``0/0`` raises "step must be positive" from the parser instead of a validation
-  error.
-
-Its iteration can't be used here either. It works only in UTC, with no time zone, so it has no
-DST handling. Day-of-week ``L`` never fires. Its search stops after 10 recursive steps, so sparse
-schedules come back as "no more runs": ``cron(0 0 29 2 ? *)`` after 2097-03-01 returns ``None``
-instead of 2104-02-29.
-
-So this module parses and iterates on its own and has no runtime import of aws-croniter. The
-tests still use aws-croniter as an independent oracle: on the documented examples, in UTC, where
-it is correct, the fire times here must match its ``get_next`` results.
+Why our own grammar and not aws-croniter: docs/adr/0001-own-cron-grammar.md (aws-croniter is a
+test-only oracle).
 
 Iteration walks the fields as a tree (year, month, matching days, hour, minute) and uses bisect to
 skip straight to the first candidate, never minute by minute. It yields local wall-clock times in
@@ -366,7 +345,7 @@ def _parse_item(spec: _Field, item: str) -> tuple[int, ...]:
             if not spec.wraps:
                 raise spec.fail(f"range {base!r} is reversed; years don't wrap, so write the earlier year first")
             # A reversed range runs past the field's end and on from its start, and a step keeps
-            # counting across that boundary: hours 22-2/2 are 22, 0, 2 (docs/adr/0050-cron-ranges-wrap.md).
+            # counting across that boundary: hours 22-2/2 are 22, 0, 2 (docs/adr/0006-cron-ranges-wrap.md).
             end += spec.size
     else:
         # 'n/step' means n, n+step, ... up to the field's maximum.

@@ -94,7 +94,7 @@ VALID_EXPRESSIONS = [
     "cron(0 0 1W * ? *)",
     "cron(59 23 31 12 ? 2199)",
     "cron(0 0 1 1 ? 1970)",
-    # reversed ranges wrap past the end of their field (docs/adr/0050-cron-ranges-wrap.md)
+    # reversed ranges wrap past the end of their field (docs/adr/0006-cron-ranges-wrap.md)
     "cron(0/30 20-2 ? * MON-FRI *)",
     "cron(58-2 * * * ? *)",
     "cron(0 22-2/2 * * ? *)",
