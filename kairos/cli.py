@@ -2,26 +2,34 @@
 
 Commands stay thin: they load the file through :mod:`kairos.loading`, plan through
 :mod:`kairos.plan` and print. Everything they reach for comes from :data:`services`, which tests swap.
+Tables fit the console (:mod:`kairos.cli_tables`); ``list``, ``show``, ``enable`` and ``disable``
+also print JSON (``--json``) with the field names the README documents.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.models import CommandFunctionType
 
 from kairos.catalog import TaskCatalog, load_catalog
-from kairos.config import TasksFile
+from kairos.cli_tables import Cell, Column, fitted_table
+from kairos.config import EnabledState, TasksFile
 from kairos.editing import EditError, set_enabled
-from kairos.loading import ConfigError, load_tasks_file
+from kairos.loading import ConfigError, did_you_mean, load_tasks_file
 from kairos.local.dynamodb import DynamoEndpoint, EmbeddedDynamoError, dynamodb_endpoint
 from kairos.local.tables import TableDesignChangedError
 from kairos.plan import PlanError, StagePlan, TaskPlan, plan_stage
@@ -38,11 +46,19 @@ DEFAULT_FILE = Path("tasks.yaml")
 DEFAULT_STAGE = "dev"
 
 
+PIPED_WIDTH = 200
+"""Piped output (make run, CI logs) is not squeezed into 80 columns, unless COLUMNS says so."""
+
+
+def _explicit_columns() -> int | None:
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else None
+
+
 def _console(*, stderr: bool) -> Console:
-    # Piped output (make run, CI logs) is not squeezed into 80 columns.
     console = Console(stderr=stderr, highlight=False, soft_wrap=True)
     if not console.is_terminal:
-        console.width = 200
+        console.width = _explicit_columns() or PIPED_WIDTH
     return console
 
 
@@ -66,23 +82,82 @@ class Services:
 
 services = Services()
 
-app = typer.Typer(
+
+def _without_type(option: TyperOption | None) -> TyperOption | None:
+    # Typer shows every flag's type as `<bool>` in help, its own --help included; a flag takes no value.
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
+class KairosCommand(TyperCommand):
+    def get_help_option(self, ctx: Any) -> TyperOption | None:
+        return _without_type(super().get_help_option(ctx))
+
+
+class KairosGroup(TyperGroup):
+    def get_help_option(self, ctx: Any) -> TyperOption | None:
+        return _without_type(super().get_help_option(ctx))
+
+
+class KairosTyper(typer.Typer):
+    """A Typer whose commands are :class:`KairosCommand` unless told otherwise."""
+
+    def command(
+        self, name: str | None = None, *, cls: type[TyperCommand] | None = KairosCommand, **settings: Any
+    ) -> Callable[[CommandFunctionType], CommandFunctionType]:
+        return super().command(name, cls=cls, **settings)
+
+
+def _flag(*names: str, help_text: str) -> Any:
+    """A boolean option shown in help without a type."""
+    return typer.Option(*names, help=help_text, metavar="")
+
+
+app = KairosTyper(
     name="kairos",
     help="Scheduled jobs on AWS from one typed registry file (tasks.yaml).",
+    cls=KairosGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-schedule_app = typer.Typer(help="Work with schedule expressions.", no_args_is_help=True)
+schedule_app = KairosTyper(help="Work with schedule expressions.", cls=KairosGroup, no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
 
 FileOption = Annotated[Path, typer.Option("--file", "-f", help="The task registry to read.")]
 StageOption = Annotated[str, typer.Option("--stage", "-s", help="The stage whose settings apply.")]
+JsonOption = Annotated[bool, _flag("--json", help_text="Print JSON (field names in the README) instead of a table.")]
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        services.console.out(f"kairos {package_version('kairos')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _every_command(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", metavar="", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    # COLUMNS given to this invocation wins, also over a pipe (the consoles are made at import).
+    columns = _explicit_columns()
+    if columns is not None:
+        services.console.width = services.errors.width = columns
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    services.errors.print(f"[red]error:[/red] {message}", markup=True)
+    services.errors.print(Text.assemble(("error:", "red"), " ", message))
     return typer.Exit(code)
+
+
+def _print_json(document: Any) -> None:
+    services.console.out(json.dumps(document, indent=2, ensure_ascii=False), highlight=False)
 
 
 def _load(path: Path) -> TasksFile:
@@ -94,19 +169,37 @@ def _load(path: Path) -> TasksFile:
         raise typer.Exit(1) from None
 
 
+def _known_stage(tasks_file: TasksFile, stage: str) -> str:
+    if stage not in tasks_file.stages:
+        hint = did_you_mean(stage, tasks_file.stages) or f" (stages: {', '.join(tasks_file.stages)})"
+        raise _fail(f"unknown stage {stage!r}{hint}")
+    return stage
+
+
+def _known_task(tasks_file: TasksFile, name: str) -> str:
+    names = [entry.name for entry in tasks_file.tasks]
+    if name not in names:
+        raise _fail(f"unknown task {name!r}{did_you_mean(name, names) or ' (kairos list shows every task)'}")
+    return name
+
+
 def _plan(path: Path, stage: str) -> StagePlan:
+    tasks_file = _load(path)
     try:
-        return plan_stage(_load(path), services.catalog, stage)
+        return plan_stage(tasks_file, services.catalog, _known_stage(tasks_file, stage))
     except PlanError as error:
         raise _fail(str(error)) from None
 
 
-def _task(plan: StagePlan, name: str) -> TaskPlan:
+def _task(path: Path, stage: str, name: str) -> tuple[TasksFile, TaskPlan]:
+    """The task's plan in ``stage``, after checking both names (with a "did you mean")."""
+    tasks_file = _load(path)
+    _known_task(tasks_file, name)
     try:
-        return plan.task(name)
-    except KeyError:
-        known = ", ".join(task.name for task in plan.tasks)
-        raise _fail(f"no task named {name!r} (tasks: {known})") from None
+        plan = plan_stage(tasks_file, services.catalog, _known_stage(tasks_file, stage))
+    except PlanError as error:
+        raise _fail(str(error)) from None
+    return tasks_file, plan.task(name)
 
 
 def _instant(text: str) -> datetime:
@@ -117,35 +210,150 @@ def _instant(text: str) -> datetime:
         raise _fail(str(error), code=2) from None
 
 
-def _next_fire(task: TaskPlan, after: datetime) -> str:
+def _next_fire(task: TaskPlan, after: datetime) -> str | None:
+    """The next fire time, ``None`` when the task is disabled or its schedule never fires again."""
     if not task.enabled:
-        return "-"
+        return None
     times = next_fire_times(parse_schedule(task.schedule_expression), timezone=task.timezone, after=after, count=1)
-    return iso_seconds(times[0]) if times else "never"
+    return iso_seconds(times[0]) if times else None
 
 
-@app.command("list")
-def list_tasks(file: FileOption = DEFAULT_FILE, stage: StageOption = DEFAULT_STAGE) -> None:
-    """Every task of the stage with its schedule and next fire time."""
-    plan = _plan(file, stage)
-    now = services.clock()
-    table = Table(title=f"Kairos tasks, stage {stage} ({file})", title_justify="left")
-    for column in ("", "name", "schedule", "timezone", "runtime", "task_type", "next fire (UTC)", "in words"):
-        table.add_column(column, no_wrap=column in ("name", "schedule", "next fire (UTC)"))
-    for task in plan.tasks:
-        table.add_row(
-            "[green]●[/green]" if task.enabled else "[dim]○[/dim]",
+def _marker(enabled: bool) -> Text:
+    return Text("●", style="green") if enabled else Text("○", style="dim")
+
+
+def _state(state: EnabledState) -> Text:
+    return Text.assemble(_marker(state.enabled), " on" if state.enabled else " off")
+
+
+def _stage_states(tasks_file: TasksFile, name: str) -> dict[str, EnabledState]:
+    return {stage: tasks_file.enabled_state(name, stage) for stage in tasks_file.stages}
+
+
+def _states_json(states: dict[str, EnabledState]) -> dict[str, Any]:
+    return {stage: {"enabled": state.enabled, "decided_by": state.decided_by.value} for stage, state in states.items()}
+
+
+LIST_COLUMNS = (
+    Column(""),
+    Column("name"),
+    Column("schedule", folds=True),
+    Column("timezone", movable=True),
+    Column("runtime", movable=True),
+    Column("task_type", movable=True),
+    Column("next fire (UTC)"),
+    Column("in words", folds=True),
+)
+
+
+def _list_json(tasks_file: TasksFile, file: Path, plans: list[StagePlan], now: datetime) -> dict[str, Any]:
+    tasks = []
+    for entry in tasks_file.tasks:
+        first = plans[0].task(entry.name)
+        stages = {}
+        for plan in plans:
+            task = plan.task(entry.name)
+            state = tasks_file.enabled_state(entry.name, plan.stage)
+            stages[plan.stage] = {
+                "enabled": state.enabled,
+                "decided_by": state.decided_by.value,
+                "schedule": task.schedule_expression,
+                "timezone": task.timezone,
+                "schedule_in_words": describe_schedule(parse_schedule(task.schedule_expression)),
+                "next_fire": _next_fire(task, now),
+            }
+        tasks.append(
+            {
+                "name": entry.name,
+                "description": first.description,
+                "task_type": first.task_type,
+                "runtime": first.runtime,
+                "stages": stages,
+            }
+        )
+    return {"file": str(file), "stages": [plan.stage for plan in plans], "tasks": tasks}
+
+
+def _list_one_stage(plan: StagePlan, file: Path, now: datetime) -> None:
+    rows: list[list[Cell]] = [
+        [
+            _marker(task.enabled),
             task.name,
             task.schedule_expression,
             task.timezone,
             task.runtime,
             task.task_type,
-            _next_fire(task, now),
+            _next_fire(task, now) or "-",
             describe_schedule(parse_schedule(task.schedule_expression)),
+        ]
+        for task in plan.tasks
+    ]
+    services.console.print(
+        fitted_table(
+            title=f"Kairos tasks, stage {plan.stage} ({file})",
+            columns=LIST_COLUMNS,
+            rows=rows,
+            width=services.console.width,
+            collect_into="in words",
         )
-    services.console.print(table)
+    )
     enabled = len(plan.enabled_tasks)
     services.console.print(f"{len(plan.tasks)} tasks, {enabled} enabled, {len(plan.tasks) - enabled} disabled")
+
+
+def _list_every_stage(tasks_file: TasksFile, plans: list[StagePlan], file: Path) -> None:
+    columns = [Column("name"), *(Column(plan.stage) for plan in plans), Column("schedule", folds=True)]
+    columns.append(Column("task_type", movable=True))
+    rows: list[list[Cell]] = []
+    for entry in tasks_file.tasks:
+        tasks = {plan.stage: plan.task(entry.name) for plan in plans}
+        schedules = {stage: f"{task.schedule_expression} ({task.timezone})" for stage, task in tasks.items()}
+        # A stage override may change the schedule: then each stage's is shown.
+        schedule = (
+            next(iter(schedules.values()))
+            if len(set(schedules.values())) == 1
+            else "\n".join(f"{stage}: {text}" for stage, text in schedules.items())
+        )
+        states = [_state(tasks_file.enabled_state(entry.name, plan.stage)) for plan in plans]
+        rows.append([entry.name, *states, schedule, tasks[plans[0].stage].task_type])
+    services.console.print(
+        fitted_table(
+            title=f"Kairos tasks in every stage ({file})",
+            columns=columns,
+            rows=rows,
+            width=services.console.width,
+            collect_into="schedule",
+        )
+    )
+    counts = ", ".join(f"{len(plan.enabled_tasks)} enabled in {plan.stage}" for plan in plans)
+    services.console.print(f"{len(tasks_file.tasks)} tasks: {counts}")
+
+
+@app.command("list")
+def list_tasks(
+    file: FileOption = DEFAULT_FILE,
+    stage: Annotated[
+        str | None, typer.Option("--stage", "-s", help=f"The stage whose settings apply [default: {DEFAULT_STAGE}].")
+    ] = None,
+    all_stages: Annotated[bool, _flag("--all-stages", help_text="A column per stage with the task's state.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Every task of the stage with its schedule and next fire time (or its state in every stage)."""
+    if all_stages and stage is not None:
+        raise _fail("give --stage or --all-stages, not both", code=2)
+    tasks_file = _load(file)
+    stages = list(tasks_file.stages) if all_stages else [_known_stage(tasks_file, stage or DEFAULT_STAGE)]
+    try:
+        plans = [plan_stage(tasks_file, services.catalog, name) for name in stages]
+    except PlanError as error:
+        raise _fail(str(error)) from None
+    now = services.clock()
+    if as_json:
+        _print_json(_list_json(tasks_file, file, plans, now))
+    elif all_stages:
+        _list_every_stage(tasks_file, plans, file)
+    else:
+        _list_one_stage(plans[0], file, now)
 
 
 @app.command()
@@ -163,7 +371,11 @@ def validate(file: FileOption = DEFAULT_FILE) -> None:
     )
 
 
-def _toggle(name: str, enabled: bool, file: Path, stage: str | None) -> None:
+def _toggle(name: str, enabled: bool, file: Path, stage: str | None, as_json: bool) -> None:
+    before = _load(file)
+    _known_task(before, name)
+    if stage is not None:
+        _known_stage(before, stage)
     try:
         change = set_enabled(file, name, enabled, stage=stage, catalog=services.catalog)
     except EditError as error:
@@ -172,7 +384,21 @@ def _toggle(name: str, enabled: bool, file: Path, stage: str | None) -> None:
         for problem in invalid.problems:
             services.errors.print(problem, markup=False)
         raise _fail(f"{file} left unchanged: the edit would not validate") from None
-    services.console.print(f"{file}: {change}")
+    # The edit was validated before it replaced the file, so it loads.
+    states = _stage_states(load_tasks_file(file), name)
+    if as_json:
+        _print_json({"file": str(file), "task": name, "change": change, "stages": _states_json(states)})
+        return
+    services.console.print(f"{file}: {change}", markup=False)
+    services.console.print(
+        fitted_table(
+            title=f"{name}, in every stage",
+            columns=(Column("stage"), Column("state"), Column("why", folds=True)),
+            rows=[[stage_name, _state(state), state.decided_by.value] for stage_name, state in states.items()],
+            width=services.console.width,
+            collect_into="why",
+        )
+    )
 
 
 StageEditOption = Annotated[
@@ -181,27 +407,72 @@ StageEditOption = Annotated[
 
 
 @app.command()
-def enable(name: str, file: FileOption = DEFAULT_FILE, stage: StageEditOption = None) -> None:
-    """Enable a task, editing tasks.yaml in place (comments and formatting are kept)."""
-    _toggle(name, True, file, stage)
+def enable(
+    name: str, file: FileOption = DEFAULT_FILE, stage: StageEditOption = None, as_json: JsonOption = False
+) -> None:
+    """Enable a task in tasks.yaml (comments and formatting are kept); prints its state in every stage."""
+    _toggle(name, True, file, stage, as_json)
 
 
 @app.command()
-def disable(name: str, file: FileOption = DEFAULT_FILE, stage: StageEditOption = None) -> None:
-    """Disable a task, editing tasks.yaml in place (comments and formatting are kept)."""
-    _toggle(name, False, file, stage)
+def disable(
+    name: str, file: FileOption = DEFAULT_FILE, stage: StageEditOption = None, as_json: JsonOption = False
+) -> None:
+    """Disable a task in tasks.yaml (comments and formatting are kept); prints its state in every stage."""
+    _toggle(name, False, file, stage, as_json)
+
+
+def _show_json(tasks_file: TasksFile, task: TaskPlan, stage: str, upcoming: list[datetime]) -> dict[str, Any]:
+    state = tasks_file.enabled_state(task.name, stage)
+    return {
+        "name": task.name,
+        "description": task.description,
+        "stage": stage,
+        "enabled": state.enabled,
+        "decided_by": state.decided_by.value,
+        "task_type": task.task_type,
+        "runtime": task.runtime,
+        "architecture": task.architecture,
+        "dependencies": task.group.value,
+        "memory_mb": task.memory,
+        "timeout_s": task.timeout,
+        "schedule": task.schedule_expression,
+        "timezone": task.timezone,
+        "schedule_in_words": describe_schedule(parse_schedule(task.schedule_expression)),
+        "retries": {
+            "scheduler_attempts": task.scheduler_retry_attempts,
+            "max_event_age_s": task.max_event_age_seconds,
+            "lambda_async_attempts": task.async_retry_attempts,
+        },
+        "tables": {table.value: access.value for table, access in task.tables.items()},
+        "ssm_parameters": list(task.ssm_parameters),
+        "params": task.input_template["params"],
+        "next_fire": [iso_seconds(moment) for moment in upcoming],
+        "stages": _states_json(_stage_states(tasks_file, task.name)),
+    }
 
 
 @app.command()
-def show(name: str, file: FileOption = DEFAULT_FILE, stage: StageOption = DEFAULT_STAGE) -> None:
-    """Everything about one task in a stage: settings, params, grants and the next fire times."""
-    task = _task(_plan(file, stage), name)
+def show(
+    name: str, file: FileOption = DEFAULT_FILE, stage: StageOption = DEFAULT_STAGE, as_json: JsonOption = False
+) -> None:
+    """Everything about one task in a stage: settings, grants, state in every stage, next fire times."""
+    tasks_file, task = _task(file, stage, name)
     schedule = parse_schedule(task.schedule_expression)
+    upcoming = next_fire_times(schedule, timezone=task.timezone, after=services.clock(), count=5)
+    if as_json:
+        _print_json(_show_json(tasks_file, task, stage, upcoming))
+        return
+    state = tasks_file.enabled_state(name, stage)
     rows = {
         "name": task.name,
         "description": task.description,
         "stage": stage,
-        "enabled": "yes" if task.enabled else "no",
+        "enabled": f"{'yes' if state.enabled else 'no'} ({state.decided_by.value})",
+        "in every stage": "; ".join(
+            f"{stage_name} {'on' if each.enabled else 'off'} ({each.decided_by.value})"
+            for stage_name, each in _stage_states(tasks_file, name).items()
+        ),
         "task_type": task.task_type,
         "runtime": f"{task.runtime} ({task.architecture}, {task.group.value} dependencies)",
         "memory / timeout": f"{task.memory} MB / {task.timeout} s",
@@ -213,13 +484,15 @@ def show(name: str, file: FileOption = DEFAULT_FILE, stage: StageOption = DEFAUL
         "tables": ", ".join(f"{table.value} ({access.value})" for table, access in task.tables.items())
         or "its own run records only",
         "params": json.dumps(task.input_template["params"], ensure_ascii=False),
+        "next fire (UTC)": ", ".join(map(iso_seconds, upcoming)),
     }
+    # Label and value side by side; a long value folds under itself, within the console's width.
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(justify="right", no_wrap=True, style="bold")
+    grid.add_column(overflow="fold")
     for label, value in rows.items():
-        services.console.print(f"[bold]{label:>17}[/bold]  {value}", markup=True)
-    upcoming = next_fire_times(schedule, timezone=task.timezone, after=services.clock(), count=5)
-    services.console.print(
-        f"[bold]{'next fire (UTC)':>17}[/bold]  " + ", ".join(map(iso_seconds, upcoming)), markup=True
-    )
+        grid.add_row(label, Text(value))
+    services.console.print(grid)
 
 
 @schedule_app.command("next")
@@ -259,13 +532,13 @@ def run(
     scheduled_time: Annotated[
         str | None, typer.Option(help="The slot to run, ISO 8601 (default: now, to the minute).")
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print the handler's log output.")] = False,
+    verbose: Annotated[bool, _flag("--verbose", "-v", help_text="Print the handler's log output.")] = False,
 ) -> None:
     """Run one task locally through its real handler, against the DynamoDB in AWS_ENDPOINT_URL_DYNAMODB
     or the embedded one. Exits 1 when the run is recorded as FAILED."""
     from kairos.local.session import LocalStage
 
-    task = _task(_plan(file, stage), name)
+    _, task = _task(file, stage, name)
     slot = _instant(scheduled_time) if scheduled_time else None
     with _local_dynamodb() as endpoint:
         local = LocalStage(stage=stage, endpoint=endpoint)
@@ -311,11 +584,19 @@ def run_stage(
 @app.command()
 def runs(
     name: Annotated[str | None, typer.Argument(help="Only this task's runs.")] = None,
+    file: FileOption = DEFAULT_FILE,
     stage: StageOption = DEFAULT_STAGE,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 20,
 ) -> None:
     """Run history, newest first."""
     from kairos.local.session import LocalStage
+
+    # The names are checked against tasks.yaml first: a typo would otherwise print an empty history
+    # (or create the tables of a stage that does not exist).
+    tasks_file = _load(file)
+    _known_stage(tasks_file, stage)
+    if name is not None:
+        _known_task(tasks_file, name)
 
     with _local_dynamodb() as endpoint:
         local = LocalStage(stage=stage, endpoint=endpoint)
@@ -325,36 +606,47 @@ def runs(
 
 
 STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "SKIPPED": "yellow", "STARTED": "blue"}
+NOTE_LIMIT = 500
+"""Characters of a run's error or detail shown in a table (a detail may be 32 KB); a cut ends in …."""
+RUNS_COLUMNS = (
+    Column("task"),
+    Column("status"),
+    Column("scheduled (UTC)"),
+    Column("started", movable=True),
+    Column("ms", movable=True),
+    Column("items", movable=True),
+    Column("rejected", movable=True),
+    Column("error / detail", folds=True),
+)
+
+
+def _note(record: dict[str, Any]) -> str:
+    error = record.get("error_message")
+    note = f"{record.get('error_type')}: {error}" if error else json.dumps(record.get("detail", {}), default=str)
+    return note if len(note) <= NOTE_LIMIT else note[: NOTE_LIMIT - 1] + "…"
 
 
 def _print_runs(records: list[dict[str, Any]], *, title: str) -> None:
-    table = Table(title=title, title_justify="left")
-    for column in (
-        "task",
-        "status",
-        "scheduled (UTC)",
-        "started",
-        "ms",
-        "items",
-        "rejected",
-        "error / detail",
-    ):
-        table.add_column(column, no_wrap=column != "error / detail")
+    rows: list[list[Cell]] = []
     for record in records:
         status = str(record.get("status", "?"))
-        error = record.get("error_message")
-        note = f"{record.get('error_type')}: {error}" if error else json.dumps(record.get("detail", {}), default=str)
-        table.add_row(
-            str(record.get("task")),
-            f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]",
-            str(record.get("scheduled_time", "")),
-            str(record.get("started_at", "")),
-            str(record.get("duration_ms", "")),
-            str(record.get("items_written", "")),
-            str(record.get("items_rejected", "")),
-            note[:160],
+        rows.append(
+            [
+                str(record.get("task")),
+                Text(status, style=STATUS_STYLE.get(status, "white")),
+                str(record.get("scheduled_time", "")),
+                str(record.get("started_at", "")),
+                str(record.get("duration_ms", "")),
+                str(record.get("items_written", "")),
+                str(record.get("items_rejected", "")),
+                _note(record),
+            ]
         )
-    services.console.print(table)
+    services.console.print(
+        fitted_table(
+            title=title, columns=RUNS_COLUMNS, rows=rows, width=services.console.width, collect_into="error / detail"
+        )
+    )
     if not records:
         services.console.print("no runs recorded")
 

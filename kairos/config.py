@@ -10,7 +10,8 @@ import math
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, get_args
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -59,13 +60,32 @@ TaskName = Annotated[str, Field(pattern=TASK_NAME_PATTERN)]
 Memory = Annotated[int, Field(ge=128, le=10240, description="MB")]
 Timeout = Annotated[int, Field(ge=1, le=900, description="seconds")]
 
+DEFAULT_ENABLED: Final = False
+"""A task that no layer enables is deployed with its schedule DISABLED in every stage, so a new entry
+cannot start running in prod unnoticed (docs/adr/0070-task-enabled-default.md)."""
+
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "runtime": "python3.13",
     "memory": 256,
     "timeout": 60,
     "timezone": "UTC",
-    "enabled": True,
+    "enabled": DEFAULT_ENABLED,
 }
+
+
+class EnabledBy(StrEnum):
+    """The layer that decided whether a task's schedule is ENABLED in a stage, most specific first."""
+
+    STAGE_LIST = "stage enabled list"
+    OVERRIDE = "override"
+    TASK_ENTRY = "task entry"
+    DEFAULTS = "defaults"
+    BUILT_IN = "built-in default"
+
+
+class EnabledState(NamedTuple):
+    enabled: bool
+    decided_by: EnabledBy
 
 
 def runtime_family(runtime: str) -> Literal["python", "nodejs"]:
@@ -313,6 +333,24 @@ class TasksFile(_Model):
                 return entry
         raise KeyError(name)
 
+    def enabled_state(self, name: str, stage: str | None = None) -> EnabledState:
+        """Whether task ``name`` is enabled (in ``stage``, when given) and which layer decided it."""
+        return self._enabled_state(self.task(name), self.stages[stage] if stage is not None else None)
+
+    def _enabled_state(self, entry: TaskEntry, stage_config: StageConfig | None) -> EnabledState:
+        if stage_config is not None:
+            # A stage's list and an override's `enabled` never both exist (StageConfig refuses it).
+            if stage_config.enabled is not None:
+                return EnabledState(entry.name in stage_config.enabled, EnabledBy.STAGE_LIST)
+            override = stage_config.overrides.get(entry.name)
+            if override is not None and override.enabled is not None:
+                return EnabledState(override.enabled, EnabledBy.OVERRIDE)
+        if entry.enabled is not None:
+            return EnabledState(entry.enabled, EnabledBy.TASK_ENTRY)
+        if self.defaults.enabled is not None:
+            return EnabledState(self.defaults.enabled, EnabledBy.DEFAULTS)
+        return EnabledState(DEFAULT_ENABLED, EnabledBy.BUILT_IN)
+
     def resolved_tasks(self, stage: str | None = None) -> list[ResolvedTask]:
         """Every task with defaults (and, given a stage, that stage's overrides) applied."""
         stage_config = self.stages[stage] if stage is not None else None
@@ -327,8 +365,8 @@ class TasksFile(_Model):
                 override = stage_config.overrides.get(entry.name)
                 if override is not None:
                     values |= override.model_dump(exclude_none=True)
-                if stage_config.enabled is not None:
-                    values["enabled"] = entry.name in stage_config.enabled
+            # `enabled` has one more layer than the rest (the stage's list); one method decides it.
+            values["enabled"] = self._enabled_state(entry, stage_config).enabled
             values.setdefault("architecture", None)
             resolved.append(ResolvedTask.model_validate(values))
         return resolved

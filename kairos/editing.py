@@ -10,7 +10,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from kairos.catalog import TaskCatalog
-from kairos.loading import ConfigError, load_tasks_file
+from kairos.loading import ConfigError, did_you_mean, load_tasks_file
 
 
 class EditError(ValueError):
@@ -37,9 +37,11 @@ def set_enabled(path: Path, name: str, enabled: bool, *, stage: str | None, cata
     The edited file is validated before it replaces the original, so a failed edit loses nothing.
     """
     document, yaml = _round_trip(path)
-    entry = next((task for task in document.get("tasks", []) if task.get("name") == name), None)
+    tasks = document.get("tasks") or []
+    entry = next((task for task in tasks if task.get("name") == name), None)
     if entry is None:
-        raise EditError(f"no task named {name!r} in {path}")
+        names = [str(task.get("name", "")) for task in tasks]
+        raise EditError(f"unknown task {name!r} in {path}{did_you_mean(name, names)}")
     if stage is None:
         _set_key_after(entry, "enabled", enabled, after="schedule")
         change = f"{name}: enabled: {str(enabled).lower()}"
@@ -54,7 +56,7 @@ def set_enabled(path: Path, name: str, enabled: bool, *, stage: str | None, cata
     else:
         stages = document.get("stages") or {}
         if stage not in stages:
-            raise EditError(f"no stage named {stage!r} in {path}")
+            raise EditError(f"unknown stage {stage!r} in {path}{did_you_mean(stage, list(stages))}")
         stage_config = stages[stage]
         if stage_config.get("enabled") is not None:
             names = stage_config["enabled"]

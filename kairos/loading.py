@@ -115,7 +115,7 @@ def _describe(path: Path, raw: Any, issue: Any) -> str:
     subject, field_path = _subject(raw, loc)
     where = f"{path}:{_line_of(raw, loc)}"
     if issue["type"] == "extra_forbidden":
-        message = "unknown field" + _suggestion(loc[-1], _fields_for(loc))
+        message = "unknown field" + did_you_mean(loc[-1], _fields_for(loc))
     elif isinstance(issue.get("input"), str | int | float | bool):
         message += f" (got {issue['input']!r})"
     if field_path:
@@ -149,7 +149,8 @@ def _fields_for(loc: tuple[Any, ...]) -> list[str]:
     return list(TasksFile.model_fields)
 
 
-def _suggestion(word: Any, candidates: list[str]) -> str:
+def did_you_mean(word: Any, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the candidate closest to ``word``, or nothing when none is close."""
     close = difflib.get_close_matches(str(word), candidates, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -70,17 +70,17 @@ def test_validate_reports_problems_without_a_traceback(runner: CliRunner, tasks_
     assert "Traceback" not in output
 
 
-def test_disable_edits_one_line_and_keeps_comments_and_layout(runner: CliRunner, tasks_file: Path) -> None:
+def test_enable_edits_one_line_and_keeps_comments_and_layout(runner: CliRunner, tasks_file: Path) -> None:
     before = tasks_file.read_text().splitlines()
 
-    code, output = invoke(runner, "disable", "python-task-2", "--file", str(tasks_file))
+    code, output = invoke(runner, "enable", "stock-spot", "--file", str(tasks_file))
 
     after = tasks_file.read_text().splitlines()
     assert code == 0, output
     changed = [(old, new) for old, new in zip(before, after, strict=True) if old != new]
-    assert changed == [("    enabled: true", "    enabled: false")]
+    assert changed == [("    enabled: false", "    enabled: true")]
     assert after[0].startswith("# yaml-language-server:")
-    code, _ = invoke(runner, "enable", "python-task-2", "--file", str(tasks_file))
+    code, _ = invoke(runner, "disable", "stock-spot", "--file", str(tasks_file))
     assert tasks_file.read_text().splitlines() == before
 
 
@@ -140,7 +140,7 @@ def test_enable_of_an_unknown_task_fails_and_changes_nothing(runner: CliRunner, 
     code, output = invoke(runner, "enable", "ghost", "--file", str(tasks_file))
 
     assert code == 1
-    assert "no task named 'ghost'" in output
+    assert "unknown task 'ghost'" in output
     assert tasks_file.read_text() == before
 
 
@@ -231,11 +231,11 @@ def test_run_then_runs_against_a_dynamodb_endpoint(
     invoke(runner, "run", "nodejs-task-2", "--file", str(tasks_file))
     # History across tasks is read by the day the runs started, which is today.
     monkeypatch.setattr(cli.services, "clock", lambda: datetime.now(UTC))
-    code, output = invoke(runner, "runs", "python-task-1")
+    code, output = invoke(runner, "runs", "python-task-1", "--file", str(tasks_file))
     assert code == 0
     assert output.count("python-task-1 ") == 1
     assert "nodejs-task-2" not in output
-    code, output = invoke(runner, "runs")
+    code, output = invoke(runner, "runs", "--file", str(tasks_file))
     assert "python-task-1" in output
     assert "nodejs-task-2" in output
 
@@ -263,7 +263,7 @@ def test_run_uses_the_embedded_dynamodb_and_keeps_its_data(
     assert "SUCCEEDED" in output
 
     # A second embedded instance over the same directory sees the first run.
-    code, output = invoke(runner, "runs", "python-task-2")
+    code, output = invoke(runner, "runs", "python-task-2", "--file", str(tasks_file))
     assert code == 0
     assert "SUCCEEDED" in output
     assert any(data_dir.iterdir())

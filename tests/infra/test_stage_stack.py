@@ -146,7 +146,8 @@ def test_stage_enabled_lists_decide_schedule_states(
         }
 
     dev_states, prod_states = states(*dev), states(*prod)
-    assert dev_states["python-task-1"] == prod_states["python-task-1"] == "ENABLED"
+    # dev's list enables the demo task; prod has no list, and nothing enables it there.
+    assert (dev_states["python-task-1"], prod_states["python-task-1"]) == ("ENABLED", "DISABLED")
     assert dev_states["daily-summary"] == prod_states["daily-summary"] == "DISABLED"
 
 

@@ -61,8 +61,9 @@ def test_each_market_task_gets_its_package_grants_and_is_off_in_dev(name: str, p
     assert dev.architecture == ("x86_64" if crawler else "arm64")
     assert ("TQDM_DISABLE" in dev.environment) is crawler
     assert not dev.enabled
-    # Eastmoney refuses many cloud IPs: its tasks ship disabled until a stage has a proxy.
-    assert prod.enabled is (name == "crypto-markets")
+    # Eastmoney refuses many cloud IPs: its tasks ship disabled until a stage has a proxy; the
+    # crypto crawler ships off in prod too (docs/adr/0070-task-enabled-default.md).
+    assert not prod.enabled
     assert dev.ssm_parameters == ()
 
 

@@ -13,6 +13,7 @@ from kairos.plan import MAX_EVENT_AGE, MIN_EVENT_AGE, PlanError, StagePlan, plan
 from kairos_runtime.registry import DependencyGroup
 
 TASKS = """\
+    defaults: {enabled: true}
     stages:
       dev: {enabled: [every-minute], log_retention_days: 7, https_proxy: "http://proxy.internal:3128"}
       prod: {log_retention_days: 90, retain_data: true, alarm_email: ops@example.com}
