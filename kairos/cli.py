@@ -21,6 +21,7 @@ from rich.table import Table
 from kairos.catalog import TaskCatalog, load_catalog
 from kairos.config import TasksFile
 from kairos.editing import EditError, set_enabled
+from kairos.excerpts import excerpt, shorten
 from kairos.loading import ConfigError, load_tasks_file
 from kairos.local.dynamodb import DynamoEndpoint, EmbeddedDynamoError, dynamodb_endpoint
 from kairos.local.tables import TableDesignChangedError
@@ -85,12 +86,23 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+INTERNAL_ERROR = "internal error"
+"""Marks the last-resort message: every known kind of bad input has its own message, so this one is a bug."""
+
+
 def _load(path: Path) -> TasksFile:
     try:
         return load_tasks_file(path, services.catalog)
     except ConfigError as invalid:
         for problem in invalid.problems:
             services.errors.print(problem, markup=False)
+        raise typer.Exit(1) from None
+    except Exception as error:  # the last resort: one line naming the file, never a traceback
+        services.errors.print(
+            f"{path}: {INTERNAL_ERROR} while reading it ({type(error).__name__}: {shorten(str(error))}); "
+            "please report it with the file",
+            markup=False,
+        )
         raise typer.Exit(1) from None
 
 
@@ -106,7 +118,7 @@ def _task(plan: StagePlan, name: str) -> TaskPlan:
         return plan.task(name)
     except KeyError:
         known = ", ".join(task.name for task in plan.tasks)
-        raise _fail(f"no task named {name!r} (tasks: {known})") from None
+        raise _fail(f"no task named {excerpt(name)} (tasks: {shorten(known)})") from None
 
 
 def _instant(text: str) -> datetime:
@@ -152,11 +164,16 @@ def list_tasks(file: FileOption = DEFAULT_FILE, stage: StageOption = DEFAULT_STA
 def validate(file: FileOption = DEFAULT_FILE) -> None:
     """Check the task registry: fields, schedules, timezones, task types and params, in every stage."""
     tasks_file = _load(file)
+    problems = []
     for stage in tasks_file.stages:
         try:
             plan_stage(tasks_file, services.catalog, stage)
         except PlanError as error:
-            raise _fail(str(error)) from None
+            problems.append(f"{file}: {error}")
+    for problem in problems:
+        services.errors.print(problem, markup=False)
+    if problems:
+        raise typer.Exit(1)
     services.console.print(
         f"{file}: {len(tasks_file.tasks)} tasks, {len(tasks_file.stages)} stages "
         f"({', '.join(tasks_file.stages)}): valid"
