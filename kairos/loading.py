@@ -16,9 +16,10 @@ from typing import Any
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.composer import MaxDepthExceededError
+from ruamel.yaml.composer import Composer, ComposerError, MaxDepthExceededError
 from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent, CollectionStartEvent
 from ruamel.yaml.nodes import ScalarNode
 
 from kairos.catalog import TaskCatalog
@@ -32,7 +33,7 @@ from kairos.config import (
     TaskOverride,
     TasksFile,
 )
-from kairos.excerpts import excerpt, shorten
+from kairos.excerpts import EXCERPT_LENGTH, excerpt, shorten
 from kairos.plan import limit_problems
 
 
@@ -68,13 +69,40 @@ class _CheckedConstructor(RoundTripConstructor):
     def construct_non_recursive_object(self, node: Any, tag: str | None = None) -> Any:
         try:
             return super().construct_non_recursive_object(node, tag)
-        except (ValueError, KeyError, TypeError, ArithmeticError) as error:
+        except (ValueError, LookupError, TypeError, ArithmeticError) as error:
             tag = str(node.tag).replace(_YAML_TAG_PREFIX, "!!")
             if isinstance(node, ScalarNode):
                 problem = f"{excerpt(node.value)} is not a valid {tag}: fix the value, or quote it for a string"
             else:
                 problem = f"this {tag} cannot be read ({shorten(str(error))})"
             raise _ValueError(None, None, problem, node.start_mark) from None
+
+
+class _CheckedComposer(Composer):
+    """ruamel's composer, refusing an alias inside the collection it names (``&loop {again: *loop}``),
+    which ruamel would otherwise read as null: such a value has no JSON form."""
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self._open_anchors: set[str] = set()
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        if isinstance(event, AliasEvent) and event.anchor in self._open_anchors:
+            raise ComposerError(
+                None,
+                None,
+                f"the alias *{shorten(str(event.anchor), EXCERPT_LENGTH)} is inside what it names",
+                event.start_mark,
+            )
+        anchor = event.anchor if isinstance(event, CollectionStartEvent) else None
+        if anchor is None:
+            return super().compose_node(parent, index)
+        self._open_anchors.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._open_anchors.discard(anchor)
 
 
 def read_text(path: Path) -> str:
@@ -119,6 +147,7 @@ def read_yaml(path: Path) -> Any:
     text = read_text(path)
     yaml = YAML(typ="rt")
     yaml.Constructor = _CheckedConstructor
+    yaml.Composer = _CheckedComposer
     # ruamel composes nodes recursively: a deep document would otherwise exhaust Python's stack.
     yaml.max_depth = MAX_NESTING_DEPTH
     try:
