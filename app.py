@@ -9,6 +9,7 @@ from pathlib import Path
 import aws_cdk as cdk
 
 from kairos.excerpts import shorten
+from kairos.limits import TEMPLATE_MAX_BYTES
 from kairos.loading import ConfigError
 from kairos.plan import PlanError
 from kairos_stack.app_builder import add_checks, build_stage, stage_plan
@@ -31,12 +32,22 @@ def main(app: cdk.App | None = None) -> None:
     try:
         build_stage(app, plan)
         add_checks(app)
-        app.synth()
+        assembly = app.synth()
     except Exception as error:  # CDK's own checks (TooManyResourcesInStack, ...) arrive as jsii errors
         # A jsii error carries the JavaScript stack after its first line: the first line is the message.
         message = shorten(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
         print(f"kairos: stage {stage!r} of {tasks_file} failed to synthesize: {message}", file=sys.stderr)
         raise SystemExit(1) from None
+    for stack in assembly.stacks:
+        # The template as written is what cdk deploy uploads to S3, and what CloudFormation measures.
+        size = Path(stack.template_full_path).stat().st_size
+        if size > TEMPLATE_MAX_BYTES:
+            print(
+                f"kairos: stage {stage!r} of {tasks_file}: the template is {size:,} bytes, and CloudFormation "
+                f"takes at most {TEMPLATE_MAX_BYTES:,}: move tasks to another tasks file, or shrink their params",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
 
 
 if __name__ == "__main__":

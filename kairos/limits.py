@@ -33,9 +33,10 @@ SCHEDULE_INPUT_MAX_BYTES = 8192
 
 Scheduler's API documents no maximum for ``Target.Input`` and Lambda takes asynchronous payloads
 up to 1 MB (Lambda API reference, Invoke), but every input is written into the stage's template,
-which holds at most :data:`TEMPLATE_MAX_BYTES`: a stack full of tasks (:data:`STACK_MAX_RESOURCES`
-allows about 54) at 8 KiB each, doubled by the template's JSON escaping, stays under it. Params
-are settings, not data: larger inputs belong in a table or an SSM parameter the task reads."""
+which holds at most :data:`TEMPLATE_MAX_BYTES` alongside about 10 KB of resources per task. At
+this budget a stage of ordinary tasks stays well inside it; ``app.py`` checks the synthesized
+template's exact size for the rest. Params are settings, not data: larger inputs belong in a table
+or an SSM parameter the task reads."""
 
 
 def utf16_length(text: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import difflib
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.composer import Composer, ComposerError, MaxDepthExceededError
 from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning, YAMLError
 from ruamel.yaml.events import AliasEvent, CollectionStartEvent
 from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.scanner import RoundTripScanner
 
 from kairos.catalog import TaskCatalog
 from kairos.config import (
@@ -49,16 +51,13 @@ class ConfigError(Exception):
 MAX_FILE_BYTES = 1024 * 1024
 """The largest tasks file read (1 MiB): a registry of schedules is a few kilobytes, and ruamel's
 pure-Python parser would spend seconds on more."""
-MAX_NESTING_DEPTH = NESTING_LIMIT
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 # What YAML 1.2 allows in a stream (ruamel's reader refuses the rest, without a line).
 _NOT_ALLOWED_IN_YAML = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
 _YAML_TAG_PREFIX = "tag:yaml.org,2002:"
 
 
-class _ValueError(ConstructorError):
+class _UnbuildableValueError(ConstructorError):
     """A value YAML parsed but could not build."""
 
 
@@ -75,7 +74,7 @@ class _CheckedConstructor(RoundTripConstructor):
                 problem = f"{excerpt(node.value)} is not a valid {tag}: fix the value, or quote it for a string"
             else:
                 problem = f"this {tag} cannot be read ({shorten(str(error))})"
-            raise _ValueError(None, None, problem, node.start_mark) from None
+            raise _UnbuildableValueError(None, None, problem, node.start_mark) from None
 
 
 class _CheckedComposer(Composer):
@@ -103,6 +102,23 @@ class _CheckedComposer(Composer):
             return super().compose_node(parent, index)
         finally:
             self._open_anchors.discard(anchor)
+
+
+class _TooDeepError(MarkedYAMLError):
+    """Nesting beyond :data:`NESTING_LIMIT`, found by the scanner or the composer."""
+
+
+class _CheckedScanner(RoundTripScanner):
+    """ruamel's scanner, refusing flow collections (``[[[...``) nested deeper than :data:`NESTING_LIMIT`.
+
+    The composer's ``max_depth`` comes too late for them: the scanner reads a whole nest of flow
+    collections ahead of the composer, in time quadratic in its depth (5,000 levels take seconds).
+    """
+
+    def fetch_flow_collection_start(self, TokenClass: Any, to_push: str) -> None:  # noqa: N803 - ruamel's name
+        if len(self.flow_context) >= NESTING_LIMIT:
+            raise _TooDeepError(None, None, "too deep", self.reader.get_mark())
+        super().fetch_flow_collection_start(TokenClass, to_push)
 
 
 def read_text(path: Path) -> str:
@@ -148,19 +164,23 @@ def read_yaml(path: Path) -> Any:
     yaml = YAML(typ="rt")
     yaml.Constructor = _CheckedConstructor
     yaml.Composer = _CheckedComposer
+    yaml.Scanner = _CheckedScanner
     # ruamel composes nodes recursively: a deep document would otherwise exhaust Python's stack.
-    yaml.max_depth = MAX_NESTING_DEPTH
+    yaml.max_depth = NESTING_LIMIT
     try:
-        return yaml.load(text)
-    except MaxDepthExceededError as error:
+        with warnings.catch_warnings():
+            # A reused anchor is valid YAML (the later one wins); ruamel's warning would print several lines.
+            warnings.simplefilter("ignore", ReusedAnchorWarning)
+            return yaml.load(text)
+    except (MaxDepthExceededError, _TooDeepError) as error:
         raise ConfigError(
             path,
             [
-                f"{_where(path, error.problem_mark)}: nested more than {MAX_NESTING_DEPTH} levels deep, "
+                f"{_where(path, error.problem_mark)}: nested more than {NESTING_LIMIT} levels deep, "
                 "the most a tasks file may nest: flatten it"
             ],
         ) from None
-    except _ValueError as error:
+    except _UnbuildableValueError as error:
         raise ConfigError(path, [f"{_where(path, error.problem_mark)}: {error.problem}"]) from None
     except MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark

@@ -99,3 +99,23 @@ def test_a_bad_tasks_file_stops_the_synth_without_a_traceback(
     error = capsys.readouterr().err
     assert f"{path}:2:9: control character U+001B is not allowed in YAML" in error
     assert "Traceback" not in error
+
+
+def test_a_template_over_cloudformations_size_limit_fails_the_synth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app as cdk_app
+
+    # The real limit takes about 50 tasks with large params to reach; a small one shows the check.
+    monkeypatch.setattr(cdk_app, "TEMPLATE_MAX_BYTES", 10_000)
+    path = tasks_file(tmp_path, 1, crawler=False, alarm_email=False)
+    with pytest.raises(SystemExit) as exited:
+        cdk_app.main(
+            cdk.App(context={**NO_BUNDLING, "stage": "s1", "tasks_file": str(path)}, outdir=str(tmp_path / "o"))
+        )
+
+    assert exited.value.code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"kairos: stage 's1' of {path}: the template is ")
+    assert "and CloudFormation takes at most 10,000" in lines[0]

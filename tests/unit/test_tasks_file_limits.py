@@ -92,8 +92,19 @@ def test_raw_control_characters_are_refused_at_their_line(
     assert line.startswith(f":{row}:20: control character U+{code_point} is not allowed in YAML")
 
 
-def test_deep_nesting_is_refused_before_ruamel_recurses(validate: object, tmp_path: Path) -> None:
-    line = one_problem(validate, SHIPPED.replace(LABEL, "label: " + "[" * 250 + "]" * 250), tmp_path)
+@pytest.mark.parametrize(
+    "value",
+    ["[" * 250 + "]" * 250, "[" * 5000 + "]" * 5000, "{a: " * 300 + "1" + "}" * 300],
+    ids=["250-flow-sequences", "5000-flow-sequences", "300-flow-mappings"],
+)
+def test_deep_nesting_is_refused_before_ruamel_recurses(validate: object, tmp_path: Path, value: str) -> None:
+    line = one_problem(validate, SHIPPED.replace(LABEL, "label: " + value), tmp_path)
+    assert "nested more than 32 levels deep" in line
+
+
+def test_deep_block_nesting_is_refused_too(validate: object, tmp_path: Path) -> None:
+    block = "".join(f"\n{'  ' * (4 + level)}k{level}:" for level in range(250)) + " 1"
+    line = one_problem(validate, SHIPPED.replace(LABEL, "label:" + block), tmp_path)
     assert "nested more than 32 levels deep" in line
 
 
@@ -127,6 +138,26 @@ def test_an_alias_bomb_in_params_answers_at_once(validate: object, tmp_path: Pat
     assert "params expand to more than 4,096 values (YAML aliases repeat what they name)" in line
 
 
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("description: Python simple task 1 - log timestamp", "description: *a9"),
+        ("    enabled: [python-task-1, python-task-2, nodejs-task-1, nodejs-task-2]", "    enabled: *a9"),
+        ("  prod:\n", "  prod: *a9\n  other:\n"),
+    ],
+    ids=["description", "stage-enabled-list", "stage"],
+)
+def test_an_alias_bomb_outside_params_answers_at_once(validate: object, tmp_path: Path, old: str, new: str) -> None:
+    bomb = alias_bomb().replace("      payload:", "x-bomb:").replace("        l", "  l")
+    text = (
+        SHIPPED.replace(PAYLOAD, "      payload: {}").replace(old, new, 1).replace("defaults:", bomb + "\ndefaults:", 1)
+    )
+    code, lines, elapsed = validate(text)  # type: ignore[operator]
+    assert code == 1, lines
+    assert elapsed < 1.0
+    assert all(len(line) < 400 for line in lines), lines
+
+
 def test_a_recursive_alias_in_params_is_refused(validate: object, tmp_path: Path) -> None:
     line = one_problem(validate, SHIPPED.replace(PAYLOAD, "      payload: &loop {again: *loop}"), tmp_path)
     assert "YAML syntax error: the alias *loop is inside what it names" in line
@@ -136,6 +167,15 @@ def test_a_scalar_alias_in_params_is_still_fine(validate: object) -> None:
     text = SHIPPED.replace(PAYLOAD, "      payload: {a: &same 1, b: *same}")
     code, lines, _ = validate(text)  # type: ignore[operator]
     assert code == 0, lines
+
+
+def test_a_reused_anchor_is_valid_yaml_and_prints_no_warning(validate: object) -> None:
+    text = SHIPPED.replace(LABEL, "label: &x python task 1").replace(
+        PAYLOAD, "      payload: {source: &x b, again: *x}"
+    )
+    code, lines, _ = validate(text)  # type: ignore[operator]
+    assert code == 0, lines
+    assert len(lines) == 1, lines
 
 
 def test_a_huge_name_is_echoed_as_a_short_excerpt(validate: object, tmp_path: Path) -> None:
