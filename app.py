@@ -8,13 +8,16 @@ from pathlib import Path
 
 import aws_cdk as cdk
 
+from kairos.excerpts import shorten
+from kairos.limits import TEMPLATE_MAX_BYTES
 from kairos.loading import ConfigError
 from kairos.plan import PlanError
 from kairos_stack.app_builder import add_checks, build_stage, stage_plan
 
 
-def main() -> None:
-    app = cdk.App()
+def main(app: cdk.App | None = None) -> None:
+    """Synthesize one stage; any failure is a message on stderr and exit status 1, never a traceback."""
+    app = app or cdk.App()
     stage = str(app.node.try_get_context("stage") or "dev")
     tasks_file = Path(str(app.node.try_get_context("tasks_file") or "tasks.yaml"))
     try:
@@ -23,9 +26,28 @@ def main() -> None:
         # A bad tasks.yaml must stop the synth with the problems, not a traceback.
         print(f"kairos: {tasks_file} is not valid:\n{error}", file=sys.stderr)
         raise SystemExit(1) from None
-    build_stage(app, plan)
-    add_checks(app)
-    app.synth()
+    except Exception as error:  # the last resort: every known kind of bad input has its own message
+        print(f"kairos: {tasks_file}: internal error while reading it: {shorten(str(error))}", file=sys.stderr)
+        raise SystemExit(1) from None
+    try:
+        build_stage(app, plan)
+        add_checks(app)
+        assembly = app.synth()
+    except Exception as error:  # CDK's own checks (TooManyResourcesInStack, ...) arrive as jsii errors
+        # A jsii error carries the JavaScript stack after its first line: the first line is the message.
+        message = shorten(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+        print(f"kairos: stage {stage!r} of {tasks_file} failed to synthesize: {message}", file=sys.stderr)
+        raise SystemExit(1) from None
+    for stack in assembly.stacks:
+        # The template as written is what cdk deploy uploads to S3, and what CloudFormation measures.
+        size = Path(stack.template_full_path).stat().st_size
+        if size > TEMPLATE_MAX_BYTES:
+            print(
+                f"kairos: stage {stage!r} of {tasks_file}: the template is {size:,} bytes, and CloudFormation "
+                f"takes at most {TEMPLATE_MAX_BYTES:,}: move tasks to another tasks file, or shrink their params",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from kairos.catalog import TaskCatalog, load_catalog
 from kairos.cli_tables import Cell, Column, fitted_table
 from kairos.config import EnabledState, TasksFile
 from kairos.editing import EditError, set_enabled
+from kairos.excerpts import excerpt, shorten
 from kairos.loading import ConfigError, did_you_mean, load_tasks_file
 from kairos.local.dynamodb import DynamoEndpoint, EmbeddedDynamoError, dynamodb_endpoint
 from kairos.local.tables import TableDesignChangedError
@@ -160,6 +161,10 @@ def _print_json(document: Any) -> None:
     services.console.out(json.dumps(document, indent=2, ensure_ascii=False), highlight=False)
 
 
+INTERNAL_ERROR = "internal error"
+"""Marks the last-resort message: every known kind of bad input has its own message, so this one is a bug."""
+
+
 def _load(path: Path) -> TasksFile:
     try:
         return load_tasks_file(path, services.catalog)
@@ -167,19 +172,26 @@ def _load(path: Path) -> TasksFile:
         for problem in invalid.problems:
             services.errors.print(problem, markup=False)
         raise typer.Exit(1) from None
+    except Exception as error:  # the last resort: one line naming the file, never a traceback
+        services.errors.print(
+            f"{path}: {INTERNAL_ERROR} while reading it ({type(error).__name__}: {shorten(str(error))}); "
+            "please report it with the file",
+            markup=False,
+        )
+        raise typer.Exit(1) from None
 
 
 def _known_stage(tasks_file: TasksFile, stage: str) -> str:
     if stage not in tasks_file.stages:
         hint = did_you_mean(stage, tasks_file.stages) or f" (stages: {', '.join(tasks_file.stages)})"
-        raise _fail(f"unknown stage {stage!r}{hint}")
+        raise _fail(f"unknown stage {excerpt(stage)}{hint}")
     return stage
 
 
 def _known_task(tasks_file: TasksFile, name: str) -> str:
     names = [entry.name for entry in tasks_file.tasks]
     if name not in names:
-        raise _fail(f"unknown task {name!r}{did_you_mean(name, names) or ' (kairos list shows every task)'}")
+        raise _fail(f"unknown task {excerpt(name)}{did_you_mean(name, names) or ' (kairos list shows every task)'}")
     return name
 
 
@@ -360,11 +372,16 @@ def list_tasks(
 def validate(file: FileOption = DEFAULT_FILE) -> None:
     """Check the task registry: fields, schedules, timezones, task types and params, in every stage."""
     tasks_file = _load(file)
+    problems = []
     for stage in tasks_file.stages:
         try:
             plan_stage(tasks_file, services.catalog, stage)
         except PlanError as error:
-            raise _fail(str(error)) from None
+            problems.append(f"{file}: {error}")
+    for problem in problems:
+        services.errors.print(problem, markup=False)
+    if problems:
+        raise typer.Exit(1)
     services.console.print(
         f"{file}: {len(tasks_file.tasks)} tasks, {len(tasks_file.stages)} stages "
         f"({', '.join(tasks_file.stages)}): valid"

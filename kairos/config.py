@@ -18,6 +18,8 @@ from pydantic_core import PydanticCustomError
 from ruamel.yaml.comments import TaggedScalar
 from ruamel.yaml.scalarbool import ScalarBoolean
 
+from kairos.excerpts import EXCERPT_LENGTH, excerpt, shorten
+from kairos.limits import SCHEDULE_EXPRESSION_MAX_LENGTH, SCHEDULE_INPUT_MAX_BYTES, SCHEDULE_TIMEZONE_MAX_LENGTH
 from kairos.schedule import Schedule, ScheduleError, parse_schedule, validate_timezone
 from kairos_runtime.events import MAX_SAFE_INTEGER
 from kairos_runtime.validation import InputPath
@@ -96,9 +98,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+NESTING_LIMIT = 32
+"""How deep tasks.yaml (and params, aliases expanded) may nest: far below Python's recursion limit,
+which ruamel's composer, pydantic and JSON encoding all recurse into, and far beyond what settings need."""
+PARAMS_MAX_VALUES = SCHEDULE_INPUT_MAX_BYTES // 2
+"""The most values one task's params may expand to. Each JSON value takes at least two bytes with its
+separator, so more could never fit the schedule's input; the count stops an alias bomb (9 aliases of
+9 aliases of ... ) at this many steps instead of expanding it exponentially."""
+
+
 def _check_schedule(value: str | None) -> str | None:
     if value is None:
         return None
+    if len(value) > SCHEDULE_EXPRESSION_MAX_LENGTH:
+        raise ValueError(
+            f"{len(value)} characters, and EventBridge Scheduler accepts at most {SCHEDULE_EXPRESSION_MAX_LENGTH}: "
+            "shorten the expression (ranges such as 1-5 instead of lists, fewer list entries)"
+        )
     try:
         parse_schedule(value)
     except ScheduleError as error:
@@ -117,24 +133,46 @@ class _NotJsonError(ValueError):
         self.path, self.problem = path, problem
 
 
-def _plain_json(value: Any, path: InputPath) -> Any:
+class _Expansion:
+    """Counts the values params expand to, so aliases cannot make the expansion exponential."""
+
+    def __init__(self) -> None:
+        self.values = 0
+
+    def visit(self, path: InputPath) -> None:
+        self.values += 1
+        if self.values > PARAMS_MAX_VALUES:
+            raise _NotJsonError(
+                path,
+                f"params expand to more than {PARAMS_MAX_VALUES:,} values (YAML aliases repeat what they name), "
+                f"more than the schedule's input of {SCHEDULE_INPUT_MAX_BYTES:,} bytes can carry: "
+                "write fewer values, without aliases",
+            )
+        if len(path) > NESTING_LIMIT:
+            raise _NotJsonError(
+                path, f"nested more than {NESTING_LIMIT} levels deep (aliases included): flatten the params"
+            )
+
+
+def _plain_json(value: Any, path: InputPath, expansion: _Expansion) -> Any:
     """``value`` in the plain types of the schedule's JSON input. YAML's own scalar types (ruamel's
     ``ScalarFloat``; an anchored ``ScalarBoolean``, which is an int; a ``!!str``-tagged scalar) become
     float, bool and str, so the params checks see exactly what the function will receive."""
+    expansion.visit(path)
     tag = getattr(getattr(value, "tag", None), "value", None)
     if isinstance(value, TaggedScalar) and tag == _YAML_STR_TAG:
         return str(value.value)
     if tag is not None:
-        raise _NotJsonError(path, f"the tag {tag} has no meaning in JSON: remove it")
+        raise _NotJsonError(path, f"the tag {shorten(tag, EXCERPT_LENGTH)} has no meaning in JSON: remove it")
     if isinstance(value, Mapping):
         plain = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise _NotJsonError(path, f"the key {key!r} is not a string, as JSON keys are: quote it")
-            plain[str(key)] = _plain_json(item, (*path, key))
+                raise _NotJsonError(path, f"the key {excerpt(key)} is not a string, as JSON keys are: quote it")
+            plain[str(key)] = _plain_json(item, (*path, key), expansion)
         return plain
     if isinstance(value, list | tuple):
-        return [_plain_json(item, (*path, index)) for index, item in enumerate(value)]
+        return [_plain_json(item, (*path, index), expansion) for index, item in enumerate(value)]
     return _plain_scalar(value, path)
 
 
@@ -173,7 +211,7 @@ def _json_params(params: Any) -> Any:
     if not isinstance(params, Mapping):
         return params  # not a mapping at all: the dict type says so
     try:
-        plain: dict[str, Any] = _plain_json(params, ())
+        plain: dict[str, Any] = _plain_json(params, (), _Expansion())
     except _NotJsonError as error:
         raise PydanticCustomError(
             PARAMS_NOT_JSON, "{problem}", {"path": error.path, "problem": error.problem}
@@ -189,6 +227,11 @@ JsonParams = Annotated[dict[str, Any], BeforeValidator(_json_params)]
 def _check_timezone(value: str | None) -> str | None:
     if value is None:
         return None
+    if len(value) > SCHEDULE_TIMEZONE_MAX_LENGTH:
+        raise ValueError(
+            f"{len(value)} characters, and EventBridge Scheduler accepts a timezone of at most "
+            f"{SCHEDULE_TIMEZONE_MAX_LENGTH}: use an IANA name such as Asia/Shanghai"
+        )
     try:
         return validate_timezone(value)
     except ScheduleError as error:
@@ -324,7 +367,8 @@ class TasksFile(_Model):
         for stage_name, stage in self.stages.items():
             unknown = [name for name in (stage.enabled or []) + list(stage.overrides) if name not in seen]
             if unknown:
-                raise ValueError(f"stage {stage_name!r}: names unknown tasks: {', '.join(sorted(set(unknown)))}")
+                names = shorten(", ".join(sorted(set(unknown))))
+                raise ValueError(f"stage {stage_name!r}: names unknown tasks: {names}")
         return self
 
     def task(self, name: str) -> TaskEntry:

@@ -7,14 +7,21 @@ Everything the CDK constructs need is decided here, so it is unit-tested without
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
 
-from kairos.catalog import PROJECT_ROOT, TaskCatalog
+from kairos.catalog import PROJECT_ROOT, CatalogEntry, TaskCatalog
 from kairos.config import ResolvedTask, StageConfig, TasksFile
+from kairos.limits import (
+    LAMBDA_DESCRIPTION_MAX_LENGTH,
+    SCHEDULE_INPUT_MAX_BYTES,
+    STACK_MAX_RESOURCES,
+    utf16_length,
+)
 from kairos.schedule import AtSchedule, RateSchedule, next_fire_times
 from kairos_runtime.events import schedule_input
 from kairos_runtime.registry import Access, DependencyGroup
@@ -42,6 +49,15 @@ MIN_EVENT_AGE = timedelta(seconds=60)
 LAMBDA_MAX_EVENT_AGE = timedelta(hours=6)
 """The longest a queued asynchronous invocation may wait (Lambda's own limit)."""
 MAX_EVENT_AGE = timedelta(hours=24)
+# What the stack declares (kairos_stack): per stage, two tables, the dead-letter queue with its policy
+# and alarm, and the schedule group; per task, the function with its role, policy, event invoke
+# config and log group, the schedule with the role and policy Scheduler invokes it with, and the
+# alarm; the alarm topic (key, topic, policy, subscription); one layer per crawler platform.
+STAGE_RESOURCES = 6
+RESOURCES_PER_TASK = 9
+ALARM_TOPIC_RESOURCES = 4
+# CDK adds its own AWS::CDK::Metadata resource to a stack synthesized with version reporting on.
+CDK_METADATA_RESOURCES = 1
 # A fixed reference instant keeps the derived event age (and so the template) deterministic.
 _GAP_REFERENCE = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -50,6 +66,8 @@ _GAP_REFERENCE = datetime(2026, 1, 5, tzinfo=UTC)
 class TaskPlan:
     name: str
     description: str
+    function_description: str
+    """The Lambda function's description, as deployed."""
     task_type: str
     runtime: str
     family: Literal["python", "nodejs"]
@@ -100,6 +118,17 @@ class StagePlan:
     def enabled_tasks(self) -> tuple[TaskPlan, ...]:
         return tuple(task for task in self.tasks if task.enabled)
 
+    @property
+    def resource_count(self) -> int:
+        """The CloudFormation resources the stage's stack declares (a test keeps this equal to the template)."""
+        layers = {
+            (task.group, task.runtime, task.architecture)
+            for task in self.tasks
+            if task.family == "python" and task.group is not DependencyGroup.CORE
+        }
+        alarm_topic = ALARM_TOPIC_RESOURCES if self.alarm_email else 0
+        return STAGE_RESOURCES + alarm_topic + len(layers) + RESOURCES_PER_TASK * len(self.tasks)
+
 
 class PlanError(ValueError):
     pass
@@ -110,7 +139,7 @@ def plan_stage(tasks_file: TasksFile, catalog: TaskCatalog, stage: str) -> Stage
         raise PlanError(f"unknown stage {stage!r}; tasks.yaml defines: {', '.join(tasks_file.stages)}")
     config = tasks_file.stages[stage]
     tasks = tuple(_plan_task(task, catalog, stage, config) for task in tasks_file.resolved_tasks(stage))
-    return StagePlan(
+    plan = StagePlan(
         stage=stage,
         stack_name=f"kairos-{stage}",
         schedule_group_name=f"kairos-{stage}",
@@ -122,6 +151,66 @@ def plan_stage(tasks_file: TasksFile, catalog: TaskCatalog, stage: str) -> Stage
         tables=tuple(TABLE_DESIGNS.values()),
         tasks=tasks,
     )
+    check_stack_fits(plan)
+    return plan
+
+
+def check_stack_fits(plan: StagePlan) -> None:
+    """Refuse a stage whose one stack would exceed CloudFormation's resource limit.
+
+    One stack per stage is today's design; a change that shards a stage across stacks replaces this
+    check with its own (how many tasks each shard takes).
+    """
+    available = STACK_MAX_RESOURCES - CDK_METADATA_RESOURCES
+    if plan.resource_count <= available:
+        return
+    fixed = plan.resource_count - RESOURCES_PER_TASK * len(plan.tasks)
+    fit = (available - fixed) // RESOURCES_PER_TASK
+    raise PlanError(
+        f"stage {plan.stage!r}: {len(plan.tasks)} tasks make {plan.resource_count} CloudFormation resources "
+        f"({RESOURCES_PER_TASK} per task), and a stack holds at most {STACK_MAX_RESOURCES}: at most {fit} tasks "
+        "fit in one stage. Every task of the file is deployed in every stage (disabled ones too), so move "
+        "tasks to another tasks file (-c tasks_file=...) with stages of their own"
+    )
+
+
+def function_description(name: str, description: str) -> str:
+    return f"Kairos task {name}: {description}"
+
+
+def task_description(task: ResolvedTask, entry: CatalogEntry) -> str:
+    """The task's own description, else its task type's."""
+    return task.description or entry.description
+
+
+def input_template(task: ResolvedTask) -> dict[str, Any]:
+    return schedule_input(task=task.name, task_type=task.task_type, params=task.params)
+
+
+def input_json(template: Mapping[str, Any]) -> str:
+    """The schedule's input as CDK writes it into the template (JSON.stringify: compact, UTF-8)."""
+    return json.dumps(template, separators=(",", ":"), ensure_ascii=False)
+
+
+def limit_problems(task: ResolvedTask, entry: CatalogEntry) -> Iterator[tuple[str, str]]:
+    """(field, problem) for each deployed value of ``task`` that AWS would refuse."""
+    description = function_description(task.name, task_description(task, entry))
+    length = utf16_length(description)
+    if length > LAMBDA_DESCRIPTION_MAX_LENGTH:
+        budget = LAMBDA_DESCRIPTION_MAX_LENGTH - utf16_length(function_description(task.name, ""))
+        yield (
+            "description",
+            f"the function's description would be {length} UTF-16 units (an emoji counts 2) and Lambda accepts "
+            f"{LAMBDA_DESCRIPTION_MAX_LENGTH}: shorten the description to {budget} "
+            "(the rest is 'Kairos task <name>: ')",
+        )
+    size = len(input_json(input_template(task)).encode())
+    if size > SCHEDULE_INPUT_MAX_BYTES:
+        yield (
+            "params",
+            f"the schedule's input would be {size:,} bytes of JSON, over the {SCHEDULE_INPUT_MAX_BYTES:,} a "
+            "schedule may send (see kairos/limits.py): keep large data in a table or an SSM parameter the task reads",
+        )
 
 
 def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: StageConfig) -> TaskPlan:
@@ -146,7 +235,8 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
             environment[TASK_MODULE_ENV] = entry.module
     return TaskPlan(
         name=task.name,
-        description=task.description or entry.description,
+        description=task_description(task, entry),
+        function_description=function_description(task.name, task_description(task, entry)),
         task_type=task.task_type,
         runtime=task.runtime,
         family=task.family,
@@ -159,7 +249,7 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         schedule_expression=task.schedule,
         timezone=task.timezone,
         enabled=task.enabled,
-        input_template=MappingProxyType(schedule_input(task=task.name, task_type=task.task_type, params=task.params)),
+        input_template=MappingProxyType(input_template(task)),
         tables=entry.tables,
         ssm_parameters=tuple(entry.parameters_for(task.params)),
         environment=MappingProxyType(environment),

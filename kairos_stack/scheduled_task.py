@@ -57,7 +57,7 @@ class ScheduledTask(Construct):
         self.function = lambda_.Function(
             self,
             "Function",
-            description=f"Kairos task {plan.name}: {plan.description}"[:256],
+            description=plan.function_description,
             runtime=LAMBDA_RUNTIMES[plan.runtime],
             architecture=ARCHITECTURES[plan.architecture],
             handler=plan.handler,

@@ -1,0 +1,44 @@
+"""The AWS limits a tasks.yaml can run into after it validates, each checked by ``kairos validate``.
+
+Each constant cites where AWS documents it, so a limit that changes is changed here and nowhere
+else. The values are the ones the service itself enforces at deploy time; checking them before the
+synth turns a CloudFormation (or CDK) failure into a line of tasks.yaml.
+"""
+
+from __future__ import annotations
+
+SCHEDULE_EXPRESSION_MAX_LENGTH = 256
+"""Scheduler's ``ScheduleExpression``: 1 to 256 characters (EventBridge Scheduler API reference,
+CreateSchedule; ``AWS::Scheduler::Schedule`` ``ScheduleExpression`` maxLength 256)."""
+
+SCHEDULE_TIMEZONE_MAX_LENGTH = 50
+"""Scheduler's ``ScheduleExpressionTimezone``: 1 to 50 characters (same references)."""
+
+LAMBDA_DESCRIPTION_MAX_LENGTH = 256
+"""``AWS::Lambda::Function`` ``Description``: at most 256 characters (Lambda API reference,
+CreateFunction). CDK checks it at synth counting JavaScript string length, that is UTF-16 code
+units, so an emoji counts twice: :func:`utf16_length` counts the same way."""
+
+STACK_MAX_RESOURCES = 500
+"""Resources one CloudFormation stack may declare (AWS CloudFormation User Guide, "Understand
+CloudFormation quotas": Resources, 500). CDK refuses a larger stack at synth with
+``TooManyResourcesInStack``."""
+
+TEMPLATE_MAX_BYTES = 1_000_000
+"""A template uploaded to S3, as ``cdk deploy`` does (same quotas page: "Template body size in an
+Amazon S3 object", 1 MB)."""
+
+SCHEDULE_INPUT_MAX_BYTES = 8192
+"""Kairos's own budget for one schedule's JSON input (the event it sends), in UTF-8 bytes.
+
+Scheduler's API documents no maximum for ``Target.Input`` and Lambda takes asynchronous payloads
+up to 1 MB (Lambda API reference, Invoke), but every input is written into the stage's template,
+which holds at most :data:`TEMPLATE_MAX_BYTES` alongside about 10 KB of resources per task. At
+this budget a stage of ordinary tasks stays well inside it; ``app.py`` checks the synthesized
+template's exact size for the rest. Params are settings, not data: larger inputs belong in a table
+or an SSM parameter the task reads."""
+
+
+def utf16_length(text: str) -> int:
+    """Length in UTF-16 code units, as JavaScript (and so CDK) counts a string."""
+    return len(text.encode("utf-16-le")) // 2

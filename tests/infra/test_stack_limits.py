@@ -1,0 +1,121 @@
+"""The plan's count of a stage's CloudFormation resources is the template's, so the limit check in
+``plan_stage`` cannot drift when a construct gains a resource; and a synth that CDK refuses anyway
+ends in one line on stderr, not a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Template
+
+from kairos.catalog import load_catalog
+from kairos.loading import load_tasks_file
+from kairos.plan import CDK_METADATA_RESOURCES, plan_stage
+from kairos_stack.app_builder import build_stage
+from tests.conftest import PROJECT_ROOT
+
+NO_BUNDLING = {"aws:cdk:bundling-stacks": []}
+
+
+def tasks_file(tmp_path: Path, tasks: int, *, crawler: bool, alarm_email: bool) -> Path:
+    email = "ops@example.com" if alarm_email else "null"
+    text = f"stages:\n  s{tasks}:\n    alarm_email: {email}\ntasks:\n"
+    text += "".join(
+        f"  - {{name: t-{index}, task_type: simple_task_1, schedule: rate(5 minutes)}}\n" for index in range(tasks)
+    )
+    if crawler:
+        text += "  - {name: spot, task_type: stock_spot, schedule: rate(15 minutes)}\n"
+        text += "  - {name: coins, task_type: crypto_markets, schedule: rate(15 minutes)}\n"
+    path = tmp_path / f"tasks-{tasks}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_plans_resource_count_is_the_templates(tmp_path: Path) -> None:
+    catalog = load_catalog()
+    app = cdk.App(context=NO_BUNDLING, analytics_reporting=False)
+    stacks = []
+    for tasks, crawler, alarm_email in [(1, False, False), (4, True, True), (7, False, True)]:
+        stage = f"s{tasks}"
+        plan = plan_stage(
+            load_tasks_file(tasks_file(tmp_path, tasks, crawler=crawler, alarm_email=alarm_email), catalog),
+            catalog,
+            stage,
+        )
+        stacks.append((plan, build_stage(app, plan)))
+    shipped = plan_stage(load_tasks_file(PROJECT_ROOT / "tasks.yaml", catalog), catalog, "prod")
+    stacks.append((shipped, build_stage(app, shipped)))
+
+    for plan, stack in stacks:
+        resources = Template.from_stack(stack).to_json()["Resources"]
+        assert plan.resource_count == len(resources), plan.stage
+    assert len({plan.resource_count for plan, _ in stacks}) == len(stacks)
+
+
+def test_cdks_metadata_resource_is_the_one_the_limit_reserves(tmp_path: Path) -> None:
+    catalog = load_catalog()
+    app = cdk.App(context=NO_BUNDLING, analytics_reporting=True)
+    plan = plan_stage(
+        load_tasks_file(tasks_file(tmp_path, 1, crawler=False, alarm_email=False), catalog), catalog, "s1"
+    )
+    stack = build_stage(app, plan)
+    template = app.synth().get_stack_by_name(stack.stack_name).template
+
+    assert len(template["Resources"]) == plan.resource_count + CDK_METADATA_RESOURCES
+
+
+def test_a_synth_cdk_refuses_is_one_line_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import app as cdk_app
+
+    # A resource limit below the stage's makes CDK itself refuse the stack (TooManyResourcesInStack).
+    path = tasks_file(tmp_path, 1, crawler=False, alarm_email=False)
+    context = {**NO_BUNDLING, "stage": "s1", "tasks_file": str(path), "@aws-cdk/core:stackResourceLimit": 5}
+    with pytest.raises(SystemExit) as exited:
+        cdk_app.main(cdk.App(context=context, outdir=str(tmp_path / "out")))
+
+    assert exited.value.code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"kairos: stage 's1' of {path} failed to synthesize: ")
+    assert "Number of resources" in lines[0]
+    assert "Traceback" not in lines[0]
+
+
+def test_a_bad_tasks_file_stops_the_synth_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import app as cdk_app
+
+    path = tmp_path / "tasks.yaml"
+    path.write_bytes(b"stages: {dev: {}}\ntasks: [\x1b]\n")
+    with pytest.raises(SystemExit) as exited:
+        cdk_app.main(
+            cdk.App(context={**NO_BUNDLING, "stage": "dev", "tasks_file": str(path)}, outdir=str(tmp_path / "o"))
+        )
+
+    assert exited.value.code == 1
+    error = capsys.readouterr().err
+    assert f"{path}:2:9: control character U+001B is not allowed in YAML" in error
+    assert "Traceback" not in error
+
+
+def test_a_template_over_cloudformations_size_limit_fails_the_synth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app as cdk_app
+
+    # The real limit takes about 50 tasks with large params to reach; a small one shows the check.
+    monkeypatch.setattr(cdk_app, "TEMPLATE_MAX_BYTES", 10_000)
+    path = tasks_file(tmp_path, 1, crawler=False, alarm_email=False)
+    with pytest.raises(SystemExit) as exited:
+        cdk_app.main(
+            cdk.App(context={**NO_BUNDLING, "stage": "s1", "tasks_file": str(path)}, outdir=str(tmp_path / "o"))
+        )
+
+    assert exited.value.code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"kairos: stage 's1' of {path}: the template is ")
+    assert "and CloudFormation takes at most 10,000" in lines[0]
