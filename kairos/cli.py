@@ -152,11 +152,16 @@ def list_tasks(file: FileOption = DEFAULT_FILE, stage: StageOption = DEFAULT_STA
 def validate(file: FileOption = DEFAULT_FILE) -> None:
     """Check the task registry: fields, schedules, timezones, task types and params, in every stage."""
     tasks_file = _load(file)
+    warnings = []
     for stage in tasks_file.stages:
         try:
-            plan_stage(tasks_file, services.catalog, stage)
+            plan = plan_stage(tasks_file, services.catalog, stage)
         except PlanError as error:
             raise _fail(str(error)) from None
+        warnings += [warning] if (warning := plan.alarm_warning()) else []
+    for warning in warnings:
+        # A warning is not a problem: the file is valid and the exit code stays 0.
+        services.errors.print(f"{file}: warning: {warning}", markup=False)
     services.console.print(
         f"{file}: {len(tasks_file.tasks)} tasks, {len(tasks_file.stages)} stages "
         f"({', '.join(tasks_file.stages)}): valid"

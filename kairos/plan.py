@@ -17,7 +17,7 @@ from kairos.catalog import PROJECT_ROOT, TaskCatalog
 from kairos.config import ResolvedTask, StageConfig, TasksFile
 from kairos.schedule import AtSchedule, RateSchedule, next_fire_times
 from kairos_runtime.events import schedule_input
-from kairos_runtime.registry import Access, DependencyGroup
+from kairos_runtime.registry import Access, DependencyGroup, Partitions
 from kairos_runtime.settings import (
     HTTPS_PROXY_ENV,
     LAMBDA_RETRY_ATTEMPTS_ENV,
@@ -65,6 +65,8 @@ class TaskPlan:
     input_template: Mapping[str, Any]
     tables: Mapping[TableId, Access]
     """Tables the task type declared, beyond writing its own run records."""
+    partitions: Mapping[TableId, Partitions]
+    """Per declared table, the partition-key prefixes its grants are limited to (a table absent: whole)."""
     ssm_parameters: tuple[str, ...]
     """SSM parameters the task reads (an API key, say); the stack grants read on exactly these."""
     environment: Mapping[str, str]
@@ -84,7 +86,10 @@ class StagePlan:
     schedule_group_name: str
     retain_data: bool
     log_retention_days: int
-    alarm_email: str | None
+    alarm_emails: tuple[str, ...]
+    """Addresses subscribed to the stage's own alarm topic."""
+    alarm_topic_arn: str | None
+    """An existing topic every alarm notifies instead of the stage's own."""
     account: str | None
     region: str | None
     tables: tuple[TableDesign, ...]
@@ -99,6 +104,19 @@ class StagePlan:
     @property
     def enabled_tasks(self) -> tuple[TaskPlan, ...]:
         return tuple(task for task in self.tasks if task.enabled)
+
+    def alarm_warning(self) -> str | None:
+        """What ``kairos validate`` and the synth say when a stage that keeps data alarms to nobody yet.
+
+        Its alarms still notify the stage's topic; only who reads it is missing.
+        """
+        if not self.retain_data or self.alarm_emails or self.alarm_topic_arn:
+            return None
+        return (
+            f"stage {self.stage!r} keeps its data (retain_data: true) but nobody is subscribed to its alarms: "
+            f"set alarm_email (one address or a list) or alarm_topic_arn in tasks.yaml, or subscribe to the "
+            f"topic of stack {self.stack_name} (output AlarmTopicArn) after deploying"
+        )
 
 
 class PlanError(ValueError):
@@ -116,7 +134,8 @@ def plan_stage(tasks_file: TasksFile, catalog: TaskCatalog, stage: str) -> Stage
         schedule_group_name=f"kairos-{stage}",
         retain_data=config.retain_data,
         log_retention_days=config.log_retention_days,
-        alarm_email=config.alarm_email,
+        alarm_emails=config.alarm_emails,
+        alarm_topic_arn=config.alarm_topic_arn,
         account=config.account,
         region=config.region,
         tables=tuple(TABLE_DESIGNS.values()),
@@ -161,6 +180,7 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         enabled=task.enabled,
         input_template=MappingProxyType(schedule_input(task=task.name, task_type=task.task_type, params=task.params)),
         tables=entry.tables,
+        partitions=entry.partitions,
         ssm_parameters=tuple(entry.parameters_for(task.params)),
         environment=MappingProxyType(environment),
         scheduler_retry_attempts=SCHEDULER_RETRY_ATTEMPTS,
