@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from kairos_runtime.context import TaskContext
@@ -176,3 +179,29 @@ def test_a_whole_table_read_needs_no_partitions() -> None:
     registry.task("report", params=Params, tables={TableId.TASK_RUNS: Access.READ})(noop)
 
     assert dict(registry.get("report").partitions) == {}
+
+
+def test_node_task_types_declare_partitions_through_the_manifest(tmp_path: Path) -> None:
+    from kairos.catalog import load_catalog
+
+    def task_type(partitions: object) -> dict[str, object]:
+        schema = {"type": "object", "properties": {}, "additionalProperties": False}
+        return {
+            "description": "",
+            "params_schema": schema,
+            "tables": {"market_data": "write"},
+            "partitions": partitions,
+        }
+
+    manifest = tmp_path / "task-types.json"
+    manifest.write_text(
+        json.dumps({"task_types": {"node_spot": task_type({"market_data": {"read": [], "write": ["ETF#"]}})}})
+    )
+
+    entry = load_catalog(registry=TaskRegistry(), node_manifest=manifest).lookup("nodejs", "node_spot")
+
+    assert entry is not None
+    assert dict(entry.partitions) == {TableId.MARKET_DATA: Partitions(read=(), write=("ETF#",))}
+    manifest.write_text(json.dumps({"task_types": {"node_spot": task_type({})}}))
+    with pytest.raises(InvalidDeclarationError, match="a write access needs partitions="):
+        load_catalog(registry=TaskRegistry(), node_manifest=manifest)
