@@ -33,6 +33,7 @@ from kairos.schedule import (
     validate_timezone,
 )
 from kairos_runtime.events import iso_seconds, parse_instant
+from kairos_runtime.tables import TableId
 
 DEFAULT_FILE = Path("tasks.yaml")
 DEFAULT_STAGE = "dev"
@@ -215,8 +216,7 @@ def show(name: str, file: FileOption = DEFAULT_FILE, stage: StageOption = DEFAUL
             f"Scheduler {task.scheduler_retry_attempts}, max event age {task.max_event_age_seconds} s; "
             f"Lambda async {task.async_retry_attempts}"
         ),
-        "tables": ", ".join(f"{table.value} ({access.value})" for table, access in task.tables.items())
-        or "its own run records only",
+        "tables": ", ".join(_table_grant(task, table) for table in task.tables) or "its own run records only",
         "params": json.dumps(task.input_template["params"], ensure_ascii=False),
     }
     for label, value in rows.items():
@@ -225,6 +225,17 @@ def show(name: str, file: FileOption = DEFAULT_FILE, stage: StageOption = DEFAUL
     services.console.print(
         f"[bold]{'next fire (UTC)':>17}[/bold]  " + ", ".join(map(iso_seconds, upcoming)), markup=True
     )
+
+
+def _table_grant(task: TaskPlan, table: TableId) -> str:
+    """``market_data (write: write CRYPTO#)``: the access and, where declared, the partitions it is limited to."""
+    access, scope = task.tables[table].value, task.partitions.get(table)
+    if scope is None:
+        return f"{table.value} ({access}, whole table)"
+    limits = [
+        f"{kind} {', '.join(prefixes)}" for kind, prefixes in (("read", scope.read), ("write", scope.write)) if prefixes
+    ]
+    return f"{table.value} ({access}: {'; '.join(limits)})"
 
 
 @schedule_app.command("next")

@@ -346,3 +346,12 @@ def test_validate_warns_when_a_stage_that_keeps_data_has_no_alarm_subscriber(
 
     assert code == 0
     assert "warning" not in output
+
+
+def test_show_names_the_partitions_a_task_may_touch(runner: CliRunner, tasks_file: Path) -> None:
+    code, output = invoke(runner, "show", "stock-daily", "--file", str(tasks_file))
+    summary = invoke(runner, "show", "daily-summary", "--file", str(tasks_file))[1]
+
+    assert code == 0, output
+    assert "market_data (read_write: read STOCK#; write STOCK#)" in output
+    assert "task_runs (query_indexes, whole table)" in summary.replace("\n", " ")
