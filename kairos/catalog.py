@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kairos_runtime.registry import Access, Architecture, DependencyGroup, TaskRegistry, TaskType
+from kairos_runtime.registry import (
+    Access,
+    Architecture,
+    DependencyGroup,
+    Partitions,
+    TaskRegistry,
+    TaskType,
+    resolve_partitions,
+)
 from kairos_runtime.tables import TableId
 from kairos_runtime.validation import InputPath, InvalidInputError
 
@@ -40,6 +48,8 @@ class CatalogEntry:
     """The SSM parameter names a task with these (valid) params reads."""
     module: str | None = None
     """The Python module that registers the task type; its function imports only that one."""
+    partitions: Mapping[TableId, Partitions] = field(default_factory=dict)
+    """The partition-key prefixes each declared table's accesses are limited to (see ``Partitions``)."""
 
 
 class TaskCatalog:
@@ -100,6 +110,7 @@ def python_entries(registry: TaskRegistry) -> list[CatalogEntry]:
             check_params=_params_model_check(task_type),
             parameters_for=_parameters_for(task_type),
             module=task_type.module,
+            partitions=task_type.partitions,
         )
         for task_type in registry
     ]
@@ -107,18 +118,27 @@ def python_entries(registry: TaskRegistry) -> list[CatalogEntry]:
 
 def node_entries(manifest_path: Path) -> list[CatalogEntry]:
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    return [
-        CatalogEntry(
-            name=name,
-            family="nodejs",
-            description=spec.get("description", ""),
-            tables={TableId(table): Access(access) for table, access in spec.get("tables", {}).items()},
-            group=DependencyGroup.CORE,
-            architecture=Architecture.ARM_64,
-            check_params=_json_schema_check(spec["params_schema"]),
+    entries = []
+    for name, spec in manifest["task_types"].items():
+        tables = {TableId(table): Access(access) for table, access in spec.get("tables", {}).items()}
+        # The Node registry declares partitions as the Python one does: {"read": [...], "write": [...]}.
+        partitions = {
+            TableId(table): Partitions(read=tuple(scope.get("read", ())), write=tuple(scope.get("write", ())))
+            for table, scope in spec.get("partitions", {}).items()
+        }
+        entries.append(
+            CatalogEntry(
+                name=name,
+                family="nodejs",
+                description=spec.get("description", ""),
+                tables=tables,
+                group=DependencyGroup.CORE,
+                architecture=Architecture.ARM_64,
+                check_params=_json_schema_check(spec["params_schema"]),
+                partitions=resolve_partitions(name, tables, partitions),
+            )
         )
-        for name, spec in manifest["task_types"].items()
-    ]
+    return entries
 
 
 def load_catalog(*, registry: TaskRegistry | None = None, node_manifest: Path = NODE_MANIFEST) -> TaskCatalog:

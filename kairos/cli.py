@@ -42,6 +42,7 @@ from kairos.schedule import (
     validate_timezone,
 )
 from kairos_runtime.events import iso_seconds, parse_instant
+from kairos_runtime.tables import TableId
 
 DEFAULT_FILE = Path("tasks.yaml")
 DEFAULT_STAGE = "dev"
@@ -373,13 +374,19 @@ def validate(file: FileOption = DEFAULT_FILE) -> None:
     """Check the task registry: fields, schedules, timezones, task types and params, in every stage."""
     tasks_file = _load(file)
     problems = []
+    warnings = []
     for stage in tasks_file.stages:
         try:
-            plan_stage(tasks_file, services.catalog, stage)
+            plan = plan_stage(tasks_file, services.catalog, stage)
         except PlanError as error:
             problems.append(f"{file}: {error}")
+            continue
+        warnings += [warning] if (warning := plan.alarm_warning()) else []
     for problem in problems:
         services.errors.print(problem, markup=False)
+    for warning in warnings:
+        # A warning is not a problem: the file is valid and the exit code stays 0.
+        services.errors.print(f"{file}: warning: {warning}", markup=False)
     if problems:
         raise typer.Exit(1)
     services.console.print(
@@ -498,8 +505,7 @@ def show(
             f"Scheduler {task.scheduler_retry_attempts}, max event age {task.max_event_age_seconds} s; "
             f"Lambda async {task.async_retry_attempts}"
         ),
-        "tables": ", ".join(f"{table.value} ({access.value})" for table, access in task.tables.items())
-        or "its own run records only",
+        "tables": ", ".join(_table_grant(task, table) for table in task.tables) or "its own run records only",
         "params": json.dumps(task.input_template["params"], ensure_ascii=False),
         "next fire (UTC)": ", ".join(map(iso_seconds, upcoming)),
     }
@@ -510,6 +516,17 @@ def show(
     for label, value in rows.items():
         grid.add_row(label, Text(value))
     services.console.print(grid)
+
+
+def _table_grant(task: TaskPlan, table: TableId) -> str:
+    """``market_data (write: write CRYPTO#)``: the access and, where declared, the partitions it is limited to."""
+    access, scope = task.tables[table].value, task.partitions.get(table)
+    if scope is None:
+        return f"{table.value} ({access}, whole table)"
+    limits = [
+        f"{kind} {', '.join(prefixes)}" for kind, prefixes in (("read", scope.read), ("write", scope.write)) if prefixes
+    ]
+    return f"{table.value} ({access}: {'; '.join(limits)})"
 
 
 @schedule_app.command("next")

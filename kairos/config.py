@@ -59,6 +59,9 @@ LOG_RETENTION_DAYS = (
 )
 
 TaskName = Annotated[str, Field(pattern=TASK_NAME_PATTERN)]
+EmailAddress = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+# A standard topic (CloudWatch alarm actions cannot publish to a FIFO topic): 1-256 letters, digits, - and _.
+SNS_TOPIC_ARN_PATTERN = r"^arn:aws(-cn|-us-gov)?:sns:[a-z]{2}(-[a-z]+)+-\d:\d{12}:[A-Za-z0-9_-]{1,256}$"
 Memory = Annotated[int, Field(ge=128, le=10240, description="MB")]
 Timeout = Annotated[int, Field(ge=1, le=900, description="seconds")]
 
@@ -286,12 +289,31 @@ class TaskOverride(_Model):
     _schedule = field_validator("schedule")(_check_schedule)
 
 
+def _one_or_more(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+# One address or a list of them; a plain string is read as a list of one, so every error has one path.
+AlarmEmails = Annotated[
+    list[EmailAddress],
+    Field(min_length=1),
+    BeforeValidator(_one_or_more, json_schema_input_type=EmailAddress | list[EmailAddress]),
+]
+
+
 class StageConfig(_Model):
     enabled: list[TaskName] | None = Field(
         default=None, description="when set, exactly these tasks are enabled in the stage"
     )
     log_retention_days: int = 30
-    alarm_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    alarm_email: AlarmEmails | None = Field(
+        default=None, description="e-mail address(es) subscribed to the stage's alarm topic"
+    )
+    alarm_topic_arn: str | None = Field(
+        default=None,
+        pattern=SNS_TOPIC_ARN_PATTERN,
+        description="an existing SNS topic alarms notify instead of the stage's own (not with alarm_email)",
+    )
     retain_data: bool = Field(
         default=False, description="keep tables (with point-in-time recovery) when the stack is deleted"
     )
@@ -306,6 +328,27 @@ class StageConfig(_Model):
         if value is not None and "@" in value.split("://", 1)[-1].split("/", 1)[0]:
             raise ValueError("credentials do not belong in tasks.yaml: they would be stored in the template")
         return value
+
+    @property
+    def alarm_emails(self) -> tuple[str, ...]:
+        return tuple(self.alarm_email or ())
+
+    @field_validator("alarm_email")
+    @classmethod
+    def _each_address_once(cls, value: list[str] | None) -> list[str] | None:
+        repeated = sorted({email for email in value or [] if (value or []).count(email) > 1})
+        if repeated:
+            raise ValueError(f"listed more than once: {', '.join(repeated)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_alarm_destination(self) -> StageConfig:
+        if self.alarm_email is not None and self.alarm_topic_arn is not None:
+            raise ValueError(
+                "alarm_email subscribes to the stage's own alarm topic, which alarm_topic_arn replaces: "
+                "subscribe the addresses to that topic where it is managed, or drop alarm_topic_arn"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_way_to_enable(self) -> StageConfig:

@@ -24,7 +24,7 @@ from kairos.limits import (
 )
 from kairos.schedule import AtSchedule, RateSchedule, next_fire_times
 from kairos_runtime.events import schedule_input
-from kairos_runtime.registry import Access, DependencyGroup
+from kairos_runtime.registry import Access, DependencyGroup, Partitions
 from kairos_runtime.settings import (
     HTTPS_PROXY_ENV,
     LAMBDA_RETRY_ATTEMPTS_ENV,
@@ -52,10 +52,11 @@ MAX_EVENT_AGE = timedelta(hours=24)
 # What the stack declares (kairos_stack): per stage, two tables, the dead-letter queue with its policy
 # and alarm, and the schedule group; per task, the function with its role, policy, event invoke
 # config and log group, the schedule with the role and policy Scheduler invokes it with, and the
-# alarm; the alarm topic (key, topic, policy, subscription); one layer per crawler platform.
+# alarm; the stage's own alarm topic (key, topic, policy) and a subscription per e-mail, unless an
+# existing topic is named; one layer per crawler platform.
 STAGE_RESOURCES = 6
 RESOURCES_PER_TASK = 9
-ALARM_TOPIC_RESOURCES = 4
+OWN_ALARM_TOPIC_RESOURCES = 3
 # CDK adds its own AWS::CDK::Metadata resource to a stack synthesized with version reporting on.
 CDK_METADATA_RESOURCES = 1
 # A fixed reference instant keeps the derived event age (and so the template) deterministic.
@@ -83,6 +84,8 @@ class TaskPlan:
     input_template: Mapping[str, Any]
     tables: Mapping[TableId, Access]
     """Tables the task type declared, beyond writing its own run records."""
+    partitions: Mapping[TableId, Partitions]
+    """Per declared table, the partition-key prefixes its grants are limited to (a table absent: whole)."""
     ssm_parameters: tuple[str, ...]
     """SSM parameters the task reads (an API key, say); the stack grants read on exactly these."""
     environment: Mapping[str, str]
@@ -102,7 +105,10 @@ class StagePlan:
     schedule_group_name: str
     retain_data: bool
     log_retention_days: int
-    alarm_email: str | None
+    alarm_emails: tuple[str, ...]
+    """Addresses subscribed to the stage's own alarm topic."""
+    alarm_topic_arn: str | None
+    """An existing topic every alarm notifies instead of the stage's own."""
     account: str | None
     region: str | None
     tables: tuple[TableDesign, ...]
@@ -126,8 +132,21 @@ class StagePlan:
             for task in self.tasks
             if task.family == "python" and task.group is not DependencyGroup.CORE
         }
-        alarm_topic = ALARM_TOPIC_RESOURCES if self.alarm_email else 0
+        alarm_topic = 0 if self.alarm_topic_arn else OWN_ALARM_TOPIC_RESOURCES + len(self.alarm_emails)
         return STAGE_RESOURCES + alarm_topic + len(layers) + RESOURCES_PER_TASK * len(self.tasks)
+
+    def alarm_warning(self) -> str | None:
+        """What ``kairos validate`` and the synth say when a stage that keeps data alarms to nobody yet.
+
+        Its alarms still notify the stage's topic; only who reads it is missing.
+        """
+        if not self.retain_data or self.alarm_emails or self.alarm_topic_arn:
+            return None
+        return (
+            f"stage {self.stage!r} keeps its data (retain_data: true) but nobody is subscribed to its alarms: "
+            f"set alarm_email (one address or a list) or alarm_topic_arn in tasks.yaml, or subscribe to the "
+            f"topic of stack {self.stack_name} (output AlarmTopicArn) after deploying"
+        )
 
 
 class PlanError(ValueError):
@@ -145,7 +164,8 @@ def plan_stage(tasks_file: TasksFile, catalog: TaskCatalog, stage: str) -> Stage
         schedule_group_name=f"kairos-{stage}",
         retain_data=config.retain_data,
         log_retention_days=config.log_retention_days,
-        alarm_email=config.alarm_email,
+        alarm_emails=config.alarm_emails,
+        alarm_topic_arn=config.alarm_topic_arn,
         account=config.account,
         region=config.region,
         tables=tuple(TABLE_DESIGNS.values()),
@@ -251,6 +271,7 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         enabled=task.enabled,
         input_template=MappingProxyType(input_template(task)),
         tables=entry.tables,
+        partitions=entry.partitions,
         ssm_parameters=tuple(entry.parameters_for(task.params)),
         environment=MappingProxyType(environment),
         scheduler_retry_attempts=SCHEDULER_RETRY_ATTEMPTS,

@@ -1,6 +1,12 @@
-"""The stage's alarm notifications: an encrypted, SSL-only SNS topic with an e-mail subscription."""
+"""The stage's alarm destination: an encrypted, SSL-only SNS topic of its own, or an existing topic.
+
+Every stage has one and every alarm notifies it, so a subscriber (e-mail, chat, paging) can be added
+later without a redeploy; ``alarm_email`` subscribes addresses at deploy time.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from aws_cdk import Stack
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -12,10 +18,21 @@ from constructs import Construct
 
 
 class AlarmTopic(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, email: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, emails: Sequence[str], existing_topic_arn: str | None
+    ) -> None:
         super().__init__(scope, construct_id)
+        self.topic: sns.ITopic
+        if existing_topic_arn is not None:
+            # Its policy, key and subscribers are managed where it lives; this stack only publishes to it.
+            self.topic = sns.Topic.from_topic_arn(self, "Topic", existing_topic_arn)
+        else:
+            self.topic = self._own_topic(emails)
+        self.action = cloudwatch_actions.SnsAction(self.topic)
+
+    def _own_topic(self, emails: Sequence[str]) -> sns.Topic:
         # CloudWatch cannot publish to a topic under the AWS-managed SNS key, so the topic gets its own.
-        self.key = kms.Key(self, "Key", enable_key_rotation=True, description="Kairos alarm topic")
+        key = kms.Key(self, "Key", enable_key_rotation=True, description="Kairos alarm topic")
         stack = Stack.of(self)
         # Only this account's alarms may use the key and the topic (no confused deputy).
         cloudwatch_principal = iam.ServicePrincipal("cloudwatch.amazonaws.com").with_conditions(
@@ -26,8 +43,10 @@ class AlarmTopic(Construct):
                 },
             }
         )
-        self.key.grant(cloudwatch_principal, "kms:Decrypt", "kms:GenerateDataKey*")
-        self.topic = sns.Topic(self, "Topic", enforce_ssl=True, master_key=self.key)
-        self.topic.grant_publish(cloudwatch_principal)
-        self.topic.add_subscription(subscriptions.EmailSubscription(email))
-        self.action = cloudwatch_actions.SnsAction(self.topic)
+        key.grant(cloudwatch_principal, "kms:Decrypt", "kms:GenerateDataKey*")
+        topic = sns.Topic(self, "Topic", enforce_ssl=True, master_key=key)
+        topic.grant_publish(cloudwatch_principal)
+        for email in emails:
+            topic.add_subscription(subscriptions.EmailSubscription(email))
+        self.key = key
+        return topic

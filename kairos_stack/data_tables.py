@@ -12,7 +12,8 @@ from kairos_runtime.tables import TableDesign, TableId
 
 
 class DataTables(Construct):
-    """On-demand tables with TTL; retained with point-in-time recovery where the stage keeps its data."""
+    """On-demand tables with TTL; where the stage keeps its data: retained, deletion-protected and with
+    point-in-time recovery."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, designs: Iterable[TableDesign], retain_data: bool
@@ -32,6 +33,8 @@ class DataTables(Construct):
                     point_in_time_recovery_enabled=retain_data
                 ),
                 removal_policy=cdk.RemovalPolicy.RETAIN if retain_data else cdk.RemovalPolicy.DESTROY,
+                # Retained data is also protected from a DeleteTable by hand until someone turns this off.
+                deletion_protection=retain_data,
             )
             for index in design.indexes:
                 table.add_global_secondary_index(

@@ -9,13 +9,22 @@ from constructs import Construct
 
 
 class DeadLetterQueue(Construct):
-    """An SSL-only, encrypted queue kept for 14 days, with an alarm as soon as anything lands in it."""
+    """An SSL-only, encrypted queue keeping messages 14 days (SQS's maximum), alarming as soon as one lands."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, alarm_action: cloudwatch.IAlarmAction | None) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        alarm_action: cloudwatch.IAlarmAction,
+        removal_policy: cdk.RemovalPolicy,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.queue = sqs.Queue(
             self,
             "Queue",
+            # Retained where the stage retains data: its messages are the failed deliveries.
+            removal_policy=removal_policy,
             enforce_ssl=True,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             retention_period=cdk.Duration.days(14),
@@ -36,5 +45,4 @@ class DeadLetterQueue(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        if alarm_action is not None:
-            self.alarm.add_alarm_action(alarm_action)
+        self.alarm.add_alarm_action(alarm_action)

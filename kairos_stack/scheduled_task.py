@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
@@ -49,11 +50,21 @@ class ScheduledTask(Construct):
         dead_letter_queue: sqs.IQueue,
         log_retention: logs.RetentionDays,
         removal_policy: cdk.RemovalPolicy,
-        alarm_action: cloudwatch.IAlarmAction | None,
+        alarm_action: cloudwatch.IAlarmAction,
     ) -> None:
         super().__init__(scope, construct_id)
         self.plan = plan
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=removal_policy)
+        # Not AWSLambdaBasicExecutionRole, which may write to every log group in the account: this
+        # function writes streams of its own log group only. The group exists (created above), so no
+        # logs:CreateLogGroup; the group's ARN ends in ":*", which covers its streams and nothing else.
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Kairos task {plan.name}: its own logs, traces and declared data"[:1000],
+        )
+        self.log_group.grant_write(self.role)
         self.function = lambda_.Function(
             self,
             "Function",
@@ -62,6 +73,7 @@ class ScheduledTask(Construct):
             architecture=ARCHITECTURES[plan.architecture],
             handler=plan.handler,
             code=code,
+            role=self.role,
             layers=list(layers),
             memory_size=plan.memory,
             timeout=cdk.Duration.seconds(plan.timeout),
@@ -120,5 +132,4 @@ class ScheduledTask(Construct):
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        if alarm_action is not None:
-            self.failure_alarm.add_alarm_action(alarm_action)
+        self.failure_alarm.add_alarm_action(alarm_action)

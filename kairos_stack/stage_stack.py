@@ -13,7 +13,7 @@ from constructs import Construct
 
 from kairos.config import NODE_RUNTIMES, PYTHON_RUNTIMES
 from kairos.plan import StagePlan
-from kairos_runtime.registry import Access
+from kairos_runtime.registry import Access, Partitions
 from kairos_runtime.settings import RUN_RECORD_TTL_DAYS_ENV
 from kairos_runtime.tables import TABLE_DESIGNS, TASK_RUNS, TableId
 from kairos_stack.alarm_topic import AlarmTopic
@@ -38,18 +38,50 @@ LOG_RETENTION: dict[int, logs.RetentionDays] = {
 # whole table (Scan), deletes, or reaches streams. CDK's grant_*_data would allow all of those.
 READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
 WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem")
+INDEX_ACTIONS = ("dynamodb:Query",)
+"""An index can only be queried: a write on an index ARN authorizes nothing."""
 
 
 def table_actions(access: Access) -> tuple[str, ...]:
     if access is Access.QUERY_INDEXES:
-        return ("dynamodb:Query",)
+        return INDEX_ACTIONS
     return (READ_ACTIONS if access.allows_read() else ()) + (WRITE_ACTIONS if access.allows_write() else ())
 
 
-def table_resources(table: dynamodb.ITable, access: Access) -> list[str]:
-    """The table and its indexes, or only its indexes for an index-only declaration."""
-    indexes = f"{table.table_arn}/index/*"
-    return [indexes] if access is Access.QUERY_INDEXES else [table.table_arn, indexes]
+def leading_keys(prefixes: tuple[str, ...]) -> dict[str, dict[str, list[str]]]:
+    """The condition limiting item actions to partitions whose key starts with one of ``prefixes``.
+
+    ``ForAllValues``, as DynamoDB requires for ``dynamodb:LeadingKeys``: every key a request touches
+    (each item of a batch) must match.
+    """
+    return {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{prefix}*" for prefix in prefixes]}}
+
+
+def table_statements(
+    table: dynamodb.ITable, access: Access, partitions: Partitions | None
+) -> list[iam.PolicyStatement]:
+    """One statement per access on the table, each with its own partitions, and Query on the indexes.
+
+    Index queries carry no LeadingKeys condition: AWS defines that key as the table's partition key,
+    and an index query names the index's partition key (``gsi1pk``) instead; see the README's Security
+    section.
+    """
+    statements = []
+    for allowed, actions, prefixes in (
+        (access.allows_read(), READ_ACTIONS, partitions.read if partitions else ()),
+        (access.allows_write(), WRITE_ACTIONS, partitions.write if partitions else ()),
+    ):
+        if allowed:
+            statements.append(
+                iam.PolicyStatement(
+                    actions=list(actions),
+                    resources=[table.table_arn],
+                    conditions=leading_keys(prefixes) if prefixes else None,
+                )
+            )
+    if access.allows_read() or access is Access.QUERY_INDEXES:
+        statements.append(iam.PolicyStatement(actions=list(INDEX_ACTIONS), resources=[f"{table.table_arn}/index/*"]))
+    return statements
 
 
 class KairosStageStack(cdk.Stack):
@@ -69,8 +101,13 @@ class KairosStageStack(cdk.Stack):
         code_assets = code_assets or CodeAssets()
 
         self.tables = DataTables(self, "Tables", designs=plan.tables, retain_data=plan.retain_data)
-        alarm_action = AlarmTopic(self, "Alarms", email=plan.alarm_email).action if plan.alarm_email else None
-        self.dead_letter_queue = DeadLetterQueue(self, "DeadLetters", alarm_action=alarm_action)
+        # Every alarm has a destination in every stage, so subscribing later needs no redeploy.
+        self.alarm_topic = AlarmTopic(self, "Alarms", emails=plan.alarm_emails, existing_topic_arn=plan.alarm_topic_arn)
+        alarm_action = self.alarm_topic.action
+        cdk.CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic.topic_arn, description="Subscribe here")
+        self.dead_letter_queue = DeadLetterQueue(
+            self, "DeadLetters", alarm_action=alarm_action, removal_policy=removal_policy
+        )
         self.schedule_group = scheduler.ScheduleGroup(
             self, "ScheduleGroup", schedule_group_name=plan.schedule_group_name, removal_policy=removal_policy
         )
@@ -93,19 +130,19 @@ class KairosStageStack(cdk.Stack):
             self._grant_parameters(task)
             self.tasks[task_plan.name] = task
         self._acknowledge_findings()
+        warning = plan.alarm_warning()
+        if warning:
+            # A warning, not an error: cdk synth (and cdk-nag) go on, and the template is the same.
+            cdk.Annotations.of(self).add_warning_v2("kairos:alarms-unsubscribed", warning)
 
     def _acknowledge(self, finding: str, reason: str) -> None:
         cdk.Validations.of(self).acknowledge(cdk.Acknowledgment(id=f"AwsSolutions::{finding}", reason=reason))
 
     def _acknowledge_findings(self) -> None:
         """The cdk-nag AwsSolutions findings this design accepts, each with its reason."""
-        self._acknowledge(
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-            "The maintained minimum for Lambda logging; each function writes only to its own log group",
-        )
         for task in self.tasks.values():
-            # Scoped to the function, so a wildcard added anywhere else still fails the synth.
-            cdk.Validations.of(task.function).acknowledge(
+            # Scoped to the function's role, so a wildcard added anywhere else still fails the synth.
+            cdk.Validations.of(task.role).acknowledge(
                 cdk.Acknowledgment(
                     id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
                     reason="X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions",
@@ -156,7 +193,6 @@ class KairosStageStack(cdk.Stack):
         function.add_environment(RUN_RECORD_TTL_DAYS_ENV, str(RUN_RECORD_TTL_DAYS))
         for table_id, access in task.plan.tables.items():
             table = self.tables.table(table_id)
-            iam.Grant.add_to_principal(
-                grantee=function, actions=list(table_actions(access)), resource_arns=table_resources(table, access)
-            )
+            for statement in table_statements(table, access, task.plan.partitions.get(table_id)):
+                function.add_to_role_policy(statement)
             function.add_environment(TABLE_DESIGNS[table_id].env_var, table.table_name)

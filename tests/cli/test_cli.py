@@ -336,3 +336,28 @@ def test_run_stage_creates_the_templates_tables_and_runs_every_enabled_task(
     client = boto3.client("dynamodb", endpoint_url=local_dynamodb, region_name="us-east-1")
     runs = client.describe_table(TableName="kairos-dev-TaskRuns")["Table"]
     assert [index["IndexName"] for index in runs["GlobalSecondaryIndexes"]] == ["by_date"]
+
+
+def test_validate_warns_when_a_stage_that_keeps_data_has_no_alarm_subscriber(
+    runner: CliRunner, tasks_file: Path
+) -> None:
+    code, output = invoke(runner, "validate", "--file", str(tasks_file))
+
+    assert code == 0, "a warning, not a problem"
+    assert f"{tasks_file}: warning: stage 'prod' keeps its data (retain_data: true)" in output.replace("\n", " ")
+    assert "valid" in output
+
+    tasks_file.write_text(tasks_file.read_text().replace("alarm_email: null", "alarm_email: ops@example.com"))
+    code, output = invoke(runner, "validate", "--file", str(tasks_file))
+
+    assert code == 0
+    assert "warning" not in output
+
+
+def test_show_names_the_partitions_a_task_may_touch(runner: CliRunner, tasks_file: Path) -> None:
+    code, output = invoke(runner, "show", "stock-daily", "--file", str(tasks_file))
+    summary = invoke(runner, "show", "daily-summary", "--file", str(tasks_file))[1]
+
+    assert code == 0, output
+    assert "market_data (read_write: read STOCK#; write STOCK#)" in output
+    assert "task_runs (query_indexes, whole table)" in summary.replace("\n", " ")

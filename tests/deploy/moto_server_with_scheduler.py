@@ -6,6 +6,9 @@
   create them through moto's own Scheduler backend, so the test can read the schedules back.
 * ``AWS::Lambda::Function``: moto's CloudFormation passes neither ``Layers`` nor ``Architectures``
   to the function it creates (its Lambda API does accept both); the wrapper below adds them.
+* ``AWS::KMS::Key``: moto's CloudFormation hands the template's tags (``Key``/``Value``, as
+  CloudFormation writes them) to its KMS backend, which reads the API's ``TagKey``/``TagValue`` and
+  fails; the wrapper below renames them. (Every stage's alarm topic has a KMS key, stack-tagged.)
 
 Run as ``python moto_server_with_scheduler.py -H 127.0.0.1 -p PORT`` (moto_server's arguments).
 """
@@ -17,6 +20,7 @@ from typing import Any
 
 from moto.awslambda.models import LambdaFunction
 from moto.core.common_models import CloudFormationModel
+from moto.kms.models import Key
 from moto.scheduler.models import EventBridgeSchedulerBackend, Schedule, ScheduleGroup, scheduler_backends
 from moto.server import main
 
@@ -197,6 +201,27 @@ def _update_function_with_layers(
 
 LambdaFunction.create_from_cloudformation_json = classmethod(_create_function_with_layers)  # type: ignore[assignment,method-assign]
 LambdaFunction.update_from_cloudformation_json = classmethod(_update_function_with_layers)  # type: ignore[assignment,method-assign]
+
+
+_create_key = Key.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+
+def _create_key_with_api_tags(
+    cls: type[Key],
+    resource_name: str,
+    cloudformation_json: dict[str, Any],
+    account_id: str,
+    region_name: str,
+    **kwargs: Any,
+) -> Key:
+    properties = dict(cloudformation_json["Properties"])
+    properties["Tags"] = [{"TagKey": tag["Key"], "TagValue": tag["Value"]} for tag in properties.get("Tags", [])]
+    return _create_key(  # type: ignore[no-any-return]
+        cls, resource_name, {**cloudformation_json, "Properties": properties}, account_id, region_name, **kwargs
+    )
+
+
+Key.create_from_cloudformation_json = classmethod(_create_key_with_api_tags)  # type: ignore[assignment,method-assign]
 
 
 if __name__ == "__main__":

@@ -272,6 +272,10 @@ def assert_stack(aws: LocalAws, stack: Deployed, status: str) -> None:
         in aws.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
     )
     assert_schedules_and_alarms(aws, stack)
+    # Every stage's alarms notify its topic, which anyone can subscribe to from the stack's output.
+    outputs = {output["OutputKey"]: output["OutputValue"] for output in description.get("Outputs", [])}
+    topic = outputs["AlarmTopicArn"]
+    assert aws.client("sns").get_topic_attributes(TopicArn=topic)["Attributes"]["TopicArn"] == topic
 
 
 def test_dev_stage_deploys_diffs_clean_and_updates(local_aws: LocalAws) -> None:

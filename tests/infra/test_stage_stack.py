@@ -169,7 +169,7 @@ def test_the_five_original_tasks_keep_their_schedules(dev: tuple[StagePlan, Temp
 
 
 def policy_statements(template: Template, plan: StagePlan, task: str) -> list[dict[str, Any]]:
-    policy = resource_at(template, "AWS::IAM::Policy", f"{plan.stack_name}/{task}/Function/ServiceRole")
+    policy = resource_at(template, "AWS::IAM::Policy", f"{plan.stack_name}/{task}/Role")
     return list(policy["Properties"]["PolicyDocument"]["Statement"])
 
 
@@ -215,9 +215,27 @@ def test_the_daily_summary_may_query_the_run_index_but_read_no_other_tasks_recor
             "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [runs_table, "Arn"]}, "/index/*"]]},
         },
     ]
-    [on_market] = [statement for statement in statements if market_table in json.dumps(statement["Resource"])]
-    assert "dynamodb:BatchWriteItem" in on_market["Action"]
-    assert {"Fn::GetAtt": [market_table, "Arn"]} in on_market["Resource"], "read and write on the table itself"
+    on_market = [statement for statement in statements if market_table in json.dumps(statement["Resource"])]
+    summaries = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["SUMMARY#*"]}}
+    assert on_market == [
+        {
+            "Action": ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
+            "Condition": summaries,
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [market_table, "Arn"]},
+        },
+        {
+            "Action": ["dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem"],
+            "Condition": summaries,
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [market_table, "Arn"]},
+        },
+        {
+            "Action": "dynamodb:Query",
+            "Effect": "Allow",
+            "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [market_table, "Arn"]}, "/index/*"]]},
+        },
+    ]
 
 
 def test_tasks_share_no_grants(dev: tuple[StagePlan, Template]) -> None:
@@ -231,10 +249,10 @@ def test_tasks_share_no_grants(dev: tuple[StagePlan, Template]) -> None:
     assert "TASK#nodejs-task-2" in two
 
 
-def test_dev_tables_are_destroyed_and_prod_tables_retained(
+def test_dev_tables_are_destroyed_and_prod_tables_retained_and_deletion_protected(
     dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]
 ) -> None:
-    for (plan, template), policy, recovery in ((dev, "Delete", False), (prod, "Retain", True)):
+    for (plan, template), policy, kept in ((dev, "Delete", False), (prod, "Retain", True)):
         tables = template.find_resources("AWS::DynamoDB::Table")
         assert len(tables) == 2
         for table in tables.values():
@@ -242,7 +260,16 @@ def test_dev_tables_are_destroyed_and_prod_tables_retained(
             properties = table["Properties"]
             assert properties["BillingMode"] == "PAY_PER_REQUEST"
             assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
-            assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": recovery}
+            assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": kept}
+            assert properties.get("DeletionProtectionEnabled", False) is kept, plan.stage
+
+
+def test_the_dead_letter_queue_is_kept_where_the_stage_keeps_its_data(
+    dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]
+) -> None:
+    for (plan, template), policy in ((dev, "Delete"), (prod, "Retain")):
+        queue = resource_at(template, "AWS::SQS::Queue", f"{plan.stack_name}/DeadLetters/Queue")
+        assert (queue["DeletionPolicy"], queue["UpdateReplacePolicy"]) == (policy, policy), plan.stage
 
 
 def test_log_groups_keep_the_stages_retention(
@@ -435,27 +462,209 @@ def test_only_this_accounts_alarms_may_use_the_alarm_topic(tmp_path: Any) -> Non
     template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"})
 
 
-def test_declared_tables_get_exactly_the_operations_their_access_allows(prod: tuple[StagePlan, Template]) -> None:
-    from kairos_runtime.tables import TABLE_DESIGNS
-    from kairos_stack.stage_stack import table_actions
+# What each market task type may touch in MarketData, written out rather than read from the registry,
+# so a declaration that drifts fails here.
+MARKET_PARTITIONS = {
+    "stock_spot": ((), ("STOCK#*",)),
+    "etf_spot": ((), ("ETF#*",)),
+    "index_spot": ((), ("INDEX#*",)),
+    "crypto_markets": ((), ("CRYPTO#*",)),
+    "stock_daily": (("STOCK#*",), ("STOCK#*",)),
+    "etf_daily": (("ETF#*",), ("ETF#*",)),
+    "index_daily": (("INDEX#*",), ("INDEX#*",)),
+    "daily_summary": (("SUMMARY#*",), ("SUMMARY#*",)),
+}
 
-    plan, template = prod
-    declaring = [task for task in plan.tasks if task.tables]
-    assert {task.task_type for task in declaring} >= {"stock_spot", "stock_daily", "daily_summary"}
-    for task in declaring:
+
+def on_resource(statements: list[dict[str, Any]], resource: Any) -> list[dict[str, Any]]:
+    return [statement for statement in statements if statement["Resource"] == resource]
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_each_market_task_reads_and_writes_only_its_own_partitions(
+    stage: str, dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]
+) -> None:
+    from kairos_stack.stage_stack import READ_ACTIONS, WRITE_ACTIONS
+
+    plan, template = dev if stage == "dev" else prod
+    market = {
+        "Fn::GetAtt": [logical_id(template, "AWS::DynamoDB::Table", f"{plan.stack_name}/Tables/MarketData"), "Arn"]
+    }
+    market_indexes = {"Fn::Join": ["", [market, "/index/*"]]}
+    market_tasks = [task for task in plan.tasks if task.task_type in MARKET_PARTITIONS]
+    assert {task.task_type for task in market_tasks} == set(MARKET_PARTITIONS)
+    for task in market_tasks:
+        reads, writes = MARKET_PARTITIONS[task.task_type]
         statements = policy_statements(template, plan, task.name)
-        for table_id, access in task.tables.items():
-            table = logical_id(
-                template, "AWS::DynamoDB::Table", f"{plan.stack_name}/Tables/{TABLE_DESIGNS[table_id].construct_id}"
-            )
-            granted = [
-                statement
-                for statement in statements
-                if "Condition" not in statement and table in json.dumps(statement["Resource"])
-            ]
-            assert len(granted) == 1, (task.name, table_id)
-            actions = granted[0]["Action"]
-            assert sorted([actions] if isinstance(actions, str) else actions) == sorted(table_actions(access))
+        expected = [
+            {
+                "Action": list(actions),
+                "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(prefixes)}},
+                "Effect": "Allow",
+                "Resource": market,
+            }
+            for actions, prefixes in ((READ_ACTIONS, reads), (WRITE_ACTIONS, writes))
+            if prefixes
+        ]
+        assert on_resource(statements, market) == expected, task.name
+        # An index can only be queried; only a task that reads gets that.
+        index_grants = on_resource(statements, market_indexes)
+        assert index_grants == (
+            [{"Action": "dynamodb:Query", "Effect": "Allow", "Resource": market_indexes}] if reads else []
+        )
     everything = json.dumps(template.find_resources("AWS::IAM::Policy"))
     assert "dynamodb:Scan" not in everything
     assert "dynamodb:DeleteItem" not in everything
+
+
+def every_policy_statement(template: Template) -> list[tuple[str, dict[str, Any]]]:
+    """Every statement of every IAM policy and every role's inline policies, with the owner's id."""
+    found = []
+    for name, policy in template.find_resources("AWS::IAM::Policy").items():
+        found += [(name, statement) for statement in policy["Properties"]["PolicyDocument"]["Statement"]]
+    for name, role in template.find_resources("AWS::IAM::Role").items():
+        for inline in role["Properties"].get("Policies", []):
+            found += [(name, statement) for statement in inline["PolicyDocument"]["Statement"]]
+    return found
+
+
+# Actions on data or on delivery: each must name the resources it reaches.
+DATA_PLANE_ACTION_PREFIXES = (
+    "dynamodb:", "sqs:Send", "sqs:Receive", "sqs:Delete", "sns:Publish", "ssm:GetParameter", "lambda:Invoke",
+    "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "s3:Get", "s3:Put", "logs:", "secretsmanager:Get",
+)  # fmt: skip
+WILDCARD_ALLOWED = {
+    "xray:PutTraceSegments": "X-Ray's segment and telemetry APIs support no resource-level permissions",
+    "xray:PutTelemetryRecords": "X-Ray's segment and telemetry APIs support no resource-level permissions",
+}
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod", "ops"])
+def test_no_policy_grants_a_data_plane_or_logs_action_on_every_resource(
+    stage: str, dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template], ops: Template
+) -> None:
+    template = {"dev": dev[1], "prod": prod[1], "ops": ops}[stage]
+    statements = every_policy_statement(template)
+    assert statements
+    for owner, statement in statements:
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if "*" not in resources:
+            continue
+        for action in actions:
+            assert action in WILDCARD_ALLOWED, f"{owner}: {action} on '*'"
+            assert not action.startswith(DATA_PLANE_ACTION_PREFIXES), f"{owner}: {action} on '*'"
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_each_function_writes_only_its_own_log_groups_streams(
+    stage: str, dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]
+) -> None:
+    plan, template = dev if stage == "dev" else prod
+    roles = template.find_resources("AWS::IAM::Role")
+    assert not [name for name, role in roles.items() if role["Properties"].get("ManagedPolicyArns")], (
+        "no managed policy (AWSLambdaBasicExecutionRole may write to every log group)"
+    )
+    for task in plan.tasks:
+        group = logical_id(template, "AWS::Logs::LogGroup", f"{plan.stack_name}/{task.name}/Logs")
+        logs = [
+            statement
+            for statement in policy_statements(template, plan, task.name)
+            if "logs:" in json.dumps(statement["Action"])
+        ]
+        # A log group's Arn attribute is "arn:...:log-group:<name>:*": the group's streams, nothing else.
+        assert logs == [
+            {
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Effect": "Allow",
+                "Resource": {"Fn::GetAtt": [group, "Arn"]},
+            }
+        ], task.name
+        function = resource_at(template, "AWS::Lambda::Function", f"{plan.stack_name}/{task.name}/Function")
+        role = logical_id(template, "AWS::IAM::Role", f"{plan.stack_name}/{task.name}/Role")
+        assert function["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
+        assert function["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": group}
+
+
+def synth_file(tmp_path: Any, stages: str, stage: str) -> tuple[StagePlan, cdk.Stack]:
+    path = tmp_path / "tasks.yaml"
+    path.write_text(
+        f"stages:\n{stages}\ntasks:\n  - {{name: tick, task_type: simple_task_1, schedule: rate(1 hour)}}\n"
+    )
+    catalog = load_catalog()
+    plan = plan_stage(load_tasks_file(path, catalog), catalog, stage)
+    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
+    stack = build_stage(app, plan)
+    add_checks(app)
+    app.synth()
+    return plan, stack
+
+
+@pytest.fixture(scope="module")
+def ops(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    """A stage with two alarm addresses, retained data and a pinned environment."""
+    _, stack = synth_file(
+        tmp_path_factory.mktemp("ops"),
+        "  ops: {alarm_email: [ops@example.com, pager@example.com], retain_data: true,"
+        " account: '111122223333', region: eu-west-1}",
+        "ops",
+    )
+    return Template.from_stack(stack)
+
+
+def alarm_actions(template: Template) -> list[Any]:
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    assert alarms
+    return [alarm["Properties"].get("AlarmActions") for alarm in alarms.values()]
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_every_alarm_notifies_the_stages_topic_even_with_nobody_subscribed(
+    stage: str, dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]
+) -> None:
+    plan, template = dev if stage == "dev" else prod
+    topic = logical_id(template, "AWS::SNS::Topic", f"{plan.stack_name}/Alarms/Topic")
+
+    assert alarm_actions(template) == [[{"Ref": topic}]] * (len(plan.tasks) + 1), "every task's and the queue's"
+    assert template.find_resources("AWS::SNS::Subscription") == {}
+    properties = template.find_resources("AWS::SNS::Topic")[topic]["Properties"]
+    assert "KmsMasterKeyId" in properties
+    template.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
+                )
+            }
+        },
+    )
+    template.has_output("AlarmTopicArn", {"Value": {"Ref": topic}})
+
+
+def test_each_alarm_address_is_subscribed(ops: Template) -> None:
+    endpoints = sorted(
+        subscription["Properties"]["Endpoint"] for subscription in ops.find_resources("AWS::SNS::Subscription").values()
+    )
+    assert endpoints == ["ops@example.com", "pager@example.com"]
+
+
+def test_alarms_can_notify_an_existing_topic_instead(tmp_path: Any) -> None:
+    arn = "arn:aws:sns:eu-west-1:111122223333:ops-paging"
+    _, stack = synth_file(tmp_path, f"  ops: {{retain_data: true, alarm_topic_arn: '{arn}'}}", "ops")
+    template = Template.from_stack(stack)
+
+    assert template.find_resources("AWS::SNS::Topic") == {}
+    assert template.find_resources("AWS::KMS::Key") == {}
+    assert alarm_actions(template) == [[arn], [arn]]
+    cdk.assertions.Annotations.from_stack(stack).has_no_warning("*", Match.any_value())
+
+
+def test_a_stage_that_keeps_data_with_no_alarm_subscriber_warns_at_synth(tmp_path: Any) -> None:
+    _, kept = synth_file(tmp_path, "  prod: {retain_data: true}", "prod")
+    _, scratch = synth_file(tmp_path, "  dev: {}", "dev")
+
+    cdk.assertions.Annotations.from_stack(kept).has_warning(
+        "/kairos-prod", Match.string_like_regexp("nobody is subscribed to its alarms: set alarm_email")
+    )
+    cdk.assertions.Annotations.from_stack(scratch).has_no_warning("*", Match.any_value())

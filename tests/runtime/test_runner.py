@@ -215,9 +215,9 @@ def test_a_declared_table_is_reachable(
         context.clients.table(TableId.MARKET_DATA).put_item(Item={"pk": "X#1", "sk": "LATEST"})
         return TaskOutcome(items_written=1)
 
-    make_runner(registry_with(writer, tables={TableId.MARKET_DATA: "write"})).dispatch(
-        scheduled_event("probe", "probe"), lambda_context
-    )
+    make_runner(
+        registry_with(writer, tables={TableId.MARKET_DATA: "write"}, partitions={TableId.MARKET_DATA: ("X#",)})
+    ).dispatch(scheduled_event("probe", "probe"), lambda_context)
 
     assert run_record(dynamodb, "probe")["status"] == "SUCCEEDED"
     assert dynamodb.Table("kairos-test-MarketData").get_item(Key={"pk": "X#1", "sk": "LATEST"})["Item"]

@@ -44,7 +44,7 @@ def test_stage_settings_flow_into_the_plan(tmp_path: Path) -> None:
         False,
         7,
     )
-    assert (prod.retain_data, prod.alarm_email) == (True, "ops@example.com")
+    assert (prod.retain_data, prod.alarm_emails, prod.alarm_topic_arn) == (True, ("ops@example.com",), None)
     assert [task.name for task in dev.enabled_tasks] == ["every-minute"]
     assert [task.name for task in prod.enabled_tasks] == ["every-minute", "hourly", "weekday-close", "yearly", "quotes"]
 
@@ -114,3 +114,28 @@ def test_simple_tasks_get_no_tables_or_parameters(tmp_path: Path) -> None:
 def test_an_unknown_stage_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match=r"unknown stage 'qa'; tasks\.yaml defines: dev, prod"):
         plan_for(tmp_path, "qa")
+
+
+@pytest.mark.parametrize(
+    ("stage", "warns"),
+    [
+        ("{retain_data: true}", True),
+        ("{retain_data: true, alarm_email: null}", True),
+        ("{retain_data: true, alarm_email: ops@example.com}", False),
+        ("{retain_data: true, alarm_email: [ops@example.com, pager@example.com]}", False),
+        ("{retain_data: true, alarm_topic_arn: 'arn:aws:sns:eu-west-1:111122223333:paging'}", False),
+        ("{retain_data: false}", False),
+    ],
+)
+def test_a_stage_that_keeps_data_warns_when_nobody_would_hear_its_alarms(
+    tmp_path: Path, stage: str, warns: bool
+) -> None:
+    path = tmp_path / "tasks.yaml"
+    path.write_text(f"stages:\n  prod: {stage}\ntasks: []\n", encoding="utf-8")
+    catalog = load_catalog()
+
+    warning = plan_stage(load_tasks_file(path, catalog), catalog, "prod").alarm_warning()
+
+    assert (warning is not None) is warns
+    if warning:
+        assert "set alarm_email (one address or a list) or alarm_topic_arn" in warning

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from kairos_runtime.context import TaskContext
@@ -10,6 +13,8 @@ from kairos_runtime.registry import (
     Architecture,
     DependencyGroup,
     DuplicateTaskTypeError,
+    InvalidDeclarationError,
+    Partitions,
     TaskParams,
     TaskRegistry,
     UnknownTaskTypeError,
@@ -30,7 +35,9 @@ def noop(params: Params, context: TaskContext) -> None:
 def test_the_decorator_records_the_task_type_and_returns_the_function_unchanged() -> None:
     registry = TaskRegistry()
 
-    decorated = registry.task("probe", params=Params, tables={TableId.MARKET_DATA: Access.WRITE})(noop)
+    decorated = registry.task(
+        "probe", params=Params, tables={TableId.MARKET_DATA: Access.WRITE}, partitions={TableId.MARKET_DATA: ("X#",)}
+    )(noop)
 
     assert decorated is noop
     task_type = registry.get("probe")
@@ -92,3 +99,109 @@ def test_the_default_registry_holds_the_simple_tasks() -> None:
 
     assert {"simple_task_1", "simple_task_2"} <= set(registry.names())
     assert dict(registry.get("simple_task_1").tables) == {}
+
+
+def test_a_prefix_tuple_is_the_same_partitions_for_every_declared_access() -> None:
+    registry = TaskRegistry()
+    registry.task(
+        "both",
+        params=Params,
+        tables={TableId.MARKET_DATA: Access.READ_WRITE},
+        partitions={TableId.MARKET_DATA: ("STOCK#", "ETF#")},
+    )(noop)
+    registry.task(
+        "writer",
+        params=Params,
+        tables={TableId.MARKET_DATA: Access.WRITE},
+        partitions={TableId.MARKET_DATA: ("STOCK#",)},
+    )(noop)
+
+    assert registry.get("both").partitions[TableId.MARKET_DATA] == Partitions(
+        read=("STOCK#", "ETF#"), write=("STOCK#", "ETF#")
+    )
+    assert registry.get("writer").partitions[TableId.MARKET_DATA] == Partitions(read=(), write=("STOCK#",))
+
+
+def test_reads_and_writes_may_name_different_partitions() -> None:
+    registry = TaskRegistry()
+    scope = Partitions(read=("STOCK#", "CALENDAR#"), write=("STOCK#",))
+    registry.task(
+        "daily", params=Params, tables={TableId.MARKET_DATA: Access.READ_WRITE}, partitions={TableId.MARKET_DATA: scope}
+    )(noop)
+
+    partitions = registry.get("daily").partitions[TableId.MARKET_DATA]
+    assert partitions.read == ("STOCK#", "CALENDAR#")
+    assert partitions.allows_write("STOCK#600519")
+    assert not partitions.allows_write("CALENDAR#XSHG")
+
+
+@pytest.mark.parametrize(
+    ("tables", "partitions", "problem"),
+    [
+        ({TableId.MARKET_DATA: Access.WRITE}, {}, "a write access needs partitions="),
+        ({TableId.MARKET_DATA: Access.READ_WRITE}, {}, "a write access needs partitions="),
+        ({}, {TableId.MARKET_DATA: ("STOCK#",)}, "partitions are declared for a table missing from tables="),
+        (
+            {TableId.MARKET_DATA: Access.WRITE},
+            {TableId.MARKET_DATA: Partitions(read=("STOCK#",), write=("STOCK#",))},
+            "read prefixes given, but access is write",
+        ),
+        (
+            {TableId.MARKET_DATA: Access.READ_WRITE},
+            {TableId.MARKET_DATA: Partitions(write=("STOCK#",))},
+            "access read_write needs read prefixes",
+        ),
+        (
+            {TableId.TASK_RUNS: Access.QUERY_INDEXES},
+            {TableId.TASK_RUNS: ("TASK#",)},
+            "index queries cannot be scoped by partition",
+        ),
+    ],
+)
+def test_an_inconsistent_partitions_declaration_fails_at_registration(
+    tables: dict[TableId, Access], partitions: dict[TableId, object], problem: str
+) -> None:
+    registry = TaskRegistry()
+
+    with pytest.raises(InvalidDeclarationError, match=problem):
+        registry.task("probe", params=Params, tables=tables, partitions=partitions)  # type: ignore[arg-type]
+    assert "probe" not in registry
+
+
+@pytest.mark.parametrize("prefix", ["", "STOCK#*", "ST?CK#"])
+def test_a_prefix_may_not_widen_itself_with_an_iam_wildcard(prefix: str) -> None:
+    with pytest.raises(InvalidDeclarationError, match="without '\\*' or '\\?'"):
+        Partitions(write=(prefix,))
+
+
+def test_a_whole_table_read_needs_no_partitions() -> None:
+    registry = TaskRegistry()
+    registry.task("report", params=Params, tables={TableId.TASK_RUNS: Access.READ})(noop)
+
+    assert dict(registry.get("report").partitions) == {}
+
+
+def test_node_task_types_declare_partitions_through_the_manifest(tmp_path: Path) -> None:
+    from kairos.catalog import load_catalog
+
+    def task_type(partitions: object) -> dict[str, object]:
+        schema = {"type": "object", "properties": {}, "additionalProperties": False}
+        return {
+            "description": "",
+            "params_schema": schema,
+            "tables": {"market_data": "write"},
+            "partitions": partitions,
+        }
+
+    manifest = tmp_path / "task-types.json"
+    manifest.write_text(
+        json.dumps({"task_types": {"node_spot": task_type({"market_data": {"read": [], "write": ["ETF#"]}})}})
+    )
+
+    entry = load_catalog(registry=TaskRegistry(), node_manifest=manifest).lookup("nodejs", "node_spot")
+
+    assert entry is not None
+    assert dict(entry.partitions) == {TableId.MARKET_DATA: Partitions(read=(), write=("ETF#",))}
+    manifest.write_text(json.dumps({"task_types": {"node_spot": task_type({})}}))
+    with pytest.raises(InvalidDeclarationError, match="a write access needs partitions="):
+        load_catalog(registry=TaskRegistry(), node_manifest=manifest)

@@ -7,6 +7,7 @@
  */
 
 import { assertSupportedSchema, validateParams } from "./params.mjs";
+import { resolvePartitions } from "./partitions.mjs";
 import { ACCESS_MODES, TABLES } from "./tables.mjs";
 
 export const JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema";
@@ -26,6 +27,10 @@ export const JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema
  * @property {ParamsSchema} params JSON Schema of the params: type "object" with additionalProperties false.
  * @property {Record<string, Access>} [tables] Tables the task uses beyond its own run records; the stack
  *   grants exactly these and the runtime refuses any other.
+ * @property {Record<string, import("./partitions.mjs").PartitionsDeclaration>} [partitions] Per declared
+ *   table, the partition-key prefixes the task touches (`["STOCK#"]`, or `{ read, write }` when they
+ *   differ); a table written to must have them. The stack scopes the grants to them and the runtime
+ *   refuses writes outside them.
  * @property {string} [description] One line for the manifest and `kairos` listings.
  *
  * @typedef {object} TaskType
@@ -33,6 +38,7 @@ export const JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema
  * @property {string} description
  * @property {ParamsSchema} paramsSchema
  * @property {Readonly<Record<string, Access>>} tables
+ * @property {Readonly<Record<string, Readonly<import("./partitions.mjs").Partitions>>>} partitions
  * @property {TaskFunction} fn
  */
 
@@ -69,7 +75,7 @@ export class TaskRegistry {
    * @throws {TypeError} for a malformed name, schema, table declaration or function
    * @throws {DuplicateTaskTypeError}
    */
-  task(name, { params, tables = {}, description = "" }, fn) {
+  task(name, { params, tables = {}, partitions = {}, description = "" }, fn) {
     if (typeof name !== "string" || name === "") throw new TypeError("a task type needs a non-empty name");
     if (typeof fn !== "function") throw new TypeError(`task_type '${name}': the task must be a function`);
     if (typeof description !== "string") throw new TypeError(`task_type '${name}': description must be a string`);
@@ -86,6 +92,7 @@ export class TaskRegistry {
         throw new TypeError(`task_type '${name}': access to '${tableId}' must be one of ${ACCESS_MODES.join(", ")}`);
       }
     }
+    const resolvedPartitions = resolvePartitions(name, tables, partitions);
     this.#add(
       Object.freeze({
         name,
@@ -93,6 +100,7 @@ export class TaskRegistry {
         // Copies, so later changes to the caller's objects cannot make the manifest and runtime disagree.
         paramsSchema: structuredClone(params),
         tables: Object.freeze({ ...tables }),
+        partitions: resolvedPartitions,
         fn,
       }),
     );
@@ -163,7 +171,7 @@ export function parseParams(taskType, rawParams) {
  * Schema and table declarations, sorted by name so the file is stable.
  *
  * @param {TaskRegistry} registry
- * @returns {{ task_types: Record<string, { description: string, params_schema: ParamsSchema, tables: Record<string, Access> }> }}
+ * @returns {{ task_types: Record<string, { description: string, params_schema: ParamsSchema, tables: Record<string, Access>, partitions?: Record<string, { read: string[], write: string[] }> }> }}
  */
 export function buildManifest(registry) {
   const taskTypes = {};
@@ -173,6 +181,8 @@ export function buildManifest(registry) {
       description: taskType.description,
       params_schema: { $schema: JSON_SCHEMA_DIALECT, ...taskType.paramsSchema },
       tables: { ...taskType.tables },
+      // Only where declared, so task types without them keep their manifest entry as it was.
+      ...(Object.keys(taskType.partitions).length > 0 ? { partitions: structuredClone(taskType.partitions) } : {}),
     };
   }
   return { task_types: taskTypes };

@@ -16,6 +16,7 @@ import { ErrorKind, TaskSkipped, errorKind } from "./errors.mjs";
 import { fallbackEvent, parseScheduledEvent } from "./events.mjs";
 import { createLogger, runMetricsLine, writeToStdout } from "./log.mjs";
 import { InvalidParamsError } from "./params.mjs";
+import { partitionScopedClient } from "./partitions.mjs";
 import { UnknownTaskTypeError, parseParams } from "./registry.mjs";
 import { RunRecorder, RunStatus } from "./runs.mjs";
 import { lambdaRetries, tableName } from "./settings.mjs";
@@ -278,7 +279,10 @@ export class TaskRunner {
             `table '${tableId}' is not declared by task_type '${taskType.name}' (declare it in registry.task(..., { tables }))`,
           );
         }
-        return Object.freeze({ tableName: tableName(this.#settings, tableId), client: this.#getDocumentClient() });
+        const name = tableName(this.#settings, tableId);
+        const client = this.#getDocumentClient();
+        const partitions = taskType.partitions?.[tableId];
+        return Object.freeze({ tableName: name, client: partitions ? partitionScopedClient(client, tableId, name, partitions) : client });
       },
     });
   }

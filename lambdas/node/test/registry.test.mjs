@@ -21,7 +21,8 @@ describe("TaskRegistry", () => {
   it("registers a task type and returns the function unchanged", () => {
     const registry = new TaskRegistry();
     const fn = async () => ({ itemsWritten: 1 });
-    assert.equal(registry.task("b_task", { params: PARAMS, tables: { market_data: "write" }, description: "B." }, fn), fn);
+    const options = { params: PARAMS, tables: { market_data: "write" }, partitions: { market_data: ["B#"] }, description: "B." };
+    assert.equal(registry.task("b_task", options, fn), fn);
     registry.task("a_task", { params: PARAMS }, noop);
     assert.deepEqual(registry.names(), ["a_task", "b_task"]);
     assert.equal(registry.size, 2);

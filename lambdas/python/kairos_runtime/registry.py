@@ -36,6 +36,84 @@ class Access(StrEnum):
         return self in (Access.WRITE, Access.READ_WRITE)
 
 
+class InvalidDeclarationError(ValueError):
+    """A task type's ``tables=`` / ``partitions=`` declaration is inconsistent; raised at registration."""
+
+
+# Characters IAM's StringLike treats as wildcards: a prefix holding one would grant more than it says.
+_IAM_WILDCARDS = frozenset("*?")
+
+
+@dataclass(frozen=True, slots=True)
+class Partitions:
+    """The partitions of one table a task type may read and write, by partition-key prefix (``"STOCK#"``).
+
+    The stack grants each access on the table only under ``dynamodb:LeadingKeys`` matching its own
+    prefixes; the runtime refuses a write outside ``write`` before it is sent. A plain tuple in
+    ``partitions=`` is the shorthand for the same prefixes for every access the table is declared with.
+    """
+
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for prefix in (*self.read, *self.write):
+            if not isinstance(prefix, str) or not prefix or _IAM_WILDCARDS & set(prefix):
+                raise InvalidDeclarationError(
+                    f"a partition prefix must be a non-empty string without '*' or '?' (got {prefix!r})"
+                )
+
+    def allows_write(self, partition_key: str) -> bool:
+        return partition_key.startswith(self.write)
+
+
+PartitionsDeclaration = Partitions | tuple[str, ...]
+"""What ``partitions=`` takes per table: :class:`Partitions`, or a tuple of prefixes for every access."""
+
+
+def resolve_partitions(
+    task_type: str, tables: Mapping[TableId, Access], declared: Mapping[TableId, PartitionsDeclaration]
+) -> dict[TableId, Partitions]:
+    """``partitions=`` checked against ``tables=``: every access declared has prefixes, and only those.
+
+    A table written to must name its partitions: a whole-table write grant would let one task rewrite
+    another's data. A read may stay whole-table (a written choice: see the README's Security section).
+    """
+    resolved: dict[TableId, Partitions] = {}
+    for table_id, value in declared.items():
+        where = f"task_type {task_type!r}, table {table_id.value!r}"
+        access = tables.get(table_id)
+        if access is None:
+            raise InvalidDeclarationError(f"{where}: partitions are declared for a table missing from tables=")
+        if access is Access.QUERY_INDEXES:
+            raise InvalidDeclarationError(
+                f"{where}: index queries cannot be scoped by partition (dynamodb:LeadingKeys is the table's key)"
+            )
+        if isinstance(value, Partitions):
+            partitions = value
+        else:
+            prefixes = tuple(value)
+            partitions = Partitions(
+                read=prefixes if access.allows_read() else (), write=prefixes if access.allows_write() else ()
+            )
+        for kind, prefixes, allowed in (
+            ("read", partitions.read, access.allows_read()),
+            ("write", partitions.write, access.allows_write()),
+        ):
+            if allowed and not prefixes:
+                raise InvalidDeclarationError(f"{where}: access {access.value} needs {kind} prefixes")
+            if prefixes and not allowed:
+                raise InvalidDeclarationError(f"{where}: {kind} prefixes given, but access is {access.value}")
+        resolved[table_id] = partitions
+    for table_id, access in tables.items():
+        if access.allows_write() and table_id not in resolved:
+            raise InvalidDeclarationError(
+                f"task_type {task_type!r}, table {table_id.value!r}: a write access needs partitions=, "
+                "the partition-key prefixes the task writes"
+            )
+    return resolved
+
+
 class DependencyGroup(StrEnum):
     """Which Lambda package a task type's function needs (see the packaging notes in the README)."""
 
@@ -94,6 +172,9 @@ class TaskType(Generic[ParamsT]):
     description: str
     parameters: Callable[[ParamsT], Sequence[str]] | None = None
     """SSM parameter names a task reads, given its params (an API key's parameter, say)."""
+    partitions: Mapping[TableId, Partitions] = field(default_factory=lambda: MappingProxyType({}))
+    """Per declared table, the partition-key prefixes each access is limited to; a table absent here
+    is granted whole (reads only: see :func:`resolve_partitions`)."""
 
     @property
     def module(self) -> str:
@@ -133,6 +214,7 @@ class TaskRegistry:
         *,
         params: type[ParamsT],
         tables: Mapping[TableId, Access] | None = None,
+        partitions: Mapping[TableId, PartitionsDeclaration] | None = None,
         group: DependencyGroup = DependencyGroup.CORE,
         architecture: Architecture | None = None,
         parameters: Callable[[ParamsT], Sequence[str]] | None = None,
@@ -141,9 +223,16 @@ class TaskRegistry:
 
         ``tables`` declares what the task needs beyond writing its own run records; the stack grants
         exactly that and the runtime refuses any other table, so a missing declaration fails in
-        tests and local runs rather than with AccessDenied in production. ``parameters`` names the
+        tests and local runs rather than with AccessDenied in production. ``partitions`` limits each
+        declared table to the partition-key prefixes the task reads and writes (``{TableId.MARKET_DATA:
+        ("STOCK#",)}``, or :class:`Partitions` when reads and writes differ); a table written to must
+        have them. ``parameters`` names the
         SSM parameters a task reads, derived from its params; the stack grants read on exactly those.
         """
+
+        declared_tables = {table_id: Access(access) for table_id, access in (tables or {}).items()}
+        # Checked when the module is imported, so a bad declaration fails every test, not a deploy.
+        resolved_partitions = resolve_partitions(name, declared_tables, dict(partitions or {}))
 
         def register(function: TaskFunction[ParamsT]) -> TaskFunction[ParamsT]:
             self._add(
@@ -151,11 +240,12 @@ class TaskRegistry:
                     name=name,
                     params_model=params,
                     function=function,
-                    tables=MappingProxyType(dict(tables or {})),
+                    tables=MappingProxyType(declared_tables),
                     group=group,
                     architecture=architecture or _DEFAULT_ARCHITECTURE[group],
                     description=(function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else "",
                     parameters=parameters,
+                    partitions=MappingProxyType(resolved_partitions),
                 )
             )
             return function

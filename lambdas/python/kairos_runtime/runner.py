@@ -202,7 +202,7 @@ class TaskRunner:
         context = TaskContext(
             event=event,
             settings=self._settings,
-            clients=self._clients.scoped(task_type.tables),
+            clients=self._clients.scoped(task_type.tables, task_type.partitions),
             logger=self._logger,
             remaining_time_ms=invocation.get_remaining_time_in_millis,
         )

@@ -28,6 +28,7 @@ from kairos_runtime.tasks.market.model import (
     Quote,
     bar_item,
     instrument_pk,
+    partition_prefix,
     snapshot_items,
     trading_date_of,
 )
@@ -425,7 +426,11 @@ def crawl_daily(
 
 
 @registry.task(
-    "stock_spot", params=StockSpotParams, tables={TableId.MARKET_DATA: Access.WRITE}, group=DependencyGroup.CRAWLER
+    "stock_spot",
+    params=StockSpotParams,
+    tables={TableId.MARKET_DATA: Access.WRITE},
+    partitions={TableId.MARKET_DATA: (partition_prefix(STOCK_SPOT_SOURCE.asset_class),)},
+    group=DependencyGroup.CRAWLER,
 )
 def stock_spot(params: StockSpotParams, context: TaskContext) -> TaskOutcome:
     """Snapshot every A-share quote (akshare.stock_zh_a_spot_em), optionally only some codes."""
@@ -433,7 +438,11 @@ def stock_spot(params: StockSpotParams, context: TaskContext) -> TaskOutcome:
 
 
 @registry.task(
-    "etf_spot", params=EtfSpotParams, tables={TableId.MARKET_DATA: Access.WRITE}, group=DependencyGroup.CRAWLER
+    "etf_spot",
+    params=EtfSpotParams,
+    tables={TableId.MARKET_DATA: Access.WRITE},
+    partitions={TableId.MARKET_DATA: (partition_prefix(ETF_SPOT_SOURCE.asset_class),)},
+    group=DependencyGroup.CRAWLER,
 )
 def etf_spot(params: EtfSpotParams, context: TaskContext) -> TaskOutcome:
     """Snapshot every exchange-traded fund quote (akshare.fund_etf_spot_em)."""
@@ -441,7 +450,11 @@ def etf_spot(params: EtfSpotParams, context: TaskContext) -> TaskOutcome:
 
 
 @registry.task(
-    "index_spot", params=IndexSpotParams, tables={TableId.MARKET_DATA: Access.WRITE}, group=DependencyGroup.CRAWLER
+    "index_spot",
+    params=IndexSpotParams,
+    tables={TableId.MARKET_DATA: Access.WRITE},
+    partitions={TableId.MARKET_DATA: (partition_prefix(INDEX_SPOT_SOURCE.asset_class),)},
+    group=DependencyGroup.CRAWLER,
 )
 def index_spot(params: IndexSpotParams, context: TaskContext) -> TaskOutcome:
     """Snapshot one of Eastmoney's index lists (akshare.stock_zh_index_spot_em)."""
@@ -452,6 +465,7 @@ def index_spot(params: IndexSpotParams, context: TaskContext) -> TaskOutcome:
     "stock_daily",
     params=StockDailyParams,
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
+    partitions={TableId.MARKET_DATA: (partition_prefix(STOCK_DAILY_SOURCE.asset_class),)},
     group=DependencyGroup.CRAWLER,
 )
 def stock_daily(params: StockDailyParams, context: TaskContext) -> TaskOutcome:
@@ -460,7 +474,11 @@ def stock_daily(params: StockDailyParams, context: TaskContext) -> TaskOutcome:
 
 
 @registry.task(
-    "etf_daily", params=EtfDailyParams, tables={TableId.MARKET_DATA: Access.READ_WRITE}, group=DependencyGroup.CRAWLER
+    "etf_daily",
+    params=EtfDailyParams,
+    tables={TableId.MARKET_DATA: Access.READ_WRITE},
+    partitions={TableId.MARKET_DATA: (partition_prefix(ETF_DAILY_SOURCE.asset_class),)},
+    group=DependencyGroup.CRAWLER,
 )
 def etf_daily(params: EtfDailyParams, context: TaskContext) -> TaskOutcome:
     """Store new daily bars of some ETFs (akshare.fund_etf_hist_em), incrementally."""
@@ -471,6 +489,7 @@ def etf_daily(params: EtfDailyParams, context: TaskContext) -> TaskOutcome:
     "index_daily",
     params=IndexDailyParams,
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
+    partitions={TableId.MARKET_DATA: (partition_prefix(INDEX_DAILY_SOURCE.asset_class),)},
     group=DependencyGroup.CRAWLER,
 )
 def index_daily(params: IndexDailyParams, context: TaskContext) -> TaskOutcome:

@@ -19,7 +19,7 @@ from kairos_runtime.context import TaskContext
 from kairos_runtime.errors import PermanentTaskError
 from kairos_runtime.registry import Access, DependencyGroup, TaskOutcome, TaskRegistry
 from kairos_runtime.tables import TableId
-from kairos_runtime.tasks.market.model import AssetClass, Provenance, snapshot_items, trading_date_of
+from kairos_runtime.tasks.market.model import AssetClass, Provenance, partition_prefix, snapshot_items, trading_date_of
 from kairos_runtime.tasks.market.normalise import CRYPTO_MARKET, Records, normalise_rows
 from kairos_runtime.tasks.market.upstream import (
     CrawlerParams,
@@ -124,6 +124,7 @@ def fetch_markets(params: CryptoMarketsParams, api_key: str | None) -> Records:
     "crypto_markets",
     params=CryptoMarketsParams,
     tables={TableId.MARKET_DATA: Access.WRITE},
+    partitions={TableId.MARKET_DATA: (partition_prefix(AssetClass.CRYPTO),)},
     group=DependencyGroup.CRAWLER,
     parameters=lambda p: [p.api_key_parameter] if p.api_key_parameter else [],
 )

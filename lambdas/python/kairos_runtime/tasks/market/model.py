@@ -123,8 +123,17 @@ def shanghai_day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+def partition_prefix(kind: AssetClass | str) -> str:
+    """What every partition key of a class's items (or of the summaries) starts with: ``STOCK#``.
+
+    Task types declare these prefixes as their ``partitions=``: the stack scopes their grants to
+    them and the runtime refuses writes outside them.
+    """
+    return f"{kind}#"
+
+
 def instrument_pk(asset_class: AssetClass, symbol: str) -> str:
-    return f"{asset_class.value}#{symbol}"
+    return f"{partition_prefix(asset_class)}{symbol}"
 
 
 def _currency_suffix(quote_currency: str | None) -> str:
@@ -154,7 +163,7 @@ def index_symbol(quote: Quote) -> str:
 
 def summary_key(asset_class: AssetClass, day: date) -> dict[str, str]:
     return {
-        MARKET_DATA.partition_key: f"{SUMMARY}#{asset_class.value}",
+        MARKET_DATA.partition_key: f"{partition_prefix(SUMMARY)}{asset_class.value}",
         MARKET_DATA.sort_key: bar_sk(BarKind.RAW, day),
         MARKET_DATA.indexes[0].partition_key: class_date_pk(SUMMARY, BarKind.RAW.value, day),
         MARKET_DATA.indexes[0].sort_key: asset_class.value,

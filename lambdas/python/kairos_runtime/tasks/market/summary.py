@@ -23,10 +23,12 @@ from kairos_runtime.runs import RunHistory, RunStatus
 from kairos_runtime.tables import MARKET_DATA, TableId, query_index
 from kairos_runtime.tasks.market.model import (
     LATEST,
+    SUMMARY,
     AssetClass,
     BarKind,
     Item,
     class_date_pk,
+    partition_prefix,
     shanghai_day_bounds,
     summary_key,
     trading_date_of,
@@ -168,6 +170,8 @@ def _runs_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
     params=DailySummaryParams,
     # The runs of the day come from the by_date index: no need to read any task's records by key.
     tables={TableId.MARKET_DATA: Access.READ_WRITE, TableId.TASK_RUNS: Access.QUERY_INDEXES},
+    # Quotes of every class come from the by_class_date index; by key it reads and writes summaries only.
+    partitions={TableId.MARKET_DATA: (partition_prefix(SUMMARY),)},
 )
 def daily_summary(params: DailySummaryParams, context: TaskContext) -> TaskOutcome:
     """Summarise each asset class's day: breadth, top movers, turnover and the runs that failed or skipped."""
