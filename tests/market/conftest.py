@@ -18,6 +18,7 @@ from responses import matchers
 
 from kairos_runtime.runner import TaskRunner
 from kairos_runtime.tasks.market import upstream
+from kairos_runtime.tasks.market.trading_calendar import CALENDARS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "market"
 MARKET_TABLE = "kairos-test-MarketData"
@@ -31,6 +32,7 @@ INDEX_CODE_MAP_URL = "https://80.push2.eastmoney.com/api/qt/clist/get"
 KLINE_URL = "https://push2his.eastmoney.com/api/qt/stock/kline/get"
 COINGECKO_URL = "https://api.coingecko.com/api/v3/coins/markets"
 COINGECKO_PRO_URL = "https://pro-api.coingecko.com/api/v3/coins/markets"
+SINA_TRADE_DATES_URL = "https://finance.sina.com.cn/realstock/company/klc_td_sh.txt"
 
 MakeRunner = Callable[..., TaskRunner]
 
@@ -54,6 +56,14 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     # akshare caches Eastmoney's index code list for the life of the process; each test starts cold.
     akshare.index.index_zh_em.index_code_id_map_em.cache_clear()
     return asked
+
+
+@pytest.fixture(autouse=True)
+def fresh_calendar_cache() -> Iterator[None]:
+    """Each test's containers start cold: no trading calendar cached from another test's table."""
+    CALENDARS.clear()
+    yield
+    CALENDARS.clear()
 
 
 @pytest.fixture

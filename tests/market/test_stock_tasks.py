@@ -27,6 +27,7 @@ from tests.market.conftest import (
 
 SLOT = datetime(2026, 11, 27, 6, 45, tzinfo=UTC)  # Friday 14:45 in Shanghai, in the afternoon session
 SPOT_SK = "SPOT#2026-11-27T06:45:00Z"
+BUNDLED_BASIS = "akshare's bundled calendar, no calendar stored in MarketData yet (1990-12-19 to 2026-12-31)"
 STORED_SYMBOLS = {"STOCK#600519", "STOCK#000001", "STOCK#300750", "STOCK#000002"}
 
 
@@ -84,7 +85,7 @@ def test_stock_spot_stores_every_valid_quote_and_reports_the_rest(
     assert detail["rejected"] == {"high_below_low": 1, "negative_volume": 1}
     assert {example["symbol"] for example in detail["rejected_examples"]} == {"830799", "688981"}
     assert detail["trading_date"] == "2026-11-27"
-    assert detail["calendar"].startswith("akshare calendar")
+    assert detail["calendar"] == BUNDLED_BASIS
 
 
 def test_running_the_same_slot_again_overwrites_instead_of_adding(
@@ -179,7 +180,7 @@ def test_a_non_trading_day_is_skipped_without_calling_the_source(
     assert response["status"] == "SKIPPED"
     detail = run_record(dynamodb, "probe")["detail"]
     assert detail["reason"] == f"{slot[:10]} ({weekday}) is not a trading day in Shanghai/Shenzhen"
-    assert detail["calendar"].startswith("akshare calendar")
+    assert detail["calendar"] == BUNDLED_BASIS
     assert len(http.calls) == 0
 
 

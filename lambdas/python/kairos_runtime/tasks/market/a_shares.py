@@ -1,8 +1,14 @@
 """A-share, ETF and index quotes from Eastmoney through akshare: spot snapshots and daily bars.
 
-Every task here skips days the Shanghai and Shenzhen exchanges are closed, calls akshare under the
-upstream HTTP policy (:mod:`.upstream`), normalises and validates each row (:mod:`.normalise`) and
-writes in batches (:mod:`.writer`). akshare and pandas are imported inside the fetch functions only.
+Every task here skips days the Shanghai and Shenzhen exchanges are closed (the calendar kept in
+MarketData, else akshare's bundled one: :mod:`.trading_calendar`), calls akshare under the upstream
+HTTP policy (:mod:`.upstream`), normalises and validates each row (:mod:`.normalise`) and writes in
+batches (:mod:`.writer`). akshare and pandas are imported inside the fetch functions only.
+
+A spot row that carries its quote time (the ETF list's 更新时间) and was quoted before the slot's
+session opened is the last session's, not the slot's: it is rejected as ``stale_quote``. The stock
+and index lists carry no quote time (akshare requests no ``f124`` for them and maps their columns by
+position), so for them the calendar alone decides.
 """
 
 from __future__ import annotations
@@ -38,12 +44,13 @@ from kairos_runtime.tasks.market.normalise import (
     INDEX_SPOT,
     STOCK_SPOT,
     Normalised,
+    Reason,
     Records,
     Rejection,
     RowSchema,
     normalise_rows,
 )
-from kairos_runtime.tasks.market.trading_calendar import default_calendar
+from kairos_runtime.tasks.market.trading_calendar import CALENDARS
 from kairos_runtime.tasks.market.upstream import (
     CrawlerParams,
     NoValidRows,
@@ -256,8 +263,8 @@ INDEX_DAILY_SOURCE = DailySource(AssetClass.INDEX, "index_zh_a_hist", INDEX_DAIL
 def require_trading_day(context: TaskContext) -> tuple[date, dict[str, Any]]:
     """The slot's trading date (Asia/Shanghai), or TaskSkipped when the exchanges are closed."""
     day = trading_date_of(context.event.scheduled_time)
-    check = default_calendar().check(day)
-    detail = {"trading_date": day.isoformat(), "calendar": check.basis}
+    check = CALENDARS.get(context.clients.table(TableId.MARKET_DATA)).check(day)
+    detail = {"trading_date": day.isoformat()} | check.detail()
     if not check.is_trading_day:
         raise TaskSkipped(f"{day.isoformat()} ({day:%A}) is not a trading day in Shanghai/Shenzhen", detail=detail)
     return day, detail
@@ -267,6 +274,12 @@ def require_trading_day(context: TaskContext) -> tuple[date, dict[str, Any]]:
 # schedule that fires at 11:30 or 15:00 stores the session's closing prices (the shipped crons stop at
 # 14:45 and leave the close to the daily tasks).
 TRADING_SESSIONS = ((time(9, 30), time(11, 30)), (time(13, 0), time(15, 0)))
+SESSION_OPENS = time(9, 15)
+"""The opening call auction: a quote from before it on the slot's trading date is an earlier session's."""
+
+
+def session_opens(day: date) -> datetime:
+    return datetime.combine(day, SESSION_OPENS, tzinfo=SHANGHAI)
 
 
 def require_trading_session(context: TaskContext, detail: dict[str, Any]) -> None:
@@ -290,7 +303,7 @@ def retrier_for(source: str, params: CrawlerParams, context: TaskContext) -> Ret
 
 def crawl_spot(source: SpotSource[SpotParamsT], params: SpotParamsT, context: TaskContext) -> TaskOutcome:
     """Snapshot a whole list (one akshare call, paginated inside it) at the run's slot."""
-    _, detail = require_trading_day(context)
+    day, detail = require_trading_day(context)
     if params.trading_hours_only:
         require_trading_session(context, detail)
     retrier = retrier_for(source.label, params, context)
@@ -308,8 +321,14 @@ def crawl_spot(source: SpotSource[SpotParamsT], params: SpotParamsT, context: Ta
         found = {str(row.get(source.schema.symbol_column or "")) for row in rows}
         missing = sorted(wanted - found)
         detail |= {"symbols_missing": missing[:DETAIL_SYMBOLS], "symbols_missing_count": len(missing)}
-    batch = normalise_rows(source.schema, rows)
+    batch = normalise_rows(source.schema, rows, fresh_since=session_opens(day))
     detail |= batch.detail()
+    if not batch.quotes and batch.rejections and all(each.reason is Reason.STALE_QUOTE for each in batch.rejections):
+        raise TaskSkipped(
+            f"{source.label} serves an earlier session (every quote is from before {day.isoformat()} "
+            f"{SESSION_OPENS:%H:%M} Shanghai time): the exchange is closed",
+            detail=detail,
+        )
     if batch.valid == 0:
         among = "the requested symbols" if params.symbols else "them"
         raise NoValidRows(
@@ -425,7 +444,7 @@ def crawl_daily(
 
 
 @registry.task(
-    "stock_spot", params=StockSpotParams, tables={TableId.MARKET_DATA: Access.WRITE}, group=DependencyGroup.CRAWLER
+    "stock_spot", params=StockSpotParams, tables={TableId.MARKET_DATA: Access.READ_WRITE}, group=DependencyGroup.CRAWLER
 )
 def stock_spot(params: StockSpotParams, context: TaskContext) -> TaskOutcome:
     """Snapshot every A-share quote (akshare.stock_zh_a_spot_em), optionally only some codes."""
@@ -433,7 +452,7 @@ def stock_spot(params: StockSpotParams, context: TaskContext) -> TaskOutcome:
 
 
 @registry.task(
-    "etf_spot", params=EtfSpotParams, tables={TableId.MARKET_DATA: Access.WRITE}, group=DependencyGroup.CRAWLER
+    "etf_spot", params=EtfSpotParams, tables={TableId.MARKET_DATA: Access.READ_WRITE}, group=DependencyGroup.CRAWLER
 )
 def etf_spot(params: EtfSpotParams, context: TaskContext) -> TaskOutcome:
     """Snapshot every exchange-traded fund quote (akshare.fund_etf_spot_em)."""
@@ -441,7 +460,7 @@ def etf_spot(params: EtfSpotParams, context: TaskContext) -> TaskOutcome:
 
 
 @registry.task(
-    "index_spot", params=IndexSpotParams, tables={TableId.MARKET_DATA: Access.WRITE}, group=DependencyGroup.CRAWLER
+    "index_spot", params=IndexSpotParams, tables={TableId.MARKET_DATA: Access.READ_WRITE}, group=DependencyGroup.CRAWLER
 )
 def index_spot(params: IndexSpotParams, context: TaskContext) -> TaskOutcome:
     """Snapshot one of Eastmoney's index lists (akshare.stock_zh_index_spot_em)."""
