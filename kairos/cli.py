@@ -33,6 +33,9 @@ from kairos.schedule import (
     validate_timezone,
 )
 from kairos_runtime.events import iso_seconds, parse_instant
+from kairos_runtime.tasks.market import CALENDAR_TASK_TYPES
+from kairos_runtime.tasks.market.model import trading_date_of
+from kairos_runtime.tasks.market.trading_calendar import calendar_warning, default_calendar
 
 DEFAULT_FILE = Path("tasks.yaml")
 DEFAULT_STAGE = "dev"
@@ -214,12 +217,30 @@ def show(name: str, file: FileOption = DEFAULT_FILE, stage: StageOption = DEFAUL
         or "its own run records only",
         "params": json.dumps(task.input_template["params"], ensure_ascii=False),
     }
+    if task.task_type in CALENDAR_TASK_TYPES:
+        rows |= _calendar_rows()
     for label, value in rows.items():
         services.console.print(f"[bold]{label:>17}[/bold]  {value}", markup=True)
     upcoming = next_fire_times(schedule, timezone=task.timezone, after=services.clock(), count=5)
     services.console.print(
         f"[bold]{'next fire (UTC)':>17}[/bold]  " + ", ".join(map(iso_seconds, upcoming)), markup=True
     )
+
+
+def _calendar_rows() -> dict[str, str]:
+    """The trading calendar's known end as this machine knows it: akshare's bundled file (a deployed
+    task reads the MarketData calendar the trading_calendar task keeps, which may reach further)."""
+    calendar = default_calendar()
+    check = calendar.check(trading_date_of(services.clock()))
+    rows = {
+        "trading calendar": (
+            f"ends {calendar.last.isoformat()}, {check.days_left} day(s) from today in Shanghai "
+            "(akshare's bundled file, as known locally; deployed tasks read the MarketData calendar)"
+        )
+    }
+    if check.ends_soon:
+        rows["warning"] = calendar_warning(calendar.last, check.days_left)
+    return rows
 
 
 @schedule_app.command("next")

@@ -458,3 +458,28 @@ def test_declared_tables_get_exactly_the_operations_their_access_allows(prod: tu
     everything = json.dumps(template.find_resources("AWS::IAM::Policy"))
     assert "dynamodb:Scan" not in everything
     assert "dynamodb:DeleteItem" not in everything
+
+
+def test_the_calendar_refresh_alarms_when_the_calendar_ends_within_30_days(prod: tuple[StagePlan, Template]) -> None:
+    _, template = prod
+    alarm = resource_at(
+        template, "AWS::CloudWatch::Alarm", "kairos-prod/trading-calendar/TradingCalendarDaysLeftAlarm"
+    )["Properties"]
+
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (
+        "Kairos",
+        "TradingCalendarDaysLeft",
+        "Minimum",
+    )
+    assert sorted(alarm["Dimensions"], key=lambda d: d["Name"]) == [
+        {"Name": "service", "Value": "kairos"},
+        {"Name": "task", "Value": "trading-calendar"},
+    ]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanOrEqualToThreshold", 30)
+    assert (alarm["Period"], alarm["EvaluationPeriods"], alarm["TreatMissingData"]) == (86400, 1, "ignore")
+    calendar_alarms = [
+        resource
+        for resource in template.find_resources("AWS::CloudWatch::Alarm").values()
+        if resource["Properties"].get("MetricName") == "TradingCalendarDaysLeft"
+    ]
+    assert len(calendar_alarms) == 1, "only the refresh task's construct carries the calendar alarm"

@@ -280,3 +280,30 @@ def test_a_container_keeps_the_stored_calendar_for_six_hours_and_the_fallback_fo
     assert cache.get(table) is stored, "no table read within six hours"
     now[0] = 600.0 + 6 * 3600
     assert cache.get(table).last == date(2026, 12, 31), "a calendar without its meta item is not used"
+
+
+@pytest.mark.parametrize(
+    ("now", "days_left", "warns"),
+    [("2026-12-01T02:00:00Z", 30, True), ("2026-11-30T15:59:00Z", 31, False)],  # 23:59 in Shanghai
+)
+def test_kairos_show_prints_the_calendars_known_end_for_an_a_share_task(
+    monkeypatch: pytest.MonkeyPatch, now: str, days_left: int, warns: bool
+) -> None:
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from kairos import cli
+    from kairos_runtime.events import parse_instant
+    from tests.conftest import PROJECT_ROOT
+
+    monkeypatch.setattr(cli.services, "clock", lambda: parse_instant(now))
+    monkeypatch.setattr(cli.services, "console", Console(width=400, highlight=False, soft_wrap=True))
+    tasks_file = str(PROJECT_ROOT / "tasks.yaml")
+
+    shown = CliRunner().invoke(cli.app, ["show", "stock-daily", "--file", tasks_file], catch_exceptions=False)
+    simple = CliRunner().invoke(cli.app, ["show", "python-task-1", "--file", tasks_file], catch_exceptions=False)
+
+    assert shown.exit_code == 0, shown.output
+    assert f"ends 2026-12-31, {days_left} day(s) from today in Shanghai (akshare's bundled file" in shown.output
+    assert ("the trading calendar ends on 2026-12-31, in 30 day(s)" in shown.output) is warns
+    assert "trading calendar" not in simple.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -119,3 +120,28 @@ def test_the_registry_declares_what_each_market_task_type_needs() -> None:
     registry = default_registry()
     for task_type, tables in MARKET_TASKS.values():
         assert dict(registry.get(task_type).tables) == tables
+
+
+def test_the_handler_publishes_the_gauges_a_run_reports_whatever_its_status() -> None:
+    probe = """
+import json
+from datetime import UTC, datetime
+import kairos_runtime.handler as h
+from kairos_runtime.events import ScheduledEvent
+from kairos_runtime.runner import RunResult
+from kairos_runtime.runs import RunStatus
+event = ScheduledEvent(task="stock-spot", task_type="stock_spot", scheduled_time=datetime(2026, 12, 1, tzinfo=UTC),
+                       execution_id="e")
+detail = {"reason": "holiday", "gauges": {"TradingCalendarDaysLeft": 30, "Broken": "x"}}
+result = RunResult(task="stock-spot", status=RunStatus.SKIPPED, run_id="r", duration_ms=5, detail=detail)
+h.PowertoolsObserver().run_started(event)
+h.PowertoolsObserver().run_finished(event, result)
+print(json.dumps(h.metrics.serialize_metric_set()))
+"""
+    emf = json.loads(run_in_fresh_interpreter(probe).splitlines()[-1])
+    [directive] = emf["_aws"]["CloudWatchMetrics"]
+    names = {entry["Name"] for entry in directive["Metrics"]}
+    assert {"TradingCalendarDaysLeft", "RunsSkipped"} <= names
+    assert "Broken" not in names, "a gauge that is not a number is not published"
+    assert emf["TradingCalendarDaysLeft"] == [30.0]
+    assert emf["task"] == "stock-spot"

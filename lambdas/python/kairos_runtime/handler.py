@@ -12,11 +12,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from kairos_runtime.context import Clients
 from kairos_runtime.events import ScheduledEvent
 from kairos_runtime.gauges import METRICS_NAMESPACE, SERVICE, gauges_in
+from kairos_runtime.log_levels import quiet_third_party_loggers
 from kairos_runtime.runner import RunResult, TaskRunner
 from kairos_runtime.settings import TASK_MODULE_ENV, settings_from_environment
 from kairos_runtime.tasks import registry_for_module
 
 logger = Logger(service=SERVICE)
+quiet_third_party_loggers()
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 # Only AWS SDK calls get subsegments: patching everything would import requests (and more) on
 # every cold start, crawler or not.

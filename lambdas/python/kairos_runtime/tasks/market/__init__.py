@@ -17,4 +17,7 @@ registry.include(calendar_refresh.registry)
 registry.include(crypto.registry)
 registry.include(summary.registry)
 
-__all__ = ["registry"]
+CALENDAR_TASK_TYPES = frozenset(a_shares.registry.names()) | frozenset(calendar_refresh.registry.names())
+"""Task types that consult (or keep) the exchanges' trading calendar."""
+
+__all__ = ["CALENDAR_TASK_TYPES", "registry"]

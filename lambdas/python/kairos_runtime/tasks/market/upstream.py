@@ -11,9 +11,8 @@ akshare and pycoingecko call ``requests`` themselves, so the policy is applied a
   forever on a stalled connection);
 * HTTP errors: a 4xx/5xx response raises ``HTTPError`` at once, so an error page is never parsed as
   data and a 5xx or 429 is recognised as worth another try.
-* quiet HTTP loggers: urllib3 logs every request line, query string included, at DEBUG, and
-  pycoingecko puts the API key in the query string; the third-party HTTP loggers are held at WARNING
-  whatever ``LOG_LEVEL`` or the root logger's level says (:func:`quiet_http_loggers`).
+* quiet loggers: the HTTP libraries' loggers are held at WARNING whatever ``LOG_LEVEL`` says, since
+  urllib3 logs URLs with their query strings, API keys included (:mod:`kairos_runtime.log_levels`).
 
 Nothing here imports requests at module import time: the handler's cold start for other tasks
 stays free of it.
@@ -21,7 +20,6 @@ stays free of it.
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import re
@@ -34,6 +32,7 @@ from typing import Annotated, Any, TypeVar
 from msgspec import Meta
 
 from kairos_runtime.errors import PermanentTaskError, TransientTaskError
+from kairos_runtime.log_levels import quiet_third_party_loggers
 from kairos_runtime.registry import TaskParams
 from kairos_runtime.runs import ErrorKind
 
@@ -44,9 +43,6 @@ PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 WRITE_RESERVE_SECONDS = 15.0
 MAX_MESSAGE = 300
 _KEY_IN_URL = re.compile(r"((?:x_cg_(?:pro|demo)_api_key|api_key|apikey|token)=)[^&\s'\"]+", re.IGNORECASE)
-
-HTTP_LOGGERS = ("urllib3", "requests", "charset_normalizer", "chardet", "curl_cffi", "httpx", "httpcore")
-"""Libraries that log requests (URLs with their query strings) at DEBUG or INFO."""
 
 sleep: Callable[[float], None] = time.sleep
 """Backoff waits go through here, so tests can skip them."""
@@ -139,23 +135,12 @@ def classify(error: BaseException) -> Failure:
     return Failure(ErrorKind.PERMANENT, "unexpected response")
 
 
-def quiet_http_loggers() -> None:
-    """Hold the HTTP libraries' loggers at WARNING, so a DEBUG run never logs a URL with a key in it.
-
-    A level set on a library's own logger wins over the root logger's, which is what ``LOG_LEVEL``
-    and Lambda's log-level setting move; it is applied before every upstream call, so nothing that
-    reconfigured logging in between can undo it.
-    """
-    for name in HTTP_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 @contextmanager
 def upstream_requests(*, proxy: str | None, timeout: float) -> Iterator[None]:
     """Apply the HTTP policy (proxy, timeout cap, errors raised) to requests made inside the block."""
     import requests
 
-    quiet_http_loggers()
+    quiet_third_party_loggers()
     original = requests.Session.request
 
     def request(self: requests.Session, method: str, url: str, **kwargs: Any) -> Any:
