@@ -93,7 +93,20 @@ def add_kline(mock: responses.RequestsMock, secid: str, fixture: str, **query: s
     )
 
 
-def add_stock_spot(mock: responses.RequestsMock) -> None:
+def add_session_probe(mock: responses.RequestsMock, *sessions: str) -> None:
+    """The Shanghai Composite's daily bars (``stock_zh_index_daily_em``) dated ``sessions``, in
+    Eastmoney's kline shape; the stock and index spot tasks ask for them before their lists."""
+    klines = [f"{day},3950.10,3975.20,3980.00,3940.30,360234567,421234567890.00,1.01" for day in sessions]
+    mock.add(
+        responses.GET,
+        KLINE_URL,
+        json={"rc": 0, "data": {"code": "000001", "market": 1, "name": "上证指数", "klines": klines}},
+        match=[matchers.query_param_matcher({"secid": "1.000001", "klt": "101"}, strict_match=False)],
+    )
+
+
+def add_stock_spot(mock: responses.RequestsMock, session: str = "2026-11-27") -> None:
+    add_session_probe(mock, "2026-11-26", session)
     add_page(mock, STOCK_SPOT_URL, "stock_spot_page1", page=1)
     add_page(mock, STOCK_SPOT_URL, "stock_spot_page2", page=2)
 

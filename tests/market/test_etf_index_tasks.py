@@ -18,6 +18,7 @@ from tests.market.conftest import (
     MakeRunner,
     add_kline,
     add_page,
+    add_session_probe,
     market_items,
     run_record,
 )
@@ -87,6 +88,7 @@ def test_index_spot_reads_the_chosen_list(
     query: dict[str, str],
     stored: set[str],
 ) -> None:
+    add_session_probe(http, "2026-11-27")
     add_page(http, url, fixture, **query)
 
     make_runner().dispatch(
@@ -111,6 +113,7 @@ def fixture_rows(name: str) -> list[Any]:
 def test_an_unpriced_index_is_rejected_as_missing_a_price(
     make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, http: responses.RequestsMock
 ) -> None:
+    add_session_probe(http, "2026-11-27")
     add_page(http, INDEX_SERIES_URL, "index_spot_csi")
 
     make_runner().dispatch(

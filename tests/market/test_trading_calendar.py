@@ -218,7 +218,7 @@ def test_the_a_share_tasks_decide_with_the_stored_calendar_once_it_is_refreshed(
 def test_a_calendar_ending_within_30_days_warns_in_the_run_record_and_reports_its_days_left(
     make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, http: responses.RequestsMock
 ) -> None:
-    add_stock_spot(http)
+    add_stock_spot(http, session="2026-12-01")
     event = scheduled_event("stock-spot", "stock_spot", scheduled_time="2026-12-01T02:00:00Z")
 
     response = make_runner().dispatch(event, lambda_context)

@@ -8,7 +8,9 @@ batches (:mod:`.writer`). akshare and pandas are imported inside the fetch funct
 A spot row that carries its quote time (the ETF list's 更新时间) and was quoted before the slot's
 session opened is the last session's, not the slot's: it is rejected as ``stale_quote``. The stock
 and index lists carry no quote time (akshare requests no ``f124`` for them and maps their columns by
-position), so for them the calendar alone decides.
+position), so their runs first ask for the Shanghai Composite's daily bars: without a bar for the
+slot's trading date Eastmoney is serving an earlier session, and the run is skipped before the
+full-market crawl.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from kairos_runtime.tasks.market.normalise import (
     Rejection,
     RowSchema,
     normalise_rows,
+    to_date,
 )
 from kairos_runtime.tasks.market.trading_calendar import CALENDARS
 from kairos_runtime.tasks.market.upstream import (
@@ -175,6 +178,8 @@ class SpotSource(Generic[SpotParamsT]):
     function: str
     schema: RowSchema
     fetch: Callable[[SpotParamsT], Records]
+    probes_session: bool = False
+    """Rows carry no quote time: prove the slot's session with :func:`latest_session` first."""
 
     @property
     def label(self) -> str:
@@ -252,9 +257,31 @@ def _fetch_index_bars(symbol: str, start: date, end: date, params: IndexDailyPar
     return _records(frame)
 
 
-STOCK_SPOT_SOURCE = SpotSource(AssetClass.STOCK, "stock_zh_a_spot_em", STOCK_SPOT, _fetch_stock_spot)
+SESSION_PROBE_SYMBOL = "sh000001"
+"""The Shanghai Composite: it has a daily bar for every session, and is never suspended."""
+SESSION_PROBE_LABEL = "Eastmoney (akshare.stock_zh_index_daily_em)"
+SESSION_PROBE_DAYS = 14
+"""Calendar days of bars asked for: enough to name the latest session across the longest holiday."""
+
+
+def _fetch_probe_dates(day: date) -> list[date]:
+    import akshare
+
+    frame = akshare.stock_zh_index_daily_em(
+        symbol=SESSION_PROBE_SYMBOL, start_date=_ymd(day - timedelta(days=SESSION_PROBE_DAYS)), end_date=_ymd(day)
+    )
+    if frame.empty:
+        return []
+    return [each for each in (to_date(value) for value in frame["date"]) if each is not None]
+
+
+STOCK_SPOT_SOURCE = SpotSource(
+    AssetClass.STOCK, "stock_zh_a_spot_em", STOCK_SPOT, _fetch_stock_spot, probes_session=True
+)
 ETF_SPOT_SOURCE = SpotSource(AssetClass.ETF, "fund_etf_spot_em", ETF_SPOT, _fetch_etf_spot)
-INDEX_SPOT_SOURCE = SpotSource(AssetClass.INDEX, "stock_zh_index_spot_em", INDEX_SPOT, _fetch_index_spot)
+INDEX_SPOT_SOURCE = SpotSource(
+    AssetClass.INDEX, "stock_zh_index_spot_em", INDEX_SPOT, _fetch_index_spot, probes_session=True
+)
 STOCK_DAILY_SOURCE = DailySource(AssetClass.STOCK, "stock_zh_a_hist", DAILY_BAR, _fetch_stock_bars)
 ETF_DAILY_SOURCE = DailySource(AssetClass.ETF, "fund_etf_hist_em", DAILY_BAR, _fetch_etf_bars)
 INDEX_DAILY_SOURCE = DailySource(AssetClass.INDEX, "index_zh_a_hist", INDEX_DAILY_BAR, _fetch_index_bars)
@@ -292,6 +319,29 @@ def require_trading_session(context: TaskContext, detail: dict[str, Any]) -> Non
         )
 
 
+def require_current_session(day: date, params: CrawlerParams, context: TaskContext, detail: dict[str, Any]) -> None:
+    """TaskSkipped when Eastmoney's daily bars end before ``day``: its quotes are an earlier session's.
+
+    Eastmoney's daily kline carries the current session's bar from the opening auction on, so a bar
+    dated ``day`` proves the session whose quotes the spot lists then serve.
+    """
+    retrier = retrier_for(SESSION_PROBE_LABEL, params, context)
+    try:
+        with upstream_requests(proxy=context.settings.https_proxy, timeout=params.request_timeout_seconds):
+            dates = retrier.call(partial(_fetch_probe_dates, day), what="the latest session")
+    except (SourceUnavailable, SourceRejected) as failure:
+        failure.detail = detail | failure.detail
+        raise
+    latest = max(dates, default=None)
+    detail["latest_session"] = latest.isoformat() if latest else None
+    if latest != day:
+        raise TaskSkipped(
+            f"Eastmoney serves an earlier session (the Shanghai Composite's latest daily bar is "
+            f"{latest.isoformat() if latest else 'none in 14 days'}, not {day.isoformat()}): the exchange is closed",
+            detail=detail,
+        )
+
+
 def retrier_for(source: str, params: CrawlerParams, context: TaskContext) -> Retrier:
     return Retrier(
         source=source,
@@ -306,6 +356,8 @@ def crawl_spot(source: SpotSource[SpotParamsT], params: SpotParamsT, context: Ta
     day, detail = require_trading_day(context)
     if params.trading_hours_only:
         require_trading_session(context, detail)
+    if source.probes_session:
+        require_current_session(day, params, context, detail)
     retrier = retrier_for(source.label, params, context)
     try:
         with upstream_requests(proxy=context.settings.https_proxy, timeout=params.request_timeout_seconds):
