@@ -43,6 +43,9 @@ from kairos.schedule import (
 )
 from kairos_runtime.events import iso_seconds, parse_instant
 from kairos_runtime.tables import TableId
+from kairos_runtime.tasks.market import CALENDAR_TASK_TYPES
+from kairos_runtime.tasks.market.model import trading_date_of
+from kairos_runtime.tasks.market.trading_calendar import calendar_warning, default_calendar
 
 DEFAULT_FILE = Path("tasks.yaml")
 DEFAULT_STAGE = "dev"
@@ -513,6 +516,8 @@ def show(
     grid = Table.grid(padding=(0, 2))
     grid.add_column(justify="right", no_wrap=True, style="bold")
     grid.add_column(overflow="fold")
+    if task.task_type in CALENDAR_TASK_TYPES:
+        rows |= _calendar_rows()
     for label, value in rows.items():
         grid.add_row(label, Text(value))
     services.console.print(grid)
@@ -527,6 +532,22 @@ def _table_grant(task: TaskPlan, table: TableId) -> str:
         f"{kind} {', '.join(prefixes)}" for kind, prefixes in (("read", scope.read), ("write", scope.write)) if prefixes
     ]
     return f"{table.value} ({access}: {'; '.join(limits)})"
+
+
+def _calendar_rows() -> dict[str, str]:
+    """The trading calendar's known end as this machine knows it: akshare's bundled file (a deployed
+    task reads the MarketData calendar the trading_calendar task keeps, which may reach further)."""
+    calendar = default_calendar()
+    check = calendar.check(trading_date_of(services.clock()))
+    rows = {
+        "trading calendar": (
+            f"ends {calendar.last.isoformat()}, {check.days_left} day(s) from today in Shanghai "
+            "(akshare's bundled file, as known locally; deployed tasks read the MarketData calendar)"
+        )
+    }
+    if check.ends_soon:
+        rows["warning"] = calendar_warning(calendar.last, check.days_left)
+    return rows
 
 
 @schedule_app.command("next")

@@ -24,6 +24,7 @@ from kairos.limits import (
 )
 from kairos.schedule import AtSchedule, RateSchedule, next_fire_times
 from kairos_runtime.events import schedule_input
+from kairos_runtime.gauges import METRICS_NAMESPACE, SERVICE, TRADING_CALENDAR_DAYS_LEFT
 from kairos_runtime.registry import Access, DependencyGroup, Partitions
 from kairos_runtime.settings import (
     HTTPS_PROXY_ENV,
@@ -35,6 +36,7 @@ from kairos_runtime.settings import (
     TASK_MODULE_ENV,
 )
 from kairos_runtime.tables import TABLE_DESIGNS, TableDesign, TableId
+from kairos_runtime.tasks.market.trading_calendar import CALENDAR_WARNING_DAYS
 
 PYTHON_CODE_DIR = PROJECT_ROOT / "lambdas" / "python"
 NODE_CODE_DIR = PROJECT_ROOT / "lambdas" / "node"
@@ -52,8 +54,9 @@ MAX_EVENT_AGE = timedelta(hours=24)
 # What the stack declares (kairos_stack): per stage, two tables, the dead-letter queue with its policy
 # and alarm, and the schedule group; per task, the function with its role, policy, event invoke
 # config and log group, the schedule with the role and policy Scheduler invokes it with, and the
-# alarm; the stage's own alarm topic (key, topic, policy) and a subscription per e-mail, unless an
-# existing topic is named; one layer per crawler platform.
+# failure alarm, plus an alarm per gauge the plan watches; the stage's own alarm topic (key, topic,
+# policy) and a subscription per e-mail, unless an existing topic is named; one layer per crawler
+# platform.
 STAGE_RESOURCES = 6
 RESOURCES_PER_TASK = 9
 OWN_ALARM_TOPIC_RESOURCES = 3
@@ -61,6 +64,44 @@ OWN_ALARM_TOPIC_RESOURCES = 3
 CDK_METADATA_RESOURCES = 1
 # A fixed reference instant keeps the derived event age (and so the template) deterministic.
 _GAP_REFERENCE = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class GaugeAlarmPlan:
+    """An alarm on a value a task reports (:mod:`kairos_runtime.gauges`), per task (dimension ``task``)."""
+
+    metric_name: str
+    namespace: str
+    service: str
+    statistic: str
+    period_seconds: int
+    threshold: float
+    comparison: Literal["LessThanOrEqualToThreshold"]
+    treat_missing_data: Literal["ignore"]
+    description: str
+
+
+TRADING_CALENDAR_ALARM = GaugeAlarmPlan(
+    metric_name=TRADING_CALENDAR_DAYS_LEFT,
+    namespace=METRICS_NAMESPACE,
+    service=SERVICE,
+    statistic="Minimum",
+    period_seconds=86_400,
+    threshold=CALENDAR_WARNING_DAYS,
+    comparison="LessThanOrEqualToThreshold",
+    # The refresh reports once a month and an alarm looks back at most 7 days (Period x
+    # EvaluationPeriods <= 604,800 s, PutMetricAlarm): missing data keeps the last state, so a short
+    # calendar alarms until a refresh reports a longer one. docs/adr/0041-trading-calendar-alarm.md
+    treat_missing_data="ignore",
+    description=(
+        f"the trading calendar ends within {CALENDAR_WARNING_DAYS} days of a slot's trading date "
+        "(Asia/Shanghai): refresh it (run the task) before the tasks fall back to the weekday rule"
+    ),
+)
+GAUGE_ALARMS: Mapping[str, tuple[GaugeAlarmPlan, ...]] = MappingProxyType(
+    {"trading_calendar": (TRADING_CALENDAR_ALARM,)}
+)
+"""Python task types whose tasks get an alarm on a value they report, beside the failure alarm."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +133,7 @@ class TaskPlan:
     scheduler_retry_attempts: int
     max_event_age_seconds: int
     async_retry_attempts: int
+    gauge_alarms: tuple[GaugeAlarmPlan, ...] = ()
 
     @property
     def lambda_max_event_age_seconds(self) -> int:
@@ -133,7 +175,8 @@ class StagePlan:
             if task.family == "python" and task.group is not DependencyGroup.CORE
         }
         alarm_topic = 0 if self.alarm_topic_arn else OWN_ALARM_TOPIC_RESOURCES + len(self.alarm_emails)
-        return STAGE_RESOURCES + alarm_topic + len(layers) + RESOURCES_PER_TASK * len(self.tasks)
+        gauge_alarms = sum(len(task.gauge_alarms) for task in self.tasks)
+        return STAGE_RESOURCES + alarm_topic + len(layers) + RESOURCES_PER_TASK * len(self.tasks) + gauge_alarms
 
     def alarm_warning(self) -> str | None:
         """What ``kairos validate`` and the synth say when a stage that keeps data alarms to nobody yet.
@@ -277,6 +320,7 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         scheduler_retry_attempts=SCHEDULER_RETRY_ATTEMPTS,
         max_event_age_seconds=int(event_age.total_seconds()),
         async_retry_attempts=LAMBDA_ASYNC_RETRY_ATTEMPTS,
+        gauge_alarms=GAUGE_ALARMS.get(task.task_type, ()) if task.family == "python" else (),
     )
 
 

@@ -15,7 +15,7 @@ from aws_cdk import aws_scheduler_targets as targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from kairos.plan import TaskPlan
+from kairos.plan import GaugeAlarmPlan, TaskPlan
 
 LAMBDA_RUNTIMES: dict[str, lambda_.Runtime] = {
     runtime.name: runtime
@@ -30,6 +30,8 @@ LAMBDA_RUNTIMES: dict[str, lambda_.Runtime] = {
 }
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
 ALARM_PERIOD = cdk.Duration.minutes(5)
+COMPARISONS = {"LessThanOrEqualToThreshold": cloudwatch.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD}
+MISSING_DATA = {"ignore": cloudwatch.TreatMissingData.IGNORE}
 
 
 class ScheduledTask(Construct):
@@ -133,3 +135,24 @@ class ScheduledTask(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self.failure_alarm.add_alarm_action(alarm_action)
+        self.gauge_alarms = [self._gauge_alarm(gauge, alarm_action) for gauge in plan.gauge_alarms]
+
+    def _gauge_alarm(self, gauge: GaugeAlarmPlan, alarm_action: cloudwatch.IAlarmAction) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            f"{gauge.metric_name}Alarm",
+            alarm_description=f"Kairos task {self.plan.name}: {gauge.description}",
+            metric=cloudwatch.Metric(
+                namespace=gauge.namespace,
+                metric_name=gauge.metric_name,
+                dimensions_map={"service": gauge.service, "task": self.plan.name},
+                statistic=gauge.statistic,
+                period=cdk.Duration.seconds(gauge.period_seconds),
+            ),
+            threshold=gauge.threshold,
+            evaluation_periods=1,
+            comparison_operator=COMPARISONS[gauge.comparison],
+            treat_missing_data=MISSING_DATA[gauge.treat_missing_data],
+        )
+        alarm.add_alarm_action(alarm_action)
+        return alarm

@@ -359,5 +359,5 @@ def test_show_names_the_partitions_a_task_may_touch(runner: CliRunner, tasks_fil
     summary = invoke(runner, "show", "daily-summary", "--file", str(tasks_file))[1]
 
     assert code == 0, output
-    assert "market_data (read_write: read STOCK#; write STOCK#)" in output
+    assert "market_data (read_write: read STOCK#, CALENDAR#; write STOCK#)" in output
     assert "task_runs (query_indexes, whole table)" in summary.replace("\n", " ")

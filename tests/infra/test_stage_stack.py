@@ -465,14 +465,15 @@ def test_only_this_accounts_alarms_may_use_the_alarm_topic(tmp_path: Any) -> Non
 # What each market task type may touch in MarketData, written out rather than read from the registry,
 # so a declaration that drifts fails here.
 MARKET_PARTITIONS = {
-    "stock_spot": ((), ("STOCK#*",)),
-    "etf_spot": ((), ("ETF#*",)),
-    "index_spot": ((), ("INDEX#*",)),
+    "stock_spot": (("STOCK#*", "CALENDAR#*"), ("STOCK#*",)),
+    "etf_spot": (("ETF#*", "CALENDAR#*"), ("ETF#*",)),
+    "index_spot": (("INDEX#*", "CALENDAR#*"), ("INDEX#*",)),
     "crypto_markets": ((), ("CRYPTO#*",)),
-    "stock_daily": (("STOCK#*",), ("STOCK#*",)),
-    "etf_daily": (("ETF#*",), ("ETF#*",)),
-    "index_daily": (("INDEX#*",), ("INDEX#*",)),
+    "stock_daily": (("STOCK#*", "CALENDAR#*"), ("STOCK#*",)),
+    "etf_daily": (("ETF#*", "CALENDAR#*"), ("ETF#*",)),
+    "index_daily": (("INDEX#*", "CALENDAR#*"), ("INDEX#*",)),
     "daily_summary": (("SUMMARY#*",), ("SUMMARY#*",)),
+    "trading_calendar": (("CALENDAR#*",), ("CALENDAR#*",)),
 }
 
 
@@ -625,7 +626,8 @@ def test_every_alarm_notifies_the_stages_topic_even_with_nobody_subscribed(
     plan, template = dev if stage == "dev" else prod
     topic = logical_id(template, "AWS::SNS::Topic", f"{plan.stack_name}/Alarms/Topic")
 
-    assert alarm_actions(template) == [[{"Ref": topic}]] * (len(plan.tasks) + 1), "every task's and the queue's"
+    alarms = len(plan.tasks) + sum(len(task.gauge_alarms) for task in plan.tasks) + 1
+    assert alarm_actions(template) == [[{"Ref": topic}]] * alarms, "every task's, its gauges' and the queue's"
     assert template.find_resources("AWS::SNS::Subscription") == {}
     properties = template.find_resources("AWS::SNS::Topic")[topic]["Properties"]
     assert "KmsMasterKeyId" in properties
@@ -668,3 +670,28 @@ def test_a_stage_that_keeps_data_with_no_alarm_subscriber_warns_at_synth(tmp_pat
         "/kairos-prod", Match.string_like_regexp("nobody is subscribed to its alarms: set alarm_email")
     )
     cdk.assertions.Annotations.from_stack(scratch).has_no_warning("*", Match.any_value())
+
+
+def test_the_calendar_refresh_alarms_when_the_calendar_ends_within_30_days(prod: tuple[StagePlan, Template]) -> None:
+    _, template = prod
+    alarm = resource_at(
+        template, "AWS::CloudWatch::Alarm", "kairos-prod/trading-calendar/TradingCalendarDaysLeftAlarm"
+    )["Properties"]
+
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (
+        "Kairos",
+        "TradingCalendarDaysLeft",
+        "Minimum",
+    )
+    assert sorted(alarm["Dimensions"], key=lambda d: d["Name"]) == [
+        {"Name": "service", "Value": "kairos"},
+        {"Name": "task", "Value": "trading-calendar"},
+    ]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanOrEqualToThreshold", 30)
+    assert (alarm["Period"], alarm["EvaluationPeriods"], alarm["TreatMissingData"]) == (86400, 1, "ignore")
+    calendar_alarms = [
+        resource
+        for resource in template.find_resources("AWS::CloudWatch::Alarm").values()
+        if resource["Properties"].get("MetricName") == "TradingCalendarDaysLeft"
+    ]
+    assert len(calendar_alarms) == 1, "only the refresh task's construct carries the calendar alarm"

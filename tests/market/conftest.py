@@ -18,6 +18,7 @@ from responses import matchers
 
 from kairos_runtime.runner import TaskRunner
 from kairos_runtime.tasks.market import upstream
+from kairos_runtime.tasks.market.trading_calendar import CALENDARS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "market"
 MARKET_TABLE = "kairos-test-MarketData"
@@ -31,6 +32,7 @@ INDEX_CODE_MAP_URL = "https://80.push2.eastmoney.com/api/qt/clist/get"
 KLINE_URL = "https://push2his.eastmoney.com/api/qt/stock/kline/get"
 COINGECKO_URL = "https://api.coingecko.com/api/v3/coins/markets"
 COINGECKO_PRO_URL = "https://pro-api.coingecko.com/api/v3/coins/markets"
+SINA_TRADE_DATES_URL = "https://finance.sina.com.cn/realstock/company/klc_td_sh.txt"
 
 MakeRunner = Callable[..., TaskRunner]
 
@@ -54,6 +56,14 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     # akshare caches Eastmoney's index code list for the life of the process; each test starts cold.
     akshare.index.index_zh_em.index_code_id_map_em.cache_clear()
     return asked
+
+
+@pytest.fixture(autouse=True)
+def fresh_calendar_cache() -> Iterator[None]:
+    """Each test's containers start cold: no trading calendar cached from another test's table."""
+    CALENDARS.clear()
+    yield
+    CALENDARS.clear()
 
 
 @pytest.fixture
@@ -83,7 +93,20 @@ def add_kline(mock: responses.RequestsMock, secid: str, fixture: str, **query: s
     )
 
 
-def add_stock_spot(mock: responses.RequestsMock) -> None:
+def add_session_probe(mock: responses.RequestsMock, *sessions: str) -> None:
+    """The Shanghai Composite's daily bars (``stock_zh_index_daily_em``) dated ``sessions``, in
+    Eastmoney's kline shape; the stock and index spot tasks ask for them before their lists."""
+    klines = [f"{day},3950.10,3975.20,3980.00,3940.30,360234567,421234567890.00,1.01" for day in sessions]
+    mock.add(
+        responses.GET,
+        KLINE_URL,
+        json={"rc": 0, "data": {"code": "000001", "market": 1, "name": "上证指数", "klines": klines}},
+        match=[matchers.query_param_matcher({"secid": "1.000001", "klt": "101"}, strict_match=False)],
+    )
+
+
+def add_stock_spot(mock: responses.RequestsMock, session: str = "2026-11-27") -> None:
+    add_session_probe(mock, "2026-11-26", session)
     add_page(mock, STOCK_SPOT_URL, "stock_spot_page1", page=1)
     add_page(mock, STOCK_SPOT_URL, "stock_spot_page2", page=2)
 

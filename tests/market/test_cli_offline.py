@@ -52,7 +52,8 @@ def test_kairos_run_stock_spot_offline_is_recorded_as_a_failed_run(
 
     assert result.exit_code == 1, "a FAILED run makes `kairos run` fail"
     assert "FAILED" in result.output
-    assert "SourceUnavailable: Eastmoney (akshare.stock_zh_a_spot_em) could not be reached" in result.output
+    # The first request is the session probe (the Shanghai Composite's daily bars), before the list.
+    assert "SourceUnavailable: Eastmoney (akshare.stock_zh_index_daily_em) could not be reached" in result.output
     record = _only_run_record(local_dynamodb)
     assert (record["status"], record["error_kind"], record["scheduled_time"]) == (
         "FAILED", "transient", "2026-11-27T02:00:00Z"

@@ -227,3 +227,75 @@ def test_an_empty_answer_fails_the_run(
     assert (record["error_type"], record["error_kind"]) == ("NoValidRows", "permanent")
     assert record["detail"]["symbols_missing"] == ["bitcoin"]
     assert market_items(dynamodb) == {}
+
+
+@pytest.fixture
+def debug_logging(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Every logger at DEBUG, as ``LOG_LEVEL=DEBUG`` leaves a function, and the third-party loggers
+    as a fresh process has them (no level of their own), whatever earlier tests did."""
+    from kairos_runtime.log_levels import QUIET_LOGGERS
+
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    for name in QUIET_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    logging.getLogger().manager._clear_cache()  # effective levels are cached per logger
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+def test_at_debug_a_keyed_coingecko_run_puts_the_key_in_no_log_output(
+    make_runner: MakeRunner,
+    dynamodb: Any,
+    lambda_context: FakeLambdaContext,
+    http: responses.RequestsMock,
+    api_key: str,
+    debug_logging: pytest.LogCaptureFixture,
+) -> None:
+    http.add(responses.GET, COINGECKO_URL, json=fixture_json("coingecko_markets"))
+
+    response = make_runner().dispatch(crypto_event(api_key_parameter=KEY_PARAMETER), lambda_context)
+
+    assert response["status"] == "SUCCEEDED"
+    assert api_key in http.calls[0].request.url, "the key really was sent"
+    assert debug_logging.records, "DEBUG output was captured"
+    assert api_key not in debug_logging.text
+    assert all(api_key not in repr(log.__dict__) for log in debug_logging.records)
+    for name in ("urllib3", "requests", "charset_normalizer", "botocore"):
+        assert logging.getLogger(name).getEffectiveLevel() == logging.WARNING
+
+
+def test_at_debug_urllib3_never_logs_a_request_line_with_the_key(debug_logging: pytest.LogCaptureFixture) -> None:
+    """Over a real loopback connection, where urllib3 itself runs and would log ``GET /...?key``."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from pycoingecko import CoinGeckoAPI
+
+    from kairos_runtime.tasks.market.upstream import upstream_requests
+
+    class CoinGecko(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"[]"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = HTTPServer(("127.0.0.1", 0), CoinGecko)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = CoinGeckoAPI(demo_api_key=KEY)
+        client.api_base_url = f"http://127.0.0.1:{server.server_port}/api/v3/"
+        with upstream_requests(proxy=None, timeout=5):
+            assert client.get_coins_markets("usd") == []
+    finally:
+        server.shutdown()
+        thread.join()
+
+    assert KEY not in debug_logging.text
+    assert all(KEY not in repr(log.__dict__) for log in debug_logging.records)

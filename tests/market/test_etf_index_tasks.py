@@ -18,6 +18,7 @@ from tests.market.conftest import (
     MakeRunner,
     add_kline,
     add_page,
+    add_session_probe,
     market_items,
     run_record,
 )
@@ -87,6 +88,7 @@ def test_index_spot_reads_the_chosen_list(
     query: dict[str, str],
     stored: set[str],
 ) -> None:
+    add_session_probe(http, "2026-11-27")
     add_page(http, url, fixture, **query)
 
     make_runner().dispatch(
@@ -111,6 +113,7 @@ def fixture_rows(name: str) -> list[Any]:
 def test_an_unpriced_index_is_rejected_as_missing_a_price(
     make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, http: responses.RequestsMock
 ) -> None:
+    add_session_probe(http, "2026-11-27")
     add_page(http, INDEX_SERIES_URL, "index_spot_csi")
 
     make_runner().dispatch(
@@ -173,3 +176,64 @@ def test_an_index_without_history_is_noted_and_the_others_stored(
     assert (record["status"], record["items_written"]) == ("SUCCEEDED", 2)
     assert list(record["detail"]["symbol_errors"]) == ["399006"]
     assert "unexpected response" in record["detail"]["symbol_errors"]["399006"]
+
+
+PREVIOUS_CLOSE = 1795676400
+"""2026-11-26T07:00:00Z, Thursday's 15:00 close in Shanghai: the session before SPOT_SLOT's."""
+
+
+def etf_page(*quote_times: int | str) -> dict[str, Any]:
+    """The recorded ETF page with each row's f124 (quote time, epoch seconds) replaced."""
+    from tests.market.conftest import fixture_json
+
+    page = fixture_json("etf_spot")
+    for row, quoted in zip(page["data"]["diff"], quote_times, strict=True):
+        row["f124"] = quoted
+    return dict(page)
+
+
+def test_an_etf_quoted_before_the_slots_session_opened_is_rejected_as_stale(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, http: responses.RequestsMock
+) -> None:
+    fresh = fixture_rows("etf_spot")[0]["f124"]
+    http.add(responses.GET, ETF_SPOT_URL, json=etf_page(fresh, PREVIOUS_CLOSE))
+
+    response = make_runner().dispatch(scheduled_event("etf-spot", "etf_spot", scheduled_time=SPOT_SLOT), lambda_context)
+
+    assert response["status"] == "SUCCEEDED"
+    assert {pk for pk, _ in market_items(dynamodb)} == {"ETF#510300"}, "159915's quote is Thursday's"
+    record = run_record(dynamodb, "etf-spot")
+    assert record["items_rejected"] == 1
+    assert record["detail"]["rejected"] == {"stale_quote": 1}
+    assert record["detail"]["rejected_examples"] == [{"symbol": "159915", "reason": "stale_quote"}]
+
+
+def test_when_every_quote_is_from_an_earlier_session_the_run_is_skipped_and_nothing_stored(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, http: responses.RequestsMock
+) -> None:
+    # 09:14:59 on the slot's own day is still before the opening auction.
+    before_open = 1795762800 - (15 * 3600 - (9 * 3600 + 14 * 60 + 59))
+    http.add(responses.GET, ETF_SPOT_URL, json=etf_page(PREVIOUS_CLOSE, before_open))
+
+    response = make_runner().dispatch(scheduled_event("etf-spot", "etf_spot", scheduled_time=SPOT_SLOT), lambda_context)
+
+    assert response["status"] == "SKIPPED"
+    assert market_items(dynamodb) == {}
+    detail = run_record(dynamodb, "etf-spot")["detail"]
+    assert detail["reason"] == (
+        "Eastmoney (akshare.fund_etf_spot_em) serves an earlier session (every quote is from before "
+        "2026-11-27 09:15 Shanghai time): the exchange is closed"
+    )
+    assert detail["rejected"] == {"stale_quote": 2}
+
+
+def test_an_etf_row_without_a_quote_time_is_not_stored(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, http: responses.RequestsMock
+) -> None:
+    fresh = fixture_rows("etf_spot")[0]["f124"]
+    http.add(responses.GET, ETF_SPOT_URL, json=etf_page(fresh, "-"))
+
+    make_runner().dispatch(scheduled_event("etf-spot", "etf_spot", scheduled_time=SPOT_SLOT), lambda_context)
+
+    assert {pk for pk, _ in market_items(dynamodb)} == {"ETF#510300"}
+    assert run_record(dynamodb, "etf-spot")["detail"]["rejected"] == {"missing_quote_time": 1}

@@ -118,7 +118,7 @@ def test_the_calendar_knows_weekends_and_exchange_holidays(day: date, trading: b
     check = default_calendar().check(day)
 
     assert check.is_trading_day is trading
-    assert check.basis.startswith("akshare calendar")
+    assert check.basis == "akshare's bundled calendar (1990-12-19 to 2026-12-31)"
 
 
 def test_beyond_the_calendar_the_weekday_rule_stands_in_and_says_so() -> None:
@@ -130,7 +130,7 @@ def test_beyond_the_calendar_the_weekday_rule_stands_in_and_says_so() -> None:
     assert monday.is_trading_day
     assert not saturday.is_trading_day
     assert "weekday rule" in monday.basis
-    assert "outside akshare's calendar" in monday.basis
+    assert "outside akshare's bundled calendar" in monday.basis
 
 
 def test_the_calendar_is_read_from_the_installed_package_without_importing_it() -> None:

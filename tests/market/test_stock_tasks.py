@@ -18,6 +18,7 @@ from tests.market.conftest import (
     MakeRunner,
     Throttling,
     add_kline,
+    add_session_probe,
     add_stock_spot,
     fixture_json,
     market_items,
@@ -27,6 +28,7 @@ from tests.market.conftest import (
 
 SLOT = datetime(2026, 11, 27, 6, 45, tzinfo=UTC)  # Friday 14:45 in Shanghai, in the afternoon session
 SPOT_SK = "SPOT#2026-11-27T06:45:00Z"
+BUNDLED_BASIS = "akshare's bundled calendar, no calendar stored in MarketData yet (1990-12-19 to 2026-12-31)"
 STORED_SYMBOLS = {"STOCK#600519", "STOCK#000001", "STOCK#300750", "STOCK#000002"}
 
 
@@ -47,7 +49,7 @@ def test_stock_spot_stores_every_valid_quote_and_reports_the_rest(
     response = make_runner(spot_ttl_days=3).dispatch(spot_event(), lambda_context)
 
     assert response["status"] == "SUCCEEDED"
-    assert [call.request.params["pn"] for call in http.calls] == ["1", "2"]
+    assert [call.request.params.get("pn") for call in http.calls] == [None, "1", "2"], "the session probe first"
     [page_pause] = waits
     assert 0.5 <= page_pause <= 1.5, "akshare's pause between pages (recorded, not slept)"
     items = market_items(dynamodb)
@@ -84,7 +86,7 @@ def test_stock_spot_stores_every_valid_quote_and_reports_the_rest(
     assert detail["rejected"] == {"high_below_low": 1, "negative_volume": 1}
     assert {example["symbol"] for example in detail["rejected_examples"]} == {"830799", "688981"}
     assert detail["trading_date"] == "2026-11-27"
-    assert detail["calendar"].startswith("akshare calendar")
+    assert detail["calendar"] == BUNDLED_BASIS
 
 
 def test_running_the_same_slot_again_overwrites_instead_of_adding(
@@ -141,6 +143,7 @@ def test_a_source_with_no_valid_row_fails_the_run(
 ) -> None:
     only_suspended = fixture_json("stock_spot_page2")
     only_suspended["data"] = {"total": 1, "diff": only_suspended["data"]["diff"][:1]}
+    add_session_probe(http, "2026-11-27")
     http.add(responses.GET, STOCK_SPOT_URL, json=only_suspended)
 
     response = make_runner().dispatch(spot_event(), lambda_context)
@@ -179,7 +182,7 @@ def test_a_non_trading_day_is_skipped_without_calling_the_source(
     assert response["status"] == "SKIPPED"
     detail = run_record(dynamodb, "probe")["detail"]
     assert detail["reason"] == f"{slot[:10]} ({weekday}) is not a trading day in Shanghai/Shenzhen"
-    assert detail["calendar"].startswith("akshare calendar")
+    assert detail["calendar"] == BUNDLED_BASIS
     assert len(http.calls) == 0
 
 
@@ -235,7 +238,7 @@ def test_a_spot_task_can_ask_for_every_slot_of_a_trading_day(
 def test_beyond_the_calendar_a_weekday_runs_and_the_record_says_how_it_was_decided(
     make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, http: responses.RequestsMock
 ) -> None:
-    add_stock_spot(http)
+    add_stock_spot(http, session="2027-01-04")
 
     response = make_runner().dispatch(spot_event(scheduled_time="2027-01-04T02:00:00Z"), lambda_context)
 
@@ -252,6 +255,7 @@ def test_a_connection_reset_is_retried_then_recorded_as_a_transient_failure(
     waits: list[float],
 ) -> None:
     reset = requests.exceptions.ConnectionError(ConnectionResetError(104, "Connection reset by peer"))
+    add_session_probe(http, "2026-11-27")
     http.add(responses.GET, STOCK_SPOT_URL, body=reset)
 
     with pytest.raises(TaskRunFailed):
@@ -268,7 +272,7 @@ def test_a_connection_reset_is_retried_then_recorded_as_a_transient_failure(
     )
     attempts = int(record["detail"]["attempts"])
     assert attempts >= 2, "the default budget allows at least one retry of an instant failure"
-    assert len(http.calls) == 3 * attempts, "akshare's own three tries per attempt"
+    assert len(http.calls) == 1 + 3 * attempts, "the session probe, then akshare's own three tries per attempt"
     assert record["detail"]["trading_date"] == "2026-11-27"
     assert market_items(dynamodb) == {}
 
@@ -276,6 +280,7 @@ def test_a_connection_reset_is_retried_then_recorded_as_a_transient_failure(
 def test_an_http_5xx_that_outlasts_the_budget_is_transient(
     make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, http: responses.RequestsMock
 ) -> None:
+    add_session_probe(http, "2026-11-27")
     http.add(responses.GET, STOCK_SPOT_URL, status=502, body="<html>502 Bad Gateway</html>")
 
     with pytest.raises(TaskRunFailed):
@@ -463,6 +468,34 @@ def test_the_stages_https_proxy_carries_the_source_requests_and_nothing_else(
 
     make_runner(https_proxy=proxy).dispatch(spot_event(), lambda_context)
 
-    assert [call.request.req_kwargs["proxies"].get("https") for call in http.calls] == [proxy, proxy]
+    assert [call.request.req_kwargs["proxies"].get("https") for call in http.calls] == [proxy] * 3
     assert "HTTPS_PROXY" not in os.environ, "the proxy is set for the source calls only"
     assert run_record(dynamodb, "stock-spot")["status"] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize("sessions", [("2026-11-25", "2026-11-26"), ()])
+def test_without_a_session_on_the_slots_date_the_list_is_not_crawled_and_the_run_is_skipped(
+    make_runner: MakeRunner,
+    dynamodb: Any,
+    lambda_context: FakeLambdaContext,
+    http: responses.RequestsMock,
+    sessions: tuple[str, ...],
+) -> None:
+    """A closed day the calendar took for a trading day: the stock list carries no quote time, so the
+    Shanghai Composite's daily bars tell that Eastmoney still serves the last session."""
+    add_session_probe(http, *sessions)
+
+    response = make_runner().dispatch(spot_event(), lambda_context)
+
+    assert response["status"] == "SKIPPED"
+    assert len(http.calls) == 1, "no page of the full-market list was fetched"
+    assert market_items(dynamodb) == {}
+    detail = run_record(dynamodb, "stock-spot")["detail"]
+    latest = sessions[-1] if sessions else "none in 14 days"
+    assert detail["reason"] == (
+        f"Eastmoney serves an earlier session (the Shanghai Composite's latest daily bar is {latest}, "
+        "not 2026-11-27): the exchange is closed"
+    )
+    assert detail["latest_session"] == (sessions[-1] if sessions else None)
+    probe = http.calls[0].request.params
+    assert (probe["secid"], probe["beg"], probe["end"]) == ("1.000001", "20261113", "20261127")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -17,13 +18,14 @@ from kairos_runtime.tasks import default_registry
 from tests.conftest import PROJECT_ROOT, run_in_fresh_interpreter
 
 MARKET_TASKS = {
-    "stock-spot": ("stock_spot", {TableId.MARKET_DATA: Access.WRITE}),
-    "etf-spot": ("etf_spot", {TableId.MARKET_DATA: Access.WRITE}),
-    "index-spot": ("index_spot", {TableId.MARKET_DATA: Access.WRITE}),
+    "stock-spot": ("stock_spot", {TableId.MARKET_DATA: Access.READ_WRITE}),
+    "etf-spot": ("etf_spot", {TableId.MARKET_DATA: Access.READ_WRITE}),
+    "index-spot": ("index_spot", {TableId.MARKET_DATA: Access.READ_WRITE}),
     "stock-daily": ("stock_daily", {TableId.MARKET_DATA: Access.READ_WRITE}),
     "etf-daily": ("etf_daily", {TableId.MARKET_DATA: Access.READ_WRITE}),
     "index-daily": ("index_daily", {TableId.MARKET_DATA: Access.READ_WRITE}),
     "crypto-markets": ("crypto_markets", {TableId.MARKET_DATA: Access.WRITE}),
+    "trading-calendar": ("trading_calendar", {TableId.MARKET_DATA: Access.READ_WRITE}),
     "daily-summary": (
         "daily_summary",
         {TableId.MARKET_DATA: Access.READ_WRITE, TableId.TASK_RUNS: Access.QUERY_INDEXES},
@@ -87,9 +89,60 @@ def test_the_a_share_tasks_follow_the_shanghai_clock(plans: dict[str, StagePlan]
     assert daily.timezone == "Asia/Shanghai"
     assert dev.task("crypto-markets").schedule_expression == "rate(10 minutes)"
     assert dev.task("daily-summary").schedule_expression == "cron(0 18 * * ? *)"
+    refresh = dev.task("trading-calendar")
+    assert refresh.timezone == "Asia/Shanghai"
+    monthly = next_fire_times(
+        parse_schedule(refresh.schedule_expression),
+        timezone=refresh.timezone,
+        after=datetime(2026, 11, 15, tzinfo=UTC),
+        count=2,
+    )
+    assert [moment.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat() for moment in monthly[:2]] == [
+        "2026-12-01",
+        "2027-01-01",
+    ]
+
+
+def test_only_the_calendar_refresh_gets_the_calendar_alarm(plans: dict[str, StagePlan]) -> None:
+    prod = plans["prod"]
+    [alarm] = prod.task("trading-calendar").gauge_alarms
+    assert (alarm.metric_name, alarm.statistic, alarm.comparison, alarm.threshold) == (
+        "TradingCalendarDaysLeft",
+        "Minimum",
+        "LessThanOrEqualToThreshold",
+        30,
+    )
+    assert alarm.treat_missing_data == "ignore"
+    assert alarm.period_seconds <= 604_800, "CloudWatch evaluates at most 7 days"
+    assert all(not task.gauge_alarms for task in prod.tasks if task.name != "trading-calendar")
 
 
 def test_the_registry_declares_what_each_market_task_type_needs() -> None:
     registry = default_registry()
     for task_type, tables in MARKET_TASKS.values():
         assert dict(registry.get(task_type).tables) == tables
+
+
+def test_the_handler_publishes_the_gauges_a_run_reports_whatever_its_status() -> None:
+    probe = """
+import json
+from datetime import UTC, datetime
+import kairos_runtime.handler as h
+from kairos_runtime.events import ScheduledEvent
+from kairos_runtime.runner import RunResult
+from kairos_runtime.runs import RunStatus
+event = ScheduledEvent(task="stock-spot", task_type="stock_spot", scheduled_time=datetime(2026, 12, 1, tzinfo=UTC),
+                       execution_id="e")
+detail = {"reason": "holiday", "gauges": {"TradingCalendarDaysLeft": 30, "Broken": "x"}}
+result = RunResult(task="stock-spot", status=RunStatus.SKIPPED, run_id="r", duration_ms=5, detail=detail)
+h.PowertoolsObserver().run_started(event)
+h.PowertoolsObserver().run_finished(event, result)
+print(json.dumps(h.metrics.serialize_metric_set()))
+"""
+    emf = json.loads(run_in_fresh_interpreter(probe).splitlines()[-1])
+    [directive] = emf["_aws"]["CloudWatchMetrics"]
+    names = {entry["Name"] for entry in directive["Metrics"]}
+    assert {"TradingCalendarDaysLeft", "RunsSkipped"} <= names
+    assert "Broken" not in names, "a gauge that is not a number is not published"
+    assert emf["TradingCalendarDaysLeft"] == [30.0]
+    assert emf["task"] == "stock-spot"

@@ -11,14 +11,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kairos_runtime.context import Clients
 from kairos_runtime.events import ScheduledEvent
+from kairos_runtime.gauges import METRICS_NAMESPACE, SERVICE, gauges_in
+from kairos_runtime.log_levels import quiet_third_party_loggers
 from kairos_runtime.runner import RunResult, TaskRunner
 from kairos_runtime.settings import TASK_MODULE_ENV, settings_from_environment
 from kairos_runtime.tasks import registry_for_module
 
-SERVICE = "kairos"
-METRICS_NAMESPACE = "Kairos"
-
 logger = Logger(service=SERVICE)
+quiet_third_party_loggers()
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 # Only AWS SDK calls get subsegments: patching everything would import requests (and more) on
 # every cold start, crawler or not.
@@ -26,7 +26,8 @@ tracer = Tracer(service=SERVICE, patch_modules=("boto3",))
 
 
 class PowertoolsObserver:
-    """Per-run metrics (dimension ``task``) and trace annotations."""
+    """Per-run metrics (dimension ``task``), the gauges a run reports (:mod:`kairos_runtime.gauges`)
+    and trace annotations."""
 
     def run_started(self, event: ScheduledEvent) -> None:
         metrics.add_dimension(name="task", value=event.task)
@@ -39,6 +40,8 @@ class PowertoolsObserver:
         metrics.add_metric(name="RunDuration", unit=MetricUnit.Milliseconds, value=result.duration_ms)
         metrics.add_metric(name="ItemsWritten", unit=MetricUnit.Count, value=result.items_written)
         metrics.add_metric(name="ItemsRejected", unit=MetricUnit.Count, value=result.items_rejected)
+        for name, value in gauges_in(result.detail).items():
+            metrics.add_metric(name=name, unit=MetricUnit.NoUnit, value=value)
 
 
 _settings = settings_from_environment()

@@ -1,8 +1,16 @@
 """A-share, ETF and index quotes from Eastmoney through akshare: spot snapshots and daily bars.
 
-Every task here skips days the Shanghai and Shenzhen exchanges are closed, calls akshare under the
-upstream HTTP policy (:mod:`.upstream`), normalises and validates each row (:mod:`.normalise`) and
-writes in batches (:mod:`.writer`). akshare and pandas are imported inside the fetch functions only.
+Every task here skips days the Shanghai and Shenzhen exchanges are closed (the calendar kept in
+MarketData, else akshare's bundled one: :mod:`.trading_calendar`), calls akshare under the upstream
+HTTP policy (:mod:`.upstream`), normalises and validates each row (:mod:`.normalise`) and writes in
+batches (:mod:`.writer`). akshare and pandas are imported inside the fetch functions only.
+
+A spot row that carries its quote time (the ETF list's 更新时间) and was quoted before the slot's
+session opened is the last session's, not the slot's: it is rejected as ``stale_quote``. The stock
+and index lists carry no quote time (akshare requests no ``f124`` for them and maps their columns by
+position), so their runs first ask for the Shanghai Composite's daily bars: without a bar for the
+slot's trading date Eastmoney is serving an earlier session, and the run is skipped before the
+full-market crawl.
 """
 
 from __future__ import annotations
@@ -18,9 +26,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 from msgspec import Meta
 
 from kairos_runtime.context import TaskContext
-from kairos_runtime.registry import Access, DependencyGroup, TaskOutcome, TaskRegistry, TaskSkipped
+from kairos_runtime.registry import Access, DependencyGroup, Partitions, TaskOutcome, TaskRegistry, TaskSkipped
 from kairos_runtime.tables import MARKET_DATA, TableId
 from kairos_runtime.tasks.market.model import (
+    CALENDAR,
     SHANGHAI,
     AssetClass,
     BarKind,
@@ -39,12 +48,14 @@ from kairos_runtime.tasks.market.normalise import (
     INDEX_SPOT,
     STOCK_SPOT,
     Normalised,
+    Reason,
     Records,
     Rejection,
     RowSchema,
     normalise_rows,
+    to_date,
 )
-from kairos_runtime.tasks.market.trading_calendar import default_calendar
+from kairos_runtime.tasks.market.trading_calendar import CALENDARS
 from kairos_runtime.tasks.market.upstream import (
     CrawlerParams,
     NoValidRows,
@@ -169,6 +180,8 @@ class SpotSource(Generic[SpotParamsT]):
     function: str
     schema: RowSchema
     fetch: Callable[[SpotParamsT], Records]
+    probes_session: bool = False
+    """Rows carry no quote time: prove the slot's session with :func:`latest_session` first."""
 
     @property
     def label(self) -> str:
@@ -246,9 +259,31 @@ def _fetch_index_bars(symbol: str, start: date, end: date, params: IndexDailyPar
     return _records(frame)
 
 
-STOCK_SPOT_SOURCE = SpotSource(AssetClass.STOCK, "stock_zh_a_spot_em", STOCK_SPOT, _fetch_stock_spot)
+SESSION_PROBE_SYMBOL = "sh000001"
+"""The Shanghai Composite: it has a daily bar for every session, and is never suspended."""
+SESSION_PROBE_LABEL = "Eastmoney (akshare.stock_zh_index_daily_em)"
+SESSION_PROBE_DAYS = 14
+"""Calendar days of bars asked for: enough to name the latest session across the longest holiday."""
+
+
+def _fetch_probe_dates(day: date) -> list[date]:
+    import akshare
+
+    frame = akshare.stock_zh_index_daily_em(
+        symbol=SESSION_PROBE_SYMBOL, start_date=_ymd(day - timedelta(days=SESSION_PROBE_DAYS)), end_date=_ymd(day)
+    )
+    if frame.empty:
+        return []
+    return [each for each in (to_date(value) for value in frame["date"]) if each is not None]
+
+
+STOCK_SPOT_SOURCE = SpotSource(
+    AssetClass.STOCK, "stock_zh_a_spot_em", STOCK_SPOT, _fetch_stock_spot, probes_session=True
+)
 ETF_SPOT_SOURCE = SpotSource(AssetClass.ETF, "fund_etf_spot_em", ETF_SPOT, _fetch_etf_spot)
-INDEX_SPOT_SOURCE = SpotSource(AssetClass.INDEX, "stock_zh_index_spot_em", INDEX_SPOT, _fetch_index_spot)
+INDEX_SPOT_SOURCE = SpotSource(
+    AssetClass.INDEX, "stock_zh_index_spot_em", INDEX_SPOT, _fetch_index_spot, probes_session=True
+)
 STOCK_DAILY_SOURCE = DailySource(AssetClass.STOCK, "stock_zh_a_hist", DAILY_BAR, _fetch_stock_bars)
 ETF_DAILY_SOURCE = DailySource(AssetClass.ETF, "fund_etf_hist_em", DAILY_BAR, _fetch_etf_bars)
 INDEX_DAILY_SOURCE = DailySource(AssetClass.INDEX, "index_zh_a_hist", INDEX_DAILY_BAR, _fetch_index_bars)
@@ -257,8 +292,8 @@ INDEX_DAILY_SOURCE = DailySource(AssetClass.INDEX, "index_zh_a_hist", INDEX_DAIL
 def require_trading_day(context: TaskContext) -> tuple[date, dict[str, Any]]:
     """The slot's trading date (Asia/Shanghai), or TaskSkipped when the exchanges are closed."""
     day = trading_date_of(context.event.scheduled_time)
-    check = default_calendar().check(day)
-    detail = {"trading_date": day.isoformat(), "calendar": check.basis}
+    check = CALENDARS.get(context.clients.table(TableId.MARKET_DATA)).check(day)
+    detail = {"trading_date": day.isoformat()} | check.detail()
     if not check.is_trading_day:
         raise TaskSkipped(f"{day.isoformat()} ({day:%A}) is not a trading day in Shanghai/Shenzhen", detail=detail)
     return day, detail
@@ -268,6 +303,12 @@ def require_trading_day(context: TaskContext) -> tuple[date, dict[str, Any]]:
 # schedule that fires at 11:30 or 15:00 stores the session's closing prices (the shipped crons stop at
 # 14:45 and leave the close to the daily tasks).
 TRADING_SESSIONS = ((time(9, 30), time(11, 30)), (time(13, 0), time(15, 0)))
+SESSION_OPENS = time(9, 15)
+"""The opening call auction: a quote from before it on the slot's trading date is an earlier session's."""
+
+
+def session_opens(day: date) -> datetime:
+    return datetime.combine(day, SESSION_OPENS, tzinfo=SHANGHAI)
 
 
 def require_trading_session(context: TaskContext, detail: dict[str, Any]) -> None:
@@ -277,6 +318,29 @@ def require_trading_session(context: TaskContext, detail: dict[str, Any]) -> Non
         raise TaskSkipped(
             f"{slot:%H:%M} Shanghai time is outside the trading sessions (09:30-11:30, 13:00-15:00)",
             detail=detail | {"slot_shanghai": f"{slot:%H:%M}"},
+        )
+
+
+def require_current_session(day: date, params: CrawlerParams, context: TaskContext, detail: dict[str, Any]) -> None:
+    """TaskSkipped when Eastmoney's daily bars end before ``day``: its quotes are an earlier session's.
+
+    Eastmoney's daily kline carries the current session's bar from the opening auction on, so a bar
+    dated ``day`` proves the session whose quotes the spot lists then serve.
+    """
+    retrier = retrier_for(SESSION_PROBE_LABEL, params, context)
+    try:
+        with upstream_requests(proxy=context.settings.https_proxy, timeout=params.request_timeout_seconds):
+            dates = retrier.call(partial(_fetch_probe_dates, day), what="the latest session")
+    except (SourceUnavailable, SourceRejected) as failure:
+        failure.detail = detail | failure.detail
+        raise
+    latest = max(dates, default=None)
+    detail["latest_session"] = latest.isoformat() if latest else None
+    if latest != day:
+        raise TaskSkipped(
+            f"Eastmoney serves an earlier session (the Shanghai Composite's latest daily bar is "
+            f"{latest.isoformat() if latest else 'none in 14 days'}, not {day.isoformat()}): the exchange is closed",
+            detail=detail,
         )
 
 
@@ -291,9 +355,11 @@ def retrier_for(source: str, params: CrawlerParams, context: TaskContext) -> Ret
 
 def crawl_spot(source: SpotSource[SpotParamsT], params: SpotParamsT, context: TaskContext) -> TaskOutcome:
     """Snapshot a whole list (one akshare call, paginated inside it) at the run's slot."""
-    _, detail = require_trading_day(context)
+    day, detail = require_trading_day(context)
     if params.trading_hours_only:
         require_trading_session(context, detail)
+    if source.probes_session:
+        require_current_session(day, params, context, detail)
     retrier = retrier_for(source.label, params, context)
     try:
         with upstream_requests(proxy=context.settings.https_proxy, timeout=params.request_timeout_seconds):
@@ -309,8 +375,14 @@ def crawl_spot(source: SpotSource[SpotParamsT], params: SpotParamsT, context: Ta
         found = {str(row.get(source.schema.symbol_column or "")) for row in rows}
         missing = sorted(wanted - found)
         detail |= {"symbols_missing": missing[:DETAIL_SYMBOLS], "symbols_missing_count": len(missing)}
-    batch = normalise_rows(source.schema, rows)
+    batch = normalise_rows(source.schema, rows, fresh_since=session_opens(day))
     detail |= batch.detail()
+    if not batch.quotes and batch.rejections and all(each.reason is Reason.STALE_QUOTE for each in batch.rejections):
+        raise TaskSkipped(
+            f"{source.label} serves an earlier session (every quote is from before {day.isoformat()} "
+            f"{SESSION_OPENS:%H:%M} Shanghai time): the exchange is closed",
+            detail=detail,
+        )
     if batch.valid == 0:
         among = "the requested symbols" if params.symbols else "them"
         raise NoValidRows(
@@ -425,11 +497,18 @@ def crawl_daily(
     return TaskOutcome(items_written=result.written, items_rejected=len(harvest.rejections), detail=detail)
 
 
+def _own_class_and_calendar(asset_class: AssetClass) -> Partitions:
+    """A crawler writes only its own class's items; it also reads the trading calendar the
+    ``trading_calendar`` task keeps."""
+    own = partition_prefix(asset_class)
+    return Partitions(read=(own, partition_prefix(CALENDAR)), write=(own,))
+
+
 @registry.task(
     "stock_spot",
     params=StockSpotParams,
-    tables={TableId.MARKET_DATA: Access.WRITE},
-    partitions={TableId.MARKET_DATA: (partition_prefix(STOCK_SPOT_SOURCE.asset_class),)},
+    tables={TableId.MARKET_DATA: Access.READ_WRITE},
+    partitions={TableId.MARKET_DATA: _own_class_and_calendar(STOCK_SPOT_SOURCE.asset_class)},
     group=DependencyGroup.CRAWLER,
 )
 def stock_spot(params: StockSpotParams, context: TaskContext) -> TaskOutcome:
@@ -440,8 +519,8 @@ def stock_spot(params: StockSpotParams, context: TaskContext) -> TaskOutcome:
 @registry.task(
     "etf_spot",
     params=EtfSpotParams,
-    tables={TableId.MARKET_DATA: Access.WRITE},
-    partitions={TableId.MARKET_DATA: (partition_prefix(ETF_SPOT_SOURCE.asset_class),)},
+    tables={TableId.MARKET_DATA: Access.READ_WRITE},
+    partitions={TableId.MARKET_DATA: _own_class_and_calendar(ETF_SPOT_SOURCE.asset_class)},
     group=DependencyGroup.CRAWLER,
 )
 def etf_spot(params: EtfSpotParams, context: TaskContext) -> TaskOutcome:
@@ -452,8 +531,8 @@ def etf_spot(params: EtfSpotParams, context: TaskContext) -> TaskOutcome:
 @registry.task(
     "index_spot",
     params=IndexSpotParams,
-    tables={TableId.MARKET_DATA: Access.WRITE},
-    partitions={TableId.MARKET_DATA: (partition_prefix(INDEX_SPOT_SOURCE.asset_class),)},
+    tables={TableId.MARKET_DATA: Access.READ_WRITE},
+    partitions={TableId.MARKET_DATA: _own_class_and_calendar(INDEX_SPOT_SOURCE.asset_class)},
     group=DependencyGroup.CRAWLER,
 )
 def index_spot(params: IndexSpotParams, context: TaskContext) -> TaskOutcome:
@@ -465,7 +544,7 @@ def index_spot(params: IndexSpotParams, context: TaskContext) -> TaskOutcome:
     "stock_daily",
     params=StockDailyParams,
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
-    partitions={TableId.MARKET_DATA: (partition_prefix(STOCK_DAILY_SOURCE.asset_class),)},
+    partitions={TableId.MARKET_DATA: _own_class_and_calendar(STOCK_DAILY_SOURCE.asset_class)},
     group=DependencyGroup.CRAWLER,
 )
 def stock_daily(params: StockDailyParams, context: TaskContext) -> TaskOutcome:
@@ -477,7 +556,7 @@ def stock_daily(params: StockDailyParams, context: TaskContext) -> TaskOutcome:
     "etf_daily",
     params=EtfDailyParams,
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
-    partitions={TableId.MARKET_DATA: (partition_prefix(ETF_DAILY_SOURCE.asset_class),)},
+    partitions={TableId.MARKET_DATA: _own_class_and_calendar(ETF_DAILY_SOURCE.asset_class)},
     group=DependencyGroup.CRAWLER,
 )
 def etf_daily(params: EtfDailyParams, context: TaskContext) -> TaskOutcome:
@@ -489,7 +568,7 @@ def etf_daily(params: EtfDailyParams, context: TaskContext) -> TaskOutcome:
     "index_daily",
     params=IndexDailyParams,
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
-    partitions={TableId.MARKET_DATA: (partition_prefix(INDEX_DAILY_SOURCE.asset_class),)},
+    partitions={TableId.MARKET_DATA: _own_class_and_calendar(INDEX_DAILY_SOURCE.asset_class)},
     group=DependencyGroup.CRAWLER,
 )
 def index_daily(params: IndexDailyParams, context: TaskContext) -> TaskOutcome:

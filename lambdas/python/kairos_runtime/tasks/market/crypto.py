@@ -17,6 +17,7 @@ from msgspec import Meta
 
 from kairos_runtime.context import TaskContext
 from kairos_runtime.errors import PermanentTaskError
+from kairos_runtime.log_levels import quiet_third_party_loggers
 from kairos_runtime.registry import Access, DependencyGroup, TaskOutcome, TaskRegistry
 from kairos_runtime.tables import TableId
 from kairos_runtime.tasks.market.model import AssetClass, Provenance, partition_prefix, snapshot_items, trading_date_of
@@ -139,6 +140,8 @@ def crypto_markets(params: CryptoMarketsParams, context: TaskContext) -> TaskOut
         "api_plan": params.api_plan.value if params.api_key_parameter else "keyless",
     }
     # Read before the upstream block: SSM is an AWS call and must not go through the crawler proxy.
+    # botocore would log the decrypted answer at DEBUG: its logger is held at WARNING first.
+    quiet_third_party_loggers()
     api_key = read_api_key(params.api_key_parameter) if params.api_key_parameter else None
     retrier = Retrier(
         source=SOURCE,

@@ -14,12 +14,19 @@ Items::
     crypto spot    CRYPTO#bitcoin  SPOT#2026-11-27T07:10:00Z#USD   -                         -            yes
     crypto latest  CRYPTO#bitcoin  LATEST#USD                      CRYPTO#LATEST#2026-11-27  bitcoin#USD  no
     summary        SUMMARY#STOCK   DAY#2026-11-27                  SUMMARY#DAY#2026-11-27    STOCK        no
+    calendar year  CALENDAR#XSHG   YEAR#2027                       -                         -            no
+    calendar meta  CALENDAR#XSHG   META                            -                         -            no
 
 Snapshots are keyed by the run's scheduled time, so running the same slot again overwrites them
 instead of adding a copy. A crypto quote only means something in its quote currency, so the currency
 ends its sort keys. Adjusted bars are a series of their own, so they never overwrite the raw ones.
 The index holds latest quotes, daily bars and summaries, never snapshots (that would be an index
 entry per symbol per slot).
+
+The trading calendar (``trading_calendar`` task) is one partition per exchange calendar: a year item
+holds that year's trade dates (about 250 ISO dates, ~3 KB, far below the 400 KB item limit), and the
+meta item says how far the calendar is known (``last_known_date``), where it came from and when.
+One Query of the partition reads it all (under 40 years, ~120 KB); the tasks cache it per container.
 
 Trading dates are Asia/Shanghai dates. China has kept UTC+8 without daylight saving since 1991, so
 a fixed offset is exact for every date the data covers, and the core package needs no time zone
@@ -45,6 +52,7 @@ Access patterns::
     a class's summaries over a date range           Query pk=SUMMARY#STOCK,
                                                     sk BETWEEN DAY#2026-11-01 AND DAY#2026-11-30
     every summary of a date                         Query by_class_date gsi1pk=SUMMARY#DAY#2026-11-27
+    the whole trading calendar (years and meta)     Query pk=CALENDAR#XSHG
 
 A ``LATEST`` item's index entry moves to the new trading date each time the quote is written, so
 ``<CLASS>#LATEST#<date>`` answers "quoted on that date" for the current day; earlier days are
@@ -88,6 +96,9 @@ class BarKind(StrEnum):
 LATEST = "LATEST"
 SPOT = "SPOT"
 SUMMARY = "SUMMARY"
+CALENDAR = "CALENDAR"
+CALENDAR_META = "META"
+CALENDAR_YEAR = "YEAR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +178,45 @@ def summary_key(asset_class: AssetClass, day: date) -> dict[str, str]:
         MARKET_DATA.sort_key: bar_sk(BarKind.RAW, day),
         MARKET_DATA.indexes[0].partition_key: class_date_pk(SUMMARY, BarKind.RAW.value, day),
         MARKET_DATA.indexes[0].sort_key: asset_class.value,
+    }
+
+
+def calendar_pk(calendar: str) -> str:
+    """The partition of one exchange calendar (``XSHG``: Shanghai, which Shenzhen's sessions follow)."""
+    return f"{CALENDAR}#{calendar}"
+
+
+def calendar_year_sk(year: int) -> str:
+    return f"{CALENDAR_YEAR}#{year:04d}"
+
+
+def calendar_year_item(calendar: str, year: int, trade_dates: list[date], *, provenance: Provenance) -> Item:
+    """One year's trade dates, sorted, as ISO dates."""
+    return {
+        MARKET_DATA.partition_key: calendar_pk(calendar),
+        MARKET_DATA.sort_key: calendar_year_sk(year),
+        "record_type": "calendar_year",
+        "calendar": calendar,
+        "year": year,
+        "trade_dates": [day.isoformat() for day in sorted(trade_dates)],
+        "trade_date_count": len(trade_dates),
+        "source": provenance.source,
+        "fetched_at": iso_seconds(provenance.fetched_at),
+    }
+
+
+def calendar_meta_item(calendar: str, first: date, last: date, *, count: int, provenance: Provenance) -> Item:
+    """How far the stored calendar reaches, and where and when it was fetched."""
+    return {
+        MARKET_DATA.partition_key: calendar_pk(calendar),
+        MARKET_DATA.sort_key: CALENDAR_META,
+        "record_type": "calendar_meta",
+        "calendar": calendar,
+        "first_known_date": first.isoformat(),
+        "last_known_date": last.isoformat(),
+        "trade_date_count": count,
+        "source": provenance.source,
+        "fetched_at": iso_seconds(provenance.fetched_at),
     }
 
 

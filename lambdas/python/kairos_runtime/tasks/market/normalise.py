@@ -39,6 +39,9 @@ class Reason(StrEnum):
     NEGATIVE_TURNOVER = "negative_turnover"
     HIGH_BELOW_LOW = "high_below_low"
     PRICE_OUTSIDE_RANGE = "price_outside_high_low"
+    STALE_QUOTE = "stale_quote"
+    """Quoted before the slot's session opened: the last session's quote, not this one's."""
+    MISSING_QUOTE_TIME = "missing_quote_time"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +93,19 @@ class RowSchema:
     unpriced_is_suspended: bool = False
     """Spot quotes: a row without a price is a suspended symbol, stored flagged and without prices."""
     extras: tuple[Extra, ...] = ()
+    quote_time_column: str | None = None
+    """The column with each row's own quote time, when the source sends one (a timezone-aware instant)."""
 
-    def normalise(self, row: Mapping[str, object], *, symbol: str | None = None) -> Quote | Rejection:
+    def normalise(
+        self, row: Mapping[str, object], *, symbol: str | None = None, fresh_since: datetime | None = None
+    ) -> Quote | Rejection:
+        """A quote, or why not; with ``fresh_since``, a row quoted before it is ``stale_quote``."""
         code = symbol if symbol is not None else _text(row.get(self.symbol_column or ""))
         if code is None or not re.fullmatch(self.symbol_pattern, code):
             return Rejection(code, Reason.INVALID_SYMBOL)
+        stale = self.staleness(row, fresh_since)
+        if stale is not None:
+            return Rejection(code, stale)
         trading_date = None
         if self.date_column is not None:
             trading_date = to_date(row.get(self.date_column))
@@ -116,6 +127,15 @@ class RowSchema:
                 values[extra.name] = text
         name = _text(row.get(self.name_column)) if self.name_column else None
         return Quote(symbol=code, name=name, values=values, suspended=suspended, trading_date=trading_date)
+
+    def staleness(self, row: Mapping[str, object], fresh_since: datetime | None) -> Reason | None:
+        """Why a row's own quote time disqualifies it for a slot whose session opened at ``fresh_since``."""
+        if fresh_since is None or self.quote_time_column is None:
+            return None
+        quoted = to_instant(row.get(self.quote_time_column))
+        if quoted is None:
+            return Reason.MISSING_QUOTE_TIME
+        return Reason.STALE_QUOTE if quoted < fresh_since else None
 
     def numbers(self, row: Mapping[str, object]) -> dict[str, ItemValue]:
         values: dict[str, ItemValue] = {}
@@ -173,11 +193,17 @@ class Normalised:
         return detail
 
 
-def normalise_rows(schema: RowSchema, rows: Iterable[Mapping[str, object]], *, symbol: str | None = None) -> Normalised:
+def normalise_rows(
+    schema: RowSchema,
+    rows: Iterable[Mapping[str, object]],
+    *,
+    symbol: str | None = None,
+    fresh_since: datetime | None = None,
+) -> Normalised:
     quotes: list[Quote] = []
     rejections: list[Rejection] = []
     for row in rows:
-        result = schema.normalise(row, symbol=symbol)
+        result = schema.normalise(row, symbol=symbol, fresh_since=fresh_since)
         if isinstance(result, Quote):
             quotes.append(result)
         else:
@@ -217,6 +243,13 @@ def to_date(value: object) -> date | None:
                 return datetime.strptime(value.strip(), pattern).date()
             except ValueError:
                 continue
+    return None
+
+
+def to_instant(value: object) -> datetime | None:
+    """A timezone-aware instant (pandas' Timestamp is a datetime), else None (NaT, naive, text)."""
+    if isinstance(value, datetime) and value == value and value.tzinfo is not None:
+        return value
     return None
 
 
@@ -289,6 +322,7 @@ ETF_SPOT = RowSchema(
     price="price",
     unpriced_is_suspended=True,
     extras=(Extra("数据日期", "data_date", ExtraKind.DATE), Extra("更新时间", "quote_time", ExtraKind.INSTANT)),
+    quote_time_column="更新时间",
 )
 
 # Eastmoney reports index volume in lots as well; an index has no shares of its own, so the field

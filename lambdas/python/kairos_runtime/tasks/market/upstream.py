@@ -11,6 +11,8 @@ akshare and pycoingecko call ``requests`` themselves, so the policy is applied a
   forever on a stalled connection);
 * HTTP errors: a 4xx/5xx response raises ``HTTPError`` at once, so an error page is never parsed as
   data and a 5xx or 429 is recognised as worth another try.
+* quiet loggers: the HTTP libraries' loggers are held at WARNING whatever ``LOG_LEVEL`` says, since
+  urllib3 logs URLs with their query strings, API keys included (:mod:`kairos_runtime.log_levels`).
 
 Nothing here imports requests at module import time: the handler's cold start for other tasks
 stays free of it.
@@ -30,6 +32,7 @@ from typing import Annotated, Any, TypeVar
 from msgspec import Meta
 
 from kairos_runtime.errors import PermanentTaskError, TransientTaskError
+from kairos_runtime.log_levels import quiet_third_party_loggers
 from kairos_runtime.registry import TaskParams
 from kairos_runtime.runs import ErrorKind
 
@@ -137,6 +140,7 @@ def upstream_requests(*, proxy: str | None, timeout: float) -> Iterator[None]:
     """Apply the HTTP policy (proxy, timeout cap, errors raised) to requests made inside the block."""
     import requests
 
+    quiet_third_party_loggers()
     original = requests.Session.request
 
     def request(self: requests.Session, method: str, url: str, **kwargs: Any) -> Any:
