@@ -90,7 +90,8 @@ class TaskType(Generic[ParamsT]):
     function: TaskFunction[ParamsT]
     tables: Mapping[TableId, Access]
     group: DependencyGroup
-    architecture: Architecture
+    architecture: Architecture | None
+    """None: the group's default, a build setting (``kairos_build/project.py``)."""
     description: str
     parameters: Callable[[ParamsT], Sequence[str]] | None = None
     """SSM parameter names a task reads, given its params (an API key's parameter, say)."""
@@ -113,12 +114,6 @@ class UnknownTaskTypeError(LookupError):
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(f"unknown task_type {name!r}; registered: {', '.join(known) or 'none'}")
         self.name = name
-
-
-_DEFAULT_ARCHITECTURE = {
-    DependencyGroup.CORE: Architecture.ARM_64,
-    DependencyGroup.CRAWLER: Architecture.X86_64,
-}
 
 
 class TaskRegistry:
@@ -153,7 +148,7 @@ class TaskRegistry:
                     function=function,
                     tables=MappingProxyType(dict(tables or {})),
                     group=group,
-                    architecture=architecture or _DEFAULT_ARCHITECTURE[group],
+                    architecture=architecture,
                     description=(function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else "",
                     parameters=parameters,
                 )
