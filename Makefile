@@ -16,8 +16,8 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20,22
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 20,22
 export PYTHONDONTWRITEBYTECODE := 1
 
-PY_SOURCES := app.py kairos kairos_stack lambdas/python/kairos_runtime $(wildcard bench)
-TYPED_SOURCES := app.py kairos kairos_stack lambdas/python/kairos_runtime
+PY_SOURCES := app.py kairos kairos_build kairos_stack lambdas/python/kairos_runtime $(wildcard bench)
+TYPED_SOURCES := app.py kairos kairos_build kairos_stack lambdas/python/kairos_runtime
 
 .PHONY: help setup run synth validate lint typecheck test test-python test-node cfn-lint lock schema clean bench deploy-smoke
 
@@ -78,8 +78,11 @@ test: lint typecheck test-python deploy-smoke test-node cfn-lint
 bench: setup
 	$(BIN)/python bench/packaging_bench.py --write bench/RESULTS.md
 
+# The Python versions are the Lambda runtimes kairos/config.py accepts (one fact, read from there).
+LAMBDA_PYTHONS = from kairos.config import PYTHON_RUNTIMES; print(*("--python " + r.removeprefix("python") for r in PYTHON_RUNTIMES))
+
 lock: setup
-	$(BIN)/python -m kairos_stack.lock_command
+	$(BIN)/python -m kairos_build --root . $$($(BIN)/python -c '$(LAMBDA_PYTHONS)')
 
 schema: setup
 	$(BIN)/kairos schema

@@ -11,7 +11,7 @@ the assets exactly as a synth does (``LocalBundling.bundle``, through ``.bundle-
   off (Lambda's file system is read-only). The floor, ``import boto3, aws_lambda_powertools``,
   and the handlers run interleaved, N times each; the table shows medians. The stand-in boto3 has
   its bytecode, as pip installs it; the assets are measured as shipped (compiled, see
-  ``kairos_stack/bytecode.py``) and, for comparison, built from sources only, as before;
+  ``kairos_build/bytecode.py``) and, for comparison, built from sources only, as before;
 * in the same run, the floor plus one pydantic model (pydantic as the CDK app pins it, installed
   for the target beside the asset): why the runtime validates with msgspec instead.
 
@@ -44,18 +44,17 @@ from packaging.utils import canonicalize_name  # noqa: E402
 from kairos.catalog import load_catalog  # noqa: E402
 from kairos.loading import load_tasks_file  # noqa: E402
 from kairos.plan import StagePlan, plan_stage  # noqa: E402
-from kairos_stack.lambda_bundling import LAYER_PREFIX, RUNTIME_PACKAGE, LocalBundling  # noqa: E402
-from kairos_stack.python_deps import (  # noqa: E402
-    CORE,
-    CRAWLER,
-    PYTHON_CODE_DIR,
-    DependencyBuilder,
-    LambdaPlatform,
-    find_interpreter,
-    tree_size,
-)
-from kairos_stack.python_lock import requirement_lines  # noqa: E402
+from kairos_build.builder import DependencyBuilder  # noqa: E402
+from kairos_build.import_check import find_interpreter  # noqa: E402
+from kairos_build.locks import requirement_lines  # noqa: E402
+from kairos_build.platforms import LambdaPlatform  # noqa: E402
+from kairos_build.project import BUNDLE_CACHE, dependency_groups  # noqa: E402
+from kairos_build.trimming import tree_size  # noqa: E402
+from kairos_runtime.registry import DependencyGroup  # noqa: E402
+from kairos_stack.lambda_bundling import LAYER_PREFIX, PYTHON_CODE_DIR, RUNTIME_PACKAGE, LocalBundling  # noqa: E402
 
+GROUPS = dependency_groups(PROJECT_ROOT)
+CORE, CRAWLER = GROUPS[DependencyGroup.CORE], GROUPS[DependencyGroup.CRAWLER]
 CORE_BUDGET = 10_000_000
 CRAWLER_BUDGET = 200_000_000
 IMPORT_BUDGET_RATIO = 1.3
@@ -258,8 +257,8 @@ def pydantic_requirement() -> str:
 
 
 def report(args: argparse.Namespace) -> str:
-    builder = DependencyBuilder(log=sys.stderr)
-    sources_builder = DependencyBuilder(log=sys.stderr, bytecode=False)
+    builder = DependencyBuilder(PROJECT_ROOT / BUNDLE_CACHE, log=sys.stderr)
+    sources_builder = DependencyBuilder(PROJECT_ROOT / BUNDLE_CACHE, log=sys.stderr, bytecode=False)
     x86 = LambdaPlatform("x86_64", "3.13")
     with tempfile.TemporaryDirectory(prefix="kairos-bench-") as scratch:
         workdir = Path(scratch)

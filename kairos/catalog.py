@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from kairos_build.project import dependency_groups
 from kairos_runtime.registry import (
     Access,
     Architecture,
@@ -98,6 +99,9 @@ def _json_schema_check(schema: Mapping[str, Any]) -> ParamsCheck:
     return check
 
 
+_GROUPS = dependency_groups(PROJECT_ROOT)
+
+
 def python_entries(registry: TaskRegistry) -> list[CatalogEntry]:
     return [
         CatalogEntry(
@@ -106,7 +110,7 @@ def python_entries(registry: TaskRegistry) -> list[CatalogEntry]:
             description=task_type.description,
             tables=task_type.tables,
             group=task_type.group,
-            architecture=task_type.architecture,
+            architecture=task_type.architecture or _GROUPS[task_type.group].default_architecture,
             check_params=_params_model_check(task_type),
             parameters_for=_parameters_for(task_type),
             module=task_type.module,

@@ -14,21 +14,25 @@ from aws_cdk import Stack
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from kairos.catalog import PROJECT_ROOT
 from kairos.plan import TaskPlan
+from kairos_build.builder import DependencyBuilder
+from kairos_build.platforms import LambdaPlatform
+from kairos_build.project import dependency_groups
 from kairos_runtime.registry import DependencyGroup
-from kairos_stack.lambda_bundling import function_code, layer_code
-from kairos_stack.python_deps import GROUP_SPECS, LambdaPlatform
+from kairos_stack.lambda_bundling import AssetHashes
 from kairos_stack.scheduled_task import ARCHITECTURES, LAMBDA_RUNTIMES
 
 # Files that never belong in a function package.
 ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.mypy_cache", "**/test", "**/tests", "**/node_modules"]
-LAYER_DESCRIPTIONS = {DependencyGroup.CRAWLER: "akshare, pycoingecko, pandas and their dependencies"}
 
 
 class CodeAssets:
     """Builds each distinct asset once, so N functions share one upload and one asset hash."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, builder: DependencyBuilder | None = None) -> None:
+        self._groups = dependency_groups(PROJECT_ROOT)
+        self._hashes = AssetHashes(builder)
         self._codes: dict[object, lambda_.Code] = {}
         self._layers: dict[tuple[str, DependencyGroup, LambdaPlatform], lambda_.ILayerVersion] = {}
 
@@ -39,12 +43,13 @@ class CodeAssets:
             return self._codes[task.code_dir]
         target = LambdaPlatform.for_runtime(task.runtime, task.architecture)
         if target not in self._codes:
-            self._codes[target] = function_code(GROUP_SPECS[DependencyGroup.CORE], target)
+            self._codes[target] = self._hashes.function_code(self._groups[DependencyGroup.CORE], target)
         return self._codes[target]
 
     def layers_for(self, scope: Construct, task: TaskPlan) -> list[lambda_.ILayerVersion]:
         """The dependency layers a task's function needs: none for the core group."""
-        if task.family != "python" or task.group is DependencyGroup.CORE:
+        spec = self._groups[task.group]
+        if task.family != "python" or not spec.is_layer:
             return []
         stack = Stack.of(scope)
         target = LambdaPlatform.for_runtime(task.runtime, task.architecture)
@@ -54,12 +59,11 @@ class CodeAssets:
             self._layers[key] = lambda_.LayerVersion(
                 stack,
                 f"{task.group.value.title()}Layer{suffix.title()}",
-                code=layer_code(GROUP_SPECS[task.group], target),
+                code=self._hashes.layer_code(spec, target),
                 compatible_runtimes=[LAMBDA_RUNTIMES[task.runtime]],
                 compatible_architectures=[ARCHITECTURES[task.architecture]],
                 description=(
-                    f"Kairos {task.group.value} dependency group for {target.describe()}: "
-                    f"{LAYER_DESCRIPTIONS.get(task.group, '')}"
+                    f"Kairos {task.group.value} dependency group for {target.describe()}: {spec.layer_description}"
                 ),
             )
         return [self._layers[key]]

@@ -1,6 +1,6 @@
 """Lambda code assets and dependency layers for Python functions, bundled locally at synth time.
 
-A code asset is the group's dependency tree (compiled, see :mod:`kairos_stack.bytecode`) plus the
+A code asset is the group's dependency tree (compiled, see :mod:`kairos_build.bytecode`) plus the
 ``kairos_runtime`` sources with their bytecode beside them.
 
 CDK asks an ``ILocalBundling`` to fill an asset directory before it would fall back to Docker; the
@@ -8,7 +8,8 @@ bundler here always succeeds or raises, so Docker is never run (the image it nam
 placeholder). Asset hashes are CUSTOM: a hash of the dependency group's build inputs plus the
 function sources, computed without building, so a stack CDK does not bundle (unit tests pass
 ``aws:cdk:bundling-stacks: []``) gets the same hash as a real synth, and an unchanged project shows
-no asset change in ``cdk diff``.
+no asset change in ``cdk diff``. One :class:`AssetHashes` serves a synth, so each group's key and the
+sources' fingerprint are computed once per group and platform, not once per function.
 """
 
 from __future__ import annotations
@@ -24,16 +25,14 @@ import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_lambda as lambda_
 
-from kairos_stack.python_deps import (
-    PYTHON_CODE_DIR,
-    BundlingError,
-    DependencyBuilder,
-    DependencyGroupSpec,
-    LambdaPlatform,
-    group_key,
-    iter_source_files,
-    source_fingerprint,
-)
+from kairos.catalog import PROJECT_ROOT
+from kairos_build.builder import DependencyBuilder, iter_source_files, source_fingerprint
+from kairos_build.errors import BundlingError
+from kairos_build.groups import DependencyGroupSpec
+from kairos_build.platforms import LambdaPlatform
+from kairos_build.project import BUNDLE_CACHE, PYTHON_CODE
+
+PYTHON_CODE_DIR = PROJECT_ROOT / PYTHON_CODE
 
 RUNTIME_PACKAGE = "kairos_runtime"
 LAYER_PREFIX = "python"
@@ -56,7 +55,7 @@ class LocalBundling:
         target: LambdaPlatform,
         prefix: str = "",
         sources: Path | None = None,
-        builder: DependencyBuilder | None = None,
+        builder: DependencyBuilder,
     ) -> None:
         self.spec = spec
         self.target = target
@@ -74,7 +73,7 @@ class LocalBundling:
         return True
 
     def bundle(self, output_dir: Path) -> None:
-        builder = self._builder or DependencyBuilder()
+        builder = self._builder
         tree = builder.tree(self.spec, self.target)
         destination = output_dir / self.prefix if self.prefix else output_dir
         link_tree(tree.path, destination)
@@ -116,16 +115,39 @@ def _bundled_asset(asset_hash: str, local: LocalBundling) -> lambda_.Code:
     )
 
 
-def function_code(spec: DependencyGroupSpec, target: LambdaPlatform) -> lambda_.Code:
-    """A function's code asset: the group's dependencies and the ``kairos_runtime`` package."""
-    sources = PYTHON_CODE_DIR / RUNTIME_PACKAGE
-    # This module decides how the sources are compiled into the asset: its changes are the asset's too.
-    bundler = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
-    asset_hash = f"code-{group_key(spec, target)[:24]}-{source_fingerprint(sources)[:24]}-{bundler}"
-    return _bundled_asset(asset_hash, LocalBundling(spec=spec, target=target, sources=sources))
+def project_builder() -> DependencyBuilder:
+    """The builder of this project's trees, caching them in its ``.bundle-cache/``."""
+    return DependencyBuilder(PROJECT_ROOT / BUNDLE_CACHE)
 
 
-def layer_code(spec: DependencyGroupSpec, target: LambdaPlatform) -> lambda_.Code:
-    """A layer asset: the group's dependencies (without its base group's) under ``python/``."""
-    asset_hash = f"layer-{group_key(spec, target)[:48]}"
-    return _bundled_asset(asset_hash, LocalBundling(spec=spec, target=target, prefix=LAYER_PREFIX))
+class AssetHashes:
+    """The code and layer assets of one synth: every hash input is read once per group and platform
+    (the group key through the builder, the sources' fingerprint once), however many functions share it."""
+
+    def __init__(self, builder: DependencyBuilder | None = None) -> None:
+        self.builder = builder or project_builder()
+        self._sources_fingerprint: str | None = None
+
+    @property
+    def runtime_sources(self) -> Path:
+        return PYTHON_CODE_DIR / RUNTIME_PACKAGE
+
+    def sources_fingerprint(self) -> str:
+        if self._sources_fingerprint is None:
+            self._sources_fingerprint = source_fingerprint(self.runtime_sources)
+        return self._sources_fingerprint
+
+    def function_code(self, spec: DependencyGroupSpec, target: LambdaPlatform) -> lambda_.Code:
+        """A function's code asset: the group's dependencies and the ``kairos_runtime`` package."""
+        # This module decides how the sources are compiled into the asset: its changes are the asset's too.
+        bundler = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+        asset_hash = f"code-{self.builder.key(spec, target)[:24]}-{self.sources_fingerprint()[:24]}-{bundler}"
+        local = LocalBundling(spec=spec, target=target, sources=self.runtime_sources, builder=self.builder)
+        return _bundled_asset(asset_hash, local)
+
+    def layer_code(self, spec: DependencyGroupSpec, target: LambdaPlatform) -> lambda_.Code:
+        """A layer asset: the group's dependencies (without its base group's) under ``python/``."""
+        asset_hash = f"layer-{self.builder.key(spec, target)[:48]}"
+        return _bundled_asset(
+            asset_hash, LocalBundling(spec=spec, target=target, prefix=LAYER_PREFIX, builder=self.builder)
+        )

@@ -14,9 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from kairos_stack import python_deps
-from kairos_stack.bytecode import BytecodeError, bytecode_flavour, compile_tree, compiling_interpreter, find_cpython
-from kairos_stack.python_deps import CORE, CRAWLER, LambdaPlatform, group_key
+from kairos_build import builder
+from kairos_build.builder import group_key
+from kairos_build.bytecode import BytecodeError, bytecode_flavour, compile_tree, compiling_interpreter, find_cpython
+from kairos_build.platforms import LambdaPlatform
+from kairos_build.project import dependency_groups
+from kairos_runtime.registry import DependencyGroup
+from tests.conftest import PROJECT_ROOT
+
+GROUPS = dependency_groups(PROJECT_ROOT)
+CORE, CRAWLER = GROUPS[DependencyGroup.CORE], GROUPS[DependencyGroup.CRAWLER]
+
 
 # PEP 552 flags in a .pyc header: bit 0 = hash-based, bit 1 = check the source.
 UNCHECKED_HASH_FLAGS = 0b01
@@ -110,7 +118,7 @@ def test_the_bytecode_flavour_is_part_of_every_tree_key(monkeypatch: pytest.Monk
     x86 = LambdaPlatform("x86_64", "3.13")
     keys = {}
     for flavour in ("sources-only", "cpython3.13-magic-f30d0d0a-hash-pyc", "cpython3.13-magic-f40d0d0a-hash-pyc"):
-        monkeypatch.setattr(python_deps, "bytecode_flavour", lambda version, flavour=flavour: flavour)
+        monkeypatch.setattr(builder, "bytecode_flavour", lambda version, flavour=flavour: flavour)
         keys[flavour] = group_key(CORE, x86)
     assert len(set(keys.values())) == 3, "sources, and bytecode of another magic number, never share a tree"
 

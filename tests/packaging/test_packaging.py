@@ -22,27 +22,21 @@ from typing import Any
 import pytest
 
 from kairos.plan import StagePlan
+from kairos_build.builder import DependencyBuilder, locked_pins, source_fingerprint, tree_name
+from kairos_build.bytecode import find_cpython
+from kairos_build.elf import read_elf
+from kairos_build.platforms import LambdaPlatform
+from kairos_build.project import BUNDLE_CACHE, RUNTIME_PROVIDED, dependency_groups
+from kairos_build.trimming import strip_tool_flavour, tree_size
 from kairos_runtime.registry import DependencyGroup
 from kairos_runtime.tables import TABLE_DESIGNS
-from kairos_stack.bytecode import find_cpython
 from kairos_stack.lambda_bundling import RUNTIME_PACKAGE
-from kairos_stack.python_deps import (
-    CACHE_ROOT,
-    CRAWLER,
-    RUNTIME_PROVIDED,
-    DependencyBuilder,
-    LambdaPlatform,
-    locked_pins,
-    read_elf,
-    source_fingerprint,
-    strip_tool_flavour,
-    tree_name,
-    tree_size,
-)
+from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CACHE_ROOT = PROJECT_ROOT / BUNDLE_CACHE
+CRAWLER = dependency_groups(PROJECT_ROOT)[DependencyGroup.CRAWLER]
 STACK = "kairos-packaging"
 CORE_BUDGET_BYTES = 10_000_000
 CRAWLER_BUDGET_BYTES = 200_000_000
@@ -295,7 +289,7 @@ def test_the_handler_imports_from_the_asset_without_compiling_a_module(first: Sy
     code = first.code_dir("crawler-probe")
     interpreter = find_cpython(LAMBDA_PYTHON)
     assert interpreter
-    runtime = DependencyBuilder().runtime_tree(LambdaPlatform("x86_64", LAMBDA_PYTHON))
+    runtime = DependencyBuilder(CACHE_ROOT).runtime_tree(LambdaPlatform("x86_64", LAMBDA_PYTHON))
     plan = packaging_plan()
     environment = {
         "PATH": "/usr/bin:/bin",

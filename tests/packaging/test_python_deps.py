@@ -10,23 +10,20 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from kairos_build.builder import group_key, source_fingerprint
+from kairos_build.distributions import InstalledDist, needed_dists, remove_dists
+from kairos_build.elf import is_foreign_binary, read_elf
+from kairos_build.errors import MissingWheelError
+from kairos_build.pip import parse_missing_distribution
+from kairos_build.platforms import LambdaPlatform
+from kairos_build.project import RUNTIME_PROVIDED, dependency_groups
+from kairos_build.trimming import strippable
 from kairos_runtime.registry import DependencyGroup
-from kairos_stack.python_deps import (
-    CORE,
-    CRAWLER,
-    RUNTIME_PROVIDED,
-    InstalledDist,
-    LambdaPlatform,
-    MissingWheelError,
-    group_key,
-    is_foreign_binary,
-    needed_dists,
-    parse_missing_distribution,
-    read_elf,
-    remove_dists,
-    source_fingerprint,
-    strippable,
-)
+from tests.conftest import PROJECT_ROOT
+
+GROUPS = dependency_groups(PROJECT_ROOT)
+CORE, CRAWLER = GROUPS[DependencyGroup.CORE], GROUPS[DependencyGroup.CRAWLER]
+
 
 X86 = LambdaPlatform("x86_64", "3.13")
 ARM = LambdaPlatform("arm64", "3.13")

@@ -8,22 +8,23 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
+from kairos.config import PYTHON_RUNTIMES
+from kairos_build.builder import group_key, locked_pins
+from kairos_build.distributions import read_requirements
+from kairos_build.errors import BundlingError, MissingWheelError
+from kairos_build.groups import DependencyGroupSpec
+from kairos_build.lock_writer import locked_platforms, resolve_lock, write_locks
+from kairos_build.locks import Lock, LockError, StaleLockError, read_lock, requirement_lines
+from kairos_build.pip import index_unreachable, parse_missing_distribution
+from kairos_build.platforms import LambdaPlatform
+from kairos_build.project import dependency_groups
 from kairos_runtime.registry import DependencyGroup
-from kairos_stack.lock_command import LOCKED_PLATFORMS, resolve_lock, write_locks
-from kairos_stack.python_deps import (
-    CORE,
-    CRAWLER,
-    BundlingError,
-    DependencyGroupSpec,
-    LambdaPlatform,
-    MissingWheelError,
-    group_key,
-    index_unreachable,
-    locked_pins,
-    parse_missing_distribution,
-    read_requirements,
-)
-from kairos_stack.python_lock import Lock, LockError, StaleLockError, read_lock, requirement_lines
+from tests.conftest import PROJECT_ROOT
+
+GROUPS = dependency_groups(PROJECT_ROOT)
+CORE, CRAWLER = GROUPS[DependencyGroup.CORE], GROUPS[DependencyGroup.CRAWLER]
+LOCKED_PLATFORMS = locked_platforms(runtime.removeprefix("python") for runtime in PYTHON_RUNTIMES)
+
 
 ARM_313 = LambdaPlatform("arm64", "3.13")
 X86_313 = LambdaPlatform("x86_64", "3.13")
@@ -91,7 +92,7 @@ def test_a_lock_round_trips_and_marks_pins_that_hold_on_some_platforms_only(tmp_
 
 def test_a_requirements_change_makes_the_lock_stale_until_make_lock_runs(tmp_path: Path) -> None:
     core, _layer = groups(tmp_path)
-    write_locks(FakeResolver(), [core], log=lambda message: None)
+    write_locks(FakeResolver(), [core], LOCKED_PLATFORMS, log=lambda message: None)
     assert read_lock(core).pins_for(X86_313, core.lock_file)["pydantic-core"] == "2.50.5"
     key_before = group_key(core, X86_313)
 
@@ -101,14 +102,14 @@ def test_a_requirements_change_makes_the_lock_stale_until_make_lock_runs(tmp_pat
         read_lock(core)
     with pytest.raises(BundlingError, match="make lock"):
         locked_pins(core, X86_313)
-    write_locks(FakeResolver(), [core], log=lambda message: None)
+    write_locks(FakeResolver(), [core], LOCKED_PLATFORMS, log=lambda message: None)
     assert read_lock(core)
     assert group_key(core, X86_313) != key_before
 
 
 def test_a_comment_or_blank_line_in_requirements_changes_neither_the_lock_nor_the_asset(tmp_path: Path) -> None:
     core, _layer = groups(tmp_path)
-    write_locks(FakeResolver(), [core], log=lambda message: None)
+    write_locks(FakeResolver(), [core], LOCKED_PLATFORMS, log=lambda message: None)
     key_before = group_key(core, X86_313)
     requirements = tmp_path / "requirements.txt"
 
@@ -132,14 +133,14 @@ def test_a_layer_lock_follows_its_base_lock(tmp_path: Path) -> None:
     core, layer = groups(tmp_path)
     resolver = FakeResolver()
     messages: list[str] = []
-    write_locks(resolver, [core, layer], log=messages.append)
+    write_locks(resolver, [core, layer], LOCKED_PLATFORMS, log=messages.append)
 
     assert resolver.base_pins[("crawler", "x86_64-py3.13")] == read_lock(core).resolved["x86_64-py3.13"]
     assert read_lock(layer).pins_for(X86_313, layer.lock_file)["wrapt"] == "2.5.2"
     assert any("unresolvable: arm64-py3.12, arm64-py3.13, arm64-py3.14" in message for message in messages)
 
     # A new core pin (make lock run for the core group alone) leaves the layer's lock stale.
-    write_locks(resolver, [core], log=messages.append)
+    write_locks(resolver, [core], LOCKED_PLATFORMS, log=messages.append)
     core.lock_file.write_text(core.lock_file.read_text().replace("2.50.5", "2.50.6"))
     with pytest.raises(StaleLockError, match="make lock"):
         read_lock(layer)
@@ -158,7 +159,7 @@ def test_a_missing_or_hand_edited_lock_is_refused(tmp_path: Path) -> None:
     core, _layer = groups(tmp_path)
     with pytest.raises(StaleLockError, match=r"requirements\.lock\.txt is missing: run `make lock`"):
         read_lock(core)
-    write_locks(FakeResolver(), [core], log=lambda message: None)
+    write_locks(FakeResolver(), [core], LOCKED_PLATFORMS, log=lambda message: None)
     core.lock_file.write_text(core.lock_file.read_text() + "requests>=2\n")
     with pytest.raises(StaleLockError, match=r"requirements\.lock\.txt:\d+: not a pin this tool writes"):
         read_lock(core)
@@ -172,7 +173,7 @@ def test_the_real_groups_lock_beside_their_requirements() -> None:
 
 def test_a_pip_failure_other_than_a_missing_wheel_writes_no_lock(tmp_path: Path) -> None:
     core, _layer = groups(tmp_path)
-    write_locks(FakeResolver(), [core], log=lambda message: None)
+    write_locks(FakeResolver(), [core], LOCKED_PLATFORMS, log=lambda message: None)
     before = core.lock_file.read_text()
     (tmp_path / "requirements.txt").write_text("pydantic==2.15.0\n")
 
@@ -180,7 +181,7 @@ def test_a_pip_failure_other_than_a_missing_wheel_writes_no_lock(tmp_path: Path)
         raise BundlingError("pip could not install the dependencies: Could not reach pypi.org")
 
     with pytest.raises(BundlingError, match=r"Could not reach pypi\.org"):
-        write_locks(offline, [core], log=lambda message: None)
+        write_locks(offline, [core], LOCKED_PLATFORMS, log=lambda message: None)
     assert core.lock_file.read_text() == before, "a half-resolved lock must not look fresh"
     with pytest.raises(StaleLockError):
         read_lock(core)
@@ -188,7 +189,7 @@ def test_a_pip_failure_other_than_a_missing_wheel_writes_no_lock(tmp_path: Path)
 
 def test_a_layer_that_fails_to_resolve_leaves_every_old_lock_in_place(tmp_path: Path) -> None:
     core, layer = groups(tmp_path)
-    write_locks(FakeResolver(), [core, layer], log=lambda message: None)
+    write_locks(FakeResolver(), [core, layer], LOCKED_PLATFORMS, log=lambda message: None)
     before = {spec.lock_file: spec.lock_file.read_text() for spec in (core, layer)}
     (tmp_path / "requirements.txt").write_text("pydantic==2.15.0\n")
     fake = FakeResolver()
@@ -201,7 +202,7 @@ def test_a_layer_that_fails_to_resolve_leaves_every_old_lock_in_place(tmp_path: 
         return fake(spec, target, base_pins)
 
     with pytest.raises(BundlingError, match="could not reach"):
-        write_locks(layer_offline, [core, layer], log=lambda message: None)
+        write_locks(layer_offline, [core, layer], LOCKED_PLATFORMS, log=lambda message: None)
     assert {spec.lock_file: spec.lock_file.read_text() for spec in (core, layer)} == before
 
 

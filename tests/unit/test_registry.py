@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kairos.catalog import python_entries
 from kairos_runtime.context import TaskContext
 from kairos_runtime.registry import (
     Access,
@@ -45,14 +46,17 @@ def test_the_decorator_records_the_task_type_and_returns_the_function_unchanged(
     assert task_type.params_model is Params
     assert dict(task_type.tables) == {TableId.MARKET_DATA: Access.WRITE}
     assert task_type.description == "Do nothing, slowly."
-    assert (task_type.group, task_type.architecture) == (DependencyGroup.CORE, Architecture.ARM_64)
+    # The default architecture is the group's, a build setting the catalog applies.
+    (entry,) = python_entries(registry)
+    assert (task_type.group, entry.architecture) == (DependencyGroup.CORE, Architecture.ARM_64)
 
 
 def test_crawler_task_types_default_to_x86_64() -> None:
     registry = TaskRegistry()
     registry.task("crawl", params=Params, group=DependencyGroup.CRAWLER)(noop)
 
-    assert registry.get("crawl").architecture is Architecture.X86_64
+    (entry,) = python_entries(registry)
+    assert entry.architecture is Architecture.X86_64
 
 
 def test_a_duplicate_registration_raises() -> None:

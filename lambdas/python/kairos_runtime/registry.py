@@ -168,7 +168,8 @@ class TaskType(Generic[ParamsT]):
     function: TaskFunction[ParamsT]
     tables: Mapping[TableId, Access]
     group: DependencyGroup
-    architecture: Architecture
+    architecture: Architecture | None
+    """None: the group's default, a build setting (``kairos_build/project.py``)."""
     description: str
     parameters: Callable[[ParamsT], Sequence[str]] | None = None
     """SSM parameter names a task reads, given its params (an API key's parameter, say)."""
@@ -194,12 +195,6 @@ class UnknownTaskTypeError(LookupError):
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(f"unknown task_type {name!r}; registered: {', '.join(known) or 'none'}")
         self.name = name
-
-
-_DEFAULT_ARCHITECTURE = {
-    DependencyGroup.CORE: Architecture.ARM_64,
-    DependencyGroup.CRAWLER: Architecture.X86_64,
-}
 
 
 class TaskRegistry:
@@ -242,7 +237,7 @@ class TaskRegistry:
                     function=function,
                     tables=MappingProxyType(declared_tables),
                     group=group,
-                    architecture=architecture or _DEFAULT_ARCHITECTURE[group],
+                    architecture=architecture,
                     description=(function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else "",
                     parameters=parameters,
                     partitions=MappingProxyType(resolved_partitions),

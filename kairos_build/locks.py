@@ -5,7 +5,7 @@ each (``*.lock.txt``) pins everything pip resolves from it for every platform a 
 on, so a build on any machine, today or next year, installs the same versions, and the asset hash
 (which covers the lock) changes exactly when they do. Builds install the pins with ``--no-deps``.
 
-``make lock`` rewrites the files (:mod:`kairos_stack.lock_command`; it asks PyPI, nothing else
+``make lock`` rewrites the files (:mod:`kairos_build.lock_writer`; it asks PyPI, nothing else
 does). This module only reads and writes them, for the builder. A lock records a digest of what
 it was resolved from (the group's requirement files and its base group's lock), so a synth after a
 requirements change fails with "run make lock" rather than building something nobody resolved.
@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_name
 
 
 class LockedGroup(Protocol):
-    """What a lock needs to know of a dependency group (``python_deps.DependencyGroupSpec``)."""
+    """What a lock needs to know of a dependency group (``kairos_build.groups.DependencyGroupSpec``)."""
 
     @property
     def lock_file(self) -> Path: ...
@@ -39,7 +39,7 @@ class LockedGroup(Protocol):
 
 
 class LockedPlatform(Protocol):
-    """What a lock needs to know of a platform (``python_deps.LambdaPlatform``)."""
+    """What a lock needs to know of a platform (``kairos_build.platforms.LambdaPlatform``)."""
 
     @property
     def label(self) -> str: ...
