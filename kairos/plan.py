@@ -7,6 +7,7 @@ Everything the CDK constructs need is decided here, so it is unit-tested without
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,9 +24,11 @@ from kairos_runtime.settings import (
     LAMBDA_RETRY_ATTEMPTS_ENV,
     MAX_EVENT_AGE_ENV,
     RUNTIME_ENV,
+    SSM_PARAMETERS_ENV,
     STAGE_ENV,
     TASK_ENV,
     TASK_MODULE_ENV,
+    TASK_TYPE_ENV,
 )
 from kairos_runtime.tables import TABLE_DESIGNS, TableDesign, TableId
 
@@ -129,9 +132,13 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
     if entry is None:
         raise PlanError(f"task {task.name!r}: task_type {task.task_type!r} is not registered for {task.runtime}")
     event_age = max_event_age(task)
+    ssm_parameters = tuple(entry.parameters_for(task.params))
     environment = {
         STAGE_ENV: stage,
         TASK_ENV: task.name,
+        # Pinned, so an event cannot have the function run another type or read other parameters.
+        TASK_TYPE_ENV: task.task_type,
+        SSM_PARAMETERS_ENV: json.dumps(ssm_parameters),
         RUNTIME_ENV: task.runtime,
         LAMBDA_RETRY_ATTEMPTS_ENV: str(LAMBDA_ASYNC_RETRY_ATTEMPTS),
         MAX_EVENT_AGE_ENV: str(lambda_event_age_seconds(event_age)),
@@ -161,7 +168,7 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         enabled=task.enabled,
         input_template=MappingProxyType(schedule_input(task=task.name, task_type=task.task_type, params=task.params)),
         tables=entry.tables,
-        ssm_parameters=tuple(entry.parameters_for(task.params)),
+        ssm_parameters=ssm_parameters,
         environment=MappingProxyType(environment),
         scheduler_retry_attempts=SCHEDULER_RETRY_ATTEMPTS,
         max_event_age_seconds=int(event_age.total_seconds()),

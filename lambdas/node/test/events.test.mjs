@@ -78,8 +78,8 @@ describe("parseScheduledEvent", () => {
 
   it("lists every problem, telling missing fields from malformed ones", () => {
     assert.deepEqual(issuesOf({ task: "", task_type: 7, params: [], attempt: "0" }), [
-      "task: must be a non-empty string",
-      "task_type: must be a non-empty string",
+      "task: must be a task name ([a-z][a-z0-9-]{0,47})",
+      "task_type: must be a string",
       "execution_id: is required",
       "params: must be an object",
       "scheduled_time: is required",
