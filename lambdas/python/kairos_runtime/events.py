@@ -88,6 +88,10 @@ class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
             for field, (pattern, requirement) in KEY_FIELDS.items():
                 if isinstance(raw.get(field), str) and not pattern.match(raw[field]):
                     raise InvalidInputError((field,), requirement)
+            for field in cls.__struct_fields__:
+                # msgspec cannot even read such a string (it raises UnicodeEncodeError).
+                if isinstance(raw.get(field), str) and _LONE_SURROGATE.search(raw[field]):
+                    raise InvalidInputError((field,), "holds a lone surrogate, which is not text")
             check_params(raw.get("params"))
             if isinstance(raw.get("scheduled_time"), str):
                 try:
@@ -95,7 +99,10 @@ class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
                 except ValueError:
                     raise InvalidInputError(("scheduled_time",), "must be an ISO 8601 date-time string") from None
             raw["attempt"] = _whole_number(raw.get("attempt", 1))
-        return parse(raw, cls)
+        try:
+            return parse(raw, cls)
+        except UnicodeEncodeError:
+            raise InvalidInputError((), "must be an object (it holds a lone surrogate, which is not text)") from None
 
     def for_task(self, task: str) -> ScheduledEvent:
         return msgspec.structs.replace(self, task=task)
