@@ -31,9 +31,11 @@ from kairos_runtime.settings import (
     LAMBDA_RETRY_ATTEMPTS_ENV,
     MAX_EVENT_AGE_ENV,
     RUNTIME_ENV,
+    SSM_PARAMETERS_ENV,
     STAGE_ENV,
     TASK_ENV,
     TASK_MODULE_ENV,
+    TASK_TYPE_ENV,
 )
 from kairos_runtime.tables import TABLE_DESIGNS, TableDesign, TableId
 from kairos_runtime.tasks.market.trading_calendar import CALENDAR_WARNING_DAYS
@@ -281,9 +283,13 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
     if entry is None:
         raise PlanError(f"task {task.name!r}: task_type {task.task_type!r} is not registered for {task.runtime}")
     event_age = max_event_age(task)
+    ssm_parameters = tuple(entry.parameters_for(task.params))
     environment = {
         STAGE_ENV: stage,
         TASK_ENV: task.name,
+        # Pinned, so an event cannot have the function run another type or read other parameters.
+        TASK_TYPE_ENV: task.task_type,
+        SSM_PARAMETERS_ENV: json.dumps(ssm_parameters),
         RUNTIME_ENV: task.runtime,
         LAMBDA_RETRY_ATTEMPTS_ENV: str(LAMBDA_ASYNC_RETRY_ATTEMPTS),
         MAX_EVENT_AGE_ENV: str(lambda_event_age_seconds(event_age)),
@@ -315,7 +321,7 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         input_template=MappingProxyType(input_template(task)),
         tables=entry.tables,
         partitions=entry.partitions,
-        ssm_parameters=tuple(entry.parameters_for(task.params)),
+        ssm_parameters=ssm_parameters,
         environment=MappingProxyType(environment),
         scheduler_retry_attempts=SCHEDULER_RETRY_ATTEMPTS,
         max_event_age_seconds=int(event_age.total_seconds()),

@@ -15,6 +15,7 @@ from kairos.loading import load_tasks_file
 from kairos.local.dynamodb import DynamoEndpoint
 from kairos.local.session import LocalStage
 from kairos.plan import StagePlan, plan_stage
+from kairos_runtime.settings import TASK_TYPE_ENV
 from tests.conftest import PROJECT_ROOT, run_in_fresh_interpreter
 
 SLOT = datetime(2026, 11, 27, 7, 15, tzinfo=UTC)
@@ -66,14 +67,37 @@ def test_a_local_run_goes_through_the_real_handler_with_logs_and_metrics(
 def test_a_local_run_of_an_unknown_task_type_is_recorded_as_failed(
     local_stage: LocalStage, dev_plan: StagePlan
 ) -> None:
+    # A function deployed for a type its module no longer registers: event and pin agree.
     plan = dev_plan.task("python-task-2")
-    broken = dataclasses.replace(plan, input_template={**plan.input_template, "task_type": "retired_type"})
+    broken = dataclasses.replace(
+        plan,
+        input_template={**plan.input_template, "task_type": "retired_type"},
+        environment={**plan.environment, TASK_TYPE_ENV: "retired_type"},
+    )
 
     result = local_stage.run(broken, scheduled_time=SLOT)
 
     assert result.invocation.ok, "a permanent failure is returned, not raised"
     assert result.record is not None
     assert (result.record["status"], result.record["error_type"]) == ("FAILED", "UnknownTaskType")
+
+
+def test_a_local_run_gets_the_pinned_task_type_and_refuses_an_event_naming_another(
+    local_stage: LocalStage, dev_plan: StagePlan
+) -> None:
+    plan = dev_plan.task("python-task-2")
+    assert plan.environment[TASK_TYPE_ENV] == "simple_task_2"
+    other = dataclasses.replace(plan, input_template={**plan.input_template, "task_type": "simple_task_1"})
+
+    result = local_stage.run(other, scheduled_time=SLOT)
+
+    assert result.invocation.ok, "a permanent failure is returned, not raised"
+    assert result.record is not None
+    assert (result.record["status"], result.record["error_type"]) == ("FAILED", "InvalidEvent")
+    assert result.record["error_message"] == (
+        "this function runs task_type 'simple_task_2'; the event names 'simple_task_1'"
+    )
+    assert "detail" not in result.record or result.record["detail"] == {}, "simple_task_1 did not run"
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from kairos_runtime.settings import LAMBDA_RETRY_ATTEMPTS_ENV, MAX_EVENT_AGE_ENV, RuntimeSettings
+from kairos_runtime.settings import (
+    LAMBDA_RETRY_ATTEMPTS_ENV,
+    MAX_EVENT_AGE_ENV,
+    SSM_PARAMETERS_ENV,
+    TASK_TYPE_ENV,
+    RuntimeSettings,
+)
 from kairos_runtime.validation import InvalidInputError
 
 
@@ -40,3 +46,18 @@ def test_lambda_retries_while_attempts_remain_and_the_event_is_young_enough(
 ) -> None:
     settings = RuntimeSettings.from_environ({LAMBDA_RETRY_ATTEMPTS_ENV: "2", MAX_EVENT_AGE_ENV: "180"})
     assert settings.lambda_retries(attempt=attempt, event_age_seconds=age) is retries
+
+
+def test_the_pinned_task_type_and_parameters_come_from_the_environment() -> None:
+    pinned = RuntimeSettings.from_environ({TASK_TYPE_ENV: "crypto_markets", SSM_PARAMETERS_ENV: '["/a", "/b"]'})
+    unpinned = RuntimeSettings.from_environ({})
+
+    assert (pinned.task_type, pinned.ssm_parameters) == ("crypto_markets", frozenset({"/a", "/b"}))
+    assert (unpinned.task_type, unpinned.ssm_parameters) == (None, None)
+    assert RuntimeSettings.from_environ({SSM_PARAMETERS_ENV: "[]"}).ssm_parameters == frozenset()
+
+
+@pytest.mark.parametrize("text", ["/a", '{"a": 1}', "[1]", '["/a"'])
+def test_a_malformed_parameter_list_fails_at_cold_start(text: str) -> None:
+    with pytest.raises(InvalidInputError, match=SSM_PARAMETERS_ENV):
+        RuntimeSettings.from_environ({SSM_PARAMETERS_ENV: text})

@@ -111,6 +111,13 @@ def test_simple_tasks_get_no_tables_or_parameters(tmp_path: Path) -> None:
     assert task.ssm_parameters == ()
 
 
+def test_each_function_is_pinned_to_its_task_type_and_parameters(tmp_path: Path) -> None:
+    task = plan_for(tmp_path, "dev").task("every-minute")
+
+    assert task.environment["KAIROS_TASK_TYPE"] == task.task_type == task.input_template["task_type"]
+    assert task.environment["KAIROS_SSM_PARAMETERS"] == "[]"
+
+
 def test_an_unknown_stage_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match=r"unknown stage 'qa'; tasks\.yaml defines: dev, prod"):
         plan_for(tmp_path, "qa")

@@ -6,6 +6,17 @@
  * `attempt` arrives as "1" and is coerced back to an integer.
  */
 
+import { randomUUID } from "node:crypto";
+
+import {
+  EXECUTION_ID_PATTERN,
+  MAX_PARAMS_BYTES,
+  MAX_PARAMS_DEPTH,
+  TASK_NAME_PATTERN,
+  TASK_TYPE_PATTERN,
+  fullMatch,
+} from "./bounds.mjs";
+
 /**
  * @typedef {object} ScheduledEvent Field names follow the wire format.
  * @property {string} task
@@ -15,6 +26,19 @@
  * @property {string} execution_id
  * @property {number} attempt >= 1
  */
+
+/**
+ * The fields that go into the run record's keys, with what each must be (Python's KEY_FIELDS);
+ * checked before anything else reads the event, so no key can pass DynamoDB's limits.
+ */
+export const KEY_FIELDS = Object.freeze({
+  task: { pattern: fullMatch(TASK_NAME_PATTERN), requirement: `must be a task name (${TASK_NAME_PATTERN})` },
+  task_type: { pattern: fullMatch(TASK_TYPE_PATTERN), requirement: `must be a task type name (${TASK_TYPE_PATTERN})` },
+  execution_id: {
+    pattern: fullMatch(EXECUTION_ID_PATTERN),
+    requirement: `must be printable ASCII without spaces (${EXECUTION_ID_PATTERN})`,
+  },
+});
 
 // Date, then optionally a time with optional seconds, fraction and offset; no offset means UTC.
 const ISO_DATE_TIME =
@@ -28,17 +52,22 @@ const ISO_DATE_TIME =
 export function parseScheduledEvent(raw) {
   if (!isObject(raw)) return { event: null, issues: ["event: must be an object"] };
   const issues = [];
-  const requireText = (field) => {
+  const requireKeyField = (field) => {
     if (raw[field] === undefined) issues.push(`${field}: is required`);
-    else if (nonEmptyText(raw[field]) === null) issues.push(`${field}: must be a non-empty string`);
+    else if (typeof raw[field] !== "string") issues.push(`${field}: must be a string`);
+    else if (!KEY_FIELDS[field].pattern.test(raw[field])) issues.push(`${field}: ${KEY_FIELDS[field].requirement}`);
     return raw[field];
   };
-  const task = requireText("task");
-  const taskType = requireText("task_type");
-  const executionId = requireText("execution_id");
+  const task = requireKeyField("task");
+  const taskType = requireKeyField("task_type");
+  const executionId = requireKeyField("execution_id");
 
   const params = raw.params === undefined ? {} : raw.params;
   if (!isObject(params)) issues.push("params: must be an object");
+  else {
+    const problem = paramsProblem(params);
+    if (problem) issues.push(problem);
+  }
 
   const scheduledTime = parseDateTime(raw.scheduled_time);
   if (raw.scheduled_time === undefined) issues.push("scheduled_time: is required");
@@ -71,15 +100,59 @@ export function parseScheduledEvent(raw) {
  * @returns {Readonly<ScheduledEvent>}
  */
 export function fallbackEvent(raw, { now, executionId, ownTask = null }) {
-  const field = (name) => (isObject(raw) ? nonEmptyText(raw[name]) : null);
   return Object.freeze({
-    task: nonEmptyText(ownTask) ?? field("task") ?? "unknown-task",
-    task_type: field("task_type") ?? "unknown",
+    task: nonEmptyText(ownTask) ?? keyField(raw, "task") ?? "unknown-task",
+    task_type: keyField(raw, "task_type") ?? "unknown",
     params: {},
     scheduled_time: now,
-    execution_id: field("execution_id") ?? executionId,
+    execution_id: keyField(raw, "execution_id") ?? (KEY_FIELDS.execution_id.pattern.test(executionId) ? executionId : randomUUID()),
     attempt: 1,
   });
+}
+
+/**
+ * The raw event's `field` when it is fit for a key (see KEY_FIELDS), else null: what an invalid
+ * event's record may still be filed under.
+ *
+ * @param {unknown} raw
+ * @param {"task" | "task_type" | "execution_id"} field
+ * @returns {string | null}
+ */
+export function keyField(raw, field) {
+  const value = isObject(raw) ? raw[field] : undefined;
+  return typeof value === "string" && KEY_FIELDS[field].pattern.test(value) ? value : null;
+}
+
+/**
+ * What makes params unfit, as "path: problem", or null (Python's check_params): nested deeper than
+ * MAX_PARAMS_DEPTH, a lone surrogate (valid as a "\ud800" escape in JSON text, but no UTF-8 encoder
+ * takes it), or over MAX_PARAMS_BYTES as JSON. Iterative, so no nesting can exhaust the stack.
+ *
+ * @param {Record<string, unknown>} params
+ * @returns {string | null}
+ */
+function paramsProblem(params) {
+  /** @type {[unknown, string, number][]} */
+  const pending = [[params, "params", 1]];
+  while (pending.length > 0) {
+    const [value, path, depth] = /** @type {[unknown, string, number]} */ (pending.pop());
+    if (typeof value === "string") {
+      if (!value.isWellFormed()) return `${path}: holds a lone surrogate, which is not text`;
+      continue;
+    }
+    if (value === null || typeof value !== "object") continue;
+    if (depth > MAX_PARAMS_DEPTH) return `params: nested deeper than ${MAX_PARAMS_DEPTH} levels`;
+    if (Array.isArray(value)) {
+      value.forEach((member, index) => pending.push([member, `${path}.${index}`, depth + 1]));
+      continue;
+    }
+    for (const [key, member] of Object.entries(value)) {
+      if (!key.isWellFormed()) return `${path}: holds a key with a lone surrogate, which is not text`;
+      pending.push([member, `${path}.${key}`, depth + 1]);
+    }
+  }
+  const size = Buffer.byteLength(JSON.stringify(params), "utf8");
+  return size > MAX_PARAMS_BYTES ? `params: ${size} bytes as JSON, over the ${MAX_PARAMS_BYTES} allowed` : null;
 }
 
 /**

@@ -6,6 +6,7 @@
  * tasks.yaml entries that run on Node.js, so nothing here may need AWS or the network.
  */
 
+import { TASK_TYPE_PATTERN, fullMatch } from "./bounds.mjs";
 import { assertSupportedSchema, validateParams } from "./params.mjs";
 import { resolvePartitions } from "./partitions.mjs";
 import { ACCESS_MODES, TABLES } from "./tables.mjs";
@@ -77,6 +78,8 @@ export class TaskRegistry {
    */
   task(name, { params, tables = {}, partitions = {}, description = "" }, fn) {
     if (typeof name !== "string" || name === "") throw new TypeError("a task type needs a non-empty name");
+    // Events name the task type: a name outside the pattern would never pass their check.
+    if (!fullMatch(TASK_TYPE_PATTERN).test(name)) throw new TypeError(`task_type '${name}' must match ${TASK_TYPE_PATTERN}`);
     if (typeof fn !== "function") throw new TypeError(`task_type '${name}': the task must be a function`);
     if (typeof description !== "string") throw new TypeError(`task_type '${name}': description must be a string`);
     assertSupportedSchema(params, `task_type '${name}' params`);

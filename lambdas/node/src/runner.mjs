@@ -176,7 +176,12 @@ export class TaskRunner {
         }),
     };
 
-    if (!(await recorder.finish(key, { ...result, finishedAt }))) {
+    const finished = await recorder.finish(key, { ...result, finishedAt });
+    if (finished.fallback) {
+      // What the record says is what the run counts as: a failure no retry would store better.
+      Object.assign(result, { status: RunStatus.FAILED, error: finished.fallback, itemsWritten: 0, itemsRejected: 0, detail: null, retried: false });
+    }
+    if (!finished.owned) {
       // A later delivery took the record over while this one ran: its outcome decides, so this one
       // is neither retried nor counted as a failure.
       Object.assign(result, { superseded: true, retried: false });
@@ -211,6 +216,13 @@ export class TaskRunner {
       return {
         event: Object.freeze({ ...parsed.event, task: ownTask }),
         issue: `this function runs task ${pyRepr(ownTask)}; the event names ${pyRepr(parsed.event.task)}`,
+      };
+    }
+    const ownType = this.#settings.taskType ?? null;
+    if (ownType !== null && parsed.event.task_type !== ownType) {
+      return {
+        event: parsed.event,
+        issue: `this function runs task_type ${pyRepr(ownType)}; the event names ${pyRepr(parsed.event.task_type)}`,
       };
     }
     return { event: parsed.event, issue: null };

@@ -8,8 +8,11 @@
  *   gsi1sk  <started_at>#<task>
  */
 
+import { inspect } from "node:util";
+
 import { GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 
+import { MAX_DETAIL_BYTES, MAX_DETAIL_DEPTH, MAX_DETAIL_KEYS, MAX_ERROR_MESSAGE } from "./bounds.mjs";
 import { TABLES, TASK_RUNS } from "./tables.mjs";
 
 export const RunStatus = Object.freeze({
@@ -19,10 +22,9 @@ export const RunStatus = Object.freeze({
   SKIPPED: "SKIPPED",
 });
 
-export const MAX_ERROR_MESSAGE = 1000;
-// A run record must stay well under DynamoDB's 400 KB item limit, or the final update would fail.
-export const MAX_DETAIL_BYTES = 32_000;
-const MAX_DETAIL_KEYS = 50;
+export { MAX_DETAIL_BYTES, MAX_ERROR_MESSAGE } from "./bounds.mjs";
+/** The error type of the minimal FAILED record written when a run's outcome could not be stored. */
+export const RECORD_WRITE_FAILED = "RecordWriteFailed";
 /** What a redelivery keeps of the earlier delivery's outcome, in previous_outcomes. */
 export const PREVIOUS_OUTCOME_FIELDS = Object.freeze(["status", "request_id", "started_at", "finished_at", "error_type", "error_message"]);
 /**
@@ -85,31 +87,92 @@ export function runKey(event) {
 }
 
 /**
- * The run's detail as an item value (Python's bounded_detail): plain JSON-able data as the document
- * client accepts it, with Dates as strings, undefined members dropped and BigInts as strings (the
- * json.dumps(default=str) round trip), or, when its JSON text is over MAX_DETAIL_BYTES in UTF-8, a
- * note saying so, so the final update cannot exceed DynamoDB's item size limit.
+ * The run's detail as an item value, or a note when it cannot be stored whole (Python's
+ * bounded_detail): JSON-shaped data as the document client accepts it (Dates as their JSON text,
+ * undefined members dropped, BigInts as strings, NaN and infinities as null), with lone surrogates
+ * as U+FFFD. The note, `{truncated: true, ...}` with the first MAX_DETAIL_KEYS top-level keys,
+ * replaces a detail over MAX_DETAIL_BYTES as JSON in UTF-8 (saying its `bytes`) or one nested deeper
+ * than MAX_DETAIL_DEPTH or holding more values than MAX_DETAIL_BYTES (saying the `reason`: a cycle
+ * is one of these). Total over any value: the walk is iterative and bounded.
  *
- * Python measures json.dumps' text, which has a space after each separator and escapes non-ASCII,
- * so the two runtimes can differ slightly on where the bound falls, but not on the note's shape.
+ * Both runtimes measure compact JSON text in UTF-8; they can still differ slightly on where the
+ * bound falls (Python writes 1e16 where JavaScript writes 10000000000000000), not on the note's shape.
  *
  * @param {unknown} detail
  * @returns {any}
  */
 export function boundedDetail(detail) {
-  const value = detail ?? {};
-  const encoded = jsonText(value);
-  const bytes = Buffer.byteLength(encoded, "utf8");
-  if (bytes > MAX_DETAIL_BYTES) {
-    const keys = value !== null && typeof value === "object" ? Object.keys(value) : [];
-    return { truncated: true, bytes, keys: keys.sort(byCodePoint).slice(0, MAX_DETAIL_KEYS) };
+  const value = detail !== null && typeof detail === "object" && !Array.isArray(detail) ? detail : {};
+  const keys = Object.keys(value).map((key) => key.toWellFormed()).sort(byCodePoint).slice(0, MAX_DETAIL_KEYS);
+  let plain;
+  try {
+    plain = plainData(value);
+  } catch (error) {
+    if (!(error instanceof Unmeasurable)) throw error;
+    return { truncated: true, reason: error.message, keys };
   }
-  return JSON.parse(encoded);
+  const encoded = JSON.stringify(plain);
+  const bytes = Buffer.byteLength(encoded, "utf8");
+  if (bytes > MAX_DETAIL_BYTES) return { truncated: true, bytes, keys };
+  return plain;
 }
 
-/** @param {unknown} value */
-function jsonText(value) {
-  return JSON.stringify(value, (_key, member) => (typeof member === "bigint" ? String(member) : member)) ?? "null";
+/**
+ * Sets a member as JSON.parse would: an own property even when it is named "__proto__".
+ *
+ * @param {any} container
+ * @param {string | number} slot
+ * @param {unknown} value
+ */
+function put(container, slot, value) {
+  Object.defineProperty(container, slot, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/** A detail too deep, or with too many values, to encode: its note says which. */
+class Unmeasurable extends Error {}
+
+/**
+ * `value` as JSON-shaped data (see boundedDetail), built without recursion, as JSON.stringify would
+ * see it: toJSON() first, then own enumerable members; in objects, undefined, functions and symbols
+ * are dropped, in arrays they are null.
+ *
+ * @param {unknown} value
+ */
+function plainData(value) {
+  const root = [null];
+  /** @type {[unknown, any, string | number, number][]} */
+  const pending = [[value, root, 0, 1]];
+  let visited = 0;
+  const tooMany = () => new Unmeasurable(`more than ${MAX_DETAIL_BYTES} values`);
+  while (pending.length > 0) {
+    let [source, container, slot, depth] = /** @type {[any, any, string | number, number]} */ (pending.pop());
+    visited += 1;
+    if (visited > MAX_DETAIL_BYTES) throw tooMany();
+    if (source !== null && typeof source === "object" && typeof source.toJSON === "function") source = source.toJSON(slot);
+    if (typeof source === "string") {
+      put(container, slot, source.toWellFormed());
+    } else if (typeof source === "number") {
+      put(container, slot, Number.isFinite(source) ? source : null);
+    } else if (typeof source === "bigint") {
+      put(container, slot, String(source));
+    } else if (typeof source === "boolean" || source === null) {
+      put(container, slot, source);
+    } else if (typeof source === "object") {
+      if (depth > MAX_DETAIL_DEPTH) throw new Unmeasurable(`nested deeper than ${MAX_DETAIL_DEPTH} levels`);
+      const entries = Array.isArray(source) ? [...source.entries()] : Object.entries(source);
+      if (visited + pending.length + entries.length > MAX_DETAIL_BYTES) throw tooMany();
+      const target = Array.isArray(source) ? new Array(source.length).fill(null) : {};
+      for (const [key, member] of entries) {
+        if (!Array.isArray(source) && (member === undefined || typeof member === "function" || typeof member === "symbol")) continue;
+        const name = typeof key === "string" ? key.toWellFormed() : key;
+        pending.push([member, target, name, depth + 1]);
+      }
+      put(container, slot, target);
+    } else {
+      put(container, slot, null); // undefined, a function or a symbol in an array
+    }
+  }
+  return root[0];
 }
 
 /**
@@ -303,13 +366,18 @@ export class RunRecorder {
   }
 
   /**
-   * Sets the final status and outcome on the record `start` created.
+   * Sets the final status and outcome on the record `start` created. When that write fails for any
+   * reason but a lost ownership race (an item DynamoDB refuses, say), a minimal FAILED record
+   * (RecordWriteFailed, saying what the outcome was and why it could not be stored) is written
+   * instead, so the delivery still ends with a final record; only when that fails too does the
+   * error propagate (and Lambda retries).
    *
    * @param {RunKey} key
    * @param {{ status: string, finishedAt: Date, durationMs: number, itemsWritten: number,
    *   itemsRejected: number, detail?: Record<string, unknown> | null, error?: RunError | null }} outcome
-   * @returns {Promise<boolean>} false when a later delivery of the event had taken the record over,
-   *   and this outcome went into its previous_outcomes instead
+   * @returns {Promise<{ owned: boolean, fallback: RunError | null }>} `owned` is false when a later
+   *   delivery had taken the record over (this outcome went into its previous_outcomes); `fallback`
+   *   says why the outcome could not be stored, when the minimal record was written instead
    */
   async finish(key, { status, finishedAt, durationMs, itemsWritten, itemsRejected, detail, error }) {
     const values = {
@@ -320,15 +388,33 @@ export class RunRecorder {
       items_rejected: itemsRejected,
       detail: boundedDetail(detail),
     };
-    if (error) {
-      Object.assign(values, {
-        error_type: error.type,
-        error_message: truncate(error.message, MAX_ERROR_MESSAGE),
-        error_kind: error.kind,
-      });
-    }
+    if (error) Object.assign(values, errorValues(error));
     const claim = this.#claimOf(key);
     this.#claims.delete(claimId(key));
+    /** @type {RunError} */
+    let fallback;
+    try {
+      return { owned: await this.#writeFinal(key, claim, values), fallback: null };
+    } catch (failure) {
+      // Any failure but a lost race (handled in #writeFinal) gets the minimal record.
+      const outcome = error ? `${status} ${error.type}` : status;
+      const cause = failure instanceof Error ? `${failure.name}: ${failure.message}` : inspect(failure);
+      fallback = { type: RECORD_WRITE_FAILED, message: `the run's outcome (${outcome}) could not be recorded: ${cause}`, kind: "permanent" };
+    }
+    const minimal = { status: RunStatus.FAILED, finished_at: values.finished_at, duration_ms: durationMs, ...errorValues(fallback) };
+    return { owned: await this.#writeFinal(key, claim, minimal), fallback };
+  }
+
+  /**
+   * Sets `values` on the record this delivery owns.
+   *
+   * @param {RunKey} key
+   * @param {{ requestId: string, startedAt: string }} claim
+   * @param {Record<string, unknown>} values
+   * @returns {Promise<boolean>} false when a later delivery had taken the record over, and the
+   *   outcome went into its previous_outcomes instead
+   */
+  async #writeFinal(key, claim, values) {
     const tableKey = { [DESIGN.partitionKey]: key.pk, [DESIGN.sortKey]: key.sk };
     const names = Object.keys(values);
     try {
@@ -354,20 +440,34 @@ export class RunRecorder {
       return true;
     } catch (failure) {
       if (!isConditionFailure(failure)) throw failure;
-      // A later delivery restarted the record while this one ran: its status stays, this
-      // delivery's outcome joins the earlier ones.
-      const late = Object.fromEntries(PREVIOUS_OUTCOME_FIELDS.filter((name) => Object.hasOwn(values, name)).map((name) => [name, values[name]]));
-      Object.assign(late, { request_id: claim.requestId, started_at: claim.startedAt, finished_after_redelivery: true });
-      await this.documentClient.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: tableKey,
-          UpdateExpression: "SET #previous = list_append(if_not_exists(#previous, :empty), :outcome)",
-          ExpressionAttributeNames: { "#previous": "previous_outcomes" },
-          ExpressionAttributeValues: { ":empty": [], ":outcome": [late] },
-        }),
-      );
-      return false;
     }
+    // A later delivery restarted the record while this one ran: its status stays, this
+    // delivery's outcome joins the earlier ones.
+    const late = Object.fromEntries(PREVIOUS_OUTCOME_FIELDS.filter((name) => Object.hasOwn(values, name)).map((name) => [name, values[name]]));
+    Object.assign(late, { request_id: claim.requestId, started_at: claim.startedAt, finished_after_redelivery: true });
+    await this.documentClient.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: tableKey,
+        UpdateExpression: "SET #previous = list_append(if_not_exists(#previous, :empty), :outcome)",
+        ExpressionAttributeNames: { "#previous": "previous_outcomes" },
+        ExpressionAttributeValues: { ":empty": [], ":outcome": [late] },
+      }),
+    );
+    return false;
   }
 }
+
+/**
+ * A run error as record attributes: bounded, and well-formed text.
+ *
+ * @param {RunError} error
+ */
+function errorValues(error) {
+  return {
+    error_type: truncate(String(error.type).toWellFormed(), MAX_ERROR_MESSAGE),
+    error_message: truncate(String(error.message).toWellFormed(), MAX_ERROR_MESSAGE),
+    error_kind: error.kind,
+  };
+}
+

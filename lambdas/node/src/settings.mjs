@@ -8,6 +8,8 @@ import { TABLES } from "./tables.mjs";
 export const STAGE_ENV = "KAIROS_STAGE";
 /** The one task a function runs: its run records go under this name, the only one IAM lets it write. */
 export const TASK_ENV = "KAIROS_TASK";
+/** The one task type a function runs: an event naming another is recorded as InvalidEvent, not run. */
+export const TASK_TYPE_ENV = "KAIROS_TASK_TYPE";
 export const RUNTIME_ENV = "KAIROS_RUNTIME";
 export const RUN_RECORD_TTL_DAYS_ENV = "KAIROS_RUN_RECORD_TTL_DAYS";
 /**
@@ -31,6 +33,7 @@ export class MissingTableError extends Error {
  * @typedef {object} RuntimeSettings
  * @property {string} stage
  * @property {string | null} task The function's own task (KAIROS_TASK), or null when unset (local runs).
+ * @property {string | null} taskType The function's own task type (KAIROS_TASK_TYPE), or null when unset.
  * @property {string} runtime Recorded in every run record, e.g. "nodejs22.x".
  * @property {number} runRecordTtlDays
  * @property {number} lambdaRetryAttempts 0 to 2; 0 when unset (a local run is delivered once)
@@ -69,6 +72,7 @@ export function readSettings(env) {
   return Object.freeze({
     stage: env[STAGE_ENV] || "local",
     task: env[TASK_ENV] || null,
+    taskType: env[TASK_TYPE_ENV] || null,
     runtime: env[RUNTIME_ENV] || "nodejs",
     runRecordTtlDays,
     lambdaRetryAttempts,

@@ -9,6 +9,7 @@ forms accepted are the Node runtime's too (``lambdas/node/src/events.mjs``), and
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
@@ -16,7 +17,14 @@ from typing import Annotated, Any, cast
 
 import msgspec
 
-from kairos_runtime.validation import InvalidInputError, parse, to_builtins
+from kairos_runtime.bounds import (
+    EXECUTION_ID_PATTERN,
+    MAX_PARAMS_BYTES,
+    MAX_PARAMS_DEPTH,
+    TASK_NAME_PATTERN,
+    TASK_TYPE_PATTERN,
+)
+from kairos_runtime.validation import InputPath, InvalidInputError, parse, to_builtins
 
 SCHEDULED_TIME_ATTRIBUTE = "<aws.scheduler.scheduled-time>"
 EXECUTION_ID_ATTRIBUTE = "<aws.scheduler.execution-id>"
@@ -28,9 +36,24 @@ def iso_seconds(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+def full_match(pattern: str) -> re.Pattern[str]:
+    """One of :mod:`kairos_runtime.bounds`' unanchored patterns, matching a whole string only."""
+    return re.compile(rf"^(?:{pattern})\Z")
+
+
 MAX_SAFE_INTEGER = 2**53 - 1
 """The largest integer JavaScript (the Node runtime, jsii) holds exactly."""
+# The fields that go into the run record's keys, with what each must be; checked before anything
+# else reads the event, so no key can pass DynamoDB's limits or fail to encode.
+KEY_FIELDS: dict[str, tuple[re.Pattern[str], str]] = {
+    "task": (full_match(TASK_NAME_PATTERN), f"must be a task name ({TASK_NAME_PATTERN})"),
+    "task_type": (full_match(TASK_TYPE_PATTERN), f"must be a task type name ({TASK_TYPE_PATTERN})"),
+    "execution_id": (
+        full_match(EXECUTION_ID_PATTERN),
+        f"must be printable ASCII without spaces ({EXECUTION_ID_PATTERN})",
+    ),
+}
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # A date, then optionally a time with optional seconds, fraction and offset; no offset means UTC.
 _ISO_DATE_TIME = re.compile(
     r"^([0-9]{4})-([0-9]{2})-([0-9]{2})"
@@ -43,12 +66,12 @@ class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
     """What a function receives from its schedule (or from ``kairos run``). Fields it does not know
     are ignored: an event from a newer schedule still runs."""
 
-    task: _NonEmpty
-    task_type: _NonEmpty
+    task: str
+    task_type: str
     params: dict[str, Any] = msgspec.field(default_factory=dict)
     scheduled_time: datetime
     """Always in UTC (a naive time is taken as UTC)."""
-    execution_id: _NonEmpty
+    execution_id: str
     attempt: Annotated[int, msgspec.Meta(ge=1, le=MAX_SAFE_INTEGER)] = 1
 
     def __post_init__(self) -> None:
@@ -62,13 +85,24 @@ class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
         """The event as delivered; :class:`~kairos_runtime.validation.InvalidInputError` when it does not fit."""
         if isinstance(raw, Mapping):
             raw = {**raw}
+            for field, (pattern, requirement) in KEY_FIELDS.items():
+                if isinstance(raw.get(field), str) and not pattern.match(raw[field]):
+                    raise InvalidInputError((field,), requirement)
+            for field in cls.__struct_fields__:
+                # msgspec cannot even read such a string (it raises UnicodeEncodeError).
+                if isinstance(raw.get(field), str) and _LONE_SURROGATE.search(raw[field]):
+                    raise InvalidInputError((field,), "holds a lone surrogate, which is not text")
+            check_params(raw.get("params"))
             if isinstance(raw.get("scheduled_time"), str):
                 try:
                     raw["scheduled_time"] = parse_instant(raw["scheduled_time"])
                 except ValueError:
                     raise InvalidInputError(("scheduled_time",), "must be an ISO 8601 date-time string") from None
             raw["attempt"] = _whole_number(raw.get("attempt", 1))
-        return parse(raw, cls)
+        try:
+            return parse(raw, cls)
+        except UnicodeEncodeError:
+            raise InvalidInputError((), "must be an object (it holds a lone surrogate, which is not text)") from None
 
     def for_task(self, task: str) -> ScheduledEvent:
         return msgspec.structs.replace(self, task=task)
@@ -97,11 +131,54 @@ def parse_instant(text: str) -> datetime:
     raise ValueError(f"not an ISO 8601 date and time: {text!r}")
 
 
+def key_field(raw: object, field: str) -> str | None:
+    """The raw event's ``field`` when it is fit for a key (see ``KEY_FIELDS``), else None: what an
+    invalid event's record may still be filed under."""
+    value = raw.get(field) if isinstance(raw, Mapping) else None
+    return value if isinstance(value, str) and KEY_FIELDS[field][0].match(value) else None
+
+
+def check_params(params: object) -> None:
+    """Refuses params nested deeper than ``MAX_PARAMS_DEPTH``, holding a lone surrogate (valid as a
+    ``\\ud800`` escape in JSON text, but no UTF-8 encoder takes it), or over ``MAX_PARAMS_BYTES`` as
+    JSON. Iterative, so no nesting can exhaust the stack. Anything but an object is left to the model."""
+    if not isinstance(params, dict):
+        return
+    pending: list[tuple[object, InputPath, int]] = [(params, ("params",), 1)]
+    while pending:
+        value, path, depth = pending.pop()
+        pending.extend(_members(value, path, depth))
+    size = len(json.dumps(params, ensure_ascii=False, separators=(",", ":"), default=str).encode())
+    if size > MAX_PARAMS_BYTES:
+        raise InvalidInputError(("params",), f"{size} bytes as JSON, over the {MAX_PARAMS_BYTES} allowed")
+
+
+def _members(value: object, path: InputPath, depth: int) -> list[tuple[object, InputPath, int]]:
+    """One step of :func:`check_params`: ``value`` checked, and what it holds, to check next."""
+    if isinstance(value, str) and _LONE_SURROGATE.search(value):
+        raise InvalidInputError(path, "holds a lone surrogate, which is not text")
+    if not isinstance(value, dict | list):
+        return []
+    if depth > MAX_PARAMS_DEPTH:
+        raise InvalidInputError(("params",), f"nested deeper than {MAX_PARAMS_DEPTH} levels")
+    if isinstance(value, list):
+        return [(member, (*path, index), depth + 1) for index, member in enumerate(value)]
+    members: list[tuple[object, InputPath, int]] = []
+    for key, member in value.items():
+        if isinstance(key, str) and _LONE_SURROGATE.search(key):
+            raise InvalidInputError(path, "holds a key with a lone surrogate, which is not text")
+        members.append((member, (*path, str(key)), depth + 1))
+    return members
+
+
 def _whole_number(value: object) -> object:
     """An attempt number written as a decimal string (Scheduler's substitution) or as a float with
     no fraction (how JSON parsers may read ``2.0``) as an int; anything else as it came."""
     if isinstance(value, str) and _DECIMAL.match(value):
-        return int(value)
+        digits = value.strip().lstrip("+").lstrip("0")
+        # Beyond 16 digits it is past MAX_SAFE_INTEGER, and refused as it came; int() of a long
+        # enough string would raise instead (Python's limit on digits converted).
+        return int(digits or "0") if len(digits) <= len(str(MAX_SAFE_INTEGER)) else value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value

@@ -6,12 +6,14 @@ or akshare. The CDK app and the CLI import it to validate each task's params bef
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from kairos_runtime.bounds import TASK_TYPE_PATTERN
 from kairos_runtime.tables import TableId
 from kairos_runtime.validation import Model, parse
 
@@ -225,6 +227,9 @@ class TaskRegistry:
         SSM parameters a task reads, derived from its params; the stack grants read on exactly those.
         """
 
+        if not re.match(rf"^(?:{TASK_TYPE_PATTERN})\Z", name):
+            # Events name the task type: a name outside the pattern would never pass their check.
+            raise ValueError(f"task_type {name!r} must match {TASK_TYPE_PATTERN}")
         declared_tables = {table_id: Access(access) for table_id, access in (tables or {}).items()}
         # Checked when the module is imported, so a bad declaration fails every test, not a deploy.
         resolved_partitions = resolve_partitions(name, declared_tables, dict(partitions or {}))

@@ -17,8 +17,15 @@ from typing import Any, Protocol
 
 from kairos_runtime.context import Clients, TaskContext
 from kairos_runtime.errors import TransientTaskError, error_kind
-from kairos_runtime.events import ScheduledEvent
-from kairos_runtime.registry import TaskOutcome, TaskRegistry, TaskSkipped, UnknownTaskTypeError
+from kairos_runtime.events import KEY_FIELDS, ScheduledEvent, key_field
+from kairos_runtime.registry import (
+    TaskOutcome,
+    TaskParams,
+    TaskRegistry,
+    TaskSkipped,
+    TaskType,
+    UnknownTaskTypeError,
+)
 from kairos_runtime.runs import ErrorKind, RunError, RunRecorder, RunStatus
 from kairos_runtime.settings import RuntimeSettings
 from kairos_runtime.tables import TableId
@@ -140,7 +147,7 @@ class TaskRunner:
             )
         )
         result = RunResult(task=event.task, run_id=key.sk, duration_ms=duration_ms, retried=retried, **result_fields)
-        owned = recorder.finish(
+        finished = recorder.finish(
             key,
             status=result.status,
             finished_at=finished_at,
@@ -150,7 +157,18 @@ class TaskRunner:
             detail=result.detail,
             error=result.error,
         )
-        if not owned:
+        if finished.fallback is not None:
+            # What the record says is what the run counts as: a failure no retry would store better.
+            result = replace(
+                result,
+                status=RunStatus.FAILED,
+                error=finished.fallback,
+                items_written=0,
+                items_rejected=0,
+                detail=None,
+                retried=False,
+            )
+        if not finished.owned:
             result = replace(result, superseded=True, retried=False)
         self._observer.run_finished(event, result)
         self._log_result(result)
@@ -167,17 +185,23 @@ class TaskRunner:
         except InvalidInputError as invalid:
             # Still record the delivery: under the function's own task (the only records IAM lets it
             # write), else under whatever identity the event carried.
-            fields: Mapping[str, Any] = raw_event if isinstance(raw_event, Mapping) else {}
+            # Only fields fit for a key are kept; the request id is Lambda's (a UUID) or a new one.
+            request_id = invocation.aws_request_id
             fallback = ScheduledEvent(
-                task=own_task or _text(fields.get("task")) or "unknown-task",
-                task_type=_text(fields.get("task_type")) or "unknown",
+                task=own_task or key_field(raw_event, "task") or "unknown-task",
+                task_type=key_field(raw_event, "task_type") or "unknown",
                 scheduled_time=now,
-                execution_id=_text(fields.get("execution_id")) or invocation.aws_request_id or str(uuid.uuid4()),
+                execution_id=key_field(raw_event, "execution_id")
+                or (request_id if KEY_FIELDS["execution_id"][0].match(request_id or "") else str(uuid.uuid4())),
             )
             return fallback, RunError("InvalidEvent", _describe(invalid, whole="event"), ErrorKind.PERMANENT)
         if own_task is not None and event.task != own_task:
             message = f"this function runs task {own_task!r}; the event names {event.task!r}"
             return event.for_task(own_task), RunError("InvalidEvent", message, ErrorKind.PERMANENT)
+        own_type = self._settings.task_type
+        if own_type is not None and event.task_type != own_type:
+            message = f"this function runs task_type {own_type!r}; the event names {event.task_type!r}"
+            return event, RunError("InvalidEvent", message, ErrorKind.PERMANENT)
         return event, None
 
     def _run(
@@ -199,6 +223,13 @@ class TaskRunner:
                 "status": RunStatus.FAILED,
                 "error": RunError("InvalidParams", message, ErrorKind.PERMANENT),
             }
+        unpinned = self._unpinned_parameters(task_type, params)
+        if unpinned:
+            message = (
+                f"params name SSM parameter(s) this function may not read: {', '.join(unpinned)}; "
+                f"it may read: {', '.join(sorted(self._settings.ssm_parameters or ())) or 'none'}"
+            )
+            return {"status": RunStatus.FAILED, "error": RunError("InvalidEvent", message, ErrorKind.PERMANENT)}
         context = TaskContext(
             event=event,
             settings=self._settings,
@@ -226,16 +257,21 @@ class TaskRunner:
             "detail": outcome.detail,
         }
 
+    def _unpinned_parameters(self, task_type: TaskType[Any], params: TaskParams) -> list[str]:
+        """The SSM parameters these params would have the task read beyond the ones pinned in the
+        function's environment (which the stack granted). Every task type names what it reads through
+        ``parameters=``, so the check holds for each of them before any of its code runs."""
+        pinned = self._settings.ssm_parameters
+        if pinned is None or task_type.parameters is None:
+            return []
+        return sorted(set(task_type.parameters(params)) - pinned)
+
     def _log_result(self, result: RunResult) -> None:
         fields = result.as_response()
         if result.status is RunStatus.FAILED:
             self._logger.error("run finished", extra={"run": fields})
         else:
             self._logger.info("run finished", extra={"run": fields})
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _describe(invalid: InvalidInputError, *, whole: str) -> str:

@@ -16,6 +16,7 @@ Restarts use optimistic concurrency on ``deliveries``, so racing deliveries each
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,15 +24,13 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from kairos_runtime.bounds import MAX_DETAIL_BYTES, MAX_DETAIL_DEPTH, MAX_DETAIL_KEYS, MAX_ERROR_MESSAGE
 from kairos_runtime.events import ScheduledEvent, iso_seconds
 from kairos_runtime.tables import TASK_RUNS, query_index
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
-MAX_ERROR_MESSAGE = 1000
-# A run record must stay well under DynamoDB's 400 KB item limit, or the final update would fail.
-MAX_DETAIL_BYTES = 32_000
 PREVIOUS_OUTCOME_FIELDS = ("status", "request_id", "started_at", "finished_at", "error_type", "error_message")
 # How often a delivery re-reads and retries when other deliveries of the same event keep restarting
 # the record between its read and its write.
@@ -77,6 +76,21 @@ class RunKey:
     sk: str
 
 
+RECORD_WRITE_FAILED = "RecordWriteFailed"
+"""The error type of the minimal FAILED record written when a run's outcome could not be stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """How :meth:`RunRecorder.finish` left the record."""
+
+    owned: bool
+    """False when a later delivery had taken the record over: this outcome went into its
+    ``previous_outcomes`` and the status is the new owner's."""
+    fallback: RunError | None = None
+    """Why the outcome could not be stored, when the minimal FAILED record was written instead."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Claim:
     """What a recorder wrote as a record's owner, and which of Lambda's attempts that delivery is."""
@@ -100,17 +114,77 @@ def run_key(event: ScheduledEvent) -> RunKey:
     return RunKey(pk=f"TASK#{event.task}", sk=f"RUN#{slot}#{event.execution_id}#{event.attempt}")
 
 
+class _UnmeasurableError(ValueError):
+    """A detail too deep, or with too many values, to encode: its note says which."""
+
+
 def bounded_detail(detail: Mapping[str, Any] | None) -> Any:
-    """The run's detail as an item value, replaced by a note when it is too large to store."""
-    encoded = json.dumps(dict(detail or {}), default=_json_default)
-    if len(encoded.encode()) > MAX_DETAIL_BYTES:
-        return {
-            "truncated": True,
-            "bytes": len(encoded.encode()),
-            "keys": sorted(map(str, (detail or {})))[:50],
-        }
-    # DynamoDB stores neither NaN nor infinity: they become null.
+    """The run's detail as an item value, or a note when it cannot be stored whole.
+
+    JSON-shaped (mappings with text keys, lists, text, numbers as ``Decimal``; NaN and infinity,
+    which DynamoDB does not store, as null; anything else as its text), with lone surrogates as
+    U+FFFD, since no UTF-8 encoder takes them. The note, ``{"truncated": true, ...}`` with the first
+    ``MAX_DETAIL_KEYS`` top-level keys, replaces a detail over ``MAX_DETAIL_BYTES`` as compact JSON
+    (saying its ``bytes``) or one nested deeper than ``MAX_DETAIL_DEPTH`` or holding more values than
+    ``MAX_DETAIL_BYTES`` (saying the ``reason``: a cycle or a shared list is one of these). Total
+    over any value: the walk is iterative and bounded, so no detail can make the final write fail
+    or exhaust the stack.
+    """
+    value: Mapping[str, Any] = detail if isinstance(detail, Mapping) else {}
+    keys = sorted(_scrubbed(str(key)) for key in value)[:MAX_DETAIL_KEYS]
+    try:
+        plain = _plain(value)
+    except _UnmeasurableError as unmeasurable:
+        return {"truncated": True, "reason": str(unmeasurable), "keys": keys}
+    encoded = json.dumps(plain, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    size = len(encoded.encode())
+    if size > MAX_DETAIL_BYTES:
+        return {"truncated": True, "bytes": size, "keys": keys}
     return json.loads(encoded, parse_float=Decimal, parse_constant=lambda _: None)
+
+
+def _plain(value: object) -> Any:
+    """``value`` as JSON-shaped data (see :func:`bounded_detail`), built without recursion."""
+    root: list[Any] = [None]
+    pending: list[tuple[object, Any, Any, int]] = [(value, root, 0, 1)]
+    visited = 0
+    while pending:
+        source, container, slot, depth = pending.pop()
+        visited += 1
+        if visited > MAX_DETAIL_BYTES:
+            raise _UnmeasurableError(f"more than {MAX_DETAIL_BYTES} values")
+        if isinstance(source, Mapping | list | tuple):
+            if depth > MAX_DETAIL_DEPTH:
+                raise _UnmeasurableError(f"nested deeper than {MAX_DETAIL_DEPTH} levels")
+            if visited + len(pending) + len(source) > MAX_DETAIL_BYTES:
+                raise _UnmeasurableError(f"more than {MAX_DETAIL_BYTES} values")
+            target: Any
+            if isinstance(source, Mapping):
+                target = {}
+                for key, member in source.items():
+                    name = _scrubbed(key if isinstance(key, str) else str(key))
+                    target[name] = None
+                    pending.append((member, target, name, depth + 1))
+            else:
+                target = [None] * len(source)
+                pending.extend((member, target, index, depth + 1) for index, member in enumerate(source))
+            container[slot] = target
+        elif isinstance(source, str):
+            container[slot] = _scrubbed(source)
+        elif source is None or isinstance(source, bool | int | float | Decimal):
+            container[slot] = source
+        else:
+            container[slot] = _scrubbed(str(source))
+    return root[0]
+
+
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _scrubbed(text: str) -> str:
+    """``text`` with each lone surrogate as U+FFFD (a Python str holds no surrogate pairs, so any
+    surrogate in it is a lone one), as JavaScript's ``toWellFormed`` does in the Node runtime."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def _json_default(value: object) -> object:
@@ -253,11 +327,14 @@ class RunRecorder:
         items_rejected: int = 0,
         detail: Mapping[str, Any] | None = None,
         error: RunError | None = None,
-    ) -> bool:
-        """Sets the final status and outcome; False when a later delivery of the event had taken the
-        record over, and this outcome went into its ``previous_outcomes`` instead."""
-        from botocore.exceptions import ClientError
+    ) -> Finished:
+        """Sets the final status and outcome.
 
+        When that write fails for any reason but a lost ownership race (an item DynamoDB refuses,
+        text no encoder takes), a minimal FAILED record (``RecordWriteFailed``, saying what the
+        outcome was and why it could not be stored) is written instead, so the delivery still ends
+        with a final record; only when that fails too does the error propagate (and Lambda retries).
+        """
         values: dict[str, Any] = {
             "status": status.value,
             "finished_at": iso_utc(finished_at),
@@ -267,13 +344,31 @@ class RunRecorder:
             "detail": bounded_detail(detail),
         }
         if error is not None:
-            values |= {
-                "error_type": error.error_type,
-                "error_message": error.message[:MAX_ERROR_MESSAGE],
-                "error_kind": error.kind.value,
-            }
+            values |= _error_values(error)
         claim = self._claim_of(key)
         del self._claims[key]
+        try:
+            return Finished(owned=self._write_final(key, claim, values))
+        except Exception as failure:  # any failure but a lost race (handled in _write_final)
+            outcome = f"{status.value} {error.error_type}" if error is not None else status.value
+            fallback = RunError(
+                RECORD_WRITE_FAILED,
+                f"the run's outcome ({outcome}) could not be recorded: {type(failure).__name__}: {failure}",
+                ErrorKind.PERMANENT,
+            )
+        minimal = {
+            "status": RunStatus.FAILED.value,
+            "finished_at": values["finished_at"],
+            "duration_ms": duration_ms,
+            **_error_values(fallback),
+        }
+        return Finished(owned=self._write_final(key, claim, minimal), fallback=fallback)
+
+    def _write_final(self, key: RunKey, claim: _Claim, values: Mapping[str, Any]) -> bool:
+        """Sets ``values`` on the record this delivery owns; False when a later delivery had taken
+        it over, and the outcome went into its ``previous_outcomes`` instead."""
+        from botocore.exceptions import ClientError
+
         table_key = {TASK_RUNS.partition_key: key.pk, TASK_RUNS.sort_key: key.sk}
         names = {f"#{name}": name for name in values}
         try:
@@ -303,6 +398,14 @@ class RunRecorder:
             ExpressionAttributeValues={":empty": [], ":outcome": [late]},
         )
         return False
+
+
+def _error_values(error: RunError) -> dict[str, str]:
+    return {
+        "error_type": _scrubbed(error.error_type)[:MAX_ERROR_MESSAGE],
+        "error_message": _scrubbed(error.message)[:MAX_ERROR_MESSAGE],
+        "error_kind": error.kind.value,
+    }
 
 
 def _condition_failed(error: Any) -> bool:

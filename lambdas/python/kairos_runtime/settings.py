@@ -10,14 +10,20 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Annotated
 
+import msgspec
 from msgspec import Meta, field
 
 from kairos_runtime.tables import TABLE_DESIGNS, TableId
-from kairos_runtime.validation import Model, parse
+from kairos_runtime.validation import InvalidInputError, Model, parse
 
 STAGE_ENV = "KAIROS_STAGE"
 TASK_ENV = "KAIROS_TASK"
 """The one task a function runs: its run records go under this name, the only one IAM lets it write."""
+TASK_TYPE_ENV = "KAIROS_TASK_TYPE"
+"""The one task type a function runs: an event naming another is recorded as InvalidEvent, not run."""
+SSM_PARAMETERS_ENV = "KAIROS_SSM_PARAMETERS"
+"""The SSM parameters a function may read, as a JSON array of names (the ones the stack grants):
+params that name any other are recorded as InvalidEvent, not run."""
 RUNTIME_ENV = "KAIROS_RUNTIME"
 RUN_RECORD_TTL_DAYS_ENV = "KAIROS_RUN_RECORD_TTL_DAYS"
 HTTPS_PROXY_ENV = "KAIROS_HTTPS_PROXY"
@@ -41,6 +47,10 @@ class MissingTableError(LookupError):
 class RuntimeSettings(Model, frozen=True):
     stage: str = "local"
     task: str | None = None
+    task_type: str | None = None
+    """Pinned by the plan; None (a test's runner) runs whatever type the event names."""
+    ssm_parameters: frozenset[str] | None = None
+    """Pinned by the plan; None (a test's runner) lets params name any parameter."""
     runtime: str = "python"
     run_record_ttl_days: Annotated[int, Meta(ge=1)] = 90
     spot_ttl_days: Annotated[int, Meta(ge=1)] = 7
@@ -68,6 +78,8 @@ class RuntimeSettings(Model, frozen=True):
         optional = {
             "stage": environ.get(STAGE_ENV),
             "task": environ.get(TASK_ENV) or None,
+            "task_type": environ.get(TASK_TYPE_ENV) or None,
+            "ssm_parameters": _json_list(environ, SSM_PARAMETERS_ENV),
             "runtime": environ.get(RUNTIME_ENV),
             "run_record_ttl_days": environ.get(RUN_RECORD_TTL_DAYS_ENV),
             "spot_ttl_days": environ.get(SPOT_TTL_DAYS_ENV),
@@ -80,6 +92,18 @@ class RuntimeSettings(Model, frozen=True):
         }
         values = {**{k: v for k, v in optional.items() if v is not None}, "table_names": tables}
         return parse(values, cls, lax=True)
+
+
+def _json_list(environ: Mapping[str, str], name: str) -> list[str] | None:
+    """A variable holding a JSON array of strings; a malformed one fails the cold start, as any
+    setting does, rather than pinning nothing."""
+    text = environ.get(name)
+    if not text:
+        return None
+    try:
+        return msgspec.json.decode(text, type=list[str])
+    except msgspec.MsgspecError as malformed:
+        raise InvalidInputError((name,), f"must be a JSON array of strings: {malformed}") from None
 
 
 @lru_cache(maxsize=1)
