@@ -40,6 +40,8 @@ _LOCATED = re.compile(r"^(?P<message>.*) - at `(?P<key>key` in `)?\$(?P<path>[^`
 _FIELD_PROBLEM = re.compile(r"^Object (?P<what>contains unknown|missing required) field `(?P<field>[^`]*)`$")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[([^\]]*)\]")
 _PATTERN_MISMATCH = re.compile(r"^Expected `str` matching regex ")
+# A value of the right type outside its bounds ("Expected `int` >= 1"), which msgspec does not echo.
+_OUT_OF_BOUNDS = re.compile(r"^Expected `[a-z]+` (of length )?[<>]=? ")
 _BAD_CHOICE = re.compile(r"^Invalid enum value (?P<value>.*)$", re.DOTALL)
 _SHOWN_LENGTH = 60
 
@@ -176,8 +178,11 @@ def _with_hint(message: str, model: type[Any], raw: object, path: InputPath) -> 
     node, description = found
     import msgspec.inspect as types  # only a rejected input pays for it
 
+    value = _value_at(raw, path)
     if _PATTERN_MISMATCH.match(message) and isinstance(node, types.StrType) and description:
-        return f"expected {description} (got {_shown(_value_at(raw, path))})"
+        return f"expected {description} (got {_shown(value)})"
+    if _OUT_OF_BOUNDS.match(message) and isinstance(value, int | float | str):
+        return f"{message} (got {_shown(value)})"
     bad_choice = _BAD_CHOICE.match(message)
     choices: list[str] = []
     if isinstance(node, types.EnumType):
@@ -186,7 +191,6 @@ def _with_hint(message: str, model: type[Any], raw: object, path: InputPath) -> 
         choices = [str(value) for value in node.values]
     if bad_choice is None or not choices:
         return message
-    value = _value_at(raw, path)
     closest = _closest_of(value, choices) if isinstance(value, str) else None
     hint = f" (did you mean {closest!r}?)" if closest else ""
     return f"{message}: expected one of {', '.join(choices)}{hint}"
