@@ -172,7 +172,7 @@ def test_input_problems_reports_the_first_problem_of_every_field() -> None:
     assert found == {
         ("symbl", "unknown field (did you mean 'symbol'?)"),
         ("extra", "unknown field"),
-        ("quantity", "Expected `int` >= 1"),
+        ("quantity", "Expected `int` >= 1 (got 0)"),
         ("legs.0.venue", "Expected `str` matching regex '^[A-Z]+$'"),
         ("tags.*", "Expected `int`, got `str`"),  # msgspec names no mapping key
     }, "no 'symbol' missing next to its typo 'symbl'"
