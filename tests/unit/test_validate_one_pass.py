@@ -38,6 +38,8 @@ def validate(catalog: TaskCatalog, monkeypatch: pytest.MonkeyPatch) -> Any:
         assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
         found = []
         for line in result.output.splitlines():
+            if line.endswith(": valid"):
+                continue
             located = re.fullmatch(rf"{re.escape(str(path))}:(\d+): (.*)", line)
             assert located, line
             found.append((int(located[1]), located[2]))
@@ -186,3 +188,22 @@ def test_a_pattern_failure_says_what_would_fit(tmp_path: Path, catalog: TaskCata
     checked = check_tasks_file(write(tmp_path, text), catalog)
 
     assert checked.problems == (f"{tmp_path / 'tasks.yaml'}:2: {message}",)
+
+
+def test_a_passed_one_time_schedule_of_a_task_no_stage_enables_is_a_warning(validate: Any, tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        stages: {dev: {}}
+        tasks:
+          - {name: ran, task_type: simple_task_1, schedule: "at(2026-11-01T00:00:00)"}
+        """,
+    )
+
+    code, found = validate(path)
+
+    assert code == 0
+    assert found == [
+        (3, "warning: task 'ran', field 'schedule': at(2026-11-01T00:00:00) in UTC (2026-11-01T00:00:00Z) has "
+            "passed, and Scheduler never fires a one-time schedule late (disabled in every stage: remove it when done)")
+    ]  # fmt: skip
