@@ -24,7 +24,7 @@ from kairos_runtime.registry import (
     resolve_partitions,
 )
 from kairos_runtime.tables import TableId
-from kairos_runtime.validation import InputPath, InvalidInputError
+from kairos_runtime.validation import InputPath, input_problems
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NODE_MANIFEST = PROJECT_ROOT / "lambdas" / "node" / "task-types.json"
@@ -65,14 +65,10 @@ class TaskCatalog:
 
 
 def _params_model_check(task_type: TaskType[Any]) -> ParamsCheck:
-    """The runtime's own parse of the (plain JSON) params: the first problem only, as msgspec reports."""
+    """The runtime's own params model, field by field: the first problem of every field."""
 
     def check(params: Mapping[str, Any]) -> list[ParamsProblem]:
-        try:
-            task_type.parse_params(params)
-        except InvalidInputError as invalid:
-            return [(invalid.path, invalid.message)]
-        return []
+        return [(problem.path, problem.message) for problem in input_problems(dict(params), task_type.params_model)]
 
     return check
 

@@ -30,7 +30,7 @@ from kairos.cli_tables import Cell, Column, fitted_table
 from kairos.config import EnabledState, TasksFile
 from kairos.editing import EditError, set_enabled
 from kairos.excerpts import excerpt, shorten
-from kairos.loading import ConfigError, did_you_mean, load_tasks_file
+from kairos.loading import Checked, ConfigError, check_tasks_file, load_tasks_file
 from kairos.local.dynamodb import DynamoEndpoint, EmbeddedDynamoError, dynamodb_endpoint
 from kairos.local.tables import TableDesignChangedError
 from kairos.plan import PlanError, StagePlan, TaskPlan, plan_stage
@@ -41,6 +41,7 @@ from kairos.schedule import (
     parse_schedule,
     validate_timezone,
 )
+from kairos.suggestions import did_you_mean
 from kairos_runtime.events import iso_seconds, parse_instant
 from kairos_runtime.tables import TableId
 from kairos_runtime.tasks.market import CALENDAR_TASK_TYPES
@@ -170,8 +171,18 @@ INTERNAL_ERROR = "internal error"
 
 
 def _load(path: Path) -> TasksFile:
+    checked = _check(path)
+    if checked.tasks_file is None:
+        for problem in checked.problems:
+            services.errors.print(problem, markup=False)
+        raise typer.Exit(1)
+    return checked.tasks_file
+
+
+def _check(path: Path, *, now: datetime | None = None) -> Checked:
+    """Every problem of the file; one that cannot be read at all is its one problem and exit 1."""
     try:
-        return load_tasks_file(path, services.catalog)
+        return check_tasks_file(path, services.catalog, now=now)
     except ConfigError as invalid:
         for problem in invalid.problems:
             services.errors.print(problem, markup=False)
@@ -375,22 +386,26 @@ def list_tasks(
 @app.command()
 def validate(file: FileOption = DEFAULT_FILE) -> None:
     """Check the task registry: fields, schedules, timezones, task types and params, in every stage."""
-    tasks_file = _load(file)
-    problems = []
-    warnings = []
-    for stage in tasks_file.stages:
-        try:
-            plan = plan_stage(tasks_file, services.catalog, stage)
-        except PlanError as error:
-            problems.append(f"{file}: {error}")
-            continue
-        warnings += [warning] if (warning := plan.alarm_warning()) else []
+    # Only here is a one-time schedule checked against the clock: a file must not stop loading (for
+    # kairos disable, or a synth) because time passed (docs/adr/0100-validation-in-one-pass.md).
+    checked = _check(file, now=services.clock())
+    problems = list(checked.problems)
+    warnings = list(checked.warnings)
+    tasks_file = checked.tasks_file
+    if tasks_file is not None:
+        for stage in tasks_file.stages:
+            try:
+                plan = plan_stage(tasks_file, services.catalog, stage)
+            except PlanError as error:
+                problems.append(f"{file}: {error}")
+                continue
+            warnings += [f"{file}: warning: {warning}"] if (warning := plan.alarm_warning()) else []
     for problem in problems:
         services.errors.print(problem, markup=False)
     for warning in warnings:
         # A warning is not a problem: the file is valid and the exit code stays 0.
-        services.errors.print(f"{file}: warning: {warning}", markup=False)
-    if problems:
+        services.errors.print(warning, markup=False)
+    if problems or tasks_file is None:
         raise typer.Exit(1)
     services.console.print(
         f"{file}: {len(tasks_file.tasks)} tasks, {len(tasks_file.stages)} stages "

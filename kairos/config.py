@@ -58,10 +58,26 @@ LOG_RETENTION_DAYS = (
     3653,
 )
 
-TaskName = Annotated[str, Field(pattern=TASK_NAME_PATTERN)]
-EmailAddress = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # A standard topic (CloudWatch alarm actions cannot publish to a FIFO topic): 1-256 letters, digits, - and _.
 SNS_TOPIC_ARN_PATTERN = r"^arn:aws(-cn|-us-gov)?:sns:[a-z]{2}(-[a-z]+)+-\d:\d{12}:[A-Za-z0-9_-]{1,256}$"
+PROXY_PATTERN = r"^https?://"
+ACCOUNT_PATTERN = r"^\d{12}$"
+REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d$"
+PATTERN_HINTS: Final[Mapping[str, str]] = {
+    TASK_NAME_PATTERN: "a task name: a lower-case letter, then up to 47 lower-case letters, digits and -",
+    STAGE_NAME_PATTERN: "a stage name: a lower-case letter, then up to 15 lower-case letters, digits and -",
+    EMAIL_PATTERN: "an e-mail address such as ops@example.com",
+    SNS_TOPIC_ARN_PATTERN: "a standard SNS topic ARN such as arn:aws:sns:eu-west-1:123456789012:alarms",
+    PROXY_PATTERN: "a proxy URL starting with http:// or https://",
+    ACCOUNT_PATTERN: "a 12-digit AWS account id",
+    REGION_PATTERN: "an AWS region such as eu-west-1",
+}
+"""What each pattern means, in the words a validation message uses ("expected <hint>"): every pattern
+of the models has one (a test walks the JSON schema)."""
+
+TaskName = Annotated[str, Field(pattern=TASK_NAME_PATTERN)]
+EmailAddress = Annotated[str, Field(pattern=EMAIL_PATTERN)]
 Memory = Annotated[int, Field(ge=128, le=10240, description="MB")]
 Timeout = Annotated[int, Field(ge=1, le=900, description="seconds")]
 
@@ -317,9 +333,9 @@ class StageConfig(_Model):
     retain_data: bool = Field(
         default=False, description="keep tables (with point-in-time recovery) when the stack is deleted"
     )
-    https_proxy: str | None = Field(default=None, pattern=r"^https?://")
-    account: str | None = Field(default=None, pattern=r"^\d{12}$")
-    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    https_proxy: str | None = Field(default=None, pattern=PROXY_PATTERN)
+    account: str | None = Field(default=None, pattern=ACCOUNT_PATTERN)
+    region: str | None = Field(default=None, pattern=REGION_PATTERN)
     overrides: dict[TaskName, TaskOverride] = Field(default_factory=dict)
 
     @field_validator("https_proxy")

@@ -10,7 +10,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from kairos.catalog import TaskCatalog
-from kairos.loading import ConfigError, did_you_mean, load_tasks_file
+from kairos.loading import ConfigError, load_tasks_file
+from kairos.suggestions import did_you_mean
 
 
 class EditError(ValueError):

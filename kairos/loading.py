@@ -1,21 +1,25 @@
 """Read tasks.yaml into a :class:`~kairos.config.TasksFile`, or fail with messages a person can act on.
 
 Every problem names the file, the line, the task (or stage) and the field, and all problems are
-reported at once, so one run of ``kairos validate`` shows everything that needs fixing; only a
-Python task's params report their first problem (the runtime's msgspec models stop there).
+reported at once, so one run of ``kairos validate`` shows everything that needs fixing: the fields of
+every entry, what spans entries (duplicate names, stage lists and overrides naming no task) and the
+task types and params of whatever parsed, even where other fields are wrong
+(docs/adr/0100-validation-in-one-pass.md).
 """
 
 from __future__ import annotations
 
 import codecs
-import difflib
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeGuard, TypeVar
+from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.composer import Composer, ComposerError, MaxDepthExceededError
 from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
@@ -28,6 +32,8 @@ from kairos.catalog import TaskCatalog
 from kairos.config import (
     NESTING_LIMIT,
     PARAMS_NOT_JSON,
+    PATTERN_HINTS,
+    TASK_NAME_PATTERN,
     ResolvedTask,
     StageConfig,
     TaskDefaults,
@@ -37,6 +43,10 @@ from kairos.config import (
 )
 from kairos.excerpts import EXCERPT_LENGTH, excerpt, shorten
 from kairos.plan import limit_problems
+from kairos.schedule import AtSchedule
+from kairos.suggestions import closest, did_you_mean
+
+__all__ = ["MAX_FILE_BYTES", "Checked", "ConfigError", "check_tasks_file", "did_you_mean", "load_tasks_file"]
 
 
 class ConfigError(Exception):
@@ -194,27 +204,218 @@ def _where(path: Path, mark: Any) -> str:
     return f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
 
 
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What checking a tasks file found: the model when there is no problem, and every problem and warning."""
+
+    tasks_file: TasksFile | None
+    problems: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+class _Report(NamedTuple):
+    line: int
+    text: str
+    warning: bool = False
+
+
 def load_tasks_file(path: Path, catalog: TaskCatalog | None = None) -> TasksFile:
     """Parse and validate ``path``; with a catalog, also check task types and params in every stage."""
+    checked = check_tasks_file(path, catalog)
+    if checked.tasks_file is None:
+        raise ConfigError(path, checked.problems)
+    return checked.tasks_file
+
+
+def check_tasks_file(path: Path, catalog: TaskCatalog | None = None, *, now: datetime | None = None) -> Checked:
+    """Every problem of ``path`` in one pass, sorted by line: the fields of every entry and stage, then
+    what spans entries (names, stage lists, overrides) and, with a catalog, task types and params,
+    checked on whatever parsed even where other fields are wrong. Given ``now``, also a one-time
+    schedule whose time has passed (docs/adr/0100-validation-in-one-pass.md). A file that cannot be
+    read as YAML at all raises :class:`ConfigError` with its one problem.
+    """
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(path, [f"{path}: expected a mapping with 'stages' and 'tasks', got {type(raw).__name__}"])
+    tasks_file: TasksFile | None
     try:
-        tasks_file = TasksFile.model_validate(raw)
+        tasks_file, issues = TasksFile.model_validate(raw), []
     except ValidationError as invalid:
-        raise ConfigError(path, [_describe(path, raw, issue) for issue in invalid.errors()]) from None
+        tasks_file, issues = None, invalid.errors()
+    references = list(_reference_problems(raw))
+    # The model's own check of references stops at the first; the document's check above reports each.
+    reports = [*_field_problems(raw, issues, skip_file_level=bool(references)), *references]
+    usable, indices = (tasks_file, list(range(len(tasks_file.tasks)))) if tasks_file else _salvaged(raw, issues)
     if catalog is not None:
-        problems = list(_catalog_problems(path, raw, tasks_file, catalog))
-        if problems:
-            raise ConfigError(path, problems)
-    return tasks_file
+        reports += _catalog_problems(raw, usable, indices, catalog)
+    if now is not None:
+        reports += _passed_one_time_schedules(raw, usable, indices, now)
+    problems: list[str] = []
+    warnings: list[str] = []
+    for report in sorted(dict.fromkeys(reports), key=lambda report: report.line):
+        if report.warning:
+            warnings.append(f"{path}:{report.line}: warning: {report.text}")
+        else:
+            problems.append(f"{path}:{report.line}: {report.text}")
+    return Checked(tasks_file if not problems else None, tuple(problems), tuple(warnings))
 
 
-def _catalog_problems(path: Path, raw: Any, tasks_file: TasksFile, catalog: TaskCatalog) -> Iterable[str]:
-    reported: set[str] = set()
+def _field_problems(raw: dict[str, Any], issues: list[Any], *, skip_file_level: bool) -> Iterator[_Report]:
+    # An unknown field that is the typo of a required one says so; "field required" would repeat it.
+    typos = {
+        (tuple(issue["loc"][:-1]), closest(issue["loc"][-1], _fields_for(tuple(issue["loc"]))))
+        for issue in issues
+        if issue["type"] == "extra_forbidden"
+    }
+    for issue in issues:
+        loc = tuple(issue["loc"])
+        if skip_file_level and not loc:
+            continue
+        if issue["type"] == "missing" and (loc[:-1], loc[-1]) in typos:
+            continue
+        yield _describe(raw, issue)
+
+
+def _reference_problems(raw: dict[str, Any]) -> Iterator[_Report]:
+    """Duplicate task names, and stage lists and overrides naming no task, each at its own line."""
+    tasks = raw.get("tasks")
+    first_at: dict[str, int] = {}
+    for index, entry in enumerate(tasks if isinstance(tasks, list) else []):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first_at:
+            earlier = _line_of(raw, ("tasks", first_at[name], "name"))
+            yield _Report(
+                _line_of(raw, ("tasks", index, "name")),
+                f"task {excerpt(name)}, field 'name': task #{first_at[name] + 1} (line {earlier}) has this name "
+                "already: names must be unique",
+            )
+        else:
+            first_at[name] = index
+    stages = raw.get("stages")
+    for stage_name, stage in stages.items() if isinstance(stages, dict) else ():
+        if not isinstance(stage, dict):
+            continue
+        listed = stage.get("enabled")
+        for position, name in enumerate(listed if isinstance(listed, list) else []):
+            if _is_task_name(name) and name not in first_at:
+                yield _Report(
+                    _line_of(raw, ("stages", stage_name, "enabled", position)),
+                    f"stage {excerpt(stage_name)}, field 'enabled.{position}': {_unknown_task(name, first_at)}",
+                )
+        overrides = stage.get("overrides")
+        for name in overrides if isinstance(overrides, dict) else ():
+            if _is_task_name(name) and name not in first_at:
+                yield _Report(
+                    _line_of(raw, ("stages", stage_name, "overrides", name)),
+                    f"stage {excerpt(stage_name)}, field {excerpt(f'overrides.{name}')}: "
+                    f"{_unknown_task(name, first_at)}",
+                )
+
+
+def _is_task_name(value: object) -> TypeGuard[str]:
+    # A name the pattern refuses has its own problem already.
+    return isinstance(value, str) and re.fullmatch(TASK_NAME_PATTERN, value) is not None
+
+
+def _unknown_task(name: str, known: Iterable[str]) -> str:
+    return f"unknown task {excerpt(name)}{did_you_mean(name, known) or ' (no entry under tasks has that name)'}"
+
+
+_STAND_IN_NAME = "salvaged"
+_STAND_IN_SCHEDULE = "rate(1 day)"
+
+
+def _salvaged(raw: dict[str, Any], issues: list[Any]) -> tuple[TasksFile, list[int]]:
+    """What parsed of a file with problems, for the checks that need models: every entry, stage
+    override and the defaults without their bad fields (a missing name or schedule stood in for),
+    and the index in ``tasks`` of each entry kept. An entry without a usable task_type is left out:
+    the catalog has nothing to check it against."""
+    salvage = _Salvage(issues)
+    defaults = _built(TaskDefaults, salvage.kept(raw.get("defaults", {}), ("defaults",), TaskDefaults))
+    entries: list[TaskEntry] = []
+    indices: list[int] = []
+    tasks = raw.get("tasks")
+    for index, value in enumerate(tasks if isinstance(tasks, list) else []):
+        fields = salvage.kept(value, ("tasks", index), TaskEntry)
+        if fields is None or "task_type" not in fields:
+            continue
+        entry = _built(TaskEntry, {"name": _STAND_IN_NAME, "schedule": _STAND_IN_SCHEDULE, **fields})
+        if entry is not None:
+            entries.append(entry)
+            indices.append(index)
+    raw_stages = raw.get("stages")
+    stages = {
+        name: stage
+        for name, value in (raw_stages.items() if isinstance(raw_stages, dict) else ())
+        if isinstance(name, str) and (stage := salvage.stage(name, value)) is not None
+    }
+    return TasksFile.model_construct(defaults=defaults or TaskDefaults(), stages=stages, tasks=entries), indices
+
+
+class _Salvage:
+    """The fields with a problem, per model (entry, stage, override, defaults), to leave out."""
+
+    def __init__(self, issues: list[Any]) -> None:
+        self._bad: dict[tuple[Any, ...], set[Any]] = {}
+        for issue in issues:
+            loc = tuple(issue["loc"])
+            owner = _owner(loc)
+            # None: the model failed as a whole (not a mapping, say).
+            self._bad.setdefault(owner, set()).add(loc[len(owner)] if len(loc) > len(owner) else None)
+
+    def kept(self, value: Any, owner: tuple[Any, ...], model: type[BaseModel]) -> dict[str, Any] | None:
+        bad = self._bad.get(owner, set())
+        if not isinstance(value, dict) or (None in bad and model is not StageConfig):
+            return None
+        return {key: item for key, item in value.items() if key in model.model_fields and key not in bad}
+
+    def stage(self, name: str, value: Any) -> StageConfig | None:
+        # A stage's own checks across fields do not matter here: only its list and overrides do.
+        stage = self.kept(value, ("stages", name), StageConfig)
+        if stage is None:
+            return None
+        overrides = {}
+        raw_overrides = stage.get("overrides")
+        for task, override in raw_overrides.items() if isinstance(raw_overrides, dict) else ():
+            built = _built(TaskOverride, self.kept(override, ("stages", name, "overrides", task), TaskOverride))
+            if isinstance(task, str) and built is not None:
+                overrides[task] = built
+        enabled = stage.get("enabled")
+        return StageConfig.model_construct(enabled=enabled if isinstance(enabled, list) else None, overrides=overrides)
+
+
+def _owner(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The location of the model a problem's location is in: a task entry, a stage, an override, defaults."""
+    if loc[:1] == ("tasks",) and len(loc) >= 2:
+        return loc[:2]
+    if loc[:1] == ("stages",) and len(loc) >= 4 and loc[2] == "overrides":
+        return loc[:4]
+    if loc[:1] == ("stages",) and len(loc) >= 2:
+        return loc[:2]
+    return loc[:1]
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _built(model: type[ModelT], fields: dict[str, Any] | None) -> ModelT | None:
+    if fields is None:
+        return None
+    try:
+        return model.model_validate(fields)
+    except ValidationError:
+        return None
+
+
+def _catalog_problems(
+    raw: dict[str, Any], tasks_file: TasksFile, indices: list[int], catalog: TaskCatalog
+) -> Iterator[_Report]:
     for stage in [None, *tasks_file.stages]:
-        for index, task in enumerate(tasks_file.resolved_tasks(stage)):
-            subject = f"task {task.name!r}"
+        for position, task in enumerate(tasks_file.resolved_tasks(stage)):
+            index = indices[position]
+            subject = _subject(raw, ("tasks", index))[0]
             override = tasks_file.stages[stage].overrides.get(task.name) if stage is not None else None
             if override is not None:
                 subject += f" (stage {stage!r})"
@@ -227,21 +428,16 @@ def _catalog_problems(path: Path, raw: Any, tasks_file: TasksFile, catalog: Task
             for field, message in _task_problems(task, catalog):
                 loc = (*params_loc, *field[1:]) if field[0] == "params" else ("tasks", index, *field)
                 field_path = ".".join(str(part) for part in field)
-                problem = f"{path}:{_line_of(raw, loc)}: {subject}, field {excerpt(field_path)}: {shorten(message)}"
-                if problem not in reported:
-                    reported.add(problem)
-                    yield problem
+                yield _Report(_line_of(raw, loc), f"{subject}, field {excerpt(field_path)}: {shorten(message)}")
 
 
 def _task_problems(task: ResolvedTask, catalog: TaskCatalog) -> Iterable[tuple[tuple[str | int, ...], str]]:
     """(field's path in the task, what is wrong with it) for what only the task-type catalog can tell."""
     entry = catalog.lookup(task.family, task.task_type)
     if entry is None:
-        known = ", ".join(catalog.names(task.family)) or "none"
-        yield (
-            ("task_type",),
-            f"{excerpt(task.task_type)} is not registered for runtime {task.runtime} (known: {known})",
-        )
+        known = catalog.names(task.family)
+        hint = did_you_mean(task.task_type, known) or f" (known: {', '.join(known) or 'none'})"
+        yield ("task_type",), f"{excerpt(task.task_type)} is not registered for runtime {task.runtime}{hint}"
         return
     if task.architecture is not None and task.architecture != entry.architecture.value:
         yield (
@@ -255,20 +451,62 @@ def _task_problems(task: ResolvedTask, catalog: TaskCatalog) -> Iterable[tuple[t
         yield (field,), message
 
 
-def _describe(path: Path, raw: Any, issue: Any) -> str:
+def _passed_one_time_schedules(
+    raw: dict[str, Any], tasks_file: TasksFile, indices: list[int], now: datetime
+) -> Iterator[_Report]:
+    """An ``at(...)`` whose time has passed: Scheduler accepts it and never fires it. A problem where
+    some stage enables the task, a warning where none does (a one-off kept after it ran)."""
+    passed: dict[tuple[Any, ...], tuple[str, str, list[str]]] = {}
+    stages: list[str | None] = [*tasks_file.stages] or [None]
+    for stage in stages:
+        for position, task in enumerate(tasks_file.resolved_tasks(stage)):
+            schedule = task.parsed_schedule
+            if not isinstance(schedule, AtSchedule):
+                continue
+            fires = schedule.at.replace(tzinfo=ZoneInfo(task.timezone))
+            if fires > now:
+                continue
+            index = indices[position]
+            override = tasks_file.stages[stage].overrides.get(task.name) if stage is not None else None
+            from_override = override is not None and override.schedule is not None
+            loc = (
+                ("stages", stage, "overrides", task.name, "schedule") if from_override else ("tasks", index, "schedule")
+            )
+            subject = _subject(raw, ("tasks", index))[0] + (f" (stage {stage!r})" if from_override else "")
+            moment = f"{schedule.expression} in {task.timezone} ({fires.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ})"
+            _, _, enabled_in = passed.setdefault(loc, (subject, moment, []))
+            if task.enabled and stage is not None:
+                enabled_in.append(stage)
+    for loc, (subject, moment, enabled_in) in passed.items():
+        head = f"{subject}, field 'schedule': {moment} has passed, and Scheduler never fires a one-time schedule late"
+        if enabled_in:
+            yield _Report(
+                _line_of(raw, loc),
+                f"{head}: give a future time, or disable the task in {', '.join(enabled_in)}",
+            )
+        else:
+            yield _Report(_line_of(raw, loc), f"{head} (disabled in every stage: remove it when done)", warning=True)
+
+
+def _describe(raw: Any, issue: Any) -> _Report:
     loc: tuple[Any, ...] = tuple(issue["loc"])
     if issue["type"] == PARAMS_NOT_JSON:
         loc += tuple(issue["ctx"]["path"])
     message = shorten(str(issue["msg"]).removeprefix("Value error, "))
     subject, field_path = _subject(raw, loc)
-    where = f"{path}:{_line_of(raw, loc)}"
+    shown = issue.get("input")
     if issue["type"] == "extra_forbidden":
         message = "unknown field" + did_you_mean(loc[-1], _fields_for(loc))
-    elif isinstance(issue.get("input"), str | int | float | bool):
-        message += f" (got {excerpt(issue['input'])})"
+    elif issue["type"] == "string_pattern_mismatch" and issue["ctx"]["pattern"] in PATTERN_HINTS:
+        message = f"expected {PATTERN_HINTS[issue['ctx']['pattern']]} (got {excerpt(shown)})"
+    elif issue["type"] == "literal_error" and isinstance(shown, str):
+        choices = re.findall(r"'([^']*)'", str(issue["ctx"]["expected"]))
+        message += f" (got {excerpt(shown)}){did_you_mean(shown, choices)}"
+    elif isinstance(shown, int | float | bool) or (isinstance(shown, str) and excerpt(shown) not in message):
+        message += f" (got {excerpt(shown)})"
     if field_path:
-        return f"{where}: {subject}, field {excerpt(field_path)}: {message}"
-    return f"{where}: {subject}: {message}"
+        return _Report(_line_of(raw, loc), f"{subject}, field {excerpt(field_path)}: {message}")
+    return _Report(_line_of(raw, loc), f"{subject}: {message}")
 
 
 def _subject(raw: Any, loc: tuple[Any, ...]) -> tuple[str, str]:
@@ -295,15 +533,6 @@ def _fields_for(loc: tuple[Any, ...]) -> list[str]:
     if loc[:1] == ("defaults",):
         return list(TaskDefaults.model_fields)
     return list(TasksFile.model_fields)
-
-
-def did_you_mean(word: Any, candidates: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the candidate closest to ``word``, or nothing when none is close."""
-    choices = list(candidates)
-    if len(str(word)) > 2 * max(map(len, choices), default=0):
-        return ""  # nothing that long is a typo of a known name, and comparing it would take long
-    close = difflib.get_close_matches(str(word), choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _line_of(raw: Any, loc: tuple[Any, ...]) -> int:

@@ -84,6 +84,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cron_descriptor import ExpressionDescriptor, Options
 
+from kairos.suggestions import did_you_mean
+
 __all__ = [
     "DEFAULT_TIMEZONE",
     "AtSchedule",
@@ -509,7 +511,7 @@ def validate_timezone(name: str) -> str:
     known = _known_zones()
     # An empty set means no tz database was found to list; ZoneInfo below still decides.
     if known and name not in known:
-        raise ScheduleError(f"unknown timezone {name!r}")
+        raise ScheduleError(f"unknown timezone {name!r}{did_you_mean(name, sorted(known))}")
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):

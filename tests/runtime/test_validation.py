@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
+import msgspec
+import msgspec.inspect
 import pytest
 from msgspec import Meta, field
 
 from kairos_runtime.events import ScheduledEvent, parse_instant
 from kairos_runtime.tasks import default_registry
-from kairos_runtime.validation import InvalidInputError, Model, parse
+from kairos_runtime.validation import InvalidInputError, Model, input_problems, parse
 
 
 class Leg(Model, frozen=True):
@@ -145,7 +147,9 @@ def test_patterned_params_match_the_whole_value(task_type: str, params: dict[str
         default_registry().get(task_type).parse_params(params)
 
     assert invalid.value.location == location
-    assert invalid.value.message.startswith("Expected `str` matching regex '^"), invalid.value.message
+    # The message says what fits in words (the pattern's description) and echoes the value refused.
+    assert invalid.value.message.startswith("expected "), invalid.value.message
+    assert invalid.value.message.endswith(r"\n')") or "\uff16" in invalid.value.message, invalid.value.message
 
 
 @pytest.mark.parametrize("text", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+05:00"])
@@ -157,3 +161,75 @@ def test_an_instant_beyond_the_years_python_holds_is_refused_not_a_crash(text: s
     with pytest.raises(InvalidInputError) as invalid:
         ScheduledEvent.parse(raw)
     assert invalid.value.location == "scheduled_time"
+
+
+def test_input_problems_reports_the_first_problem_of_every_field() -> None:
+    # msgspec alone stops at `quantity`; each field is then converted on its own.
+    raw = {"symbl": "X", "quantity": 0, "legs": [{"venue": "lse"}], "tags": {"a": "1"}, "extra": 1}
+
+    found = {(problem.location, problem.message) for problem in input_problems(raw, Order)}
+
+    assert found == {
+        ("symbl", "unknown field (did you mean 'symbol'?)"),
+        ("extra", "unknown field"),
+        ("quantity", "Expected `int` >= 1 (got 0)"),
+        ("legs.0.venue", "Expected `str` matching regex '^[A-Z]+$'"),
+        ("tags.*", "Expected `int`, got `str`"),  # msgspec names no mapping key
+    }, "no 'symbol' missing next to its typo 'symbl'"
+
+
+def test_input_problems_reports_a_missing_field_and_the_check_across_fields() -> None:
+    assert [(p.location, p.message) for p in input_problems({}, Order)] == [("symbol", "required field missing")]
+    assert [(p.location, p.message) for p in input_problems({"symbol": "X", "quantity": 2}, Order)] == [
+        ("", "a quantity over 1 needs legs")
+    ]
+    assert input_problems({"symbol": "X"}, Order) == []
+
+
+@pytest.mark.parametrize(
+    ("task_type", "params", "message"),
+    [
+        ("index_spot", {"group": "majr"}, "Invalid enum value 'majr': expected one of major, shanghai, shenzhen, "
+         "constituent, csi (did you mean 'major'?)"),
+        ("stock_daily", {"symbols": ["600519"], "adjust": "qqf"},
+         "Invalid enum value 'qqf': expected one of none, qfq, hfq (did you mean 'qfq'?)"),
+        ("crypto_markets", {"api_plan": "enterprise"}, "Invalid enum value 'enterprise': expected one of demo, pro"),
+        ("crypto_markets", {"vs_currency": "USD"}, "expected a lower-case currency code such as usd (got 'USD')"),
+    ],
+)  # fmt: skip
+def test_an_enum_lists_its_choices_and_a_pattern_says_what_it_means(
+    task_type: str, params: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidInputError) as invalid:
+        default_registry().get(task_type).parse_params(params)
+
+    assert invalid.value.message == message
+
+
+def _patterns_without_description(node: object, described: bool = False) -> list[str]:
+    """Every pattern in a msgspec type tree whose Meta gives no description."""
+    info = msgspec.inspect
+    if isinstance(node, info.Metadata):
+        has = bool((node.extra_json_schema or {}).get("description"))
+        return _patterns_without_description(node.type, has)
+    if isinstance(node, info.StrType):
+        return [] if node.pattern is None or described else [node.pattern]
+    if isinstance(node, info.StructType):
+        return [p for f in node.fields for p in _patterns_without_description(f.type)]
+    if isinstance(node, info.UnionType):
+        return [p for t in node.types for p in _patterns_without_description(t, described)]
+    if isinstance(node, info.ListType | info.VarTupleType | info.SetType | info.FrozenSetType):
+        return _patterns_without_description(node.item_type)
+    if isinstance(node, info.DictType):
+        return _patterns_without_description(node.value_type)
+    return []
+
+
+def test_every_pattern_of_every_params_model_has_a_description() -> None:
+    missing = {
+        task_type.name: found
+        for task_type in default_registry()
+        if (found := _patterns_without_description(msgspec.inspect.type_info(task_type.params_model)))
+    }
+
+    assert missing == {}, "give each pattern a Meta(description=...) that a message can show"

@@ -45,8 +45,8 @@ def test_alarm_email_takes_one_address_or_a_list(
 @pytest.mark.parametrize(
     ("stage", "problem"),
     [
-        ("{alarm_email: not-an-address}", "field 'alarm_email.0': String should match pattern"),
-        ("{alarm_email: [ops@example.com, 'bad address']}", "field 'alarm_email.1': String should match pattern"),
+        ("{alarm_email: not-an-address}", "field 'alarm_email.0': expected an e-mail address"),
+        ("{alarm_email: [ops@example.com, 'bad address']}", "field 'alarm_email.1': expected an e-mail address"),
         ("{alarm_email: []}", "field 'alarm_email': List should have at least 1 item"),
         ("{alarm_email: [ops@example.com, ops@example.com]}", "listed more than once: ops@example.com"),
         ("{alarm_topic_arn: 'arn:aws:sqs:eu-west-1:111122223333:queue'}", "field 'alarm_topic_arn'"),

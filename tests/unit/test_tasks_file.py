@@ -92,11 +92,16 @@ def test_a_stage_override_changes_one_task_in_that_stage_only(tmp_path: Path, ca
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        pytest.param("name: two", "name: one", "task 'one': name is used by more than one task", id="duplicate-name"),
+        pytest.param(
+            "name: two",
+            "name: one",
+            "task 'one', field 'name': task #1 (line 10) has this name already",
+            id="duplicate-name",
+        ),
         pytest.param(
             "name: two",
             "name: Two_Task",
-            "task 'Two_Task', field 'name': String should match pattern",
+            "task 'Two_Task', field 'name': expected a task name: a lower-case letter",
             id="bad-name",
         ),
         pytest.param(
@@ -162,7 +167,7 @@ def test_a_stage_override_changes_one_task_in_that_stage_only(tmp_path: Path, ca
         pytest.param(
             "dev: {enabled: [one]",
             "dev: {enabled: [one, ghost]",
-            "stage 'dev': names unknown tasks: ghost",
+            "stage 'dev', field 'enabled.1': unknown task 'ghost'",
             id="stage-unknown-task",
         ),
         pytest.param(
@@ -381,7 +386,7 @@ def test_a_params_model_problem_points_at_the_value_in_the_entry_or_the_stage_ov
 
     assert sorted(problems) == [
         f"{tmp_path / 'tasks.yaml'}:27: task 'spot', field 'params.symbols.1': "
-        "Expected `str` matching regex '^[0-9]{6}\\\\Z'",
+        "expected a six-digit exchange code such as 600519 (got '60051')",
         f"{tmp_path / 'tasks.yaml'}:8: task 'one' (stage 'prod'), field 'params.lable': "
         "unknown field (did you mean 'label'?)",
     ]

@@ -74,8 +74,8 @@ registry = TaskRegistry()
 DETAIL_SYMBOLS = 50
 """Per-symbol entries a run record lists before it only counts them."""
 
-Symbol = Annotated[str, Meta(pattern=r"^[0-9]{6}\Z", description="six-digit exchange code")]
-IndexSymbol = Annotated[str, Meta(pattern=r"^[0-9A-Z]{6}\Z", description="six-character index code")]
+Symbol = Annotated[str, Meta(pattern=r"^[0-9]{6}\Z", description="a six-digit exchange code such as 600519")]
+IndexSymbol = Annotated[str, Meta(pattern=r"^[0-9A-Z]{6}\Z", description="a six-character index code such as 000300")]
 
 
 class Adjust(StrEnum):

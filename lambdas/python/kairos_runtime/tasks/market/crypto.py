@@ -20,7 +20,14 @@ from kairos_runtime.errors import PermanentTaskError
 from kairos_runtime.log_levels import quiet_third_party_loggers
 from kairos_runtime.registry import Access, DependencyGroup, TaskOutcome, TaskRegistry
 from kairos_runtime.tables import TableId
-from kairos_runtime.tasks.market.model import AssetClass, Provenance, partition_prefix, snapshot_items, trading_date_of
+from kairos_runtime.tasks.market.model import (
+    AssetClass,
+    Provenance,
+    QuoteCurrency,
+    partition_prefix,
+    snapshot_items,
+    trading_date_of,
+)
 from kairos_runtime.tasks.market.normalise import CRYPTO_MARKET, Records, normalise_rows
 from kairos_runtime.tasks.market.upstream import (
     CrawlerParams,
@@ -38,7 +45,13 @@ SOURCE = "CoinGecko (/coins/markets via pycoingecko)"
 DEFAULT_TOP_N = 100
 API_KEY_MAX_AGE_SECONDS = 300
 
-CoinId = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,99}\Z", description="CoinGecko coin id")]
+CoinId = Annotated[
+    str,
+    Meta(
+        pattern=r"^[a-z0-9][a-z0-9-]{0,99}\Z",
+        description="a CoinGecko coin id such as bitcoin (lower-case letters, digits and -)",
+    ),
+]
 
 
 class ApiPlan(StrEnum):
@@ -56,13 +69,16 @@ class CryptoMarketsParams(CrawlerParams, frozen=True):
         ]
         | None
     ) = None
-    vs_currency: Annotated[str, Meta(pattern=r"^[a-z]{3,6}\Z", description="quote currency, e.g. usd")] = "usd"
+    vs_currency: QuoteCurrency = "usd"
     api_key_parameter: (
         Annotated[
             str,
             Meta(
                 pattern=r"^/[A-Za-z0-9_.\-/]{1,1000}\Z",
-                description="name of the SSM SecureString parameter holding the API key (the name, never the key)",
+                description=(
+                    "the name of an SSM SecureString parameter holding the API key, such as "
+                    "/kairos/coingecko/api-key (its name, never the key)"
+                ),
             ),
         ]
         | None

@@ -67,7 +67,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
+
+from msgspec import Meta
 
 from kairos_runtime.events import iso_seconds
 from kairos_runtime.tables import MARKET_DATA
@@ -76,6 +78,10 @@ SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 ItemValue = Decimal | str | int | bool
 Item = dict[str, Any]
+
+
+QuoteCurrency = Annotated[str, Meta(pattern=r"^[a-z]{3,6}\Z", description="a lower-case currency code such as usd")]
+"""A crypto quote currency as CoinGecko names it (``vs_currency``); keys store it upper-case."""
 
 
 class AssetClass(StrEnum):

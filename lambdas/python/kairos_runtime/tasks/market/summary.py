@@ -27,6 +27,7 @@ from kairos_runtime.tasks.market.model import (
     AssetClass,
     BarKind,
     Item,
+    QuoteCurrency,
     class_date_pk,
     partition_prefix,
     shanghai_day_bounds,
@@ -67,7 +68,7 @@ class DailySummaryParams(TaskParams, frozen=True):
         Annotated[date, Meta(description="the date to summarise (default: the slot's date in Asia/Shanghai)")] | None
     ) = None
     asset_classes: Annotated[tuple[AssetClass, ...], Meta(min_length=1)] = tuple(AssetClass)
-    crypto_quote_currency: Annotated[str, Meta(pattern=r"^[a-z]{3,6}\Z")] = "usd"
+    crypto_quote_currency: QuoteCurrency = "usd"
     top: Annotated[int, Meta(ge=1, le=50, description="how many gainers and losers to list")] = 5
 
 
