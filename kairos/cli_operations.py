@@ -102,8 +102,9 @@ STATUS_COLUMNS = (
     Column(""),
     Column("name"),
     Column("freshness"),
-    Column("schedule"),
     Column("last run"),
+    Column("schedule", movable=True),
+    Column("last slot (UTC)", movable=True),
     Column("last success", movable=True),
     Column("next fire (UTC)", movable=True),
     Column("ms", movable=True),
@@ -117,24 +118,22 @@ def _status_rows(statuses: list[TaskStatus]) -> list[list[Cell]]:
         row = status.as_json()
         freshness = status.verdict.freshness
         state = row["schedule_state"] or ("ENABLED" if status.task.enabled else "DISABLED")
-        last = row["last_run"]
+        last = row["last_run"] or {}
         notes = [status.verdict.reason] if status.verdict.reason else []
         if status.drift:
-            notes.append(f"drift: deployed {state}, tasks.yaml says {'on' if status.task.enabled else 'off'}")
+            notes.append(f"deployed {state}, tasks.yaml says {'on' if status.task.enabled else 'off'}")
+        last_status = str(last.get("status") or "-")
         rows.append(
             [
                 cli._marker(state == "ENABLED"),
                 status.task.name,
                 Text(freshness.value, style=FRESHNESS_STYLE[freshness]),
+                Text(last_status, style=STATUS_STYLE.get(last_status, "white")),
                 state.lower() + (" (drift)" if status.drift else ""),
-                Text.assemble(
-                    (str(last["status"]), STATUS_STYLE.get(str(last["status"]), "white")), f" {last['scheduled_time']}"
-                )
-                if last
-                else "-",
-                row["last_success"] or "-",
-                row["next_fire"] or "-",
-                "" if not last or last["duration_ms"] is None else str(last["duration_ms"]),
+                str(last.get("scheduled_time") or ""),
+                row["last_success"] or "",
+                row["next_fire"] or "",
+                "" if last.get("duration_ms") is None else str(last["duration_ms"]),
                 "; ".join(notes),
             ]
         )
