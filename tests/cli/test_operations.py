@@ -416,3 +416,28 @@ def test_an_unknown_task_has_a_suggestion(aws: Any, tasks_file: Path) -> None:
 
     assert result.exit_code == 1
     assert result.stderr == "error: unknown task 'every-fiv' (did you mean 'every-five'?)\n"
+
+
+@pytest.mark.parametrize("command", ["status", "logs", "invoke", "pause", "resume", "runs"])
+def test_help_of_the_operation_commands_shows_no_type_for_flags(command: str) -> None:
+    result = invoke(command, "--help")
+
+    assert result.exit_code == 0, result.output
+    assert "--stage" in result.stdout
+    assert "<bool>" not in result.stdout
+
+
+def test_an_unknown_run_status_is_refused_with_the_known_ones(tasks_file: Path) -> None:
+    result = invoke("runs", "--stage", "dev", "--file", str(tasks_file), "--status", "FAILD")
+
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: unknown status 'FAILD' (did you mean 'FAILED'?) (one of STARTED, SUCCEEDED, FAILED, SKIPPED)\n"
+    )
+
+
+def test_a_bad_since_is_one_line(aws: Any, tasks_file: Path) -> None:
+    result = invoke("logs", "every-five", "--stage", "dev", "--file", str(tasks_file), "--since", "yesterday")
+
+    assert result.exit_code == 2
+    assert result.stderr == "error: not a duration: 'yesterday' (use a number and s, m, h or d, e.g. 24h)\n"
