@@ -44,6 +44,7 @@ from kairos.operations.logs import follow, log_events, readable, request_filter
 from kairos.operations.schedules import schedule_states, set_schedule_state
 from kairos.operations.status import TaskStatus, failing, stage_status
 from kairos.plan import StagePlan, TaskPlan
+from kairos_runtime.events import parse_instant
 
 ProfileOption = Annotated[str | None, typer.Option("--profile", help="The AWS profile to use (default: the chain).")]
 RegionOption = Annotated[
@@ -63,6 +64,7 @@ FRESHNESS_STYLE = {
     Freshness.NEVER_RAN: "dim",
 }
 LOCAL_STAGE = "dev"
+RUN_LOG_MARGIN = timedelta(minutes=1)
 
 
 @contextmanager
@@ -218,6 +220,9 @@ def logs(
             if record is None or not record.get("request_id"):
                 raise _fail(f"no run {run_id!r} of {task.name} is recorded (kairos runs {task.name} --stage {stage})")
             pattern = request_filter(str(record["request_id"]))
+            if record.get("started_at"):
+                # A run older than --since still shows: its lines start when it did.
+                start = min(start, parse_instant(str(record["started_at"])) - RUN_LOG_MARGIN)
         log_group = deployed.task(task.name).log_group_name
         start_ms = int(start.timestamp() * 1000)
         logs_client = deployed.client("logs")

@@ -90,8 +90,9 @@ class DeployedStage:
     def task(self, name: str) -> DeployedTask:
         return self.tasks[name]
 
-    def client(self, service: str) -> Any:
-        return self.session.client(service)
+    def client(self, service: str, **options: Any) -> Any:
+        """A boto3 client of the stage's session; ``options`` as boto3's (``config=...``)."""
+        return self.session.client(service, **options)
 
     def runs_table(self) -> Any:
         """The TaskRuns table as a boto3 resource."""

@@ -19,6 +19,8 @@ from kairos_runtime.events import render_schedule_input
 from kairos_runtime.tables import TASK_RUNS
 
 EXECUTION_ID_PREFIX = "kairos-invoke-"
+INVOKE_GRACE_S = 30
+"""Waited beyond the function's timeout for its answer (boto3 would give up after 60 s)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +44,11 @@ def scheduled_event(task: TaskPlan, *, scheduled_time: datetime, execution_id: s
 def invoke_deployed(stage: DeployedStage, task: TaskPlan, *, scheduled_time: datetime) -> InvokeResult:
     """Invoke and wait (RequestResponse), then read the run record the invocation wrote."""
     event = scheduled_event(task, scheduled_time=scheduled_time)
-    answer = stage.client("lambda").invoke(
+    from botocore.config import Config
+
+    # One attempt only: boto3 retries a read timeout, and a retried Invoke runs the task again.
+    config = Config(read_timeout=task.timeout + INVOKE_GRACE_S, retries={"total_max_attempts": 1})
+    answer = stage.client("lambda", config=config).invoke(
         FunctionName=stage.task(task.name).function_name,
         InvocationType="RequestResponse",
         Payload=json.dumps(event).encode(),

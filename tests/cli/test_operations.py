@@ -351,6 +351,11 @@ def test_logs_pretty_print_powertools_lines_and_filter_to_one_run(aws: Any, plan
     assert "another run" in every.stdout
     assert one.exit_code == 0, one.output
     assert "run failed" in one.stdout
+    # --since counts back from now; a run's own lines are found from when it started all the same.
+    older = invoke(
+        "logs", "every-five", "--stage", "dev", "--file", str(tasks_file), "--run", "exec-0700", "--since", "1m"
+    )
+    assert "run failed" in older.stdout
     assert "another run" not in one.stdout
 
 
