@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
@@ -73,6 +75,8 @@ class Services:
     """What commands depend on; tests replace fields (the clock, the DynamoDB endpoint, the consoles)."""
 
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    sleep: Callable[[float], None] = time.sleep
+    """How ``kairos logs --follow`` waits between polls (tests stop the loop through it)."""
     catalog_factory: Callable[[], TaskCatalog] = load_catalog
     endpoint: Callable[[], Any] = dynamodb_endpoint
     console: Console = field(default_factory=lambda: _console(stderr=False))
@@ -655,24 +659,79 @@ def run_stage(
 def runs(
     name: Annotated[str | None, typer.Argument(help="Only this task's runs.")] = None,
     file: FileOption = DEFAULT_FILE,
-    stage: StageOption = DEFAULT_STAGE,
+    stage: Annotated[
+        str | None,
+        typer.Option("--stage", "-s", help="Read this deployed stage (without it: the embedded DynamoDB, stage dev)."),
+    ] = None,
+    local: Annotated[bool, _flag("--local", help_text="Read the embedded DynamoDB, not the deployed stage.")] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only slots this recent: 90s, 30m, 24h, 7d (every task: 7d).")
+    ] = None,
+    status: Annotated[str | None, typer.Option("--status", help="Only runs with this status (FAILED, ...).")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 20,
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="The AWS profile to use (default: the chain).")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option("--region", help="The AWS region (default: the stage's, else the chain's).")
+    ] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Run history, newest first."""
+    """Run history, newest first: of the deployed stage given with --stage, else of the embedded DynamoDB."""
+    from kairos.cli_operations import aws_errors, deployed_stage
     from kairos.local.session import LocalStage
+    from kairos.operations.history import parse_duration, stage_runs, task_runs
+    from kairos_runtime.runs import RunStatus
 
     # The names are checked against tasks.yaml first: a typo would otherwise print an empty history
     # (or create the tables of a stage that does not exist).
     tasks_file = _load(file)
-    _known_stage(tasks_file, stage)
+    _known_stage(tasks_file, stage or DEFAULT_STAGE)
     if name is not None:
         _known_task(tasks_file, name)
+    wanted = None
+    if status is not None:
+        statuses = [each.value for each in RunStatus]
+        if status.upper() not in statuses:
+            raise _fail(
+                f"unknown status {excerpt(status)}{did_you_mean(status.upper(), statuses) or ''} "
+                f"(one of {', '.join(statuses)})",
+                code=2,
+            )
+        wanted = RunStatus(status.upper())
+    try:
+        window = parse_duration(since) if since else None
+    except ValueError as error:
+        raise _fail(str(error), code=2) from None
+    now = services.clock()
 
-    with _local_dynamodb() as endpoint:
-        local = LocalStage(stage=stage, endpoint=endpoint)
-        local.prepare_tables()
-        records = local.history(task=name, limit=limit, now=services.clock())
-    _print_runs(records, title=f"runs of {name or 'every task'}, stage {stage}, newest first")
+    def read(table: Any) -> list[dict[str, Any]]:
+        if name is not None:
+            return task_runs(table, name, since=now - window if window else None, status=wanted, limit=limit)
+        return stage_runs(table, since=now - (window or timedelta(days=7)), now=now, status=wanted, limit=limit)
+
+    if stage is None or local:
+        with _local_dynamodb() as endpoint:
+            local_stage = LocalStage(stage=stage or DEFAULT_STAGE, endpoint=endpoint)
+            local_stage.prepare_tables()
+            records = read(local_stage.runs_table())
+        where = f"stage {stage or DEFAULT_STAGE}, local"
+    else:
+        deployed = deployed_stage(_plan(file, stage), profile, region)
+        with aws_errors():
+            records = read(deployed.runs_table())
+        where = f"stage {stage}, deployed"
+    if as_json:
+        _print_json(json.loads(json.dumps({"stage": stage or DEFAULT_STAGE, "runs": records}, default=_json_number)))
+        return
+    _print_runs(records, title=f"runs of {name or 'every task'}, {where}, newest first")
+
+
+def _json_number(value: object) -> object:
+    """DynamoDB's numbers (Decimal) as JSON numbers; anything else as text."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
 
 
 STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "SKIPPED": "yellow", "STARTED": "blue"}
@@ -738,6 +797,16 @@ def schema(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(tasks_file_schema(), indent=2) + "\n", encoding="utf-8")
     services.console.print(f"wrote {output}")
+
+
+def _register_operations() -> None:
+    # Below every helper they use: kairos.cli_operations imports them from this module.
+    from kairos.cli_operations import register
+
+    register(app)
+
+
+_register_operations()
 
 
 def main() -> None:

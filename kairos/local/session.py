@@ -65,7 +65,7 @@ class LocalStage:
     def _record_of(self, invocation: LocalInvocation) -> dict[str, Any] | None:
         event = invocation.event
         slot = str(event["scheduled_time"])
-        response = self._runs_table().query(
+        response = self.runs_table().query(
             KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
             ExpressionAttributeNames={"#pk": TASK_RUNS.partition_key, "#sk": TASK_RUNS.sort_key},
             ExpressionAttributeValues={
@@ -77,10 +77,10 @@ class LocalStage:
         return dict(items[-1]) if items else None
 
     def history(self, *, task: str | None, limit: int, now: datetime) -> list[dict[str, Any]]:
-        history = RunHistory(self._runs_table())
+        history = RunHistory(self.runs_table())
         if task is not None:
             return history.for_task(task, limit=limit)
         return history.recent(limit=limit, today=now)
 
-    def _runs_table(self) -> Table:
+    def runs_table(self) -> Table:
         return self._resource().Table(self.table_names[TableId.TASK_RUNS])  # type: ignore[no-any-return]

@@ -18,8 +18,10 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ ACCOUNT, REGION = "123456789012", "us-east-1"
 STAGE = "dev"
 ADDED_TASK = "smoke-added"
 COMMAND_TIMEOUT = 900
+KAIROS = Path(sys.executable).with_name("kairos")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,18 @@ class LocalAws:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+
+    def kairos(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(KAIROS), *args],
+            cwd=PROJECT_ROOT,
+            env={**self.env, "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == expect, f"kairos {' '.join(args)}: {result.stdout}\n{result.stderr}"
+        return result
 
     def cdk(self, *args: str, cwd: Path = PROJECT_ROOT, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -109,6 +124,15 @@ def local_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAws]:
         )
         try:
             wait_for_port(port, server, name="moto server", timeout=60)
+            # Before any function exists: moto's Lambda without Docker keeps its functions apart and
+            # answers an Invoke with the payload it was sent (kairos invoke is asserted on that).
+            configure = urllib.request.Request(  # noqa: S310 - the loopback moto server
+                f"{endpoint}/moto-api/config",
+                data=json.dumps({"lambda": {"use_docker": False}}).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            urllib.request.urlopen(configure, timeout=30).close()  # noqa: S310 - the loopback moto server
             aws = LocalAws(endpoint, env, workdir)
             # Outside the project, so the CLI does not synthesize the app just to bootstrap.
             aws.cdk("bootstrap", f"aws://{ACCOUNT}/{REGION}", cwd=workdir)
@@ -313,10 +337,99 @@ def test_dev_stage_deploys_diffs_clean_and_updates(local_aws: LocalAws) -> None:
     local_aws.cdk("deploy", *deploy_args(updated_file, second_out), "--require-approval", "never", "--method=direct")
 
     # Then it deploys as an update, and the stack matches the new file
-    assert_stack(local_aws, deployed(local_aws, updated_plan, second_out), "UPDATE_COMPLETE")
+    updated_stack = deployed(local_aws, updated_plan, second_out)
+    assert_stack(local_aws, updated_stack, "UPDATE_COMPLETE")
     again = local_aws.cdk("diff", *deploy_args(updated_file, workdir / "out-diff-3"), "--method=template", "--fail")
     assert "There were no differences" in again.stdout + again.stderr
     # And CDK zipped the same asset folders to the same bytes (it normalises mtimes).
     first_zips, second_zips = zip_digests(first_out), zip_digests(second_out)
     assert first_zips
     assert first_zips == second_zips
+
+    # And the deployed stage can be operated from the CLI
+    operate_the_stage(local_aws, updated_stack, updated_file)
+
+
+def operate_the_stage(aws: LocalAws, stack: Deployed, tasks_file: Path) -> None:
+    """status, runs, logs, invoke, pause and resume against the deployed stage (issue 11)."""
+    task = "python-task-1"
+    common = ("--stage", STAGE, "--file", str(tasks_file))
+    runs_table = boto3_table(aws, stack.physical_id("Tables/TaskRuns/Resource"))
+    slot = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    slot_text, started = slot.strftime("%Y-%m-%dT%H:%M:%SZ"), slot.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    runs_table.put_item(
+        Item={
+            "pk": f"TASK#{task}",
+            "sk": f"RUN#{slot_text}#smoke#1",
+            "gsi1pk": f"RUNDATE#{started[:10]}",
+            "gsi1sk": f"{started}#{task}",
+            "task": task,
+            "status": "SUCCEEDED",
+            "scheduled_time": slot_text,
+            "execution_id": "smoke",
+            "request_id": "smoke-request",
+            "started_at": started,
+            "duration_ms": 42,
+        }
+    )
+
+    status = {row["name"]: row for row in json.loads(aws.kairos("status", *common, "--json").stdout)["tasks"]}
+    assert set(status) == {each.name for each in stack.plan.tasks}
+    assert (status[task]["freshness"], status[task]["schedule_state"]) == ("OK", "ENABLED")
+    assert status[task]["last_run"]["duration_ms"] == 42
+    disabled = next(each.name for each in stack.plan.tasks if not each.enabled)
+    assert (status[disabled]["freshness"], status[disabled]["drift"]) == ("PAUSED", False)
+
+    runs = json.loads(aws.kairos("runs", task, *common, "--json").stdout)["runs"]
+    assert [(run["scheduled_time"], run["status"]) for run in runs] == [(slot_text, "SUCCEEDED")]
+
+    log_group = stack.physical_id(f"{task}/Logs/Resource")
+    logs = aws.client("logs")
+    logs.create_log_stream(logGroupName=log_group, logStreamName="smoke")
+    line = {"level": "INFO", "message": "smoke line", "timestamp": started, "function_request_id": "smoke-request"}
+    logs.put_log_events(
+        logGroupName=log_group,
+        logStreamName="smoke",
+        logEvents=[{"timestamp": int(slot.timestamp() * 1000), "message": json.dumps(line)}],
+    )
+    printed = aws.kairos("logs", task, *common, "--run", "smoke").stdout
+    assert f"{started} INFO    smoke line  [smoke-request]" in printed
+
+    invoked = aws.kairos("invoke", task, *common, "--scheduled-time", "2026-11-27T07:15:00Z", "--json", expect=1)
+    answer = json.loads(invoked.stdout)
+    sent = answer["event"]
+    assert sent | {"execution_id": "-"} == {
+        **dict(stack.plan.task(task).input_template),
+        "scheduled_time": "2026-11-27T07:15:00Z",
+        "execution_id": "-",
+        "attempt": "1",
+    }
+    assert answer["response"] == sent, "moto's Lambda answers with the event it received"
+    assert "wrote no run record for 2026-11-27T07:15:00Z" in invoked.stderr
+
+    scheduler = aws.client("scheduler")
+    schedule = {"Name": stack.physical_id(f"{task}/Schedule/Resource"), "GroupName": stack.plan.schedule_group_name}
+    before = scheduler.get_schedule(**schedule)
+    assert "the next deploy applies tasks.yaml again" in aws.kairos("pause", task, *common).stdout
+    paused = scheduler.get_schedule(**schedule)
+    assert paused["State"] == "DISABLED"
+    assert (paused["Target"], paused["ScheduleExpression"]) == (before["Target"], before["ScheduleExpression"])
+    row = next(
+        row for row in json.loads(aws.kairos("status", *common, "--json").stdout)["tasks"] if row["name"] == task
+    )
+    assert (row["freshness"], row["drift"]) == ("PAUSED", True)
+    aws.kairos("resume", task, *common)
+    assert scheduler.get_schedule(**schedule)["State"] == "ENABLED"
+
+
+def boto3_table(aws: LocalAws, name: str) -> Any:
+    import boto3
+
+    resource = boto3.resource(
+        "dynamodb",
+        endpoint_url=aws.endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    return resource.Table(name)

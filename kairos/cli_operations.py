@@ -1,0 +1,347 @@
+"""The commands that operate a stage: ``status``, ``logs``, ``invoke``, ``pause`` and ``resume``
+(``runs`` lives in :mod:`kairos.cli` and reads a deployed stage through the helpers here).
+
+Which stage is read: an explicit ``--stage S`` reads the deployed stage ``S`` (its stack
+``kairos-S``, :mod:`kairos.operations.deployed`); no ``--stage``, or ``--local``, reads the embedded
+DynamoDB (stage dev unless ``--stage`` names another). ``logs``, ``invoke``, ``pause`` and ``resume``
+only make sense deployed and require ``--stage``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from kairos import cli
+from kairos.cli import (
+    DEFAULT_FILE,
+    STATUS_STYLE,
+    FileOption,
+    JsonOption,
+    _fail,
+    _flag,
+    _instant,
+    _local_dynamodb,
+    _plan,
+    _print_json,
+    _print_runs,
+    services,
+)
+from kairos.cli_tables import Cell, Column, fitted_table
+from kairos.excerpts import excerpt, shorten
+from kairos.loading import did_you_mean
+from kairos.operations.deployed import AwsAccess, DeployedStage, DeployedStageError, aws_error, resolve_stage
+from kairos.operations.freshness import Freshness
+from kairos.operations.history import parse_duration
+from kairos.operations.invoke import invoke_deployed
+from kairos.operations.logs import follow, log_events, readable, request_filter
+from kairos.operations.schedules import schedule_states, set_schedule_state
+from kairos.operations.status import TaskStatus, failing, stage_status
+from kairos.plan import StagePlan, TaskPlan
+from kairos_runtime.events import parse_instant
+
+ProfileOption = Annotated[str | None, typer.Option("--profile", help="The AWS profile to use (default: the chain).")]
+RegionOption = Annotated[
+    str | None, typer.Option("--region", help="The AWS region (default: the stage's, else the chain's).")
+]
+LocalOption = Annotated[bool, _flag("--local", help_text="Read the embedded DynamoDB, not the deployed stage.")]
+ReadStageOption = Annotated[
+    str | None,
+    typer.Option("--stage", "-s", help="Read this deployed stage (without it: the embedded DynamoDB, stage dev)."),
+]
+DeployedStageOption = Annotated[str, typer.Option("--stage", "-s", help="The deployed stage.")]
+FRESHNESS_STYLE = {
+    Freshness.OK: "green",
+    Freshness.LATE: "red",
+    Freshness.FAILING: "red",
+    Freshness.PAUSED: "yellow",
+    Freshness.NEVER_RAN: "dim",
+}
+LOCAL_STAGE = "dev"
+RUN_LOG_MARGIN = timedelta(minutes=1)
+
+
+@contextmanager
+def aws_errors() -> Iterator[None]:
+    """An AWS failure during a command is one line and exit 1, never a traceback."""
+    try:
+        yield
+    except DeployedStageError as error:
+        raise _fail(str(error)) from None
+    except Exception as error:
+        message = aws_error(error)
+        if message is None:
+            raise
+        raise _fail(message) from None
+
+
+def deployed_stage(plan: StagePlan, profile: str | None, region: str | None) -> DeployedStage:
+    with aws_errors():
+        return resolve_stage(plan, AwsAccess(profile=profile, region=region))
+
+
+def known_task(plan: StagePlan, name: str) -> TaskPlan:
+    names = [task.name for task in plan.tasks]
+    if name not in names:
+        raise _fail(f"unknown task {excerpt(name)}{did_you_mean(name, names) or ' (kairos list shows every task)'}")
+    return plan.task(name)
+
+
+def _since(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise _fail(str(error), code=2) from None
+
+
+STATUS_COLUMNS = (
+    Column(""),
+    Column("name"),
+    Column("freshness"),
+    Column("last run"),
+    Column("schedule", movable=True),
+    Column("last slot (UTC)", movable=True),
+    Column("last success", movable=True),
+    Column("next fire (UTC)", movable=True),
+    Column("ms", movable=True),
+    Column("why", folds=True),
+)
+
+
+def _status_rows(statuses: list[TaskStatus]) -> list[list[Cell]]:
+    rows: list[list[Cell]] = []
+    for status in statuses:
+        row = status.as_json()
+        freshness = status.verdict.freshness
+        state = row["schedule_state"] or ("ENABLED" if status.task.enabled else "DISABLED")
+        last = row["last_run"] or {}
+        notes = [status.verdict.reason] if status.verdict.reason else []
+        if status.drift:
+            notes.append(f"deployed {state}, tasks.yaml says {'on' if status.task.enabled else 'off'}")
+        last_status = str(last.get("status") or "-")
+        rows.append(
+            [
+                cli._marker(state == "ENABLED"),
+                status.task.name,
+                Text(freshness.value, style=FRESHNESS_STYLE[freshness]),
+                Text(last_status, style=STATUS_STYLE.get(last_status, "white")),
+                state.lower() + (" (drift)" if status.drift else ""),
+                str(last.get("scheduled_time") or ""),
+                row["last_success"] or "",
+                row["next_fire"] or "",
+                "" if last.get("duration_ms") is None else str(last["duration_ms"]),
+                "; ".join(notes),
+            ]
+        )
+    return rows
+
+
+def status(
+    file: FileOption = DEFAULT_FILE,
+    stage: ReadStageOption = None,
+    local: LocalOption = False,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A row per task: schedule state (and drift), last run, last success, next fire, freshness.
+    Exits 1 when any enabled task is LATE or FAILING."""
+    plan = _plan(file, stage or LOCAL_STAGE)
+    now = services.clock()
+    if stage is None or local:
+        from kairos.local.session import LocalStage
+
+        with _local_dynamodb() as endpoint:
+            local_stage = LocalStage(stage=plan.stage, endpoint=endpoint)
+            local_stage.prepare_tables()
+            statuses = stage_status(plan, local_stage.runs_table(), deployed_states=None, now=now)
+        where = f"stage {plan.stage}, local ({endpoint.url})"
+    else:
+        deployed = deployed_stage(plan, profile, region)
+        with aws_errors():
+            statuses = stage_status(plan, deployed.runs_table(), deployed_states=schedule_states(deployed), now=now)
+        where = f"stage {plan.stage}, deployed ({deployed.stack_name})"
+    bad = failing(statuses)
+    if as_json:
+        _print_json(
+            {
+                "stage": plan.stage,
+                "deployed": not (stage is None or local),
+                "tasks": [s.as_json() for s in statuses],
+            }
+        )
+    else:
+        services.console.print(
+            fitted_table(
+                title=f"Kairos status, {where}",
+                columns=STATUS_COLUMNS,
+                rows=_status_rows(statuses),
+                width=services.console.width,
+                collect_into="why",
+            )
+        )
+        counts: dict[str, int] = {}
+        for each in statuses:
+            counts[each.verdict.freshness.value] = counts.get(each.verdict.freshness.value, 0) + 1
+        services.console.print(", ".join(f"{count} {name}" for name, count in counts.items()))
+    if bad:
+        raise typer.Exit(1)
+
+
+def logs(
+    name: str,
+    stage: DeployedStageOption,
+    file: FileOption = DEFAULT_FILE,
+    since: Annotated[str, typer.Option("--since", help="How far back: 90s, 30m, 1h, 7d.")] = "1h",
+    keep_following: Annotated[bool, _flag("--follow", help_text="Keep printing new lines until Ctrl-C.")] = False,
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Only this run's lines (its execution id or request id).")
+    ] = None,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+) -> None:
+    """The task's log lines from its log group, Powertools JSON made readable."""
+    plan = _plan(file, stage)
+    task = known_task(plan, name)
+    start = services.clock() - _since(since)
+    deployed = deployed_stage(plan, profile, region)
+    pattern = None
+    with aws_errors():
+        if run_id is not None:
+            from kairos.operations.history import find_run
+
+            record = find_run(deployed.runs_table(), task.name, run_id)
+            if record is None or not record.get("request_id"):
+                raise _fail(f"no run {run_id!r} of {task.name} is recorded (kairos runs {task.name} --stage {stage})")
+            pattern = request_filter(str(record["request_id"]))
+            if record.get("started_at"):
+                # A run older than --since still shows: its lines start when it did.
+                start = min(start, parse_instant(str(record["started_at"])) - RUN_LOG_MARGIN)
+        log_group = deployed.task(task.name).log_group_name
+        start_ms = int(start.timestamp() * 1000)
+        logs_client = deployed.client("logs")
+
+        def emit(event: dict[str, Any]) -> None:
+            services.console.out(readable(event).text(), highlight=False)
+
+        if not keep_following:
+            count = 0
+            for event in log_events(logs_client, log_group, start_ms=start_ms, pattern=pattern):
+                emit(event)
+                count += 1
+            if count == 0:
+                services.errors.print(f"no log lines in {log_group} in the last {since}", markup=False)
+            return
+        try:
+            follow(
+                logs_client,
+                log_group,
+                start_ms=start_ms,
+                pattern=pattern,
+                emit=emit,
+                keep_going=lambda: True,
+                sleep=services.sleep,
+            )
+        except KeyboardInterrupt:
+            services.errors.print("stopped following", markup=False)
+
+
+def invoke(
+    name: str,
+    stage: DeployedStageOption,
+    file: FileOption = DEFAULT_FILE,
+    scheduled_time: Annotated[
+        str | None, typer.Option(help="The slot to run, ISO 8601 (default: now, to the minute).")
+    ] = None,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Invoke the deployed function with the event its schedule sends, wait, and print the run
+    record it wrote. Exits 1 when the run FAILED or no record was written."""
+    plan = _plan(file, stage)
+    task = known_task(plan, name)
+    slot = (_instant(scheduled_time) if scheduled_time else services.clock()).replace(second=0, microsecond=0)
+    deployed = deployed_stage(plan, profile, region)
+    with aws_errors():
+        result = invoke_deployed(deployed, task, scheduled_time=slot)
+    if as_json:
+        _print_json(
+            json.loads(
+                json.dumps(
+                    {
+                        "task": task.name,
+                        "stage": stage,
+                        "event": result.event,
+                        "function_error": result.function_error,
+                        "response": result.response,
+                        "record": result.record,
+                    },
+                    default=cli._json_number,
+                )
+            )
+        )
+    else:
+        _print_runs([result.record] if result.record else [], title=f"{name}: invoked in stage {stage}")
+    if result.function_error:
+        raise _fail(f"the function failed ({result.function_error}): {shorten(str(result.response))}")
+    if result.record is None:
+        raise _fail(
+            f"the function answered but wrote no run record for {result.event['scheduled_time']} "
+            f"(execution id {result.event['execution_id']}): see kairos logs {name} --stage {stage}"
+        )
+    if result.record.get("status") == "FAILED":
+        raise typer.Exit(1)
+
+
+def toggle(name: str, stage: str, file: Any, profile: str | None, region: str | None, *, enabled: bool) -> None:
+    plan = _plan(file, stage)
+    task = known_task(plan, name)
+    deployed = deployed_stage(plan, profile, region)
+    with aws_errors():
+        change = set_schedule_state(deployed, task.name, enabled=enabled)
+    verb = "resumed" if enabled else "paused"
+    already = change.before == change.after
+    services.console.print(
+        f"{name} ({change.schedule} in stage {stage}): "
+        + (f"already {change.after}" if already else f"{verb}, {change.before} -> {change.after}"),
+        markup=False,
+    )
+    services.console.print(
+        f"the next deploy applies tasks.yaml again ({name} is {'on' if task.enabled else 'off'} there)",
+        markup=False,
+    )
+
+
+def pause(
+    name: str,
+    stage: DeployedStageOption,
+    file: FileOption = DEFAULT_FILE,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+) -> None:
+    """Disable the task's deployed schedule without a redeploy (the other schedule fields are kept)."""
+    toggle(name, stage, file, profile, region, enabled=False)
+
+
+def resume(
+    name: str,
+    stage: DeployedStageOption,
+    file: FileOption = DEFAULT_FILE,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+) -> None:
+    """Enable the task's deployed schedule again without a redeploy."""
+    toggle(name, stage, file, profile, region, enabled=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the operation commands to the ``kairos`` app."""
+    for command in (status, logs, invoke, pause, resume):
+        app.command(command.__name__)(command)

@@ -1,0 +1,211 @@
+"""Finding a deployed stage: its physical names, read from CloudFormation.
+
+The stack ``kairos-<stage>`` (:attr:`~kairos.plan.StagePlan.stack_name`) is read with two kinds of
+request, whatever the number of tasks: ``GetTemplate`` (the deployed template, whose resources carry
+the construct path CDK records as ``aws:cdk:path`` metadata) and ``ListStackResources`` (logical id to
+physical id, 100 a page). Each resource is matched by its construct path, which the plan decides
+(:func:`task_paths`), never by one stack output per task: CloudFormation allows 200 outputs a stack.
+
+AWS is reached with the user's own configuration: ``--profile`` / ``--region`` when given, else the
+usual chain (environment, shared files, SSO, instance roles); botocore honours ``AWS_ENDPOINT_URL``
+and ``AWS_ENDPOINT_URL_<SERVICE>``, so a local emulator (moto) works without code here knowing.
+
+Other commands use it as::
+
+    stage = resolve_stage(plan, AwsAccess(profile=None, region=None))
+    stage.task("crypto-markets").function_name
+    stage.client("lambda")
+
+Every failure (no credentials, no such stack, a stack deployed from another tasks.yaml) is a
+:class:`DeployedStageError` whose message is one line for the user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kairos.plan import StagePlan, TaskPlan
+from kairos_runtime.tables import TABLE_DESIGNS, TableId
+
+CDK_PATH = "aws:cdk:path"
+# Construct ids the stack gives each part (kairos_stack.scheduled_task, .stage_stack, .data_tables,
+# .dead_letter_queue); tests/infra/test_deployed_paths.py holds the synthesized template to them.
+FUNCTION_PATH = "{task}/Function/Resource"
+LOG_GROUP_PATH = "{task}/Logs/Resource"
+SCHEDULE_PATH = "{task}/Schedule/Resource"
+TABLE_PATH = "Tables/{construct_id}/Resource"
+DEAD_LETTER_QUEUE_PATH = "DeadLetters/Queue/Resource"
+
+
+class DeployedStageError(RuntimeError):
+    """The stage cannot be read as deployed; the message is one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class AwsAccess:
+    """How to reach AWS: a named profile and a region, each ``None`` for the usual chain."""
+
+    profile: str | None = None
+    region: str | None = None
+
+    def session(self, plan: StagePlan) -> Any:
+        import boto3
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            # A region from the command line wins over the stage's own (tasks.yaml), then the chain.
+            return boto3.Session(profile_name=self.profile, region_name=self.region or plan.region)
+        except BotoCoreError as error:
+            raise DeployedStageError(f"cannot use the AWS configuration: {error}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class DeployedTask:
+    name: str
+    function_name: str
+    log_group_name: str
+    schedule_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeployedStage:
+    """A stage as deployed: the plan it was checked against, and the physical name of each part."""
+
+    plan: StagePlan
+    tasks: Mapping[str, DeployedTask]
+    table_names: Mapping[TableId, str]
+    dead_letter_queue_url: str
+    session: Any = field(repr=False, compare=False)
+
+    @property
+    def stack_name(self) -> str:
+        return self.plan.stack_name
+
+    @property
+    def schedule_group_name(self) -> str:
+        return self.plan.schedule_group_name
+
+    def task(self, name: str) -> DeployedTask:
+        return self.tasks[name]
+
+    def client(self, service: str, **options: Any) -> Any:
+        """A boto3 client of the stage's session; ``options`` as boto3's (``config=...``)."""
+        return self.session.client(service, **options)
+
+    def runs_table(self) -> Any:
+        """The TaskRuns table as a boto3 resource."""
+        return self.session.resource("dynamodb").Table(self.table_names[TableId.TASK_RUNS])
+
+
+def task_paths(task: TaskPlan) -> dict[str, str]:
+    """The construct paths (below the stack) of a task's function, log group and schedule."""
+    return {
+        "function": FUNCTION_PATH.format(task=task.name),
+        "log_group": LOG_GROUP_PATH.format(task=task.name),
+        "schedule": SCHEDULE_PATH.format(task=task.name),
+    }
+
+
+def physical_by_path(stack_name: str, template: Mapping[str, Any], physical: Mapping[str, str]) -> dict[str, str]:
+    """Construct path (below the stack) to physical id, for every resource of the deployed template."""
+    prefix = f"{stack_name}/"
+    by_path = {}
+    for logical_id, resource in template.get("Resources", {}).items():
+        path = str(resource.get("Metadata", {}).get(CDK_PATH, ""))
+        if path.startswith(prefix) and logical_id in physical:
+            by_path[path.removeprefix(prefix)] = physical[logical_id]
+    return by_path
+
+
+def match_stage(
+    plan: StagePlan, template: Mapping[str, Any], physical: Mapping[str, str], *, session: Any = None
+) -> DeployedStage:
+    """The deployed stage, once every task of the plan is found in it and it has no other.
+
+    Pure: ``template`` is the deployed template, ``physical`` its logical-to-physical ids.
+    """
+    by_path = physical_by_path(plan.stack_name, template, physical)
+    if not by_path:
+        raise DeployedStageError(
+            f"stack {plan.stack_name} has no resource with CDK's construct path ({CDK_PATH} metadata): "
+            "it was not deployed by kairos, or with path metadata turned off"
+        )
+    planned = {task.name for task in plan.tasks}
+    deployed_tasks = {path.split("/")[0] for path in by_path if path.endswith("/Function/Resource")}
+    missing, extra = sorted(planned - deployed_tasks), sorted(deployed_tasks - planned)
+    if missing or extra:
+        differences = ([f"not deployed: {', '.join(missing)}"] if missing else []) + (
+            [f"deployed but not in the file: {', '.join(extra)}"] if extra else []
+        )
+        raise DeployedStageError(
+            f"stage {plan.stage} was deployed from a different tasks.yaml ({'; '.join(differences)}): "
+            "deploy this file, or pass the file it was deployed from (--file)"
+        )
+    tasks = {}
+    for task in plan.tasks:
+        paths = task_paths(task)
+        absent = [kind for kind, path in paths.items() if path not in by_path]
+        if absent:
+            raise DeployedStageError(
+                f"task {task.name} in stack {plan.stack_name} lacks its {', '.join(absent)}: "
+                "it was deployed by another version of kairos; deploy again"
+            )
+        tasks[task.name] = DeployedTask(
+            task.name, by_path[paths["function"]], by_path[paths["log_group"]], by_path[paths["schedule"]]
+        )
+    tables = {}
+    for table_id, design in TABLE_DESIGNS.items():
+        path = TABLE_PATH.format(construct_id=design.construct_id)
+        if path not in by_path:
+            raise DeployedStageError(f"stack {plan.stack_name} has no {design.construct_id} table: deploy again")
+        tables[table_id] = by_path[path]
+    return DeployedStage(plan, tasks, tables, by_path.get(DEAD_LETTER_QUEUE_PATH, ""), session)
+
+
+def resolve_stage(plan: StagePlan, access: AwsAccess) -> DeployedStage:
+    """Read the stage's stack from CloudFormation and match it to ``plan`` (see the module docstring)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    session = access.session(plan)
+    try:
+        cloudformation = session.client("cloudformation")
+        template = cloudformation.get_template(StackName=plan.stack_name, TemplateStage="Original")["TemplateBody"]
+        physical = {
+            summary["LogicalResourceId"]: summary.get("PhysicalResourceId", "")
+            for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=plan.stack_name)
+            for summary in page["StackResourceSummaries"]
+        }
+    except ClientError as error:
+        message = str(error.response.get("Error", {}).get("Message", error))
+        if "does not exist" in message:
+            region = session.region_name or "the default region"
+            raise DeployedStageError(
+                f"stage {plan.stage} is not deployed: no stack {plan.stack_name} in {region} "
+                f"(deploy it with `npx cdk deploy -c stage={plan.stage}`, pick the account with --profile / "
+                "--region, or use --local)"
+            ) from None
+        raise DeployedStageError(f"cannot read stack {plan.stack_name}: {message}") from None
+    except BotoCoreError as error:
+        raise DeployedStageError(f"cannot reach AWS to read stack {plan.stack_name}: {error}") from None
+    if isinstance(template, str):  # a template deployed as YAML; CDK writes JSON, which boto3 decodes
+        import json
+
+        try:
+            template = json.loads(template)
+        except ValueError:
+            raise DeployedStageError(f"stack {plan.stack_name} has a template kairos did not write") from None
+    return match_stage(plan, template, physical, session=session)
+
+
+def aws_error(error: BaseException) -> str | None:
+    """One line for an AWS failure during a command (``None`` when it is not one)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        return f"{details.get('Code', 'error')}: {details.get('Message', error)}"
+    if isinstance(error, BotoCoreError):
+        return str(error)
+    return None

@@ -1,0 +1,60 @@
+"""The deployed schedules' states, and ``kairos pause`` / ``resume`` through the Scheduler API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kairos.operations.deployed import DeployedStage
+
+# UpdateSchedule replaces the whole schedule: a field left out is reset (to no description, no
+# start date, no dead-letter queue...), so every field GetSchedule returns that UpdateSchedule takes
+# is sent back unchanged ("UpdateSchedule", EventBridge Scheduler API Reference).
+UPDATABLE_FIELDS = (
+    "Name",
+    "GroupName",
+    "ScheduleExpression",
+    "ScheduleExpressionTimezone",
+    "StartDate",
+    "EndDate",
+    "Description",
+    "State",
+    "KmsKeyArn",
+    "Target",
+    "FlexibleTimeWindow",
+    "ActionAfterCompletion",
+)
+
+
+def schedule_states(stage: DeployedStage) -> dict[str, str]:
+    """Task name to its schedule's State, from ListSchedules of the stage's group (100 a page)."""
+    by_schedule = {task.schedule_name: name for name, task in stage.tasks.items()}
+    states = {}
+    paginator = stage.client("scheduler").get_paginator("list_schedules")
+    for page in paginator.paginate(GroupName=stage.schedule_group_name):
+        for summary in page.get("Schedules", []):
+            if summary.get("Name") in by_schedule:
+                states[by_schedule[summary["Name"]]] = str(summary.get("State"))
+    return states
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    task: str
+    schedule: str
+    before: str
+    after: str
+
+
+def set_schedule_state(stage: DeployedStage, task: str, *, enabled: bool) -> StateChange:
+    """Get the task's schedule, then update it with only its State changed."""
+    scheduler = stage.client("scheduler")
+    name = stage.task(task).schedule_name
+    current: dict[str, Any] = scheduler.get_schedule(Name=name, GroupName=stage.schedule_group_name)
+    wanted = "ENABLED" if enabled else "DISABLED"
+    before = str(current.get("State"))
+    if before != wanted:
+        update = {field: current[field] for field in UPDATABLE_FIELDS if current.get(field) is not None}
+        update["State"] = wanted
+        scheduler.update_schedule(**update)
+    return StateChange(task, name, before, wanted)

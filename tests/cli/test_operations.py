@@ -1,0 +1,448 @@
+"""status, runs --stage, logs, invoke, pause and resume against a deployed stage in moto (in-process).
+
+The stack is created through moto's CloudFormation from a template shaped like the synthesized one
+(the same construct paths, tables from the designs, a function, log group and schedule per task),
+so ``kairos.operations.deployed`` finds it exactly as it finds a real deployment. The Scheduler
+resource models are the deploy smoke's (moto lacks them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import tests.deploy.moto_server_with_scheduler  # noqa: F401 - registers AWS::Scheduler::* in moto's CloudFormation
+from kairos import cli
+from kairos.catalog import load_catalog
+from kairos.loading import load_tasks_file
+from kairos.local.tables import tables_from_designs
+from kairos.operations.deployed import FUNCTION_PATH, LOG_GROUP_PATH, SCHEDULE_PATH, TABLE_PATH
+from kairos.plan import StagePlan, input_json, plan_stage
+from kairos_runtime.tables import TABLE_DESIGNS
+
+NOW = datetime(2026, 11, 27, 7, 12, 30, tzinfo=UTC)
+TASKS_YAML = """\
+defaults: {runtime: python3.13, memory: 256, timeout: 60, timezone: UTC}
+stages:
+  dev: {enabled: [every-five]}
+tasks:
+  - name: every-five
+    task_type: simple_task_1
+    schedule: rate(5 minutes)
+    params: {label: five}
+  - name: nightly
+    task_type: simple_task_1
+    schedule: cron(0 18 * * ? *)
+    params: {label: nightly}
+"""
+
+
+@pytest.fixture
+def tasks_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tasks.yaml"
+    path.write_text(TASKS_YAML, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def plan(tasks_file: Path) -> StagePlan:
+    catalog = load_catalog()
+    return plan_stage(load_tasks_file(tasks_file, catalog), catalog, "dev")
+
+
+def stack_template(plan: StagePlan) -> dict[str, Any]:
+    def at(path: str) -> dict[str, Any]:
+        return {"aws:cdk:path": f"{plan.stack_name}/{path}"}
+
+    resources: dict[str, Any] = {
+        "Role": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}},
+            "Metadata": at("Role/Resource"),
+        },
+        "Group": {
+            "Type": "AWS::Scheduler::ScheduleGroup",
+            "Properties": {"Name": plan.schedule_group_name},
+            "Metadata": at("ScheduleGroup/Resource"),
+        },
+        "Queue": {"Type": "AWS::SQS::Queue", "Properties": {}, "Metadata": at("DeadLetters/Queue/Resource")},
+    }
+    for table in tables_from_designs(plan.stage):
+        design = TABLE_DESIGNS[table.table_id]
+        resources[f"Table{design.construct_id}"] = {
+            "Type": "AWS::DynamoDB::Table",
+            "Properties": dict(table.definition),
+            "Metadata": at(TABLE_PATH.format(construct_id=design.construct_id)),
+        }
+    for index, task in enumerate(plan.tasks):
+        resources[f"Function{index}"] = {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {
+                "Runtime": "python3.13",
+                "Handler": "index.handler",
+                "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+                "Code": {"ZipFile": "def handler(event, context):\n    return event\n"},
+            },
+            "Metadata": at(FUNCTION_PATH.format(task=task.name)),
+        }
+        resources[f"Logs{index}"] = {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {},
+            "Metadata": at(LOG_GROUP_PATH.format(task=task.name)),
+        }
+        resources[f"Schedule{index}"] = {
+            "Type": "AWS::Scheduler::Schedule",
+            "Properties": {
+                "Name": f"{task.name}-schedule",
+                "GroupName": plan.schedule_group_name,
+                "Description": f"{task.name}: {task.schedule_expression}",
+                "ScheduleExpression": task.schedule_expression,
+                "ScheduleExpressionTimezone": task.timezone,
+                "FlexibleTimeWindow": {"Mode": "OFF"},
+                "State": "ENABLED" if task.enabled else "DISABLED",
+                "Target": {
+                    "Arn": {"Fn::GetAtt": [f"Function{index}", "Arn"]},
+                    "RoleArn": {"Fn::GetAtt": ["Role", "Arn"]},
+                    "Input": input_json(dict(task.input_template)),
+                    "RetryPolicy": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 300},
+                },
+            },
+            "Metadata": at(SCHEDULE_PATH.format(task=task.name)),
+        }
+    return {"Resources": resources}
+
+
+@pytest.fixture
+def aws(plan: StagePlan, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setattr(cli.services, "clock", lambda: NOW)
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        boto3.client("cloudformation").create_stack(
+            StackName=plan.stack_name, TemplateBody=json.dumps(stack_template(plan))
+        )
+        yield boto3.session.Session()
+
+
+def physical(session: Any, plan: StagePlan, path: str) -> str:
+    template = session.client("cloudformation").get_template(StackName=plan.stack_name)["TemplateBody"]
+    (logical,) = [
+        key for key, value in template["Resources"].items() if value["Metadata"]["aws:cdk:path"].endswith("/" + path)
+    ]
+    summaries = session.client("cloudformation").list_stack_resources(StackName=plan.stack_name)
+    found = [s["PhysicalResourceId"] for s in summaries["StackResourceSummaries"] if s["LogicalResourceId"] == logical]
+    return str(found[0])
+
+
+def runs_table(session: Any, plan: StagePlan) -> Any:
+    return session.resource("dynamodb").Table(physical(session, plan, "Tables/TaskRuns/Resource"))
+
+
+def put_run(table: Any, task: str, slot: datetime, status: str, **extra: Any) -> None:
+    started = slot + timedelta(seconds=2)
+    started_text = started.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    slot_text = slot.strftime("%Y-%m-%dT%H:%M:%SZ")
+    table.put_item(
+        Item={
+            "pk": f"TASK#{task}",
+            "sk": f"RUN#{slot_text}#exec-{slot:%H%M}#1",
+            "gsi1pk": f"RUNDATE#{started_text[:10]}",
+            "gsi1sk": f"{started_text}#{task}",
+            "task": task,
+            "status": status,
+            "scheduled_time": slot_text,
+            "execution_id": f"exec-{slot:%H%M}",
+            "request_id": f"request-{slot:%H%M}",
+            "started_at": started_text,
+            "duration_ms": 1200,
+            **extra,
+        }
+    )
+
+
+def invoke(*args: str, columns: int = 200) -> Any:
+    return CliRunner().invoke(cli.app, list(args), env={"COLUMNS": str(columns)})
+
+
+def test_status_rows_each_task_with_freshness_and_exits_1_when_one_is_late(
+    aws: Any, plan: StagePlan, tasks_file: Path
+) -> None:
+    table = runs_table(aws, plan)
+    put_run(table, "every-five", datetime(2026, 11, 27, 6, 40, tzinfo=UTC), "SUCCEEDED")
+
+    result = invoke("status", "--stage", "dev", "--file", str(tasks_file), "--json")
+
+    assert result.exit_code == 1, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)["tasks"]}
+    assert rows["every-five"]["freshness"] == "LATE"
+    assert rows["every-five"]["schedule_state"] == "ENABLED"
+    assert rows["every-five"]["last_run"] == {
+        "status": "SUCCEEDED",
+        "scheduled_time": "2026-11-27T06:40:00Z",
+        "started_at": "2026-11-27T06:40:02.000Z",
+        "duration_ms": 1200,
+    }
+    assert rows["every-five"]["next_fire"] == "2026-11-27T07:15:00Z"
+    assert rows["nightly"]["freshness"] == "PAUSED"
+    assert rows["nightly"]["drift"] is False
+
+
+def test_status_is_ok_after_a_recent_success_and_prints_at_80_columns(
+    aws: Any, plan: StagePlan, tasks_file: Path
+) -> None:
+    put_run(runs_table(aws, plan), "every-five", datetime(2026, 11, 27, 7, 0, tzinfo=UTC), "SUCCEEDED")
+
+    result = invoke("status", "--stage", "dev", "--file", str(tasks_file), columns=80)
+
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 80 for line in result.stdout.splitlines())
+    assert "every-five" in result.stdout
+    assert "OK" in result.stdout
+    assert "PAUSED" in result.stdout
+
+
+def test_pause_keeps_every_other_field_and_status_shows_the_drift(aws: Any, plan: StagePlan, tasks_file: Path) -> None:
+    scheduler = aws.client("scheduler")
+    before = scheduler.get_schedule(Name="every-five-schedule", GroupName=plan.schedule_group_name)
+
+    paused = invoke("pause", "every-five", "--stage", "dev", "--file", str(tasks_file))
+
+    assert paused.exit_code == 0, paused.output
+    assert "ENABLED -> DISABLED" in paused.stdout
+    assert "the next deploy applies tasks.yaml again" in paused.stdout
+    after = scheduler.get_schedule(Name="every-five-schedule", GroupName=plan.schedule_group_name)
+    assert after["State"] == "DISABLED"
+    for field in ("ScheduleExpression", "ScheduleExpressionTimezone", "Description", "Target", "FlexibleTimeWindow"):
+        assert after[field] == before[field], field
+    status = json.loads(invoke("status", "--stage", "dev", "--file", str(tasks_file), "--json").stdout)
+    row = next(row for row in status["tasks"] if row["name"] == "every-five")
+    assert (row["freshness"], row["schedule_state"], row["drift"]) == ("PAUSED", "DISABLED", True)
+
+    resumed = invoke("resume", "every-five", "--stage", "dev", "--file", str(tasks_file))
+
+    assert resumed.exit_code == 0, resumed.output
+    assert scheduler.get_schedule(Name="every-five-schedule", GroupName=plan.schedule_group_name)["State"] == "ENABLED"
+
+
+def test_runs_of_the_deployed_stage_filter_by_task_status_and_since(
+    aws: Any, plan: StagePlan, tasks_file: Path
+) -> None:
+    table = runs_table(aws, plan)
+    for minute, status in ((50, "SUCCEEDED"), (55, "FAILED"), (0, "SUCCEEDED")):
+        hour = 6 if minute else 7
+        put_run(table, "every-five", datetime(2026, 11, 27, hour, minute, tzinfo=UTC), status)
+    put_run(table, "every-five", datetime(2026, 11, 25, 7, 0, tzinfo=UTC), "FAILED")
+
+    failed = invoke("runs", "every-five", "--stage", "dev", "--file", str(tasks_file), "--status", "failed", "--json")
+    recent = invoke("runs", "--stage", "dev", "--file", str(tasks_file), "--since", "1h", "--json")
+
+    assert failed.exit_code == 0, failed.output
+    assert [run["scheduled_time"] for run in json.loads(failed.stdout)["runs"]] == [
+        "2026-11-27T06:55:00Z",
+        "2026-11-25T07:00:00Z",
+    ]
+    assert json.loads(failed.stdout)["runs"][0]["duration_ms"] == 1200
+    assert recent.exit_code == 0, recent.output
+    assert [run["scheduled_time"] for run in json.loads(recent.stdout)["runs"]] == [
+        "2026-11-27T07:00:00Z",
+        "2026-11-27T06:55:00Z",
+        "2026-11-27T06:50:00Z",
+    ]
+
+
+def test_invoke_sends_the_schedules_event_and_reports_a_missing_record(
+    aws: Any, plan: StagePlan, tasks_file: Path
+) -> None:
+    result = invoke(
+        "invoke", "every-five", "--stage", "dev", "--file", str(tasks_file), "--scheduled-time", "2026-11-27T07:10"
+    )
+
+    # moto's Lambda without Docker answers with the payload it received, and runs nothing.
+    assert result.exit_code == 1
+    assert "wrote no run record for 2026-11-27T07:10:00Z" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_invoke_prints_the_record_the_run_wrote(
+    aws: Any, plan: StagePlan, tasks_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    monkeypatch.setattr(uuid, "uuid4", lambda: "fixed")
+    table = runs_table(aws, plan)
+    slot = "2026-11-27T07:10:00Z"
+    table.put_item(
+        Item={
+            "pk": "TASK#every-five",
+            "sk": f"RUN#{slot}#kairos-invoke-fixed#1",
+            "task": "every-five",
+            "status": "SUCCEEDED",
+            "scheduled_time": slot,
+            "duration_ms": 5,
+        }
+    )
+
+    result = invoke(
+        "invoke", "every-five", "--stage", "dev", "--file", str(tasks_file), "--scheduled-time", slot, "--json"
+    )
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    expected_event = {
+        "task": "every-five",
+        "task_type": "simple_task_1",
+        "params": {"label": "five"},
+        "scheduled_time": slot,
+        "execution_id": "kairos-invoke-fixed",
+        "attempt": "1",
+    }
+    assert document["event"] == expected_event
+    assert document["response"] == expected_event, "moto's function echoes the event it was invoked with"
+    assert document["record"]["status"] == "SUCCEEDED"
+
+
+def test_logs_pretty_print_powertools_lines_and_filter_to_one_run(aws: Any, plan: StagePlan, tasks_file: Path) -> None:
+    group = physical(aws, plan, "every-five/Logs/Resource")
+    logs = aws.client("logs")
+    logs.create_log_stream(logGroupName=group, logStreamName="stream")
+    base = int((NOW - timedelta(minutes=10)).timestamp() * 1000)
+    lines = [
+        {
+            "level": "INFO",
+            "message": "run started",
+            "timestamp": "2026-11-27T07:02:30.000Z",
+            "function_request_id": "request-0700",
+        },
+        {
+            "level": "ERROR",
+            "message": "run failed",
+            "timestamp": "2026-11-27T07:02:31.000Z",
+            "function_request_id": "request-0700",
+            "exception_name": "ValueError",
+            "exception": "bad quote",
+        },
+        {
+            "level": "INFO",
+            "message": "another run",
+            "timestamp": "2026-11-27T07:07:30.000Z",
+            "function_request_id": "request-0705",
+        },
+    ]
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName="stream",
+        logEvents=[{"timestamp": base + index, "message": json.dumps(line)} for index, line in enumerate(lines)],
+    )
+    put_run(runs_table(aws, plan), "every-five", datetime(2026, 11, 27, 7, 0, tzinfo=UTC), "FAILED")
+
+    every = invoke("logs", "every-five", "--stage", "dev", "--file", str(tasks_file))
+    one = invoke("logs", "every-five", "--stage", "dev", "--file", str(tasks_file), "--run", "exec-0700")
+
+    assert every.exit_code == 0, every.output
+    assert "2026-11-27T07:02:31.000Z ERROR   run failed  [request-0700]" in every.stdout
+    assert "ValueError: bad quote" in every.stdout
+    assert "another run" in every.stdout
+    assert one.exit_code == 0, one.output
+    assert "run failed" in one.stdout
+    # --since counts back from now; a run's own lines are found from when it started all the same.
+    older = invoke(
+        "logs", "every-five", "--stage", "dev", "--file", str(tasks_file), "--run", "exec-0700", "--since", "1m"
+    )
+    assert "run failed" in older.stdout
+    assert "another run" not in one.stdout
+
+
+def test_logs_follow_polls_until_interrupted_and_exits_cleanly(
+    aws: Any, plan: StagePlan, tasks_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    group = physical(aws, plan, "every-five/Logs/Resource")
+    logs = aws.client("logs")
+    logs.create_log_stream(logGroupName=group, logStreamName="stream")
+    stamp = int(NOW.timestamp() * 1000) - 1000
+    logs.put_log_events(
+        logGroupName=group, logStreamName="stream", logEvents=[{"timestamp": stamp, "message": "first"}]
+    )
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 1:
+            logs.put_log_events(
+                logGroupName=group, logStreamName="stream", logEvents=[{"timestamp": stamp + 5, "message": "second"}]
+            )
+            return
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.services, "sleep", sleep)
+
+    result = invoke("logs", "every-five", "--stage", "dev", "--file", str(tasks_file), "--follow")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("first") == 1, "an event already printed is not printed again"
+    assert result.stdout.index("first") < result.stdout.index("second")
+    assert polls == [2.0, 2.0]
+
+
+@pytest.mark.parametrize("command", ["status", "runs", "logs every-five", "invoke every-five", "pause every-five"])
+def test_a_stage_that_is_not_deployed_is_one_line(
+    command: str, tasks_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto import mock_aws
+
+    monkeypatch.setattr(cli.services, "clock", lambda: NOW)
+    with mock_aws():
+        result = invoke(*command.split(), "--stage", "dev", "--file", str(tasks_file))
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: stage dev is not deployed: no stack kairos-dev in us-east-1")
+    assert result.stderr.count("\n") == 1
+
+
+def test_a_stack_deployed_from_another_file_is_one_line(aws: Any, tasks_file: Path) -> None:
+    tasks_file.write_text(TASKS_YAML.replace("name: nightly", "name: weekly"), encoding="utf-8")
+
+    result = invoke("status", "--stage", "dev", "--file", str(tasks_file))
+
+    assert result.exit_code == 1
+    assert "deployed from a different tasks.yaml (not deployed: weekly; deployed but not in the file: nightly)" in (
+        result.stderr.replace("\n", " ")
+    )
+
+
+def test_an_unknown_task_has_a_suggestion(aws: Any, tasks_file: Path) -> None:
+    result = invoke("pause", "every-fiv", "--stage", "dev", "--file", str(tasks_file))
+
+    assert result.exit_code == 1
+    assert result.stderr == "error: unknown task 'every-fiv' (did you mean 'every-five'?)\n"
+
+
+@pytest.mark.parametrize("command", ["status", "logs", "invoke", "pause", "resume", "runs"])
+def test_help_of_the_operation_commands_shows_no_type_for_flags(command: str) -> None:
+    result = invoke(command, "--help")
+
+    assert result.exit_code == 0, result.output
+    assert "--stage" in result.stdout
+    assert "<bool>" not in result.stdout
+
+
+def test_an_unknown_run_status_is_refused_with_the_known_ones(tasks_file: Path) -> None:
+    result = invoke("runs", "--stage", "dev", "--file", str(tasks_file), "--status", "FAILD")
+
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: unknown status 'FAILD' (did you mean 'FAILED'?) (one of STARTED, SUCCEEDED, FAILED, SKIPPED)\n"
+    )
+
+
+def test_a_bad_since_is_one_line(aws: Any, tasks_file: Path) -> None:
+    result = invoke("logs", "every-five", "--stage", "dev", "--file", str(tasks_file), "--since", "yesterday")
+
+    assert result.exit_code == 2
+    assert result.stderr == "error: not a duration: 'yesterday' (use a number and s, m, h or d, e.g. 24h)\n"

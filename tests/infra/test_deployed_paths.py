@@ -1,0 +1,81 @@
+"""The construct paths ``kairos.operations.deployed`` looks for are the ones the stack synthesizes."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from kairos.operations.deployed import AwsAccess, DeployedStageError, match_stage, resolve_stage
+from kairos.plan import StagePlan
+from kairos_runtime.tables import TableId
+from tests.infra.test_stage_stack import synth
+
+
+@pytest.fixture(scope="module")
+def dev() -> tuple[StagePlan, dict[str, Any]]:
+    plan, template = synth("dev")
+    return plan, template.to_json()
+
+
+def physical_ids(template: dict[str, Any]) -> dict[str, str]:
+    return {logical_id: f"physical-{logical_id}" for logical_id in template["Resources"]}
+
+
+def logical_id_at(template: dict[str, Any], path: str) -> str:
+    (found,) = [key for key, value in template["Resources"].items() if value["Metadata"]["aws:cdk:path"] == path]
+    return found
+
+
+def test_every_task_table_and_the_queue_are_found_by_construct_path(dev: tuple[StagePlan, dict[str, Any]]) -> None:
+    plan, template = dev
+
+    stage = match_stage(plan, template, physical_ids(template))
+
+    assert set(stage.tasks) == {task.name for task in plan.tasks}
+    for task in plan.tasks:
+        deployed = stage.task(task.name)
+        prefix = f"{plan.stack_name}/{task.name}"
+        assert deployed.function_name == f"physical-{logical_id_at(template, f'{prefix}/Function/Resource')}"
+        assert deployed.log_group_name == f"physical-{logical_id_at(template, f'{prefix}/Logs/Resource')}"
+        assert deployed.schedule_name == f"physical-{logical_id_at(template, f'{prefix}/Schedule/Resource')}"
+    runs = logical_id_at(template, f"{plan.stack_name}/Tables/TaskRuns/Resource")
+    assert stage.table_names[TableId.TASK_RUNS] == f"physical-{runs}"
+    assert stage.dead_letter_queue_url.startswith("physical-")
+
+
+def test_a_stack_deployed_from_another_file_names_the_tasks_that_differ(
+    dev: tuple[StagePlan, dict[str, Any]],
+) -> None:
+    plan, template = dev
+    first, *rest = plan.tasks
+    renamed = dataclasses.replace(first, name="not-deployed-yet")
+    other_file = dataclasses.replace(plan, tasks=(renamed, *rest))
+
+    with pytest.raises(DeployedStageError) as raised:
+        match_stage(other_file, template, physical_ids(template))
+
+    message = str(raised.value)
+    assert "deployed from a different tasks.yaml" in message
+    assert "not deployed: not-deployed-yet" in message
+    assert f"deployed but not in the file: {first.name}" in message
+    assert "\n" not in message
+
+
+def test_a_template_without_construct_paths_is_refused(dev: tuple[StagePlan, dict[str, Any]]) -> None:
+    plan, template = dev
+    bare = {"Resources": {key: {"Type": value["Type"]} for key, value in template["Resources"].items()}}
+
+    with pytest.raises(DeployedStageError, match="construct path"):
+        match_stage(plan, bare, physical_ids(template))
+
+
+def test_a_stage_that_is_not_deployed_is_one_line(dev: tuple[StagePlan, dict[str, Any]]) -> None:
+    from moto import mock_aws
+
+    plan, _ = dev
+    with mock_aws(), pytest.raises(DeployedStageError) as raised:
+        resolve_stage(plan, AwsAccess(region="eu-west-1"))
+
+    assert str(raised.value).startswith("stage dev is not deployed: no stack kairos-dev in eu-west-1")
