@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -23,13 +23,14 @@ from kairos.limits import (
     utf16_length,
 )
 from kairos.schedule import AtSchedule, RateSchedule, next_fire_times
+from kairos_runtime import metrics
 from kairos_runtime.events import schedule_input
-from kairos_runtime.gauges import METRICS_NAMESPACE, SERVICE, TRADING_CALENDAR_DAYS_LEFT
 from kairos_runtime.registry import Access, DependencyGroup, Partitions
 from kairos_runtime.settings import (
     HTTPS_PROXY_ENV,
     LAMBDA_RETRY_ATTEMPTS_ENV,
     MAX_EVENT_AGE_ENV,
+    RUN_RECORD_TTL_DAYS_ENV,
     RUNTIME_ENV,
     SSM_PARAMETERS_ENV,
     STAGE_ENV,
@@ -68,41 +69,148 @@ CDK_METADATA_RESOURCES = 1
 _GAP_REFERENCE = datetime(2026, 1, 5, tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class GaugeAlarmPlan:
-    """An alarm on a value a task reports (:mod:`kairos_runtime.gauges`), per task (dimension ``task``)."""
+RUN_RECORD_TTL_DAYS = 90
+"""How long DynamoDB keeps a run record (its TTL attribute), unless a stage's environment says otherwise."""
+ALARM_PERIOD_SECONDS = 300
+"""The failure and dead-letter alarms look at 5-minute windows: a failure notifies within minutes."""
+DAY_SECONDS = 86_400
 
-    metric_name: str
+Comparison = Literal["GreaterThanOrEqualToThreshold", "LessThanOrEqualToThreshold"]
+MissingData = Literal["notBreaching", "ignore"]
+ResourceDimension = Literal["FunctionName", "QueueName"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPlan:
+    """One metric an alarm reads, by name from :mod:`kairos_runtime.metrics`."""
+
     namespace: str
-    service: str
+    metric_name: str
     statistic: str
+    dimensions: Mapping[str, str]
+    resource_dimension: ResourceDimension | None = None
+    """A dimension whose value is a deployed resource's name (a CloudFormation token the plan cannot
+    know): the construct that owns the resource fills it in."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmPlan:
+    """One CloudWatch alarm, as deployed; ``kairos_stack.alarms`` maps it onto the construct."""
+
+    construct_id: str
+    description: str
+    metrics: Mapping[str, MetricPlan]
+    """By the id a math expression names it with; a single metric without an expression is the alarm's own."""
     period_seconds: int
     threshold: float
-    comparison: Literal["LessThanOrEqualToThreshold"]
-    treat_missing_data: Literal["ignore"]
-    description: str
+    comparison: Comparison
+    evaluation_periods: int
+    treat_missing_data: MissingData
+    expression: str | None = None
+    label: str | None = None
+    datapoints_to_alarm: int | None = None
+    """None: every evaluated period (CloudWatch's default, as many as ``evaluation_periods``)."""
+
+    @property
+    def only_metric(self) -> MetricPlan:
+        if self.expression is not None or len(self.metrics) != 1:
+            raise ValueError(f"alarm {self.construct_id} reads a math expression, not one metric")
+        [metric] = self.metrics.values()
+        return metric
+
+    @property
+    def metric_name(self) -> str:
+        return self.only_metric.metric_name
+
+    @property
+    def statistic(self) -> str:
+        return self.only_metric.statistic
 
 
-TRADING_CALENDAR_ALARM = GaugeAlarmPlan(
-    metric_name=TRADING_CALENDAR_DAYS_LEFT,
-    namespace=METRICS_NAMESPACE,
-    service=SERVICE,
-    statistic="Minimum",
-    period_seconds=86_400,
-    threshold=CALENDAR_WARNING_DAYS,
-    comparison="LessThanOrEqualToThreshold",
-    # The refresh reports once a month and an alarm looks back at most 7 days (Period x
-    # EvaluationPeriods <= 604,800 s, PutMetricAlarm): missing data keeps the last state, so a short
-    # calendar alarms until a refresh reports a longer one. docs/adr/0041-trading-calendar-alarm.md
-    treat_missing_data="ignore",
-    description=(
-        f"the trading calendar ends within {CALENDAR_WARNING_DAYS} days of a slot's trading date "
-        "(Asia/Shanghai): refresh it (run the task) before the tasks fall back to the weekday rule"
+def task_dimensions(task: str) -> Mapping[str, str]:
+    """The dimensions the handler publishes a task's own metrics with."""
+    return MappingProxyType({metrics.SERVICE_DIMENSION: metrics.SERVICE, metrics.TASK_DIMENSION: task})
+
+
+def failure_alarm(task: str) -> AlarmPlan:
+    return AlarmPlan(
+        construct_id="FailureAlarm",
+        description=(
+            f"Kairos task {task} recorded a FAILED run, or Lambda gave up on one of its events "
+            "(retries used up or too old; the event is in the stage's dead-letter queue)"
+        ),
+        # Both count final outcomes only: a blip that Lambda's retry absorbs is in neither, a
+        # timeout or crash on the last attempt is in the second (no run record could say so).
+        expression="FILL(failed, 0) + FILL(dropped, 0)",
+        metrics=MappingProxyType(
+            {
+                "failed": MetricPlan(metrics.NAMESPACE, metrics.RUNS_FAILED, "Sum", task_dimensions(task)),
+                "dropped": MetricPlan(
+                    metrics.LAMBDA_NAMESPACE,
+                    metrics.LAMBDA_ASYNC_EVENTS_DROPPED,
+                    "Sum",
+                    MappingProxyType({}),
+                    resource_dimension="FunctionName",
+                ),
+            }
+        ),
+        label="failed runs and events Lambda dropped",
+        period_seconds=ALARM_PERIOD_SECONDS,
+        threshold=1,
+        comparison="GreaterThanOrEqualToThreshold",
+        evaluation_periods=1,
+        treat_missing_data="notBreaching",
+    )
+
+
+def trading_calendar_alarm(task: str) -> AlarmPlan:
+    return AlarmPlan(
+        construct_id=f"{metrics.TRADING_CALENDAR_DAYS_LEFT}Alarm",
+        description=(
+            f"Kairos task {task}: the trading calendar ends within {CALENDAR_WARNING_DAYS} days of a slot's "
+            "trading date (Asia/Shanghai): refresh it (run the task) before the tasks fall back to the weekday rule"
+        ),
+        metrics=MappingProxyType(
+            {
+                "days_left": MetricPlan(
+                    metrics.NAMESPACE, metrics.TRADING_CALENDAR_DAYS_LEFT, "Minimum", task_dimensions(task)
+                )
+            }
+        ),
+        period_seconds=DAY_SECONDS,
+        threshold=CALENDAR_WARNING_DAYS,
+        comparison="LessThanOrEqualToThreshold",
+        evaluation_periods=1,
+        # The refresh reports once a month and an alarm looks back at most 7 days (Period x
+        # EvaluationPeriods <= 604,800 s, PutMetricAlarm): missing data keeps the last state, so a short
+        # calendar alarms until a refresh reports a longer one. docs/adr/0041-trading-calendar-alarm.md
+        treat_missing_data="ignore",
+    )
+
+
+DEAD_LETTER_ALARM = AlarmPlan(
+    construct_id="MessagesAlarm",
+    description="A scheduled delivery could not be completed and is waiting in the dead-letter queue",
+    metrics=MappingProxyType(
+        {
+            "visible": MetricPlan(
+                metrics.SQS_NAMESPACE,
+                metrics.SQS_MESSAGES_VISIBLE,
+                "Maximum",
+                MappingProxyType({}),
+                resource_dimension="QueueName",
+            )
+        }
     ),
+    period_seconds=ALARM_PERIOD_SECONDS,
+    threshold=1,
+    comparison="GreaterThanOrEqualToThreshold",
+    evaluation_periods=1,
+    treat_missing_data="notBreaching",
 )
-GAUGE_ALARMS: Mapping[str, tuple[GaugeAlarmPlan, ...]] = MappingProxyType(
-    {"trading_calendar": (TRADING_CALENDAR_ALARM,)}
-)
+"""The stage's alarm on its dead-letter queue: alarms as soon as one message lands."""
+
+GAUGE_ALARMS: Mapping[str, Callable[[str], AlarmPlan]] = MappingProxyType({"trading_calendar": trading_calendar_alarm})
 """Python task types whose tasks get an alarm on a value they report, beside the failure alarm."""
 
 
@@ -135,7 +243,22 @@ class TaskPlan:
     scheduler_retry_attempts: int
     max_event_age_seconds: int
     async_retry_attempts: int
-    gauge_alarms: tuple[GaugeAlarmPlan, ...] = ()
+    table_environment: Mapping[str, TableId]
+    """Env vars that carry a table's name, which only the deployment (or the local runner) knows:
+    :func:`function_environment` puts the names in."""
+    failure_alarm: AlarmPlan
+    gauge_alarms: tuple[AlarmPlan, ...] = ()
+
+    @property
+    def alarms(self) -> tuple[AlarmPlan, ...]:
+        return (self.failure_alarm, *self.gauge_alarms)
+
+    def function_environment(self, table_names: Mapping[TableId, str]) -> dict[str, str]:
+        """The function's complete environment, with ``table_names`` (tokens, or local names) filled in."""
+        return {
+            **self.environment,
+            **{env_var: table_names[table] for env_var, table in self.table_environment.items()},
+        }
 
     @property
     def lambda_max_event_age_seconds(self) -> int:
@@ -157,6 +280,12 @@ class StagePlan:
     region: str | None
     tables: tuple[TableDesign, ...]
     tasks: tuple[TaskPlan, ...]
+    dead_letter_alarm: AlarmPlan = DEAD_LETTER_ALARM
+
+    @property
+    def alarms(self) -> tuple[AlarmPlan, ...]:
+        """Every alarm the stage deploys: the dead-letter queue's, then each task's."""
+        return (self.dead_letter_alarm, *(alarm for task in self.tasks for alarm in task.alarms))
 
     def task(self, name: str) -> TaskPlan:
         for task in self.tasks:
@@ -292,6 +421,7 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         SSM_PARAMETERS_ENV: json.dumps(ssm_parameters),
         RUNTIME_ENV: task.runtime,
         LAMBDA_RETRY_ATTEMPTS_ENV: str(LAMBDA_ASYNC_RETRY_ATTEMPTS),
+        RUN_RECORD_TTL_DAYS_ENV: str(RUN_RECORD_TTL_DAYS),
         MAX_EVENT_AGE_ENV: str(lambda_event_age_seconds(event_age)),
     }
     if entry.group is DependencyGroup.CRAWLER:
@@ -299,7 +429,7 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         if config.https_proxy:
             environment[HTTPS_PROXY_ENV] = config.https_proxy
     if task.family == "python":
-        environment |= {"POWERTOOLS_SERVICE_NAME": "kairos", "POWERTOOLS_METRICS_NAMESPACE": "Kairos"}
+        environment |= {"POWERTOOLS_SERVICE_NAME": metrics.SERVICE, "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE}
         if entry.module:
             environment[TASK_MODULE_ENV] = entry.module
     return TaskPlan(
@@ -326,7 +456,13 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         scheduler_retry_attempts=SCHEDULER_RETRY_ATTEMPTS,
         max_event_age_seconds=int(event_age.total_seconds()),
         async_retry_attempts=LAMBDA_ASYNC_RETRY_ATTEMPTS,
-        gauge_alarms=GAUGE_ALARMS.get(task.task_type, ()) if task.family == "python" else (),
+        table_environment=MappingProxyType(
+            {TABLE_DESIGNS[table].env_var: table for table in (TableId.TASK_RUNS, *entry.tables)}
+        ),
+        failure_alarm=failure_alarm(task.name),
+        gauge_alarms=(GAUGE_ALARMS[task.task_type](task.name),)
+        if task.family == "python" and task.task_type in GAUGE_ALARMS
+        else (),
     )
 
 

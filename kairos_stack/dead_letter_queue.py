@@ -7,15 +7,19 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from kairos.plan import AlarmPlan
+from kairos_stack.alarms import planned_alarm
+
 
 class DeadLetterQueue(Construct):
-    """An SSL-only, encrypted queue keeping messages 14 days (SQS's maximum), alarming as soon as one lands."""
+    """An SSL-only, encrypted queue keeping messages 14 days (SQS's maximum), alarming as the plan says."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
+        alarm: AlarmPlan,
         alarm_action: cloudwatch.IAlarmAction,
         removal_policy: cdk.RemovalPolicy,
     ) -> None:
@@ -35,14 +39,6 @@ class DeadLetterQueue(Construct):
                 reason="This queue is itself the dead-letter queue of the schedules and of failed invocations",
             )
         )
-        self.alarm = cloudwatch.Alarm(
-            self,
-            "MessagesAlarm",
-            alarm_description="A scheduled delivery could not be completed and is waiting in the dead-letter queue",
-            metric=self.queue.metric_approximate_number_of_messages_visible(period=cdk.Duration.minutes(5)),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        self.alarm = planned_alarm(
+            self, alarm, alarm_action=alarm_action, resource_names={"QueueName": self.queue.queue_name}
         )
-        self.alarm.add_alarm_action(alarm_action)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -15,7 +15,9 @@ from aws_cdk import aws_scheduler_targets as targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from kairos.plan import GaugeAlarmPlan, TaskPlan
+from kairos.plan import ResourceDimension, TaskPlan
+from kairos_runtime.tables import TableId
+from kairos_stack.alarms import planned_alarm
 
 LAMBDA_RUNTIMES: dict[str, lambda_.Runtime] = {
     runtime.name: runtime
@@ -29,9 +31,6 @@ LAMBDA_RUNTIMES: dict[str, lambda_.Runtime] = {
     )
 }
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
-ALARM_PERIOD = cdk.Duration.minutes(5)
-COMPARISONS = {"LessThanOrEqualToThreshold": cloudwatch.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD}
-MISSING_DATA = {"ignore": cloudwatch.TreatMissingData.IGNORE}
 
 
 class ScheduledTask(Construct):
@@ -53,6 +52,7 @@ class ScheduledTask(Construct):
         log_retention: logs.RetentionDays,
         removal_policy: cdk.RemovalPolicy,
         alarm_action: cloudwatch.IAlarmAction,
+        table_names: Mapping[TableId, str],
     ) -> None:
         super().__init__(scope, construct_id)
         self.plan = plan
@@ -79,7 +79,7 @@ class ScheduledTask(Construct):
             layers=list(layers),
             memory_size=plan.memory,
             timeout=cdk.Duration.seconds(plan.timeout),
-            environment=dict(plan.environment),
+            environment=plan.function_environment(table_names),
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             tracing=lambda_.Tracing.ACTIVE,
@@ -105,54 +105,8 @@ class ScheduledTask(Construct):
                 max_event_age=cdk.Duration.seconds(plan.max_event_age_seconds),
             ),
         )
-        self.failure_alarm = cloudwatch.Alarm(
-            self,
-            "FailureAlarm",
-            alarm_description=(
-                f"Kairos task {plan.name} recorded a FAILED run, or Lambda gave up on one of its events "
-                "(retries used up or too old; the event is in the stage's dead-letter queue)"
-            ),
-            metric=cloudwatch.MathExpression(
-                # Both count final outcomes only: a blip that Lambda's retry absorbs is in neither, a
-                # timeout or crash on the last attempt is in the second (no run record could say so).
-                expression="FILL(failed, 0) + FILL(dropped, 0)",
-                using_metrics={
-                    "failed": cloudwatch.Metric(
-                        namespace="Kairos",
-                        metric_name="RunsFailed",
-                        dimensions_map={"service": "kairos", "task": plan.name},
-                        statistic="Sum",
-                        period=ALARM_PERIOD,
-                    ),
-                    "dropped": self.function.metric("AsyncEventsDropped", statistic="Sum", period=ALARM_PERIOD),
-                },
-                period=ALARM_PERIOD,
-                label="failed runs and events Lambda dropped",
-            ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        resource_names: dict[ResourceDimension, str] = {"FunctionName": self.function.function_name}
+        self.failure_alarm, *self.gauge_alarms = (
+            planned_alarm(self, alarm, alarm_action=alarm_action, resource_names=resource_names)
+            for alarm in plan.alarms
         )
-        self.failure_alarm.add_alarm_action(alarm_action)
-        self.gauge_alarms = [self._gauge_alarm(gauge, alarm_action) for gauge in plan.gauge_alarms]
-
-    def _gauge_alarm(self, gauge: GaugeAlarmPlan, alarm_action: cloudwatch.IAlarmAction) -> cloudwatch.Alarm:
-        alarm = cloudwatch.Alarm(
-            self,
-            f"{gauge.metric_name}Alarm",
-            alarm_description=f"Kairos task {self.plan.name}: {gauge.description}",
-            metric=cloudwatch.Metric(
-                namespace=gauge.namespace,
-                metric_name=gauge.metric_name,
-                dimensions_map={"service": gauge.service, "task": self.plan.name},
-                statistic=gauge.statistic,
-                period=cdk.Duration.seconds(gauge.period_seconds),
-            ),
-            threshold=gauge.threshold,
-            evaluation_periods=1,
-            comparison_operator=COMPARISONS[gauge.comparison],
-            treat_missing_data=MISSING_DATA[gauge.treat_missing_data],
-        )
-        alarm.add_alarm_action(alarm_action)
-        return alarm

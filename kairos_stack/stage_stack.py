@@ -14,15 +14,13 @@ from constructs import Construct
 from kairos.config import NODE_RUNTIMES, PYTHON_RUNTIMES
 from kairos.plan import StagePlan
 from kairos_runtime.registry import Access, Partitions
-from kairos_runtime.settings import RUN_RECORD_TTL_DAYS_ENV
-from kairos_runtime.tables import TABLE_DESIGNS, TASK_RUNS, TableId
+from kairos_runtime.tables import TableId
 from kairos_stack.alarm_topic import AlarmTopic
 from kairos_stack.code_assets import CodeAssets
 from kairos_stack.data_tables import DataTables
 from kairos_stack.dead_letter_queue import DeadLetterQueue
 from kairos_stack.scheduled_task import ScheduledTask
 
-RUN_RECORD_TTL_DAYS = 90
 NEWEST_RUNTIMES = {PYTHON_RUNTIMES[-1], NODE_RUNTIMES[-1]}
 R = logs.RetentionDays
 LOG_RETENTION: dict[int, logs.RetentionDays] = {
@@ -106,11 +104,12 @@ class KairosStageStack(cdk.Stack):
         alarm_action = self.alarm_topic.action
         cdk.CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic.topic_arn, description="Subscribe here")
         self.dead_letter_queue = DeadLetterQueue(
-            self, "DeadLetters", alarm_action=alarm_action, removal_policy=removal_policy
+            self, "DeadLetters", alarm=plan.dead_letter_alarm, alarm_action=alarm_action, removal_policy=removal_policy
         )
         self.schedule_group = scheduler.ScheduleGroup(
             self, "ScheduleGroup", schedule_group_name=plan.schedule_group_name, removal_policy=removal_policy
         )
+        table_names = {table_id: table.table_name for table_id, table in self.tables.items()}
         self.tasks: dict[str, ScheduledTask] = {}
         for task_plan in plan.tasks:
             task = ScheduledTask(
@@ -124,6 +123,7 @@ class KairosStageStack(cdk.Stack):
                 log_retention=LOG_RETENTION[plan.log_retention_days],
                 removal_policy=removal_policy,
                 alarm_action=alarm_action,
+                table_names=table_names,
             )
             cdk.Tags.of(task).add("kairos:task", task_plan.name)
             self._grant_tables(task)
@@ -189,10 +189,7 @@ class KairosStageStack(cdk.Stack):
             resource_arns=[runs.table_arn],
             conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"TASK#{task.plan.name}"]}},
         )
-        function.add_environment(TASK_RUNS.env_var, runs.table_name)
-        function.add_environment(RUN_RECORD_TTL_DAYS_ENV, str(RUN_RECORD_TTL_DAYS))
         for table_id, access in task.plan.tables.items():
             table = self.tables.table(table_id)
             for statement in table_statements(table, access, task.plan.partitions.get(table_id)):
                 function.add_to_role_policy(statement)
-            function.add_environment(TABLE_DESIGNS[table_id].env_var, table.table_name)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from kairos.plan import TaskPlan
 from kairos_runtime.events import render_schedule_input
 from kairos_runtime.settings import LAMBDA_RETRY_ATTEMPTS_ENV
-from kairos_runtime.tables import TABLE_DESIGNS, TableId
+from kairos_runtime.tables import TableId
 
 NODE_INVOKER = Path(__file__).with_name("node_invoke.mjs")
 # Extra time the invoker process gets beyond the task's own timeout (interpreter start, imports).
@@ -41,9 +41,10 @@ class LocalInvocation:
 def local_environment(
     task: TaskPlan, *, endpoint_url: str, table_names: Mapping[TableId, str], region: str = "us-east-1"
 ) -> dict[str, str]:
+    """The deployed function's environment (the plan's, local table names in place of the stack's) on
+    top of this process's, plus what points the handler at the local endpoint."""
     environment = dict(os.environ)
-    environment |= dict(task.environment)
-    environment |= {TABLE_DESIGNS[table_id].env_var: name for table_id, name in table_names.items()}
+    environment |= task.function_environment(table_names)
     environment |= {
         "AWS_ENDPOINT_URL_DYNAMODB": endpoint_url,
         "AWS_REGION": environment.get("AWS_REGION") or region,

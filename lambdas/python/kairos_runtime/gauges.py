@@ -2,7 +2,7 @@
 
 A task puts them into its outcome's detail under :data:`GAUGES_DETAIL_KEY`, so the run record shows
 the same number the metric carries; the handler's observer publishes each one as a metric of the
-run (namespace ``Kairos``, dimension ``task``), whatever the run's status.
+run (namespace and names: :mod:`kairos_runtime.metrics`, dimension ``task``), whatever the run's status.
 """
 
 from __future__ import annotations
@@ -10,11 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-METRICS_NAMESPACE = "Kairos"
-SERVICE = "kairos"
 GAUGES_DETAIL_KEY = "gauges"
-TRADING_CALENDAR_DAYS_LEFT = "TradingCalendarDaysLeft"
-"""Days from the slot's trading date (Asia/Shanghai) to the trading calendar's last known date."""
 
 
 def gauges_detail(values: Mapping[str, float]) -> dict[str, dict[str, float]]:

@@ -9,20 +9,21 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from kairos_runtime import metrics as metric_names
 from kairos_runtime.context import Clients
 from kairos_runtime.events import ScheduledEvent
-from kairos_runtime.gauges import METRICS_NAMESPACE, SERVICE, gauges_in
+from kairos_runtime.gauges import gauges_in
 from kairos_runtime.log_levels import quiet_third_party_loggers
 from kairos_runtime.runner import RunResult, TaskRunner
 from kairos_runtime.settings import TASK_MODULE_ENV, settings_from_environment
 from kairos_runtime.tasks import registry_for_module
 
-logger = Logger(service=SERVICE)
+logger = Logger(service=metric_names.SERVICE)
 quiet_third_party_loggers()
-metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+metrics = Metrics(namespace=metric_names.NAMESPACE, service=metric_names.SERVICE)
 # Only AWS SDK calls get subsegments: patching everything would import requests (and more) on
 # every cold start, crawler or not.
-tracer = Tracer(service=SERVICE, patch_modules=("boto3",))
+tracer = Tracer(service=metric_names.SERVICE, patch_modules=("boto3",))
 
 
 class PowertoolsObserver:
@@ -30,16 +31,16 @@ class PowertoolsObserver:
     and trace annotations."""
 
     def run_started(self, event: ScheduledEvent) -> None:
-        metrics.add_dimension(name="task", value=event.task)
+        metrics.add_dimension(name=metric_names.TASK_DIMENSION, value=event.task)
         tracer.put_annotation(key="task", value=event.task)
         tracer.put_annotation(key="task_type", value=event.task_type)
         logger.append_keys(task=event.task, task_type=event.task_type, attempt=event.attempt)
 
     def run_finished(self, event: ScheduledEvent, result: RunResult) -> None:
         metrics.add_metric(name=result.metric_name, unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="RunDuration", unit=MetricUnit.Milliseconds, value=result.duration_ms)
-        metrics.add_metric(name="ItemsWritten", unit=MetricUnit.Count, value=result.items_written)
-        metrics.add_metric(name="ItemsRejected", unit=MetricUnit.Count, value=result.items_rejected)
+        metrics.add_metric(name=metric_names.RUN_DURATION, unit=MetricUnit.Milliseconds, value=result.duration_ms)
+        metrics.add_metric(name=metric_names.ITEMS_WRITTEN, unit=MetricUnit.Count, value=result.items_written)
+        metrics.add_metric(name=metric_names.ITEMS_REJECTED, unit=MetricUnit.Count, value=result.items_rejected)
         for name, value in gauges_in(result.detail).items():
             metrics.add_metric(name=name, unit=MetricUnit.NoUnit, value=value)
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from kairos_runtime.context import Clients, TaskContext
 from kairos_runtime.errors import TransientTaskError, error_kind
 from kairos_runtime.events import KEY_FIELDS, ScheduledEvent, key_field
+from kairos_runtime.metrics import RUN_OUTCOMES, RUNS_RETRIED, RUNS_SUPERSEDED
 from kairos_runtime.registry import (
     TaskOutcome,
     TaskParams,
@@ -69,8 +70,8 @@ class RunResult:
     def metric_name(self) -> str:
         """The per-run counter this result adds to; the failure alarm watches RunsFailed."""
         if self.superseded:
-            return "RunsSuperseded"
-        return "RunsRetried" if self.retried else f"Runs{self.status.value.title()}"
+            return RUNS_SUPERSEDED
+        return RUNS_RETRIED if self.retried else RUN_OUTCOMES[self.status]
 
     def as_response(self) -> dict[str, Any]:
         response: dict[str, Any] = {

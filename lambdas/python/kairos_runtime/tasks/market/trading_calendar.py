@@ -27,7 +27,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kairos_runtime.gauges import TRADING_CALENDAR_DAYS_LEFT, gauges_detail
+from kairos_runtime.gauges import gauges_detail
+from kairos_runtime.metrics import TRADING_CALENDAR_DAYS_LEFT
 from kairos_runtime.tables import MARKET_DATA
 from kairos_runtime.tasks.market.model import CALENDAR_META, CALENDAR_YEAR, calendar_pk
 

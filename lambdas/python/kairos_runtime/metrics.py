@@ -1,0 +1,56 @@
+"""Every CloudWatch metric name Kairos emits or alarms on, in one place.
+
+The handler publishes under these names, the plan builds its alarms from them, and a test checks
+that every metric an alarm watches is one that something actually emits: a typo then fails a test
+instead of deploying an alarm that never fires.
+"""
+
+from __future__ import annotations
+
+from kairos_runtime.runs import RunStatus
+
+NAMESPACE = "Kairos"
+SERVICE = "kairos"
+"""Powertools adds it as the ``service`` dimension of every metric the handler publishes."""
+SERVICE_DIMENSION = "service"
+TASK_DIMENSION = "task"
+
+RUNS_SUCCEEDED = "RunsSucceeded"
+RUNS_FAILED = "RunsFailed"
+RUNS_SKIPPED = "RunsSkipped"
+RUNS_RETRIED = "RunsRetried"
+"""A transient failure Lambda delivers again: not a failure yet."""
+RUNS_SUPERSEDED = "RunsSuperseded"
+"""A later delivery of the same event took the run record over."""
+RUN_OUTCOMES: dict[RunStatus, str] = {
+    RunStatus.SUCCEEDED: RUNS_SUCCEEDED,
+    RunStatus.FAILED: RUNS_FAILED,
+    RunStatus.SKIPPED: RUNS_SKIPPED,
+}
+RUN_DURATION = "RunDuration"
+ITEMS_WRITTEN = "ItemsWritten"
+ITEMS_REJECTED = "ItemsRejected"
+
+TRADING_CALENDAR_DAYS_LEFT = "TradingCalendarDaysLeft"
+"""A gauge (:mod:`kairos_runtime.gauges`): days from the slot's trading date (Asia/Shanghai) to the
+trading calendar's last known date."""
+
+RUN_METRICS = frozenset(
+    {*RUN_OUTCOMES.values(), RUNS_RETRIED, RUNS_SUPERSEDED, RUN_DURATION, ITEMS_WRITTEN, ITEMS_REJECTED}
+)
+"""What the handler publishes for every run, in :data:`NAMESPACE`."""
+GAUGE_METRICS = frozenset({TRADING_CALENDAR_DAYS_LEFT})
+"""What tasks report as gauges, in :data:`NAMESPACE`."""
+EMITTED = RUN_METRICS | GAUGE_METRICS
+
+# Metrics AWS publishes itself, that alarms watch.
+LAMBDA_NAMESPACE = "AWS/Lambda"
+LAMBDA_ASYNC_EVENTS_DROPPED = "AsyncEventsDropped"
+"""Events Lambda gave up on (retries used up or too old), per function (dimension FunctionName)."""
+LAMBDA_METRICS = frozenset({LAMBDA_ASYNC_EVENTS_DROPPED})
+SQS_NAMESPACE = "AWS/SQS"
+SQS_MESSAGES_VISIBLE = "ApproximateNumberOfMessagesVisible"
+SQS_METRICS = frozenset({SQS_MESSAGES_VISIBLE})
+
+AWS_METRICS: dict[str, frozenset[str]] = {LAMBDA_NAMESPACE: LAMBDA_METRICS, SQS_NAMESPACE: SQS_METRICS}
+"""Per AWS namespace, the metrics of it that Kairos alarms may watch."""

@@ -1,0 +1,113 @@
+"""Every metric an alarm watches is one something emits: a misspelt name fails here, not in production
+as an alarm that never fires. Both runtimes publish the names :mod:`kairos_runtime.metrics` holds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import replace
+
+import pytest
+
+from kairos.catalog import load_catalog
+from kairos.loading import load_tasks_file
+from kairos.plan import GAUGE_ALARMS, AlarmPlan, MetricPlan, StagePlan, failure_alarm, plan_stage
+from kairos_runtime import metrics
+from kairos_runtime.runner import RunResult
+from kairos_runtime.runs import RunStatus
+from tests.conftest import PROJECT_ROOT
+
+LOG_MODULE = PROJECT_ROOT / "lambdas" / "node" / "src" / "log.mjs"
+
+
+def stage_plans() -> list[StagePlan]:
+    catalog = load_catalog()
+    tasks_file = load_tasks_file(PROJECT_ROOT / "tasks.yaml", catalog)
+    return [plan_stage(tasks_file, catalog, stage) for stage in tasks_file.stages]
+
+
+def every_alarm() -> list[AlarmPlan]:
+    planned = [alarm for plan in stage_plans() for alarm in plan.alarms]
+    return planned + [alarm_for("some-task") for alarm_for in GAUGE_ALARMS.values()]
+
+
+def unemitted(metric: MetricPlan) -> str | None:
+    """Why nothing would ever publish ``metric``, or None."""
+    if metric.namespace == metrics.NAMESPACE:
+        if metric.metric_name not in metrics.EMITTED:
+            return f"{metric.metric_name} is not a metric the runtime emits"
+        if dict(metric.dimensions) != {metrics.SERVICE_DIMENSION: metrics.SERVICE, metrics.TASK_DIMENSION: ANY_TASK}:
+            return f"{metric.metric_name}: the runtime publishes with dimensions service and task only"
+        return None
+    if metric.metric_name not in metrics.AWS_METRICS.get(metric.namespace, frozenset()):
+        return f"{metric.namespace} {metric.metric_name} is not a metric AWS publishes that Kairos knows"
+    return None
+
+
+ANY_TASK = object()
+
+
+def normalized(metric: MetricPlan) -> MetricPlan:
+    dimensions = {
+        key: (ANY_TASK if key == metrics.TASK_DIMENSION else value) for key, value in metric.dimensions.items()
+    }
+    return replace(metric, dimensions=dimensions)  # type: ignore[arg-type]
+
+
+def test_every_metric_an_alarm_watches_is_emitted() -> None:
+    alarms = every_alarm()
+    assert alarms, "no alarms planned"
+    problems = [
+        f"{alarm.construct_id}: {problem}"
+        for alarm in alarms
+        for metric in alarm.metrics.values()
+        if (problem := unemitted(normalized(metric)))
+    ]
+    assert problems == []
+
+
+def test_a_misspelt_metric_is_caught() -> None:
+    alarm = failure_alarm("some-task")
+    failed = alarm.metrics["failed"]
+    assert unemitted(normalized(replace(failed, metric_name="RunFailed"))) is not None
+    assert unemitted(normalized(replace(failed, namespace="Kairso"))) is not None
+    dropped = alarm.metrics["dropped"]
+    assert unemitted(normalized(replace(dropped, metric_name="AsyncEventDropped"))) is not None
+
+
+@pytest.mark.parametrize(
+    ("status", "retried", "superseded"),
+    [(status, False, False) for status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED)]
+    + [(RunStatus.FAILED, True, False), (RunStatus.SUCCEEDED, False, True)],
+)
+def test_every_run_counter_the_runner_picks_is_declared(status: RunStatus, retried: bool, superseded: bool) -> None:
+    result = RunResult("t", status, "r", 1, retried=retried, superseded=superseded)
+    assert result.metric_name in metrics.RUN_METRICS
+
+
+NODE_RUN_METRICS = """
+const { runMetricsLine } = await import(process.argv[1]);
+const runs = [["SUCCEEDED"], ["FAILED"], ["SKIPPED"], ["FAILED", true], ["SUCCEEDED", false, true]];
+const lines = runs.map(([status, retried = false, superseded = false]) => JSON.parse(runMetricsLine({
+  task: "t", status, retried, superseded, durationMs: 1, itemsWritten: 0, itemsRejected: 0, timestamp: new Date(0),
+})));
+console.log(JSON.stringify(lines.map((line) => line._aws.CloudWatchMetrics[0])));
+"""
+
+
+def test_the_node_runtime_publishes_the_same_names() -> None:
+    completed = subprocess.run(
+        [shutil.which("node") or "node", "--input-type=module", "-e", NODE_RUN_METRICS, LOG_MODULE.as_uri()],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    directives = json.loads(completed.stdout)
+    assert {directive["Namespace"] for directive in directives} == {metrics.NAMESPACE}
+    assert {tuple(sorted(dims)) for directive in directives for dims in directive["Dimensions"]} == {
+        tuple(sorted((metrics.SERVICE_DIMENSION, metrics.TASK_DIMENSION)))
+    }
+    published = {metric["Name"] for directive in directives for metric in directive["Metrics"]}
+    assert published == metrics.RUN_METRICS
