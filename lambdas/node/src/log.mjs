@@ -5,8 +5,10 @@
 
 import { inspect } from "node:util";
 
-export const SERVICE = "kairos";
-export const METRICS_NAMESPACE = "Kairos";
+import { CONTRACT } from "./contract.mjs";
+
+export const SERVICE = CONTRACT.metrics.service;
+export const METRICS_NAMESPACE = CONTRACT.metrics.namespace;
 
 /** @typedef {(line: string) => void} LineWriter */
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 MAX_ERROR_MESSAGE = 1000
 # A run record must stay well under DynamoDB's 400 KB item limit, or the final update would fail.
 MAX_DETAIL_BYTES = 32_000
+MAX_DETAIL_KEYS = 50
+"""How many of an oversized detail's keys its truncated stand-in lists."""
 PREVIOUS_OUTCOME_FIELDS = ("status", "request_id", "started_at", "finished_at", "error_type", "error_message")
 # How often a delivery re-reads and retries when other deliveries of the same event keep restarting
 # the record between its read and its write.
@@ -107,7 +109,7 @@ def bounded_detail(detail: Mapping[str, Any] | None) -> Any:
         return {
             "truncated": True,
             "bytes": len(encoded.encode()),
-            "keys": sorted(map(str, (detail or {})))[:50],
+            "keys": sorted(map(str, (detail or {})))[:MAX_DETAIL_KEYS],
         }
     # DynamoDB stores neither NaN nor infinity: they become null.
     return json.loads(encoded, parse_float=Decimal, parse_constant=lambda _: None)
