@@ -52,6 +52,8 @@ run: validate synth
 lint: setup
 	$(BIN)/ruff check $(PY_SOURCES) tests
 	$(BIN)/ruff format --check $(PY_SOURCES) tests
+	# The Node runtime's JSDoc types, checked (jsconfig.json), not decoration.
+	npx --no-install tsc -p jsconfig.json
 
 typecheck: setup
 	$(BIN)/mypy $(TYPED_SOURCES)

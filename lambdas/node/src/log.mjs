@@ -65,7 +65,7 @@ function toJsonLine(record, base) {
 function jsonReplacer(_key, value) {
   if (typeof value === "bigint") return String(value);
   if (value instanceof Error) {
-    return { name: value.name, message: value.message, code: value.code, stack: value.stack, cause: value.cause };
+    return { name: value.name, message: value.message, code: /** @type {{ code?: unknown }} */ (value).code, stack: value.stack, cause: value.cause };
   }
   return value;
 }
