@@ -19,7 +19,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 PY_SOURCES := app.py kairos kairos_build kairos_stack lambdas/python/kairos_runtime $(wildcard bench)
 TYPED_SOURCES := app.py kairos kairos_build kairos_stack lambdas/python/kairos_runtime
 
-.PHONY: help setup run synth validate lint typecheck test test-python test-node cfn-lint lock schema clean bench deploy-smoke
+.PHONY: help setup run synth validate lint typecheck test test-python test-node cfn-lint lock schema contract clean bench deploy-smoke
 
 help:
 	@echo "make run    - set up, validate, synthesize every stage, run the $(STAGE) stage's enabled tasks locally"
@@ -52,6 +52,8 @@ run: validate synth
 lint: setup
 	$(BIN)/ruff check $(PY_SOURCES) tests
 	$(BIN)/ruff format --check $(PY_SOURCES) tests
+	# The Node runtime's JSDoc types, checked (jsconfig.json), not decoration.
+	npx --no-install tsc -p jsconfig.json
 
 typecheck: setup
 	$(BIN)/mypy $(TYPED_SOURCES)
@@ -86,6 +88,10 @@ lock: setup
 
 schema: setup
 	$(BIN)/kairos schema
+
+# The constants the Node runtime reads (lambdas/node/contract.json), from kairos_runtime's own.
+contract: setup
+	$(BIN)/python -m kairos_runtime.contract
 
 clean:
 	rm -rf $(CDK_OUT) .kairos .pytest_cache .mypy_cache .ruff_cache

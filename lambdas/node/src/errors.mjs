@@ -1,9 +1,12 @@
 /**
- * Errors a task throws to say how it failed (mirroring kairos_runtime/errors.py); the runner records
- * the kind and decides whether the delivery should be retried.
+ * Errors a task throws to say how it failed (mirroring kairos_runtime/errors.py; the kinds come from
+ * the contract); the runner records the kind and decides whether the delivery should be retried.
  */
 
-export const ErrorKind = Object.freeze({ TRANSIENT: "transient", PERMANENT: "permanent" });
+import { CONTRACT } from "./contract.mjs";
+
+/** @type {Readonly<{ TRANSIENT: "transient", PERMANENT: "permanent" }>} */
+export const ErrorKind = /** @type {any} */ (Object.freeze(Object.fromEntries(CONTRACT.run_records.error_kinds.map((kind) => [kind.toUpperCase(), kind]))));
 
 /**
  * @typedef {{ cause?: unknown, detail?: Record<string, unknown> }} TaskErrorOptions

@@ -206,13 +206,17 @@ function parseDateTime(value) {
  */
 function parseAttempt(value) {
   const number = typeof value === "string" && /^\s*\+?\d+\s*$/.test(value) ? Number(value) : value;
-  return Number.isSafeInteger(number) && number >= 1 ? number : null;
+  return typeof number === "number" && Number.isSafeInteger(number) && number >= 1 ? number : null;
 }
 
 function nonEmptyText(value) {
   return typeof value === "string" && value !== "" ? value : null;
 }
 
+/**
+ * @param {unknown} value
+ * @returns {value is Record<string, any>}
+ */
 function isObject(value) {
   return value !== null && typeof value === "object" && !Array.isArray(value);
 }

@@ -5,8 +5,10 @@
 
 import { inspect } from "node:util";
 
-export const SERVICE = "kairos";
-export const METRICS_NAMESPACE = "Kairos";
+import { CONTRACT } from "./contract.mjs";
+
+export const SERVICE = CONTRACT.metrics.service;
+export const METRICS_NAMESPACE = CONTRACT.metrics.namespace;
 
 /** @typedef {(line: string) => void} LineWriter */
 
@@ -63,7 +65,7 @@ function toJsonLine(record, base) {
 function jsonReplacer(_key, value) {
   if (typeof value === "bigint") return String(value);
   if (value instanceof Error) {
-    return { name: value.name, message: value.message, code: value.code, stack: value.stack, cause: value.cause };
+    return { name: value.name, message: value.message, code: /** @type {{ code?: unknown }} */ (value).code, stack: value.stack, cause: value.cause };
   }
   return value;
 }

@@ -58,12 +58,15 @@ export function resolvePartitions(taskType, tables, declared) {
       read = allowsRead(access) ? prefixes : Object.freeze([]);
       write = allowsWrite(access) ? prefixes : Object.freeze([]);
     } else if (value !== null && typeof value === "object") {
-      read = checkedPrefixes(value.read ?? [], where);
-      write = checkedPrefixes(value.write ?? [], where);
+      const { read: readPrefixes, write: writePrefixes } = /** @type {{ read?: readonly string[], write?: readonly string[] }} */ (value);
+      read = checkedPrefixes(readPrefixes ?? [], where);
+      write = checkedPrefixes(writePrefixes ?? [], where);
     } else {
       throw new TypeError(`${where}: partitions must be a list of prefixes or { read, write }`);
     }
-    for (const [kind, prefixes, allowed] of [["read", read, allowsRead(access)], ["write", write, allowsWrite(access)]]) {
+    /** @type {[string, readonly string[], boolean][]} */
+    const checks = [["read", read, allowsRead(access)], ["write", write, allowsWrite(access)]];
+    for (const [kind, prefixes, allowed] of checks) {
       if (allowed && prefixes.length === 0) throw new TypeError(`${where}: access ${access} needs ${kind} prefixes`);
       if (!allowed && prefixes.length > 0) throw new TypeError(`${where}: ${kind} prefixes given, but access is ${access}`);
     }

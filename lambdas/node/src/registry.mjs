@@ -177,6 +177,7 @@ export function parseParams(taskType, rawParams) {
  * @returns {{ task_types: Record<string, { description: string, params_schema: ParamsSchema, tables: Record<string, Access>, partitions?: Record<string, { read: string[], write: string[] }> }> }}
  */
 export function buildManifest(registry) {
+  /** @type {Record<string, any>} */
   const taskTypes = {};
   for (const name of registry.names()) {
     const taskType = registry.get(name);

@@ -256,7 +256,7 @@ export class TaskRunner {
       clients: this.#scopedClients(taskType),
     });
     try {
-      const outcome = (await taskType.fn(params, context)) ?? {};
+      const outcome = /** @type {import("./registry.mjs").TaskOutcome} */ ((await taskType.fn(params, context)) ?? {});
       return {
         status: RunStatus.SUCCEEDED,
         itemsWritten: count(outcome.itemsWritten, "itemsWritten"),
@@ -277,7 +277,7 @@ export class TaskRunner {
           message: isError ? error.message || error.name : `non-Error value thrown: ${inspect(error)}`,
           kind: errorKind(error),
         },
-        detail: isError && isPlainObject(error.detail) ? error.detail : null,
+        detail: isError && isPlainObject(/** @type {{ detail?: unknown }} */ (error).detail) ? /** @type {any} */ (error).detail : null,
       };
     }
   }

@@ -13,41 +13,31 @@ import { inspect } from "node:util";
 import { GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 
 import { MAX_DETAIL_BYTES, MAX_DETAIL_DEPTH, MAX_DETAIL_KEYS, MAX_ERROR_MESSAGE } from "./bounds.mjs";
+import { CONTRACT } from "./contract.mjs";
 import { TABLES, TASK_RUNS } from "./tables.mjs";
 
-export const RunStatus = Object.freeze({
-  STARTED: "STARTED",
-  SUCCEEDED: "SUCCEEDED",
-  FAILED: "FAILED",
-  SKIPPED: "SKIPPED",
-});
+const RECORDS = CONTRACT.run_records;
+
+/** @type {Readonly<{ STARTED: "STARTED", SUCCEEDED: "SUCCEEDED", FAILED: "FAILED", SKIPPED: "SKIPPED" }>} */
+export const RunStatus = /** @type {any} */ (Object.freeze(Object.fromEntries(RECORDS.statuses.map((status) => [status, status]))));
 
 export { MAX_DETAIL_BYTES, MAX_ERROR_MESSAGE } from "./bounds.mjs";
 /** The error type of the minimal FAILED record written when a run's outcome could not be stored. */
 export const RECORD_WRITE_FAILED = "RecordWriteFailed";
 /** What a redelivery keeps of the earlier delivery's outcome, in previous_outcomes. */
-export const PREVIOUS_OUTCOME_FIELDS = Object.freeze(["status", "request_id", "started_at", "finished_at", "error_type", "error_message"]);
+export const PREVIOUS_OUTCOME_FIELDS = RECORDS.previous_outcome_fields;
 /**
  * How often a delivery re-reads and retries when other deliveries of the same event keep restarting
  * the record between its read and its write.
  */
-export const RESTART_ATTEMPTS = 5;
+export const RESTART_ATTEMPTS = RECORDS.restart_attempts;
 /** The earlier delivery's outcome, removed by a redelivery until its own finish sets them. */
-export const CLEARED_ON_REDELIVERY = Object.freeze([
-  "finished_at",
-  "duration_ms",
-  "items_written",
-  "items_rejected",
-  "detail",
-  "error_type",
-  "error_message",
-  "error_kind",
-]);
+export const CLEARED_ON_REDELIVERY = RECORDS.cleared_on_redelivery;
 
 const DESIGN = TABLES[TASK_RUNS];
 const DAY_SECONDS = 24 * 60 * 60;
 /** Set again by a redelivery, from the new delivery. */
-const RESTARTED_FIELDS = Object.freeze(["status", "request_id", "started_at", "gsi1pk", "gsi1sk", DESIGN.ttlAttribute]);
+const RESTARTED_FIELDS = RECORDS.restarted_fields;
 
 /**
  * Other deliveries of the same event kept restarting its record; this one gives up (and fails, so

@@ -1,29 +1,33 @@
 /**
- * Runtime settings, read once per cold start from the environment the ScheduledTask construct sets
- * (the same variable names as kairos_runtime/settings.py).
+ * Runtime settings, read once per cold start from the environment the ScheduledTask construct sets.
+ * The variable names, defaults and bounds are kairos_runtime/settings.py's, read from the contract.
  */
 
+import { CONTRACT } from "./contract.mjs";
 import { TABLES } from "./tables.mjs";
 
-export const STAGE_ENV = "KAIROS_STAGE";
+const { run_record_ttl_days: TTL_DAYS, lambda_retry_attempts: RETRY_ATTEMPTS, max_event_age_seconds: EVENT_AGE } = CONTRACT.settings;
+
+export const STAGE_ENV = CONTRACT.env.stage;
 /** The one task a function runs: its run records go under this name, the only one IAM lets it write. */
-export const TASK_ENV = "KAIROS_TASK";
+export const TASK_ENV = CONTRACT.env.task;
 /** The one task type a function runs: an event naming another is recorded as InvalidEvent, not run. */
-export const TASK_TYPE_ENV = "KAIROS_TASK_TYPE";
-export const RUNTIME_ENV = "KAIROS_RUNTIME";
-export const RUN_RECORD_TTL_DAYS_ENV = "KAIROS_RUN_RECORD_TTL_DAYS";
+export const TASK_TYPE_ENV = CONTRACT.env.task_type;
+export const RUNTIME_ENV = CONTRACT.env.runtime;
+export const RUN_RECORD_TTL_DAYS_ENV = TTL_DAYS.env;
 /**
  * How often Lambda delivers a rejected event again: a transient failure Lambda will retry is counted
  * as RunsRetried, not RunsFailed.
  */
-export const LAMBDA_RETRY_ATTEMPTS_ENV = "KAIROS_LAMBDA_RETRY_ATTEMPTS";
+export const LAMBDA_RETRY_ATTEMPTS_ENV = RETRY_ATTEMPTS.env;
 /** How old an event Lambda still retries; an older one it drops (to the dead-letter queue). */
-export const MAX_EVENT_AGE_ENV = "KAIROS_MAX_EVENT_AGE_SECONDS";
+export const MAX_EVENT_AGE_ENV = EVENT_AGE.env;
 /** Lambda waits about a minute before its first retry, and about two before its second. */
-export const LAMBDA_FIRST_RETRY_DELAY_SECONDS = 60;
-const LAMBDA_MAX_EVENT_AGE_SECONDS = 6 * 60 * 60;
-
-const DEFAULT_TTL_DAYS = 90;
+export const LAMBDA_FIRST_RETRY_DELAY_SECONDS = CONTRACT.lambda.first_retry_delay_seconds;
+const LAMBDA_MAX_EVENT_AGE_SECONDS = /** @type {number} */ (EVENT_AGE.max);
+const MIN_EVENT_AGE_SECONDS = EVENT_AGE.min;
+/** Every retry count Lambda accepts, 0 to its maximum. */
+const RETRY_ATTEMPT_CHOICES = Array.from({ length: /** @type {number} */ (RETRY_ATTEMPTS.max) - RETRY_ATTEMPTS.min + 1 }, (_, index) => RETRY_ATTEMPTS.min + index);
 
 export class MissingTableError extends Error {
   name = "MissingTableError";
@@ -50,19 +54,22 @@ export class MissingTableError extends Error {
  */
 export function readSettings(env) {
   const ttlText = env[RUN_RECORD_TTL_DAYS_ENV];
-  const runRecordTtlDays = ttlText ? Number(ttlText) : DEFAULT_TTL_DAYS;
-  if (!Number.isInteger(runRecordTtlDays) || runRecordTtlDays < 1) {
-    throw new RangeError(`${RUN_RECORD_TTL_DAYS_ENV} must be an integer >= 1, got ${JSON.stringify(ttlText)}`);
+  const runRecordTtlDays = ttlText ? Number(ttlText) : TTL_DAYS.default;
+  if (!Number.isInteger(runRecordTtlDays) || runRecordTtlDays < TTL_DAYS.min) {
+    throw new RangeError(`${RUN_RECORD_TTL_DAYS_ENV} must be an integer >= ${TTL_DAYS.min}, got ${JSON.stringify(ttlText)}`);
   }
   const retryText = env[LAMBDA_RETRY_ATTEMPTS_ENV];
-  const lambdaRetryAttempts = retryText ? Number(retryText) : 0;
-  if (![0, 1, 2].includes(lambdaRetryAttempts)) {
-    throw new RangeError(`${LAMBDA_RETRY_ATTEMPTS_ENV} must be 0, 1 or 2, got ${JSON.stringify(retryText)}`);
+  const lambdaRetryAttempts = retryText ? Number(retryText) : RETRY_ATTEMPTS.default;
+  if (!RETRY_ATTEMPT_CHOICES.includes(lambdaRetryAttempts)) {
+    const choices = `${RETRY_ATTEMPT_CHOICES.slice(0, -1).join(", ")} or ${RETRY_ATTEMPT_CHOICES.at(-1)}`;
+    throw new RangeError(`${LAMBDA_RETRY_ATTEMPTS_ENV} must be ${choices}, got ${JSON.stringify(retryText)}`);
   }
   const ageText = env[MAX_EVENT_AGE_ENV];
-  const maxEventAgeSeconds = ageText ? Number(ageText) : LAMBDA_MAX_EVENT_AGE_SECONDS;
-  if (!Number.isInteger(maxEventAgeSeconds) || maxEventAgeSeconds < 60 || maxEventAgeSeconds > LAMBDA_MAX_EVENT_AGE_SECONDS) {
-    throw new RangeError(`${MAX_EVENT_AGE_ENV} must be an integer from 60 to ${LAMBDA_MAX_EVENT_AGE_SECONDS}, got ${JSON.stringify(ageText)}`);
+  const maxEventAgeSeconds = ageText ? Number(ageText) : EVENT_AGE.default;
+  if (!Number.isInteger(maxEventAgeSeconds) || maxEventAgeSeconds < MIN_EVENT_AGE_SECONDS || maxEventAgeSeconds > LAMBDA_MAX_EVENT_AGE_SECONDS) {
+    throw new RangeError(
+      `${MAX_EVENT_AGE_ENV} must be an integer from ${MIN_EVENT_AGE_SECONDS} to ${LAMBDA_MAX_EVENT_AGE_SECONDS}, got ${JSON.stringify(ageText)}`,
+    );
   }
   const tableNames = Object.fromEntries(
     Object.entries(TABLES)

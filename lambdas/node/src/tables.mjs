@@ -1,7 +1,10 @@
 /**
- * The DynamoDB table designs, mirroring kairos_runtime/tables.py: the run recorder builds keys from
- * them, the registry checks declared table ids against them, and the tests create tables from them.
+ * The DynamoDB table designs of kairos_runtime/tables.py, read from the generated contract: the run
+ * recorder builds keys from them, the registry checks declared table ids against them, and the tests
+ * create tables from them.
  */
+
+import { CONTRACT } from "./contract.mjs";
 
 /**
  * @typedef {object} TableDesign
@@ -13,24 +16,22 @@
  */
 
 /** @type {Readonly<Record<string, Readonly<TableDesign>>>} keyed by the logical table id */
-export const TABLES = Object.freeze({
-  task_runs: Object.freeze({
-    partitionKey: "pk",
-    sortKey: "sk",
-    indexes: [{ name: "by_date", partitionKey: "gsi1pk", sortKey: "gsi1sk" }],
-    ttlAttribute: "expires_at",
-    envVar: "KAIROS_TASK_RUNS_TABLE",
-  }),
-  market_data: Object.freeze({
-    partitionKey: "pk",
-    sortKey: "sk",
-    indexes: [{ name: "by_class_date", partitionKey: "gsi1pk", sortKey: "gsi1sk" }],
-    ttlAttribute: "expires_at",
-    envVar: "KAIROS_MARKET_DATA_TABLE",
-  }),
-});
+export const TABLES = Object.freeze(
+  Object.fromEntries(
+    Object.entries(CONTRACT.tables).map(([tableId, design]) => [
+      tableId,
+      Object.freeze({
+        partitionKey: design.partition_key,
+        sortKey: design.sort_key,
+        indexes: design.indexes.map((index) => ({ name: index.name, partitionKey: index.partition_key, sortKey: index.sort_key })),
+        ttlAttribute: design.ttl_attribute,
+        envVar: design.env_var,
+      }),
+    ]),
+  ),
+);
 
-export const TASK_RUNS = "task_runs";
+export const TASK_RUNS = CONTRACT.run_records.table;
 
 /** What a task type may do to a table; the stack turns it into grant_* calls. */
 export const ACCESS_MODES = Object.freeze(["read", "write", "read_write"]);

@@ -1,0 +1,131 @@
+// The run-record scenarios both runtimes replay (tests/contract/run_records.json), against an
+// embedded DynamoDB (dynalite on 127.0.0.1); tests/runtime/test_run_record_contract.py replays the
+// same file against the Python runtime on moto, asserting the same stored records.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { after, before, describe, it } from "node:test";
+
+import { CreateTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { DynamoDBDocumentClient, GetCommand } from "@aws-sdk/lib-dynamodb";
+import dynalite from "dynalite";
+
+import { parseScheduledEvent } from "../src/events.mjs";
+import { RunRecordContentionError, RunRecorder } from "../src/runs.mjs";
+import { TASK_RUNS, TABLES } from "../src/tables.mjs";
+
+const SCENARIOS = JSON.parse(readFileSync(new URL("../../../tests/contract/run_records.json", import.meta.url), "utf8"));
+const DESIGN = TABLES[TASK_RUNS];
+const { event: EVENT } = parseScheduledEvent(SCENARIOS.event);
+const SCHEDULED_MS = Date.parse(SCENARIOS.event.scheduled_time);
+const at = (seconds) => new Date(SCHEDULED_MS + seconds * 1000);
+
+let server;
+let client;
+let documentClient;
+
+before(async () => {
+  server = dynalite({ createTableMs: 0 });
+  await new Promise((resolve, reject) => server.listen(0, "127.0.0.1", (error) => (error ? reject(error) : resolve())));
+  client = new DynamoDBClient({
+    endpoint: `http://127.0.0.1:${server.address().port}`,
+    region: "us-east-1",
+    credentials: { accessKeyId: "test", secretAccessKey: "test" },
+  });
+  documentClient = DynamoDBDocumentClient.from(client);
+});
+
+after(async () => {
+  documentClient?.destroy();
+  if (server) await new Promise((resolve) => server.close(() => resolve()));
+});
+
+let tables = 0;
+
+/** A fresh TaskRuns table per scenario: every scenario writes the same record key. */
+async function freshTable() {
+  const tableName = `TaskRuns-scenario-${++tables}`;
+  await client.send(
+    new CreateTableCommand({
+      TableName: tableName,
+      BillingMode: "PAY_PER_REQUEST",
+      AttributeDefinitions: [DESIGN.partitionKey, DESIGN.sortKey].map((name) => ({ AttributeName: name, AttributeType: "S" })),
+      KeySchema: [
+        { AttributeName: DESIGN.partitionKey, KeyType: "HASH" },
+        { AttributeName: DESIGN.sortKey, KeyType: "RANGE" },
+      ],
+    }),
+  );
+  return tableName;
+}
+
+/**
+ * A document client where, after each of this delivery's reads, one rival delivery restarts the
+ * record before this delivery's conditional write (what another Lambda instance can do).
+ */
+function rivalsBetweenReadAndWrite(tableName, rivals) {
+  const waiting = [...rivals];
+  return {
+    async send(command) {
+      const response = await documentClient.send(command);
+      if (command instanceof GetCommand && waiting.length > 0) {
+        const rival = waiting.shift();
+        await new RunRecorder({ documentClient, tableName, ttlDays: SCENARIOS.ttl_days }).start(EVENT, {
+          runtime: SCENARIOS.runtime,
+          requestId: rival.request_id,
+          startedAt: at(rival.at),
+        });
+      }
+      return response;
+    },
+  };
+}
+
+async function replay(steps) {
+  const tableName = await freshTable();
+  const deliveries = new Map();
+  const { pk, sk } = SCENARIOS.record_base;
+  for (const [index, step] of steps.entries()) {
+    const where = `step ${index + 1}: ${JSON.stringify(step)}`;
+    if ("start" in step) {
+      const recorder = new RunRecorder({
+        documentClient: rivalsBetweenReadAndWrite(tableName, step.rivals ?? []),
+        tableName,
+        ttlDays: SCENARIOS.ttl_days,
+      });
+      const started = recorder.start(EVENT, { runtime: SCENARIOS.runtime, requestId: step.request_id, startedAt: at(step.at) });
+      if (step.error === "contention") {
+        await assert.rejects(started, RunRecordContentionError, where);
+        continue;
+      }
+      const key = await started;
+      deliveries.set(step.start, { recorder, key });
+      assert.equal(recorder.lambdaAttempt(key), step.lambda_attempt, where);
+    } else if ("finish" in step) {
+      const { recorder, key } = deliveries.get(step.finish);
+      const { owned, fallback } = await recorder.finish(key, {
+        status: step.status,
+        finishedAt: at(step.at),
+        durationMs: 1000,
+        itemsWritten: step.items_written ?? 0,
+        itemsRejected: 0,
+        detail: step.detail,
+        error: step.error,
+      });
+      assert.equal(owned, step.owned, where);
+      assert.equal(fallback, null, `${where}: the outcome was recorded, not a fallback`);
+    } else {
+      const { Item } = await documentClient.send(
+        new GetCommand({ TableName: tableName, Key: { [DESIGN.partitionKey]: pk, [DESIGN.sortKey]: sk }, ConsistentRead: true }),
+      );
+      assert.deepEqual(Item, { ...SCENARIOS.record_base, ...step.expect_record }, where);
+    }
+  }
+}
+
+describe("the shared run-record scenarios", () => {
+  for (const scenario of SCENARIOS.scenarios) {
+    it(scenario.name, async () => {
+      await replay(scenario.steps);
+    });
+  }
+});
