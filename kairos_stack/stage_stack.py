@@ -21,6 +21,7 @@ from kairos_stack.data_tables import DataTables
 from kairos_stack.dead_letter_queue import DeadLetterQueue
 from kairos_stack.scheduled_task import ScheduledTask
 
+STAGE_TAG = "kairos:stage"
 NEWEST_RUNTIMES = {PYTHON_RUNTIMES[-1], NODE_RUNTIMES[-1]}
 R = logs.RetentionDays
 LOG_RETENTION: dict[int, logs.RetentionDays] = {
@@ -92,9 +93,11 @@ class KairosStageStack(cdk.Stack):
         code_assets: CodeAssets | None = None,
         **kwargs: object,
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        # The stack's own tag is given here: with @aws-cdk/core:explicitStackTags (cdk.json), Tags.of(stack)
+        # tags only the resources in its template, no longer the CloudFormation stack itself.
+        super().__init__(scope, construct_id, tags={STAGE_TAG: plan.stage}, **kwargs)  # type: ignore[arg-type]
         self.plan = plan
-        cdk.Tags.of(self).add("kairos:stage", plan.stage)
+        cdk.Tags.of(self).add(STAGE_TAG, plan.stage)
         removal_policy = cdk.RemovalPolicy.RETAIN if plan.retain_data else cdk.RemovalPolicy.DESTROY
         code_assets = code_assets or CodeAssets()
 

@@ -3,6 +3,7 @@ that reaches beyond this machine fails; AWS is moto in-process or a server on 12
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,12 @@ if TYPE_CHECKING:
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EVENTS_DIR = Path(__file__).resolve().parent / "events"
+CDK_FEATURE_FLAGS: dict[str, object] = {
+    key: value
+    for key, value in json.loads((PROJECT_ROOT / "cdk.json").read_text(encoding="utf-8"))["context"].items()
+    if key.startswith("@aws-cdk")
+}
+"""cdk.json's feature flags: the CLI hands them to ``app.py``; an app a test builds needs them passed."""
 
 
 @pytest.fixture

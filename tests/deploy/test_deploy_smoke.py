@@ -2,8 +2,10 @@
 
 Given a fresh moto server and ``cdk bootstrap``, ``cdk deploy -c stage=dev`` creates the stack:
 tables, functions (environment, layers), log groups, the dead-letter queue and, through the
-Scheduler models of ``moto_server_with_scheduler.py``, the schedules. ``cdk diff`` then reports
-nothing; a task added to a copy of tasks.yaml shows up in the diff and deploys as an update.
+Scheduler models of ``moto_server_with_scheduler.py``, the schedules. The first deploy uses the CDK feature flags
+cdk.json set before docs/adr/0110-cdk-feature-flags.md; ``cdk diff`` with today's cdk.json then reports
+nothing, so adopting the flags changes no deployed resource. A task added to a copy of tasks.yaml
+shows up in the diff and deploys as an update, with today's flags.
 
 Everything runs as subprocesses (pytest-socket guards this process only) and talks to loopback
 only. CDK bundles the assets during each deploy, from ``.bundle-cache/`` when it is warm. moto's
@@ -43,6 +45,13 @@ STAGE = "dev"
 ADDED_TASK = "smoke-added"
 COMMAND_TIMEOUT = 900
 KAIROS = Path(sys.executable).with_name("kairos")
+PRE_ADOPTION_FLAGS = {
+    "@aws-cdk/aws-lambda:recognizeLayerVersion": True,
+    "@aws-cdk/core:stackRelativeExports": True,
+    "@aws-cdk/aws-iam:minimizePolicies": True,
+}
+"""The only flags cdk.json set before it adopted a new app's (docs/adr/0110-cdk-feature-flags.md)."""
+STAGE_TAG = {"Key": "kairos:stage", "Value": STAGE}
 
 
 @dataclass(frozen=True)
@@ -153,6 +162,25 @@ def deploy_args(tasks_file: Path, outdir: Path) -> list[str]:
         str(outdir),
         "--no-notices",
     ]
+
+
+def pre_adoption_app(directory: Path) -> Path:
+    """An app directory whose cdk.json is today's with the feature flags it had before adopting them."""
+    config = json.loads((PROJECT_ROOT / "cdk.json").read_text(encoding="utf-8"))
+    context = {key: value for key, value in config["context"].items() if not key.startswith("@aws-cdk")}
+    config["context"] = {**context, **PRE_ADOPTION_FLAGS}
+    config["app"] = f'"{sys.executable}" "{PROJECT_ROOT / "app.py"}"'
+    config.pop("watch", None)
+    directory.mkdir()
+    (directory / "cdk.json").write_text(json.dumps(config), encoding="utf-8")
+    return directory
+
+
+def flags_set(outdir: Path) -> set[str]:
+    """The feature flags an assembly was synthesized with, from aws-cdk-lib's report in its manifest."""
+    manifest = json.loads((outdir / "manifest.json").read_text(encoding="utf-8"))
+    report = manifest["artifacts"]["aws-cdk-lib/feature-flag-report"]["properties"]["flags"]
+    return {name for name, flag in report.items() if "userValue" in flag}
 
 
 def load_plan(tasks_file: Path) -> StagePlan:
@@ -275,6 +303,8 @@ def assert_schedules_and_alarms(aws: LocalAws, stack: Deployed) -> None:
 def assert_stack(aws: LocalAws, stack: Deployed, status: str) -> None:
     (description,) = aws.client("cloudformation").describe_stacks(StackName=stack.plan.stack_name)["Stacks"]
     assert description["StackStatus"] == status
+    # The stack itself carries its stage's tag, under either set of flags (explicitStackTags: ADR 0110).
+    assert STAGE_TAG in description.get("Tags", [])
     dynamodb = aws.client("dynamodb")
     tables = stack.of_type("AWS::DynamoDB::Table")
     assert len(tables) == len(stack.plan.tables)
@@ -309,14 +339,25 @@ def test_dev_stage_deploys_diffs_clean_and_updates(local_aws: LocalAws) -> None:
     plan = load_plan(tasks_file)
     assert any(task.group is DependencyGroup.CRAWLER for task in plan.tasks), "dev must deploy the crawler layer"
 
-    # Given a first deploy of the dev stage
+    # Given a first deploy of the dev stage, with the feature flags cdk.json had before adopting a new app's
     first_out = workdir / "out-deploy-1"
-    local_aws.cdk("deploy", *deploy_args(tasks_file, first_out), "--require-approval", "never", "--method=direct")
+    local_aws.cdk(
+        "deploy",
+        *deploy_args(tasks_file, first_out),
+        "--require-approval",
+        "never",
+        "--method=direct",
+        cwd=pre_adoption_app(workdir / "pre-adoption-app"),
+    )
+    assert flags_set(first_out) == set(PRE_ADOPTION_FLAGS)
     assert_stack(local_aws, deployed(local_aws, plan, first_out), "CREATE_COMPLETE")
 
-    # Then a diff of the unchanged project finds nothing, assets included
-    clean = local_aws.cdk("diff", *deploy_args(tasks_file, workdir / "out-diff-1"), "--method=template", "--fail")
+    # Then a diff with today's cdk.json finds nothing, assets included: the adopted flags change no
+    # resource, so none is replaced (the ADR lists the diff)
+    diff_out = workdir / "out-diff-1"
+    clean = local_aws.cdk("diff", *deploy_args(tasks_file, diff_out), "--method=template", "--fail")
     assert "There were no differences" in clean.stdout + clean.stderr
+    assert len(flags_set(diff_out)) > len(PRE_ADOPTION_FLAGS)
 
     # When a task is added to (a copy of) tasks.yaml
     updated_file = with_added_task(tasks_file, workdir / "tasks-updated.yaml")

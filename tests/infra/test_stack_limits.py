@@ -14,9 +14,10 @@ from kairos.catalog import load_catalog
 from kairos.loading import load_tasks_file
 from kairos.plan import CDK_METADATA_RESOURCES, plan_stage
 from kairos_stack.app_builder import build_stage
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import CDK_FEATURE_FLAGS, PROJECT_ROOT
 
-NO_BUNDLING = {"aws:cdk:bundling-stacks": []}
+NO_BUNDLING = {**CDK_FEATURE_FLAGS, "aws:cdk:bundling-stacks": []}
+"""cdk.json's flags, as the CLI gives them to app.py, without bundling."""
 
 
 def tasks_file(tmp_path: Path, tasks: int, *, crawler: bool, alarm_email: bool) -> Path:

@@ -15,14 +15,14 @@ from kairos.loading import load_tasks_file
 from kairos.local.tables import tables_from_designs, tables_from_template
 from kairos.plan import StagePlan, plan_stage
 from kairos_stack.app_builder import add_checks, build_stage
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import CDK_FEATURE_FLAGS, PROJECT_ROOT
 
 
 def synth(stage: str) -> tuple[StagePlan, Template]:
     catalog = load_catalog()
     plan = plan_stage(load_tasks_file(PROJECT_ROOT / "tasks.yaml", catalog), catalog, stage)
     # Bundling is skipped here for speed; tests/packaging builds the real assets.
-    app = cdk.App(context={"aws:cdk:bundling-stacks": [], "aws:cdk:enable-path-metadata": True})
+    app = cdk.App(context={**CDK_FEATURE_FLAGS, "aws:cdk:bundling-stacks": [], "aws:cdk:enable-path-metadata": True})
     stack = build_stage(app, plan)
     add_checks(app)
     app.synth()  # runs cdk-nag: an unacknowledged finding fails here
@@ -173,6 +173,28 @@ def policy_statements(template: Template, plan: StagePlan, task: str) -> list[di
     return list(policy["Properties"]["PolicyDocument"]["Statement"])
 
 
+Permission = tuple[str, str, str, str]
+"""Effect, action, resource and condition (the last two as JSON) of one thing a policy allows or denies."""
+
+
+def permissions(statements: list[dict[str, Any]], resource_part: str = "") -> set[Permission]:
+    """What ``statements`` allow, one action on one resource at a time, on resources whose JSON contains
+    ``resource_part``: the same set whether or not CDK's policy minimisation
+    (``@aws-cdk/aws-iam:minimizePolicies`` in cdk.json) merged statements sharing actions or resources."""
+
+    def as_list(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else [value]
+
+    return {
+        (statement["Effect"], action, json.dumps(resource, sort_keys=True), json.dumps(condition, sort_keys=True))
+        for statement in statements
+        for condition in [statement.get("Condition")]
+        for action in as_list(statement["Action"])
+        for resource in as_list(statement["Resource"])
+        if resource_part in json.dumps(resource)
+    }
+
+
 def test_a_simple_task_may_write_only_its_own_run_records(dev: tuple[StagePlan, Template]) -> None:
     plan, template = dev
     runs_table = logical_id(template, "AWS::DynamoDB::Table", "kairos-dev/Tables/TaskRuns")
@@ -201,41 +223,43 @@ def test_the_daily_summary_may_query_the_run_index_but_read_no_other_tasks_recor
 
     statements = policy_statements(template, plan, "daily-summary")
 
-    on_runs = [statement for statement in statements if runs_table in json.dumps(statement["Resource"])]
-    assert on_runs == [
-        {
-            "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-            "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["TASK#daily-summary"]}},
-            "Effect": "Allow",
-            "Resource": {"Fn::GetAtt": [runs_table, "Arn"]},
-        },
-        {
-            "Action": "dynamodb:Query",
-            "Effect": "Allow",
-            "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [runs_table, "Arn"]}, "/index/*"]]},
-        },
-    ]
-    on_market = [statement for statement in statements if market_table in json.dumps(statement["Resource"])]
+    assert permissions(statements, runs_table) == permissions(
+        [
+            {
+                "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["TASK#daily-summary"]}},
+                "Effect": "Allow",
+                "Resource": {"Fn::GetAtt": [runs_table, "Arn"]},
+            },
+            {
+                "Action": "dynamodb:Query",
+                "Effect": "Allow",
+                "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [runs_table, "Arn"]}, "/index/*"]]},
+            },
+        ]
+    )
     summaries = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["SUMMARY#*"]}}
-    assert on_market == [
-        {
-            "Action": ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
-            "Condition": summaries,
-            "Effect": "Allow",
-            "Resource": {"Fn::GetAtt": [market_table, "Arn"]},
-        },
-        {
-            "Action": ["dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem"],
-            "Condition": summaries,
-            "Effect": "Allow",
-            "Resource": {"Fn::GetAtt": [market_table, "Arn"]},
-        },
-        {
-            "Action": "dynamodb:Query",
-            "Effect": "Allow",
-            "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [market_table, "Arn"]}, "/index/*"]]},
-        },
-    ]
+    assert permissions(statements, market_table) == permissions(
+        [
+            {
+                "Action": ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
+                "Condition": summaries,
+                "Effect": "Allow",
+                "Resource": {"Fn::GetAtt": [market_table, "Arn"]},
+            },
+            {
+                "Action": ["dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem"],
+                "Condition": summaries,
+                "Effect": "Allow",
+                "Resource": {"Fn::GetAtt": [market_table, "Arn"]},
+            },
+            {
+                "Action": "dynamodb:Query",
+                "Effect": "Allow",
+                "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [market_table, "Arn"]}, "/index/*"]]},
+            },
+        ]
+    )
 
 
 def test_tasks_share_no_grants(dev: tuple[StagePlan, Template]) -> None:
@@ -477,10 +501,6 @@ MARKET_PARTITIONS = {
 }
 
 
-def on_resource(statements: list[dict[str, Any]], resource: Any) -> list[dict[str, Any]]:
-    return [statement for statement in statements if statement["Resource"] == resource]
-
-
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_each_market_task_reads_and_writes_only_its_own_partitions(
     stage: str, dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]
@@ -507,11 +527,16 @@ def test_each_market_task_reads_and_writes_only_its_own_partitions(
             for actions, prefixes in ((READ_ACTIONS, reads), (WRITE_ACTIONS, writes))
             if prefixes
         ]
-        assert on_resource(statements, market) == expected, task.name
+        on_market = {grant for grant in permissions(statements) if grant[2] == json.dumps(market, sort_keys=True)}
+        assert on_market == permissions(expected), task.name
         # An index can only be queried; only a task that reads gets that.
-        index_grants = on_resource(statements, market_indexes)
+        index_grants = {
+            grant for grant in permissions(statements) if grant[2] == json.dumps(market_indexes, sort_keys=True)
+        }
         assert index_grants == (
-            [{"Action": "dynamodb:Query", "Effect": "Allow", "Resource": market_indexes}] if reads else []
+            permissions([{"Action": "dynamodb:Query", "Effect": "Allow", "Resource": market_indexes}])
+            if reads
+            else set()
         )
     everything = json.dumps(template.find_resources("AWS::IAM::Policy"))
     assert "dynamodb:Scan" not in everything
