@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kairos_runtime.events import iso_seconds
-from kairos_runtime.runs import RunStatus
+from kairos_runtime.runs import RunHistory, RunStatus
 from kairos_runtime.tables import TASK_RUNS
 
 LATEST_RUNS = 10
@@ -28,14 +28,7 @@ def parse_duration(text: str) -> timedelta:
 
 def latest_runs(table: Any, task: str, *, limit: int = LATEST_RUNS) -> list[dict[str, Any]]:
     """The task's newest records by slot, newest first: one Query."""
-    response = table.query(
-        KeyConditionExpression="#pk = :pk AND begins_with(#sk, :run)",
-        ExpressionAttributeNames={"#pk": TASK_RUNS.partition_key, "#sk": TASK_RUNS.sort_key},
-        ExpressionAttributeValues={":pk": f"TASK#{task}", ":run": "RUN#"},
-        ScanIndexForward=False,
-        Limit=limit,
-    )
-    return list(response.get("Items", []))
+    return RunHistory(table).for_task(task, limit=limit)
 
 
 def _filtered_pages(
