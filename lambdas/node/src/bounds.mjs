@@ -1,20 +1,23 @@
 /**
  * How large and how deep anything an event or a task puts into a run record may be: the numbers of
- * kairos_runtime/bounds.py, where each is explained (tests/runtime/test_bounds.py compares the two
- * files, so they cannot drift). Patterns are unanchored; anchor them with `fullMatch`.
+ * kairos_runtime/bounds.py, where each is explained, read from the generated contract.json. Patterns are unanchored; anchor them with `fullMatch`.
  */
 
-// --- Bounds shared with lambdas/python/kairos_runtime/bounds.py (same names, same values) ---
-export const TASK_NAME_PATTERN = "[a-z][a-z0-9-]{0,47}";
-export const TASK_TYPE_PATTERN = "[a-z][a-z0-9_]{0,63}";
-export const EXECUTION_ID_PATTERN = "[!-~]{1,128}";
-export const MAX_PARAMS_BYTES = 262144;
-export const MAX_PARAMS_DEPTH = 16;
-export const MAX_DETAIL_BYTES = 32000;
-export const MAX_DETAIL_DEPTH = 24;
-export const MAX_DETAIL_KEYS = 50;
-export const MAX_ERROR_MESSAGE = 1000;
-// --- end of the shared bounds ---
+import { CONTRACT } from "./contract.mjs";
+
+/** @type {{ TASK_NAME_PATTERN: string, TASK_TYPE_PATTERN: string, EXECUTION_ID_PATTERN: string, MAX_PARAMS_BYTES: number, MAX_PARAMS_DEPTH: number, MAX_DETAIL_BYTES: number, MAX_DETAIL_DEPTH: number, MAX_DETAIL_KEYS: number, MAX_ERROR_MESSAGE: number }} */
+const SHARED = /** @type {any} */ (CONTRACT.bounds);
+export const {
+  TASK_NAME_PATTERN,
+  TASK_TYPE_PATTERN,
+  EXECUTION_ID_PATTERN,
+  MAX_PARAMS_BYTES,
+  MAX_PARAMS_DEPTH,
+  MAX_DETAIL_BYTES,
+  MAX_DETAIL_DEPTH,
+  MAX_DETAIL_KEYS,
+  MAX_ERROR_MESSAGE,
+} = SHARED;
 
 /**
  * One of the patterns above, matching a whole string only (JavaScript's `$` has no newline

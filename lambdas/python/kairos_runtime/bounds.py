@@ -2,10 +2,10 @@
 
 Every event field that goes into a key or a record is checked against these before a key is built
 (:mod:`kairos_runtime.events`), and a task's detail is bounded by them before it is written
-(:mod:`kairos_runtime.runs`), so every delivery can write its final record. The Node runtime holds
-the same numbers in ``lambdas/node/src/bounds.mjs``; ``tests/runtime/test_bounds.py`` compares the
-two files, so they cannot drift. Patterns are written without anchors: each runtime anchors them
-(``^(?:…)\\Z`` in Python, ``^(?:…)$`` in JavaScript, where ``$`` has no newline exception).
+(:mod:`kairos_runtime.runs`), so every delivery can write its final record. The Node runtime reads
+the same values from ``lambdas/node/contract.json``, generated from this module (``make contract``).
+Patterns are written without anchors: each runtime anchors them (``^(?:…)\\Z`` in Python,
+``^(?:…)$`` in JavaScript, where ``$`` has no newline exception).
 
 The DynamoDB limits they keep clear of (Amazon DynamoDB Developer Guide, "Service, account, and
 table quotas"): an item is at most 400 KB; a sort key at most 1,024 bytes; a document nests at most
@@ -17,7 +17,7 @@ anything larger is not a scheduled event.
 
 from __future__ import annotations
 
-# --- Bounds shared with lambdas/node/src/bounds.mjs (same names, same values) ---
+# --- Bounds the Node runtime reads through lambdas/node/contract.json (every upper-case name) ---
 TASK_NAME_PATTERN = "[a-z][a-z0-9-]{0,47}"
 """A task's name as tasks.yaml allows it (``kairos/config.py``): it is the run record's partition."""
 TASK_TYPE_PATTERN = "[a-z][a-z0-9_]{0,63}"

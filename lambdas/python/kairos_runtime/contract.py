@@ -84,6 +84,7 @@ def contract() -> dict[str, Any]:
             "cleared_on_redelivery": list(runs.CLEARED_ON_REDELIVERY),
             "restarted_fields": list(runs.RESTARTED_FIELDS),
         },
+        "bounds": {name: value for name, value in vars(bounds).items() if name.isupper()},
         "metrics": {"namespace": NAMESPACE, "service": SERVICE},
     }
 

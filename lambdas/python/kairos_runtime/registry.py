@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 
 class Access(StrEnum):
-    """What a task type may do to a table; the stack turns it into ``grant_*`` calls."""
+    """What a task type may do to a table; the stack writes the IAM statements itself (CDK's ``grant_*_data``
+    would also allow Scan and deletes)."""
 
     READ = "read"
     WRITE = "write"
