@@ -9,6 +9,7 @@ import { CONTRACT } from "./contract.mjs";
 
 export const SERVICE = CONTRACT.metrics.service;
 export const METRICS_NAMESPACE = CONTRACT.metrics.namespace;
+const METRICS = CONTRACT.metrics;
 
 /** @typedef {(line: string) => void} LineWriter */
 
@@ -93,12 +94,12 @@ function jsonReplacer(_key, value) {
  * @returns {string}
  */
 export function runMetricsLine({ task, status, retried = false, superseded = false, durationMs, itemsWritten, itemsRejected, timestamp }) {
-  const outcome = superseded ? "Superseded" : retried ? "Retried" : `${status[0]}${status.slice(1).toLowerCase()}`;
+  const outcome = superseded ? METRICS.runs_superseded : retried ? METRICS.runs_retried : METRICS.run_outcomes[status];
   const metrics = [
-    [`Runs${outcome}`, "Count", 1],
-    ["RunDuration", "Milliseconds", durationMs],
-    ["ItemsWritten", "Count", itemsWritten],
-    ["ItemsRejected", "Count", itemsRejected],
+    [outcome, "Count", 1],
+    [METRICS.run_duration, "Milliseconds", durationMs],
+    [METRICS.items_written, "Count", itemsWritten],
+    [METRICS.items_rejected, "Count", itemsRejected],
   ];
   return JSON.stringify({
     _aws: {
@@ -106,7 +107,7 @@ export function runMetricsLine({ task, status, retried = false, superseded = fal
       CloudWatchMetrics: [
         {
           Namespace: METRICS_NAMESPACE,
-          Dimensions: [["task", "service"]],
+          Dimensions: [METRICS.dimensions],
           Metrics: metrics.map(([name, unit]) => ({ Name: name, Unit: unit })),
         },
       ],

@@ -17,8 +17,7 @@ from typing import Any
 
 import msgspec
 
-from kairos_runtime import bounds, runs, settings
-from kairos_runtime.metrics import NAMESPACE, SERVICE
+from kairos_runtime import bounds, metrics, runs, settings
 from kairos_runtime.tables import TABLE_DESIGNS, TASK_RUNS
 
 CONTRACT_FILE = Path(__file__).resolve().parents[3] / "lambdas" / "node" / "contract.json"
@@ -85,7 +84,17 @@ def contract() -> dict[str, Any]:
             "restarted_fields": list(runs.RESTARTED_FIELDS),
         },
         "bounds": {name: value for name, value in vars(bounds).items() if name.isupper()},
-        "metrics": {"namespace": NAMESPACE, "service": SERVICE},
+        "metrics": {
+            "namespace": metrics.NAMESPACE,
+            "service": metrics.SERVICE,
+            "dimensions": [metrics.TASK_DIMENSION, metrics.SERVICE_DIMENSION],
+            "run_outcomes": {status.value: name for status, name in metrics.RUN_OUTCOMES.items()},
+            "runs_retried": metrics.RUNS_RETRIED,
+            "runs_superseded": metrics.RUNS_SUPERSEDED,
+            "run_duration": metrics.RUN_DURATION,
+            "items_written": metrics.ITEMS_WRITTEN,
+            "items_rejected": metrics.ITEMS_REJECTED,
+        },
     }
 
 
