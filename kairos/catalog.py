@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from kairos_build.groups import DependencyGroupSpec
 from kairos_build.project import dependency_groups
 from kairos_runtime.registry import (
     Access,
@@ -96,6 +97,11 @@ def _json_schema_check(schema: Mapping[str, Any]) -> ParamsCheck:
 
 
 _GROUPS = dependency_groups(PROJECT_ROOT)
+
+
+def dependency_group(group: DependencyGroup) -> DependencyGroupSpec:
+    """The settings of a dependency group (architecture, layer, environment), from its one record."""
+    return _GROUPS[group]
 
 
 def python_entries(registry: TaskRegistry) -> list[CatalogEntry]:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
 
-from kairos.catalog import PROJECT_ROOT, CatalogEntry, TaskCatalog
+from kairos.catalog import PROJECT_ROOT, CatalogEntry, TaskCatalog, dependency_group
 from kairos.config import ResolvedTask, StageConfig, TasksFile
 from kairos.limits import (
     LAMBDA_DESCRIPTION_MAX_LENGTH,
@@ -424,10 +424,10 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         RUN_RECORD_TTL_DAYS_ENV: str(RUN_RECORD_TTL_DAYS),
         MAX_EVENT_AGE_ENV: str(lambda_event_age_seconds(event_age)),
     }
-    if entry.group is DependencyGroup.CRAWLER:
-        environment["TQDM_DISABLE"] = "1"
-        if config.https_proxy:
-            environment[HTTPS_PROXY_ENV] = config.https_proxy
+    group = dependency_group(entry.group)
+    environment |= dict(group.environment)
+    if group.reaches_upstream and config.https_proxy:
+        environment[HTTPS_PROXY_ENV] = config.https_proxy
     if task.family == "python":
         environment |= {"POWERTOOLS_SERVICE_NAME": metrics.SERVICE, "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE}
         if entry.module:

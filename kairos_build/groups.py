@@ -31,6 +31,10 @@ class DependencyGroupSpec:
     """Where a task type of this group runs unless it names an architecture."""
     layer_description: str = ""
     """What the layer holds, for the layer's description on AWS (a layer group only)."""
+    environment: tuple[tuple[str, str], ...] = ()
+    """Environment variables every function of this group gets (its libraries' own switches)."""
+    reaches_upstream: bool = False
+    """Its functions call sources outside AWS, so a stage's ``https_proxy`` applies to them."""
 
     @property
     def name(self) -> str:

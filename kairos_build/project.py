@@ -64,5 +64,8 @@ def dependency_groups(root: Path) -> Mapping[DependencyGroup, DependencyGroupSpe
         # The lock records that py-mini-racer publishes no arm64 wheel: crawler tasks run on x86_64.
         default_architecture=Architecture.X86_64,
         layer_description="akshare, pycoingecko, pandas and their dependencies",
+        # akshare draws tqdm progress bars into the function's log otherwise.
+        environment=(("TQDM_DISABLE", "1"),),
+        reaches_upstream=True,
     )
     return MappingProxyType({core.group: core, crawler.group: crawler})
