@@ -54,13 +54,14 @@ MIN_EVENT_AGE = timedelta(seconds=60)
 LAMBDA_MAX_EVENT_AGE = timedelta(hours=6)
 """The longest a queued asynchronous invocation may wait (Lambda's own limit)."""
 MAX_EVENT_AGE = timedelta(hours=24)
-# What the stack declares (kairos_stack): per stage, two tables, the dead-letter queue with its policy
+# What the stack declares (kairos_stack): per stage, a table per design, the dead-letter queue with its policy
 # and alarm, and the schedule group; per task, the function with its role, policy, event invoke
 # config and log group, the schedule with the role and policy Scheduler invokes it with, and the
 # failure alarm, plus an alarm per gauge the plan watches; the stage's own alarm topic (key, topic,
 # policy) and a subscription per e-mail, unless an existing topic is named; one layer per crawler
 # platform.
-STAGE_RESOURCES = 6
+STAGE_RESOURCES = 4
+"""Beside the tables: the queue, its policy and alarm, and the schedule group."""
 RESOURCES_PER_TASK = 9
 OWN_ALARM_TOPIC_RESOURCES = 3
 # CDK adds its own AWS::CDK::Metadata resource to a stack synthesized with version reporting on.
@@ -307,7 +308,8 @@ class StagePlan:
         }
         alarm_topic = 0 if self.alarm_topic_arn else OWN_ALARM_TOPIC_RESOURCES + len(self.alarm_emails)
         gauge_alarms = sum(len(task.gauge_alarms) for task in self.tasks)
-        return STAGE_RESOURCES + alarm_topic + len(layers) + RESOURCES_PER_TASK * len(self.tasks) + gauge_alarms
+        stage = STAGE_RESOURCES + len(self.tables) + alarm_topic + len(layers)
+        return stage + RESOURCES_PER_TASK * len(self.tasks) + gauge_alarms
 
     def alarm_warning(self) -> str | None:
         """What ``kairos validate`` and the synth say when a stage that keeps data alarms to nobody yet.
