@@ -265,6 +265,11 @@ class TaskPlan:
     def lambda_max_event_age_seconds(self) -> int:
         return lambda_event_age_seconds(timedelta(seconds=self.max_event_age_seconds))
 
+    @property
+    def resource_count(self) -> int:
+        """The CloudFormation resources this task's constructs declare, wherever its stack is."""
+        return RESOURCES_PER_TASK + len(self.gauge_alarms)
+
 
 @dataclass(frozen=True, slots=True)
 class StagePlan:
@@ -299,17 +304,21 @@ class StagePlan:
         return tuple(task for task in self.tasks if task.enabled)
 
     @property
-    def resource_count(self) -> int:
-        """The CloudFormation resources the stage's stack declares (a test keeps this equal to the template)."""
+    def shared_resource_count(self) -> int:
+        """The CloudFormation resources the stage declares once, whatever its tasks: tables, queue,
+        schedule group, alarm topic and the dependency layers its tasks share."""
         layers = {
             (task.group, task.runtime, task.architecture)
             for task in self.tasks
             if task.family == "python" and task.group is not DependencyGroup.CORE
         }
         alarm_topic = 0 if self.alarm_topic_arn else OWN_ALARM_TOPIC_RESOURCES + len(self.alarm_emails)
-        gauge_alarms = sum(len(task.gauge_alarms) for task in self.tasks)
-        stage = STAGE_RESOURCES + len(self.tables) + alarm_topic + len(layers)
-        return stage + RESOURCES_PER_TASK * len(self.tasks) + gauge_alarms
+        return STAGE_RESOURCES + len(self.tables) + alarm_topic + len(layers)
+
+    @property
+    def resource_count(self) -> int:
+        """The CloudFormation resources the stage's stack declares (a test keeps this equal to the template)."""
+        return self.shared_resource_count + sum(task.resource_count for task in self.tasks)
 
     def alarm_warning(self) -> str | None:
         """What ``kairos validate`` and the synth say when a stage that keeps data alarms to nobody yet.
@@ -360,8 +369,7 @@ def check_stack_fits(plan: StagePlan) -> None:
     available = STACK_MAX_RESOURCES - CDK_METADATA_RESOURCES
     if plan.resource_count <= available:
         return
-    fixed = plan.resource_count - RESOURCES_PER_TASK * len(plan.tasks)
-    fit = (available - fixed) // RESOURCES_PER_TASK
+    fit = (available - plan.shared_resource_count) // RESOURCES_PER_TASK
     raise PlanError(
         f"stage {plan.stage!r}: {len(plan.tasks)} tasks make {plan.resource_count} CloudFormation resources "
         f"({RESOURCES_PER_TASK} per task), and a stack holds at most {STACK_MAX_RESOURCES}: at most {fit} tasks "
