@@ -66,7 +66,10 @@ def test_stock_spot_stores_every_valid_quote_and_reports_the_rest(
     assert moutai["source"] == "Eastmoney (akshare.stock_zh_a_spot_em)"
     assert moutai["fetched_at"].endswith("Z")
     assert moutai["snapshot_time"] == "2026-11-27T06:45:00Z"
-    assert moutai["expires_at"] == int((SLOT + timedelta(days=3)).timestamp())
+    # A snapshot lives spot_ttl_days from the later of its slot and its write (this slot is in the past).
+    written = datetime.fromisoformat(moutai["fetched_at"])
+    assert written > SLOT
+    assert moutai["expires_at"] == int((written + timedelta(days=3)).timestamp())
     numbers = [value for item in items.values() for value in item.values() if not isinstance(value, str)]
     assert numbers
     assert all(isinstance(value, Decimal) for value in numbers)
@@ -76,6 +79,7 @@ def test_stock_spot_stores_every_valid_quote_and_reports_the_rest(
     suspended = items[("STOCK#000002", "LATEST")]
     assert suspended["status"] == "suspended"
     assert "price" not in suspended
+    assert suspended["prev_close"] == Decimal("9.87"), "Eastmoney still sends a suspended stock's last close"
     assert suspended["market_cap_cny"] == Decimal(81234567890)
 
     record = run_record(dynamodb, "stock-spot")
