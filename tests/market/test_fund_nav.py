@@ -7,9 +7,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import requests
 import responses
 from responses import matchers
 
+from kairos_runtime.runner import TaskRunFailed
 from kairos_runtime.tasks.market.funds import FundNavParams, daily_list_rows, history_rows, nav_dates
 from kairos_runtime.validation import InvalidInputError, parse
 from tests.conftest import FakeLambdaContext, scheduled_event
@@ -219,3 +221,55 @@ def test_history_points_merge_by_date() -> None:
     )
 
     assert rows == [{"净值日期": date(2026, 11, 24), "单位净值": 1.05, "日增长率": 0.19, "累计净值": 1.1}]
+
+
+def test_an_unreachable_fund_list_fails_as_transient_and_a_history_keeps_what_it_fetched(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, http: responses.RequestsMock
+) -> None:
+    reset = requests.exceptions.ConnectionError(ConnectionResetError(104, "Connection reset by peer"))
+    http.add(responses.GET, FUND_LIST_URL, body=reset)
+    add_history(http, "000041")
+    http.add(responses.GET, PINGZHONG_URL.format(code="000099"), body=reset)
+    runner = make_runner()
+
+    with pytest.raises(TaskRunFailed):
+        runner.dispatch(fund_event(), lambda_context)
+    with pytest.raises(TaskRunFailed):
+        runner.dispatch(
+            {**fund_event(source="history", symbols=["000041", "000099"], lookback_days=10), "execution_id": "h"},
+            lambda_context,
+        )
+
+    by_execution = {record["execution_id"]: record for record in run_records(dynamodb, "fund-nav")}
+    latest, history = by_execution["exec-1"], by_execution["h"]
+    assert (latest["error_type"], latest["error_kind"]) == ("SourceUnavailable", "transient")
+    assert "fund_open_fund_daily_em) could not be reached for open-end fund NAVs" in latest["error_message"]
+    assert (history["error_type"], history["error_kind"]) == ("SourceUnavailable", "transient")
+    assert "the NAV history of 000099" in history["error_message"]
+    assert history["detail"]["items_written"] == 6, "000041's NAVs, fetched before the outage, are kept"
+    assert len([pk for pk, _ in market_items(dynamodb) if pk == "FUND#000041"]) == 6
+
+
+def test_a_list_without_any_unit_nav_fails_the_run(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, http: responses.RequestsMock
+) -> None:
+    add_fund_list(http)
+
+    response = make_runner().dispatch(fund_event(symbols=["003003"]), lambda_context)
+
+    assert response["status"] == "FAILED"
+    record = run_record(dynamodb, "fund-nav")
+    assert (record["error_type"], record["error_kind"]) == ("NoValidRows", "permanent")
+    assert "none of the requested funds had a unit NAV" in record["error_message"]
+    assert market_items(dynamodb) == {}
+
+
+def test_a_holiday_is_skipped_without_a_request(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, http: responses.RequestsMock
+) -> None:
+    event = scheduled_event("fund-nav", "fund_nav", {}, scheduled_time="2026-10-01T13:30:00Z")
+
+    response = make_runner().dispatch(event, lambda_context)
+
+    assert response["status"] == "SKIPPED"
+    assert len(http.calls) == 0
