@@ -243,8 +243,10 @@ def calendar_meta_item(calendar: str, first: date, last: date, *, count: int, pr
 def exchange_of(asset_class: AssetClass, symbol: str) -> str | None:
     """The listing exchange a mainland code belongs to, from its leading digits.
 
-    Shanghai: stocks 60/68/90, ETFs and funds 5, indices 000/880 (and CSI's 93, H). Shenzhen: stocks
-    00/20/30, ETFs and funds 1, indices 399. Beijing: stocks 4/8/92, indices 899.
+    Shanghai: stocks 60/68/90, ETFs 5, indices 000/880. Shenzhen: stocks 00/20/30, ETFs 1, indices
+    399. Beijing: stocks 4/8/92, indices 899. ``CSI``: indices China Securities Index Co. publishes
+    under its own numbering (93xxxx, Hxxxxx); a CSI index with an exchange code (000300) keeps that
+    exchange. Crypto and open-end funds have none.
     """
     if asset_class in (AssetClass.CRYPTO, AssetClass.FUND):
         return None  # crypto trades everywhere; an open-end fund is bought from its manager, not listed
