@@ -806,7 +806,14 @@ def _register_operations() -> None:
     register(app)
 
 
+def _register_data() -> None:
+    from kairos.cli_data import register
+
+    register(app)
+
+
 _register_operations()
+_register_data()
 
 
 def main() -> None:

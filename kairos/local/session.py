@@ -82,5 +82,9 @@ class LocalStage:
             return history.for_task(task, limit=limit)
         return history.recent(limit=limit, today=now)
 
+    def table(self, table_id: TableId) -> Table:
+        """One of the stage's tables as a boto3 resource."""
+        return self._resource().Table(self.table_names[table_id])  # type: ignore[no-any-return]
+
     def runs_table(self) -> Table:
         return self._resource().Table(self.table_names[TableId.TASK_RUNS])  # type: ignore[no-any-return]

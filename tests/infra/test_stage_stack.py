@@ -496,6 +496,7 @@ MARKET_PARTITIONS = {
     "stock_daily": (("STOCK#*", "CALENDAR#*"), ("STOCK#*",)),
     "etf_daily": (("ETF#*", "CALENDAR#*"), ("ETF#*",)),
     "index_daily": (("INDEX#*", "CALENDAR#*"), ("INDEX#*",)),
+    "fund_nav": (("FUND#*", "CALENDAR#*"), ("FUND#*",)),
     "daily_summary": (("SUMMARY#*",), ("SUMMARY#*",)),
     "trading_calendar": (("CALENDAR#*",), ("CALENDAR#*",)),
 }

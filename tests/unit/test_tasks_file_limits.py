@@ -234,7 +234,7 @@ def test_a_stage_with_more_resources_than_a_stack_holds_is_refused(validate: obj
     code, lines, _ = validate(SHIPPED + extra)  # type: ignore[operator]
     assert code == 1
     assert len(lines) == 2, "one line per stage"
-    assert lines[0].startswith(f"{tmp_path / 'tasks.yaml'}: stage 'dev': 73 tasks make 668 CloudFormation resources")
+    assert lines[0].startswith(f"{tmp_path / 'tasks.yaml'}: stage 'dev': 74 tasks make 677 CloudFormation resources")
     assert "a stack holds at most 500: at most 54 tasks fit in one stage" in lines[0]
 
 
