@@ -495,6 +495,19 @@ def _show_json(tasks_file: TasksFile, task: TaskPlan, stage: str, upcoming: list
         "params": task.input_template["params"],
         "next_fire": [iso_seconds(moment) for moment in upcoming],
         "stages": _states_json(_stage_states(tasks_file, task.name)),
+        "alarms": [alarm.alarm_name for alarm in task.alarms],
+        "freshness_alarm": _freshness_json(task),
+    }
+
+
+def _freshness_json(task: TaskPlan) -> dict[str, Any]:
+    alarm = task.freshness.alarm
+    return {
+        "name": alarm.alarm_name if alarm else None,
+        "window_s": task.freshness.window_seconds,
+        "period_s": alarm.period_seconds if alarm else None,
+        "evaluation_periods": alarm.evaluation_periods if alarm else None,
+        "note": task.freshness.note,
     }
 
 
@@ -530,6 +543,8 @@ def show(
         "tables": ", ".join(_table_grant(task, table) for table in task.tables) or "its own run records only",
         "params": json.dumps(task.input_template["params"], ensure_ascii=False),
         "next fire (UTC)": ", ".join(map(iso_seconds, upcoming)),
+        "freshness alarm": task.freshness.note,
+        "alarms": ", ".join(alarm.alarm_name for alarm in task.alarms),
     }
     # Label and value side by side; a long value folds under itself, within the console's width.
     grid = Table.grid(padding=(0, 2))
