@@ -43,6 +43,7 @@ def utf16_length(text: str) -> int:
     """Length in UTF-16 code units, as JavaScript (and so CDK) counts a string."""
     return len(text.encode("utf-16-le")) // 2
 
+
 ALARM_NAME_MAX_LENGTH = 255
 """``AWS::CloudWatch::Alarm`` ``AlarmName``: 1 to 255 characters (CloudWatch API reference,
 PutMetricAlarm)."""

@@ -32,7 +32,7 @@ from kairos.limits import (
     STACK_MAX_RESOURCES,
     utf16_length,
 )
-from kairos.operations.freshness import allowance, alive_window
+from kairos.operations.freshness import alive_window, allowance
 from kairos.schedule import AtSchedule, RateSchedule, Schedule, next_fire_times
 from kairos_runtime import metrics
 from kairos_runtime.events import schedule_input
@@ -371,7 +371,9 @@ def freshness_plan(
     )
 
 
-GAUGE_ALARMS: Mapping[str, Callable[[str, str], AlarmPlan]] = MappingProxyType({"trading_calendar": trading_calendar_alarm})
+GAUGE_ALARMS: Mapping[str, Callable[[str, str], AlarmPlan]] = MappingProxyType(
+    {"trading_calendar": trading_calendar_alarm}
+)
 """Python task types whose tasks get an alarm on a value they report, beside the failure alarm."""
 
 

@@ -35,9 +35,7 @@ def planned_alarm(
     metrics name, such as the task's function.
     """
     period = cdk.Duration.seconds(plan.period_seconds)
-    metrics = {
-        metric_id: planned_metric(metric, period, resource_names) for metric_id, metric in plan.metrics.items()
-    }
+    metrics = {metric_id: planned_metric(metric, period, resource_names) for metric_id, metric in plan.metrics.items()}
     if plan.expression is None:
         [metric] = metrics.values()
         watched: cloudwatch.IMetric = metric

@@ -135,7 +135,9 @@ def test_every_run_counter_the_runner_picks_is_declared(status: RunStatus, retri
         (RunStatus.FAILED, True, False, False),
     ],
 )
-def test_a_success_or_skip_also_counts_as_alive(status: RunStatus, retried: bool, superseded: bool, alive: bool) -> None:
+def test_a_success_or_skip_also_counts_as_alive(
+    status: RunStatus, retried: bool, superseded: bool, alive: bool
+) -> None:
     result = RunResult("t", status, "r", 1, retried=retried, superseded=superseded)
     assert result.counters[0] == result.metric_name
     assert (metrics.RUNS_ALIVE in result.counters) is alive
