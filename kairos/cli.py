@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from kairos.schedule import (
 )
 from kairos.suggestions import did_you_mean
 from kairos_runtime.events import iso_seconds, parse_instant
+from kairos_runtime.runs import RunStatus
 from kairos_runtime.tables import TableId
 from kairos_runtime.tasks.market import CALENDAR_TASK_TYPES
 from kairos_runtime.tasks.market.model import trading_date_of
@@ -667,7 +669,23 @@ def run_stage(
     _print_runs(records, title=f"stage {stage}: every enabled task, run once")
     missing = [result.invocation.task for result in results if result.record is None]
     if missing:
-        raise _fail(f"no run record for: {', '.join(missing)}")
+        _fail(f"no run record for: {', '.join(missing)}")
+    # The last line, for a person scanning `make run` or a script grepping it.
+    services.console.print(run_summary(stage, [str(record.get("status")) for record in records], len(missing)))
+    if missing:
+        raise typer.Exit(1)
+
+
+def run_summary(stage: str, statuses: list[str], missing: int = 0) -> str:
+    """``stage dev: 4 tasks run: 3 SUCCEEDED, 1 FAILED, 0 SKIPPED``: every final status, always in this order."""
+    counts = Counter(statuses)
+    known = [RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.SKIPPED.value]
+    parts = [f"{counts.pop(status, 0)} {status}" for status in known]
+    parts += [f"{count} {status}" for status, count in sorted(counts.items())]
+    if missing:
+        parts.append(f"{missing} without a run record")
+    total = len(statuses) + missing
+    return f"stage {stage}: {total} task{'s' if total != 1 else ''} run: {', '.join(parts)}"
 
 
 @app.command()
