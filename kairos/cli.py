@@ -390,7 +390,7 @@ def list_tasks(
 
 
 @app.command()
-def validate(file: FileOption = DEFAULT_FILE) -> None:
+def validate(file: FileOption = DEFAULT_FILE, as_json: JsonOption = False) -> None:
     """Check the task registry: fields, schedules, timezones, task types and params, in every stage."""
     # Only here is a one-time schedule checked against the clock: a file must not stop loading (for
     # kairos disable, or a synth) because time passed (docs/adr/0100-validation-in-one-pass.md).
@@ -406,6 +406,21 @@ def validate(file: FileOption = DEFAULT_FILE) -> None:
                 problems.append(f"{file}: {error}")
                 continue
             warnings += [f"{file}: warning: {warning}"] if (warning := plan.alarm_warning()) else []
+    valid = not problems and tasks_file is not None
+    if as_json:
+        _print_json(
+            {
+                "file": str(file),
+                "valid": valid,
+                "tasks": len(tasks_file.tasks) if tasks_file else None,
+                "stages": list(tasks_file.stages) if tasks_file else None,
+                "problems": problems,
+                "warnings": warnings,
+            }
+        )
+        if not valid:
+            raise typer.Exit(1)
+        return
     for problem in problems:
         services.errors.print(problem, markup=False)
     for warning in warnings:

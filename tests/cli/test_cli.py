@@ -58,6 +58,26 @@ def test_validate_accepts_the_projects_file(runner: CliRunner, tasks_file: Path)
     assert "valid" in output
 
 
+def test_validate_json_reports_problems_and_warnings_by_name(runner: CliRunner, tasks_file: Path) -> None:
+    import json
+
+    code, output = invoke(runner, "validate", "--file", str(tasks_file), "--json")
+    assert code == 0, output
+    document = json.loads(output)
+    assert (document["valid"], document["tasks"], document["stages"]) == (True, 13, ["dev", "prod"])
+    assert document["problems"] == []
+    assert [warning for warning in document["warnings"] if "stage 'prod' keeps its data" in warning]
+
+    tasks_file.write_text(tasks_file.read_text().replace("schedule: rate(5 minutes)", "schedule: rate(5 minute)", 1))
+    code, output = invoke(runner, "validate", "--file", str(tasks_file), "--json")
+    assert code == 1
+    document = json.loads(output)
+    assert document["valid"] is False
+    [problem] = document["problems"]
+    assert problem.startswith(f"{tasks_file}:")
+    assert "rate(5 minute)" in problem
+
+
 def test_validate_reports_problems_without_a_traceback(runner: CliRunner, tasks_file: Path) -> None:
     text = tasks_file.read_text().replace("schedule: rate(5 minutes)", "shedule: rate(5 minutes)", 1)
     tasks_file.write_text(text.replace("memory: 512", "memory: 99999"))
