@@ -58,3 +58,30 @@ def set_schedule_state(stage: DeployedStage, task: str, *, enabled: bool) -> Sta
         update["State"] = wanted
         scheduler.update_schedule(**update)
     return StateChange(task, name, before, wanted)
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmChange:
+    alarm: str
+    found: bool
+    """Whether the stage has the alarm deployed (one deployed before freshness alarms has not)."""
+
+
+def set_freshness_actions(stage: DeployedStage, alarm_name: str, *, enabled: bool) -> AlarmChange:
+    """Turn a paused task's freshness alarm's actions off, or a resumed one's on again.
+
+    A paused schedule runs nothing, which is exactly what the alarm pages about. On resume the alarm
+    is also set to OK: one left in ALARM while muted would otherwise never notify again (actions run
+    on a state change), and the next evaluation raises it again if the task is still not running.
+    """
+    cloudwatch = stage.client("cloudwatch")
+    if not cloudwatch.describe_alarms(AlarmNames=[alarm_name]).get("MetricAlarms"):
+        return AlarmChange(alarm_name, found=False)
+    if enabled:
+        cloudwatch.enable_alarm_actions(AlarmNames=[alarm_name])
+        cloudwatch.set_alarm_state(
+            AlarmName=alarm_name, StateValue="OK", StateReason="kairos resume: evaluated again from now"
+        )
+    else:
+        cloudwatch.disable_alarm_actions(AlarmNames=[alarm_name])
+    return AlarmChange(alarm_name, found=True)
