@@ -45,7 +45,10 @@ class StageDashboard(Construct):
         )
         self.dashboard.add_widgets(cloudwatch.TextWidget(markdown=plan.header, width=GRID_WIDTH, height=HEADER_HEIGHT))
         for index, names in enumerate(plan.alarm_names, start=1):
-            alarms = [cloudwatch.Alarm.from_alarm_name(self, f"Alarms{index}Of{name}", name) for name in names]
+            alarms = [
+                cloudwatch.Alarm.from_alarm_name(self, f"Alarm{index}.{position}", name)
+                for position, name in enumerate(names, start=1)
+            ]
             self.dashboard.add_widgets(
                 cloudwatch.AlarmStatusWidget(
                     title="Alarms" if len(plan.alarm_names) == 1 else f"Alarms ({index} of {len(plan.alarm_names)})",
