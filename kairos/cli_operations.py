@@ -304,10 +304,9 @@ def toggle(name: str, stage: str, file: Any, profile: str | None, region: str | 
     plan = _plan(file, stage)
     task = known_task(plan, name)
     deployed = deployed_stage(plan, profile, region)
-    freshness = task.freshness.alarm
     with aws_errors():
         change = set_schedule_state(deployed, task.name, enabled=enabled)
-        muted = set_freshness_actions(deployed, freshness.alarm_name, enabled=enabled) if freshness else None
+        muted = set_freshness_actions(deployed, task, enabled=enabled)
     verb = "resumed" if enabled else "paused"
     already = change.before == change.after
     services.console.print(
@@ -319,7 +318,7 @@ def toggle(name: str, stage: str, file: Any, profile: str | None, region: str | 
         services.console.print(
             f"freshness alarm {muted.alarm}: "
             + (
-                ("notifies again (set to OK, evaluated from now)" if enabled else "notifies no one until resume")
+                ("notifies again; its window starts now" if enabled else "notifies no one until resume")
                 if muted.found
                 else "not deployed in this stage"
             ),

@@ -261,8 +261,24 @@ def test_pause_mutes_the_freshness_alarm_and_resume_rearms_it(aws: Any, plan: St
 
     resumed = invoke("resume", "every-five", "--stage", "dev", "--file", str(tasks_file))
     assert resumed.exit_code == 0, resumed.output
-    assert "notifies again" in resumed.stdout
-    assert (alarm()["ActionsEnabled"], alarm()["StateValue"]) == (True, "OK")
+    assert "notifies again; its window starts now" in resumed.stdout
+    assert alarm()["ActionsEnabled"] is True
+    # The window starts again: one RunsAlive for the task, where the alarm reads it.
+    [metric] = cloudwatch.list_metrics(Namespace="Kairos", MetricName="RunsAlive")["Metrics"]
+    assert sorted((d["Name"], d["Value"]) for d in metric["Dimensions"]) == [
+        ("service", "kairos"),
+        ("task", "every-five"),
+    ]
+    sums = cloudwatch.get_metric_statistics(
+        Namespace="Kairos",
+        MetricName="RunsAlive",
+        Dimensions=metric["Dimensions"],
+        StartTime=datetime(2000, 1, 1, tzinfo=UTC),
+        EndTime=datetime(2100, 1, 1, tzinfo=UTC),
+        Period=86_400,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    assert [point["Sum"] for point in sums] == [1]
     # A task without a freshness alarm (disabled in dev) changes no alarm and says nothing of one.
     nightly = invoke("pause", "nightly", "--stage", "dev", "--file", str(tasks_file))
     assert nightly.exit_code == 0, nightly.output
