@@ -29,7 +29,8 @@ RUN_OUTCOMES: dict[RunStatus, str] = {
 }
 RUNS_ALIVE = "RunsAlive"
 """One more for every run that SUCCEEDED or was SKIPPED (superseded or not): the work of a slot was
-done or rightly not needed, so the task is alive. Each task's freshness alarm watches it."""
+done or rightly not needed, so the task is alive. Each task's freshness alarm watches it;
+``kairos resume`` publishes one too, so the window starts again there."""
 ALIVE_OUTCOMES = frozenset({RunStatus.SUCCEEDED, RunStatus.SKIPPED})
 RUN_DURATION = "RunDuration"
 ITEMS_WRITTEN = "ItemsWritten"
