@@ -204,3 +204,5 @@ def test_a_full_page_synthesizes_as_planned(ops: tuple[StagePlan, Template]) -> 
     assert lines == [len(graph.lines) for graph in page.graphs]
     assert sum(lines) == page.metric_count <= DASHBOARD_MAX_METRICS
     assert len(widgets) == page.widget_count <= DASHBOARD_MAX_WIDGETS
+    # The body is written into the stack's template (1 MB in all): a full page stays under 100 KB.
+    assert len(json.dumps(dashboard["Properties"]["DashboardBody"])) < 100_000
