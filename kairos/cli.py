@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from kairos.schedule import (
 )
 from kairos.suggestions import did_you_mean
 from kairos_runtime.events import iso_seconds, parse_instant
+from kairos_runtime.runs import RunStatus
 from kairos_runtime.tables import TableId
 from kairos_runtime.tasks.market import CALENDAR_TASK_TYPES
 from kairos_runtime.tasks.market.model import trading_date_of
@@ -388,7 +390,7 @@ def list_tasks(
 
 
 @app.command()
-def validate(file: FileOption = DEFAULT_FILE) -> None:
+def validate(file: FileOption = DEFAULT_FILE, as_json: JsonOption = False) -> None:
     """Check the task registry: fields, schedules, timezones, task types and params, in every stage."""
     # Only here is a one-time schedule checked against the clock: a file must not stop loading (for
     # kairos disable, or a synth) because time passed (docs/adr/0100-validation-in-one-pass.md).
@@ -404,6 +406,21 @@ def validate(file: FileOption = DEFAULT_FILE) -> None:
                 problems.append(f"{file}: {error}")
                 continue
             warnings += [f"{file}: warning: {warning}"] if (warning := plan.alarm_warning()) else []
+    valid = not problems and tasks_file is not None
+    if as_json:
+        _print_json(
+            {
+                "file": str(file),
+                "valid": valid,
+                "tasks": len(tasks_file.tasks) if tasks_file else None,
+                "stages": list(tasks_file.stages) if tasks_file else None,
+                "problems": problems,
+                "warnings": warnings,
+            }
+        )
+        if not valid:
+            raise typer.Exit(1)
+        return
     for problem in problems:
         services.errors.print(problem, markup=False)
     for warning in warnings:
@@ -495,6 +512,19 @@ def _show_json(tasks_file: TasksFile, task: TaskPlan, stage: str, upcoming: list
         "params": task.input_template["params"],
         "next_fire": [iso_seconds(moment) for moment in upcoming],
         "stages": _states_json(_stage_states(tasks_file, task.name)),
+        "alarms": [alarm.alarm_name for alarm in task.alarms],
+        "freshness_alarm": _freshness_json(task),
+    }
+
+
+def _freshness_json(task: TaskPlan) -> dict[str, Any]:
+    alarm = task.freshness.alarm
+    return {
+        "name": alarm.alarm_name if alarm else None,
+        "window_s": task.freshness.window_seconds,
+        "period_s": alarm.period_seconds if alarm else None,
+        "evaluation_periods": alarm.evaluation_periods if alarm else None,
+        "note": task.freshness.note,
     }
 
 
@@ -530,6 +560,8 @@ def show(
         "tables": ", ".join(_table_grant(task, table) for table in task.tables) or "its own run records only",
         "params": json.dumps(task.input_template["params"], ensure_ascii=False),
         "next fire (UTC)": ", ".join(map(iso_seconds, upcoming)),
+        "freshness alarm": task.freshness.note,
+        "alarms": ", ".join(alarm.alarm_name for alarm in task.alarms),
     }
     # Label and value side by side; a long value folds under itself, within the console's width.
     grid = Table.grid(padding=(0, 2))
@@ -652,7 +684,23 @@ def run_stage(
     _print_runs(records, title=f"stage {stage}: every enabled task, run once")
     missing = [result.invocation.task for result in results if result.record is None]
     if missing:
-        raise _fail(f"no run record for: {', '.join(missing)}")
+        _fail(f"no run record for: {', '.join(missing)}")
+    # The last line, for a person scanning `make run` or a script grepping it.
+    services.console.print(run_summary(stage, [str(record.get("status")) for record in records], len(missing)))
+    if missing:
+        raise typer.Exit(1)
+
+
+def run_summary(stage: str, statuses: list[str], missing: int = 0) -> str:
+    """``stage dev: 4 tasks run: 3 SUCCEEDED, 1 FAILED, 0 SKIPPED``: every final status, always in this order."""
+    counts = Counter(statuses)
+    known = [RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.SKIPPED.value]
+    parts = [f"{counts.pop(status, 0)} {status}" for status in known]
+    parts += [f"{count} {status}" for status, count in sorted(counts.items())]
+    if missing:
+        parts.append(f"{missing} without a run record")
+    total = len(statuses) + missing
+    return f"stage {stage}: {total} task{'s' if total != 1 else ''} run: {', '.join(parts)}"
 
 
 @app.command()

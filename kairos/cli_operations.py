@@ -41,7 +41,7 @@ from kairos.operations.freshness import Freshness
 from kairos.operations.history import parse_duration
 from kairos.operations.invoke import invoke_deployed
 from kairos.operations.logs import follow, log_events, readable, request_filter
-from kairos.operations.schedules import schedule_states, set_schedule_state
+from kairos.operations.schedules import schedule_states, set_freshness_actions, set_schedule_state
 from kairos.operations.status import TaskStatus, failing, stage_status
 from kairos.plan import StagePlan, TaskPlan
 from kairos_runtime.events import parse_instant
@@ -306,6 +306,7 @@ def toggle(name: str, stage: str, file: Any, profile: str | None, region: str | 
     deployed = deployed_stage(plan, profile, region)
     with aws_errors():
         change = set_schedule_state(deployed, task.name, enabled=enabled)
+        muted = set_freshness_actions(deployed, task, enabled=enabled)
     verb = "resumed" if enabled else "paused"
     already = change.before == change.after
     services.console.print(
@@ -313,6 +314,16 @@ def toggle(name: str, stage: str, file: Any, profile: str | None, region: str | 
         + (f"already {change.after}" if already else f"{verb}, {change.before} -> {change.after}"),
         markup=False,
     )
+    if muted is not None:
+        services.console.print(
+            f"freshness alarm {muted.alarm}: "
+            + (
+                ("notifies again; its window starts now" if enabled else "notifies no one until resume")
+                if muted.found
+                else "not deployed in this stage"
+            ),
+            markup=False,
+        )
     services.console.print(
         f"the next deploy applies tasks.yaml again ({name} is {'on' if task.enabled else 'off'} there)",
         markup=False,

@@ -1,4 +1,4 @@
-"""One task of tasks.yaml: its function, log group, schedule and failure alarm."""
+"""One task of tasks.yaml: its function, log group, schedule and alarms (failure, freshness, gauges)."""
 
 from __future__ import annotations
 
@@ -106,7 +106,10 @@ class ScheduledTask(Construct):
             ),
         )
         resource_names: dict[ResourceDimension, str] = {"FunctionName": self.function.function_name}
-        self.failure_alarm, *self.gauge_alarms = (
-            planned_alarm(self, alarm, alarm_action=alarm_action, resource_names=resource_names)
+        self.alarms: dict[str, cloudwatch.Alarm] = {
+            alarm.construct_id: planned_alarm(self, alarm, alarm_action=alarm_action, resource_names=resource_names)
             for alarm in plan.alarms
-        )
+        }
+        self.failure_alarm = self.alarms[plan.failure_alarm.construct_id]
+        freshness = plan.freshness.alarm
+        self.freshness_alarm = self.alarms[freshness.construct_id] if freshness is not None else None

@@ -1,5 +1,5 @@
-"""One stage's stack: composes the tables, the dead-letter queue, the schedule group and a
-``ScheduledTask`` per task, and owns the grants between them."""
+"""One stage's stack: composes the tables, the dead-letter queue, the schedule group, a
+``ScheduledTask`` per task and the stage's dashboard pages, and owns the grants between them."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from kairos_stack.code_assets import CodeAssets
 from kairos_stack.data_tables import DataTables
 from kairos_stack.dead_letter_queue import DeadLetterQueue
 from kairos_stack.scheduled_task import ScheduledTask
+from kairos_stack.stage_dashboard import StageDashboard
 
 STAGE_TAG = "kairos:stage"
 NEWEST_RUNTIMES = {PYTHON_RUNTIMES[-1], NODE_RUNTIMES[-1]}
@@ -132,6 +133,15 @@ class KairosStageStack(cdk.Stack):
             self._grant_tables(task)
             self._grant_parameters(task)
             self.tasks[task_plan.name] = task
+        self.dashboards = [
+            StageDashboard(
+                self,
+                page.construct_id,
+                plan=page,
+                resource_names={"QueueName": self.dead_letter_queue.queue.queue_name},
+            )
+            for page in plan.dashboards
+        ]
         self._acknowledge_findings()
         warning = plan.alarm_warning()
         if warning:

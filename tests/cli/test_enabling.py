@@ -155,8 +155,18 @@ def test_show_json_has_the_documented_fields(runner: CliRunner, tasks_file: Path
         "params",
         "next_fire",
         "stages",
+        "alarms",
+        "freshness_alarm",
     }
     assert (shown["stage"], shown["enabled"], shown["decided_by"]) == ("prod", False, "built-in default")
+    assert shown["alarms"] == ["kairos-prod-crypto-markets-failed"]
+    assert shown["freshness_alarm"] == {
+        "name": None,
+        "window_s": None,
+        "period_s": None,
+        "evaluation_periods": None,
+        "note": "none: the task is disabled in stage prod",
+    }
     assert (shown["architecture"], shown["dependencies"], shown["memory_mb"]) == ("x86_64", "crawler", 512)
     assert shown["tables"] == {"market_data": "write"}
     assert shown["params"] == {"top_n": 50, "vs_currency": "usd"}

@@ -229,6 +229,60 @@ def test_pause_keeps_every_other_field_and_status_shows_the_drift(aws: Any, plan
 
     assert resumed.exit_code == 0, resumed.output
     assert scheduler.get_schedule(Name="every-five-schedule", GroupName=plan.schedule_group_name)["State"] == "ENABLED"
+    # This stand-in stack has no alarms (nor does moto's CloudFormation make them): said, not an error.
+    assert "freshness alarm kairos-dev-every-five-late: not deployed in this stage" in resumed.stdout
+
+
+def test_pause_mutes_the_freshness_alarm_and_resume_rearms_it(aws: Any, plan: StagePlan, tasks_file: Path) -> None:
+    freshness = plan.task("every-five").freshness.alarm
+    assert freshness is not None
+    cloudwatch = aws.client("cloudwatch")
+    cloudwatch.put_metric_alarm(
+        AlarmName=freshness.alarm_name,
+        MetricName="RunsAlive",
+        Namespace="Kairos",
+        Statistic="Sum",
+        Period=freshness.period_seconds,
+        EvaluationPeriods=freshness.evaluation_periods,
+        Threshold=1,
+        ComparisonOperator="LessThanThreshold",
+        ActionsEnabled=True,
+    )
+    cloudwatch.set_alarm_state(AlarmName=freshness.alarm_name, StateValue="ALARM", StateReason="test: not running")
+
+    def alarm() -> dict[str, Any]:
+        [found] = cloudwatch.describe_alarms(AlarmNames=[freshness.alarm_name])["MetricAlarms"]
+        return found  # type: ignore[no-any-return]
+
+    paused = invoke("pause", "every-five", "--stage", "dev", "--file", str(tasks_file))
+    assert paused.exit_code == 0, paused.output
+    assert "freshness alarm kairos-dev-every-five-late: notifies no one until resume" in paused.stdout
+    assert alarm()["ActionsEnabled"] is False
+
+    resumed = invoke("resume", "every-five", "--stage", "dev", "--file", str(tasks_file))
+    assert resumed.exit_code == 0, resumed.output
+    assert "notifies again; its window starts now" in resumed.stdout
+    assert alarm()["ActionsEnabled"] is True
+    # The window starts again: one RunsAlive for the task, where the alarm reads it.
+    [metric] = cloudwatch.list_metrics(Namespace="Kairos", MetricName="RunsAlive")["Metrics"]
+    assert sorted((d["Name"], d["Value"]) for d in metric["Dimensions"]) == [
+        ("service", "kairos"),
+        ("task", "every-five"),
+    ]
+    sums = cloudwatch.get_metric_statistics(
+        Namespace="Kairos",
+        MetricName="RunsAlive",
+        Dimensions=metric["Dimensions"],
+        StartTime=datetime(2000, 1, 1, tzinfo=UTC),
+        EndTime=datetime(2100, 1, 1, tzinfo=UTC),
+        Period=86_400,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    assert [point["Sum"] for point in sums] == [1]
+    # A task without a freshness alarm (disabled in dev) changes no alarm and says nothing of one.
+    nightly = invoke("pause", "nightly", "--stage", "dev", "--file", str(tasks_file))
+    assert nightly.exit_code == 0, nightly.output
+    assert "freshness alarm" not in nightly.stdout
 
 
 def test_runs_of_the_deployed_stage_filter_by_task_status_and_since(

@@ -205,6 +205,14 @@ class Deployed:
     def resource(self, path: str) -> Mapping[str, Any]:
         return dict(self.template["Resources"][self.logical_id(path)])
 
+    def paths(self) -> list[str]:
+        """Every resource's construct path, below the stack."""
+        prefix = f"{self.plan.stack_name}/"
+        return [
+            str(resource.get("Metadata", {}).get("aws:cdk:path", "")).removeprefix(prefix)
+            for resource in self.template["Resources"].values()
+        ]
+
     def physical_id(self, path: str) -> str:
         return self.physical[self.logical_id(path)]
 
@@ -298,6 +306,15 @@ def assert_schedules_and_alarms(aws: LocalAws, stack: Deployed) -> None:
         alarm = stack.resource(f"{task.name}/FailureAlarm/Resource")
         assert alarm["Type"] == "AWS::CloudWatch::Alarm"
         assert alarm["Properties"]["Threshold"] == 1
+        # moto's CloudFormation skips alarms: the deployed template is checked instead.
+        freshness = [path for path in stack.paths() if path.startswith(f"{task.name}/FreshnessAlarm/")]
+        expected = task.freshness.alarm
+        assert freshness == ([f"{task.name}/FreshnessAlarm/Resource"] if expected else []), task.name
+        if expected is not None:
+            assert stack.resource(freshness[0])["Properties"]["AlarmName"] == expected.alarm_name
+    assert [stack.resource(f"{page.construct_id}/Dashboard/Resource")["Type"] for page in stack.plan.dashboards] == [
+        "AWS::CloudWatch::Dashboard"
+    ]
 
 
 def assert_stack(aws: LocalAws, stack: Deployed, status: str) -> None:

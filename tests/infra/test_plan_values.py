@@ -28,6 +28,7 @@ def _dimensions(dimensions: list[dict[str, object]]) -> list[tuple[str, str]]:
 def from_template(properties: Mapping[str, Any]) -> Normalized:
     """An alarm's values as the template states them, in one shape for single metrics and expressions."""
     values: Normalized = {
+        "name": properties["AlarmName"],
         "description": properties["AlarmDescription"],
         "threshold": properties["Threshold"],
         "comparison": properties["ComparisonOperator"],
@@ -79,6 +80,7 @@ def from_plan(alarm: AlarmPlan, resource_names: Mapping[ResourceDimension, objec
         key = metric_id if alarm.expression is not None else None
         metrics[key] = (metric.namespace, metric.metric_name, metric.statistic, _dimensions(dimensions))
     return {
+        "name": alarm.alarm_name,
         "description": alarm.description,
         "threshold": alarm.threshold,
         "comparison": alarm.comparison,

@@ -653,7 +653,8 @@ def test_every_alarm_notifies_the_stages_topic_even_with_nobody_subscribed(
     topic = logical_id(template, "AWS::SNS::Topic", f"{plan.stack_name}/Alarms/Topic")
 
     alarms = len(plan.tasks) + sum(len(task.gauge_alarms) for task in plan.tasks) + 1
-    assert alarm_actions(template) == [[{"Ref": topic}]] * alarms, "every task's, its gauges' and the queue's"
+    alarms += sum(task.freshness.alarm is not None for task in plan.tasks)
+    assert alarm_actions(template) == [[{"Ref": topic}]] * alarms, "each task's, gauge, freshness; the queue's"
     assert template.find_resources("AWS::SNS::Subscription") == {}
     properties = template.find_resources("AWS::SNS::Topic")[topic]["Properties"]
     assert "KmsMasterKeyId" in properties

@@ -234,8 +234,9 @@ def test_a_stage_with_more_resources_than_a_stack_holds_is_refused(validate: obj
     code, lines, _ = validate(SHIPPED + extra)  # type: ignore[operator]
     assert code == 1
     assert len(lines) == 2, "one line per stage"
-    assert lines[0].startswith(f"{tmp_path / 'tasks.yaml'}: stage 'dev': 74 tasks make 677 CloudFormation resources")
-    assert "a stack holds at most 500: at most 54 tasks fit in one stage" in lines[0]
+    assert lines[0].startswith(f"{tmp_path / 'tasks.yaml'}: stage 'dev': 74 tasks make 682 CloudFormation resources")
+    # Up to 10 per task: an enabled one has a freshness alarm beside the 9 every task has.
+    assert "(up to 10 per task), and a stack holds at most 500: at most 48 tasks fit in one stage" in lines[0]
 
 
 def test_excerpts_are_bounded_for_any_value() -> None:

@@ -91,6 +91,8 @@ def contract() -> dict[str, Any]:
             "run_outcomes": {status.value: name for status, name in metrics.RUN_OUTCOMES.items()},
             "runs_retried": metrics.RUNS_RETRIED,
             "runs_superseded": metrics.RUNS_SUPERSEDED,
+            "runs_alive": metrics.RUNS_ALIVE,
+            "alive_outcomes": sorted(status.value for status in metrics.ALIVE_OUTCOMES),
             "run_duration": metrics.RUN_DURATION,
             "items_written": metrics.ITEMS_WRITTEN,
             "items_rejected": metrics.ITEMS_REJECTED,

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from kairos_runtime.context import Clients, TaskContext
 from kairos_runtime.errors import TransientTaskError, error_kind
 from kairos_runtime.events import KEY_FIELDS, ScheduledEvent, key_field
-from kairos_runtime.metrics import RUN_OUTCOMES, RUNS_RETRIED, RUNS_SUPERSEDED
+from kairos_runtime.metrics import ALIVE_OUTCOMES, RUN_OUTCOMES, RUNS_ALIVE, RUNS_RETRIED, RUNS_SUPERSEDED
 from kairos_runtime.registry import (
     TaskOutcome,
     TaskParams,
@@ -72,6 +72,12 @@ class RunResult:
         if self.superseded:
             return RUNS_SUPERSEDED
         return RUNS_RETRIED if self.retried else RUN_OUTCOMES[self.status]
+
+    @property
+    def counters(self) -> tuple[str, ...]:
+        """Every counter this result adds one to: its outcome's, and RunsAlive for a success or skip."""
+        alive = (RUNS_ALIVE,) if self.status in ALIVE_OUTCOMES and not self.retried else ()
+        return (self.metric_name, *alive)
 
     def as_response(self) -> dict[str, Any]:
         response: dict[str, Any] = {
