@@ -546,6 +546,8 @@ def index_spot(params: IndexSpotParams, context: TaskContext) -> TaskOutcome:
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
     partitions={TableId.MARKET_DATA: _own_class_and_calendar(STOCK_DAILY_SOURCE.asset_class)},
     group=DependencyGroup.CRAWLER,
+    # A daily bar is the settled figure of its own trading date: the source serves any past date.
+    backfill=True,
 )
 def stock_daily(params: StockDailyParams, context: TaskContext) -> TaskOutcome:
     """Store new daily bars of some A-shares (akshare.stock_zh_a_hist), incrementally."""
@@ -558,6 +560,8 @@ def stock_daily(params: StockDailyParams, context: TaskContext) -> TaskOutcome:
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
     partitions={TableId.MARKET_DATA: _own_class_and_calendar(ETF_DAILY_SOURCE.asset_class)},
     group=DependencyGroup.CRAWLER,
+    # A daily bar is the settled figure of its own trading date: the source serves any past date.
+    backfill=True,
 )
 def etf_daily(params: EtfDailyParams, context: TaskContext) -> TaskOutcome:
     """Store new daily bars of some ETFs (akshare.fund_etf_hist_em), incrementally."""
@@ -570,6 +574,8 @@ def etf_daily(params: EtfDailyParams, context: TaskContext) -> TaskOutcome:
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
     partitions={TableId.MARKET_DATA: _own_class_and_calendar(INDEX_DAILY_SOURCE.asset_class)},
     group=DependencyGroup.CRAWLER,
+    # A daily bar is the settled figure of its own trading date: the source serves any past date.
+    backfill=True,
 )
 def index_daily(params: IndexDailyParams, context: TaskContext) -> TaskOutcome:
     """Store new daily bars of some indices (akshare.index_zh_a_hist), incrementally."""
