@@ -490,6 +490,7 @@ def _show_json(tasks_file: TasksFile, task: TaskPlan, stage: str, upcoming: list
             "max_event_age_s": task.max_event_age_seconds,
             "lambda_async_attempts": task.async_retry_attempts,
         },
+        "backfill": {"allowed": task.backfill, "late_delivery_limit_s": task.late_delivery_limit_seconds},
         "tables": {table.value: access.value for table, access in task.tables.items()},
         "ssm_parameters": list(task.ssm_parameters),
         "params": task.input_template["params"],
@@ -526,6 +527,12 @@ def show(
         "retries": (
             f"Scheduler {task.scheduler_retry_attempts}, max event age {task.max_event_age_seconds} s; "
             f"Lambda async {task.async_retry_attempts}"
+        ),
+        "backfill": (
+            "yes: kairos backfill runs past slots"
+            if task.backfill
+            else f"no: its source serves only the present; the handler skips a slot over "
+            f"{task.late_delivery_limit_seconds} s late (PastSlotRefused)"
         ),
         "tables": ", ".join(_table_grant(task, table) for table in task.tables) or "its own run records only",
         "params": json.dumps(task.input_template["params"], ensure_ascii=False),
