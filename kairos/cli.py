@@ -808,9 +808,10 @@ def schema(
 
 def _register_operations() -> None:
     # Below every helper they use: kairos.cli_operations imports them from this module.
-    from kairos.cli_operations import register
+    from kairos import cli_backfill, cli_operations
 
-    register(app)
+    cli_operations.register(app)
+    cli_backfill.register(app)
 
 
 _register_operations()

@@ -77,16 +77,19 @@ def invoke_locally(
     table_names: Mapping[TableId, str],
     scheduled_time: datetime,
     execution_id: str | None = None,
+    event: Mapping[str, Any] | None = None,
 ) -> LocalInvocation:
-    event = render_schedule_input(
-        dict(task.input_template),
-        scheduled_time=scheduled_time,
-        execution_id=execution_id or f"local-{uuid.uuid4()}",
-    )
+    """Run the task's handler once; ``event`` (already rendered) is sent as it is, when given."""
+    if event is None:
+        event = render_schedule_input(
+            dict(task.input_template),
+            scheduled_time=scheduled_time,
+            execution_id=execution_id or f"local-{uuid.uuid4()}",
+        )
     environment = local_environment(task, endpoint_url=endpoint_url, table_names=table_names)
     with tempfile.TemporaryDirectory(prefix="kairos-run-") as workdir:
         event_file, result_file = Path(workdir, "event.json"), Path(workdir, "result.json")
-        event_file.write_text(json.dumps(event), encoding="utf-8")
+        event_file.write_text(json.dumps(dict(event)), encoding="utf-8")
         arguments = [str(event_file), str(result_file), task.name, str(task.memory), str(task.timeout)]
         if task.family == "python":
             command = [sys.executable, "-m", "kairos.local.python_invoke", *arguments]
