@@ -808,10 +808,11 @@ def schema(
 
 def _register_operations() -> None:
     # Below every helper they use: kairos.cli_operations imports them from this module.
-    from kairos import cli_backfill, cli_operations
+    from kairos import cli_backfill, cli_cost, cli_operations
 
     cli_operations.register(app)
     cli_backfill.register(app)
+    cli_cost.register(app)
 
 
 _register_operations()

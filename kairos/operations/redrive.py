@@ -181,8 +181,8 @@ def redrive_letter(
         return Action.KEPT, "no run record was written for its slot"
     status = str(record.get("status"))
     if status not in FINAL_OK:
-        error = f": {record.get('error_type')}: {record.get('error_message', '')}" if record.get("error_type") else ""
-        return Action.KEPT, _cut(f"the re-run is recorded {status}{error}")
+        why = f": {record.get('error_type')}: {record.get('error_message', '')}" if record.get("error_type") else ""
+        return Action.KEPT, _cut(f"the re-run is recorded {status}{why}")
     return Action.REDRIVEN, status
 
 
