@@ -71,7 +71,10 @@ OUTCOME_STYLE = {
     Outcome.ALREADY_DONE: "dim",
     Outcome.WOULD_RUN: "cyan",
 }
-SUMMARY_COLUMNS = tuple(Column(header) for header in ("slots", "run", "succeeded", "skipped", "failed", "already done"))
+SUMMARY_COLUMNS = (
+    *(Column(header) for header in ("slots", "run", "succeeded", "skipped", "failed")),
+    Column("already done", folds=True),
+)
 SLOT_COLUMNS = (Column("slot (UTC)"), Column("outcome"), Column("status", movable=True), Column("error", folds=True))
 SLOTS_LISTED = 50
 """Slots a table lists one by one (a dry run's, or the failed ones); --json lists every slot."""

@@ -130,3 +130,27 @@ def test_a_bad_range_is_one_line(tasks_file: Path, args: tuple[str, ...], messag
     assert result.exit_code == 2
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_the_tables_read_at_80_columns(tasks_file: Path) -> None:
+    result = CliRunner().invoke(
+        cli.app,
+        [
+            "backfill",
+            "echo-close",
+            "--from",
+            "2026-09-24",
+            "--to",
+            "2026-09-29",
+            "--file",
+            str(tasks_file),
+            "--dry-run",
+        ],
+        env={"COLUMNS": "80"},
+    )
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert any("4 (dry run)" in line for line in lines), "the summary says how many would run"
+    assert sum("would run" in line for line in lines) == 4, "a dry run lists its slots"

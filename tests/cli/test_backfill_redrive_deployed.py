@@ -198,6 +198,22 @@ def test_redrive_reruns_both_shapes_deletes_what_is_recorded_and_keeps_the_rest(
     assert bodies == sorted([json.dumps(event("2026-11-25T18:00:00Z", "exec-scheduler"))[:20], "not json {"])
 
 
+def test_redrive_prints_a_table_at_80_columns(aws: Any, plan: StagePlan, tasks_file: Path) -> None:
+    aws.client("sqs").send_message(
+        QueueUrl=queue_url(aws, plan),
+        MessageBody=json.dumps(event("2026-11-25T18:00:00Z", "exec-x", task="gone-task")),
+        MessageAttributes={"ERROR_CODE": {"DataType": "String", "StringValue": "AWS.Scheduler.TargetNotFound"}},
+    )
+
+    result = kairos("redrive", "--stage", "dev", "--file", str(tasks_file), columns=80)
+
+    assert result.exit_code == 1
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    assert "kept" in result.stdout
+    assert "1 messages: 0 redriven and deleted, 1 kept in the queue" in result.stdout
+    assert "gone-task" in result.stdout, "the task the message names, though the stage has none such"
+
+
 def test_redrive_of_an_empty_queue_says_so(aws: Any, plan: StagePlan, tasks_file: Path) -> None:
     result = kairos("redrive", "--stage", "dev", "--file", str(tasks_file), columns=80)
 
