@@ -7,7 +7,7 @@ already done come from one Query of the task's records over the range's sort key
 local handler against the embedded DynamoDB, or the deployed function, invoked and waited for), at
 most ``concurrency`` at a time. A slot is done when a record of it is SUCCEEDED, or SKIPPED (the task
 decided the slot has nothing to do, a holiday, say: running it again would decide the same); a
-FAILED or STARTED one is run again. ``rerun`` runs done slots too. See docs/adr/0130.
+FAILED or STARTED one is run again. ``rerun`` runs done slots too. See docs/adr/0131-backfill-and-redrive-semantics.md.
 """
 
 from __future__ import annotations

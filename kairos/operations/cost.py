@@ -1,7 +1,7 @@
 """``kairos cost``: a monthly estimate per task and for the stage, from the plan, the schedule
 evaluator and (for a deployed stage) the recorded runs. Prices come from ``kairos/data/prices.json``
 (list prices with their source pages and the date they were read); every figure that is not
-measured is marked as an assumption. docs/adr/0132 says what is counted and what is not.
+measured is marked as an assumption. docs/adr/0132-cost-estimate.md says what is counted and what is not.
 
 Per enabled task, over the next 30 days (fires counted with the evaluator, in the task's timezone):
 

@@ -1,6 +1,6 @@
 """``kairos redrive``: the stage's dead-letter queue, read, re-run and emptied of what succeeded.
 
-Two services write to the queue, in two shapes (docs/adr/0131):
+Two services write to the queue, in two shapes (docs/adr/0131-backfill-and-redrive-semantics.md):
 
 * Lambda's on-failure destination (an asynchronous invocation whose retries ran out, or that grew
   too old): the body is an invocation record, JSON with ``requestContext`` (``condition``:
