@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from kairos.plan import TaskPlan
 from kairos_runtime.events import render_schedule_input
-from kairos_runtime.settings import LAMBDA_RETRY_ATTEMPTS_ENV
+from kairos_runtime.settings import LAMBDA_RETRY_ATTEMPTS_ENV, LATE_DELIVERY_LIMIT_ENV
 from kairos_runtime.tables import TableId
 
 NODE_INVOKER = Path(__file__).with_name("node_invoke.mjs")
@@ -55,6 +55,10 @@ def local_environment(
         # A local run is delivered once: its transient failure is final, not one Lambda retries.
         LAMBDA_RETRY_ATTEMPTS_ENV: "0",
     }
+    # `kairos run --scheduled-time` names its slot on purpose (to see a task at 09:00, say): a local
+    # run is no late delivery, so the past-slot refusal is the deployed function's alone, and
+    # `kairos backfill` refuses a task that cannot be backfilled before anything runs.
+    environment.pop(LATE_DELIVERY_LIMIT_ENV, None)
     credentials = loopback_credentials(endpoint_url)
     if credentials:
         environment |= {key.upper(): value for key, value in credentials.items()}
