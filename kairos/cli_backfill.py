@@ -122,9 +122,23 @@ def _local_runner(local: Any, task: TaskPlan) -> SlotRunner:
     return run
 
 
-def _deployed_runner(deployed: Any, task: TaskPlan) -> SlotRunner:
+def _deployed_runner(deployed: Any, task: TaskPlan, profile: str | None) -> SlotRunner:
+    import dataclasses
+    import threading
+
+    import boto3
+
+    # boto3 sessions are not thread-safe: each worker thread invokes through a session of its own.
+    own = threading.local()
+
+    def stage_of_this_thread() -> Any:
+        if not hasattr(own, "stage"):
+            session = boto3.Session(profile_name=profile, region_name=deployed.session.region_name)
+            own.stage = dataclasses.replace(deployed, session=session)
+        return own.stage
+
     def run(event: dict[str, Any]) -> SlotRun:
-        result = invoke_deployed(deployed, task, event=event)
+        result = invoke_deployed(stage_of_this_thread(), task, event=event)
         problem = f"the function failed ({result.function_error})" if result.function_error else None
         return SlotRun(result.record, problem)
 
@@ -247,7 +261,7 @@ def backfill_command(
                     task,
                     slots,
                     done=done,
-                    run=None if dry_run else _deployed_runner(deployed, task),
+                    run=None if dry_run else _deployed_runner(deployed, task, profile),
                     concurrency=concurrency,
                     rerun=rerun,
                     progress=advance,

@@ -122,7 +122,7 @@ def test_a_deployed_backfill_invokes_each_slot_with_its_event(
     # Where the function would have written its record (moto runs no code).
     record(runs_table(aws, plan), "echo-nightly", "2026-11-26T18:00:00Z", "kairos-backfill-fixed", "SUCCEEDED")
 
-    args = ("backfill", "echo-nightly", "--from", "2026-11-25", "--to", "2026-11-26", "--concurrency", "1")
+    args = ("backfill", "echo-nightly", "--from", "2026-11-25", "--to", "2026-11-26", "--concurrency", "2")
     result = kairos(*args, "--rerun", "--stage", "dev", "--file", str(tasks_file), "--json")
 
     document = json.loads(result.stdout)
