@@ -114,3 +114,12 @@ def test_backfill_must_be_a_bool() -> None:
 )
 def test_each_shipped_task_type_declares_whether_it_can_be_backfilled(task_type: str, backfill: bool) -> None:
     assert default_registry().get(task_type).backfill is backfill
+
+
+@pytest.mark.parametrize("value", ["10", "soon", "-5"])
+def test_a_malformed_late_delivery_limit_fails_the_cold_start(value: str) -> None:
+    from kairos_runtime.settings import LATE_DELIVERY_LIMIT_ENV, RuntimeSettings
+    from kairos_runtime.validation import InvalidInputError
+
+    with pytest.raises(InvalidInputError):
+        RuntimeSettings.from_environ({LATE_DELIVERY_LIMIT_ENV: value})

@@ -858,3 +858,12 @@ describe("a past slot (KAIROS_LATE_DELIVERY_LIMIT_SECONDS)", () => {
     assert.deepEqual([registry.get("simple_task_1").backfill, registry.get("simple_task_2").backfill], [false, true]);
   });
 });
+
+describe("KAIROS_LATE_DELIVERY_LIMIT_SECONDS", () => {
+  it("fails the cold start when malformed, as the Python runtime does", async () => {
+    const { readSettings } = await import("../src/settings.mjs");
+    for (const value of ["10", "soon", "-5"]) {
+      assert.throws(() => readSettings({ KAIROS_LATE_DELIVERY_LIMIT_SECONDS: value }), /KAIROS_LATE_DELIVERY_LIMIT_SECONDS must be an integer >= 60/);
+    }
+  });
+});
