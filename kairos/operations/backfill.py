@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -78,7 +78,6 @@ class BackfillReport:
     task: str
     results: tuple[SlotResult, ...]
     dry_run: bool
-    counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[SlotResult]:

@@ -183,7 +183,8 @@ def redrive_letter(
     if status not in FINAL_OK:
         why = f": {record.get('error_type')}: {record.get('error_message', '')}" if record.get("error_type") else ""
         return Action.KEPT, _cut(f"the re-run is recorded {status}{why}")
-    return Action.REDRIVEN, status
+    # A SKIPPED re-run says why (PastSlotRefused: a snapshot's slot is gone for good).
+    return Action.REDRIVEN, f"{status} ({record['error_type']})" if record.get("error_type") else status
 
 
 def visibility_for(plan: StagePlan) -> int:
