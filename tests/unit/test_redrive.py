@@ -26,9 +26,8 @@ EVENT = {
 
 @pytest.fixture(scope="module")
 def plan() -> StagePlan:
-    tasks_file = TasksFile.model_validate(
-        {"stages": {"dev": {}}, "tasks": [{"name": "snap", "task_type": "simple_task_1", "schedule": "rate(5 minutes)"}]}
-    )
+    task = {"name": "snap", "task_type": "simple_task_1", "schedule": "rate(5 minutes)"}
+    tasks_file = TasksFile.model_validate({"stages": {"dev": {}}, "tasks": [task]})
     return plan_stage(tasks_file, load_catalog(), "dev")
 
 
