@@ -233,3 +233,20 @@ def test_cost_of_a_deployed_stage_takes_the_recorded_durations(aws: Any, plan: S
     assert (tasks["echo-nightly"]["duration_ms"], tasks["echo-nightly"]["duration_source"]) == (2000.0, "recorded")
     assert tasks["echo-nightly"]["fires_30d"] == 30
     assert tasks["every-five"]["total_usd"] == 0
+
+
+@pytest.mark.parametrize("command", ["backfill", "redrive", "cost"])
+def test_help_of_the_new_commands_shows_no_type_for_flags(command: str) -> None:
+    result = kairos(command, "--help", columns=80)
+
+    assert result.exit_code == 0, result.output
+    assert "--stage" in result.stdout
+    assert "--json" in result.stdout
+    assert "<bool>" not in result.stdout
+
+
+def test_redrive_needs_a_deployed_stage(tasks_file: Path) -> None:
+    result = kairos("redrive", "--file", str(tasks_file))
+
+    assert result.exit_code == 2
+    assert "--stage" in result.stderr
