@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -51,6 +52,7 @@ from kairos.operations.backfill import (
     backfill,
     done_slots,
 )
+from kairos.operations.history import latest_runs
 from kairos.operations.invoke import invoke_deployed
 from kairos.operations.redrive import (
     Action,
@@ -60,9 +62,10 @@ from kairos.operations.redrive import (
     redrive_letter,
     visibility_for,
 )
-from kairos.operations.slots import DEFAULT_MAX_SLOTS, TooManySlotsError, parse_day, slots_between
+from kairos.operations.slots import DEFAULT_MAX_SLOTS, TooManySlotsError, parse_day, range_bounds, slots_between
 from kairos.plan import TaskPlan
-from kairos_runtime.events import iso_seconds
+from kairos.schedule import RateSchedule, parse_schedule
+from kairos_runtime.events import iso_seconds, parse_instant
 
 OUTCOME_STYLE = {
     Outcome.SUCCEEDED: "green",
@@ -109,9 +112,15 @@ def _progress(total: int, *, enabled: bool) -> Iterator[Callable[[SlotResult], N
         yield lambda result: bar.advance(task_id)
 
 
-def _local_runner(local: Any, task: TaskPlan) -> SlotRunner:
-    from kairos_runtime.events import parse_instant
+def _rate_phase(table: Any, task: TaskPlan) -> datetime | None:
+    """A rate schedule's phase: the task's latest recorded slot (one Query), as ``kairos status`` reads it."""
+    if not isinstance(parse_schedule(task.schedule_expression), RateSchedule):
+        return None
+    latest = latest_runs(table, task.name, limit=1)
+    return parse_instant(str(latest[0]["scheduled_time"])) if latest and latest[0].get("scheduled_time") else None
 
+
+def _local_runner(local: Any, task: TaskPlan) -> SlotRunner:
     def run(event: dict[str, Any]) -> SlotRun:
         result = local.run(task, scheduled_time=parse_instant(str(event["scheduled_time"])), event=event)
         problem = None if result.invocation.ok or result.record else result.invocation.error
@@ -222,17 +231,24 @@ def backfill_command(
             code=2,
         )
     first, last = _day(from_date, "--from"), _day(to_date, "--to")
-    now = services.clock()
     try:
-        slots = slots_between(task, first, last, now=now, limit=None if yes else max_slots)
-    except TooManySlotsError as many:
-        raise _fail(
-            f"{first.isoformat()}..{last.isoformat()} holds more than {many.limit} slots of {name} "
-            f"({task.schedule_expression}): pass --yes to run them all, or narrow the range / raise --max-slots",
-            code=2,
-        ) from None
+        range_bounds(task, first, last)
     except ValueError as error:
         raise _fail(str(error), code=2) from None
+    now = services.clock()
+
+    def slots_of(table: Any) -> list[datetime]:
+        try:
+            return slots_between(
+                task, first, last, now=now, limit=None if yes else max_slots, phase=_rate_phase(table, task)
+            )
+        except TooManySlotsError as many:
+            raise _fail(
+                f"{first.isoformat()}..{last.isoformat()} holds more than {many.limit} slots of {name} "
+                f"({task.schedule_expression}): pass --yes to run them all, or narrow the range / raise --max-slots",
+                code=2,
+            ) from None
+
     where: str
     if is_local:
         from kairos.local.session import LocalStage
@@ -240,6 +256,7 @@ def backfill_command(
         with _local_dynamodb() as endpoint:
             local_stage = LocalStage(stage=plan.stage, endpoint=endpoint)
             local_stage.prepare_tables()
+            slots = slots_of(local_stage.runs_table())
             done = done_slots(local_stage.runs_table(), task.name, slots)
             with _progress(len(slots), enabled=not as_json) as advance:
                 report = backfill(
@@ -255,6 +272,7 @@ def backfill_command(
     else:
         deployed = deployed_stage(plan, profile, region)
         with aws_errors():
+            slots = slots_of(deployed.runs_table())
             done = done_slots(deployed.runs_table(), task.name, slots)
             with _progress(len(slots), enabled=not as_json) as advance:
                 report = backfill(

@@ -3,7 +3,8 @@
 ``--from 2026-03-27 --to 2026-03-30`` means from 00:00 on the first date to the end of the last
 one, both wall times in the task's timezone (so a DST change in the range shortens or lengthens a
 day, as it does for the schedule itself). A rate schedule has no wall-clock anchor (Scheduler counts
-from the schedule's start), so its slots are counted from the range's start: 00:00 on the first date.
+from the schedule's start): its slots keep the phase of a slot it is known to have fired (the task's
+latest recorded one, as ``kairos status`` reads it), else they count from 00:00 on the first date.
 Only slots up to ``now`` are returned: a backfill never runs a slot that has not come yet.
 """
 
@@ -49,11 +50,12 @@ def range_bounds(task: TaskPlan, first: date, last: date) -> tuple[datetime, dat
     return start, end
 
 
-def _fire_times(task: TaskPlan, start: datetime) -> Iterator[datetime]:
-    """Every fire time at or after ``start``, ascending."""
+def _fire_times(task: TaskPlan, start: datetime, phase: datetime | None) -> Iterator[datetime]:
+    """Every fire time at or after ``start``, ascending (a rate's in step with ``phase``, when given)."""
     schedule = parse_schedule(task.schedule_expression)
     if isinstance(schedule, RateSchedule):
-        moment = start
+        # The first instant at or after start that is a whole number of intervals from the phase.
+        moment = start if phase is None else phase - ((phase - start) // schedule.interval) * schedule.interval
         while True:
             yield moment
             moment += schedule.interval
@@ -67,16 +69,23 @@ def _fire_times(task: TaskPlan, start: datetime) -> Iterator[datetime]:
 
 
 def slots_between(
-    task: TaskPlan, first: date, last: date, *, now: datetime, limit: int | None = None
+    task: TaskPlan,
+    first: date,
+    last: date,
+    *,
+    now: datetime,
+    limit: int | None = None,
+    phase: datetime | None = None,
 ) -> list[datetime]:
-    """The task's slots from ``first`` to ``last`` (both included, its timezone), none after ``now``.
+    """The task's slots from ``first`` to ``last`` (both included, its timezone), none after ``now``;
+    a rate schedule's in step with ``phase`` (a slot it fired), else from 00:00 on ``first``.
 
     Raises :class:`TooManySlotsError` as soon as there are more than ``limit``.
     """
     start, end = range_bounds(task, first, last)
     end = min(end, now + timedelta(microseconds=1))
     slots: list[datetime] = []
-    for moment in _fire_times(task, start):
+    for moment in _fire_times(task, start, phase):
         if moment >= end:
             break
         slots.append(moment)

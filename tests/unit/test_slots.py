@@ -91,3 +91,18 @@ def test_a_one_time_schedule_is_a_slot_only_inside_the_range() -> None:
 
     assert slots(plan, "2026-05-01", "2026-05-01") == ["2026-05-01T07:00:00Z"]
     assert slots(plan, "2026-05-02", "2026-05-03") == []
+
+
+def test_a_rate_keeps_the_phase_of_a_slot_it_fired() -> None:
+    """Scheduler counts a rate from the schedule's start: a recorded slot at 00:03 puts every slot at :03."""
+    plan = task("rate(10 minutes)")
+    phase = datetime(2026, 11, 20, 7, 3, tzinfo=UTC)
+
+    found = slots_between(plan, date(2026, 3, 1), date(2026, 3, 1), now=FAR_FUTURE, phase=phase)
+
+    assert [iso_seconds(slot) for slot in found[:2]] == ["2026-03-01T00:03:00Z", "2026-03-01T00:13:00Z"]
+    assert len(found) == 144
+    later = slots_between(
+        plan, date(2026, 3, 1), date(2026, 3, 1), now=FAR_FUTURE, phase=datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
+    )
+    assert iso_seconds(later[0]) == "2026-03-01T00:00:00Z", "a phase on the range's start is its first slot"
