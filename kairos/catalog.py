@@ -52,6 +52,8 @@ class CatalogEntry:
     """The Python module that registers the task type; its function imports only that one."""
     partitions: Mapping[TableId, Partitions] = field(default_factory=dict)
     """The partition-key prefixes each declared table's accesses are limited to (see ``Partitions``)."""
+    backfill: bool = False
+    """Whether the task type can run for a past slot (``kairos backfill``; the registry's ``backfill=``)."""
 
 
 class TaskCatalog:
@@ -117,6 +119,7 @@ def python_entries(registry: TaskRegistry) -> list[CatalogEntry]:
             parameters_for=_parameters_for(task_type),
             module=task_type.module,
             partitions=task_type.partitions,
+            backfill=task_type.backfill,
         )
         for task_type in registry
     ]
@@ -142,6 +145,7 @@ def node_entries(manifest_path: Path) -> list[CatalogEntry]:
                 architecture=Architecture.ARM_64,
                 check_params=_json_schema_check(spec["params_schema"]),
                 partitions=resolve_partitions(name, tables, partitions),
+                backfill=spec.get("backfill") is True,
             )
         )
     return entries

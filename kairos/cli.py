@@ -507,6 +507,7 @@ def _show_json(tasks_file: TasksFile, task: TaskPlan, stage: str, upcoming: list
             "max_event_age_s": task.max_event_age_seconds,
             "lambda_async_attempts": task.async_retry_attempts,
         },
+        "backfill": {"allowed": task.backfill, "late_delivery_limit_s": task.late_delivery_limit_seconds},
         "tables": {table.value: access.value for table, access in task.tables.items()},
         "ssm_parameters": list(task.ssm_parameters),
         "params": task.input_template["params"],
@@ -556,6 +557,12 @@ def show(
         "retries": (
             f"Scheduler {task.scheduler_retry_attempts}, max event age {task.max_event_age_seconds} s; "
             f"Lambda async {task.async_retry_attempts}"
+        ),
+        "backfill": (
+            "yes: kairos backfill runs past slots"
+            if task.backfill
+            else f"no: its source serves only the present; the handler skips a slot over "
+            f"{task.late_delivery_limit_seconds} s late (PastSlotRefused)"
         ),
         "tables": ", ".join(_table_grant(task, table) for table in task.tables) or "its own run records only",
         "params": json.dumps(task.input_template["params"], ensure_ascii=False),
@@ -849,9 +856,11 @@ def schema(
 
 def _register_operations() -> None:
     # Below every helper they use: kairos.cli_operations imports them from this module.
-    from kairos.cli_operations import register
+    from kairos import cli_backfill, cli_cost, cli_operations
 
-    register(app)
+    cli_operations.register(app)
+    cli_backfill.register(app)
+    cli_cost.register(app)
 
 
 def _register_data() -> None:

@@ -40,6 +40,7 @@ from kairos_runtime.registry import Access, DependencyGroup, Partitions
 from kairos_runtime.settings import (
     HTTPS_PROXY_ENV,
     LAMBDA_RETRY_ATTEMPTS_ENV,
+    LATE_DELIVERY_LIMIT_ENV,
     MAX_EVENT_AGE_ENV,
     RUN_RECORD_TTL_DAYS_ENV,
     RUNTIME_ENV,
@@ -457,6 +458,9 @@ class TaskPlan:
     failure_alarm: AlarmPlan
     freshness: FreshnessPlan
     gauge_alarms: tuple[AlarmPlan, ...] = ()
+    backfill: bool = False
+    """Whether the task type can run for a past slot: ``kairos backfill`` refuses one that cannot, and
+    its handler records a delivery later than :attr:`late_delivery_limit_seconds` as PastSlotRefused."""
 
     @property
     def alarms(self) -> tuple[AlarmPlan, ...]:
@@ -473,6 +477,15 @@ class TaskPlan:
     @property
     def lambda_max_event_age_seconds(self) -> int:
         return lambda_event_age_seconds(timedelta(seconds=self.max_event_age_seconds))
+
+    @property
+    def late_delivery_limit_seconds(self) -> int:
+        """How late a delivery may still arrive and run when the task cannot be backfilled.
+
+        The latest a slot's own delivery can legitimately come: Scheduler keeps trying for the
+        schedule's maximum event age, then Lambda keeps the event (and its retries) for its own.
+        """
+        return late_delivery_limit_seconds(self.max_event_age_seconds)
 
     @property
     def resource_count(self) -> int:
@@ -700,6 +713,7 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         LAMBDA_RETRY_ATTEMPTS_ENV: str(LAMBDA_ASYNC_RETRY_ATTEMPTS),
         RUN_RECORD_TTL_DAYS_ENV: str(RUN_RECORD_TTL_DAYS),
         MAX_EVENT_AGE_ENV: str(lambda_event_age_seconds(event_age)),
+        LATE_DELIVERY_LIMIT_ENV: str(late_delivery_limit_seconds(int(event_age.total_seconds()))),
     }
     group = dependency_group(entry.group)
     environment |= dict(group.environment)
@@ -749,12 +763,18 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         gauge_alarms=(GAUGE_ALARMS[task.task_type](stage, task.name),)
         if task.family == "python" and task.task_type in GAUGE_ALARMS
         else (),
+        backfill=entry.backfill,
     )
 
 
 def lambda_event_age_seconds(max_age: timedelta) -> int:
     """How long Lambda keeps an event for its own retries: the schedule's limit, within Lambda's."""
     return int(min(max_age, LAMBDA_MAX_EVENT_AGE).total_seconds())
+
+
+def late_delivery_limit_seconds(max_event_age_seconds: int) -> int:
+    """The schedule's maximum event age (Scheduler's retries) plus Lambda's (its own retries)."""
+    return max_event_age_seconds + lambda_event_age_seconds(timedelta(seconds=max_event_age_seconds))
 
 
 def max_event_age(task: ResolvedTask) -> timedelta:

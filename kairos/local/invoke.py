@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from kairos.plan import TaskPlan
 from kairos_runtime.events import render_schedule_input
-from kairos_runtime.settings import LAMBDA_RETRY_ATTEMPTS_ENV
+from kairos_runtime.settings import LAMBDA_RETRY_ATTEMPTS_ENV, LATE_DELIVERY_LIMIT_ENV
 from kairos_runtime.tables import TableId
 
 NODE_INVOKER = Path(__file__).with_name("node_invoke.mjs")
@@ -55,6 +55,10 @@ def local_environment(
         # A local run is delivered once: its transient failure is final, not one Lambda retries.
         LAMBDA_RETRY_ATTEMPTS_ENV: "0",
     }
+    # `kairos run --scheduled-time` names its slot on purpose (to see a task at 09:00, say): a local
+    # run is no late delivery, so the past-slot refusal is the deployed function's alone, and
+    # `kairos backfill` refuses a task that cannot be backfilled before anything runs.
+    environment.pop(LATE_DELIVERY_LIMIT_ENV, None)
     credentials = loopback_credentials(endpoint_url)
     if credentials:
         environment |= {key.upper(): value for key, value in credentials.items()}
@@ -77,16 +81,19 @@ def invoke_locally(
     table_names: Mapping[TableId, str],
     scheduled_time: datetime,
     execution_id: str | None = None,
+    event: Mapping[str, Any] | None = None,
 ) -> LocalInvocation:
-    event = render_schedule_input(
-        dict(task.input_template),
-        scheduled_time=scheduled_time,
-        execution_id=execution_id or f"local-{uuid.uuid4()}",
-    )
+    """Run the task's handler once; ``event`` (already rendered) is sent as it is, when given."""
+    if event is None:
+        event = render_schedule_input(
+            dict(task.input_template),
+            scheduled_time=scheduled_time,
+            execution_id=execution_id or f"local-{uuid.uuid4()}",
+        )
     environment = local_environment(task, endpoint_url=endpoint_url, table_names=table_names)
     with tempfile.TemporaryDirectory(prefix="kairos-run-") as workdir:
         event_file, result_file = Path(workdir, "event.json"), Path(workdir, "result.json")
-        event_file.write_text(json.dumps(event), encoding="utf-8")
+        event_file.write_text(json.dumps(dict(event)), encoding="utf-8")
         arguments = [str(event_file), str(result_file), task.name, str(task.memory), str(task.timeout)]
         if task.family == "python":
             command = [sys.executable, "-m", "kairos.local.python_invoke", *arguments]

@@ -53,12 +53,17 @@ class LocalStage:
             self._tables = tables_from_template(self.stage, template)
         return ensure_tables(self._resource().meta.client, self._tables)
 
-    def run(self, task: TaskPlan, *, scheduled_time: datetime) -> LocalRunResult:
+    def run(
+        self, task: TaskPlan, *, scheduled_time: datetime, event: Mapping[str, Any] | None = None
+    ) -> LocalRunResult:
+        """Run the task for the slot (to the minute); ``event``, when given, is sent instead of one
+        rendered here (``kairos backfill`` builds its events in one place)."""
         invocation = invoke_locally(
             task,
             endpoint_url=self.endpoint.url,
             table_names=self.table_names,
             scheduled_time=scheduled_time.replace(second=0, microsecond=0),
+            event=event,
         )
         return LocalRunResult(invocation, self._record_of(invocation))
 

@@ -41,9 +41,20 @@ def scheduled_event(task: TaskPlan, *, scheduled_time: datetime, execution_id: s
     )
 
 
-def invoke_deployed(stage: DeployedStage, task: TaskPlan, *, scheduled_time: datetime) -> InvokeResult:
-    """Invoke and wait (RequestResponse), then read the run record the invocation wrote."""
-    event = scheduled_event(task, scheduled_time=scheduled_time)
+def invoke_deployed(
+    stage: DeployedStage,
+    task: TaskPlan,
+    *,
+    scheduled_time: datetime | None = None,
+    event: dict[str, Any] | None = None,
+) -> InvokeResult:
+    """Invoke and wait (RequestResponse), then read the run record the invocation wrote. The event is
+    the schedule's for ``scheduled_time``, or ``event`` as it is (already rendered: ``kairos backfill``,
+    ``kairos redrive``)."""
+    if event is None:
+        if scheduled_time is None:
+            raise TypeError("invoke_deployed needs a scheduled_time or an event")
+        event = scheduled_event(task, scheduled_time=scheduled_time)
     from botocore.config import Config
 
     # One attempt only: boto3 retries a read timeout, and a retried Invoke runs the task again.

@@ -479,6 +479,81 @@ def operate_the_stage(aws: LocalAws, stack: Deployed, tasks_file: Path) -> None:
     aws.kairos("resume", task, *common)
     assert scheduler.get_schedule(**schedule)["State"] == "ENABLED"
 
+    backfill_dry_run(aws, stack, common)
+    redrive_the_queue(aws, stack, common, runs_table)
+    estimate_the_cost(aws, stack, common)
+
+
+def backfill_dry_run(aws: LocalAws, stack: Deployed, common: tuple[str, ...]) -> None:
+    """backfill --dry-run of yesterday (UTC) for a backfillable task: every slot of its rate, none run."""
+    task = stack.plan.task("python-task-2")
+    assert task.backfill, "simple_task_2 echoes its event: any slot gets its own"
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    args = ("backfill", task.name, "--from", yesterday, "--to", yesterday, "--dry-run", "--json")
+    document = json.loads(aws.kairos(*args, *common).stdout)
+    assert document["deployed"] is True
+    assert document["summary"]["slots"] == 24 * 6, "rate(10 minutes) from 00:00 UTC: 144 slots in a day"
+    assert document["summary"]["would_run"] == 144
+    refused = aws.kairos("backfill", "python-task-1", "--from", yesterday, "--to", yesterday, *common, expect=2)
+    assert "python-task-1 cannot be backfilled" in refused.stderr
+
+
+def redrive_the_queue(aws: LocalAws, stack: Deployed, common: tuple[str, ...], runs_table: Any) -> None:
+    """Messages put into the deployed queue: the one whose re-run is recorded goes, the others stay."""
+    sqs = aws.client("sqs")
+    queue_url = stack.physical_id("DeadLetters/Queue/Resource")
+    task = stack.plan.task("python-task-2")
+    slot = "2026-11-27T07:20:00Z"
+    payload = {**dict(task.input_template), "scheduled_time": slot, "execution_id": "smoke-dlq", "attempt": "1"}
+    failure_record = {
+        "version": "1.0",
+        "timestamp": "2026-11-27T07:29:00.000Z",
+        "requestContext": {"requestId": "r", "functionArn": "arn", "condition": "EventAgeExceeded",
+                           "approximateInvokeCount": 1},
+        "requestPayload": payload,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST"},
+        "responsePayload": None,
+    }  # fmt: skip
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(failure_record))
+    sqs.send_message(QueueUrl=queue_url, MessageBody="garbled")
+    # moto's Lambda runs nothing: the record the re-run would write is put where the function writes it.
+    runs_table.put_item(
+        Item={
+            "pk": f"TASK#{task.name}",
+            "sk": f"RUN#{slot}#smoke-dlq#1",
+            "task": task.name,
+            "status": "SUCCEEDED",
+            "scheduled_time": slot,
+            "execution_id": "smoke-dlq",
+        }
+    )
+
+    listed = json.loads(aws.kairos("redrive", *common, "--dry-run", "--json", expect=1).stdout)["messages"]
+    assert sorted((message["source"], message["action"]) for message in listed) == [
+        ("lambda", "would_redrive"),
+        ("unknown", "kept"),
+    ]
+    redriven = json.loads(aws.kairos("redrive", *common, "--json", expect=1).stdout)["messages"]
+    by_source = {message["source"]: message for message in redriven}
+    assert (by_source["lambda"]["task"], by_source["lambda"]["scheduled_time"]) == (task.name, slot)
+    assert by_source["lambda"]["action"] == "redriven"
+    assert by_source["unknown"]["action"] == "kept"
+    left = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert [message["Body"] for message in left] == ["garbled"]
+
+
+def estimate_the_cost(aws: LocalAws, stack: Deployed, common: tuple[str, ...]) -> None:
+    """cost of the deployed stage: rate tasks' fires are exact, disabled tasks at zero, durations recorded."""
+    document = json.loads(aws.kairos("cost", *common, "--json").stdout)
+    tasks = {row["name"]: row for row in document["tasks"]}
+    assert set(tasks) == {each.name for each in stack.plan.tasks}
+    assert tasks["python-task-1"]["fires_30d"] == 30 * 24 * 12, "rate(5 minutes)"
+    assert tasks["python-task-1"]["duration_source"] == "recorded", "the smoke's run of 42 ms"
+    for each in stack.plan.tasks:
+        if not each.enabled:
+            assert tasks[each.name]["total_usd"] == 0, each.name
+    assert document["total_usd"] > 0
+
 
 def boto3_table(aws: LocalAws, name: str) -> Any:
     import boto3

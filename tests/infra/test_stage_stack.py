@@ -722,3 +722,20 @@ def test_the_calendar_refresh_alarms_when_the_calendar_ends_within_30_days(prod:
         if resource["Properties"].get("MetricName") == "TradingCalendarDaysLeft"
     ]
     assert len(calendar_alarms) == 1, "only the refresh task's construct carries the calendar alarm"
+
+
+def test_each_function_refuses_past_slots_after_the_schedule_and_lambda_have_given_up(
+    dev: tuple[StagePlan, Template],
+) -> None:
+    """The late-delivery limit a non-backfillable task is held to is the latest its own slot's delivery
+    can come: the schedule's retry window plus Lambda's, both as deployed."""
+    plan, template = dev
+
+    for task in plan.tasks:
+        function = resource_at(template, "AWS::Lambda::Function", f"kairos-dev/{task.name}/Function")
+        config = resource_at(template, "AWS::Lambda::EventInvokeConfig", f"kairos-dev/{task.name}/Function")
+        schedule = resource_at(template, "AWS::Scheduler::Schedule", f"kairos-dev/{task.name}/Schedule")
+        scheduler_age = schedule["Properties"]["Target"]["RetryPolicy"]["MaximumEventAgeInSeconds"]
+        lambda_age = config["Properties"]["MaximumEventAgeInSeconds"]
+        environment = function["Properties"]["Environment"]["Variables"]
+        assert environment["KAIROS_LATE_DELIVERY_LIMIT_SECONDS"] == str(scheduler_age + lambda_age), task.name

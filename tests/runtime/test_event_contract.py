@@ -50,3 +50,15 @@ def test_a_refused_form_names_its_field_as_the_node_runtime_does(case: dict[str,
         ScheduledEvent.parse(DELIVERED | expanded(case["change"]))
 
     assert invalid.value.location == case["field"]
+
+
+@pytest.mark.parametrize("case", CASES["past_slot"]["cases"], ids=json.dumps)
+def test_a_late_delivery_runs_or_is_refused_as_the_node_runtime_decides(case: dict[str, Any]) -> None:
+    from kairos_runtime.settings import LATE_DELIVERY_LIMIT_ENV, RuntimeSettings
+
+    limit = case["limit_seconds"]
+    settings = RuntimeSettings.from_environ({} if limit is None else {LATE_DELIVERY_LIMIT_ENV: str(limit)})
+
+    refused = settings.refuses_past_slot(backfill=case["backfill"], lateness_seconds=case["lateness_seconds"])
+
+    assert refused is not case["runs"]

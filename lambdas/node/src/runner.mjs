@@ -19,7 +19,7 @@ import { InvalidParamsError } from "./params.mjs";
 import { partitionScopedClient } from "./partitions.mjs";
 import { UnknownTaskTypeError, parseParams } from "./registry.mjs";
 import { RunRecorder, RunStatus } from "./runs.mjs";
-import { lambdaRetries, tableName } from "./settings.mjs";
+import { PAST_SLOT_REFUSED, lambdaRetries, refusesPastSlot, tableName } from "./settings.mjs";
 import { TASK_RUNS } from "./tables.mjs";
 
 /**
@@ -246,6 +246,15 @@ export class TaskRunner {
         return failed("InvalidParams", `params do not fit task_type '${event.task_type}': ${error.message}`);
       }
       throw error;
+    }
+    const latenessSeconds = (this.#clock().getTime() - event.scheduled_time.getTime()) / 1000;
+    if (refusesPastSlot(this.#settings, { backfill: taskType.backfill, latenessSeconds })) {
+      // Its source serves only the present: running it would file today's data under a past slot.
+      const scheduled = event.scheduled_time.toISOString().replace(/\.\d{3}Z$/, "Z");
+      const message =
+        `task_type '${taskType.name}' cannot run for a past slot: ${scheduled} is ${Math.round(latenessSeconds)} s ago, ` +
+        `over the late-delivery limit of ${this.#settings.lateDeliveryLimitSeconds} s`;
+      return { status: RunStatus.SKIPPED, error: { type: PAST_SLOT_REFUSED, message, kind: ErrorKind.PERMANENT }, detail: { reason: message } };
     }
     /** @type {TaskContext} */
     const context = Object.freeze({

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 
 import { eventAsJson, fallbackEvent, parseScheduledEvent } from "../src/events.mjs";
+import { LATE_DELIVERY_LIMIT_ENV, readSettings, refusesPastSlot } from "../src/settings.mjs";
 
 // As EventBridge Scheduler delivers it: the context attributes substituted as strings.
 const DELIVERED = {
@@ -155,6 +156,13 @@ describe("the scheduled-event contract shared with the Python runtime", () => {
       assert.equal(issues, null, `${label(change)}: ${issues}`);
       const written = eventAsJson(event);
       assert.deepEqual([written.scheduled_time, written.attempt], [scheduled_time, attempt], label(change));
+    }
+  });
+
+  it("runs or refuses every late delivery as the Python runtime does", () => {
+    for (const { backfill, limit_seconds: limit, lateness_seconds: latenessSeconds, runs } of cases.past_slot.cases) {
+      const settings = readSettings(limit === null ? {} : { [LATE_DELIVERY_LIMIT_ENV]: String(limit) });
+      assert.equal(refusesPastSlot(settings, { backfill, latenessSeconds }), !runs, JSON.stringify({ backfill, limit, latenessSeconds }));
     }
   });
 

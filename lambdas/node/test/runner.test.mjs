@@ -813,3 +813,57 @@ describe("when run records cannot be written", () => {
     }
   });
 });
+
+describe("a past slot (KAIROS_LATE_DELIVERY_LIMIT_SECONDS)", () => {
+  const LATE_ENV = { ...ENV, KAIROS_LATE_DELIVERY_LIMIT_SECONDS: "900" };
+  const daysBefore = (days) => new Date(NOW.getTime() - days * DAY_SECONDS * 1000).toISOString();
+
+  it("is refused for a task type that cannot be backfilled: SKIPPED as PastSlotRefused, the task never runs", async () => {
+    let ran = false;
+    const registry = registryWith(async () => {
+      ran = true;
+    });
+    const { handler, documentClient, metrics } = harness({ registry, env: LATE_ENV });
+    const response = await handler(testEvent({ scheduled_time: daysBefore(3) }), INVOCATION);
+    assert.equal(ran, false);
+    assert.equal(response.status, "SKIPPED");
+    assert.equal(documentClient.updated.status, "SKIPPED");
+    assert.equal(documentClient.updated.error_type, "PastSlotRefused");
+    assert.equal(documentClient.updated.error_kind, "permanent");
+    assert.match(documentClient.updated.detail.reason, /cannot run for a past slot: .* over the late-delivery limit of 900 s/);
+    assert.equal(metrics()[0].RunsSkipped, 1);
+  });
+
+  it("runs for a task type declared backfill: true", async () => {
+    const registry = registryWith(async () => ({ itemsWritten: 1 }), { backfill: true });
+    const { handler, documentClient } = harness({ registry, env: LATE_ENV });
+    const response = await handler(testEvent({ scheduled_time: daysBefore(30) }), INVOCATION);
+    assert.equal(response.status, "SUCCEEDED");
+    assert.equal(documentClient.updated.error_type, undefined);
+  });
+
+  it("still runs a late delivery within the limit", async () => {
+    const registry = registryWith(async () => ({ itemsWritten: 1 }));
+    const { handler } = harness({ registry, env: LATE_ENV });
+    const response = await handler(testEvent({ scheduled_time: new Date(NOW.getTime() - 899_000).toISOString() }), INVOCATION);
+    assert.equal(response.status, "SUCCEEDED");
+  });
+
+  it("refuses a non-boolean backfill declaration", () => {
+    assert.throws(() => registryWith(async () => {}, { backfill: "yes" }), /backfill must be true or false/);
+  });
+
+  it("declares the shipped types as the Python registry does", () => {
+    const registry = defaultRegistry();
+    assert.deepEqual([registry.get("simple_task_1").backfill, registry.get("simple_task_2").backfill], [false, true]);
+  });
+});
+
+describe("KAIROS_LATE_DELIVERY_LIMIT_SECONDS", () => {
+  it("fails the cold start when malformed, as the Python runtime does", async () => {
+    const { readSettings } = await import("../src/settings.mjs");
+    for (const value of ["10", "soon", "-5"]) {
+      assert.throws(() => readSettings({ KAIROS_LATE_DELIVERY_LIMIT_SECONDS: value }), /KAIROS_LATE_DELIVERY_LIMIT_SECONDS must be an integer >= 60/);
+    }
+  });
+});

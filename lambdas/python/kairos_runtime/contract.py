@@ -47,6 +47,17 @@ def _setting_bounds() -> dict[str, dict[str, Any]]:
     return bounds
 
 
+def _late_limit_minimum() -> int:
+    """The smallest late-delivery limit RuntimeSettings accepts (its field's own bound)."""
+    info = msgspec.inspect.type_info(settings.RuntimeSettings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    [field] = [field for field in info.fields if field.name == "late_delivery_limit_seconds"]
+    assert isinstance(field.type, msgspec.inspect.UnionType)
+    [bounded] = [member for member in field.type.types if isinstance(member, msgspec.inspect.IntType)]
+    assert bounded.ge is not None
+    return bounded.ge
+
+
 def contract() -> dict[str, Any]:
     """Everything the Node runtime must agree on with this one, as plain JSON values."""
     return {
@@ -55,7 +66,9 @@ def contract() -> dict[str, Any]:
             "task": settings.TASK_ENV,
             "task_type": settings.TASK_TYPE_ENV,
             "runtime": settings.RUNTIME_ENV,
+            "late_delivery_limit_seconds": settings.LATE_DELIVERY_LIMIT_ENV,
         },
+        "past_slot": {"error_type": settings.PAST_SLOT_REFUSED, "min_limit_seconds": _late_limit_minimum()},
         "settings": _setting_bounds(),
         "lambda": {"first_retry_delay_seconds": settings.LAMBDA_FIRST_RETRY_DELAY_SECONDS},
         "tables": {

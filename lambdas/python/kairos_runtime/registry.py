@@ -179,6 +179,10 @@ class TaskType(Generic[ParamsT]):
     partitions: Mapping[TableId, Partitions] = field(default_factory=lambda: MappingProxyType({}))
     """Per declared table, the partition-key prefixes each access is limited to; a table absent here
     is granted whole (reads only: see :func:`resolve_partitions`)."""
+    backfill: bool = False
+    """Whether the task can run for a past slot (``kairos backfill``): it computes the slot's result
+    from the slot, not from what its source serves now. False (a spot snapshot): the handler refuses
+    a delivery later than the schedule's late-delivery limit, recorded SKIPPED as PastSlotRefused."""
 
     @property
     def module(self) -> str:
@@ -216,6 +220,7 @@ class TaskRegistry:
         group: DependencyGroup = DependencyGroup.CORE,
         architecture: Architecture | None = None,
         parameters: Callable[[ParamsT], Sequence[str]] | None = None,
+        backfill: bool = False,
     ) -> Callable[[TaskFunction[ParamsT]], TaskFunction[ParamsT]]:
         """Register the decorated function as task type ``name``; the function is returned unchanged.
 
@@ -226,7 +231,11 @@ class TaskRegistry:
         ("STOCK#",)}``, or :class:`Partitions` when reads and writes differ); a table written to must
         have them. ``parameters`` names the
         SSM parameters a task reads, derived from its params; the stack grants read on exactly those.
+        ``backfill`` says the task can run for a past slot (see :attr:`TaskType.backfill`); off unless
+        declared, so a task that only sees the present is never asked to file it under the past.
         """
+        if not isinstance(backfill, bool):
+            raise InvalidDeclarationError(f"task_type {name!r}: backfill must be True or False")
 
         if not re.match(rf"^(?:{TASK_TYPE_PATTERN})\Z", name):
             # Events name the task type: a name outside the pattern would never pass their check.
@@ -247,6 +256,7 @@ class TaskRegistry:
                     description=(function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else "",
                     parameters=parameters,
                     partitions=MappingProxyType(resolved_partitions),
+                    backfill=backfill,
                 )
             )
             return function

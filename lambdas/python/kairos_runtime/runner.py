@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from kairos_runtime.context import Clients, TaskContext
 from kairos_runtime.errors import TransientTaskError, error_kind
-from kairos_runtime.events import KEY_FIELDS, ScheduledEvent, key_field
+from kairos_runtime.events import KEY_FIELDS, ScheduledEvent, iso_seconds, key_field
 from kairos_runtime.metrics import ALIVE_OUTCOMES, RUN_OUTCOMES, RUNS_ALIVE, RUNS_RETRIED, RUNS_SUPERSEDED
 from kairos_runtime.registry import (
     TaskOutcome,
@@ -28,7 +28,7 @@ from kairos_runtime.registry import (
     UnknownTaskTypeError,
 )
 from kairos_runtime.runs import ErrorKind, RunError, RunRecorder, RunStatus
-from kairos_runtime.settings import RuntimeSettings
+from kairos_runtime.settings import PAST_SLOT_REFUSED, RuntimeSettings
 from kairos_runtime.tables import TableId
 from kairos_runtime.validation import InvalidInputError
 
@@ -230,6 +230,9 @@ class TaskRunner:
                 "status": RunStatus.FAILED,
                 "error": RunError("InvalidParams", message, ErrorKind.PERMANENT),
             }
+        refusal = self._past_slot_refusal(task_type, event)
+        if refusal is not None:
+            return {"status": RunStatus.SKIPPED, "error": refusal, "detail": {"reason": refusal.message}}
         unpinned = self._unpinned_parameters(task_type, params)
         if unpinned:
             message = (
@@ -263,6 +266,19 @@ class TaskRunner:
             "items_rejected": outcome.items_rejected,
             "detail": outcome.detail,
         }
+
+    def _past_slot_refusal(self, task_type: TaskType[Any], event: ScheduledEvent) -> RunError | None:
+        """A SKIPPED outcome's error when the slot is past and the task type cannot be backfilled
+        (its source serves only the present: running it would file today's data under the slot)."""
+        lateness = (self._clock() - event.scheduled_time).total_seconds()
+        if not self._settings.refuses_past_slot(backfill=task_type.backfill, lateness_seconds=lateness):
+            return None
+        message = (
+            f"task_type {task_type.name!r} cannot run for a past slot: {iso_seconds(event.scheduled_time)} "
+            f"is {round(lateness)} s ago, over the late-delivery limit of "
+            f"{self._settings.late_delivery_limit_seconds} s"
+        )
+        return RunError(PAST_SLOT_REFUSED, message, ErrorKind.PERMANENT)
 
     def _unpinned_parameters(self, task_type: TaskType[Any], params: TaskParams) -> list[str]:
         """The SSM parameters these params would have the task read beyond the ones pinned in the

@@ -591,6 +591,8 @@ def index_spot(params: IndexSpotParams, context: TaskContext) -> TaskOutcome:
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
     partitions={TableId.MARKET_DATA: _own_class_and_calendar(STOCK_DAILY_SOURCE.asset_class)},
     group=DependencyGroup.CRAWLER,
+    # A daily bar is the settled figure of its own trading date: the source serves any past date.
+    backfill=True,
 )
 def stock_daily(params: StockDailyParams, context: TaskContext) -> TaskOutcome:
     """Store new daily bars of some A-shares (akshare.stock_zh_a_hist), incrementally."""
@@ -603,6 +605,8 @@ def stock_daily(params: StockDailyParams, context: TaskContext) -> TaskOutcome:
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
     partitions={TableId.MARKET_DATA: _own_class_and_calendar(ETF_DAILY_SOURCE.asset_class)},
     group=DependencyGroup.CRAWLER,
+    # A daily bar is the settled figure of its own trading date: the source serves any past date.
+    backfill=True,
 )
 def etf_daily(params: EtfDailyParams, context: TaskContext) -> TaskOutcome:
     """Store new daily bars of some ETFs (akshare.fund_etf_hist_em), incrementally."""
@@ -615,6 +619,8 @@ def etf_daily(params: EtfDailyParams, context: TaskContext) -> TaskOutcome:
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
     partitions={TableId.MARKET_DATA: _own_class_and_calendar(INDEX_DAILY_SOURCE.asset_class)},
     group=DependencyGroup.CRAWLER,
+    # A daily bar is the settled figure of its own trading date: the source serves any past date.
+    backfill=True,
 )
 def index_daily(params: IndexDailyParams, context: TaskContext) -> TaskOutcome:
     """Store new daily bars of some indices (akshare.index_zh_a_hist), incrementally."""

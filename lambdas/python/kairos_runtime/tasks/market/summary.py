@@ -263,6 +263,8 @@ def _runs_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
     tables={TableId.MARKET_DATA: Access.READ_WRITE, TableId.TASK_RUNS: Access.QUERY_INDEXES},
     # Quotes of every class come from the by_class_date index; by key it reads and writes summaries only.
     partitions={TableId.MARKET_DATA: (partition_prefix(SUMMARY),)},
+    # It summarises the slot's trading date from what the tables stored for it: a past day's too.
+    backfill=True,
 )
 def daily_summary(params: DailySummaryParams, context: TaskContext) -> TaskOutcome:
     """Summarise each asset class's day: breadth, top movers, turnover and the runs that failed or skipped."""
