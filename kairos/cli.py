@@ -804,6 +804,9 @@ def _register_operations() -> None:
     from kairos.cli_operations import register
 
     register(app)
+    from kairos.cli_local import register as register_local
+
+    register_local(app)
 
 
 _register_operations()
