@@ -63,7 +63,10 @@ def assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
     catalog = load_catalog()
     plan = plan_stage(load_tasks_file(tasks_file, catalog), catalog, "dev")
     outdir = root / "cdk.out"
-    app = cdk.App(outdir=str(outdir), context={**CDK_FEATURE_FLAGS, "aws:cdk:bundling-stacks": []})
+    app = cdk.App(
+        outdir=str(outdir),
+        context={**CDK_FEATURE_FLAGS, "aws:cdk:bundling-stacks": [], "aws:cdk:enable-path-metadata": True},
+    )
     build_stage(app, plan)
     app.synth()
     template_file = outdir / f"{plan.stack_name}.template.json"
@@ -116,7 +119,7 @@ def test_the_assembly_gives_each_schedule_and_its_function(assembly: Path) -> No
     assert (echo.expression, echo.timezone, echo.enabled) == ("cron(0 1-3 * * ? *)", "America/New_York", True)
     assert echo.input_template["scheduled_time"] == "<aws.scheduler.scheduled-time>"
     assert echo.function is not None
-    assert echo.function.environment["KAIROS_TABLE_TASK_RUNS"] == "kairos-dev-TaskRuns"
+    assert echo.function.environment["KAIROS_TASK_RUNS_TABLE"] == "kairos-dev-TaskRuns"
     assert local.schedule("stuck").function.timeout == 1  # type: ignore[union-attr]
     assert local.schedule("node-tick").function.family == "node"  # type: ignore[union-attr]
     assert not local.schedule("quiet").enabled
