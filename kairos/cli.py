@@ -650,6 +650,12 @@ def run_stage(
         results = [local.run(task, scheduled_time=services.clock()) for task in plan.enabled_tasks]
     records = [result.record for result in results if result.record]
     _print_runs(records, title=f"stage {stage}: every enabled task, run once")
+    if endpoint.embedded:
+        services.console.print(
+            f"the embedded DynamoDB on {endpoint.url} stays up for the next command (kairos runs, "
+            "kairos local) and stops when idle, or with kairos local stop",
+            markup=False,
+        )
     missing = [result.invocation.task for result in results if result.record is None]
     if missing:
         raise _fail(f"no run record for: {', '.join(missing)}")

@@ -166,7 +166,8 @@ def _header(stage: str, schedules: list[LocalSchedule], clock: VirtualClock, unt
     end = f"until {iso_seconds(until)}" if until else "until Ctrl-C"
     return (
         f"kairos local: stage {stage}, {len(schedules)} schedule(s): {names}\n"
-        f"clock from {iso_seconds(clock.start)} at {clock.speed:g}x, {end}; DynamoDB {url}"
+        f"clock from {iso_seconds(clock.start)} at {clock.speed:g}x, {end}\n"
+        f"runs recorded in the DynamoDB on {url}"
     )
 
 
@@ -238,8 +239,8 @@ def server(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
         return
     idle = timedelta(seconds=state.idle_s)
     services.console.print(
-        f"embedded DynamoDB on {state.url}, pid {state.keeper_pid}, data {state.data_dir}; "
-        f"stops after {idle} unused (kairos local stop)",
+        f"embedded DynamoDB on {state.url}, pid {state.keeper_pid}\ndata in {state.data_dir}\n"
+        f"stops after {idle} unused, or with kairos local stop",
         markup=False,
     )
 
