@@ -249,14 +249,18 @@ class LocalScheduler:
                 self._threads.append(thread)
                 thread.start()
                 return
-        started = datetime.now(UTC)
-        record = self._runs.record_final(
-            event,
-            runtime=schedule.function.runtime if schedule.function else "",
-            status=RunStatus.SKIPPED,
-            started=started,
-            detail={"skipped": "the previous run of this task was still in flight (kairos local never overlaps runs)"},
-        )
+        try:
+            record = self._runs.record_final(
+                event,
+                runtime=schedule.function.runtime if schedule.function else "",
+                status=RunStatus.SKIPPED,
+                started=datetime.now(UTC),
+                detail={
+                    "skipped": "the previous run of this task was still in flight (kairos local never overlaps runs)"
+                },
+            )
+        except Exception as failure:  # the skip is still printed, with why it is not recorded
+            record = {"status": "SKIPPED", "error_type": "NotRecorded", "error_message": f"{type(failure).__name__}"}
         now = time.time()
         self._finish(
             Fire(
