@@ -41,7 +41,12 @@ CDK_OUT = Path("cdk.out")
 """Where ``make synth`` writes each stage's cloud assembly (``cdk.out/<stage>``)."""
 
 local_app = KairosTyper(
-    help="Run the stage's schedules on this machine; manage the shared embedded DynamoDB.",
+    help=(
+        "Fire every ENABLED schedule of the synthesized stage (make synth) at its real fire times, "
+        "through the real handlers, recording runs in the local TaskRuns table (kairos runs and "
+        "status --local show them); Ctrl-C stops after the runs in flight. Subcommands manage the "
+        "shared embedded DynamoDB."
+    ),
     cls=KairosGroup,
     invoke_without_command=True,
 )
@@ -95,18 +100,24 @@ def local(
     stage: Annotated[str, typer.Option("--stage", "-s", help="The stage whose assembly runs.")] = DEFAULT_STAGE,
     for_: Annotated[
         str | None,
-        typer.Option("--for", help="Stop after this long on the clock: 90s, 30m, 24h, 7d (default: Ctrl-C)."),
+        typer.Option(
+            "--for", help="Stop after this long on the clock: 90s, 30m, 24h, 7d (default: Ctrl-C).", metavar="DURATION"
+        ),
     ] = None,
     start: Annotated[
         str | None,
-        typer.Option("--start", help="Start the clock at this ISO 8601 instant (default: now), e.g. a DST day."),
+        typer.Option(
+            "--start", help="Start the clock at this ISO 8601 instant (default: now), e.g. a DST day.", metavar="ISO"
+        ),
     ] = None,
-    speed: Annotated[float, typer.Option("--speed", help="How many times faster than real time.", min=0.001)] = 1.0,
+    speed: Annotated[
+        float, typer.Option("--speed", help="How many times faster than real time.", min=0.001, metavar="N")
+    ] = 1.0,
     only: Annotated[
-        list[str] | None, typer.Option("--only", help="Only this task (repeat, or comma-separated).")
+        list[str] | None, typer.Option("--only", help="Only this task (repeat, or comma-separated).", metavar="NAME")
     ] = None,
     assembly_dir: Annotated[
-        Path | None, typer.Option("--assembly", help="The cloud assembly [default: cdk.out/STAGE].")
+        Path | None, typer.Option("--assembly", help="The cloud assembly (default: cdk.out/STAGE).", metavar="DIR")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
