@@ -89,8 +89,14 @@ class LocalRuns:
     def __init__(self, table: Table, *, ttl_days: int = DEFAULT_TTL_DAYS) -> None:
         self._table = table
         self._ttl_days = ttl_days
+        # Runs finish on their own threads; a boto3 resource is not safe to share between threads.
+        self._lock = threading.RLock()
 
     def record_of(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
+        with self._lock:
+            return self._record_of(event)
+
+    def _record_of(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
         response = self._table.query(
             KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
             ExpressionAttributeNames={"#pk": TASK_RUNS.partition_key, "#sk": TASK_RUNS.sort_key},
@@ -114,9 +120,24 @@ class LocalRuns:
         detail: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """A record the handler did not finish: a STARTED one is closed, a missing one is written."""
+        with self._lock:
+            return self._record_final(
+                event, runtime=runtime, status=status, started=started, error=error, detail=detail
+            )
+
+    def _record_final(
+        self,
+        event: Mapping[str, Any],
+        *,
+        runtime: str,
+        status: RunStatus,
+        started: datetime,
+        error: RunError | None,
+        detail: Mapping[str, Any] | None,
+    ) -> dict[str, Any] | None:
         finished = datetime.now(UTC)
         duration_ms = int((finished - started).total_seconds() * 1000)
-        existing = self.record_of(event)
+        existing = self._record_of(event)
         if existing is not None and existing.get("status") == RunStatus.STARTED.value:
             values: dict[str, Any] = {
                 "status": status.value,
@@ -130,7 +151,7 @@ class LocalRuns:
                     "error_kind": error.kind.value,
                 }
             self._table.update_item(
-                Key={TASK_RUNS.partition_key: existing["pk"], TASK_RUNS.sort_key: existing["sk"]},
+                Key={key: existing[key] for key in (TASK_RUNS.partition_key, TASK_RUNS.sort_key)},
                 UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in values),
                 ConditionExpression="#status = :started",
                 ExpressionAttributeNames={f"#{name}": name for name in values},
@@ -146,7 +167,7 @@ class LocalRuns:
             recorder.finish(
                 key, status=status, finished_at=finished, duration_ms=duration_ms, detail=detail, error=error
             )
-        return self.record_of(event)
+        return self._record_of(event)
 
 
 def _iso_ms(moment: datetime) -> str:

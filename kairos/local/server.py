@@ -109,6 +109,9 @@ def read_state(data_dir: Path) -> ServerState | None:
 
 def _command_line(pid: int) -> list[str] | None:
     """The process's arguments, None when it does not exist (or /proc is unavailable: then alive is enough)."""
+    with suppress(ChildProcessError, OSError):
+        # A keeper this process started and that has exited is reaped here, not left a zombie.
+        os.waitpid(pid, os.WNOHANG)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -116,8 +119,10 @@ def _command_line(pid: int) -> list[str] | None:
     except PermissionError:
         return None  # someone else's process: not ours
     try:
+        if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
+            return None  # exited, not yet reaped by its parent
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
+    except (OSError, IndexError):
         return []
 
 
