@@ -652,8 +652,8 @@ def run_stage(
     _print_runs(records, title=f"stage {stage}: every enabled task, run once")
     if endpoint.embedded:
         services.console.print(
-            f"the embedded DynamoDB on {endpoint.url} stays up for the next command (kairos runs, "
-            "kairos local) and stops when idle, or with kairos local stop",
+            f"the embedded DynamoDB on {endpoint.url} stays up for the next command;\n"
+            "it stops when unused for a while, or with kairos local stop",
             markup=False,
         )
     missing = [result.invocation.task for result in results if result.record is None]
