@@ -689,6 +689,12 @@ def run_stage(
         results = [local.run(task, scheduled_time=services.clock()) for task in plan.enabled_tasks]
     records = [result.record for result in results if result.record]
     _print_runs(records, title=f"stage {stage}: every enabled task, run once")
+    if endpoint.embedded:
+        services.console.print(
+            f"the embedded DynamoDB on {endpoint.url} stays up for the next command;\n"
+            "it stops when unused for a while, or with kairos local stop",
+            markup=False,
+        )
     missing = [result.invocation.task for result in results if result.record is None]
     if missing:
         _fail(f"no run record for: {', '.join(missing)}")
@@ -867,6 +873,9 @@ def _register_data() -> None:
     from kairos.cli_data import register
 
     register(app)
+    from kairos.cli_local import register as register_local
+
+    register_local(app)
 
 
 _register_operations()

@@ -299,9 +299,17 @@ def test_run_of_a_disabled_task_says_so(
 
 
 def test_run_uses_the_embedded_dynamodb_and_keeps_its_data(
-    runner: CliRunner, tasks_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runner: CliRunner,
+    tasks_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
+    from kairos.local.server import stop_server
+
     data_dir = tmp_path / "dynamodb"
+    # The shared server outlives the command that started it (docs/adr/0200): stopped after the test.
+    request.addfinalizer(lambda: stop_server(data_dir, force=True))
     monkeypatch.setattr(cli.services, "endpoint", lambda: dynamodb_endpoint(data_dir))
 
     code, output = invoke(runner, "run", "python-task-2", "--file", str(tasks_file))
@@ -309,7 +317,7 @@ def test_run_uses_the_embedded_dynamodb_and_keeps_its_data(
     assert "http://127.0.0.1:" in output
     assert "SUCCEEDED" in output
 
-    # A second embedded instance over the same directory sees the first run.
+    # A second command over the same directory sees the first run.
     code, output = invoke(runner, "runs", "python-task-2", "--file", str(tasks_file))
     assert code == 0
     assert "SUCCEEDED" in output
