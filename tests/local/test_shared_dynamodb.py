@@ -112,8 +112,9 @@ def test_an_idle_server_stops_by_itself(data_dir: Path) -> None:
     with shared_dynamodb(data_dir, idle_s=1) as state:
         time.sleep(2)  # in use: not idle
         assert running_server(data_dir) == state
+    # The keeper stops dynalite first, then removes its state file: wait for both.
     deadline = time.monotonic() + 15
-    while running_server(data_dir) is not None and time.monotonic() < deadline:
+    while (running_server(data_dir) is not None or state_file(data_dir).exists()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert running_server(data_dir) is None
     assert not state_file(data_dir).exists()
