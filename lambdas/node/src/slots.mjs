@@ -8,7 +8,8 @@
  * No claim yet or a FAILED slot: this delivery claims it and runs. SUCCEEDED or SKIPPED: declined
  * ("done") unless the event says rerun. STARTED within its lease (the owner's Lambda deadline plus
  * CLAIM_MARGIN_SECONDS): declined ("in_progress"), a rerun too. STARTED past its lease: recovered.
- * Each claim or decline is conditional on the `deliveries` count read, so exactly one racer claims.
+ * Each claim or decline is conditional on the claim read being still the slot's (status and
+ * claimed_at), so exactly one racer claims; `deliveries` is added to, so declines do not contend.
  */
 
 import { GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
@@ -24,7 +25,7 @@ const DAY_SECONDS = 24 * 60 * 60;
 export const SLOT_PREFIX = SLOTS.prefix;
 /** Added to the owner's Lambda deadline before its claim may be recovered. */
 export const CLAIM_MARGIN_SECONDS = SLOTS.claim_margin_seconds;
-/** How many declined deliveries a slot lists (the newest); `deliveries` counts them all. */
+/** How many declined deliveries a slot lists (the first ones); `deliveries` counts them all. */
 export const DECLINED_KEPT = SLOTS.declined_kept;
 /** A slot with one of these outcomes is not run again without `rerun`. */
 export const DONE = Object.freeze(new Set(SLOTS.done));
@@ -100,6 +101,21 @@ function declineReason(slot, { rerun, now }) {
   }
   if (DONE.has(slot.status) && !rerun) return Decline.DONE;
   return null;
+}
+
+/**
+ * An update's condition that the slot still holds the claim read (status and claimed_at), with
+ * `names` and `values` and what the condition and `ADD #deliveries :one` need.
+ *
+ * @param {Record<string, any>} earlier
+ * @param {{ names: Record<string, string>, values: Record<string, unknown> }} expression
+ */
+function unchanged(earlier, { names, values }) {
+  return {
+    ConditionExpression: "#status = :seen_status AND #claimed_at = :seen_claimed_at",
+    ExpressionAttributeNames: { ...names, "#status": "status", "#claimed_at": "claimed_at", "#deliveries": "deliveries" },
+    ExpressionAttributeValues: { ...values, ":seen_status": earlier.status, ":seen_claimed_at": earlier.claimed_at, ":one": 1 },
+  };
 }
 
 /** Claims, declines and settles slots in the TaskRuns table (one instance per delivery). */
@@ -182,18 +198,13 @@ export class SlotLedger {
         TableName: this.tableName,
         Key: key,
         UpdateExpression:
-          `SET ${set.map((name) => `#${name} = :${name}`).join(", ")}, #deliveries = :next` +
-          (cleared.length > 0 ? ` REMOVE ${cleared.map((name) => `#${name}`).join(", ")}` : ""),
-        ConditionExpression: "#deliveries = :seen",
-        ExpressionAttributeNames: {
-          ...Object.fromEntries([...set, ...cleared].map((name) => [`#${name}`, name])),
-          "#deliveries": "deliveries",
-        },
-        ExpressionAttributeValues: {
-          ...Object.fromEntries(set.map((name) => [`:${name}`, owner[name]])),
-          ":seen": earlier.deliveries,
-          ":next": Number(earlier.deliveries) + 1,
-        },
+          `SET ${set.map((name) => `#${name} = :${name}`).join(", ")}` +
+          (cleared.length > 0 ? ` REMOVE ${cleared.map((name) => `#${name}`).join(", ")}` : "") +
+          " ADD #deliveries :one",
+        ...unchanged(earlier, {
+          names: Object.fromEntries([...set, ...cleared].map((name) => [`#${name}`, name])),
+          values: Object.fromEntries(set.map((name) => [`:${name}`, owner[name]])),
+        }),
       }),
     );
   }
@@ -204,15 +215,18 @@ export class SlotLedger {
    * @param {Record<string, unknown>} declined
    */
   async #countDeclined(key, earlier, declined) {
-    const kept = [...(earlier.declined ?? []), declined].slice(-DECLINED_KEPT);
+    const listing = (earlier.declined ?? []).length < DECLINED_KEPT;
     await this.documentClient.send(
       new UpdateCommand({
         TableName: this.tableName,
         Key: key,
-        UpdateExpression: "SET #declined = :declined, #deliveries = :next",
-        ConditionExpression: "#deliveries = :seen",
-        ExpressionAttributeNames: { "#declined": "declined", "#deliveries": "deliveries" },
-        ExpressionAttributeValues: { ":declined": kept, ":seen": earlier.deliveries, ":next": Number(earlier.deliveries) + 1 },
+        UpdateExpression: listing
+          ? "SET #declined = list_append(if_not_exists(#declined, :empty), :declined) ADD #deliveries :one"
+          : "ADD #deliveries :one",
+        ...unchanged(earlier, {
+          names: listing ? { "#declined": "declined" } : {},
+          values: listing ? { ":empty": [], ":declined": [declined] } : {},
+        }),
       }),
     );
   }

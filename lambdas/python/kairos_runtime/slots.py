@@ -21,8 +21,9 @@ with a conditional write, and only the delivery that holds the claim runs the ta
 * the lease has passed and the slot is still STARTED: its owner crashed or timed out, and this
   delivery recovers the slot.
 
-Every claim or decline is conditional on the ``deliveries`` count read, so racing deliveries each
-count and exactly one of them claims. ``docs/adr/0140-exactly-once-per-slot.md`` says why this is
+Every claim or decline is conditional on the claim read being still the slot's (its ``status`` and
+``claimed_at``), so exactly one of racing deliveries claims and each decline answers from the state
+it was counted under; ``deliveries`` is added to, so racing declines do not contend with each other. ``docs/adr/0140-exactly-once-per-slot.md`` says why this is
 not Powertools Idempotency, and why an in-progress decline fails only for the owner's own invocation.
 """
 
@@ -48,7 +49,7 @@ CLAIM_MARGIN_SECONDS = 10
 instances and the writes of a run finishing at its deadline. Below Lambda's one-minute wait before a
 retry, so the retry of a timed-out invocation finds the lease passed."""
 DECLINED_KEPT = 100
-"""How many declined deliveries a slot lists (the newest, about 150 bytes each: the item stays far
+"""How many declined deliveries a slot lists (the first ones, about 150 bytes each: the item stays far
 below 400 KB); ``deliveries`` counts them all."""
 DONE = frozenset({RunStatus.SUCCEEDED.value, RunStatus.SKIPPED.value})
 """A slot with one of these outcomes is not run again without ``rerun``."""
@@ -206,33 +207,30 @@ class SlotLedger:
             UpdateExpression=(
                 "SET "
                 + ", ".join(f"#{name} = :{name}" for name in owner)
-                + ", #deliveries = :next"
                 + (" REMOVE " + ", ".join(f"#{name}" for name in cleared) if cleared else "")
+                + " ADD #deliveries :one"
             ),
-            ConditionExpression="#deliveries = :seen",
-            ExpressionAttributeNames={
-                **{f"#{name}": name for name in (*owner, *cleared)},
-                "#deliveries": "deliveries",
-            },
-            ExpressionAttributeValues={
-                **{f":{name}": value for name, value in owner.items()},
-                ":seen": earlier["deliveries"],
-                ":next": earlier["deliveries"] + 1,
-            },
+            **_unchanged(
+                earlier,
+                names={f"#{name}": name for name in (*owner, *cleared)},
+                values={f":{name}": value for name, value in owner.items()},
+            ),
         )
 
     def _count_declined(self, key: Mapping[str, str], earlier: Mapping[str, Any], declined: Mapping[str, Any]) -> None:
-        kept = [*earlier.get("declined", []), declined][-DECLINED_KEPT:]
+        listed = len(earlier.get("declined", []))
         self._table.update_item(
             Key=key,
-            UpdateExpression="SET #declined = :declined, #deliveries = :next",
-            ConditionExpression="#deliveries = :seen",
-            ExpressionAttributeNames={"#declined": "declined", "#deliveries": "deliveries"},
-            ExpressionAttributeValues={
-                ":declined": kept,
-                ":seen": earlier["deliveries"],
-                ":next": earlier["deliveries"] + 1,
-            },
+            UpdateExpression=(
+                "SET #declined = list_append(if_not_exists(#declined, :empty), :declined) ADD #deliveries :one"
+                if listed < DECLINED_KEPT
+                else "ADD #deliveries :one"
+            ),
+            **_unchanged(
+                earlier,
+                names={"#declined": "declined"} if listed < DECLINED_KEPT else {},
+                values={":empty": [], ":declined": [dict(declined)]} if listed < DECLINED_KEPT else {},
+            ),
         )
 
     def settle(self, claimed: Claimed, *, status: RunStatus, result: Mapping[str, Any], finished_at: datetime) -> bool:
@@ -265,6 +263,26 @@ class SlotLedger:
             if not _condition_failed(error):
                 raise
         return False
+
+
+def _unchanged(earlier: Mapping[str, Any], *, names: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
+    """An update's condition that the slot still holds the claim read (``status`` and ``claimed_at``),
+    with ``names`` and ``values`` and what the condition and ``ADD #deliveries :one`` need."""
+    return {
+        "ConditionExpression": "#status = :seen_status AND #claimed_at = :seen_claimed_at",
+        "ExpressionAttributeNames": {
+            **names,
+            "#status": "status",
+            "#claimed_at": "claimed_at",
+            "#deliveries": "deliveries",
+        },
+        "ExpressionAttributeValues": {
+            **values,
+            ":seen_status": earlier.get("status"),
+            ":seen_claimed_at": earlier.get("claimed_at"),
+            ":one": 1,
+        },
+    }
 
 
 def _decline_reason(slot: Mapping[str, Any], *, rerun: bool, now: datetime) -> Decline | None:
