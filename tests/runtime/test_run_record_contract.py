@@ -2,7 +2,8 @@
 
 The scenarios live in ``tests/contract/run_records.json`` (``scenarios``: the run record alone;
 ``slot_scenarios``: deliveries claiming the slot, then starting their run record);
-``lambdas/node/test/run-records.test.mjs`` replays the same file against the Node runtime on dynalite, asserting the same stored records.
+``lambdas/node/test/run-records.test.mjs`` replays the same file against the Node runtime on
+dynalite, asserting the same stored records.
 """
 
 from __future__ import annotations

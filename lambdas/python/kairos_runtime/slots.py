@@ -23,8 +23,9 @@ with a conditional write, and only the delivery that holds the claim runs the ta
 
 Every claim or decline is conditional on the claim read being still the slot's (its ``status`` and
 ``claimed_at``), so exactly one of racing deliveries claims and each decline answers from the state
-it was counted under; ``deliveries`` is added to, so racing declines do not contend with each other. ``docs/adr/0140-exactly-once-per-slot.md`` says why this is
-not Powertools Idempotency, and why an in-progress decline fails only for the owner's own invocation.
+it was counted under; ``deliveries`` is added to, so racing declines do not contend with each other.
+``docs/adr/0140-exactly-once-per-slot.md`` says why this is not Powertools Idempotency, and why an
+in-progress decline fails only for the owner's own invocation.
 """
 
 from __future__ import annotations
