@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kairos.operations.invoke import scheduled_event
 from kairos.plan import TaskPlan
-from kairos_runtime.events import render_schedule_input
 from kairos_runtime.settings import LAMBDA_RETRY_ATTEMPTS_ENV
 from kairos_runtime.tables import TableId
 
@@ -77,11 +77,10 @@ def invoke_locally(
     table_names: Mapping[TableId, str],
     scheduled_time: datetime,
     execution_id: str | None = None,
+    rerun: bool = False,
 ) -> LocalInvocation:
-    event = render_schedule_input(
-        dict(task.input_template),
-        scheduled_time=scheduled_time,
-        execution_id=execution_id or f"local-{uuid.uuid4()}",
+    event = scheduled_event(
+        task, scheduled_time=scheduled_time, execution_id=execution_id or f"local-{uuid.uuid4()}", rerun=rerun
     )
     environment = local_environment(task, endpoint_url=endpoint_url, table_names=table_names)
     with tempfile.TemporaryDirectory(prefix="kairos-run-") as workdir:
