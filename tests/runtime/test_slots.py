@@ -291,3 +291,24 @@ def test_no_schedule_carries_rerun_and_only_an_operators_run_adds_it() -> None:
     assert "rerun" not in scheduled
     assert "rerun" not in forced, "a template cannot say rerun: only the builder's argument does"
     assert asked["rerun"] is True
+
+
+def test_slot_claims_are_not_runs_to_the_history_status_reads(make_runner: MakeRunner, dynamodb: Any) -> None:
+    from kairos.operations.history import latest_runs, stage_runs, task_runs
+    from kairos_runtime.runs import RunHistory
+
+    probe = Probe()
+    runner = make_runner(probe.registry())
+    runner.dispatch(scheduled_event("probe", "probe"), context("req-1"))
+    runner.dispatch(scheduled_event("probe", "probe", execution_id="exec-2"), context("req-2"))
+    table = dynamodb.Table(TABLE)
+    today = datetime.now(UTC)
+
+    assert len(stored(dynamodb, "SLOT#")) == 1
+    for runs in (
+        latest_runs(table, "probe"),
+        task_runs(table, "probe", since=None, status=None, limit=10),
+        stage_runs(table, since=today - timedelta(days=1), now=today, status=None, limit=10),
+        RunHistory(table).recent(limit=10, today=today),
+    ):
+        assert [run["sk"][:4] for run in runs] == ["RUN#"], "one run: the slot's, and no claim item"

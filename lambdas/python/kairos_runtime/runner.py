@@ -162,9 +162,9 @@ class TaskRunner:
         except Exception as failure:
             if claimed is not None:
                 # Free the slot for Lambda's retry of this invocation instead of holding it to the lease.
-                error = RunError(type(failure).__name__, str(failure), ErrorKind.TRANSIENT)
+                unrecorded = RunError(type(failure).__name__, str(failure), ErrorKind.TRANSIENT)
                 self._settle(
-                    ledger, claimed, RunResult(event.task, RunStatus.FAILED, run_key(event).sk, 0, error=error)
+                    ledger, claimed, RunResult(event.task, RunStatus.FAILED, run_key(event).sk, 0, error=unrecorded)
                 )
             raise
         self._observer.run_started(event)
