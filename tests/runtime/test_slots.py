@@ -312,3 +312,22 @@ def test_slot_claims_are_not_runs_to_the_history_status_reads(make_runner: MakeR
         RunHistory(table).recent(limit=10, today=today),
     ):
         assert [run["sk"][:4] for run in runs] == ["RUN#"], "one run: the slot's, and no claim item"
+
+
+def test_the_cli_reads_a_declined_deliverys_slot_run(make_runner: MakeRunner, dynamodb: Any) -> None:
+    from kairos.operations.invoke import declined, run_record
+
+    runner = make_runner(Probe().registry())
+    runner.dispatch(scheduled_event("probe", "probe"), context("req-1"))
+    second = scheduled_event("probe", "probe", execution_id="exec-2")
+    answer = runner.dispatch(second, context("req-2"))
+
+    record = run_record(dynamodb.Table(TABLE), second)
+
+    assert declined(answer) == "done"
+    assert record is not None
+    assert (record["execution_id"], record["status"]) == ("exec-1", "SUCCEEDED"), "the slot's run, not a new one"
+    assert (
+        run_record(dynamodb.Table(TABLE), scheduled_event("probe", "probe", scheduled_time="2026-11-27T08:00:00Z"))
+        is None
+    )
