@@ -126,6 +126,27 @@ def _flag(*names: str, help_text: str) -> Any:
     return typer.Option(*names, help=help_text, metavar="")
 
 
+RerunOption = Annotated[
+    bool,
+    _flag("--rerun", help_text="Run the slot even if it already SUCCEEDED or was SKIPPED (the record says so)."),
+]
+
+
+def declined_slot(response: object, *, name: str, slot: str) -> None:
+    """Says why the function did not run the event (``kairos_runtime.slots``): a note when the slot is
+    done, an error (exit 1) when it is in progress."""
+    from kairos.operations.invoke import declined
+
+    reason = declined(response)
+    status = response.get("status") if isinstance(response, dict) else None
+    if reason == "done":
+        services.errors.print(
+            f"note: {name}'s slot {slot} already {status}: not run again (--rerun runs it anyway)", markup=False
+        )
+    elif reason == "in_progress":
+        raise _fail(f"{name}'s slot {slot} is in progress: not started twice; try again once it has finished")
+
+
 app = KairosTyper(
     name="kairos",
     help="Scheduled jobs on AWS from one typed registry file (tasks.yaml).",
@@ -646,9 +667,11 @@ def run(
         str | None, typer.Option(help="The slot to run, ISO 8601 (default: now, to the minute).")
     ] = None,
     verbose: Annotated[bool, _flag("--verbose", "-v", help_text="Print the handler's log output.")] = False,
+    rerun: RerunOption = False,
 ) -> None:
     """Run one task locally through its real handler, against the DynamoDB in AWS_ENDPOINT_URL_DYNAMODB
-    or the embedded one. Exits 1 when the run is recorded as FAILED."""
+    or the embedded one. A slot that already SUCCEEDED is not run again unless --rerun. Exits 1 when
+    the run is recorded as FAILED or the slot is in progress."""
     from kairos.local.session import LocalStage
 
     _, task = _task(file, stage, name)
@@ -656,7 +679,7 @@ def run(
     with _local_dynamodb() as endpoint:
         local = LocalStage(stage=stage, endpoint=endpoint)
         local.prepare_tables()
-        result = local.run(task, scheduled_time=slot or services.clock())
+        result = local.run(task, scheduled_time=slot or services.clock(), rerun=rerun)
     if not task.enabled:
         services.errors.print(f"note: {name} is disabled in stage {stage}; it ran because you asked", markup=False)
     if verbose:
@@ -664,6 +687,7 @@ def run(
     _print_runs([result.record] if result.record else [], title=f"{name}: local run ({endpoint.url})")
     if result.record is None:
         raise _fail(f"no run record was written: {result.invocation.error}")
+    declined_slot(result.invocation.response, name=name, slot=str(result.invocation.event["scheduled_time"]))
     status = result.record.get("status")
     if status == "FAILED":
         raise typer.Exit(1)

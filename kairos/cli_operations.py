@@ -39,7 +39,7 @@ from kairos.loading import did_you_mean
 from kairos.operations.deployed import AwsAccess, DeployedStage, DeployedStageError, aws_error, resolve_stage
 from kairos.operations.freshness import Freshness
 from kairos.operations.history import parse_duration
-from kairos.operations.invoke import invoke_deployed
+from kairos.operations.invoke import declined, invoke_deployed
 from kairos.operations.logs import follow, log_events, readable, request_filter
 from kairos.operations.schedules import schedule_states, set_freshness_actions, set_schedule_state
 from kairos.operations.status import TaskStatus, failing, stage_status
@@ -259,18 +259,20 @@ def invoke(
     scheduled_time: Annotated[
         str | None, typer.Option(help="The slot to run, ISO 8601 (default: now, to the minute).")
     ] = None,
+    rerun: cli.RerunOption = False,
     profile: ProfileOption = None,
     region: RegionOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Invoke the deployed function with the event its schedule sends, wait, and print the run
-    record it wrote. Exits 1 when the run FAILED or no record was written."""
+    record it wrote. A slot that already SUCCEEDED is not run again unless --rerun (the slot's run is
+    printed). Exits 1 when the run FAILED, the slot is in progress or no record was written."""
     plan = _plan(file, stage)
     task = known_task(plan, name)
     slot = (_instant(scheduled_time) if scheduled_time else services.clock()).replace(second=0, microsecond=0)
     deployed = deployed_stage(plan, profile, region)
     with aws_errors():
-        result = invoke_deployed(deployed, task, scheduled_time=slot)
+        result = invoke_deployed(deployed, task, scheduled_time=slot, rerun=rerun)
     if as_json:
         _print_json(
             json.loads(
@@ -296,6 +298,10 @@ def invoke(
             f"the function answered but wrote no run record for {result.event['scheduled_time']} "
             f"(execution id {result.event['execution_id']}): see kairos logs {name} --stage {stage}"
         )
+    if not as_json:
+        cli.declined_slot(result.response, name=name, slot=str(result.event["scheduled_time"]))
+    elif declined(result.response) == "in_progress":
+        raise typer.Exit(1)
     if result.record.get("status") == "FAILED":
         raise typer.Exit(1)
 

@@ -20,8 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kairos.catalog import PROJECT_ROOT
+from kairos.operations.invoke import scheduled_event
 from kairos.plan import TaskPlan
-from kairos_runtime.events import render_schedule_input
 from kairos_runtime.settings import LAMBDA_RETRY_ATTEMPTS_ENV, LATE_DELIVERY_LIMIT_ENV
 from kairos_runtime.tables import TableId
 
@@ -95,13 +95,12 @@ def invoke_locally(
     scheduled_time: datetime,
     execution_id: str | None = None,
     event: Mapping[str, Any] | None = None,
+    rerun: bool = False,
 ) -> LocalInvocation:
     """Run the task's handler once; ``event`` (already rendered) is sent as it is, when given."""
     if event is None:
-        event = render_schedule_input(
-            dict(task.input_template),
-            scheduled_time=scheduled_time,
-            execution_id=execution_id or f"local-{uuid.uuid4()}",
+        event = scheduled_event(
+            task, scheduled_time=scheduled_time, execution_id=execution_id or f"local-{uuid.uuid4()}", rerun=rerun
         )
     environment = local_environment(task, endpoint_url=endpoint_url, table_names=table_names)
     with tempfile.TemporaryDirectory(prefix="kairos-run-") as workdir:

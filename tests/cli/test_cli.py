@@ -428,3 +428,34 @@ def test_show_names_the_partitions_a_task_may_touch(runner: CliRunner, tasks_fil
     assert code == 0, output
     assert "market_data (read_write: read STOCK#, CALENDAR#; write STOCK#)" in output
     assert "task_runs (query_indexes, whole table)" in summary.replace("\n", " ")
+
+
+def test_a_second_run_of_a_done_slot_does_not_run_and_rerun_does(
+    runner: CliRunner, tasks_file: Path, local_dynamodb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli.services, "endpoint", lambda: fixed_endpoint(local_dynamodb))
+    slot = ("--scheduled-time", "2026-11-27T06:00:00Z")
+
+    first = invoke(runner, "run", "python-task-1", "--file", str(tasks_file), *slot)
+    second = invoke(runner, "run", "python-task-1", "--file", str(tasks_file), *slot)
+    rerun = invoke(runner, "run", "python-task-1", "--file", str(tasks_file), *slot, "--rerun")
+
+    assert first[0] == second[0] == rerun[0] == 0, (first, second, rerun)
+    assert "note: python-task-1's slot 2026-11-27T06:00:00Z already SUCCEEDED: not run again" in second[1]
+    assert "SUCCEEDED" in second[1], "the earlier run is printed"
+    assert "not run again" not in rerun[1]
+    import boto3
+
+    table = boto3.resource(
+        "dynamodb",
+        endpoint_url=local_dynamodb,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    ).Table("kairos-dev-TaskRuns")
+    runs = table.query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
+        ExpressionAttributeValues={":pk": "TASK#python-task-1", ":run": "RUN#2026-11-27T06:00:00Z#"},
+    )["Items"]
+    assert len(runs) == 2, "the second run was declined, the rerun ran"
+    assert [run.get("rerun", False) for run in runs].count(True) == 1

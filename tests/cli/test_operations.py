@@ -500,3 +500,23 @@ def test_a_bad_since_is_one_line(aws: Any, tasks_file: Path) -> None:
 
     assert result.exit_code == 2
     assert result.stderr == "error: not a duration: 'yesterday' (use a number and s, m, h or d, e.g. 24h)\n"
+
+
+def test_invoke_with_rerun_sends_rerun_in_the_schedules_event(aws: Any, plan: StagePlan, tasks_file: Path) -> None:
+    slot = "2026-11-27T07:10:00Z"
+    result = invoke(
+        "invoke",
+        "every-five",
+        "--stage",
+        "dev",
+        "--file",
+        str(tasks_file),
+        "--scheduled-time",
+        slot,
+        "--rerun",
+        "--json",
+    )
+
+    document = json.loads(result.stdout)
+    assert document["event"]["rerun"] is True
+    assert document["response"]["rerun"] is True, "moto's function echoes the event it was invoked with"

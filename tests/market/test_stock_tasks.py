@@ -101,7 +101,7 @@ def test_running_the_same_slot_again_overwrites_instead_of_adding(
 
     runner.dispatch(spot_event(execution_id="first"), lambda_context)
     first = market_items(dynamodb)
-    runner.dispatch(spot_event(execution_id="second"), lambda_context)
+    runner.dispatch(spot_event(execution_id="second", rerun=True), lambda_context)
 
     assert set(market_items(dynamodb)) == set(first)
     assert len(first) == 8
@@ -301,10 +301,15 @@ DAILY_SLOT = "2026-11-27T07:30:00Z"
 
 
 def daily_event(
-    symbols: list[str], slot: str = DAILY_SLOT, execution_id: str = "exec-1", **params: object
+    symbols: list[str], slot: str = DAILY_SLOT, execution_id: str = "exec-1", *, rerun: bool = False, **params: object
 ) -> dict[str, object]:
     return scheduled_event(
-        "stock-daily", "stock_daily", {"symbols": symbols, **params}, scheduled_time=slot, execution_id=execution_id
+        "stock-daily",
+        "stock_daily",
+        {"symbols": symbols, **params},
+        scheduled_time=slot,
+        execution_id=execution_id,
+        rerun=rerun,
     )
 
 
@@ -348,7 +353,7 @@ def test_later_runs_fetch_from_the_day_after_the_newest_stored_bar(
     # Monday's bars are stored now (the fixture's newest is the 27th, so a re-run of Monday's slot
     # asks from the 28th again); a bar of Monday itself makes the re-run fetch only Monday.
     dynamodb.Table("kairos-test-MarketData").put_item(Item={"pk": "STOCK#600519", "sk": "DAY#2026-11-30"})
-    runner.dispatch(daily_event(["600519"], monday, execution_id="mon-again"), lambda_context)
+    runner.dispatch(daily_event(["600519"], monday, execution_id="mon-again", rerun=True), lambda_context)
 
     ranges = [record["detail"]["fetched_ranges"]["600519"] for record in run_records(dynamodb, "stock-daily")]
     assert sorted(ranges) == ["2026-10-28..2026-11-27", "2026-11-28..2026-11-30", "2026-11-30..2026-11-30"]

@@ -42,6 +42,8 @@ def test_an_accepted_form_reads_as_the_node_runtime_reads_it(case: dict[str, Any
     written = event.as_json()
     assert (written["scheduled_time"], written["attempt"]) == (case["scheduled_time"], case["attempt"])
     assert type(written["attempt"]) is int
+    assert event.rerun is case.get("rerun", False)
+    assert written.get("rerun") is (True if event.rerun else None), "only a rerun is written with it"
 
 
 @pytest.mark.parametrize("case", CASES["refused"], ids=lambda case: json.dumps(case["change"])[:80])

@@ -41,7 +41,8 @@ function deepFreeze(value) {
  * @property {{ first_retry_delay_seconds: number }} lambda
  * @property {Record<string, string | number>} bounds
  * @property {Record<string, { partition_key: string, sort_key: string, indexes: { name: string, partition_key: string, sort_key: string }[], ttl_attribute: string, env_var: string }>} tables
- * @property {{ table: string, statuses: string[], error_kinds: string[], max_error_message: number, max_detail_bytes: number, max_detail_keys: number, previous_outcome_fields: string[], restart_attempts: number, cleared_on_redelivery: string[], restarted_fields: string[] }} run_records
+ * @property {{ table: string, statuses: string[], error_kinds: string[], max_error_message: number, max_detail_bytes: number, max_detail_keys: number, previous_outcome_fields: string[], restart_attempts: number, cleared_on_redelivery: string[], restarted_fields: string[], claim_fields: string[] }} run_records
+ * @property {{ prefix: string, claim_margin_seconds: number, declined_kept: number, done: string[], replaced_fields: string[], cleared_on_claim: string[], declines: string[] }} slots
  * @property {{ namespace: string, service: string, dimensions: string[], run_outcomes: Record<string, string>, runs_retried: string, runs_superseded: string, runs_alive: string, alive_outcomes: string[], run_duration: string, items_written: string, items_rejected: string }} metrics
  */
 

@@ -36,6 +36,7 @@ describe("parseScheduledEvent", () => {
       scheduled_time: new Date("2024-05-01T09:30:00Z"),
       execution_id: "exec-1",
       attempt: 1,
+      rerun: false,
     });
     assert.equal(parsed({ attempt: "3" }).attempt, 3);
     assert.equal(parsed({ attempt: " 2 " }).attempt, 2);
@@ -107,6 +108,7 @@ describe("fallbackEvent", () => {
       scheduled_time: now,
       execution_id: "e",
       attempt: 1,
+      rerun: false,
     });
   });
 
@@ -151,11 +153,13 @@ describe("the scheduled-event contract shared with the Python runtime", () => {
   const label = (change) => JSON.stringify(change).slice(0, 80);
 
   it("reads every accepted form as the Python runtime does", () => {
-    for (const { change, scheduled_time, attempt } of cases.accepted) {
+    for (const { change, scheduled_time, attempt, rerun = false } of cases.accepted) {
       const { event, issues } = parseScheduledEvent({ ...cases.delivered, ...expanded(change) });
       assert.equal(issues, null, `${label(change)}: ${issues}`);
       const written = eventAsJson(event);
       assert.deepEqual([written.scheduled_time, written.attempt], [scheduled_time, attempt], label(change));
+      assert.equal(event.rerun, rerun, label(change));
+      assert.equal(written.rerun, rerun ? true : undefined, `${label(change)}: only a rerun is written with it`);
     }
   });
 

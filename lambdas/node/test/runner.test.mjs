@@ -24,10 +24,16 @@ const EVENT = {
 const SK = "RUN#2024-05-01T09:30:00Z#exec-1#1";
 const OPEN_PARAMS = { type: "object", properties: { payload: { type: "object" } }, additionalProperties: false };
 
-/** An in-memory stand-in for DynamoDBDocumentClient that records what it is sent. */
+/**
+ * An in-memory stand-in for DynamoDBDocumentClient that records what it is sent. The slot claim's
+ * commands (sk SLOT#...) succeed and are kept apart in `slotCommands`: these tests are about the run
+ * record; the claim is replayed against dynalite (run-records.test.mjs, slots.test.mjs).
+ */
 class FakeDocumentClient {
   /** @type {{ name: string, input: any }[]} */
   commands = [];
+  /** @type {{ name: string, input: any }[]} */
+  slotCommands = [];
 
   /**
    * @param {(command: any) => any} [onSend] lets a test make a call fail (by throwing) or answer it
@@ -38,6 +44,11 @@ class FakeDocumentClient {
   }
 
   async send(command) {
+    const key = command.input.Item ?? command.input.Key;
+    if (String(key?.sk ?? "").startsWith("SLOT#")) {
+      this.slotCommands.push({ name: command.constructor.name, input: structuredClone(command.input) });
+      return {};
+    }
     this.commands.push({ name: command.constructor.name, input: structuredClone(command.input) });
     return (await this.onSend(command)) ?? {};
   }
@@ -491,7 +502,8 @@ describe("a redelivered event", () => {
       UpdateExpression:
         "SET #status = :status, #request_id = :request_id, #started_at = :started_at, #gsi1pk = :gsi1pk, #gsi1sk = :gsi1sk, " +
         "#expires_at = :expires_at, #previous = list_append(if_not_exists(#previous, :empty), :outcome), #deliveries = :next " +
-        "REMOVE #finished_at, #duration_ms, #items_written, #items_rejected, #detail, #error_type, #error_message, #error_kind",
+        "REMOVE #finished_at, #duration_ms, #items_written, #items_rejected, #detail, #error_type, #error_message, #error_kind, " +
+        "#rerun, #replaced",
       ConditionExpression: "attribute_exists(#pk) AND #deliveries = :seen_deliveries AND #status = :seen_status",
       ExpressionAttributeNames: {
         "#status": "status",
@@ -508,6 +520,8 @@ describe("a redelivered event", () => {
         "#error_type": "error_type",
         "#error_message": "error_message",
         "#error_kind": "error_kind",
+        "#rerun": "rerun",
+        "#replaced": "replaced",
         "#pk": "pk",
         "#previous": "previous_outcomes",
         "#deliveries": "deliveries",

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from kairos_runtime import bounds, metrics, runs, settings
+from kairos_runtime import bounds, metrics, runs, settings, slots
 from kairos_runtime.tables import TABLE_DESIGNS, TASK_RUNS
 
 CONTRACT_FILE = Path(__file__).resolve().parents[3] / "lambdas" / "node" / "contract.json"
@@ -95,6 +95,16 @@ def contract() -> dict[str, Any]:
             "restart_attempts": runs.RESTART_ATTEMPTS,
             "cleared_on_redelivery": list(runs.CLEARED_ON_REDELIVERY),
             "restarted_fields": list(runs.RESTARTED_FIELDS),
+            "claim_fields": list(runs.CLAIM_FIELDS),
+        },
+        "slots": {
+            "prefix": slots.SLOT_PREFIX,
+            "claim_margin_seconds": slots.CLAIM_MARGIN_SECONDS,
+            "declined_kept": slots.DECLINED_KEPT,
+            "done": sorted(slots.DONE),
+            "replaced_fields": list(slots.REPLACED_FIELDS),
+            "cleared_on_claim": list(slots.CLEARED_ON_CLAIM),
+            "declines": [decline.value for decline in slots.Decline],
         },
         "bounds": {name: value for name, value in vars(bounds).items() if name.isupper()},
         "metrics": {
