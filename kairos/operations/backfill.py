@@ -92,10 +92,11 @@ class BackfillReport:
         return {"slots": len(self.results), "run": run, **counts}
 
 
-def backfill_event(task: TaskPlan, slot: datetime) -> dict[str, Any]:
+def backfill_event(task: TaskPlan, slot: datetime, *, rerun: bool = False) -> dict[str, Any]:
     """The event the task's schedule sends for ``slot``: the one call of the builder a backfill makes
-    (``kairos invoke`` and ``kairos run`` render the same template)."""
-    return scheduled_event(task, scheduled_time=slot, execution_id=f"{EXECUTION_ID_PREFIX}{uuid.uuid4()}")
+    (``kairos invoke`` and ``kairos run`` render the same template). ``rerun`` asks the handler to run
+    a slot it has already done (docs/adr/0140), which it would otherwise decline."""
+    return scheduled_event(task, scheduled_time=slot, execution_id=f"{EXECUTION_ID_PREFIX}{uuid.uuid4()}", rerun=rerun)
 
 
 def done_slots(table: Any, task: str, slots: Iterable[datetime]) -> dict[str, str]:
@@ -179,7 +180,8 @@ def backfill(
             pending.append(slot)
     if run is not None and pending:
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, MAX_CONCURRENCY))) as pool:
-            events = {slot: backfill_event(task, slot) for slot in pending}
+            # Only a slot already done needs the handler told: any other it runs anyway.
+            events = {slot: backfill_event(task, slot, rerun=rerun and iso_seconds(slot) in done) for slot in pending}
             futures = {pool.submit(_run_one, run, events[slot]): slot for slot in pending}
             for future in as_completed(futures):
                 slot = futures[future]

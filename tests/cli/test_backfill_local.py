@@ -80,6 +80,11 @@ def test_a_local_backfill_runs_each_weekday_slot_once_and_a_second_one_runs_noth
 
     rerun = backfill(tasks_file, "echo-close", "--from", "2026-09-29", "--to", "2026-09-29", "--rerun")
     assert json.loads(rerun.stdout)["summary"]["succeeded"] == 1, "--rerun runs a slot already done"
+    listed = CliRunner().invoke(cli.app, ["runs", "echo-close", "--file", str(tasks_file), "--json"])
+    assert listed.exit_code == 0, listed.output
+    slot_runs = [run for run in json.loads(listed.stdout)["runs"] if run["scheduled_time"] == "2026-09-29T07:30:00Z"]
+    # The handler ran the slot again (it declines a done slot unless the event says rerun).
+    assert sorted(bool(run.get("rerun")) for run in slot_runs) == [False, True]
 
 
 @pytest.mark.slow

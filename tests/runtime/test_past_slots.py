@@ -42,7 +42,9 @@ def two_types(calls: list[str]) -> TaskRegistry:
 
 def record(dynamodb: Any, task: str) -> dict[str, Any]:
     [item] = dynamodb.Table("kairos-test-TaskRuns").query(
-        KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"TASK#{task}"}
+        # The run record only, not the slot's claim item beside it (SLOT#...).
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
+        ExpressionAttributeValues={":pk": f"TASK#{task}", ":run": "RUN#"},
     )["Items"]
     return dict(item)
 
