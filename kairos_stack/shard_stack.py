@@ -41,9 +41,7 @@ class KairosShardStack(cdk.Stack):
         removal_policy = cdk.RemovalPolicy.RETAIN if plan.retain_data else cdk.RemovalPolicy.DESTROY
         # Imported immutable: CDK's LambdaInvoke would otherwise add each function's ARN to the role's
         # policy in the core stack, which would then depend on every shard (the core grants by pattern).
-        schedule_role = iam.Role.from_role_arn(
-            self, "SchedulerRole", core.scheduler_role.role.role_arn, mutable=False
-        )
+        schedule_role = iam.Role.from_role_arn(self, "SchedulerRole", core.scheduler_role.role.role_arn, mutable=False)
         table_names = core.table_names
         self.tasks: dict[str, ScheduledTask] = {}
         for task_plan in shard.tasks:
