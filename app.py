@@ -43,8 +43,9 @@ def main(app: cdk.App | None = None) -> None:
         size = Path(stack.template_full_path).stat().st_size
         if size > TEMPLATE_MAX_BYTES:
             print(
-                f"kairos: stage {stage!r} of {tasks_file}: the template is {size:,} bytes, and CloudFormation "
-                f"takes at most {TEMPLATE_MAX_BYTES:,}: move tasks to another tasks file, or shrink their params",
+                f"kairos: stage {stage!r} of {tasks_file}: the template of {stack.stack_name} is {size:,} bytes, "
+                f"and CloudFormation takes at most {TEMPLATE_MAX_BYTES:,}: shrink the params of its tasks, or give "
+                "the stage more shards (docs/adr/0180-stage-shards.md)",
                 file=sys.stderr,
             )
             raise SystemExit(1)

@@ -35,7 +35,7 @@ from kairos.excerpts import excerpt, shorten
 from kairos.loading import Checked, ConfigError, check_tasks_file, load_tasks_file
 from kairos.local.dynamodb import DynamoEndpoint, EmbeddedDynamoError, dynamodb_endpoint
 from kairos.local.tables import TableDesignChangedError
-from kairos.plan import PlanError, StagePlan, TaskPlan, plan_stage
+from kairos.plan import MAX_STACK_RESOURCES, PlanError, StagePlan, TaskPlan, plan_stage
 from kairos.schedule import (
     ScheduleError,
     describe_schedule,
@@ -396,6 +396,7 @@ def validate(file: FileOption = DEFAULT_FILE) -> None:
     problems = list(checked.problems)
     warnings = list(checked.warnings)
     tasks_file = checked.tasks_file
+    plans = []
     if tasks_file is not None:
         for stage in tasks_file.stages:
             try:
@@ -403,6 +404,7 @@ def validate(file: FileOption = DEFAULT_FILE) -> None:
             except PlanError as error:
                 problems.append(f"{file}: {error}")
                 continue
+            plans.append(plan)
             warnings += [f"{file}: warning: {warning}"] if (warning := plan.alarm_warning()) else []
     for problem in problems:
         services.errors.print(problem, markup=False)
@@ -414,6 +416,18 @@ def validate(file: FileOption = DEFAULT_FILE) -> None:
     services.console.print(
         f"{file}: {len(tasks_file.tasks)} tasks, {len(tasks_file.stages)} stages "
         f"({', '.join(tasks_file.stages)}): valid"
+    )
+    for plan in plans:
+        services.console.print(_stacks_line(plan), markup=False)
+
+
+def _stacks_line(plan: StagePlan) -> str:
+    """A stage's stacks as the plan makes them: the core's resources, then each shard's (docs/adr/0180)."""
+    counts = [shard.resource_count for shard in plan.shards]
+    largest = max(shard.template_bytes for shard in plan.shards) // 1000
+    return (
+        f"  {plan.stage}: core + {plan.shard_count} shards; resources: core {plan.shared_resource_count}, "
+        f"shards {min(counts)}-{max(counts)} of {MAX_STACK_RESOURCES}; template <= {largest} KB"
     )
 
 
