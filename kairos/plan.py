@@ -74,7 +74,7 @@ LIMIT_HEADROOM = 0.8
 """No stack may use more than this share of a CloudFormation limit: room to grow without a move."""
 MAX_STACK_RESOURCES = int(STACK_MAX_RESOURCES * LIMIT_HEADROOM) - CDK_METADATA_RESOURCES
 MAX_TEMPLATE_BYTES = int(TEMPLATE_MAX_BYTES * LIMIT_HEADROOM)
-TEMPLATE_BYTES_PER_TASK = 7_000
+TEMPLATE_BYTES_PER_TASK = 9_000
 """A task's share of its shard's template beyond its schedule's input and descriptions, rounded up
 from the synthesized templates (tests/infra/test_stack_limits.py holds the estimate above the truth)."""
 TEMPLATE_BYTES_PER_SHARD = 4_000

@@ -158,10 +158,13 @@ class KairosStageStack(cdk.Stack):
 
     def _acknowledge_findings(self) -> None:
         """The cdk-nag AwsSolutions findings this stack accepts, each on the construct that carries it."""
+        # cdk-nag writes a pseudo parameter as <AWS::Region>, a stage's own region and account as they are.
+        region = "<AWS::Region>" if cdk.Token.is_unresolved(self.region) else self.region
+        account = "<AWS::AccountId>" if cdk.Token.is_unresolved(self.account) else self.account
         cdk.Validations.of(self.scheduler_role).acknowledge(
             cdk.Acknowledgment(
-                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:lambda:<AWS::Region>:"
-                f"<AWS::AccountId>:function:{self.plan.function_name_pattern}]",
+                id=f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:lambda:{region}:"
+                f"{account}:function:{self.plan.function_name_pattern}]",
                 reason=(
                     f"Scheduler invokes the functions of stage {self.plan.stage} only, by the name every one of "
                     "them is given (kairos_<stage>_<task>; neither name has an underscore)"
