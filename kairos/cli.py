@@ -427,7 +427,7 @@ def _stacks_line(plan: StagePlan) -> str:
     largest = max(shard.template_bytes for shard in plan.shards) // 1000
     return (
         f"  {plan.stage}: core + {plan.shard_count} shards; resources: core {plan.shared_resource_count}, "
-        f"shards {min(counts)}-{max(counts)} of {MAX_STACK_RESOURCES}; template <= {largest} KB"
+        f"shards {min(counts)}-{max(counts)} of {MAX_STACK_RESOURCES}; <= {largest} KB"
     )
 
 

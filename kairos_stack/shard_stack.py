@@ -38,6 +38,8 @@ class KairosShardStack(cdk.Stack):
         self.shard = shard
         self.core = core
         cdk.Tags.of(self).add(STAGE_TAG, plan.stage)
+        # Deployed after the core, even when empty (an empty shard references nothing of it).
+        self.add_stack_dependency(core, "a shard's tasks use the core stack's tables, queue, topic and role")
         removal_policy = cdk.RemovalPolicy.RETAIN if plan.retain_data else cdk.RemovalPolicy.DESTROY
         # Imported immutable: CDK's LambdaInvoke would otherwise add each function's ARN to the role's
         # policy in the core stack, which would then depend on every shard (the core grants by pattern).
