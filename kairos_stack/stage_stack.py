@@ -175,6 +175,9 @@ class KairosStageStack(cdk.Stack):
             cdk.Validations.of(self.tables).acknowledge(
                 cdk.Acknowledgment(
                     id="AwsSolutions::AwsSolutions-DDB3",
-                    reason=f"Stage {self.plan.stage} keeps no data worth restoring: its tables are destroyed with the stack",
+                    reason=(
+                        f"Stage {self.plan.stage} keeps no data worth restoring: "
+                        "its tables are destroyed with the stack"
+                    ),
                 )
             )

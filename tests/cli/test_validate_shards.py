@@ -27,7 +27,8 @@ def test_validate_prints_each_stages_stacks_and_resources() -> None:
     lines = result.output.splitlines()
     for stage in ("dev", "prod"):
         (line,) = [line for line in lines if line.startswith(f"  {stage}: core + 4 shards; resources: core ")]
-        assert "of 399; <= " in line and line.endswith(" KB")
+        assert "of 399; <= " in line
+        assert line.endswith(" KB")
         assert len(line) <= 80
 
 

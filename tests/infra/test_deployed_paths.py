@@ -6,12 +6,11 @@ import dataclasses
 from typing import Any
 
 import pytest
+from aws_cdk.assertions import Template
 
 from kairos.operations.deployed import AwsAccess, DeployedStageError, StackContents, match_stage, resolve_stage
 from kairos.plan import StagePlan
 from kairos_runtime.tables import TableId
-from aws_cdk.assertions import Template
-
 from tests.infra.test_stage_stack import synth_stacks
 
 

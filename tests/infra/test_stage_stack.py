@@ -15,8 +15,8 @@ from kairos.loading import load_tasks_file
 from kairos.local.tables import tables_from_designs, tables_from_template
 from kairos.plan import StagePlan, plan_stage
 from kairos_stack.app_builder import StageStacks, add_checks, build_stage
-from tests.infra.stage_template import stage_template
 from tests.conftest import CDK_FEATURE_FLAGS, PROJECT_ROOT
+from tests.infra.stage_template import stage_template
 
 
 def synth(stage: str) -> tuple[StagePlan, Template]:
