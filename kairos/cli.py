@@ -413,12 +413,12 @@ def validate(file: FileOption = DEFAULT_FILE) -> None:
         services.errors.print(warning, markup=False)
     if problems or tasks_file is None:
         raise typer.Exit(1)
+    for plan in plans:
+        services.console.print(_stacks_line(plan), markup=False)
     services.console.print(
         f"{file}: {len(tasks_file.tasks)} tasks, {len(tasks_file.stages)} stages "
         f"({', '.join(tasks_file.stages)}): valid"
     )
-    for plan in plans:
-        services.console.print(_stacks_line(plan), markup=False)
 
 
 def _stacks_line(plan: StagePlan) -> str:
