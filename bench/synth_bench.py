@@ -85,11 +85,9 @@ class Result:
 
 
 SYNTH = """
-import sys
-import aws_cdk as cdk
 import app
 context = {context}
-app.main(cdk.App(context=context, outdir={outdir!r}))
+app.main(app.create_app(context=context, outdir={outdir!r}))
 """
 
 

@@ -6,6 +6,7 @@ Everything the CDK constructs need is decided here, so it is unit-tested without
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -456,8 +457,6 @@ def check_stack_fits(plan: StagePlan) -> None:
     The message names the stack, the limit and the fix; ``kairos validate`` prints it, and the synth
     stops here rather than in CDK's ``TooManyResourcesInStack`` (docs/adr/0180-stage-shards.md).
     """
-    if plan.shared_resource_count > MAX_STACK_RESOURCES:  # pragma: no cover - a handful of resources
-        raise PlanError(f"stage {plan.stage!r}: the core stack holds {plan.shared_resource_count} resources")
     for shard in plan.shards:
         over = []
         if shard.resource_count > MAX_STACK_RESOURCES:
@@ -482,8 +481,6 @@ def check_stack_fits(plan: StagePlan) -> None:
 
 def _shards_needed(plan: StagePlan) -> int:
     """The smallest shard count, above the stage's, at which every shard fits (MAX_SHARDS at most)."""
-    import dataclasses
-
     for count in range(plan.shard_count + 1, MAX_SHARDS + 1):
         tasks = tuple(dataclasses.replace(task, shard=shard_of(task.name, count)) for task in plan.tasks)
         candidate = dataclasses.replace(plan, tasks=tasks, shard_count=count)
