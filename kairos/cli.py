@@ -36,7 +36,7 @@ from kairos.excerpts import excerpt, shorten
 from kairos.loading import Checked, ConfigError, check_tasks_file, load_tasks_file
 from kairos.local.dynamodb import DynamoEndpoint, EmbeddedDynamoError, dynamodb_endpoint
 from kairos.local.tables import TableDesignChangedError
-from kairos.plan import PlanError, StagePlan, TaskPlan, plan_stage
+from kairos.plan import MAX_STACK_RESOURCES, PlanError, StagePlan, TaskPlan, plan_stage
 from kairos.schedule import (
     ScheduleError,
     describe_schedule,
@@ -419,6 +419,7 @@ def validate(file: FileOption = DEFAULT_FILE, as_json: JsonOption = False) -> No
     problems = list(checked.problems)
     warnings = list(checked.warnings)
     tasks_file = checked.tasks_file
+    plans = []
     if tasks_file is not None:
         for stage in tasks_file.stages:
             try:
@@ -426,6 +427,7 @@ def validate(file: FileOption = DEFAULT_FILE, as_json: JsonOption = False) -> No
             except PlanError as error:
                 problems.append(f"{file}: {error}")
                 continue
+            plans.append(plan)
             warnings += [f"{file}: warning: {warning}"] if (warning := plan.alarm_warning()) else []
     valid = not problems and tasks_file is not None
     if as_json:
@@ -449,9 +451,21 @@ def validate(file: FileOption = DEFAULT_FILE, as_json: JsonOption = False) -> No
         services.errors.print(warning, markup=False)
     if problems or tasks_file is None:
         raise typer.Exit(1)
+    for plan in plans:
+        services.console.print(_stacks_line(plan), markup=False)
     services.console.print(
         f"{file}: {len(tasks_file.tasks)} tasks, {len(tasks_file.stages)} stages "
         f"({', '.join(tasks_file.stages)}): valid"
+    )
+
+
+def _stacks_line(plan: StagePlan) -> str:
+    """A stage's stacks as the plan makes them: the core's resources, then each shard's (docs/adr/0180)."""
+    counts = [shard.resource_count for shard in plan.shards]
+    largest = max(shard.template_bytes for shard in plan.shards) // 1000
+    return (
+        f"  {plan.stage}: core + {plan.shard_count} shards; resources: core {plan.shared_resource_count}, "
+        f"shards {min(counts)}-{max(counts)} of {MAX_STACK_RESOURCES}; <= {largest} KB"
     )
 
 

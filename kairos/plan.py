@@ -6,6 +6,8 @@ Everything the CDK constructs need is decided here, so it is unit-tested without
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -16,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
 from kairos.catalog import PROJECT_ROOT, CatalogEntry, TaskCatalog, dependency_group
-from kairos.config import ResolvedTask, StageConfig, TasksFile
+from kairos.config import DEFAULT_SHARDS, MAX_SHARDS, ResolvedTask, StageConfig, TasksFile
 from kairos.limits import (
     ALARM_DESCRIPTION_MAX_LENGTH,
     ALARM_NAME_MAX_LENGTH,
@@ -30,6 +32,7 @@ from kairos.limits import (
     LAMBDA_DESCRIPTION_MAX_LENGTH,
     SCHEDULE_INPUT_MAX_BYTES,
     STACK_MAX_RESOURCES,
+    TEMPLATE_MAX_BYTES,
     utf16_length,
 )
 from kairos.operations.freshness import alive_window, allowance
@@ -66,20 +69,37 @@ MIN_EVENT_AGE = timedelta(seconds=60)
 LAMBDA_MAX_EVENT_AGE = timedelta(hours=6)
 """The longest a queued asynchronous invocation may wait (Lambda's own limit)."""
 MAX_EVENT_AGE = timedelta(hours=24)
-# What the stack declares (kairos_stack): per stage, a table per design, the dead-letter queue with its policy
-# and alarm, and the schedule group; per task, the function with its role, policy, event invoke
-# config and log group, the schedule with the role and policy Scheduler invokes it with, and the
-# failure alarm, plus an alarm per gauge the plan watches and, for an enabled task with a steady
-# rhythm, its freshness alarm; the stage's own alarm topic (key, topic, policy) and a subscription
-# per e-mail, unless an existing topic is named; one layer per crawler platform; a dashboard per
-# page of tasks.
-STAGE_RESOURCES = 4
-"""Beside the tables: the queue, its policy and alarm, and the schedule group."""
-RESOURCES_PER_TASK = 9
+# What the stacks declare (kairos_stack; docs/adr/0180-stage-shards.md). The core stack, per stage:
+# a table per design, the dead-letter queue with its policy and alarm, the schedule group, the one
+# Scheduler execution role with its policy, the stage's own alarm topic (key, topic, policy) with
+# a subscription per e-mail, unless an existing topic is named, and a dashboard per page of tasks.
+# Each shard stack, per task: the function with its role, policy, event invoke config and log group,
+# the schedule and the failure alarm, plus an alarm per gauge the plan watches and, for an enabled
+# task with a steady rhythm, its freshness alarm; per shard, one layer per crawler platform its
+# tasks use, or a placeholder when it holds no task (a stack needs one resource).
+STAGE_RESOURCES = 6
+"""Beside the tables: the queue, its policy and alarm, the schedule group, the Scheduler role and its policy."""
+RESOURCES_PER_TASK = 7
 """Every task's own resources; its gauge and freshness alarms come on top (:attr:`TaskPlan.resource_count`)."""
+ALARM_TEMPLATE_BYTES = 3_000
+"""A freshness alarm's share of its shard's template (its description names the commands to run)."""
 OWN_ALARM_TOPIC_RESOURCES = 3
+EMPTY_SHARD_RESOURCES = 1
 # CDK adds its own AWS::CDK::Metadata resource to a stack synthesized with version reporting on.
 CDK_METADATA_RESOURCES = 1
+LIMIT_HEADROOM = 0.8
+"""No stack may use more than this share of a CloudFormation limit: room to grow without a move."""
+MAX_STACK_RESOURCES = int(STACK_MAX_RESOURCES * LIMIT_HEADROOM) - CDK_METADATA_RESOURCES
+MAX_TEMPLATE_BYTES = int(TEMPLATE_MAX_BYTES * LIMIT_HEADROOM)
+TEMPLATE_BYTES_PER_TASK = 9_000
+"""A task's share of its shard's template beyond its schedule's input and descriptions, rounded up
+from the synthesized templates (tests/infra/test_stack_limits.py holds the estimate above the truth)."""
+TEMPLATE_BYTES_PER_SHARD = 4_000
+FUNCTION_NAME_MAX_LENGTH = 64
+"""Lambda's ``FunctionName``: at most 64 characters (Lambda API reference, CreateFunction)."""
+FUNCTION_NAME_PREFIX = "kairos_{stage}_"
+"""Every function of a stage is named ``kairos_<stage>_<task>``: neither a stage nor a task name has an
+underscore, so the Scheduler role's ``kairos_<stage>_*`` matches this stage's functions and no other's."""
 # A fixed reference instant keeps the derived event age (and so the template) deterministic.
 _GAP_REFERENCE = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -429,6 +449,10 @@ class TaskPlan:
     description: str
     function_description: str
     """The Lambda function's description, as deployed."""
+    function_name: str
+    """The Lambda function's name, ``kairos_<stage>_<task>`` (:func:`function_name`)."""
+    shard: int
+    """The shard stack the task lives in, for the stage's life (:func:`shard_of`)."""
     task_type: str
     runtime: str
     family: Literal["python", "nodejs"]
@@ -492,6 +516,50 @@ class TaskPlan:
         """The CloudFormation resources this task's constructs declare, wherever its stack is."""
         return RESOURCES_PER_TASK + len(self.alarms) - 1
 
+    @property
+    def template_bytes(self) -> int:
+        """An upper estimate of the task's share of its shard's template."""
+        written = (
+            len(input_json(dict(self.input_template)).encode()) * 2  # JSON in a JSON string: quotes escaped
+            + len(self.function_description.encode()) * 2  # the function's and the alarm's
+            + sum(len(key) + len(value.encode()) for key, value in self.environment.items())
+            + len(self.name) * 40
+        )
+        freshness = ALARM_TEMPLATE_BYTES if self.freshness.alarm is not None else 0
+        return TEMPLATE_BYTES_PER_TASK * (1 + len(self.gauge_alarms)) + freshness + written
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPlan:
+    """One shard stack of a stage: the tasks whose names hash to it (:func:`shard_of`)."""
+
+    index: int
+    stack_name: str
+    tasks: tuple[TaskPlan, ...]
+
+    @property
+    def layer_count(self) -> int:
+        """One layer per (dependency group, runtime, architecture) its Python tasks need beyond the core."""
+        return len(
+            {
+                (task.group, task.runtime, task.architecture)
+                for task in self.tasks
+                if task.family == "python" and task.group is not DependencyGroup.CORE
+            }
+        )
+
+    @property
+    def resource_count(self) -> int:
+        """The CloudFormation resources the shard's stack declares (CDK's metadata aside)."""
+        if not self.tasks:
+            return EMPTY_SHARD_RESOURCES
+        return self.layer_count + sum(task.resource_count for task in self.tasks)
+
+    @property
+    def template_bytes(self) -> int:
+        """An upper estimate of the shard's template size, which the synth then measures exactly."""
+        return TEMPLATE_BYTES_PER_SHARD + sum(task.template_bytes for task in self.tasks)
+
 
 @dataclass(frozen=True, slots=True)
 class StagePlan:
@@ -509,6 +577,7 @@ class StagePlan:
     tables: tuple[TableDesign, ...]
     tasks: tuple[TaskPlan, ...]
     dead_letter_alarm: AlarmPlan
+    shard_count: int = DEFAULT_SHARDS
 
     @property
     def alarms(self) -> tuple[AlarmPlan, ...]:
@@ -566,20 +635,44 @@ class StagePlan:
 
     @property
     def shared_resource_count(self) -> int:
-        """The CloudFormation resources the stage declares once, whatever its tasks: tables, queue,
-        schedule group, alarm topic, the dependency layers its tasks share and its dashboard pages."""
-        layers = {
-            (task.group, task.runtime, task.architecture)
-            for task in self.tasks
-            if task.family == "python" and task.group is not DependencyGroup.CORE
-        }
+        """The CloudFormation resources the stage declares once, whatever its tasks: the core stack's
+        tables, queue, schedule group, Scheduler role, alarm topic and dashboard pages."""
         alarm_topic = 0 if self.alarm_topic_arn else OWN_ALARM_TOPIC_RESOURCES + len(self.alarm_emails)
-        return STAGE_RESOURCES + len(self.tables) + alarm_topic + len(layers) + len(self.dashboards)
+        return STAGE_RESOURCES + len(self.tables) + alarm_topic + len(self.dashboards)
+
+    @property
+    def function_name_pattern(self) -> str:
+        """What the stage's Scheduler role may invoke: every function named for this stage, no other."""
+        return FUNCTION_NAME_PREFIX.format(stage=self.stage) + "*"
+
+    def shard_stack_name(self, shard: int) -> str:
+        # Capitalised: a stage name is lower case, so no stage's core stack is another's shard.
+        return f"{self.stack_name}-Shard{shard}"
+
+    @property
+    def shards(self) -> tuple[ShardPlan, ...]:
+        """Every shard stack of the stage, empty ones included: each exists for the stage's life."""
+        return tuple(
+            ShardPlan(
+                index=index,
+                stack_name=self.shard_stack_name(index),
+                tasks=tuple(task for task in self.tasks if task.shard == index),
+            )
+            for index in range(self.shard_count)
+        )
+
+    @property
+    def stack_names(self) -> tuple[str, ...]:
+        """The core stack, then each shard stack."""
+        return (self.stack_name, *(shard.stack_name for shard in self.shards))
+
+    def task_stack_name(self, task: TaskPlan) -> str:
+        return self.shard_stack_name(task.shard)
 
     @property
     def resource_count(self) -> int:
-        """The CloudFormation resources the stage's stack declares (a test keeps this equal to the template)."""
-        return self.shared_resource_count + sum(task.resource_count for task in self.tasks)
+        """The CloudFormation resources of all the stage's stacks (a test keeps each equal to its template)."""
+        return self.shared_resource_count + sum(shard.resource_count for shard in self.shards)
 
     def alarm_warning(self) -> str | None:
         """What ``kairos validate`` and the synth say when a stage that keeps data alarms to nobody yet.
@@ -617,6 +710,7 @@ def plan_stage(tasks_file: TasksFile, catalog: TaskCatalog, stage: str) -> Stage
         tables=tuple(TABLE_DESIGNS.values()),
         tasks=tasks,
         dead_letter_alarm=dead_letter_alarm(stage),
+        shard_count=config.shards,
     )
     check_stack_fits(plan)
     check_dashboards_fit(plan)
@@ -640,22 +734,63 @@ def check_dashboards_fit(plan: StagePlan) -> None:
 
 
 def check_stack_fits(plan: StagePlan) -> None:
-    """Refuse a stage whose one stack would exceed CloudFormation's resource limit.
+    """Refuse a stage one of whose stacks would use more than 80 % of a CloudFormation limit.
 
-    One stack per stage is today's design; a change that shards a stage across stacks replaces this
-    check with its own (how many tasks each shard takes).
+    The message names the stack, the limit and the fix; ``kairos validate`` prints it, and the synth
+    stops here rather than in CDK's ``TooManyResourcesInStack`` (docs/adr/0180-stage-shards.md).
     """
-    available = STACK_MAX_RESOURCES - CDK_METADATA_RESOURCES
-    if plan.resource_count <= available:
-        return
-    per_task = max(task.resource_count for task in plan.tasks)
-    fit = (available - plan.shared_resource_count) // per_task
-    raise PlanError(
-        f"stage {plan.stage!r}: {len(plan.tasks)} tasks make {plan.resource_count} CloudFormation resources "
-        f"(up to {per_task} per task), and a stack holds at most {STACK_MAX_RESOURCES}: at most {fit} tasks "
-        "fit in one stage. Every task of the file is deployed in every stage (disabled ones too), so move "
-        "tasks to another tasks file (-c tasks_file=...) with stages of their own"
-    )
+    for shard in plan.shards:
+        over = []
+        if shard.resource_count > MAX_STACK_RESOURCES:
+            over.append(
+                f"{shard.resource_count} CloudFormation resources (a stack holds {STACK_MAX_RESOURCES}, "
+                f"kairos keeps {MAX_STACK_RESOURCES} for headroom)"
+            )
+        if shard.template_bytes > MAX_TEMPLATE_BYTES:
+            over.append(
+                f"a template of about {shard.template_bytes:,} bytes (CloudFormation takes {TEMPLATE_MAX_BYTES:,}, "
+                f"kairos keeps {MAX_TEMPLATE_BYTES:,} for headroom)"
+            )
+        if over:
+            needed = _shards_needed(plan)
+            raise PlanError(
+                f"stage {plan.stage!r}: shard stack {shard.stack_name} would hold {len(shard.tasks)} of the "
+                f"{len(plan.tasks)} tasks and {' and '.join(over)}. Give the stage more shard stacks "
+                f"(shards: {needed} in its stages entry; changing it moves tasks between stacks once, "
+                "replacing their functions: docs/adr/0180-stage-shards.md), or move tasks to another tasks file"
+            )
+
+
+def _shards_needed(plan: StagePlan) -> int:
+    """The smallest shard count, above the stage's, at which every shard fits (MAX_SHARDS at most)."""
+    for count in range(plan.shard_count + 1, MAX_SHARDS + 1):
+        tasks = tuple(dataclasses.replace(task, shard=shard_of(task.name, count)) for task in plan.tasks)
+        candidate = dataclasses.replace(plan, tasks=tasks, shard_count=count)
+        if all(
+            shard.resource_count <= MAX_STACK_RESOURCES and shard.template_bytes <= MAX_TEMPLATE_BYTES
+            for shard in candidate.shards
+        ):
+            return count
+    return MAX_SHARDS
+
+
+def shard_of(task: str, shard_count: int) -> int:
+    """The shard stack a task lives in: a pure function of its name and the stage's fixed shard count.
+
+    SHA-256, not ``hash()`` (salted per process): the same name lands in the same shard on every
+    machine, and adding or removing another task never changes it.
+    """
+    digest = hashlib.sha256(task.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shard_count
+
+
+def function_name(stage: str, task: str) -> str:
+    """``kairos_<stage>_<task>``; a name past Lambda's 64 characters keeps a prefix and a hash of the rest."""
+    name = FUNCTION_NAME_PREFIX.format(stage=stage) + task
+    if len(name) <= FUNCTION_NAME_MAX_LENGTH:
+        return name
+    digest = hashlib.sha256(task.encode()).hexdigest()[:8]
+    return name[: FUNCTION_NAME_MAX_LENGTH - len(digest) - 1] + "-" + digest
 
 
 def function_description(name: str, description: str) -> str:
@@ -727,6 +862,8 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         name=task.name,
         description=task_description(task, entry),
         function_description=function_description(task.name, task_description(task, entry)),
+        function_name=function_name(stage, task.name),
+        shard=shard_of(task.name, config.shards),
         task_type=task.task_type,
         runtime=task.runtime,
         family=task.family,

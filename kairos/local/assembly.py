@@ -4,7 +4,8 @@
 every ``AWS::Scheduler::Schedule`` of every stack becomes a :class:`LocalSchedule`: its expression,
 timezone, state and input, and the function its target names, with that function's handler,
 runtime, memory, timeout and environment. References in the environment (``Ref`` of a table in the
-same stack, ``Fn::ImportValue`` of one exported by another stack of the stage) are resolved to the
+same stack, ``Fn::ImportValue`` of one exported by another stack of the stage, or
+``Fn::GetStackOutput`` of another stack's output) are resolved to the
 local tables' names; anything else a template refers to, which this machine cannot provide, is a
 clear :class:`AssemblyError`.
 """
@@ -98,7 +99,9 @@ def read_assembly(directory: Path, *, stage: str) -> LocalAssembly:
             continue
         template_file = directory / artifact.get("properties", {}).get("templateFile", "")
         try:
-            templates[artifact.get("displayName") or artifact_id] = json.loads(template_file.read_text("utf-8"))
+            # By stack name: what Fn::GetStackOutput names (the display name is the construct path).
+            name = artifact.get("properties", {}).get("stackName") or artifact.get("displayName") or artifact_id
+            templates[name] = json.loads(template_file.read_text("utf-8"))
         except (OSError, ValueError) as error:
             raise AssemblyError(f"{template_file}: cannot be read ({error})") from None
     if not templates:
@@ -162,6 +165,14 @@ class _Resolver:
                 raise AssemblyError(f"stack {stack} imports {name}, which no stack of the assembly exports")
             exporter, exported = self._exports[name]
             return self.reference(exporter, exported)
+        if function == "Fn::GetStackOutput" and isinstance(argument, Mapping):
+            # A weak cross-stack reference (docs/adr/0180): another stack's output, read at deploy time.
+            producer = self.text(stack, argument.get("StackName"), where="a stack output's stack name")
+            output = self.text(stack, argument.get("OutputName"), where="a stack output's name")
+            outputs = self._templates.get(producer, {}).get("Outputs", {})
+            if output not in outputs:
+                raise AssemblyError(f"stack {stack} reads output {output} of {producer}, which the assembly lacks")
+            return self.reference(producer, outputs[output].get("Value"))
         return None
 
     def text(self, stack: str, value: Any, *, where: str) -> str:

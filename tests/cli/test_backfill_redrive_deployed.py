@@ -19,7 +19,7 @@ from kairos import cli
 from kairos.catalog import load_catalog
 from kairos.loading import load_tasks_file
 from kairos.plan import StagePlan, plan_stage
-from tests.cli.test_operations import physical, runs_table, stack_template
+from tests.cli.test_operations import physical, runs_table, stack_templates
 
 NOW = datetime(2026, 11, 27, 7, 12, 30, tzinfo=UTC)
 TASKS_YAML = """\
@@ -56,9 +56,8 @@ def aws(plan: StagePlan, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     monkeypatch.setattr(cli.services, "clock", lambda: NOW)
     with mock_aws(config={"lambda": {"use_docker": False}}):
-        boto3.client("cloudformation").create_stack(
-            StackName=plan.stack_name, TemplateBody=json.dumps(stack_template(plan))
-        )
+        for name, template in stack_templates(plan).items():
+            boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
         yield boto3.session.Session()
 
 

@@ -373,7 +373,9 @@ def test_run_stage_creates_the_templates_tables_and_runs_every_enabled_task(
 
     app = cdk.App(context={"aws:cdk:bundling-stacks": [], "aws:cdk:enable-path-metadata": True})
     template_file = tmp_path / "kairos-dev.template.json"
-    template_file.write_text(json.dumps(Template.from_stack(build_stage(app, stage_plan(tasks_file, "dev"))).to_json()))
+    template_file.write_text(
+        json.dumps(Template.from_stack(build_stage(app, stage_plan(tasks_file, "dev")).core).to_json())
+    )
     monkeypatch.setattr(cli.services, "endpoint", lambda: fixed_endpoint(local_dynamodb))
 
     code, output = invoke(runner, "run-stage", "--file", str(tasks_file), "--template", str(template_file))

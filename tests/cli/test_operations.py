@@ -23,7 +23,7 @@ from kairos.catalog import load_catalog
 from kairos.loading import load_tasks_file
 from kairos.local.tables import tables_from_designs
 from kairos.operations.deployed import FUNCTION_PATH, LOG_GROUP_PATH, SCHEDULE_PATH, TABLE_PATH
-from kairos.plan import StagePlan, input_json, plan_stage
+from kairos.plan import StagePlan, TaskPlan, input_json, plan_stage
 from kairos_runtime.tables import TABLE_DESIGNS
 
 NOW = datetime(2026, 11, 27, 7, 12, 30, tzinfo=UTC)
@@ -56,16 +56,20 @@ def plan(tasks_file: Path) -> StagePlan:
     return plan_stage(load_tasks_file(tasks_file, catalog), catalog, "dev")
 
 
-def stack_template(plan: StagePlan) -> dict[str, Any]:
-    def at(path: str) -> dict[str, Any]:
-        return {"aws:cdk:path": f"{plan.stack_name}/{path}"}
+ROLE = {
+    "Type": "AWS::IAM::Role",
+    "Properties": {"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}},
+}
+
+
+def stack_templates(plan: StagePlan) -> dict[str, dict[str, Any]]:
+    """The stage's core stack and its shard stacks, each task in the shard the plan gives it."""
+
+    def at(path: str, stack: str = plan.stack_name) -> dict[str, Any]:
+        return {"aws:cdk:path": f"{stack}/{path}"}
 
     resources: dict[str, Any] = {
-        "Role": {
-            "Type": "AWS::IAM::Role",
-            "Properties": {"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}},
-            "Metadata": at("Role/Resource"),
-        },
+        "Role": {**ROLE, "Metadata": at("Role/Resource")},
         "Group": {
             "Type": "AWS::Scheduler::ScheduleGroup",
             "Properties": {"Name": plan.schedule_group_name},
@@ -80,7 +84,18 @@ def stack_template(plan: StagePlan) -> dict[str, Any]:
             "Properties": dict(table.definition),
             "Metadata": at(TABLE_PATH.format(construct_id=design.construct_id)),
         }
-    for index, task in enumerate(plan.tasks):
+    templates = {plan.stack_name: {"Resources": resources}}
+    for shard in plan.shards:
+        templates[shard.stack_name] = shard_template(plan, shard.stack_name, shard.tasks)
+    return templates
+
+
+def shard_template(plan: StagePlan, stack: str, tasks: tuple[TaskPlan, ...]) -> dict[str, Any]:
+    def at(path: str) -> dict[str, Any]:
+        return {"aws:cdk:path": f"{stack}/{path}"}
+
+    resources: dict[str, Any] = {"Role": {**ROLE, "Metadata": at("Role/Resource")}}
+    for index, task in enumerate(tasks):
         resources[f"Function{index}"] = {
             "Type": "AWS::Lambda::Function",
             "Properties": {
@@ -125,20 +140,24 @@ def aws(plan: StagePlan, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     monkeypatch.setattr(cli.services, "clock", lambda: NOW)
     with mock_aws(config={"lambda": {"use_docker": False}}):
-        boto3.client("cloudformation").create_stack(
-            StackName=plan.stack_name, TemplateBody=json.dumps(stack_template(plan))
-        )
+        for name, template in stack_templates(plan).items():
+            boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
         yield boto3.session.Session()
 
 
 def physical(session: Any, plan: StagePlan, path: str) -> str:
-    template = session.client("cloudformation").get_template(StackName=plan.stack_name)["TemplateBody"]
-    (logical,) = [
-        key for key, value in template["Resources"].items() if value["Metadata"]["aws:cdk:path"].endswith("/" + path)
-    ]
-    summaries = session.client("cloudformation").list_stack_resources(StackName=plan.stack_name)
-    found = [s["PhysicalResourceId"] for s in summaries["StackResourceSummaries"] if s["LogicalResourceId"] == logical]
-    return str(found[0])
+    """The physical id of the resource at ``path`` (below its stack), in whichever of the stage's stacks."""
+    cloudformation = session.client("cloudformation")
+    found = []
+    for name in plan.stack_names:
+        template = cloudformation.get_template(StackName=name)["TemplateBody"]
+        logical = [
+            key for key, value in template["Resources"].items() if value["Metadata"]["aws:cdk:path"] == f"{name}/{path}"
+        ]
+        summaries = cloudformation.list_stack_resources(StackName=name)["StackResourceSummaries"]
+        found += [s["PhysicalResourceId"] for s in summaries if s["LogicalResourceId"] in logical]
+    (one,) = found
+    return str(one)
 
 
 def runs_table(session: Any, plan: StagePlan) -> Any:

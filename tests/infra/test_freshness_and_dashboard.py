@@ -28,6 +28,7 @@ from kairos_runtime import metrics
 from kairos_stack.app_builder import build_stage
 from kairos_stack.stage_dashboard import StageDashboard
 from tests.conftest import CDK_FEATURE_FLAGS
+from tests.infra.stage_template import stage_template
 from tests.infra.test_stage_stack import resource_at
 
 NO_BUNDLING = {**CDK_FEATURE_FLAGS, "aws:cdk:bundling-stacks": [], "aws:cdk:enable-path-metadata": True}
@@ -59,7 +60,7 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> tuple[StagePlan, Template]:
     catalog = load_catalog()
     plan = plan_stage(load_tasks_file(path, catalog), catalog, "ops")
     app = cdk.App(context=NO_BUNDLING)
-    return plan, Template.from_stack(build_stage(app, plan))
+    return plan, stage_template(build_stage(app, plan))
 
 
 def freshness_alarms(template: Template) -> dict[str, dict[str, Any]]:
@@ -77,7 +78,9 @@ def test_each_enabled_task_with_a_rhythm_has_a_freshness_alarm(ops: tuple[StageP
     assert set(alarms) == set(EXPECTED), "none for the weekly task (14 days) nor the disabled one"
     for task, (period, count) in EXPECTED.items():
         properties = alarms[task]
-        function = resource_at(template, "AWS::Lambda::Function", f"{plan.stack_name}/{task}/Function")
+        function = resource_at(
+            template, "AWS::Lambda::Function", f"{plan.task_stack_name(plan.task(task))}/{task}/Function"
+        )
         assert function  # the alarm's task is deployed here
         assert properties["AlarmName"] == f"kairos-ops-{task}-late"
         assert (properties["Period"], properties["EvaluationPeriods"], properties["DatapointsToAlarm"]) == (
@@ -103,7 +106,7 @@ def test_each_enabled_task_with_a_rhythm_has_a_freshness_alarm(ops: tuple[StageP
 def test_the_plan_counts_the_freshness_alarms_and_the_dashboard(ops: tuple[StagePlan, Template]) -> None:
     plan, template = ops
     assert plan.resource_count == len(template.to_json()["Resources"])
-    assert [task.resource_count for task in plan.tasks] == [10, 10, 10, 9, 9]
+    assert [task.resource_count for task in plan.tasks] == [8, 8, 8, 7, 7]
 
 
 def test_every_alarm_has_its_name_from_the_plan(ops: tuple[StagePlan, Template]) -> None:

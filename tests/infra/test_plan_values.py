@@ -106,7 +106,7 @@ def test_every_function_environment_is_the_plans(stage: tuple[StagePlan, Templat
     functions = template.find_resources("AWS::Lambda::Function")
     assert len(functions) == len(plan.tasks)
     for task in plan.tasks:
-        function = resource_at(template, "AWS::Lambda::Function", f"{plan.stack_name}/{task.name}/Function")
+        function = resource_at(template, "AWS::Lambda::Function", f"{plan.task_stack_name(task)}/{task.name}/Function")
         assert function["Properties"]["Environment"]["Variables"] == task.function_environment(table_refs), task.name  # type: ignore[arg-type]
 
 
@@ -118,9 +118,11 @@ def test_every_alarm_is_one_the_plan_decided(stage: tuple[StagePlan, Template]) 
         plan.dead_letter_alarm, {"QueueName": {"Fn::GetAtt": [queue_id, "QueueName"]}}
     )
     for task in plan.tasks:
-        function_id = logical_id(template, "AWS::Lambda::Function", f"{plan.stack_name}/{task.name}/Function")
+        function_id = logical_id(
+            template, "AWS::Lambda::Function", f"{plan.task_stack_name(task)}/{task.name}/Function"
+        )
         for alarm in task.alarms:
-            expected[f"{plan.stack_name}/{task.name}/{alarm.construct_id}"] = from_plan(
+            expected[f"{plan.task_stack_name(task)}/{task.name}/{alarm.construct_id}"] = from_plan(
                 alarm, {"FunctionName": {"Ref": function_id}}
             )
     deployed = {

@@ -69,15 +69,16 @@ def assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     build_stage(app, plan)
     app.synth()
-    template_file = outdir / f"{plan.stack_name}.template.json"
-    template = json.loads(template_file.read_text(encoding="utf-8"))
-    for resource in template["Resources"].values():
-        path = resource.get("Metadata", {}).get("aws:cdk:path", "")
-        task = path.split("/")[1] if path.count("/") >= 2 else ""
-        if resource["Type"] == "AWS::Lambda::Function" and task in SLOW:
-            resource["Properties"]["Handler"] = "tests.local.slow_handler.handler"
-            resource["Properties"]["Environment"]["Variables"]["SLOW_HANDLER_SLEEP_S"] = str(SLOW[task])
-    template_file.write_text(json.dumps(template), encoding="utf-8")
+    for stack_name in plan.stack_names:  # the core stack and every shard stack
+        template_file = outdir / f"{stack_name}.template.json"
+        template = json.loads(template_file.read_text(encoding="utf-8"))
+        for resource in template["Resources"].values():
+            path = resource.get("Metadata", {}).get("aws:cdk:path", "")
+            task = path.split("/")[1] if path.count("/") >= 2 else ""
+            if resource["Type"] == "AWS::Lambda::Function" and task in SLOW:
+                resource["Properties"]["Handler"] = "tests.local.slow_handler.handler"
+                resource["Properties"]["Environment"]["Variables"]["SLOW_HANDLER_SLEEP_S"] = str(SLOW[task])
+        template_file.write_text(json.dumps(template), encoding="utf-8")
     return outdir
 
 
@@ -103,7 +104,11 @@ def records(url: str, task: str) -> list[dict[str, Any]]:
     table = boto3.resource(
         "dynamodb", endpoint_url=url, region_name="us-east-1", aws_access_key_id="l", aws_secret_access_key="l"
     ).Table("kairos-dev-TaskRuns")
-    return table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"TASK#{task}"})["Items"]
+    # Run records only: each slot's claim item (SLOT#...) sits beside them.
+    return table.query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
+        ExpressionAttributeValues={":pk": f"TASK#{task}", ":run": "RUN#"},
+    )["Items"]
 
 
 def predicted(assembly: Path, task: str) -> list[str]:

@@ -178,7 +178,8 @@ def test_a_history_rerun_writes_nothing_new_and_a_missing_fund_is_noted(
 
     runner.dispatch(event, lambda_context)
     before = market_items(dynamodb)
-    response = runner.dispatch({**event, "execution_id": "again"}, lambda_context)
+    # A rerun of the slot (a second delivery of a done slot would be declined, docs/adr/0140).
+    response = runner.dispatch({**event, "execution_id": "again", "rerun": True}, lambda_context)
 
     assert response["status"] == "SUCCEEDED"
     assert market_items(dynamodb) == before
