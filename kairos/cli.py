@@ -801,9 +801,11 @@ def schema(
 
 def _register_operations() -> None:
     # Below every helper they use: kairos.cli_operations imports them from this module.
+    from kairos.cli_diff import register as register_diff
     from kairos.cli_operations import register
 
     register(app)
+    register_diff(app)
 
 
 _register_operations()

@@ -32,6 +32,7 @@ from kairos_runtime.settings import (
     MAX_EVENT_AGE_ENV,
     RUN_RECORD_TTL_DAYS_ENV,
     RUNTIME_ENV,
+    SDK_TRACING_ENV,
     SSM_PARAMETERS_ENV,
     STAGE_ENV,
     TASK_ENV,
@@ -442,6 +443,8 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         environment |= {"POWERTOOLS_SERVICE_NAME": metrics.SERVICE, "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE}
         if entry.module:
             environment[TASK_MODULE_ENV] = entry.module
+        if config.sdk_tracing:
+            environment[SDK_TRACING_ENV] = "true"
     return TaskPlan(
         name=task.name,
         description=task_description(task, entry),
