@@ -4,9 +4,12 @@ checked out in a temporary worktree), or a saved template or cloud assembly; off
 A synth here runs the tree's own ``app.py`` the way the CDK CLI would (``CDK_OUTDIR`` and
 ``CDK_CONTEXT_JSON``: the tree's ``cdk.json`` context plus the stage), with three differences:
 
-* bundling is skipped (``aws:cdk:bundling-stacks: []``): the asset hashes are Kairos's custom hashes,
-  the same as a bundled synth's (``kairos_stack/lambda_bundling.py``), and each asset folder holds
-  the staged sources, which is what the file comparison reads; nothing is built, pip never runs;
+* Python assets are bundled sources-only (``kairos:sources-only``): each asset folder holds the
+  sources that asset ships and its dependency group's lock, nothing is built and pip never runs;
+  the asset hashes are Kairos's custom hashes, the same as a real synth's
+  (``kairos_stack/lambda_bundling.py``). A tree from before that switch is synthesized without
+  bundling (``aws:cdk:bundling-stacks: []``), and its Python assets are compared as whole
+  ``lambdas/python`` folders;
 * no AWS variable reaches the process (no profile, no credentials, no instance metadata): the
   synth must not need an account, and cannot reach one;
 * the result is cached under ``.kairos/diff-cache/`` by the tree's git tree id (the working tree's
@@ -32,6 +35,9 @@ from kairos.diffing import Assembly, StackTemplate
 from kairos.excerpts import shorten
 
 STAGE_TAG = "kairos:stage"
+SOURCES_ONLY_CONTEXT = "kairos:sources-only"
+"""CDK context: bundle each Python asset as the sources it ships and its group's lock, building
+nothing (read by ``kairos_stack``; an asset bundled so is never deployed)."""
 CACHE_DIR = Path(".kairos") / "diff-cache"
 CACHE_KEEP = 12
 """How many synthesized assemblies the cache keeps (the oldest go first)."""
@@ -113,11 +119,16 @@ def synth_context(tree: Path, stage: str, tasks_file: str) -> dict[str, object]:
         context = dict(json.loads(cdk_json.read_text(encoding="utf-8")).get("context") or {})
     except (OSError, ValueError) as error:
         raise DiffSourceError(f"{cdk_json}: cannot read it ({shorten(str(error), 120)})") from None
+    this_module = tree / "kairos" / "diff_sources.py"
+    knows_sources_only = this_module.is_file() and SOURCES_ONLY_CONTEXT in this_module.read_text(encoding="utf-8")
+    if knows_sources_only:
+        context[SOURCES_ONLY_CONTEXT] = True
+    else:
+        context["aws:cdk:bundling-stacks"] = []
     context.update(
         {
             "stage": stage,
             "tasks_file": tasks_file,
-            "aws:cdk:bundling-stacks": [],
             "aws:cdk:enable-path-metadata": True,
             "aws:cdk:enable-asset-metadata": True,
             "aws:cdk:version-reporting": False,

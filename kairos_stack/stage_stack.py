@@ -12,6 +12,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from kairos.config import NODE_RUNTIMES, PYTHON_RUNTIMES
+from kairos.diff_sources import SOURCES_ONLY_CONTEXT
 from kairos.plan import StagePlan
 from kairos_runtime.registry import Access, Partitions
 from kairos_runtime.tables import TableId
@@ -99,7 +100,8 @@ class KairosStageStack(cdk.Stack):
         self.plan = plan
         cdk.Tags.of(self).add(STAGE_TAG, plan.stage)
         removal_policy = cdk.RemovalPolicy.RETAIN if plan.retain_data else cdk.RemovalPolicy.DESTROY
-        code_assets = code_assets or CodeAssets()
+        sources_only = str(self.node.try_get_context(SOURCES_ONLY_CONTEXT)).lower() == "true"
+        code_assets = code_assets or CodeAssets(sources_only=sources_only)
 
         self.tables = DataTables(self, "Tables", designs=plan.tables, retain_data=plan.retain_data)
         # Every alarm has a destination in every stage, so subscribing later needs no redeploy.

@@ -88,5 +88,6 @@ _traced: Handler = _measured if tracer is None else tracer.capture_lambda_handle
 
 
 @logger.inject_lambda_context(correlation_id_path="execution_id", clear_state=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """``context`` is Lambda's context object, or one shaped like it (``kairos run``'s)."""
     return _traced(event, context)
