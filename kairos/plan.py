@@ -443,7 +443,7 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         environment |= {"POWERTOOLS_SERVICE_NAME": metrics.SERVICE, "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE}
         if entry.module:
             environment[TASK_MODULE_ENV] = entry.module
-        if config.sdk_tracing:
+        if config.sdk_tracing:  # the Python handler builds the X-Ray SDK's Tracer only then
             environment[SDK_TRACING_ENV] = "true"
     return TaskPlan(
         name=task.name,
