@@ -51,7 +51,13 @@ from kairos_build.platforms import LambdaPlatform  # noqa: E402
 from kairos_build.project import BUNDLE_CACHE, dependency_groups  # noqa: E402
 from kairos_build.trimming import tree_size  # noqa: E402
 from kairos_runtime.registry import DependencyGroup  # noqa: E402
-from kairos_stack.lambda_bundling import LAYER_PREFIX, PYTHON_CODE_DIR, RUNTIME_PACKAGE, LocalBundling  # noqa: E402
+from kairos_stack.lambda_bundling import (  # noqa: E402
+    LAYER_PREFIX,
+    PYTHON_CODE_DIR,
+    RUNTIME_PACKAGE,
+    LocalBundling,
+    runtime_files,
+)
 
 GROUPS = dependency_groups(PROJECT_ROOT)
 CORE, CRAWLER = GROUPS[DependencyGroup.CORE], GROUPS[DependencyGroup.CRAWLER]
@@ -73,6 +79,7 @@ TRACER = "aws_lambda_powertools.Tracer(service='kairos', patch_modules=('boto3',
 # The functions measured: each with the environment the plan gives it in the dev stage.
 CORE_TASK = "python-task-1"
 CRAWLER_TASK = "stock-spot"
+SIMPLE_MODULE, MARKET_MODULE = "kairos_runtime.tasks.simple", "kairos_runtime.tasks.market"
 
 
 def dev_plan() -> StagePlan:
@@ -108,9 +115,12 @@ def build_assets(
     x86_64 twin), so the sources-only comparison leaves it out."""
     arm, x86 = LambdaPlatform("arm64", "3.13"), LambdaPlatform("x86_64", "3.13")
     sources = PYTHON_CODE_DIR / RUNTIME_PACKAGE
+    # Each function's code asset holds the shared runtime and its own task module (ADR 0191).
+    simple, market = runtime_files(sources, SIMPLE_MODULE), runtime_files(sources, MARKET_MODULE)
     bundles = {
-        "core-arm64": LocalBundling(spec=CORE, target=arm, sources=sources, builder=builder),
-        "core-x86_64": LocalBundling(spec=CORE, target=x86, sources=sources, builder=builder),
+        "core-arm64": LocalBundling(spec=CORE, target=arm, sources=sources, files=simple, builder=builder),
+        "core-x86_64": LocalBundling(spec=CORE, target=x86, sources=sources, files=simple, builder=builder),
+        "crawler-code": LocalBundling(spec=CORE, target=x86, sources=sources, files=market, builder=builder),
         "crawler-layer": LocalBundling(spec=CRAWLER, target=x86, prefix=LAYER_PREFIX, builder=builder),
     }
     if not with_arm64:
@@ -212,7 +222,7 @@ def mib(size: int) -> str:
 def size_lines(assets: Mapping[str, Path]) -> list[str]:
     groups = {
         "core (arm64): code asset": Asset("core", (assets["core-arm64"],)),
-        "crawler (x86_64): code asset + layer": Asset("crawler", (assets["core-x86_64"], assets["crawler-layer"])),
+        "crawler (x86_64): code asset + layer": Asset("crawler", (assets["crawler-code"], assets["crawler-layer"])),
     }
     lines = [
         "| function group | unzipped | zipped | files | budget (unzipped) |",
@@ -238,6 +248,7 @@ def import_measures(assets: Mapping[str, Path], runtime: Path, suffix: str) -> l
     """What is timed, for the assets as shipped (suffix "") or built from sources only."""
     plan = dev_plan()
     code, layer = assets["core-x86_64"], assets["crawler-layer"] / LAYER_PREFIX
+    crawler_code = assets["crawler-code"]
     core, crawler = plan.task(CORE_TASK).environment, plan.task(CRAWLER_TASK).environment
     from kairos_runtime.settings import SDK_TRACING_ENV
 
@@ -248,8 +259,8 @@ def import_measures(assets: Mapping[str, Path], runtime: Path, suffix: str) -> l
         Measure(f"floor + Tracer{suffix}", f"{FLOOR}\n{TRACER}", (code, runtime)),
         Measure(f"core handler{suffix}", HANDLER, (code, runtime), core),
         Measure(f"core handler, sdk_tracing on{suffix}", HANDLER, (code, runtime), traced),
-        Measure(f"crawler handler{suffix}", HANDLER, (code, layer, runtime), crawler),
-        Measure(f"crawler libraries{suffix}", CRAWL, (code, layer, runtime), crawler),
+        Measure(f"crawler handler{suffix}", HANDLER, (crawler_code, layer, runtime), crawler),
+        Measure(f"crawler libraries{suffix}", CRAWL, (crawler_code, layer, runtime), crawler),
     ]
 
 

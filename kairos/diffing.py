@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,25 +217,58 @@ def _relative_path(stack: str, logical_id: str, metadata: Mapping[str, Any]) -> 
     return parts or [logical_id]
 
 
+def _referenced(value: Any) -> Iterator[str]:
+    """Logical ids a template value names through ``Ref`` or ``Fn::GetAtt``."""
+    if isinstance(value, Mapping):
+        if isinstance(value.get("Ref"), str):
+            yield value["Ref"]
+        attribute = value.get("Fn::GetAtt")
+        if isinstance(attribute, list) and attribute:
+            yield str(attribute[0])
+        for item in value.values():
+            yield from _referenced(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _referenced(item)
+
+
+def _owners(entries: list[tuple[str, str, Mapping[str, Any], list[str], str | None]]) -> dict[str, str]:
+    """Logical id → task: by tag, by a path segment naming a task, and then a policy outside every
+    task (a Scheduler target's role, which CDK puts at the stack's root) that names one task's
+    resources only, with the roles it is attached to."""
+    tagged = {task for *_, task in entries if task}
+    owners = {}
+    for logical_id, _, _, parts, task in entries:
+        owner = task or next((part for part in parts if part in tagged), None)
+        if owner:
+            owners[logical_id] = owner
+    for logical_id, kind, properties, _, _ in entries:
+        if kind != "AWS::IAM::Policy" or logical_id in owners:
+            continue
+        named = {owners[ref] for ref in _referenced(properties.get("PolicyDocument")) if ref in owners}
+        if len(named) == 1:
+            (task,) = named
+            owners[logical_id] = task
+            for role in _referenced(properties.get("Roles")):
+                owners.setdefault(role, task)
+    return owners
+
+
 def resources_of(stack: StackTemplate) -> list[Resource]:
-    """The stack's resources, each assigned to its task (by tag, or by a path segment naming a task)."""
+    """The stack's resources, each assigned to its task (see :func:`_owners`)."""
     raw = stack.template.get("Resources") or {}
-    tagged: set[str] = set()
     entries = []
     for logical_id, body in raw.items():
         if not isinstance(body, Mapping):
             continue
         properties = body.get("Properties") or {}
         parts = _relative_path(stack.name, logical_id, body.get("Metadata") or {})
-        task = _tags(properties).get(TASK_TAG)
-        if task:
-            tagged.add(task)
-        entries.append((logical_id, str(body.get("Type", "")), properties, parts, task))
-    resources = []
-    for logical_id, kind, properties, parts, task in entries:
-        owner = task or next((part for part in parts if part in tagged), None)
-        resources.append(Resource(stack.name, logical_id, kind, properties, "/".join(parts), owner))
-    return resources
+        entries.append((logical_id, str(body.get("Type", "")), properties, parts, _tags(properties).get(TASK_TAG)))
+    owners = _owners(entries)
+    return [
+        Resource(stack.name, logical_id, kind, properties, "/".join(parts), owners.get(logical_id))
+        for logical_id, kind, properties, parts, _ in entries
+    ]
 
 
 def _json(value: Any) -> str:

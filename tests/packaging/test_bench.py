@@ -29,7 +29,11 @@ def test_the_pydantic_compared_is_the_one_the_cdk_app_runs(bench: ModuleType) ->
 
 
 def test_every_import_is_measured_as_shipped_and_from_sources_under_its_own_label(bench: ModuleType) -> None:
-    assets = {"core-x86_64": PROJECT_ROOT / "core", "crawler-layer": PROJECT_ROOT / "layer"}
+    assets = {
+        "core-x86_64": PROJECT_ROOT / "core",
+        "crawler-code": PROJECT_ROOT / "crawler",
+        "crawler-layer": PROJECT_ROOT / "layer",
+    }
 
     shipped = bench.import_measures(assets, PROJECT_ROOT / "runtime", "")
     sources = bench.import_measures(assets, PROJECT_ROOT / "runtime", " (sources)")

@@ -303,3 +303,40 @@ def test_the_json_form_has_stable_fields() -> None:
     assert document["changed"] is True
     assert document["tasks_changed"][0]["name"] == "alpha"
     json.dumps(document)
+
+
+def test_a_scheduler_role_at_the_stack_root_belongs_to_the_task_whose_function_it_invokes() -> None:
+    def with_scheduler_role(name: str, suffix: str) -> dict[str, Any]:
+        resources = task_resources(name)
+        prefix = name.replace("-", "")
+        resources[f"SchedulerRole{suffix}"] = {
+            "Type": "AWS::IAM::Role",
+            "Properties": {},
+            "Metadata": _meta(f"SchedulerRoleForTarget-{suffix}/Resource"),
+        }
+        resources[f"SchedulerRole{suffix}Policy"] = {
+            "Type": "AWS::IAM::Policy",
+            "Properties": {
+                "PolicyDocument": {
+                    "Statement": [
+                        {
+                            "Action": "lambda:InvokeFunction",
+                            "Effect": "Allow",
+                            "Resource": {"Fn::GetAtt": [f"{prefix}Function1", "Arn"]},
+                        },
+                        {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": {"Fn::GetAtt": ["Dlq1", "Arn"]}},
+                    ]
+                },
+                "Roles": [{"Ref": f"SchedulerRole{suffix}"}],
+            },
+            "Metadata": _meta(f"SchedulerRoleForTarget-{suffix}/DefaultPolicy/Resource"),
+        }
+        return resources
+
+    base = template(with_scheduler_role("alpha", "aa11"))
+    head = template(with_scheduler_role("alpha", "aa11"), with_scheduler_role("beta", "bb22"))
+
+    report = diff(one_stack("base", base), one_stack("head", head))
+
+    assert [task.name for task in report.tasks_added] == ["beta"]
+    assert report.stage_changes == (), "the new task's Scheduler role is the task's, not the stage's"
