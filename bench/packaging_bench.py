@@ -67,6 +67,9 @@ IMPORT_BUDGET_RATIO = 1.1
 """Issue 13: the simple-task handler within 1.10× of the floor, quiet machine or loaded."""
 FLOOR = "import boto3, aws_lambda_powertools"
 HANDLER = "import kairos_runtime.handler"
+FIRST_RUN = f"{HANDLER}\nimport boto3"
+"""The handler imports boto3 on its first AWS call, which every run makes (its run record): the
+budget compares the handler plus boto3 with the floor, which imports boto3 too."""
 CRAWL = "import akshare, pycoingecko"
 # What the core handler adds to the floor, each on its own: typed params need a model library, and
 # issue 2's tracing needs the X-Ray SDK behind Powertools' Tracer.
@@ -258,6 +261,7 @@ def import_measures(assets: Mapping[str, Path], runtime: Path, suffix: str) -> l
         Measure(f"floor + a msgspec model{suffix}", f"{FLOOR}\n{MSGSPEC_MODEL}", (code, runtime)),
         Measure(f"floor + Tracer{suffix}", f"{FLOOR}\n{TRACER}", (code, runtime)),
         Measure(f"core handler{suffix}", HANDLER, (code, runtime), core),
+        Measure(f"core handler + boto3{suffix}", FIRST_RUN, (code, runtime), core),
         Measure(f"core handler, sdk_tracing on{suffix}", HANDLER, (code, runtime), traced),
         Measure(f"crawler handler{suffix}", HANDLER, (crawler_code, layer, runtime), crawler),
         Measure(f"crawler libraries{suffix}", CRAWL, (crawler_code, layer, runtime), crawler),
@@ -324,22 +328,24 @@ def report(args: argparse.Namespace) -> str:
             f"path, floor + one model: {timings[compared.label] * 1000:.0f} ms, {pydantic_ratio:.2f}× the floor, "
             f"against {timings['floor + a msgspec model'] / floor:.2f}× for msgspec.",
         ]
-        handler_ratio = timings["core handler"] / floor
+        handler_ratio = timings["core handler + boto3"] / floor
         verdict = "ok" if handler_ratio <= IMPORT_BUDGET_RATIO else "OVER"
         lines += [
             "",
-            f"Budget: core handler cold import ≤ {IMPORT_BUDGET_RATIO}× the floor, as shipped: "
-            f"{handler_ratio:.2f}× ({verdict}).",
+            f"Budget: core handler + boto3 (what a cold start pays by its first AWS call) ≤ "
+            f"{IMPORT_BUDGET_RATIO}× the floor, as shipped: {handler_ratio:.2f}× ({verdict}).",
         ]
         profiles = {
             measure.label: import_profile(
                 interpreter, measure.statement, measure.path, {**environment, **measure.task_environment}
             )
             for measure in shipped
-            if measure.label in ("floor", "core handler", "crawler handler")
+            if measure.label in ("floor", "core handler", "core handler + boto3", "crawler handler")
         }
         lines += ["", "Where the extra time goes (one `-X importtime` run each, as shipped, self time by package):"]
-        lines += profile_lines("core handler over the floor", profiles["core handler"], profiles["floor"])
+        lines += profile_lines(
+            "core handler + boto3 over the floor", profiles["core handler + boto3"], profiles["floor"]
+        )
         lines += profile_lines(
             "crawler handler over the core handler", profiles["crawler handler"], profiles["core handler"]
         )

@@ -14,14 +14,28 @@ asset holds only its own module (docs/adr/0191-one-code-asset-per-task-module.md
 from __future__ import annotations
 
 import importlib
-import pkgutil
 
 from kairos_runtime.registry import TaskRegistry
 
 
 def task_modules() -> tuple[str, ...]:
-    """The task modules installed beside this package, sorted (in a function's asset: its own)."""
-    return tuple(sorted(f"{__name__}.{module.name}" for module in pkgutil.iter_modules(__path__)))
+    """The task modules installed beside this package, sorted (in a function's asset: its own).
+
+    Only the CDK app, the CLI and tests call this (a function imports the module it is given), and
+    it lists the folder itself, as ``pkgutil.iter_modules`` would, without importing ``pkgutil``.
+    """
+    import os
+
+    names = set()
+    for folder in __path__:
+        for entry in os.scandir(folder):
+            if entry.name.startswith(("_", ".")):
+                continue
+            if entry.is_dir() and os.path.isfile(os.path.join(entry.path, "__init__.py")):
+                names.add(entry.name)
+            elif entry.is_file() and entry.name.endswith(".py"):
+                names.add(entry.name.removesuffix(".py"))
+    return tuple(sorted(f"{__name__}.{name}" for name in names))
 
 
 def _module_registry(module_name: str) -> TaskRegistry:
