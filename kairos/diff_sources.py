@@ -190,7 +190,10 @@ def _cached_synth(
 
 
 def _prune(cache: Path) -> None:
-    entries = sorted((p for p in cache.iterdir() if p.is_dir() and "." not in p.name), key=lambda p: p.stat().st_mtime)
+    entries = sorted(
+        (p for p in cache.iterdir() if p.is_dir() and "." not in p.name and p.name != "uncached"),
+        key=lambda p: p.stat().st_mtime,
+    )
     for stale in entries[:-CACHE_KEEP]:
         shutil.rmtree(stale, ignore_errors=True)
 
@@ -224,13 +227,12 @@ def synth_working_tree(root: Path, *, stage: str, tasks_file: str) -> Path:
         tree_id = working_tree_id(root)
     except DiffSourceError:
         tree_id = None
-    if tree_id is None:
-        with tempfile.TemporaryDirectory(prefix="kairos-diff-head-") as scratch:
-            out = Path(scratch) / "out"
-            synthesize(root, out, stage=stage, tasks_file=tasks_file, what="the working tree")
-            target = Path(tempfile.mkdtemp(prefix="kairos-diff-head-"))
-            shutil.copytree(out, target / "out")
-            return target / "out"
+    if tree_id is None:  # not a git work tree: synthesized every time, into one reused folder
+        out = root / CACHE_DIR / "uncached" / "out"
+        shutil.rmtree(out, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        synthesize(root, out, stage=stage, tasks_file=tasks_file, what="the working tree")
+        return out
     key = cache_key(tree_id, stage, tasks_file)
     return _cached_synth(root, root, key, stage=stage, tasks_file=tasks_file, what="the working tree", checkout=None)
 
