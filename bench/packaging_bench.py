@@ -51,15 +51,25 @@ from kairos_build.platforms import LambdaPlatform  # noqa: E402
 from kairos_build.project import BUNDLE_CACHE, dependency_groups  # noqa: E402
 from kairos_build.trimming import tree_size  # noqa: E402
 from kairos_runtime.registry import DependencyGroup  # noqa: E402
-from kairos_stack.lambda_bundling import LAYER_PREFIX, PYTHON_CODE_DIR, RUNTIME_PACKAGE, LocalBundling  # noqa: E402
+from kairos_stack.lambda_bundling import (  # noqa: E402
+    LAYER_PREFIX,
+    PYTHON_CODE_DIR,
+    RUNTIME_PACKAGE,
+    LocalBundling,
+    runtime_files,
+)
 
 GROUPS = dependency_groups(PROJECT_ROOT)
 CORE, CRAWLER = GROUPS[DependencyGroup.CORE], GROUPS[DependencyGroup.CRAWLER]
 CORE_BUDGET = 10_000_000
 CRAWLER_BUDGET = 200_000_000
-IMPORT_BUDGET_RATIO = 1.3
+IMPORT_BUDGET_RATIO = 1.1
+"""Issue 13: the simple-task handler within 1.10× of the floor, quiet machine or loaded."""
 FLOOR = "import boto3, aws_lambda_powertools"
 HANDLER = "import kairos_runtime.handler"
+FIRST_RUN = f"{HANDLER}\nimport boto3"
+"""The handler imports boto3 on its first AWS call, which every run makes (its run record): the
+budget compares the handler plus boto3 with the floor, which imports boto3 too."""
 CRAWL = "import akshare, pycoingecko"
 # What the core handler adds to the floor, each on its own: typed params need a model library, and
 # issue 2's tracing needs the X-Ray SDK behind Powertools' Tracer.
@@ -72,6 +82,7 @@ TRACER = "aws_lambda_powertools.Tracer(service='kairos', patch_modules=('boto3',
 # The functions measured: each with the environment the plan gives it in the dev stage.
 CORE_TASK = "python-task-1"
 CRAWLER_TASK = "stock-spot"
+SIMPLE_MODULE, MARKET_MODULE = "kairos_runtime.tasks.simple", "kairos_runtime.tasks.market"
 
 
 def dev_plan() -> StagePlan:
@@ -107,9 +118,12 @@ def build_assets(
     x86_64 twin), so the sources-only comparison leaves it out."""
     arm, x86 = LambdaPlatform("arm64", "3.13"), LambdaPlatform("x86_64", "3.13")
     sources = PYTHON_CODE_DIR / RUNTIME_PACKAGE
+    # Each function's code asset holds the shared runtime and its own task module (ADR 0191).
+    simple, market = runtime_files(sources, SIMPLE_MODULE), runtime_files(sources, MARKET_MODULE)
     bundles = {
-        "core-arm64": LocalBundling(spec=CORE, target=arm, sources=sources, builder=builder),
-        "core-x86_64": LocalBundling(spec=CORE, target=x86, sources=sources, builder=builder),
+        "core-arm64": LocalBundling(spec=CORE, target=arm, sources=sources, files=simple, builder=builder),
+        "core-x86_64": LocalBundling(spec=CORE, target=x86, sources=sources, files=simple, builder=builder),
+        "crawler-code": LocalBundling(spec=CORE, target=x86, sources=sources, files=market, builder=builder),
         "crawler-layer": LocalBundling(spec=CRAWLER, target=x86, prefix=LAYER_PREFIX, builder=builder),
     }
     if not with_arm64:
@@ -211,7 +225,7 @@ def mib(size: int) -> str:
 def size_lines(assets: Mapping[str, Path]) -> list[str]:
     groups = {
         "core (arm64): code asset": Asset("core", (assets["core-arm64"],)),
-        "crawler (x86_64): code asset + layer": Asset("crawler", (assets["core-x86_64"], assets["crawler-layer"])),
+        "crawler (x86_64): code asset + layer": Asset("crawler", (assets["crawler-code"], assets["crawler-layer"])),
     }
     lines = [
         "| function group | unzipped | zipped | files | budget (unzipped) |",
@@ -237,14 +251,20 @@ def import_measures(assets: Mapping[str, Path], runtime: Path, suffix: str) -> l
     """What is timed, for the assets as shipped (suffix "") or built from sources only."""
     plan = dev_plan()
     code, layer = assets["core-x86_64"], assets["crawler-layer"] / LAYER_PREFIX
+    crawler_code = assets["crawler-code"]
     core, crawler = plan.task(CORE_TASK).environment, plan.task(CRAWLER_TASK).environment
+    from kairos_runtime.settings import SDK_TRACING_ENV
+
+    traced = {**core, SDK_TRACING_ENV: "true"}
     return [
         Measure(f"floor{suffix}", FLOOR, (code, runtime)),
         Measure(f"floor + a msgspec model{suffix}", f"{FLOOR}\n{MSGSPEC_MODEL}", (code, runtime)),
         Measure(f"floor + Tracer{suffix}", f"{FLOOR}\n{TRACER}", (code, runtime)),
         Measure(f"core handler{suffix}", HANDLER, (code, runtime), core),
-        Measure(f"crawler handler{suffix}", HANDLER, (code, layer, runtime), crawler),
-        Measure(f"crawler libraries{suffix}", CRAWL, (code, layer, runtime), crawler),
+        Measure(f"core handler + boto3{suffix}", FIRST_RUN, (code, runtime), core),
+        Measure(f"core handler, sdk_tracing on{suffix}", HANDLER, (code, runtime), traced),
+        Measure(f"crawler handler{suffix}", HANDLER, (crawler_code, layer, runtime), crawler),
+        Measure(f"crawler libraries{suffix}", CRAWL, (crawler_code, layer, runtime), crawler),
     ]
 
 
@@ -308,22 +328,24 @@ def report(args: argparse.Namespace) -> str:
             f"path, floor + one model: {timings[compared.label] * 1000:.0f} ms, {pydantic_ratio:.2f}× the floor, "
             f"against {timings['floor + a msgspec model'] / floor:.2f}× for msgspec.",
         ]
-        handler_ratio = timings["core handler"] / floor
+        handler_ratio = timings["core handler + boto3"] / floor
         verdict = "ok" if handler_ratio <= IMPORT_BUDGET_RATIO else "OVER"
         lines += [
             "",
-            f"Budget: core handler cold import ≤ {IMPORT_BUDGET_RATIO}× the floor, as shipped: "
-            f"{handler_ratio:.2f}× ({verdict}).",
+            f"Budget: core handler + boto3 (what a cold start pays by its first AWS call) ≤ "
+            f"{IMPORT_BUDGET_RATIO}× the floor, as shipped: {handler_ratio:.2f}× ({verdict}).",
         ]
         profiles = {
             measure.label: import_profile(
                 interpreter, measure.statement, measure.path, {**environment, **measure.task_environment}
             )
             for measure in shipped
-            if measure.label in ("floor", "core handler", "crawler handler")
+            if measure.label in ("floor", "core handler", "core handler + boto3", "crawler handler")
         }
         lines += ["", "Where the extra time goes (one `-X importtime` run each, as shipped, self time by package):"]
-        lines += profile_lines("core handler over the floor", profiles["core handler"], profiles["floor"])
+        lines += profile_lines(
+            "core handler + boto3 over the floor", profiles["core handler + boto3"], profiles["floor"]
+        )
         lines += profile_lines(
             "crawler handler over the core handler", profiles["crawler handler"], profiles["core handler"]
         )

@@ -905,6 +905,9 @@ def _register_operations() -> None:
     cli_operations.register(app)
     cli_backfill.register(app)
     cli_cost.register(app)
+    from kairos.cli_diff import register as register_diff
+
+    register_diff(app)
 
 
 def _register_data() -> None:

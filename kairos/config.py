@@ -339,6 +339,10 @@ class StageConfig(_Model):
         default=False, description="keep tables (with point-in-time recovery) when the stack is deleted"
     )
     https_proxy: str | None = Field(default=None, pattern=PROXY_PATTERN)
+    sdk_tracing: bool = Field(
+        default=False,
+        description="X-Ray SDK subsegments and annotations in Python functions (Lambda's active tracing is always on)",
+    )
     account: str | None = Field(default=None, pattern=ACCOUNT_PATTERN)
     region: str | None = Field(default=None, pattern=REGION_PATTERN)
     shards: int = Field(

@@ -47,6 +47,7 @@ from kairos_runtime.settings import (
     MAX_EVENT_AGE_ENV,
     RUN_RECORD_TTL_DAYS_ENV,
     RUNTIME_ENV,
+    SDK_TRACING_ENV,
     SSM_PARAMETERS_ENV,
     STAGE_ENV,
     TASK_ENV,
@@ -858,6 +859,8 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         environment |= {"POWERTOOLS_SERVICE_NAME": metrics.SERVICE, "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE}
         if entry.module:
             environment[TASK_MODULE_ENV] = entry.module
+        if config.sdk_tracing:  # the Python handler builds the X-Ray SDK's Tracer only then
+            environment[SDK_TRACING_ENV] = "true"
     return TaskPlan(
         name=task.name,
         description=task_description(task, entry),

@@ -9,6 +9,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from kairos.catalog import load_catalog
+from kairos.diff_sources import SOURCES_ONLY_CONTEXT
 from kairos.loading import load_tasks_file
 from kairos.plan import StagePlan, plan_stage
 from kairos_stack.code_assets import CodeAssets
@@ -61,7 +62,9 @@ def build_stage(app: cdk.App, plan: StagePlan, *, code_assets: CodeAssets | None
         description=f"Kairos scheduled tasks, stage {plan.stage}: tables, queue, alarm topic, schedule group",
         synthesizer=synthesizer(),
     )
-    code_assets = code_assets or CodeAssets()
+    # kairos diff synthesizes with sources only: it needs each asset's files, not pip's wheels.
+    sources_only = str(app.node.try_get_context(SOURCES_ONLY_CONTEXT)).lower() == "true"
+    code_assets = code_assets or CodeAssets(sources_only=sources_only)
     shards = tuple(
         KairosShardStack(
             app,

@@ -1,10 +1,10 @@
 """The code assets and layers of a stage's functions, each built once and shared by every function
 that runs it.
 
-* Python: one code asset per (architecture, Python version) with the core dependency group
-  (Powertools, msgspec) and the ``kairos_runtime`` package; crawler functions add one shared layer
-  with the crawler group (akshare, pycoingecko, pandas). Both are bundled locally, without Docker
-  (:mod:`kairos_stack.lambda_bundling`).
+* Python: one code asset per (task module, architecture, Python version) with the core dependency
+  group (Powertools, msgspec), the shared ``kairos_runtime`` and that task module (no other);
+  crawler functions add one shared layer with the crawler group (akshare, pycoingecko, pandas).
+  Both are bundled locally, without Docker (:mod:`kairos_stack.lambda_bundling`).
 * Node.js: the sources as they are; the runtime ships the AWS SDK v3, the only dependency.
 """
 
@@ -20,6 +20,7 @@ from kairos_build.builder import DependencyBuilder
 from kairos_build.platforms import LambdaPlatform
 from kairos_build.project import dependency_groups
 from kairos_runtime.registry import DependencyGroup
+from kairos_runtime.settings import TASK_MODULE_ENV
 from kairos_stack.lambda_bundling import AssetHashes
 from kairos_stack.scheduled_task import ARCHITECTURES, LAMBDA_RUNTIMES
 
@@ -30,9 +31,9 @@ ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.mypy_cache", "**/test", "**
 class CodeAssets:
     """Builds each distinct asset once, so N functions share one upload and one asset hash."""
 
-    def __init__(self, *, builder: DependencyBuilder | None = None) -> None:
+    def __init__(self, *, builder: DependencyBuilder | None = None, sources_only: bool = False) -> None:
         self._groups = dependency_groups(PROJECT_ROOT)
-        self._hashes = AssetHashes(builder)
+        self._hashes = AssetHashes(builder, sources_only=sources_only)
         self._codes: dict[tuple[str, object], lambda_.Code] = {}
         self._layers: dict[tuple[str, DependencyGroup, LambdaPlatform], lambda_.ILayerVersion] = {}
 
@@ -46,10 +47,12 @@ class CodeAssets:
                 self._codes[key] = lambda_.Code.from_asset(task.code_dir, exclude=ASSET_EXCLUDES)
             return self._codes[key]
         target = LambdaPlatform.for_runtime(task.runtime, task.architecture)
-        key = (stack, target)
-        if key not in self._codes:
-            self._codes[key] = self._hashes.function_code(self._groups[DependencyGroup.CORE], target)
-        return self._codes[key]
+        module = task.environment.get(TASK_MODULE_ENV)
+        python_key = (stack, (target, module))
+        if python_key not in self._codes:
+            core = self._groups[DependencyGroup.CORE]
+            self._codes[python_key] = self._hashes.function_code(core, target, module)
+        return self._codes[python_key]
 
     def layers_for(self, scope: Construct, task: TaskPlan) -> list[lambda_.ILayerVersion]:
         """The dependency layers a task's function needs: none for the core group."""

@@ -29,14 +29,20 @@ def test_the_pydantic_compared_is_the_one_the_cdk_app_runs(bench: ModuleType) ->
 
 
 def test_every_import_is_measured_as_shipped_and_from_sources_under_its_own_label(bench: ModuleType) -> None:
-    assets = {"core-x86_64": PROJECT_ROOT / "core", "crawler-layer": PROJECT_ROOT / "layer"}
+    assets = {
+        "core-x86_64": PROJECT_ROOT / "core",
+        "crawler-code": PROJECT_ROOT / "crawler",
+        "crawler-layer": PROJECT_ROOT / "layer",
+    }
 
     shipped = bench.import_measures(assets, PROJECT_ROOT / "runtime", "")
     sources = bench.import_measures(assets, PROJECT_ROOT / "runtime", " (sources)")
 
     labels = [measure.label for measure in shipped]
     assert len(set(labels)) == len(labels)
-    assert {"floor", "core handler", "floor + a msgspec model"} <= set(labels), "the report reads these by label"
+    assert {"floor", "core handler", "core handler + boto3", "floor + a msgspec model"} <= set(labels), (
+        "the report reads these by label"
+    )
     assert [measure.label for measure in sources] == [f"{label} (sources)" for label in labels]
     handler = shipped[labels.index("core handler")]
     assert handler.task_environment["KAIROS_TASK_MODULE"] == "kairos_runtime.tasks.simple"

@@ -15,7 +15,7 @@ from kairos.loading import load_tasks_file
 from kairos.local.dynamodb import DynamoEndpoint
 from kairos.local.session import LocalStage
 from kairos.plan import StagePlan, plan_stage
-from kairos_runtime.settings import TASK_TYPE_ENV
+from kairos_runtime.settings import SDK_TRACING_ENV, TASK_TYPE_ENV
 from tests.conftest import PROJECT_ROOT, run_in_fresh_interpreter
 
 SLOT = datetime(2026, 11, 27, 7, 15, tzinfo=UTC)
@@ -160,3 +160,32 @@ print(json.dumps(h.metrics.serialize_metric_set()))
     names = {entry["Name"] for entry in directive["Metrics"]}
     assert metric in names
     assert ({"RunsRetried", "RunsFailed"} - {metric}).isdisjoint(names)
+
+
+@pytest.mark.parametrize(("sdk_tracing", "traced"), [(None, False), ("true", True), ("false", False)])
+def test_the_x_ray_sdk_loads_only_where_the_stage_turns_sdk_tracing_on(sdk_tracing: str | None, traced: bool) -> None:
+    # Given a simple task's function, with or without KAIROS_SDK_TRACING (the plan's sdk_tracing)
+    probe = (
+        "import json, sys, kairos_runtime.handler as h; "
+        "print(json.dumps([h.tracer is not None, any(m.startswith('aws_xray_sdk') for m in sys.modules)]))"
+    )
+    environment = {"KAIROS_TASK_MODULE": "kairos_runtime.tasks.simple"}
+    if sdk_tracing is not None:
+        environment[SDK_TRACING_ENV] = sdk_tracing
+    # When the handler is imported cold, Then the Tracer (and the X-Ray SDK with it) is there only when asked for
+    output = run_in_fresh_interpreter(probe, **environment)
+    assert json.loads(output.splitlines()[-1]) == [traced, traced]
+
+
+def test_a_traced_handler_still_runs_the_task_and_annotates_nothing_when_tracing_is_off(
+    local_stage: LocalStage, dev_plan: StagePlan
+) -> None:
+    # Given python-task-1 run through the real handler with SDK tracing on (Powertools disables it locally)
+    task = dataclasses.replace(
+        dev_plan.task("python-task-1"),
+        environment={**dev_plan.task("python-task-1").environment, SDK_TRACING_ENV: "true"},
+    )
+    # When it runs, Then the run succeeds as it does untraced
+    result = local_stage.run(task, scheduled_time=SLOT)
+    assert result.invocation.ok, result.invocation.output
+    assert result.record["status"] == "SUCCEEDED"

@@ -146,3 +146,21 @@ def test_a_stage_that_keeps_data_warns_when_nobody_would_hear_its_alarms(
     assert (warning is not None) is warns
     if warning:
         assert "set alarm_email (one address or a list) or alarm_topic_arn" in warning
+
+
+def test_sdk_tracing_is_a_stage_switch_that_reaches_python_functions_only(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.yaml"
+    path.write_text(
+        textwrap.dedent(TASKS).replace(
+            "prod: {log_retention_days: 90,", "prod: {sdk_tracing: true, log_retention_days: 90,"
+        ),
+        encoding="utf-8",
+    )
+    catalog = load_catalog()
+    tasks_file = load_tasks_file(path, catalog)
+    dev, prod = plan_stage(tasks_file, catalog, "dev"), plan_stage(tasks_file, catalog, "prod")
+
+    assert all("KAIROS_SDK_TRACING" not in task.environment for task in dev.tasks), "off unless a stage says so"
+    assert prod.task("every-minute").environment["KAIROS_SDK_TRACING"] == "true"
+    assert prod.task("quotes").environment["KAIROS_SDK_TRACING"] == "true"
+    assert "KAIROS_SDK_TRACING" not in prod.task("hourly").environment, "the Node runtime has no X-Ray SDK to load"

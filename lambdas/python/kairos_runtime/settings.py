@@ -30,6 +30,8 @@ HTTPS_PROXY_ENV = "KAIROS_HTTPS_PROXY"
 SPOT_TTL_DAYS_ENV = "KAIROS_SPOT_TTL_DAYS"
 TASK_MODULE_ENV = "KAIROS_TASK_MODULE"
 """The module that registers the function's task type: the handler imports only that one."""
+SDK_TRACING_ENV = "KAIROS_SDK_TRACING"
+"""``true`` where the stage turns SDK tracing on: the Python handler then builds the Powertools Tracer."""
 LAMBDA_RETRY_ATTEMPTS_ENV = "KAIROS_LAMBDA_RETRY_ATTEMPTS"
 """How often Lambda delivers a rejected event again: a transient failure Lambda will retry is counted
 as RunsRetried, not RunsFailed."""
