@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from kairos.local.assembly import LocalSchedule
 from kairos.local.invoke import TIMED_OUT, FunctionCall, LocalInvocation, call_function, lambda_environment
+from kairos.operations.invoke import run_record
 from kairos.schedule import next_fire_times, parse_schedule
 from kairos_runtime.events import ScheduledEvent, iso_seconds
 from kairos_runtime.runs import ErrorKind, RunError, RunRecorder, RunStatus
@@ -97,17 +98,8 @@ class LocalRuns:
             return self._record_of(event)
 
     def _record_of(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
-        response = self._table.query(
-            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
-            ExpressionAttributeNames={"#pk": TASK_RUNS.partition_key, "#sk": TASK_RUNS.sort_key},
-            ExpressionAttributeValues={
-                ":pk": f"TASK#{event['task']}",
-                ":prefix": f"RUN#{event['scheduled_time']}#{event['execution_id']}#",
-            },
-            ConsistentRead=True,
-        )
-        items = response.get("Items", [])
-        return dict(items[-1]) if items else None
+        # The fire's own record or, when the handler declined a slot already done, the slot's run.
+        return run_record(self._table, dict(event))
 
     def record_final(
         self,
