@@ -22,6 +22,11 @@ LABEL = "label: python task 1"
 PAYLOAD = "      payload: {source: python-task-2}"
 
 
+HANG_LIMIT_S = 20.0
+"""Not a speed target (those live in bench/): a bound far above any answer on a loaded 2-core machine
+and far below what an uncapped alias bomb or an unbounded read would take, so a hang fails."""
+
+
 @pytest.fixture(scope="module")
 def catalog() -> TaskCatalog:
     return load_catalog()
@@ -52,7 +57,7 @@ def one_problem(validate: object, content: bytes | str, tmp_path: Path) -> str:
     assert lines[0].startswith(f"{tmp_path / 'tasks.yaml'}"), lines
     assert "Traceback" not in lines[0]
     assert cli.INTERNAL_ERROR not in lines[0]
-    assert elapsed < 1.0, f"{elapsed:.2f} s"
+    assert elapsed < HANG_LIMIT_S, f"{elapsed:.2f} s"
     return str(lines[0]).removeprefix(str(tmp_path / "tasks.yaml"))
 
 
@@ -154,7 +159,7 @@ def test_an_alias_bomb_outside_params_answers_at_once(validate: object, tmp_path
     )
     code, lines, elapsed = validate(text)  # type: ignore[operator]
     assert code == 1, lines
-    assert elapsed < 1.0
+    assert elapsed < HANG_LIMIT_S
     assert all(len(line) < 400 for line in lines), lines
 
 
