@@ -19,6 +19,7 @@ from kairos_stack.alarm_topic import AlarmTopic
 from kairos_stack.code_assets import CodeAssets
 from kairos_stack.data_tables import DataTables
 from kairos_stack.dead_letter_queue import DeadLetterQueue
+from kairos_stack.fan_out_task import FanOutTask
 from kairos_stack.scheduled_task import ScheduledTask
 
 STAGE_TAG = "kairos:stage"
@@ -114,7 +115,26 @@ class KairosStageStack(cdk.Stack):
         )
         table_names = {table_id: table.table_name for table_id, table in self.tables.items()}
         self.tasks: dict[str, ScheduledTask] = {}
+        self.fan_out_tasks: dict[str, FanOutTask] = {}
         for task_plan in plan.tasks:
+            if task_plan.fan_out is not None:
+                fan_out = FanOutTask(
+                    self,
+                    task_plan.name,
+                    plan=task_plan,
+                    code=code_assets.code_for(task_plan),
+                    layers=code_assets.layers_for(self, task_plan),
+                    schedule_group=self.schedule_group,
+                    dead_letter_queue=self.dead_letter_queue.queue,
+                    log_retention=LOG_RETENTION[plan.log_retention_days],
+                    removal_policy=removal_policy,
+                    alarm_action=alarm_action,
+                    table_names=table_names,
+                )
+                cdk.Tags.of(fan_out).add("kairos:task", task_plan.name)
+                self._grant_fan_out(fan_out)
+                self.fan_out_tasks[task_plan.name] = fan_out
+                continue
             task = ScheduledTask(
                 self,
                 task_plan.name,
@@ -163,6 +183,8 @@ class KairosStageStack(cdk.Stack):
                 f"AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
                 f"The schedule of {task.plan.name} may invoke its own function's versions and aliases only",
             )
+        for fan_out in self.fan_out_tasks.values():
+            self._acknowledge_fan_out(fan_out)
         for _, table in self.tables.items():
             table_id = self.get_logical_id(table.node.default_child)  # type: ignore[arg-type]
             self._acknowledge(
@@ -175,6 +197,67 @@ class KairosStageStack(cdk.Stack):
                 f"Stage {self.plan.stage} keeps no data worth restoring: its tables are destroyed with the stack",
             )
 
+    def _acknowledge_fan_out(self, fan_out: FanOutTask) -> None:
+        name = fan_out.plan.name
+        for step in fan_out.steps.values():
+            cdk.Validations.of(step.role).acknowledge(
+                cdk.Acknowledgment(
+                    id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+                    reason="X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions",
+                )
+            )
+            function_id = self.get_logical_id(step.function.node.default_child)  # type: ignore[arg-type]
+            cdk.Validations.of(fan_out.state_machine.role).acknowledge(
+                cdk.Acknowledgment(
+                    id=f"AwsSolutions::AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
+                    reason=f"The state machine of {name} may invoke its own functions' versions and aliases only",
+                )
+            )
+        cdk.Validations.of(fan_out.state_machine.role).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+                reason=(
+                    "X-Ray and the CloudWatch Logs delivery actions a state machine's logging needs "
+                    "(CreateLogDelivery and the like) support no resource-level permissions"
+                ),
+            )
+        )
+        if fan_out.plan.runtime not in NEWEST_RUNTIMES:
+            cdk.Validations.of(fan_out).acknowledge(
+                cdk.Acknowledgment(
+                    id="AwsSolutions::AwsSolutions-L1",
+                    reason=f"{name} pins {fan_out.plan.runtime} in tasks.yaml, where its runtime is chosen",
+                )
+            )
+
+    def _grant_fan_out(self, fan_out: FanOutTask) -> None:
+        """By step: the planner and the summary own the run record and read the declared tables; only
+        the batch workers write them (and read SSM parameters the params name, as the planner may)."""
+        plan = fan_out.plan
+        for name, step in fan_out.steps.items():
+            if name in ("plan", "summarize"):
+                self._grant_runs(step.function, plan.name)
+            for table_id, access in plan.tables.items():
+                granted = access if name == "batch" or not access.allows_read() else Access.READ
+                table = self.tables.table(table_id)
+                for statement in table_statements(table, granted, plan.partitions.get(table_id)):
+                    step.function.add_to_role_policy(statement)
+            if name in ("plan", "batch"):
+                for index, parameter_name in enumerate(plan.ssm_parameters):
+                    ssm.StringParameter.from_secure_string_parameter_attributes(
+                        step, f"Parameter{index}", parameter_name=parameter_name
+                    ).grant_read(step.function)
+
+    def _grant_runs(self, function: iam.IGrantable, task: str) -> None:
+        runs = self.tables.table(TableId.TASK_RUNS)
+        # A task may read and write its own run records and no one else's: the partition key is TASK#<name>.
+        iam.Grant.add_to_principal(
+            grantee=function,
+            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            resource_arns=[runs.table_arn],
+            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"TASK#{task}"]}},
+        )
+
     def _grant_parameters(self, task: ScheduledTask) -> None:
         for index, name in enumerate(task.plan.ssm_parameters):
             parameter = ssm.StringParameter.from_secure_string_parameter_attributes(
@@ -184,14 +267,7 @@ class KairosStageStack(cdk.Stack):
 
     def _grant_tables(self, task: ScheduledTask) -> None:
         function = task.function
-        runs = self.tables.table(TableId.TASK_RUNS)
-        # A task may read and write its own run records and no one else's: the partition key is TASK#<name>.
-        iam.Grant.add_to_principal(
-            grantee=function,
-            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-            resource_arns=[runs.table_arn],
-            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"TASK#{task.plan.name}"]}},
-        )
+        self._grant_runs(function, task.plan.name)
         for table_id, access in task.plan.tables.items():
             table = self.tables.table(table_id)
             for statement in table_statements(table, access, task.plan.partitions.get(table_id)):

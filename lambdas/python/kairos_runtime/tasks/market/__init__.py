@@ -9,15 +9,20 @@ akshare, pandas, pycoingecko and requests inside the functions that call a sourc
 from __future__ import annotations
 
 from kairos_runtime.registry import TaskRegistry
-from kairos_runtime.tasks.market import a_shares, calendar_refresh, crypto, summary
+from kairos_runtime.tasks.market import a_shares, calendar_refresh, crypto, fan_out_daily, summary
 
 registry = TaskRegistry()
 registry.include(a_shares.registry)
 registry.include(calendar_refresh.registry)
 registry.include(crypto.registry)
+registry.include(fan_out_daily.registry)
 registry.include(summary.registry)
 
-CALENDAR_TASK_TYPES = frozenset(a_shares.registry.names()) | frozenset(calendar_refresh.registry.names())
+CALENDAR_TASK_TYPES = (
+    frozenset(a_shares.registry.names())
+    | frozenset(fan_out_daily.registry.names())
+    | frozenset(calendar_refresh.registry.names())
+)
 """Task types that consult (or keep) the exchanges' trading calendar."""
 
 __all__ = ["CALENDAR_TASK_TYPES", "registry"]
