@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kairos_build.groups import DependencyGroupSpec
-from kairos_runtime.fan_out import FanOut
 from kairos_build.project import dependency_groups
+from kairos_runtime.fan_out import FanOut
 from kairos_runtime.registry import (
     Access,
     Architecture,

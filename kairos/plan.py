@@ -214,7 +214,11 @@ def fan_out_failure_alarm(task: str) -> AlarmPlan:
                 "failed": MetricPlan(metrics.NAMESPACE, metrics.RUNS_FAILED, "Sum", task_dimensions(task)),
                 **{
                     metric_id: MetricPlan(
-                        metrics.STATES_NAMESPACE, name, "Sum", MappingProxyType({}), resource_dimension="StateMachineArn"
+                        metrics.STATES_NAMESPACE,
+                        name,
+                        "Sum",
+                        MappingProxyType({}),
+                        resource_dimension="StateMachineArn",
                     )
                     for metric_id, name in (
                         ("executions", metrics.STATES_EXECUTIONS_FAILED),
@@ -541,7 +545,8 @@ def fan_out_problems(task: ResolvedTask, entry: CatalogEntry) -> Iterator[tuple[
             f"a batch of {settings.batch_size} symbols at {settings.rate_per_batch:g} requests/s (requests_per_second "
             f"{settings.requests_per_second:g} shared by max_concurrency {settings.max_concurrency}) needs "
             f"{needed:.0f} s, over the batch worker's timeout of {task.timeout} s less "
-            f"{FAN_OUT_TIME_RESERVE_SECONDS} s: lower batch_size or max_concurrency, or raise requests_per_second or timeout",
+            f"{FAN_OUT_TIME_RESERVE_SECONDS} s: lower batch_size or max_concurrency, "
+            "or raise requests_per_second or timeout",
         )
 
 
@@ -637,11 +642,16 @@ def _plan_fan_out(task: ResolvedTask, entry: CatalogEntry, stage: str, event_age
         state_machine_name=f"kairos-{stage}-{task.name}",
         functions=MappingProxyType(
             {
-                "plan": FunctionPlan("plan", FAN_OUT_HANDLERS["plan"], declaration.planner_memory, declaration.planner_timeout),
+                "plan": FunctionPlan(
+                    "plan", FAN_OUT_HANDLERS["plan"], declaration.planner_memory, declaration.planner_timeout
+                ),
                 # The worker does the work: the task's own memory and timeout in tasks.yaml are its.
                 "batch": FunctionPlan("batch", FAN_OUT_HANDLERS["batch"], task.memory, task.timeout),
                 "summarize": FunctionPlan(
-                    "summarize", FAN_OUT_HANDLERS["summarize"], declaration.summarize_memory, declaration.summarize_timeout
+                    "summarize",
+                    FAN_OUT_HANDLERS["summarize"],
+                    declaration.summarize_memory,
+                    declaration.summarize_timeout,
                 ),
             }
         ),

@@ -35,7 +35,7 @@ from kairos_runtime.tables import TableId
 from kairos_stack.alarms import planned_alarm
 from kairos_stack.scheduled_task import ARCHITECTURES, LAMBDA_RUNTIMES
 
-STEP_IDS = {"plan": "Plan", "batch": "Batch", "summarize": "Summarize"}
+STEP_IDS = {"plan": "PlanFunction", "batch": "BatchFunction", "summarize": "SummarizeFunction"}
 
 
 class FanOutFunction(Construct):
@@ -101,13 +101,17 @@ def definition(scope: Construct, fan_out: FanOutPlan, functions: Mapping[str, la
         scope,
         "Plan",
         lambda_function=functions["plan"],
-        payload=sfn.TaskInput.from_json_path_at("$"),
         payload_response_only=True,
+        retry_on_service_exceptions=False,
         result_path="$.plan",
     )
     _retry(plan, fan_out.plan_retry)
     batch = sfn_tasks.LambdaInvoke(
-        scope, "Batch", lambda_function=functions["batch"], payload_response_only=True
+        scope,
+        "Batch",
+        lambda_function=functions["batch"],
+        payload_response_only=True,
+        retry_on_service_exceptions=False,
     )
     _retry(batch, fan_out.batch_retry)
     failed = sfn.Pass(
@@ -139,6 +143,7 @@ def definition(scope: Construct, fan_out: FanOutPlan, functions: Mapping[str, la
             {"event.$": "$$.Execution.Input", "plan.$": "$.plan", "results.$": "$.results"}
         ),
         payload_response_only=True,
+        retry_on_service_exceptions=False,
         result_path="$.summary",
     )
     _retry(summarize, fan_out.summary_retry)

@@ -101,7 +101,9 @@ class FanOutRunner(TaskRunner):
             detail = getattr(failure, "detail", None)
             error = RunError(type(failure).__name__, str(failure) or type(failure).__name__, error_kind(failure))
             return {"status": RunStatus.FAILED, "error": error, "detail": detail if isinstance(detail, dict) else None}
-        batches = [{"index": index, "items": list(items)} for index, items in enumerate(split(work.items, settings.batch_size))]
+        batches = [
+            {"index": index, "items": list(items)} for index, items in enumerate(split(work.items, settings.batch_size))
+        ]
         detail = dict(work.detail) | {
             "fan_out": {
                 "symbols_planned": len(work.items),
@@ -129,7 +131,9 @@ class FanOutRunner(TaskRunner):
         """Run the worker on one batch; its report, or an error Step Functions retries
         (:class:`BatchTransientError`) or catches (:class:`BatchFailedError`)."""
         if not isinstance(raw, Mapping) or not isinstance(raw.get("batch"), Mapping):
-            raise BatchFailedError("a batch invocation needs {'event', 'batch': {'index', 'items'}, 'shared', 'rate_per_batch'}")
+            raise BatchFailedError(
+                "a batch invocation needs {'event', 'batch': {'index', 'items'}, 'shared', 'rate_per_batch'}"
+            )
         event, event_error = self._parse_event(raw.get("event"), invocation, self._clock())
         prepared = self._prepare(event, event_error, invocation)
         if isinstance(prepared, dict):
@@ -139,14 +143,20 @@ class FanOutRunner(TaskRunner):
         fan_out = self._fan_out_of(task_type)
         spec = raw["batch"]
         items = spec.get("items")
-        if not isinstance(spec.get("index"), int) or not isinstance(items, list) or not all(isinstance(each, str) for each in items):
+        if (
+            not isinstance(spec.get("index"), int)
+            or not isinstance(items, list)
+            or not all(isinstance(each, str) for each in items)
+        ):
             raise BatchFailedError("a batch needs an integer 'index' and a list of 'items' (strings)")
         rate = raw.get("rate_per_batch")
         batch = Batch(
             index=spec["index"],
             items=tuple(items),
             shared=dict(raw.get("shared") or {}),
-            rate_per_second=float(rate) if isinstance(rate, int | float) and rate > 0 else fan_out.settings(params).rate_per_batch,
+            rate_per_second=float(rate)
+            if isinstance(rate, int | float) and rate > 0
+            else fan_out.settings(params).rate_per_batch,
         )
         try:
             report = fan_out.worker(params, context, batch)
@@ -205,10 +215,17 @@ class FanOutRunner(TaskRunner):
         if totals.failed:
             message = (
                 f"{len(totals.failed)} of {totals.planned} symbol(s) failed"
-                + (f", {len(totals.failed_batches)} batch(es) of {len(plan['batches'])} caught" if totals.failed_batches else "")
+                + (
+                    f", {len(totals.failed_batches)} batch(es) of {len(plan['batches'])} caught"
+                    if totals.failed_batches
+                    else ""
+                )
                 + f"; {totals.done} done, {totals.up_to_date} up to date, {len(totals.without_data)} without data"
             )
-            return fields | {"status": RunStatus.FAILED, "error": RunError("PartialFailure", message, ErrorKind.PERMANENT)}
+            return fields | {
+                "status": RunStatus.FAILED,
+                "error": RunError("PartialFailure", message, ErrorKind.PERMANENT),
+            }
         if totals.done + totals.up_to_date == 0:
             message = f"none of the {totals.planned} symbol(s) had data at the source"
             return fields | {"status": RunStatus.FAILED, "error": RunError("NoValidRows", message, ErrorKind.PERMANENT)}
@@ -219,4 +236,3 @@ class FanOutRunner(TaskRunner):
         if task_type.fan_out is None:
             raise BatchFailedError(f"task_type {task_type.name!r} is not a fan-out task type")
         return task_type.fan_out
-

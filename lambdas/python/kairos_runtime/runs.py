@@ -249,7 +249,11 @@ class RunRecorder:
                 Key={TASK_RUNS.partition_key: key.pk, TASK_RUNS.sort_key: key.sk},
                 UpdateExpression="SET #detail = :detail",
                 ConditionExpression="#request_id = :request_id AND #started_at = :started_at",
-                ExpressionAttributeNames={"#detail": "detail", "#request_id": "request_id", "#started_at": "started_at"},
+                ExpressionAttributeNames={
+                    "#detail": "detail",
+                    "#request_id": "request_id",
+                    "#started_at": "started_at",
+                },
                 ExpressionAttributeValues={
                     ":detail": bounded_detail(detail),
                     ":request_id": claim.request_id,

@@ -36,7 +36,14 @@ from kairos_runtime.tasks.market.a_shares import (
     retrier_for,
 )
 from kairos_runtime.tasks.market.coverage import coverage
-from kairos_runtime.tasks.market.model import AssetClass, Provenance, bar_item, class_date_pk, instrument_pk, trading_date_of
+from kairos_runtime.tasks.market.model import (
+    AssetClass,
+    Provenance,
+    bar_item,
+    class_date_pk,
+    instrument_pk,
+    trading_date_of,
+)
 from kairos_runtime.tasks.market.normalise import normalise_rows
 from kairos_runtime.tasks.market.universe import UNIVERSES
 from kairos_runtime.tasks.market.upstream import CrawlerParams, SourceRejected, SourceUnavailable, upstream_requests

@@ -20,8 +20,8 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from kairos_runtime.tables import MARKET_DATA
-from kairos_runtime.tasks.market.model import AssetClass, class_date_pk
 from kairos_runtime.tasks.market.model import LATEST as LATEST_KIND
+from kairos_runtime.tasks.market.model import AssetClass, class_date_pk
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table

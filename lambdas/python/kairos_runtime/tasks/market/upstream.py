@@ -167,42 +167,66 @@ def _policy() -> _Policy | None:
     return stack[-1] if stack else None
 
 
+def _policed(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``requests.Session.request`` under the calling thread's policy (untouched outside a block)."""
+
+    def request(self: Any, method: str, url: str, **kwargs: Any) -> Any:
+        policy = _policy()
+        if policy is None:  # another thread, outside any block
+            return original(self, method, url, **kwargs)
+        given = kwargs.get("timeout")
+        kwargs["timeout"] = policy.timeout if given is None else _capped(given, policy.timeout)
+        gate = policy.gate
+        if gate is not None:
+            gate.acquire()
+        try:
+            response = original(self, method, url, **kwargs)
+        except Exception:
+            if gate is not None:
+                gate.record(None)
+            raise
+        if gate is not None:
+            gate.record(response.status_code)
+        response.raise_for_status()
+        return response
+
+    return request
+
+
+def _enter(proxy: str | None) -> None:
+    import requests
+
+    with _PATCH_LOCK:
+        if _patch_state["users"] == 0:
+            _patch_state["original"] = requests.Session.request
+            _patch_state["saved_env"] = {name: os.environ.get(name) for name in PROXY_VARIABLES}
+            requests.Session.request = _policed(requests.Session.request)  # type: ignore[method-assign]
+            if proxy:
+                os.environ.update(dict.fromkeys(PROXY_VARIABLES, proxy))
+        _patch_state["users"] += 1
+
+
+def _leave() -> None:
+    import requests
+
+    with _PATCH_LOCK:
+        _patch_state["users"] -= 1
+        if _patch_state["users"]:
+            return
+        requests.Session.request = _patch_state["original"]  # type: ignore[method-assign]
+        for name, value in _patch_state["saved_env"].items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @contextmanager
 def upstream_requests(*, proxy: str | None, timeout: float, gate: RequestGate | None = None) -> Iterator[None]:
     """Apply the HTTP policy (proxy, timeout cap, errors raised, and ``gate`` pacing each request)
     to requests made inside the block by this thread."""
-    import requests
-
     quiet_third_party_loggers()
-    with _PATCH_LOCK:
-        if _patch_state["users"] == 0:
-            original = requests.Session.request
-            _patch_state["original"] = original
-
-            def request(self: requests.Session, method: str, url: str, **kwargs: Any) -> Any:
-                policy = _policy()
-                if policy is None:  # another thread, outside any block: untouched
-                    return original(self, method, url, **kwargs)
-                given = kwargs.get("timeout")
-                kwargs["timeout"] = policy.timeout if given is None else _capped(given, policy.timeout)
-                if policy.gate is not None:
-                    policy.gate.acquire()
-                try:
-                    response = original(self, method, url, **kwargs)
-                except Exception:
-                    if policy.gate is not None:
-                        policy.gate.record(None)
-                    raise
-                if policy.gate is not None:
-                    policy.gate.record(response.status_code)
-                response.raise_for_status()
-                return response
-
-            _patch_state["saved_env"] = {name: os.environ.get(name) for name in PROXY_VARIABLES}
-            requests.Session.request = request  # type: ignore[method-assign,assignment]
-            if proxy:
-                os.environ.update(dict.fromkeys(PROXY_VARIABLES, proxy))
-        _patch_state["users"] += 1
+    _enter(proxy)
     stack: list[_Policy] = getattr(_POLICY, "stack", None) or []
     _POLICY.stack = stack
     stack.append(_Policy(timeout=timeout, gate=gate))
@@ -210,15 +234,7 @@ def upstream_requests(*, proxy: str | None, timeout: float, gate: RequestGate | 
         yield
     finally:
         stack.pop()
-        with _PATCH_LOCK:
-            _patch_state["users"] -= 1
-            if _patch_state["users"] == 0:
-                requests.Session.request = _patch_state["original"]  # type: ignore[method-assign]
-                for name, value in _patch_state["saved_env"].items():
-                    if value is None:
-                        os.environ.pop(name, None)
-                    else:
-                        os.environ[name] = value
+        _leave()
 
 
 def _capped(given: object, cap: float) -> object:
