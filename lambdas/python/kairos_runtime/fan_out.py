@@ -57,7 +57,7 @@ Concurrency = Annotated[
 ]
 RequestsPerSecond = Annotated[
     float,
-    Meta(gt=0, le=100, description="requests per second to the source, for the whole task (shared by its batches)"),
+    Meta(gt=0, le=1000, description="requests per second to the source, for the whole task (shared by its batches)"),
 ]
 
 
