@@ -39,8 +39,13 @@ def fresh_universe_cache() -> Iterator[None]:
     UNIVERSES.clear()
 
 
-def event(**params: Any) -> dict[str, object]:
-    return scheduled_event(TASK, "stock_daily_all", params, scheduled_time=SLOT, execution_id="exec-1")
+FAST = 1000
+"""requests_per_second where the rate is not what a test is about."""
+
+
+def event(execution_id: str = "exec-1", **params: Any) -> dict[str, object]:
+    params.setdefault("requests_per_second", FAST)
+    return scheduled_event(TASK, "stock_daily_all", params, scheduled_time=SLOT, execution_id=execution_id)
 
 
 def run(runner: FanOutRunner, raw: dict[str, object], *, max_concurrency: int = 4) -> LocalFanOutResult:
@@ -76,7 +81,7 @@ def test_the_whole_universe_is_crawled_in_batches_with_a_truthful_slot_record(
     market.refused.add(refused)
     market.without_data.add(empty)
 
-    result = run(runner_factory(dynamodb)(), event(batch_size=40, max_concurrency=4, requests_per_second=400))
+    result = run(runner_factory(dynamodb)(), event(batch_size=40, max_concurrency=4))
 
     assert result.planned.get("planned"), run_record(dynamodb, TASK).get("error_message")
     assert [batch["index"] for batch in result.planned["batches"]] == list(range(8))
@@ -93,7 +98,7 @@ def test_the_whole_universe_is_crawled_in_batches_with_a_truthful_slot_record(
     record = run_record(dynamodb, TASK)
     detail = record["detail"]
     assert (record["status"], record["error_type"]) == ("FAILED", "PartialFailure")
-    assert record["error_message"].startswith(f"1 of 300 symbol(s) failed; 298 done, 0 up to date, 1 without data")
+    assert record["error_message"].startswith("1 of 300 symbol(s) failed; 298 done, 0 up to date, 1 without data")
     assert record["items_written"] == 298 * 5 == detail["bars_written"]
     assert (detail["symbols_planned"], detail["symbols_done"]) == (300, 298)
     assert (detail["symbols_failed"], detail["symbols_without_data"]) == ([refused], [empty])
@@ -114,8 +119,7 @@ def test_a_rerun_of_a_finished_slot_asks_for_nothing_and_writes_nothing(
     first = bars(dynamodb)
     asked = len(market.asked)
 
-    again = scheduled_event(TASK, "stock_daily_all", {"batch_size": 50}, scheduled_time=SLOT, execution_id="exec-2")
-    run(runner(), again)
+    run(runner(), event("exec-2", batch_size=50))
 
     assert len(market.asked) == asked == 120
     assert bars(dynamodb) == first
@@ -139,7 +143,7 @@ def test_a_symbol_resumes_after_its_newest_stored_bar(
     market.sessions = SESSIONS
     market.asked.clear()
 
-    run(runner(), scheduled_event(TASK, "stock_daily_all", {}, scheduled_time=SLOT, execution_id="exec-2"))
+    run(runner(), event("exec-2"))
 
     assert sorted(market.asked) == [("000001", "20261126", "20261127"), ("600000", "20261126", "20261127")]
     assert len(bars(dynamodb)) == 10
@@ -171,7 +175,7 @@ def test_without_a_stored_snapshot_the_universe_is_eastmoneys_code_list_read_onc
     runner = runner_factory(dynamodb)
 
     run(runner(), event())
-    run(runner(), scheduled_event(TASK, "stock_daily_all", {}, scheduled_time=SLOT, execution_id="exec-2"))
+    run(runner(), event("exec-2"))
 
     assert UNIVERSES.loads == 1  # the second slot's planner reused the container's universe
     detail = run_record_of(dynamodb, "exec-1")["detail"]
@@ -229,9 +233,7 @@ def test_a_batch_that_stays_unreachable_is_retried_then_caught_and_the_others_fi
 def test_a_plan_over_the_inline_payload_budget_fails_the_run_and_says_where_the_switch_is(
     dynamodb: Any, waits: list[float]
 ) -> None:
-    store_spot_universe(dynamodb, universe(9000))
-
-    result = run(runner_factory(dynamodb)(), event(batch_size=1))
+    result = run(runner_factory(dynamodb)(), event(symbols=universe(9000), batch_size=1))
 
     assert result.planned["planned"] is False
     record = run_record(dynamodb, TASK)
