@@ -39,7 +39,9 @@ def universe(count: int) -> list[str]:
 
 def kline_row(day: str, seed: int) -> str:
     close = 10 + (seed % 500) / 100
-    return f"{day},{close - 0.1:.2f},{close:.2f},{close + 0.2:.2f},{close - 0.3:.2f},{1000 + seed},{(1000 + seed) * close * 100:.2f},1.00,0.50,0.05,0.30"
+    volume = 1000 + seed
+    prices = f"{close - 0.1:.2f},{close:.2f},{close + 0.2:.2f},{close - 0.3:.2f}"
+    return f"{day},{prices},{volume},{volume * close * 100:.2f},1.00,0.50,0.05,0.30"
 
 
 @dataclass
