@@ -493,10 +493,15 @@ def check_stack_fits(plan: StagePlan) -> None:
     available = STACK_MAX_RESOURCES - CDK_METADATA_RESOURCES
     if plan.resource_count <= available:
         return
-    fit = (available - plan.shared_resource_count) // RESOURCES_PER_TASK
+    fan_outs = [task for task in plan.tasks if task.fan_out is not None]
+    fit = (
+        len(fan_outs)
+        + (available - plan.shared_resource_count - sum(task.resource_count for task in fan_outs)) // RESOURCES_PER_TASK
+    )
     raise PlanError(
         f"stage {plan.stage!r}: {len(plan.tasks)} tasks make {plan.resource_count} CloudFormation resources "
-        f"({RESOURCES_PER_TASK} per task), and a stack holds at most {STACK_MAX_RESOURCES}: at most {fit} tasks "
+        f"({RESOURCES_PER_TASK} per task, {RESOURCES_PER_FAN_OUT_TASK} per fan-out task), and a stack holds at most "
+        f"{STACK_MAX_RESOURCES}: at most {fit} tasks "
         "fit in one stage. Every task of the file is deployed in every stage (disabled ones too), so move "
         "tasks to another tasks file (-c tasks_file=...) with stages of their own"
     )
