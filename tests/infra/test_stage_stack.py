@@ -573,7 +573,8 @@ WILDCARD_ALLOWED = {
     "xray:GetSamplingTargets": "X-Ray's sampling APIs (a state machine's tracing) support no resource-level permissions",
 }
 LOG_DELIVERY_ACTIONS = {
-    action: "CloudWatch Logs' vended-log delivery actions a state machine's logging needs support no resource-level "
+    action: "CloudWatch Logs' vended-log delivery actions a state machine's logging needs support no resource-level"
+    " "
     "permissions (Step Functions guide, 'IAM policies for logging to CloudWatch Logs'); they configure delivery, "
     "they write no log event"
     for action in (
