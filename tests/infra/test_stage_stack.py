@@ -569,12 +569,11 @@ DATA_PLANE_ACTION_PREFIXES = (
 WILDCARD_ALLOWED = {
     "xray:PutTraceSegments": "X-Ray's segment and telemetry APIs support no resource-level permissions",
     "xray:PutTelemetryRecords": "X-Ray's segment and telemetry APIs support no resource-level permissions",
-    "xray:GetSamplingRules": "X-Ray's sampling APIs (a state machine's tracing) support no resource-level permissions",
-    "xray:GetSamplingTargets": "X-Ray's sampling APIs (a state machine's tracing) support no resource-level permissions",
+    "xray:GetSamplingRules": "X-Ray's sampling APIs (a state machine's tracing) support no resource-level permission",
+    "xray:GetSamplingTargets": "X-Ray's sampling APIs (a state machine's tracing) support no resource-level permission",
 }
 LOG_DELIVERY_ACTIONS = {
-    action: "CloudWatch Logs' vended-log delivery actions a state machine's logging needs support no resource-level"
-    " "
+    action: "CloudWatch Logs' vended-log delivery actions a state machine's logging needs support no resource-level "
     "permissions (Step Functions guide, 'IAM policies for logging to CloudWatch Logs'); they configure delivery, "
     "they write no log event"
     for action in (
