@@ -31,7 +31,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ def codes(count: int) -> list[str]:
 
 class Kline(BaseHTTPRequestHandler):
     latency = 0.05
-    times: list[float] = []
+    times: ClassVar[list[float]] = []
     lock = threading.Lock()
 
     def do_GET(self) -> None:
