@@ -124,7 +124,7 @@ def main() -> int:
     universe = codes(args.symbols)
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
-    endpoint = f"http://127.0.0.1:{moto._server.server_port}"  # noqa: SLF001 - moto exposes no getter
+    endpoint = f"http://127.0.0.1:{moto._server.server_port}"
     try:
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
         tables = tables_from_designs("bench")
