@@ -43,6 +43,10 @@ BATCH_OVERHEAD_BYTES = 40
 """A batch item's keys and index, as JSON."""
 REPORT_OVERHEAD_BYTES = 600
 """A batch report's counts and keys, as JSON, beside the symbols it lists."""
+REASONS_LISTED = 5
+"""Distinct failure reasons a batch report carries (with their counts); each symbol is listed once."""
+REASON_BYTES = 90
+"""A reason (cut to 80 characters) and its count, as JSON."""
 FAILED_SYMBOLS_LISTED = 100
 """Failed symbols the final record names (the count is always exact)."""
 MAX_BATCH_SIZE = 500
@@ -118,8 +122,11 @@ class BatchReport:
             "done": self.done,
             "up_to_date": self.up_to_date,
             "without_data": list(self.without_data),
-            # Reasons are cut short: the report travels in the machine's state.
-            "failed": {item: reason[:80] for item, reason in self.failed.items()},
+            # The report travels in the machine's state: each failed item once, the reasons counted.
+            "failed": sorted(self.failed),
+            "failure_reasons": dict(
+                Counter(reason[:80] for reason in self.failed.values()).most_common(REASONS_LISTED)
+            ),
             "items_written": self.items_written,
             "rejected": dict(self.rejected),
             "requests": self.requests,
@@ -130,9 +137,9 @@ class BatchReport:
 
 
 def report_bound(batch_size: int) -> int:
-    """The most bytes a batch report of ``batch_size`` items takes as JSON (every item failed, with
-    the longest reason): what the payload check assumes."""
-    return REPORT_OVERHEAD_BYTES + batch_size * (ITEM_BYTES + 86)
+    """The most bytes a batch report of ``batch_size`` items takes as JSON (every item listed as
+    failed or without data, the most reasons at their longest): what the payload check assumes."""
+    return REPORT_OVERHEAD_BYTES + REASONS_LISTED * REASON_BYTES + batch_size * ITEM_BYTES
 
 
 def payload_bound(items: int, batch_size: int, *, fixed_bytes: int) -> int:
@@ -222,7 +229,8 @@ class SlotTotals:
     done: int
     up_to_date: int
     without_data: tuple[str, ...]
-    failed: Mapping[str, str]
+    failed: tuple[str, ...]
+    failure_reasons: Mapping[str, int]
     failed_batches: tuple[int, ...]
     items_written: int
     rejected: Mapping[str, int]
@@ -245,7 +253,7 @@ class SlotTotals:
             "symbols_without_data": sorted(self.without_data)[:FAILED_SYMBOLS_LISTED],
             "symbols_failed_count": len(failed),
             "symbols_failed": failed[:FAILED_SYMBOLS_LISTED],
-            "failure_reasons": dict(Counter(self.failed.values()).most_common(10)),
+            "failure_reasons": dict(self.failure_reasons),
             "batches_failed": list(self.failed_batches),
             "bars_written": self.items_written,
             "rejected": dict(self.rejected),
@@ -262,7 +270,8 @@ def add_up(batches: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, 
     by_index = {int(batch["index"]): tuple(batch["items"]) for batch in batches}
     done = up_to_date = written = requests = slowdowns = retries = write_requests = 0
     without: list[str] = []
-    failed: dict[str, str] = {}
+    failed: set[str] = set()
+    reasons: Counter[str] = Counter()
     failed_batches: list[int] = []
     rejected: Counter[str] = Counter()
     reported: set[int] = set()
@@ -271,13 +280,15 @@ def add_up(batches: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, 
         reported.add(index)
         if "error" in result:
             failed_batches.append(index)
-            reason = f"batch failed: {result['error']}"
-            failed.update(dict.fromkeys(by_index.get(index, ()), reason))
+            items = by_index.get(index, ())
+            failed.update(items)
+            reasons[f"batch failed: {result['error']}"] += len(items)
             continue
         done += int(result["done"])
         up_to_date += int(result["up_to_date"])
         without.extend(result["without_data"])
         failed.update(result["failed"])
+        reasons.update({str(reason): int(count) for reason, count in result.get("failure_reasons", {}).items()})
         written += int(result["items_written"])
         rejected.update({str(reason): int(count) for reason, count in result["rejected"].items()})
         requests += int(result["requests"])
@@ -286,13 +297,15 @@ def add_up(batches: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, 
         write_requests += int(result["write_requests"])
     for index in sorted(set(by_index) - reported):  # a report that never came back is a failed batch
         failed_batches.append(index)
-        failed.update(dict.fromkeys(by_index[index], "batch failed: no report"))
+        failed.update(by_index[index])
+        reasons["batch failed: no report"] += len(by_index[index])
     return SlotTotals(
         planned=sum(len(items) for items in by_index.values()),
         done=done,
         up_to_date=up_to_date,
         without_data=tuple(without),
-        failed=failed,
+        failed=tuple(sorted(failed)),
+        failure_reasons=dict(reasons.most_common(10)),
         failed_batches=tuple(sorted(failed_batches)),
         items_written=written,
         rejected=dict(rejected),
