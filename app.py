@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 
@@ -15,9 +16,18 @@ from kairos.plan import PlanError
 from kairos_stack.app_builder import add_checks, build_stage, stage_plan
 
 
+def create_app(**options: Any) -> cdk.App:
+    """The app ``cdk synth`` runs (``options`` as ``cdk.App``'s: a context, an outdir).
+
+    CDK's built-in CloudFormation validation is off: it took 8 s of a 1-task synth and 75 s of a
+    1,000-task one, and cfn-lint checks every template in `make test` (docs/adr/0182-synth-speed.md).
+    """
+    return cdk.App(builtin_cloud_formation_validation=False, **options)
+
+
 def main(app: cdk.App | None = None) -> None:
     """Synthesize one stage; any failure is a message on stderr and exit status 1, never a traceback."""
-    app = app or cdk.App()
+    app = app or create_app()
     stage = str(app.node.try_get_context("stage") or "dev")
     tasks_file = Path(str(app.node.try_get_context("tasks_file") or "tasks.yaml"))
     try:
@@ -43,8 +53,9 @@ def main(app: cdk.App | None = None) -> None:
         size = Path(stack.template_full_path).stat().st_size
         if size > TEMPLATE_MAX_BYTES:
             print(
-                f"kairos: stage {stage!r} of {tasks_file}: the template is {size:,} bytes, and CloudFormation "
-                f"takes at most {TEMPLATE_MAX_BYTES:,}: move tasks to another tasks file, or shrink their params",
+                f"kairos: stage {stage!r} of {tasks_file}: the template of {stack.stack_name} is {size:,} bytes, "
+                f"and CloudFormation takes at most {TEMPLATE_MAX_BYTES:,}: shrink the params of its tasks, or give "
+                "the stage more shards (docs/adr/0180-stage-shards.md)",
                 file=sys.stderr,
             )
             raise SystemExit(1)

@@ -57,6 +57,8 @@ class CatalogEntry:
     """A fan-out task type's declaration (Python only): its schedule starts a state machine."""
     parse_params: Callable[[Mapping[str, Any]], Any] | None = None
     """The params as the runtime's model (Python only), for the values the plan reads from them."""
+    backfill: bool = False
+    """Whether the task type can run for a past slot (``kairos backfill``; the registry's ``backfill=``)."""
 
 
 class TaskCatalog:
@@ -124,6 +126,7 @@ def python_entries(registry: TaskRegistry) -> list[CatalogEntry]:
             partitions=task_type.partitions,
             fan_out=task_type.fan_out,
             parse_params=task_type.parse_params,
+            backfill=task_type.backfill,
         )
         for task_type in registry
     ]
@@ -149,6 +152,7 @@ def node_entries(manifest_path: Path) -> list[CatalogEntry]:
                 architecture=Architecture.ARM_64,
                 check_params=_json_schema_check(spec["params_schema"]),
                 partitions=resolve_partitions(name, tables, partitions),
+                backfill=spec.get("backfill") is True,
             )
         )
     return entries

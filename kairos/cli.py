@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from kairos.excerpts import excerpt, shorten
 from kairos.loading import Checked, ConfigError, check_tasks_file, load_tasks_file
 from kairos.local.dynamodb import DynamoEndpoint, EmbeddedDynamoError, dynamodb_endpoint
 from kairos.local.tables import TableDesignChangedError
-from kairos.plan import PlanError, StagePlan, TaskPlan, plan_stage
+from kairos.plan import MAX_STACK_RESOURCES, PlanError, StagePlan, TaskPlan, plan_stage
 from kairos.schedule import (
     ScheduleError,
     describe_schedule,
@@ -45,6 +46,7 @@ from kairos.schedule import (
 )
 from kairos.suggestions import did_you_mean
 from kairos_runtime.events import iso_seconds, parse_instant
+from kairos_runtime.runs import RunStatus
 from kairos_runtime.tables import TableId
 from kairos_runtime.tasks.market import CALENDAR_TASK_TYPES
 from kairos_runtime.tasks.market.model import trading_date_of
@@ -122,6 +124,27 @@ class KairosTyper(typer.Typer):
 def _flag(*names: str, help_text: str) -> Any:
     """A boolean option shown in help without a type."""
     return typer.Option(*names, help=help_text, metavar="")
+
+
+RerunOption = Annotated[
+    bool,
+    _flag("--rerun", help_text="Run the slot even if it already SUCCEEDED or was SKIPPED (the record says so)."),
+]
+
+
+def declined_slot(response: object, *, name: str, slot: str) -> None:
+    """Says why the function did not run the event (``kairos_runtime.slots``): a note when the slot is
+    done, an error (exit 1) when it is in progress."""
+    from kairos.operations.invoke import declined
+
+    reason = declined(response)
+    status = response.get("status") if isinstance(response, dict) else None
+    if reason == "done":
+        services.errors.print(
+            f"note: {name}'s slot {slot} already {status}: not run again (--rerun runs it anyway)", markup=False
+        )
+    elif reason == "in_progress":
+        raise _fail(f"{name}'s slot {slot} is in progress: not started twice; try again once it has finished")
 
 
 app = KairosTyper(
@@ -388,7 +411,7 @@ def list_tasks(
 
 
 @app.command()
-def validate(file: FileOption = DEFAULT_FILE) -> None:
+def validate(file: FileOption = DEFAULT_FILE, as_json: JsonOption = False) -> None:
     """Check the task registry: fields, schedules, timezones, task types and params, in every stage."""
     # Only here is a one-time schedule checked against the clock: a file must not stop loading (for
     # kairos disable, or a synth) because time passed (docs/adr/0100-validation-in-one-pass.md).
@@ -396,6 +419,7 @@ def validate(file: FileOption = DEFAULT_FILE) -> None:
     problems = list(checked.problems)
     warnings = list(checked.warnings)
     tasks_file = checked.tasks_file
+    plans = []
     if tasks_file is not None:
         for stage in tasks_file.stages:
             try:
@@ -403,7 +427,23 @@ def validate(file: FileOption = DEFAULT_FILE) -> None:
             except PlanError as error:
                 problems.append(f"{file}: {error}")
                 continue
+            plans.append(plan)
             warnings += [f"{file}: warning: {warning}"] if (warning := plan.alarm_warning()) else []
+    valid = not problems and tasks_file is not None
+    if as_json:
+        _print_json(
+            {
+                "file": str(file),
+                "valid": valid,
+                "tasks": len(tasks_file.tasks) if tasks_file else None,
+                "stages": list(tasks_file.stages) if tasks_file else None,
+                "problems": problems,
+                "warnings": warnings,
+            }
+        )
+        if not valid:
+            raise typer.Exit(1)
+        return
     for problem in problems:
         services.errors.print(problem, markup=False)
     for warning in warnings:
@@ -411,9 +451,21 @@ def validate(file: FileOption = DEFAULT_FILE) -> None:
         services.errors.print(warning, markup=False)
     if problems or tasks_file is None:
         raise typer.Exit(1)
+    for plan in plans:
+        services.console.print(_stacks_line(plan), markup=False)
     services.console.print(
         f"{file}: {len(tasks_file.tasks)} tasks, {len(tasks_file.stages)} stages "
         f"({', '.join(tasks_file.stages)}): valid"
+    )
+
+
+def _stacks_line(plan: StagePlan) -> str:
+    """A stage's stacks as the plan makes them: the core's resources, then each shard's (docs/adr/0180)."""
+    counts = [shard.resource_count for shard in plan.shards]
+    largest = max(shard.template_bytes for shard in plan.shards) // 1000
+    return (
+        f"  {plan.stage}: core + {plan.shard_count} shards; resources: core {plan.shared_resource_count}, "
+        f"shards {min(counts)}-{max(counts)} of {MAX_STACK_RESOURCES}; <= {largest} KB"
     )
 
 
@@ -490,11 +542,25 @@ def _show_json(tasks_file: TasksFile, task: TaskPlan, stage: str, upcoming: list
             "max_event_age_s": task.max_event_age_seconds,
             "lambda_async_attempts": task.async_retry_attempts,
         },
+        "backfill": {"allowed": task.backfill, "late_delivery_limit_s": task.late_delivery_limit_seconds},
         "tables": {table.value: access.value for table, access in task.tables.items()},
         "ssm_parameters": list(task.ssm_parameters),
         "params": task.input_template["params"],
         "next_fire": [iso_seconds(moment) for moment in upcoming],
         "stages": _states_json(_stage_states(tasks_file, task.name)),
+        "alarms": [alarm.alarm_name for alarm in task.alarms],
+        "freshness_alarm": _freshness_json(task),
+    }
+
+
+def _freshness_json(task: TaskPlan) -> dict[str, Any]:
+    alarm = task.freshness.alarm
+    return {
+        "name": alarm.alarm_name if alarm else None,
+        "window_s": task.freshness.window_seconds,
+        "period_s": alarm.period_seconds if alarm else None,
+        "evaluation_periods": alarm.evaluation_periods if alarm else None,
+        "note": task.freshness.note,
     }
 
 
@@ -527,9 +593,17 @@ def show(
             f"Scheduler {task.scheduler_retry_attempts}, max event age {task.max_event_age_seconds} s; "
             f"Lambda async {task.async_retry_attempts}"
         ),
+        "backfill": (
+            "yes: kairos backfill runs past slots"
+            if task.backfill
+            else f"no: its source serves only the present; the handler skips a slot over "
+            f"{task.late_delivery_limit_seconds} s late (PastSlotRefused)"
+        ),
         "tables": ", ".join(_table_grant(task, table) for table in task.tables) or "its own run records only",
         "params": json.dumps(task.input_template["params"], ensure_ascii=False),
         "next fire (UTC)": ", ".join(map(iso_seconds, upcoming)),
+        "freshness alarm": task.freshness.note,
+        "alarms": ", ".join(alarm.alarm_name for alarm in task.alarms),
     }
     # Label and value side by side; a long value folds under itself, within the console's width.
     grid = Table.grid(padding=(0, 2))
@@ -607,9 +681,11 @@ def run(
         str | None, typer.Option(help="The slot to run, ISO 8601 (default: now, to the minute).")
     ] = None,
     verbose: Annotated[bool, _flag("--verbose", "-v", help_text="Print the handler's log output.")] = False,
+    rerun: RerunOption = False,
 ) -> None:
     """Run one task locally through its real handler, against the DynamoDB in AWS_ENDPOINT_URL_DYNAMODB
-    or the embedded one. Exits 1 when the run is recorded as FAILED."""
+    or the embedded one. A slot that already SUCCEEDED is not run again unless --rerun. Exits 1 when
+    the run is recorded as FAILED or the slot is in progress."""
     from kairos.local.session import LocalStage
 
     _, task = _task(file, stage, name)
@@ -617,7 +693,7 @@ def run(
     with _local_dynamodb() as endpoint:
         local = LocalStage(stage=stage, endpoint=endpoint)
         local.prepare_tables()
-        result = local.run(task, scheduled_time=slot or services.clock())
+        result = local.run(task, scheduled_time=slot or services.clock(), rerun=rerun)
     if not task.enabled:
         services.errors.print(f"note: {name} is disabled in stage {stage}; it ran because you asked", markup=False)
     if verbose:
@@ -625,6 +701,7 @@ def run(
     _print_runs([result.record] if result.record else [], title=f"{name}: local run ({endpoint.url})")
     if result.record is None:
         raise _fail(f"no run record was written: {result.invocation.error}")
+    declined_slot(result.invocation.response, name=name, slot=str(result.invocation.event["scheduled_time"]))
     status = result.record.get("status")
     if status == "FAILED":
         raise typer.Exit(1)
@@ -650,9 +727,31 @@ def run_stage(
         results = [local.run(task, scheduled_time=services.clock()) for task in plan.enabled_tasks]
     records = [result.record for result in results if result.record]
     _print_runs(records, title=f"stage {stage}: every enabled task, run once")
+    if endpoint.embedded:
+        services.console.print(
+            f"the embedded DynamoDB on {endpoint.url} stays up for the next command;\n"
+            "it stops when unused for a while, or with kairos local stop",
+            markup=False,
+        )
     missing = [result.invocation.task for result in results if result.record is None]
     if missing:
-        raise _fail(f"no run record for: {', '.join(missing)}")
+        _fail(f"no run record for: {', '.join(missing)}")
+    # The last line, for a person scanning `make run` or a script grepping it.
+    services.console.print(run_summary(stage, [str(record.get("status")) for record in records], len(missing)))
+    if missing:
+        raise typer.Exit(1)
+
+
+def run_summary(stage: str, statuses: list[str], missing: int = 0) -> str:
+    """``stage dev: 4 tasks run: 3 SUCCEEDED, 1 FAILED, 0 SKIPPED``: every final status, always in this order."""
+    counts = Counter(statuses)
+    known = [RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.SKIPPED.value]
+    parts = [f"{counts.pop(status, 0)} {status}" for status in known]
+    parts += [f"{count} {status}" for status, count in sorted(counts.items())]
+    if missing:
+        parts.append(f"{missing} without a run record")
+    total = len(statuses) + missing
+    return f"stage {stage}: {total} task{'s' if total != 1 else ''} run: {', '.join(parts)}"
 
 
 @app.command()
@@ -801,12 +900,24 @@ def schema(
 
 def _register_operations() -> None:
     # Below every helper they use: kairos.cli_operations imports them from this module.
-    from kairos.cli_operations import register
+    from kairos import cli_backfill, cli_cost, cli_operations
+
+    cli_operations.register(app)
+    cli_backfill.register(app)
+    cli_cost.register(app)
+
+
+def _register_data() -> None:
+    from kairos.cli_data import register
 
     register(app)
+    from kairos.cli_local import register as register_local
+
+    register_local(app)
 
 
 _register_operations()
+_register_data()
 
 
 def main() -> None:

@@ -39,9 +39,9 @@ from kairos.loading import did_you_mean
 from kairos.operations.deployed import AwsAccess, DeployedStage, DeployedStageError, aws_error, resolve_stage
 from kairos.operations.freshness import Freshness
 from kairos.operations.history import parse_duration
-from kairos.operations.invoke import invoke_deployed
+from kairos.operations.invoke import declined, invoke_deployed
 from kairos.operations.logs import follow, log_events, readable, request_filter
-from kairos.operations.schedules import schedule_states, set_schedule_state
+from kairos.operations.schedules import schedule_states, set_freshness_actions, set_schedule_state
 from kairos.operations.status import TaskStatus, failing, stage_status
 from kairos.plan import StagePlan, TaskPlan
 from kairos_runtime.events import parse_instant
@@ -259,12 +259,14 @@ def invoke(
     scheduled_time: Annotated[
         str | None, typer.Option(help="The slot to run, ISO 8601 (default: now, to the minute).")
     ] = None,
+    rerun: cli.RerunOption = False,
     profile: ProfileOption = None,
     region: RegionOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Invoke the deployed function with the event its schedule sends, wait, and print the run
-    record it wrote. Exits 1 when the run FAILED or no record was written."""
+    record it wrote. A slot that already SUCCEEDED is not run again unless --rerun (the slot's run is
+    printed). Exits 1 when the run FAILED, the slot is in progress or no record was written."""
     plan = _plan(file, stage)
     task = known_task(plan, name)
     if task.fan_out is not None:
@@ -275,7 +277,7 @@ def invoke(
     slot = (_instant(scheduled_time) if scheduled_time else services.clock()).replace(second=0, microsecond=0)
     deployed = deployed_stage(plan, profile, region)
     with aws_errors():
-        result = invoke_deployed(deployed, task, scheduled_time=slot)
+        result = invoke_deployed(deployed, task, scheduled_time=slot, rerun=rerun)
     if as_json:
         _print_json(
             json.loads(
@@ -301,6 +303,10 @@ def invoke(
             f"the function answered but wrote no run record for {result.event['scheduled_time']} "
             f"(execution id {result.event['execution_id']}): see kairos logs {name} --stage {stage}"
         )
+    if not as_json:
+        cli.declined_slot(result.response, name=name, slot=str(result.event["scheduled_time"]))
+    elif declined(result.response) == "in_progress":
+        raise typer.Exit(1)
     if result.record.get("status") == "FAILED":
         raise typer.Exit(1)
 
@@ -311,6 +317,7 @@ def toggle(name: str, stage: str, file: Any, profile: str | None, region: str | 
     deployed = deployed_stage(plan, profile, region)
     with aws_errors():
         change = set_schedule_state(deployed, task.name, enabled=enabled)
+        muted = set_freshness_actions(deployed, task, enabled=enabled)
     verb = "resumed" if enabled else "paused"
     already = change.before == change.after
     services.console.print(
@@ -318,6 +325,16 @@ def toggle(name: str, stage: str, file: Any, profile: str | None, region: str | 
         + (f"already {change.after}" if already else f"{verb}, {change.before} -> {change.after}"),
         markup=False,
     )
+    if muted is not None:
+        services.console.print(
+            f"freshness alarm {muted.alarm}: "
+            + (
+                ("notifies again; its window starts now" if enabled else "notifies no one until resume")
+                if muted.found
+                else "not deployed in this stage"
+            ),
+            markup=False,
+        )
     services.console.print(
         f"the next deploy applies tasks.yaml again ({name} is {'on' if task.enabled else 'off'} there)",
         markup=False,

@@ -317,6 +317,11 @@ AlarmEmails = Annotated[
 ]
 
 
+DEFAULT_SHARDS = 4
+"""Shard stacks per stage unless tasks.yaml says ``shards``: fixed for the stage's life (docs/adr/0180)."""
+MAX_SHARDS = 64
+
+
 class StageConfig(_Model):
     enabled: list[TaskName] | None = Field(
         default=None, description="when set, exactly these tasks are enabled in the stage"
@@ -336,6 +341,15 @@ class StageConfig(_Model):
     https_proxy: str | None = Field(default=None, pattern=PROXY_PATTERN)
     account: str | None = Field(default=None, pattern=ACCOUNT_PATTERN)
     region: str | None = Field(default=None, pattern=REGION_PATTERN)
+    shards: int = Field(
+        default=DEFAULT_SHARDS,
+        ge=1,
+        le=MAX_SHARDS,
+        description=(
+            "shard stacks the stage's tasks are spread over, by a hash of their names; fixed for the "
+            "stage's life (changing it moves tasks between stacks)"
+        ),
+    )
     overrides: dict[TaskName, TaskOverride] = Field(default_factory=dict)
 
     @field_validator("https_proxy")

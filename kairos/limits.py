@@ -42,3 +42,31 @@ or an SSM parameter the task reads."""
 def utf16_length(text: str) -> int:
     """Length in UTF-16 code units, as JavaScript (and so CDK) counts a string."""
     return len(text.encode("utf-16-le")) // 2
+
+
+ALARM_NAME_MAX_LENGTH = 255
+"""``AWS::CloudWatch::Alarm`` ``AlarmName``: 1 to 255 characters (CloudWatch API reference,
+PutMetricAlarm)."""
+
+ALARM_DESCRIPTION_MAX_LENGTH = 1024
+"""``AlarmDescription``: 0 to 1024 characters (same reference)."""
+
+ALARM_PERIOD_MAX_SECONDS = 86_400
+"""The longest period Kairos gives an alarm: a day, the longest the CloudWatch console offers; a
+longer one would also leave the last, partial period breaching for most of a day."""
+
+ALARM_RANGE_MAX_SECONDS = 604_800
+"""``Period x EvaluationPeriods`` may not exceed seven days (PutMetricAlarm, Period)."""
+
+ALARM_SHORT_PERIOD_SECONDS = 3_600
+ALARM_SHORT_PERIOD_RANGE_MAX_SECONDS = 86_400
+"""With a period under an hour, ``Period x EvaluationPeriods`` may not exceed one day (same reference)."""
+
+DASHBOARD_MAX_WIDGETS = 500
+DASHBOARD_WIDGET_MAX_METRICS = 500
+DASHBOARD_MAX_METRICS = 2_500
+"""A dashboard holds up to 500 widgets, a widget up to 500 metrics, a dashboard up to 2,500 metrics
+across its widgets (CloudWatch User Guide, "CloudWatch service quotas": Dashboards)."""
+
+DASHBOARD_NAME_MAX_LENGTH = 255
+"""``AWS::CloudWatch::Dashboard`` ``DashboardName``: 1 to 255 characters."""

@@ -6,23 +6,37 @@ Everything the CDK constructs need is decided here, so it is unit-tested without
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
 import json
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from kairos.catalog import PROJECT_ROOT, CatalogEntry, TaskCatalog, dependency_group
-from kairos.config import ResolvedTask, StageConfig, TasksFile
+from kairos.config import DEFAULT_SHARDS, MAX_SHARDS, ResolvedTask, StageConfig, TasksFile
 from kairos.limits import (
+    ALARM_DESCRIPTION_MAX_LENGTH,
+    ALARM_NAME_MAX_LENGTH,
+    ALARM_PERIOD_MAX_SECONDS,
+    ALARM_RANGE_MAX_SECONDS,
+    ALARM_SHORT_PERIOD_RANGE_MAX_SECONDS,
+    ALARM_SHORT_PERIOD_SECONDS,
+    DASHBOARD_MAX_METRICS,
+    DASHBOARD_MAX_WIDGETS,
+    DASHBOARD_WIDGET_MAX_METRICS,
     LAMBDA_DESCRIPTION_MAX_LENGTH,
     SCHEDULE_INPUT_MAX_BYTES,
     STACK_MAX_RESOURCES,
+    TEMPLATE_MAX_BYTES,
     utf16_length,
 )
-from kairos.schedule import AtSchedule, RateSchedule, next_fire_times
+from kairos.operations.freshness import alive_window, allowance
+from kairos.schedule import AtSchedule, RateSchedule, Schedule, next_fire_times
 from kairos_runtime import metrics
 from kairos_runtime.events import schedule_input
 from kairos_runtime.fan_out import FanOut, FanOutSettings, max_inline_items
@@ -30,6 +44,7 @@ from kairos_runtime.registry import Access, DependencyGroup, Partitions
 from kairos_runtime.settings import (
     HTTPS_PROXY_ENV,
     LAMBDA_RETRY_ATTEMPTS_ENV,
+    LATE_DELIVERY_LIMIT_ENV,
     MAX_EVENT_AGE_ENV,
     RUN_RECORD_TTL_DAYS_ENV,
     RUNTIME_ENV,
@@ -61,21 +76,44 @@ MIN_EVENT_AGE = timedelta(seconds=60)
 LAMBDA_MAX_EVENT_AGE = timedelta(hours=6)
 """The longest a queued asynchronous invocation may wait (Lambda's own limit)."""
 MAX_EVENT_AGE = timedelta(hours=24)
-# What the stack declares (kairos_stack): per stage, a table per design, the dead-letter queue with its policy
-# and alarm, and the schedule group; per task, the function with its role, policy, event invoke
-# config and log group, the schedule with the role and policy Scheduler invokes it with, and the
-# failure alarm, plus an alarm per gauge the plan watches; the stage's own alarm topic (key, topic,
-# policy) and a subscription per e-mail, unless an existing topic is named; one layer per crawler
-# platform.
-STAGE_RESOURCES = 4
-"""Beside the tables: the queue, its policy and alarm, and the schedule group."""
-RESOURCES_PER_TASK = 9
+# What the stacks declare (kairos_stack; docs/adr/0180-stage-shards.md). The core stack, per stage:
+# a table per design, the dead-letter queue with its policy and alarm, the schedule group, the one
+# Scheduler execution role with its policy, the stage's own alarm topic (key, topic, policy) with
+# a subscription per e-mail, unless an existing topic is named, and a dashboard per page of tasks.
+# Each shard stack, per task: the function with its role, policy, event invoke config and log group,
+# the schedule and the failure alarm, plus an alarm per gauge the plan watches and, for an enabled
+# task with a steady rhythm, its freshness alarm; per shard, one layer per crawler platform its
+# tasks use, or a placeholder when it holds no task (a stack needs one resource).
+STAGE_RESOURCES = 6
+"""Beside the tables: the queue, its policy and alarm, the schedule group, the Scheduler role and its policy."""
+RESOURCES_PER_TASK = 7
+"""Every task's own resources; its gauge and freshness alarms come on top (:attr:`TaskPlan.resource_count`)."""
+ALARM_TEMPLATE_BYTES = 3_000
+"""A freshness alarm's share of its shard's template (its description names the commands to run)."""
 RESOURCES_PER_FAN_OUT_TASK = 20
-"""A fan-out task: three functions with a role, policy and log group each; the state machine with its
-role, policy and log group; the schedule with Scheduler's role and policy; the failure alarm."""
+"""A fan-out task's own resources (in its shard stack): three functions with a role, policy and log
+group each; the state machine with its role, policy and log group; the schedule with its own Scheduler
+role and policy (it may start this state machine only: docs/adr/0162); the failure alarm."""
 OWN_ALARM_TOPIC_RESOURCES = 3
+EMPTY_SHARD_RESOURCES = 1
 # CDK adds its own AWS::CDK::Metadata resource to a stack synthesized with version reporting on.
 CDK_METADATA_RESOURCES = 1
+LIMIT_HEADROOM = 0.8
+"""No stack may use more than this share of a CloudFormation limit: room to grow without a move."""
+MAX_STACK_RESOURCES = int(STACK_MAX_RESOURCES * LIMIT_HEADROOM) - CDK_METADATA_RESOURCES
+MAX_TEMPLATE_BYTES = int(TEMPLATE_MAX_BYTES * LIMIT_HEADROOM)
+TEMPLATE_BYTES_PER_TASK = 9_000
+"""A task's share of its shard's template beyond its schedule's input and descriptions, rounded up
+from the synthesized templates (tests/infra/test_stack_limits.py holds the estimate above the truth)."""
+TEMPLATE_BYTES_PER_SHARD = 4_000
+FAN_OUT_TEMPLATE_BYTES = 40_000
+"""A fan-out task's two more functions, roles and log groups, its state machine's definition and role
+beyond a plain task's share (rounded up from the synthesized template)."""
+FUNCTION_NAME_MAX_LENGTH = 64
+"""Lambda's ``FunctionName``: at most 64 characters (Lambda API reference, CreateFunction)."""
+FUNCTION_NAME_PREFIX = "kairos_{stage}_"
+"""Every function of a stage is named ``kairos_<stage>_<task>``: neither a stage nor a task name has an
+underscore, so the Scheduler role's ``kairos_<stage>_*`` matches this stage's functions and no other's."""
 # A fixed reference instant keeps the derived event age (and so the template) deterministic.
 _GAP_REFERENCE = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -86,8 +124,8 @@ ALARM_PERIOD_SECONDS = 300
 """The failure and dead-letter alarms look at 5-minute windows: a failure notifies within minutes."""
 DAY_SECONDS = 86_400
 
-Comparison = Literal["GreaterThanOrEqualToThreshold", "LessThanOrEqualToThreshold"]
-MissingData = Literal["notBreaching", "ignore"]
+Comparison = Literal["GreaterThanOrEqualToThreshold", "LessThanOrEqualToThreshold", "LessThanThreshold"]
+MissingData = Literal["notBreaching", "ignore", "breaching"]
 ResourceDimension = Literal["FunctionName", "QueueName", "StateMachineArn"]
 
 
@@ -109,6 +147,8 @@ class AlarmPlan:
     """One CloudWatch alarm, as deployed; ``kairos_stack.alarms`` maps it onto the construct."""
 
     construct_id: str
+    alarm_name: str
+    """What an on-call engineer reads first in the notification: ``kairos-<stage>-<task>-<kind>``."""
     description: str
     metrics: Mapping[str, MetricPlan]
     """By the id a math expression names it with; a single metric without an expression is the alarm's own."""
@@ -143,12 +183,43 @@ def task_dimensions(task: str) -> Mapping[str, str]:
     return MappingProxyType({metrics.SERVICE_DIMENSION: metrics.SERVICE, metrics.TASK_DIMENSION: task})
 
 
-def failure_alarm(task: str) -> AlarmPlan:
+def alarm_name(stage: str, kind: str, task: str | None = None) -> str:
+    """``kairos-<stage>-<task>-<kind>`` (or ``kairos-<stage>-<kind>`` for the stage's own): unique per
+    region and account, and it says where to look before the description is read."""
+    name = "-".join(part for part in ("kairos", stage, task, kind) if part)
+    if len(name) > ALARM_NAME_MAX_LENGTH:
+        raise PlanError(f"alarm name {name!r} is longer than the {ALARM_NAME_MAX_LENGTH} characters CloudWatch allows")
+    return name
+
+
+def next_steps(stage: str, task: str | None = None) -> str:
+    """The commands an alarm's description ends with."""
+    steps = [f"kairos status --stage {stage}"]
+    if task is not None:
+        steps += [f"kairos runs {task} --stage {stage}", f"kairos logs {task} --stage {stage}"]
+    return "Next: " + "; ".join(steps)
+
+
+def _description(stage: str, task: str | None, what: str) -> str:
+    subject = f"Kairos stage {stage}, task {task}" if task else f"Kairos stage {stage}"
+    text = f"{subject}: {what}. {next_steps(stage, task)}"
+    if len(text) > ALARM_DESCRIPTION_MAX_LENGTH:
+        raise PlanError(
+            f"the description of an alarm of {subject} is {len(text)} characters; CloudWatch allows "
+            f"{ALARM_DESCRIPTION_MAX_LENGTH}"
+        )
+    return text
+
+
+def failure_alarm(stage: str, task: str) -> AlarmPlan:
     return AlarmPlan(
         construct_id="FailureAlarm",
-        description=(
-            f"Kairos task {task} recorded a FAILED run, or Lambda gave up on one of its events "
-            "(retries used up or too old; the event is in the stage's dead-letter queue)"
+        alarm_name=alarm_name(stage, "failed", task),
+        description=_description(
+            stage,
+            task,
+            "a run was recorded FAILED, or Lambda gave up on one of its events (retries used up or too old; "
+            "the event is in the stage's dead-letter queue)",
         ),
         # Both count final outcomes only: a blip that Lambda's retry absorbs is in neither, a
         # timeout or crash on the last attempt is in the second (no run record could say so).
@@ -174,12 +245,15 @@ def failure_alarm(task: str) -> AlarmPlan:
     )
 
 
-def trading_calendar_alarm(task: str) -> AlarmPlan:
+def trading_calendar_alarm(stage: str, task: str) -> AlarmPlan:
     return AlarmPlan(
         construct_id=f"{metrics.TRADING_CALENDAR_DAYS_LEFT}Alarm",
-        description=(
-            f"Kairos task {task}: the trading calendar ends within {CALENDAR_WARNING_DAYS} days of a slot's "
-            "trading date (Asia/Shanghai): refresh it (run the task) before the tasks fall back to the weekday rule"
+        alarm_name=alarm_name(stage, "calendar-ending", task),
+        description=_description(
+            stage,
+            task,
+            f"the trading calendar ends within {CALENDAR_WARNING_DAYS} days of a slot's trading date "
+            "(Asia/Shanghai): refresh it (run the task) before the tasks fall back to the weekday rule",
         ),
         metrics=MappingProxyType(
             {
@@ -199,14 +273,17 @@ def trading_calendar_alarm(task: str) -> AlarmPlan:
     )
 
 
-def fan_out_failure_alarm(task: str) -> AlarmPlan:
+def fan_out_failure_alarm(stage: str, task: str) -> AlarmPlan:
     """A fan-out task's alarm: a FAILED run record (the summary's PartialFailure, a failed plan) or an
     execution of its state machine that failed, timed out or was aborted (no record could say so)."""
     return AlarmPlan(
         construct_id="FailureAlarm",
-        description=(
-            f"Kairos task {task} recorded a FAILED run (a batch or symbol failed: PartialFailure), or an "
-            "execution of its state machine failed, timed out or was aborted"
+        alarm_name=alarm_name(stage, "failed", task),
+        description=_description(
+            stage,
+            task,
+            "a run was recorded FAILED (a batch or symbol failed: PartialFailure), or an execution of its "
+            "state machine failed, timed out or was aborted",
         ),
         expression="FILL(failed, 0) + FILL(executions, 0) + FILL(timed_out, 0) + FILL(aborted, 0)",
         metrics=MappingProxyType(
@@ -237,30 +314,188 @@ def fan_out_failure_alarm(task: str) -> AlarmPlan:
     )
 
 
-DEAD_LETTER_ALARM = AlarmPlan(
-    construct_id="MessagesAlarm",
-    description="A scheduled delivery could not be completed and is waiting in the dead-letter queue",
-    metrics=MappingProxyType(
-        {
-            "visible": MetricPlan(
-                metrics.SQS_NAMESPACE,
-                metrics.SQS_MESSAGES_VISIBLE,
-                "Maximum",
-                MappingProxyType({}),
-                resource_dimension="QueueName",
-            )
-        }
-    ),
-    period_seconds=ALARM_PERIOD_SECONDS,
-    threshold=1,
-    comparison="GreaterThanOrEqualToThreshold",
-    evaluation_periods=1,
-    treat_missing_data="notBreaching",
-)
-"""The stage's alarm on its dead-letter queue: alarms as soon as one message lands."""
+def dead_letter_alarm(stage: str) -> AlarmPlan:
+    """The stage's alarm on its dead-letter queue: alarms as soon as one message lands."""
+    return AlarmPlan(
+        construct_id="MessagesAlarm",
+        alarm_name=alarm_name(stage, "dead-letters"),
+        description=_description(
+            stage,
+            None,
+            "a scheduled delivery could not be completed and is waiting in the stage's dead-letter queue "
+            "(its message names the task and slot; the task's own failure alarm names it too)",
+        ),
+        metrics=MappingProxyType(
+            {
+                "visible": MetricPlan(
+                    metrics.SQS_NAMESPACE,
+                    metrics.SQS_MESSAGES_VISIBLE,
+                    "Maximum",
+                    MappingProxyType({}),
+                    resource_dimension="QueueName",
+                )
+            }
+        ),
+        period_seconds=ALARM_PERIOD_SECONDS,
+        threshold=1,
+        comparison="GreaterThanOrEqualToThreshold",
+        evaluation_periods=1,
+        treat_missing_data="notBreaching",
+    )
 
-GAUGE_ALARMS: Mapping[str, Callable[[str], AlarmPlan]] = MappingProxyType({"trading_calendar": trading_calendar_alarm})
+
+FRESHNESS_PERIODS = (60, 300, 900, ALARM_SHORT_PERIOD_SECONDS)
+"""The periods a freshness alarm may use, finest first."""
+FRESHNESS_READABLE_PERIODS = 48
+"""A finer period is taken while it needs at most this many evaluation periods; past that, hours."""
+
+
+def _range_fits(period: int, count: int) -> bool:
+    limit = ALARM_SHORT_PERIOD_RANGE_MAX_SECONDS if period < ALARM_SHORT_PERIOD_SECONDS else ALARM_RANGE_MAX_SECONDS
+    return period <= ALARM_PERIOD_MAX_SECONDS and period * count <= limit
+
+
+def freshness_periods(window: timedelta) -> tuple[int, int] | None:
+    """(period, evaluation periods) for "nothing alive in every one of N periods", or ``None``.
+
+    The newest period may have only just begun, so N periods cover at least ``(N - 1) x period`` of
+    quiet: ``N = ceil(window / period) + 1`` never alarms within the window, and alarms at most
+    ``2 x period`` after it.
+    """
+    seconds = window.total_seconds()
+    for period in FRESHNESS_PERIODS:
+        count = math.ceil(seconds / period) + 1
+        if count <= FRESHNESS_READABLE_PERIODS and _range_fits(period, count):
+            return period, count
+    period = FRESHNESS_PERIODS[-1]
+    count = math.ceil(seconds / period) + 1
+    return (period, count) if _range_fits(period, count) else None
+
+
+@dataclass(frozen=True, slots=True)
+class FreshnessPlan:
+    """A task's freshness alarm, or why it has none (``kairos show`` says which)."""
+
+    window_seconds: int | None
+    """How long the task may go without a SUCCEEDED or SKIPPED run; ``None``: no steady rhythm."""
+    alarm: AlarmPlan | None
+    note: str
+
+
+def human_duration(seconds: float) -> str:
+    """``3 d 4 h``, ``2 h 28 min``, ``45 min``: a window as people say it (rounded up to minutes)."""
+    minutes = math.ceil(seconds / 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
+    return " ".join(part for part in parts if part) or "0 min"
+
+
+def freshness_plan(
+    stage: str, task: str, *, schedule: Schedule, timezone: str, enabled: bool, timeout_s: int, async_retries: int
+) -> FreshnessPlan:
+    """The freshness alarm of ``task``: no run SUCCEEDED or SKIPPED within its alive window.
+
+    Counted on ``RunsAlive`` (every success and skip, in both runtimes), missing data breaching: a
+    task whose schedule stops firing, whose deliveries fail before the handler runs, or whose
+    function never finishes publishes nothing, and that is what the alarm is for.
+    """
+    if not enabled:
+        return FreshnessPlan(None, None, f"none: the task is disabled in stage {stage}")
+    window = alive_window(
+        schedule, timezone=timezone, allowed=allowance(timeout_s=timeout_s, async_retry_attempts=async_retries)
+    )
+    status = f"kairos status --stage {stage} judges it"
+    if window is None:
+        return FreshnessPlan(None, None, f"none: the schedule has no steady rhythm to miss; {status}")
+    seconds = int(window.total_seconds())
+    periods = freshness_periods(window)
+    if periods is None:
+        return FreshnessPlan(
+            seconds,
+            None,
+            f"none: its window ({human_duration(seconds)}) is longer than a CloudWatch alarm looks back "
+            f"(a day per period, {ALARM_RANGE_MAX_SECONDS // DAY_SECONDS} days in all); {status}",
+        )
+    period, count = periods
+    alarm = AlarmPlan(
+        construct_id="FreshnessAlarm",
+        alarm_name=alarm_name(stage, "late", task),
+        description=_description(
+            stage,
+            task,
+            f"no run SUCCEEDED or was SKIPPED for {human_duration(period * (count - 1))} (its window: the longest "
+            "two gaps between its slots, every attempt's timeout, Lambda's retry waits and the metric's delay). "
+            "The schedule may have been disabled or deleted, its deliveries may be failing, or the function "
+            "may never finish",
+        ),
+        metrics=MappingProxyType(
+            {"alive": MetricPlan(metrics.NAMESPACE, metrics.RUNS_ALIVE, "Sum", task_dimensions(task))}
+        ),
+        period_seconds=period,
+        threshold=1,
+        comparison="LessThanThreshold",
+        evaluation_periods=count,
+        datapoints_to_alarm=count,
+        treat_missing_data="breaching",
+    )
+    return FreshnessPlan(
+        seconds,
+        alarm,
+        f"{alarm.alarm_name}: no success or skip for {human_duration(seconds)} "
+        f"({count} periods of {human_duration(period)})",
+    )
+
+
+GAUGE_ALARMS: Mapping[str, Callable[[str, str], AlarmPlan]] = MappingProxyType(
+    {"trading_calendar": trading_calendar_alarm}
+)
 """Python task types whose tasks get an alarm on a value they report, beside the failure alarm."""
+
+
+T = TypeVar("T")
+TASKS_PER_DASHBOARD = 100
+"""Tasks on one dashboard page: a graph then has a line per task (100 stays legible) and a page uses
+``5 x 100 + 1`` metrics of the 2,500 a dashboard may hold; more tasks make more pages."""
+ALARMS_PER_STATUS_WIDGET = 100
+"""Alarms one alarm status widget lists; a page with more gets more widgets."""
+DASHBOARD_PERIOD_SECONDS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class GraphPlan:
+    """One graph of a dashboard: a line per metric, labelled (the task's name)."""
+
+    title: str
+    lines: tuple[tuple[str, MetricPlan], ...]
+    period_seconds: int = DASHBOARD_PERIOD_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardPlan:
+    """One page of a stage's CloudWatch dashboard; ``kairos_stack.stage_dashboard`` builds it."""
+
+    construct_id: str
+    name: str
+    """The dashboard's name before its region: dashboards are global to an account, so the construct
+    appends the stack's region."""
+    header: str
+    """Markdown at the top: the stage, the page, the commands to run."""
+    graphs: tuple[GraphPlan, ...]
+    alarm_names: tuple[tuple[str, ...], ...]
+    """Per alarm status widget, the alarms it shows (the page's tasks' and the stage's own)."""
+
+    @property
+    def metric_count(self) -> int:
+        return sum(len(graph.lines) for graph in self.graphs)
+
+    @property
+    def widget_count(self) -> int:
+        return 1 + len(self.graphs) + len(self.alarm_names)
+
+
+def _chunks(items: tuple[T, ...], size: int) -> tuple[tuple[T, ...], ...]:
+    return tuple(items[start : start + size] for start in range(0, len(items), size))
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +576,10 @@ class TaskPlan:
     description: str
     function_description: str
     """The Lambda function's description, as deployed."""
+    function_name: str
+    """The Lambda function's name, ``kairos_<stage>_<task>`` (:func:`function_name`)."""
+    shard: int
+    """The shard stack the task lives in, for the stage's life (:func:`shard_of`)."""
     task_type: str
     runtime: str
     family: Literal["python", "nodejs"]
@@ -368,13 +607,18 @@ class TaskPlan:
     """Env vars that carry a table's name, which only the deployment (or the local runner) knows:
     :func:`function_environment` puts the names in."""
     failure_alarm: AlarmPlan
+    freshness: FreshnessPlan
     gauge_alarms: tuple[AlarmPlan, ...] = ()
     fan_out: FanOutPlan | None = None
     """Set for a fan-out task type: the schedule starts this state machine, not ``handler``."""
+    backfill: bool = False
+    """Whether the task type can run for a past slot: ``kairos backfill`` refuses one that cannot, and
+    its handler records a delivery later than :attr:`late_delivery_limit_seconds` as PastSlotRefused."""
 
     @property
     def alarms(self) -> tuple[AlarmPlan, ...]:
-        return (self.failure_alarm, *self.gauge_alarms)
+        freshness = (self.freshness.alarm,) if self.freshness.alarm is not None else ()
+        return (self.failure_alarm, *freshness, *self.gauge_alarms)
 
     def function_environment(self, table_names: Mapping[TableId, str]) -> dict[str, str]:
         """The function's complete environment, with ``table_names`` (tokens, or local names) filled in."""
@@ -388,11 +632,64 @@ class TaskPlan:
         return lambda_event_age_seconds(timedelta(seconds=self.max_event_age_seconds))
 
     @property
+    def late_delivery_limit_seconds(self) -> int:
+        """How late a delivery may still arrive and run when the task cannot be backfilled.
+
+        The latest a slot's own delivery can legitimately come: Scheduler keeps trying for the
+        schedule's maximum event age, then Lambda keeps the event (and its retries) for its own.
+        """
+        return late_delivery_limit_seconds(self.max_event_age_seconds)
+
+    @property
     def resource_count(self) -> int:
         """The CloudFormation resources this task's constructs declare, wherever its stack is."""
-        if self.fan_out is not None:
-            return RESOURCES_PER_FAN_OUT_TASK + len(self.gauge_alarms)
-        return RESOURCES_PER_TASK + len(self.gauge_alarms)
+        own = RESOURCES_PER_FAN_OUT_TASK if self.fan_out is not None else RESOURCES_PER_TASK
+        return own + len(self.alarms) - 1
+
+    @property
+    def template_bytes(self) -> int:
+        """An upper estimate of the task's share of its shard's template."""
+        written = (
+            len(input_json(dict(self.input_template)).encode()) * 2  # JSON in a JSON string: quotes escaped
+            + len(self.function_description.encode()) * 2  # the function's and the alarm's
+            + sum(len(key) + len(value.encode()) for key, value in self.environment.items())
+            + len(self.name) * 40
+        )
+        freshness = ALARM_TEMPLATE_BYTES if self.freshness.alarm is not None else 0
+        fan_out = FAN_OUT_TEMPLATE_BYTES if self.fan_out is not None else 0
+        return TEMPLATE_BYTES_PER_TASK * (1 + len(self.gauge_alarms)) + freshness + fan_out + written
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPlan:
+    """One shard stack of a stage: the tasks whose names hash to it (:func:`shard_of`)."""
+
+    index: int
+    stack_name: str
+    tasks: tuple[TaskPlan, ...]
+
+    @property
+    def layer_count(self) -> int:
+        """One layer per (dependency group, runtime, architecture) its Python tasks need beyond the core."""
+        return len(
+            {
+                (task.group, task.runtime, task.architecture)
+                for task in self.tasks
+                if task.family == "python" and task.group is not DependencyGroup.CORE
+            }
+        )
+
+    @property
+    def resource_count(self) -> int:
+        """The CloudFormation resources the shard's stack declares (CDK's metadata aside)."""
+        if not self.tasks:
+            return EMPTY_SHARD_RESOURCES
+        return self.layer_count + sum(task.resource_count for task in self.tasks)
+
+    @property
+    def template_bytes(self) -> int:
+        """An upper estimate of the shard's template size, which the synth then measures exactly."""
+        return TEMPLATE_BYTES_PER_SHARD + sum(task.template_bytes for task in self.tasks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,7 +707,8 @@ class StagePlan:
     region: str | None
     tables: tuple[TableDesign, ...]
     tasks: tuple[TaskPlan, ...]
-    dead_letter_alarm: AlarmPlan = DEAD_LETTER_ALARM
+    dead_letter_alarm: AlarmPlan
+    shard_count: int = DEFAULT_SHARDS
 
     @property
     def alarms(self) -> tuple[AlarmPlan, ...]:
@@ -428,21 +726,84 @@ class StagePlan:
         return tuple(task for task in self.tasks if task.enabled)
 
     @property
+    def dashboards(self) -> tuple[DashboardPlan, ...]:
+        """The stage's dashboard, a page per :data:`TASKS_PER_DASHBOARD` tasks (enabled or not)."""
+        pages = _chunks(self.tasks, TASKS_PER_DASHBOARD) or ((),)
+        return tuple(self._dashboard(index, len(pages), page) for index, page in enumerate(pages, start=1))
+
+    def _dashboard(self, number: int, pages: int, tasks: tuple[TaskPlan, ...]) -> DashboardPlan:
+        def per_task(metric_name: str, statistic: str) -> tuple[tuple[str, MetricPlan], ...]:
+            return tuple(
+                (task.name, MetricPlan(metrics.NAMESPACE, metric_name, statistic, task_dimensions(task.name)))
+                for task in tasks
+            )
+
+        [queue_depth] = self.dead_letter_alarm.metrics.values()
+        graphs = (
+            GraphPlan("Succeeded runs", per_task(metrics.RUNS_SUCCEEDED, "Sum")),
+            GraphPlan("Failed runs", per_task(metrics.RUNS_FAILED, "Sum")),
+            GraphPlan("Skipped runs", per_task(metrics.RUNS_SKIPPED, "Sum")),
+            GraphPlan("Run duration p95 (ms)", per_task(metrics.RUN_DURATION, "p95")),
+            GraphPlan("Items written", per_task(metrics.ITEMS_WRITTEN, "Sum")),
+            GraphPlan("Dead-letter queue: messages waiting", (("dead letters", queue_depth),)),
+        )
+        alarms = (self.dead_letter_alarm.alarm_name, *(alarm.alarm_name for task in tasks for alarm in task.alarms))
+        page = f", page {number} of {pages}" if pages > 1 else ""
+        names = f": {tasks[0].name} to {tasks[-1].name}" if pages > 1 and tasks else ""
+        header = (
+            f"## Kairos stage {self.stage}{page}{names}\n"
+            f"Freshness and last runs: `kairos status --stage {self.stage}`; history: `kairos runs NAME --stage "
+            f"{self.stage}`; logs: `kairos logs NAME --stage {self.stage}`. Deployed from tasks.yaml by "
+            f"stack {self.stack_name}: edits made here are lost at the next deploy."
+        )
+        return DashboardPlan(
+            construct_id="Dashboard" if number == 1 else f"Dashboard{number}",
+            name=f"kairos-{self.stage}" if number == 1 else f"kairos-{self.stage}-{number}",
+            header=header,
+            graphs=graphs,
+            alarm_names=_chunks(alarms, ALARMS_PER_STATUS_WIDGET),
+        )
+
+    @property
     def shared_resource_count(self) -> int:
-        """The CloudFormation resources the stage declares once, whatever its tasks: tables, queue,
-        schedule group, alarm topic and the dependency layers its tasks share."""
-        layers = {
-            (task.group, task.runtime, task.architecture)
-            for task in self.tasks
-            if task.family == "python" and task.group is not DependencyGroup.CORE
-        }
+        """The CloudFormation resources the stage declares once, whatever its tasks: the core stack's
+        tables, queue, schedule group, Scheduler role, alarm topic and dashboard pages."""
         alarm_topic = 0 if self.alarm_topic_arn else OWN_ALARM_TOPIC_RESOURCES + len(self.alarm_emails)
-        return STAGE_RESOURCES + len(self.tables) + alarm_topic + len(layers)
+        return STAGE_RESOURCES + len(self.tables) + alarm_topic + len(self.dashboards)
+
+    @property
+    def function_name_pattern(self) -> str:
+        """What the stage's Scheduler role may invoke: every function named for this stage, no other."""
+        return FUNCTION_NAME_PREFIX.format(stage=self.stage) + "*"
+
+    def shard_stack_name(self, shard: int) -> str:
+        # Capitalised: a stage name is lower case, so no stage's core stack is another's shard.
+        return f"{self.stack_name}-Shard{shard}"
+
+    @property
+    def shards(self) -> tuple[ShardPlan, ...]:
+        """Every shard stack of the stage, empty ones included: each exists for the stage's life."""
+        return tuple(
+            ShardPlan(
+                index=index,
+                stack_name=self.shard_stack_name(index),
+                tasks=tuple(task for task in self.tasks if task.shard == index),
+            )
+            for index in range(self.shard_count)
+        )
+
+    @property
+    def stack_names(self) -> tuple[str, ...]:
+        """The core stack, then each shard stack."""
+        return (self.stack_name, *(shard.stack_name for shard in self.shards))
+
+    def task_stack_name(self, task: TaskPlan) -> str:
+        return self.shard_stack_name(task.shard)
 
     @property
     def resource_count(self) -> int:
-        """The CloudFormation resources the stage's stack declares (a test keeps this equal to the template)."""
-        return self.shared_resource_count + sum(task.resource_count for task in self.tasks)
+        """The CloudFormation resources of all the stage's stacks (a test keeps each equal to its template)."""
+        return self.shared_resource_count + sum(shard.resource_count for shard in self.shards)
 
     def alarm_warning(self) -> str | None:
         """What ``kairos validate`` and the synth say when a stage that keeps data alarms to nobody yet.
@@ -479,32 +840,88 @@ def plan_stage(tasks_file: TasksFile, catalog: TaskCatalog, stage: str) -> Stage
         region=config.region,
         tables=tuple(TABLE_DESIGNS.values()),
         tasks=tasks,
+        dead_letter_alarm=dead_letter_alarm(stage),
+        shard_count=config.shards,
     )
     check_stack_fits(plan)
+    check_dashboards_fit(plan)
     return plan
 
 
-def check_stack_fits(plan: StagePlan) -> None:
-    """Refuse a stage whose one stack would exceed CloudFormation's resource limit.
+def check_dashboards_fit(plan: StagePlan) -> None:
+    """Each dashboard page within CloudWatch's limits (widgets, metrics per widget and per dashboard)."""
+    for page in plan.dashboards:
+        widest = max(len(graph.lines) for graph in page.graphs)
+        if (
+            page.widget_count > DASHBOARD_MAX_WIDGETS
+            or page.metric_count > DASHBOARD_MAX_METRICS
+            or widest > DASHBOARD_WIDGET_MAX_METRICS
+        ):
+            raise PlanError(
+                f"stage {plan.stage!r}: dashboard {page.name} would have {page.widget_count} widgets and "
+                f"{page.metric_count} metrics (at most {widest} in a widget); CloudWatch allows "
+                f"{DASHBOARD_MAX_WIDGETS}, {DASHBOARD_MAX_METRICS} and {DASHBOARD_WIDGET_MAX_METRICS}"
+            )
 
-    One stack per stage is today's design; a change that shards a stage across stacks replaces this
-    check with its own (how many tasks each shard takes).
+
+def check_stack_fits(plan: StagePlan) -> None:
+    """Refuse a stage one of whose stacks would use more than 80 % of a CloudFormation limit.
+
+    The message names the stack, the limit and the fix; ``kairos validate`` prints it, and the synth
+    stops here rather than in CDK's ``TooManyResourcesInStack`` (docs/adr/0180-stage-shards.md).
     """
-    available = STACK_MAX_RESOURCES - CDK_METADATA_RESOURCES
-    if plan.resource_count <= available:
-        return
-    fan_outs = [task for task in plan.tasks if task.fan_out is not None]
-    fit = (
-        len(fan_outs)
-        + (available - plan.shared_resource_count - sum(task.resource_count for task in fan_outs)) // RESOURCES_PER_TASK
-    )
-    raise PlanError(
-        f"stage {plan.stage!r}: {len(plan.tasks)} tasks make {plan.resource_count} CloudFormation resources "
-        f"({RESOURCES_PER_TASK} per task, {RESOURCES_PER_FAN_OUT_TASK} per fan-out task), and a stack holds at most "
-        f"{STACK_MAX_RESOURCES}: at most {fit} tasks "
-        "fit in one stage. Every task of the file is deployed in every stage (disabled ones too), so move "
-        "tasks to another tasks file (-c tasks_file=...) with stages of their own"
-    )
+    for shard in plan.shards:
+        over = []
+        if shard.resource_count > MAX_STACK_RESOURCES:
+            over.append(
+                f"{shard.resource_count} CloudFormation resources (a stack holds {STACK_MAX_RESOURCES}, "
+                f"kairos keeps {MAX_STACK_RESOURCES} for headroom)"
+            )
+        if shard.template_bytes > MAX_TEMPLATE_BYTES:
+            over.append(
+                f"a template of about {shard.template_bytes:,} bytes (CloudFormation takes {TEMPLATE_MAX_BYTES:,}, "
+                f"kairos keeps {MAX_TEMPLATE_BYTES:,} for headroom)"
+            )
+        if over:
+            needed = _shards_needed(plan)
+            raise PlanError(
+                f"stage {plan.stage!r}: shard stack {shard.stack_name} would hold {len(shard.tasks)} of the "
+                f"{len(plan.tasks)} tasks and {' and '.join(over)}. Give the stage more shard stacks "
+                f"(shards: {needed} in its stages entry; changing it moves tasks between stacks once, "
+                "replacing their functions: docs/adr/0180-stage-shards.md), or move tasks to another tasks file"
+            )
+
+
+def _shards_needed(plan: StagePlan) -> int:
+    """The smallest shard count, above the stage's, at which every shard fits (MAX_SHARDS at most)."""
+    for count in range(plan.shard_count + 1, MAX_SHARDS + 1):
+        tasks = tuple(dataclasses.replace(task, shard=shard_of(task.name, count)) for task in plan.tasks)
+        candidate = dataclasses.replace(plan, tasks=tasks, shard_count=count)
+        if all(
+            shard.resource_count <= MAX_STACK_RESOURCES and shard.template_bytes <= MAX_TEMPLATE_BYTES
+            for shard in candidate.shards
+        ):
+            return count
+    return MAX_SHARDS
+
+
+def shard_of(task: str, shard_count: int) -> int:
+    """The shard stack a task lives in: a pure function of its name and the stage's fixed shard count.
+
+    SHA-256, not ``hash()`` (salted per process): the same name lands in the same shard on every
+    machine, and adding or removing another task never changes it.
+    """
+    digest = hashlib.sha256(task.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shard_count
+
+
+def function_name(stage: str, task: str) -> str:
+    """``kairos_<stage>_<task>``; a name past Lambda's 64 characters keeps a prefix and a hash of the rest."""
+    name = FUNCTION_NAME_PREFIX.format(stage=stage) + task
+    if len(name) <= FUNCTION_NAME_MAX_LENGTH:
+        return name
+    digest = hashlib.sha256(task.encode()).hexdigest()[:8]
+    return name[: FUNCTION_NAME_MAX_LENGTH - len(digest) - 1] + "-" + digest
 
 
 def function_description(name: str, description: str) -> str:
@@ -593,6 +1010,7 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         LAMBDA_RETRY_ATTEMPTS_ENV: str(LAMBDA_ASYNC_RETRY_ATTEMPTS),
         RUN_RECORD_TTL_DAYS_ENV: str(RUN_RECORD_TTL_DAYS),
         MAX_EVENT_AGE_ENV: str(lambda_event_age_seconds(event_age)),
+        LATE_DELIVERY_LIMIT_ENV: str(late_delivery_limit_seconds(int(event_age.total_seconds()))),
     }
     fan_out = _plan_fan_out(task, entry, stage, event_age)
     group = dependency_group(entry.group)
@@ -607,6 +1025,8 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         name=task.name,
         description=task_description(task, entry),
         function_description=function_description(task.name, task_description(task, entry)),
+        function_name=function_name(stage, task.name),
+        shard=shard_of(task.name, config.shards),
         task_type=task.task_type,
         runtime=task.runtime,
         family=task.family,
@@ -630,11 +1050,21 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         table_environment=MappingProxyType(
             {TABLE_DESIGNS[table].env_var: table for table in (TableId.TASK_RUNS, *entry.tables)}
         ),
-        failure_alarm=fan_out_failure_alarm(task.name) if fan_out else failure_alarm(task.name),
+        failure_alarm=fan_out_failure_alarm(stage, task.name) if fan_out else failure_alarm(stage, task.name),
         fan_out=fan_out,
-        gauge_alarms=(GAUGE_ALARMS[task.task_type](task.name),)
+        freshness=freshness_plan(
+            stage,
+            task.name,
+            schedule=task.parsed_schedule,
+            timezone=task.timezone,
+            enabled=task.enabled,
+            timeout_s=task.timeout,
+            async_retries=LAMBDA_ASYNC_RETRY_ATTEMPTS,
+        ),
+        gauge_alarms=(GAUGE_ALARMS[task.task_type](stage, task.name),)
         if task.family == "python" and task.task_type in GAUGE_ALARMS
         else (),
+        backfill=entry.backfill,
     )
 
 
@@ -675,6 +1105,11 @@ def _plan_fan_out(task: ResolvedTask, entry: CatalogEntry, stage: str, event_age
 def lambda_event_age_seconds(max_age: timedelta) -> int:
     """How long Lambda keeps an event for its own retries: the schedule's limit, within Lambda's."""
     return int(min(max_age, LAMBDA_MAX_EVENT_AGE).total_seconds())
+
+
+def late_delivery_limit_seconds(max_event_age_seconds: int) -> int:
+    """The schedule's maximum event age (Scheduler's retries) plus Lambda's (its own retries)."""
+    return max_event_age_seconds + lambda_event_age_seconds(timedelta(seconds=max_event_age_seconds))
 
 
 def max_event_age(task: ResolvedTask) -> timedelta:

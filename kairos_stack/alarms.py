@@ -13,10 +13,12 @@ from kairos.plan import AlarmPlan, Comparison, MetricPlan, MissingData, Resource
 COMPARISONS: dict[Comparison, cloudwatch.ComparisonOperator] = {
     "GreaterThanOrEqualToThreshold": cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
     "LessThanOrEqualToThreshold": cloudwatch.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
+    "LessThanThreshold": cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
 }
 MISSING_DATA: dict[MissingData, cloudwatch.TreatMissingData] = {
     "notBreaching": cloudwatch.TreatMissingData.NOT_BREACHING,
     "ignore": cloudwatch.TreatMissingData.IGNORE,
+    "breaching": cloudwatch.TreatMissingData.BREACHING,
 }
 
 
@@ -33,7 +35,7 @@ def planned_alarm(
     metrics name, such as the task's function.
     """
     period = cdk.Duration.seconds(plan.period_seconds)
-    metrics = {metric_id: _metric(metric, period, resource_names) for metric_id, metric in plan.metrics.items()}
+    metrics = {metric_id: planned_metric(metric, period, resource_names) for metric_id, metric in plan.metrics.items()}
     if plan.expression is None:
         [metric] = metrics.values()
         watched: cloudwatch.IMetric = metric
@@ -44,6 +46,7 @@ def planned_alarm(
     alarm = cloudwatch.Alarm(
         scope,
         plan.construct_id,
+        alarm_name=plan.alarm_name,
         alarm_description=plan.description,
         metric=watched,
         threshold=plan.threshold,
@@ -56,9 +59,14 @@ def planned_alarm(
     return alarm
 
 
-def _metric(
-    metric: MetricPlan, period: cdk.Duration, resource_names: Mapping[ResourceDimension, str]
+def planned_metric(
+    metric: MetricPlan,
+    period: cdk.Duration,
+    resource_names: Mapping[ResourceDimension, str],
+    *,
+    label: str | None = None,
 ) -> cloudwatch.Metric:
+    """The metric ``metric`` names, over ``period``; alarms and the stage's dashboard both read it."""
     dimensions = dict(metric.dimensions)
     if metric.resource_dimension is not None:
         dimensions[metric.resource_dimension] = resource_names[metric.resource_dimension]
@@ -68,4 +76,5 @@ def _metric(
         dimensions_map=dimensions,
         statistic=metric.statistic,
         period=period,
+        label=label,
     )

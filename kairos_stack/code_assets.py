@@ -33,18 +33,23 @@ class CodeAssets:
     def __init__(self, *, builder: DependencyBuilder | None = None) -> None:
         self._groups = dependency_groups(PROJECT_ROOT)
         self._hashes = AssetHashes(builder)
-        self._codes: dict[object, lambda_.Code] = {}
+        self._codes: dict[tuple[str, object], lambda_.Code] = {}
         self._layers: dict[tuple[str, DependencyGroup, LambdaPlatform], lambda_.ILayerVersion] = {}
 
-    def code_for(self, task: TaskPlan) -> lambda_.Code:
+    def code_for(self, scope: Construct, task: TaskPlan) -> lambda_.Code:
+        """The task's code, one instance per stack (CDK binds an asset to one stack); the same asset
+        hash in every shard stack, so it is bundled and uploaded once."""
+        stack = Stack.of(scope).node.path
         if task.family != "python":
-            if task.code_dir not in self._codes:
-                self._codes[task.code_dir] = lambda_.Code.from_asset(task.code_dir, exclude=ASSET_EXCLUDES)
-            return self._codes[task.code_dir]
+            key: tuple[str, object] = (stack, task.code_dir)
+            if key not in self._codes:
+                self._codes[key] = lambda_.Code.from_asset(task.code_dir, exclude=ASSET_EXCLUDES)
+            return self._codes[key]
         target = LambdaPlatform.for_runtime(task.runtime, task.architecture)
-        if target not in self._codes:
-            self._codes[target] = self._hashes.function_code(self._groups[DependencyGroup.CORE], target)
-        return self._codes[target]
+        key = (stack, target)
+        if key not in self._codes:
+            self._codes[key] = self._hashes.function_code(self._groups[DependencyGroup.CORE], target)
+        return self._codes[key]
 
     def layers_for(self, scope: Construct, task: TaskPlan) -> list[lambda_.ILayerVersion]:
         """The dependency layers a task's function needs: none for the core group."""

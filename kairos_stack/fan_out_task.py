@@ -10,8 +10,9 @@ plan ─▶ planned? ─no─▶ done (the plan's record is final: skipped, or f
         summarize (writes the slot's final run record)
 
 The schedule starts the state machine with the same event a function would get. Roles: each
-function its own (its log group, X-Ray, and the stack's grants by step); the state machine's may
-invoke only these three functions; Scheduler's may start only this state machine.
+function its own (its log group, X-Ray, and the shard stack's grants by step); the state machine's may
+invoke only these three functions; the schedule's own Scheduler role may start only this state
+machine (not the stage's shared role, which invokes functions only: docs/adr/0162-fan-out-in-shards.md).
 """
 
 from __future__ import annotations
@@ -221,7 +222,10 @@ class FanOutTask(Construct):
             ),
         )
         resource_names: dict[ResourceDimension, str] = {"StateMachineArn": self.state_machine.state_machine_arn}
-        self.failure_alarm, *self.gauge_alarms = (
-            planned_alarm(self, alarm, alarm_action=alarm_action, resource_names=resource_names)
+        self.alarms: dict[str, cloudwatch.Alarm] = {
+            alarm.construct_id: planned_alarm(self, alarm, alarm_action=alarm_action, resource_names=resource_names)
             for alarm in plan.alarms
-        )
+        }
+        self.failure_alarm = self.alarms[plan.failure_alarm.construct_id]
+        freshness = plan.freshness.alarm
+        self.freshness_alarm = self.alarms[freshness.construct_id] if freshness is not None else None

@@ -1,4 +1,8 @@
-"""One task of tasks.yaml: its function, log group, schedule and failure alarm."""
+"""One task of tasks.yaml: its function, log group, schedule and alarms (failure, freshness, gauges).
+
+The schedule runs as the stage's one Scheduler role (:mod:`kairos_stack.scheduler_role`), not a role
+of its own: seven resources a task, plus an alarm per gauge and its freshness alarm.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +52,7 @@ class ScheduledTask(Construct):
         code: lambda_.Code,
         layers: Sequence[lambda_.ILayerVersion] = (),
         schedule_group: scheduler.IScheduleGroup,
+        schedule_role: iam.IRole,
         dead_letter_queue: sqs.IQueue,
         log_retention: logs.RetentionDays,
         removal_policy: cdk.RemovalPolicy,
@@ -71,6 +76,8 @@ class ScheduledTask(Construct):
             self,
             "Function",
             description=plan.function_description,
+            # Named, so the stage's one Scheduler role can invoke it by pattern (docs/adr/0181).
+            function_name=plan.function_name,
             runtime=LAMBDA_RUNTIMES[plan.runtime],
             architecture=ARCHITECTURES[plan.architecture],
             handler=plan.handler,
@@ -99,6 +106,7 @@ class ScheduledTask(Construct):
             enabled=plan.enabled,
             target=targets.LambdaInvoke(
                 self.function,
+                role=schedule_role,
                 input=scheduler.ScheduleTargetInput.from_object(dict(plan.input_template)),
                 dead_letter_queue=dead_letter_queue,
                 retry_attempts=plan.scheduler_retry_attempts,
@@ -106,7 +114,10 @@ class ScheduledTask(Construct):
             ),
         )
         resource_names: dict[ResourceDimension, str] = {"FunctionName": self.function.function_name}
-        self.failure_alarm, *self.gauge_alarms = (
-            planned_alarm(self, alarm, alarm_action=alarm_action, resource_names=resource_names)
+        self.alarms: dict[str, cloudwatch.Alarm] = {
+            alarm.construct_id: planned_alarm(self, alarm, alarm_action=alarm_action, resource_names=resource_names)
             for alarm in plan.alarms
-        )
+        }
+        self.failure_alarm = self.alarms[plan.failure_alarm.construct_id]
+        freshness = plan.freshness.alarm
+        self.freshness_alarm = self.alarms[freshness.construct_id] if freshness is not None else None

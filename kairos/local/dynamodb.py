@@ -1,6 +1,8 @@
 """An embedded DynamoDB (dynalite, from npm) on loopback, with data kept under ``.kairos/``.
 
 ``AWS_ENDPOINT_URL_DYNAMODB`` wins when it is set: then nothing is started and that endpoint is used.
+Commands share one long-lived server (:mod:`kairos.local.server`); :func:`embedded_dynamodb` is a
+private one for the length of a block.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from kairos.local.processes import ServerStartError, free_loopback_port, stop_pr
 ENDPOINT_ENV = "AWS_ENDPOINT_URL_DYNAMODB"
 DYNALITE_CLI = PROJECT_ROOT / "node_modules" / "dynalite" / "cli.js"
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".kairos" / "dynamodb"
+DATA_DIR_ENV = "KAIROS_LOCAL_DATA_DIR"
+"""Where the embedded DynamoDB keeps its data instead of ``.kairos/dynamodb``."""
 STARTUP_TIMEOUT_S = 15.0
 
 
@@ -64,16 +68,10 @@ def embedded_dynamodb(data_dir: Path = DEFAULT_DATA_DIR, *, lock_wait_s: float =
         yield from _run_dynalite(data_dir)
 
 
-def _run_dynalite(data_dir: Path) -> Iterator[DynamoEndpoint]:
-    node = shutil.which("node")
-    if node is None or not DYNALITE_CLI.exists():
-        raise EmbeddedDynamoError(
-            "the embedded DynamoDB needs Node.js and `npm ci` (dynalite); run `make setup` "
-            f"or set {ENDPOINT_ENV} to a DynamoDB endpoint"
-        )
-    port = free_loopback_port()
-    command = [
-        node,
+def dynalite_command(data_dir: Path, port: int, *, node: str | None = None) -> list[str]:
+    """dynalite on 127.0.0.1:``port`` over ``data_dir``, tables ready at once."""
+    return [
+        node or shutil.which("node") or "node",
         str(DYNALITE_CLI),
         "--host",
         "127.0.0.1",
@@ -88,6 +86,17 @@ def _run_dynalite(data_dir: Path) -> Iterator[DynamoEndpoint]:
         "--updateTableMs",
         "0",
     ]
+
+
+def _run_dynalite(data_dir: Path) -> Iterator[DynamoEndpoint]:
+    node = shutil.which("node")
+    if node is None or not DYNALITE_CLI.exists():
+        raise EmbeddedDynamoError(
+            "the embedded DynamoDB needs Node.js and `npm ci` (dynalite); run `make setup` "
+            f"or set {ENDPOINT_ENV} to a DynamoDB endpoint"
+        )
+    port = free_loopback_port()
+    command = dynalite_command(data_dir, port, node=node)
     # Its output goes to a file beside the data: a pipe nobody reads would eventually block it.
     log_path = data_dir.with_name(f"{data_dir.name}.log")
     with log_path.open("ab") as log:
@@ -103,11 +112,33 @@ def _run_dynalite(data_dir: Path) -> Iterator[DynamoEndpoint]:
             stop_process(process)
 
 
+def default_data_dir() -> Path:
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
 @contextmanager
-def dynamodb_endpoint(data_dir: Path = DEFAULT_DATA_DIR) -> Iterator[DynamoEndpoint]:
+def dynamodb_endpoint(data_dir: Path | None = None, *, idle_s: float | None = None) -> Iterator[DynamoEndpoint]:
+    """``AWS_ENDPOINT_URL_DYNAMODB`` when set, else the shared embedded server (started if none runs)."""
+    from kairos.local.server import DEFAULT_IDLE_S, SharedServerError, shared_dynamodb
+
     configured = os.environ.get(ENDPOINT_ENV)
     if configured:
         yield DynamoEndpoint(url=configured, embedded=False)
         return
-    with embedded_dynamodb(data_dir) as endpoint:
-        yield endpoint
+    _require_dynalite()
+    with ExitStack() as stack:
+        try:
+            state = stack.enter_context(
+                shared_dynamodb(data_dir or default_data_dir(), idle_s=DEFAULT_IDLE_S if idle_s is None else idle_s)
+            )
+        except SharedServerError as error:
+            raise EmbeddedDynamoError(str(error)) from None
+        yield DynamoEndpoint(url=state.url, embedded=True)
+
+
+def _require_dynalite() -> None:
+    if shutil.which("node") is None or not DYNALITE_CLI.exists():
+        raise EmbeddedDynamoError(
+            "the embedded DynamoDB needs Node.js and `npm ci` (dynalite); run `make setup` "
+            f"or set {ENDPOINT_ENV} to a DynamoDB endpoint"
+        )

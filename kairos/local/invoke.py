@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,9 +19,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kairos.catalog import PROJECT_ROOT
+from kairos.operations.invoke import scheduled_event
 from kairos.plan import FanOutPlan, TaskPlan
-from kairos_runtime.events import render_schedule_input
-from kairos_runtime.settings import LAMBDA_RETRY_ATTEMPTS_ENV
+from kairos_runtime.settings import LAMBDA_RETRY_ATTEMPTS_ENV, LATE_DELIVERY_LIMIT_ENV
 from kairos_runtime.tables import TableId
 
 NODE_INVOKER = Path(__file__).with_name("node_invoke.mjs")
@@ -43,18 +47,31 @@ def local_environment(
 ) -> dict[str, str]:
     """The deployed function's environment (the plan's, local table names in place of the stack's) on
     top of this process's, plus what points the handler at the local endpoint."""
+    return lambda_environment(
+        task.function_environment(table_names), function_name=task.name, endpoint_url=endpoint_url, region=region
+    )
+
+
+def lambda_environment(
+    function_environment: Mapping[str, str], *, function_name: str, endpoint_url: str, region: str = "us-east-1"
+) -> dict[str, str]:
+    """A function's environment on top of this process's, plus what points it at the local endpoint."""
     environment = dict(os.environ)
-    environment |= task.function_environment(table_names)
+    environment |= function_environment
     environment |= {
         "AWS_ENDPOINT_URL_DYNAMODB": endpoint_url,
         "AWS_REGION": environment.get("AWS_REGION") or region,
         "AWS_DEFAULT_REGION": environment.get("AWS_DEFAULT_REGION") or region,
         "POWERTOOLS_TRACE_DISABLED": "1",
         "POWERTOOLS_DEV": environment.get("POWERTOOLS_DEV", "false"),
-        "AWS_LAMBDA_FUNCTION_NAME": task.name,
+        "AWS_LAMBDA_FUNCTION_NAME": function_name,
         # A local run is delivered once: its transient failure is final, not one Lambda retries.
         LAMBDA_RETRY_ATTEMPTS_ENV: "0",
     }
+    # `kairos run --scheduled-time` names its slot on purpose (to see a task at 09:00, say): a local
+    # run is no late delivery, so the past-slot refusal is the deployed function's alone, and
+    # `kairos backfill` refuses a task that cannot be backfilled before anything runs.
+    environment.pop(LATE_DELIVERY_LIMIT_ENV, None)
     credentials = loopback_credentials(endpoint_url)
     if credentials:
         environment |= {key.upper(): value for key, value in credentials.items()}
@@ -95,16 +112,18 @@ def invoke_locally(
     table_names: Mapping[TableId, str],
     scheduled_time: datetime,
     execution_id: str | None = None,
+    event: Mapping[str, Any] | None = None,
+    rerun: bool = False,
 ) -> LocalInvocation:
-    event = render_schedule_input(
-        dict(task.input_template),
-        scheduled_time=scheduled_time,
-        execution_id=execution_id or f"local-{uuid.uuid4()}",
-    )
+    """Run the task's handler once; ``event`` (already rendered) is sent as it is, when given."""
+    if event is None:
+        event = scheduled_event(
+            task, scheduled_time=scheduled_time, execution_id=execution_id or f"local-{uuid.uuid4()}", rerun=rerun
+        )
     environment = local_environment(task, endpoint_url=endpoint_url, table_names=table_names)
     with tempfile.TemporaryDirectory(prefix="kairos-run-") as workdir:
         event_file, result_file = Path(workdir, "event.json"), Path(workdir, "result.json")
-        event_file.write_text(json.dumps(event), encoding="utf-8")
+        event_file.write_text(json.dumps(dict(event)), encoding="utf-8")
         arguments = [str(event_file), str(result_file), task.name, str(task.memory), str(task.timeout)]
         timeout = task.timeout
         if task.fan_out is not None:
@@ -148,3 +167,88 @@ def invoke_locally(
     if outcome["ok"]:
         return LocalInvocation(task.name, event, True, outcome["response"], None, output)
     return LocalInvocation(task.name, event, False, None, f"{outcome['error_type']}: {outcome['message']}", output)
+
+
+INIT_LIMIT_S = PROCESS_GRACE_S
+"""How long a handler may take to import before it counts as failed (Lambda's own init limit is 10 s;
+a loaded machine starting an interpreter needs more)."""
+TIMED_OUT = "Timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCall:
+    """One invocation of a function of the cloud assembly, by its handler and runtime."""
+
+    name: str
+    family: str
+    handler: str
+    code_dir: Path
+    memory: int
+    timeout: int
+    environment: Mapping[str, str]
+
+
+def call_function(call: FunctionCall, event: Mapping[str, Any], *, poll_s: float = 0.02) -> LocalInvocation:
+    """Run the handler in a child process; one still running ``timeout`` seconds after its handler
+    started is killed, and the invocation is a ``Timeout``.
+
+    The child has its own session: a Ctrl-C meant for ``kairos local`` does not cut a run short.
+    """
+    with tempfile.TemporaryDirectory(prefix="kairos-run-") as workdir:
+        event_file, result_file = Path(workdir, "event.json"), Path(workdir, "result.json")
+        started_file, output_file = Path(workdir, "started"), Path(workdir, "output.log")
+        event_file.write_text(json.dumps(event), encoding="utf-8")
+        arguments = [str(event_file), str(result_file), call.name, str(call.memory), str(call.timeout)]
+        module, _, attribute = call.handler.rpartition(".")
+        if call.family == "python":
+            command = [sys.executable, "-m", "kairos.local.python_invoke", *arguments, call.handler, str(started_file)]
+        else:
+            node = shutil.which("node") or "node"
+            module_file = Path(call.code_dir, module + ".mjs")
+            command = [node, str(NODE_INVOKER), *arguments, str(module_file), attribute, str(started_file)]
+        with output_file.open("wb") as output:
+            process = subprocess.Popen(  # noqa: S603 - fixed interpreter and our own scripts
+                command,
+                env=dict(call.environment),
+                cwd=PROJECT_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            error = _wait(process, started_file, timeout=call.timeout, poll_s=poll_s)
+        log = output_file.read_text(encoding="utf-8", errors="replace")
+        if error is not None:
+            return LocalInvocation(call.name, event, False, None, error, log)
+        if not result_file.exists():
+            return LocalInvocation(call.name, event, False, None, f"handler crashed (exit {process.returncode})", log)
+        outcome = json.loads(result_file.read_text(encoding="utf-8"))
+    if outcome["ok"]:
+        return LocalInvocation(call.name, event, True, outcome["response"], None, log)
+    return LocalInvocation(call.name, event, False, None, f"{outcome['error_type']}: {outcome['message']}", log)
+
+
+def _wait(process: subprocess.Popen[bytes], started_file: Path, *, timeout: int, poll_s: float) -> str | None:
+    """None when the process exits in time; else why it was killed."""
+    launched = time.monotonic()
+    handler_started: float | None = None
+    while process.poll() is None:
+        now = time.monotonic()
+        if handler_started is None and started_file.exists():
+            handler_started = now
+        if handler_started is None and now - launched > INIT_LIMIT_S:
+            _kill(process)
+            return f"{TIMED_OUT}: the handler did not start within {INIT_LIMIT_S} s"
+        if handler_started is not None and now - handler_started > timeout:
+            _kill(process)
+            return f"{TIMED_OUT}: timed out after {timeout} s"
+        time.sleep(poll_s)
+    return None
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill the handler and whatever it started (its session's process group), as Lambda ends a
+    timed-out sandbox."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

@@ -1,10 +1,15 @@
-// Invoke the Node.js handler the way Lambda does: node node_invoke.mjs EVENT RESULT NAME MEMORY TIMEOUT.
+// Invoke the Node.js handler the way Lambda does:
+// node node_invoke.mjs EVENT RESULT NAME MEMORY TIMEOUT MODULE [EXPORT [STARTED]].
+// STARTED is created once the module is imported, when the timeout starts counting.
 // Logs go to stdout as they would to CloudWatch; the outcome is written as JSON to RESULT.
 import { readFile, writeFile } from "node:fs/promises";
 import { randomUUID } from "node:crypto";
 import { pathToFileURL } from "node:url";
 
-const [eventFile, resultFile, functionName, memoryMb, timeoutS, handlerModule] = process.argv.slice(2);
+const [eventFile, resultFile, functionName, memoryMb, timeoutS, handlerModule, exportName, startedFile] =
+  process.argv.slice(2);
+const event = JSON.parse(await readFile(eventFile, "utf8"));
+const handler = (await import(pathToFileURL(handlerModule).href))[exportName ?? "handler"];
 const deadline = Date.now() + Number(timeoutS) * 1000;
 const context = {
   functionName,
@@ -17,8 +22,7 @@ const context = {
   getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
 };
 
-const event = JSON.parse(await readFile(eventFile, "utf8"));
-const { handler } = await import(pathToFileURL(handlerModule).href);
+if (startedFile) await writeFile(startedFile, "");
 let outcome;
 try {
   outcome = { ok: true, response: await handler(event, context) };

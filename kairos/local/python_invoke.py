@@ -1,11 +1,14 @@
 """Invoke the Python handler the way Lambda does, in a fresh interpreter: ``python -m`` this module.
 
-Arguments: EVENT_FILE RESULT_FILE FUNCTION_NAME MEMORY_MB TIMEOUT_S. The handler's logs go to the
-process's stdout as they would to CloudWatch; the outcome is written as JSON to RESULT_FILE.
+Arguments: EVENT_FILE RESULT_FILE FUNCTION_NAME MEMORY_MB TIMEOUT_S [HANDLER [STARTED_FILE]]. HANDLER
+is the function's ``module.function`` (default: Kairos's own handler); STARTED_FILE is created once
+the handler is imported, when its timeout starts counting. The handler's logs go to the process's
+stdout as they would to CloudWatch; the outcome is written as JSON to RESULT_FILE.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
@@ -29,10 +32,14 @@ class LocalLambdaContext:
 
 
 def main(argv: list[str]) -> int:
-    event_file, result_file, function_name, memory_mb, timeout_s = argv
+    event_file, result_file, function_name, memory_mb, timeout_s, *rest = argv
+    handler_path = rest[0] if rest else "kairos_runtime.handler.handler"
     event = json.loads(Path(event_file).read_text(encoding="utf-8"))
+    module_name, _, attribute = handler_path.rpartition(".")
+    handler = getattr(importlib.import_module(module_name), attribute)
     context = LocalLambdaContext(function_name, int(memory_mb), int(timeout_s))
-    from kairos_runtime.handler import handler
+    if len(rest) > 1:
+        Path(rest[1]).touch()
 
     try:
         response = handler(event, context)

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 from kairos.local.dynamodb import DynamoEndpoint
 from kairos.local.invoke import LocalInvocation, invoke_locally, loopback_credentials
 from kairos.local.tables import LocalTable, ensure_tables, tables_from_designs, tables_from_template
+from kairos.operations.invoke import run_record
 from kairos.plan import TaskPlan
 from kairos_runtime.runs import RunHistory
-from kairos_runtime.tables import TASK_RUNS, TableId
+from kairos_runtime.tables import TableId
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -53,34 +54,36 @@ class LocalStage:
             self._tables = tables_from_template(self.stage, template)
         return ensure_tables(self._resource().meta.client, self._tables)
 
-    def run(self, task: TaskPlan, *, scheduled_time: datetime) -> LocalRunResult:
+    def run(
+        self,
+        task: TaskPlan,
+        *,
+        scheduled_time: datetime,
+        event: Mapping[str, Any] | None = None,
+        rerun: bool = False,
+    ) -> LocalRunResult:
+        """Run the task for the slot (to the minute); ``event``, when given, is sent instead of one
+        rendered here (``kairos backfill`` builds its events in one place)."""
         invocation = invoke_locally(
             task,
             endpoint_url=self.endpoint.url,
             table_names=self.table_names,
             scheduled_time=scheduled_time.replace(second=0, microsecond=0),
+            event=event,
+            rerun=rerun,
         )
-        return LocalRunResult(invocation, self._record_of(invocation))
-
-    def _record_of(self, invocation: LocalInvocation) -> dict[str, Any] | None:
-        event = invocation.event
-        slot = str(event["scheduled_time"])
-        response = self.runs_table().query(
-            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
-            ExpressionAttributeNames={"#pk": TASK_RUNS.partition_key, "#sk": TASK_RUNS.sort_key},
-            ExpressionAttributeValues={
-                ":pk": f"TASK#{event['task']}",
-                ":prefix": f"RUN#{slot}#{event['execution_id']}#",
-            },
-        )
-        items = response.get("Items", [])
-        return dict(items[-1]) if items else None
+        # The delivery's own record, or (declined: the slot is done or in progress) the slot's run.
+        return LocalRunResult(invocation, run_record(self.runs_table(), dict(invocation.event)))
 
     def history(self, *, task: str | None, limit: int, now: datetime) -> list[dict[str, Any]]:
         history = RunHistory(self.runs_table())
         if task is not None:
             return history.for_task(task, limit=limit)
         return history.recent(limit=limit, today=now)
+
+    def table(self, table_id: TableId) -> Table:
+        """One of the stage's tables as a boto3 resource."""
+        return self._resource().Table(self.table_names[table_id])  # type: ignore[no-any-return]
 
     def runs_table(self) -> Table:
         return self._resource().Table(self.table_names[TableId.TASK_RUNS])  # type: ignore[no-any-return]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,15 +60,9 @@ def tables_from_template(stage: str, template: Mapping[str, Any]) -> list[LocalT
     Each is matched to its design through the construct path CDK records in the resource metadata,
     which gives it the same local name ``kairos run`` uses.
     """
-    by_construct_id = {design.construct_id: design for design in TABLE_DESIGNS.values()}
     tables = []
-    for logical_id, resource in template.get("Resources", {}).items():
-        if resource.get("Type") != "AWS::DynamoDB::Table":
-            continue
-        path = str(resource.get("Metadata", {}).get("aws:cdk:path", ""))
-        design = next((by_construct_id[part] for part in path.split("/") if part in by_construct_id), None)
-        if design is None:
-            raise ValueError(f"table {logical_id} ({path or 'no construct path'}) matches no known table design")
+    for logical_id, design in template_tables(template):
+        resource = template["Resources"][logical_id]
         properties = resource["Properties"]
         definition = {
             key: properties[key]
@@ -85,6 +79,19 @@ def tables_from_template(stage: str, template: Mapping[str, Any]) -> list[LocalT
             )
         )
     return tables
+
+
+def template_tables(template: Mapping[str, Any]) -> Iterator[tuple[str, TableDesign]]:
+    """Each ``AWS::DynamoDB::Table`` of the template (logical id) with the design it is built from."""
+    by_construct_id = {design.construct_id: design for design in TABLE_DESIGNS.values()}
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::DynamoDB::Table":
+            continue
+        path = str(resource.get("Metadata", {}).get("aws:cdk:path", ""))
+        design = next((by_construct_id[part] for part in path.split("/") if part in by_construct_id), None)
+        if design is None:
+            raise ValueError(f"table {logical_id} ({path or 'no construct path'}) matches no known table design")
+        yield logical_id, design
 
 
 class TableDesignChangedError(RuntimeError):

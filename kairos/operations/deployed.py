@@ -1,10 +1,12 @@
 """Finding a deployed stage: its physical names, read from CloudFormation.
 
-The stack ``kairos-<stage>`` (:attr:`~kairos.plan.StagePlan.stack_name`) is read with two kinds of
-request, whatever the number of tasks: ``GetTemplate`` (the deployed template, whose resources carry
-the construct path CDK records as ``aws:cdk:path`` metadata) and ``ListStackResources`` (logical id to
-physical id, 100 a page). Each resource is matched by its construct path, which the plan decides
-(:func:`task_paths`), never by one stack output per task: CloudFormation allows 200 outputs a stack.
+A stage is its core stack ``kairos-<stage>`` (:attr:`~kairos.plan.StagePlan.stack_name`) and its
+shard stacks (:attr:`~kairos.plan.StagePlan.stack_names`, docs/adr/0180-stage-shards.md). Each is read
+with two kinds of request, whatever the number of tasks: ``GetTemplate`` (the deployed template, whose
+resources carry the construct path CDK records as ``aws:cdk:path`` metadata) and ``ListStackResources``
+(logical id to physical id, 100 a page). Each resource is matched by its construct path, stack name
+included, which the plan decides (:func:`task_paths`: the task's shard stack, then its construct),
+never by one stack output per task: CloudFormation allows 200 outputs a stack.
 
 AWS is reached with the user's own configuration: ``--profile`` / ``--region`` when given, else the
 usual chain (environment, shared files, SSO, instance roles); botocore honours ``AWS_ENDPOINT_URL``
@@ -104,42 +106,49 @@ FAN_OUT_STEP = "PlanFunction"
 owns the slot's run record (kairos_stack/fan_out_task.py)."""
 
 
-def task_paths(task: TaskPlan) -> dict[str, str]:
-    """The construct paths (below the stack) of a task's function, log group and schedule."""
+def task_paths(plan: StagePlan, task: TaskPlan) -> dict[str, str]:
+    """The construct paths (stack name first) of a task's function, log group and schedule."""
+    stack = plan.task_stack_name(task)
     within = f"{task.name}/{FAN_OUT_STEP}" if task.fan_out is not None else task.name
     return {
-        "function": FUNCTION_PATH.format(task=within),
-        "log_group": LOG_GROUP_PATH.format(task=within),
-        "schedule": SCHEDULE_PATH.format(task=task.name),
+        "function": f"{stack}/" + FUNCTION_PATH.format(task=within),
+        "log_group": f"{stack}/" + LOG_GROUP_PATH.format(task=within),
+        "schedule": f"{stack}/" + SCHEDULE_PATH.format(task=task.name),
     }
 
 
+StackContents = tuple[Mapping[str, Any], Mapping[str, str]]
+"""A deployed stack's template and its logical-to-physical ids."""
+
+
 def physical_by_path(stack_name: str, template: Mapping[str, Any], physical: Mapping[str, str]) -> dict[str, str]:
-    """Construct path (below the stack) to physical id, for every resource of the deployed template."""
+    """Construct path (stack name first) to physical id, for every resource of the deployed template."""
     prefix = f"{stack_name}/"
     by_path = {}
     for logical_id, resource in template.get("Resources", {}).items():
         path = str(resource.get("Metadata", {}).get(CDK_PATH, ""))
         if path.startswith(prefix) and logical_id in physical:
-            by_path[path.removeprefix(prefix)] = physical[logical_id]
+            by_path[path] = physical[logical_id]
     return by_path
 
 
-def match_stage(
-    plan: StagePlan, template: Mapping[str, Any], physical: Mapping[str, str], *, session: Any = None
-) -> DeployedStage:
-    """The deployed stage, once every task of the plan is found in it and it has no other.
+def match_stage(plan: StagePlan, stacks: Mapping[str, StackContents], *, session: Any = None) -> DeployedStage:
+    """The deployed stage, once every task of the plan is found in its shard and the stage has no other.
 
-    Pure: ``template`` is the deployed template, ``physical`` its logical-to-physical ids.
+    Pure: ``stacks`` maps each of the stage's stack names to its deployed template and physical ids.
     """
-    by_path = physical_by_path(plan.stack_name, template, physical)
-    if not by_path:
-        raise DeployedStageError(
-            f"stack {plan.stack_name} has no resource with CDK's construct path ({CDK_PATH} metadata): "
-            "it was not deployed by kairos, or with path metadata turned off"
-        )
+    by_path: dict[str, str] = {}
+    for stack_name, (template, physical) in stacks.items():
+        found = physical_by_path(stack_name, template, physical)
+        if not found:
+            raise DeployedStageError(
+                f"stack {stack_name} has no resource with CDK's construct path ({CDK_PATH} metadata): "
+                "it was not deployed by kairos, or with path metadata turned off"
+            )
+        by_path |= found
     planned = {task.name for task in plan.tasks}
-    deployed_tasks = {path.split("/")[0] for path in by_path if path.endswith("/Function/Resource")}
+    # A task's function anywhere in the stage, in its own shard or not (a file with another shard count).
+    deployed_tasks = {path.split("/")[1] for path in by_path if path.endswith("/Function/Resource")}
     missing, extra = sorted(planned - deployed_tasks), sorted(deployed_tasks - planned)
     if missing or extra:
         differences = ([f"not deployed: {', '.join(missing)}"] if missing else []) + (
@@ -151,36 +160,48 @@ def match_stage(
         )
     tasks = {}
     for task in plan.tasks:
-        paths = task_paths(task)
+        paths = task_paths(plan, task)
         absent = [kind for kind, path in paths.items() if path not in by_path]
         if absent:
             raise DeployedStageError(
-                f"task {task.name} in stack {plan.stack_name} lacks its {', '.join(absent)}: "
-                "it was deployed by another version of kairos; deploy again"
+                f"task {task.name} in stack {plan.task_stack_name(task)} lacks its {', '.join(absent)}: "
+                "it was deployed by another version of kairos or another shard count; deploy again"
             )
         tasks[task.name] = DeployedTask(
             task.name, by_path[paths["function"]], by_path[paths["log_group"]], by_path[paths["schedule"]]
         )
     tables = {}
     for table_id, design in TABLE_DESIGNS.items():
-        path = TABLE_PATH.format(construct_id=design.construct_id)
+        path = f"{plan.stack_name}/" + TABLE_PATH.format(construct_id=design.construct_id)
         if path not in by_path:
             raise DeployedStageError(f"stack {plan.stack_name} has no {design.construct_id} table: deploy again")
         tables[table_id] = by_path[path]
-    return DeployedStage(plan, tasks, tables, by_path.get(DEAD_LETTER_QUEUE_PATH, ""), session)
+    queue = by_path.get(f"{plan.stack_name}/{DEAD_LETTER_QUEUE_PATH}", "")
+    return DeployedStage(plan, tasks, tables, queue, session)
 
 
 def resolve_stage(plan: StagePlan, access: AwsAccess) -> DeployedStage:
-    """Read the stage's stack from CloudFormation and match it to ``plan`` (see the module docstring)."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    """Read the stage's stacks from CloudFormation and match them to ``plan`` (see the module docstring)."""
+    from botocore.exceptions import BotoCoreError
 
     session = access.session(plan)
     try:
         cloudformation = session.client("cloudformation")
-        template = cloudformation.get_template(StackName=plan.stack_name, TemplateStage="Original")["TemplateBody"]
+    except BotoCoreError as error:
+        raise DeployedStageError(f"cannot reach AWS to read stack {plan.stack_name}: {error}") from None
+    stacks = {name: _read_stack(plan, session, cloudformation, name) for name in plan.stack_names}
+    return match_stage(plan, stacks, session=session)
+
+
+def _read_stack(plan: StagePlan, session: Any, cloudformation: Any, stack_name: str) -> StackContents:
+    """One deployed stack's template and physical ids; a missing stack is a stage not (fully) deployed."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        template = cloudformation.get_template(StackName=stack_name, TemplateStage="Original")["TemplateBody"]
         physical = {
             summary["LogicalResourceId"]: summary.get("PhysicalResourceId", "")
-            for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=plan.stack_name)
+            for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack_name)
             for summary in page["StackResourceSummaries"]
         }
     except ClientError as error:
@@ -188,21 +209,21 @@ def resolve_stage(plan: StagePlan, access: AwsAccess) -> DeployedStage:
         if "does not exist" in message:
             region = session.region_name or "the default region"
             raise DeployedStageError(
-                f"stage {plan.stage} is not deployed: no stack {plan.stack_name} in {region} "
-                f"(deploy it with `npx cdk deploy -c stage={plan.stage}`, pick the account with --profile / "
+                f"stage {plan.stage} is not deployed: no stack {stack_name} in {region} "
+                f"(deploy it with `npx cdk deploy --all -c stage={plan.stage}`, pick the account with --profile / "
                 "--region, or use --local)"
             ) from None
-        raise DeployedStageError(f"cannot read stack {plan.stack_name}: {message}") from None
+        raise DeployedStageError(f"cannot read stack {stack_name}: {message}") from None
     except BotoCoreError as error:
-        raise DeployedStageError(f"cannot reach AWS to read stack {plan.stack_name}: {error}") from None
+        raise DeployedStageError(f"cannot reach AWS to read stack {stack_name}: {error}") from None
     if isinstance(template, str):  # a template deployed as YAML; CDK writes JSON, which boto3 decodes
         import json
 
         try:
             template = json.loads(template)
         except ValueError:
-            raise DeployedStageError(f"stack {plan.stack_name} has a template kairos did not write") from None
-    return match_stage(plan, template, physical, session=session)
+            raise DeployedStageError(f"stack {stack_name} has a template kairos did not write") from None
+    return template, physical
 
 
 def aws_error(error: BaseException) -> str | None:

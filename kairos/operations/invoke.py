@@ -2,7 +2,9 @@
 
 The event is rendered from the plan's input template by the builder ``kairos run`` uses
 (:func:`kairos_runtime.events.render_schedule_input`), with an execution id of its own so the run
-record it writes can be read back by key.
+record it writes can be read back by key. ``rerun`` adds ``"rerun": true``: the slot runs even when it
+already SUCCEEDED (a schedule never sends it). A delivery the function declined (the slot is done or
+in progress: ``kairos_runtime.slots``) wrote no record of its own; the slot's run is read instead.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from kairos.operations.deployed import DeployedStage
 from kairos.plan import TaskPlan
 from kairos_runtime.events import render_schedule_input
+from kairos_runtime.slots import SLOT_PREFIX
 from kairos_runtime.tables import TASK_RUNS
 
 EXECUTION_ID_PREFIX = "kairos-invoke-"
@@ -33,17 +36,34 @@ class InvokeResult:
     record: dict[str, Any] | None
 
 
-def scheduled_event(task: TaskPlan, *, scheduled_time: datetime, execution_id: str | None = None) -> dict[str, Any]:
+def scheduled_event(
+    task: TaskPlan, *, scheduled_time: datetime, execution_id: str | None = None, rerun: bool = False
+) -> dict[str, Any]:
+    """The event the task's schedule sends for ``scheduled_time`` (``kairos run``, ``invoke``,
+    backfill), with ``"rerun": true`` when asked."""
     return render_schedule_input(
         dict(task.input_template),
         scheduled_time=scheduled_time,
         execution_id=execution_id or f"{EXECUTION_ID_PREFIX}{uuid.uuid4()}",
+        rerun=rerun,
     )
 
 
-def invoke_deployed(stage: DeployedStage, task: TaskPlan, *, scheduled_time: datetime) -> InvokeResult:
-    """Invoke and wait (RequestResponse), then read the run record the invocation wrote."""
-    event = scheduled_event(task, scheduled_time=scheduled_time)
+def invoke_deployed(
+    stage: DeployedStage,
+    task: TaskPlan,
+    *,
+    scheduled_time: datetime | None = None,
+    event: dict[str, Any] | None = None,
+    rerun: bool = False,
+) -> InvokeResult:
+    """Invoke and wait (RequestResponse), then read the run record the invocation wrote. The event is
+    the schedule's for ``scheduled_time``, or ``event`` as it is (already rendered: ``kairos backfill``,
+    ``kairos redrive``)."""
+    if event is None:
+        if scheduled_time is None:
+            raise TypeError("invoke_deployed needs a scheduled_time or an event")
+        event = scheduled_event(task, scheduled_time=scheduled_time, rerun=rerun)
     from botocore.config import Config
 
     # One attempt only: boto3 retries a read timeout, and a retried Invoke runs the task again.
@@ -61,8 +81,15 @@ def invoke_deployed(stage: DeployedStage, task: TaskPlan, *, scheduled_time: dat
     return InvokeResult(event, answer.get("FunctionError"), response, run_record(stage.runs_table(), event))
 
 
+def declined(response: Any) -> str | None:
+    """Why the function did not run the event (``done``, ``in_progress``), if it declined it."""
+    reason = response.get("declined") if isinstance(response, dict) else None
+    return reason if isinstance(reason, str) else None
+
+
 def run_record(table: Any, event: dict[str, Any]) -> dict[str, Any] | None:
-    """The record of the event's slot and execution id (any attempt), by key: one consistent Query."""
+    """The record of the event's slot and execution id (any attempt), by key: one consistent Query;
+    else, when the delivery was declined, the record of the run that holds the slot."""
     response = table.query(
         KeyConditionExpression="#pk = :pk AND begins_with(#sk, :prefix)",
         ExpressionAttributeNames={"#pk": TASK_RUNS.partition_key, "#sk": TASK_RUNS.sort_key},
@@ -73,4 +100,15 @@ def run_record(table: Any, event: dict[str, Any]) -> dict[str, Any] | None:
         ConsistentRead=True,
     )
     items = response.get("Items", [])
-    return dict(items[-1]) if items else None
+    if items:
+        return dict(items[-1])
+    key = {
+        TASK_RUNS.partition_key: f"TASK#{event['task']}",
+        TASK_RUNS.sort_key: f"{SLOT_PREFIX}{event['scheduled_time']}",
+    }
+    slot = table.get_item(Key=key, ConsistentRead=True).get("Item")
+    if slot is None or not slot.get("run_id"):
+        return None
+    key[TASK_RUNS.sort_key] = str(slot["run_id"])
+    record = table.get_item(Key=key, ConsistentRead=True).get("Item")
+    return dict(record) if record else None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kairos.operations.deployed import DeployedStage
+from kairos.plan import TaskPlan
 
 # UpdateSchedule replaces the whole schedule: a field left out is reset (to no description, no
 # start date, no dead-letter queue...), so every field GetSchedule returns that UpdateSchedule takes
@@ -58,3 +59,45 @@ def set_schedule_state(stage: DeployedStage, task: str, *, enabled: bool) -> Sta
         update["State"] = wanted
         scheduler.update_schedule(**update)
     return StateChange(task, name, before, wanted)
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmChange:
+    alarm: str
+    found: bool
+    """Whether the stage has the alarm deployed (one deployed before freshness alarms has not)."""
+
+
+def set_freshness_actions(stage: DeployedStage, task: TaskPlan, *, enabled: bool) -> AlarmChange | None:
+    """Turn a paused task's freshness alarm's actions off, or a resumed one's on again; ``None``
+    when the task has no freshness alarm.
+
+    A paused schedule runs nothing, which is exactly what the alarm pages about. On resume the task
+    is also marked alive now (one ``RunsAlive``, as a run would publish it): its window starts again
+    from the resume, where an alarm muted in ALARM would otherwise stay there without notifying
+    (actions run on a state change), or a window that passed during the pause would page at once.
+    The same mark serves a task just deployed whose first slot is days away.
+    """
+    freshness = task.freshness.alarm
+    if freshness is None:
+        return None
+    cloudwatch = stage.client("cloudwatch")
+    if not cloudwatch.describe_alarms(AlarmNames=[freshness.alarm_name]).get("MetricAlarms"):
+        return AlarmChange(freshness.alarm_name, found=False)
+    if enabled:
+        [alive] = freshness.metrics.values()
+        cloudwatch.put_metric_data(
+            Namespace=alive.namespace,
+            MetricData=[
+                {
+                    "MetricName": alive.metric_name,
+                    "Dimensions": [{"Name": name, "Value": value} for name, value in alive.dimensions.items()],
+                    "Value": 1,
+                    "Unit": "Count",
+                }
+            ],
+        )
+        cloudwatch.enable_alarm_actions(AlarmNames=[freshness.alarm_name])
+    else:
+        cloudwatch.disable_alarm_actions(AlarmNames=[freshness.alarm_name])
+    return AlarmChange(freshness.alarm_name, found=True)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from kairos import cli
@@ -56,6 +57,27 @@ def test_validate_accepts_the_projects_file(runner: CliRunner, tasks_file: Path)
 
     assert code == 0
     assert "valid" in output
+
+
+def test_validate_json_reports_problems_and_warnings_by_name(runner: CliRunner, tasks_file: Path) -> None:
+    import json
+
+    code, output = invoke(runner, "validate", "--file", str(tasks_file), "--json")
+    assert code == 0, output
+    document = json.loads(output)
+    shipped = yaml.safe_load(tasks_file.read_text())
+    assert (document["valid"], document["tasks"], document["stages"]) == (True, len(shipped["tasks"]), ["dev", "prod"])
+    assert document["problems"] == []
+    assert [warning for warning in document["warnings"] if "stage 'prod' keeps its data" in warning]
+
+    tasks_file.write_text(tasks_file.read_text().replace("schedule: rate(5 minutes)", "schedule: rate(5 minute)", 1))
+    code, output = invoke(runner, "validate", "--file", str(tasks_file), "--json")
+    assert code == 1
+    document = json.loads(output)
+    assert document["valid"] is False
+    [problem] = document["problems"]
+    assert problem.startswith(f"{tasks_file}:")
+    assert "rate(5 minute)" in problem
 
 
 def test_validate_reports_problems_without_a_traceback(runner: CliRunner, tasks_file: Path) -> None:
@@ -152,6 +174,31 @@ def test_show_prints_the_resolved_task(runner: CliRunner, tasks_file: Path) -> N
     assert "rate(5 minutes) in UTC" in output
     assert "its own run records only" in output
     assert "2026-11-27T07:17:30Z, 2026-11-27T07:22:30Z" in output
+    # Its freshness alarm (dev enables it): the window rate(5 minutes) and a 300 s timeout make.
+    assert "freshness alarm  kairos-dev-python-task-1-late: no success or skip for 33 min" in output
+    assert "kairos-dev-python-task-1-failed, kairos-dev-python-task-1-late" in output
+
+
+def test_show_says_why_a_task_has_no_freshness_alarm(runner: CliRunner, tmp_path: Path) -> None:
+    import json
+
+    tasks_file = tmp_path / "tasks.yaml"
+    tasks_file.write_text(
+        "stages: {dev: {}}\ntasks:\n"
+        "  - {name: weekly, task_type: simple_task_1, schedule: cron(0 6 ? * MON *), enabled: true}\n",
+        encoding="utf-8",
+    )
+    code, output = invoke(runner, "show", "weekly", "--file", str(tasks_file))
+    assert code == 0, output
+    assert "longer than a CloudWatch alarm looks back" in " ".join(output.split())
+    assert "kairos status --stage dev judges it" in " ".join(output.split())
+
+    code, output = invoke(runner, "show", "weekly", "--file", str(tasks_file), "--json")
+    assert code == 0, output
+    freshness = json.loads(output)["freshness_alarm"]
+    assert freshness["name"] is None
+    assert freshness["window_s"] == 14 * 86_400 + 3 * 60 + 3 * 60 + 5 * 60
+    assert json.loads(output)["alarms"] == ["kairos-dev-weekly-failed"]
 
 
 @pytest.mark.parametrize(
@@ -252,9 +299,17 @@ def test_run_of_a_disabled_task_says_so(
 
 
 def test_run_uses_the_embedded_dynamodb_and_keeps_its_data(
-    runner: CliRunner, tasks_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runner: CliRunner,
+    tasks_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
+    from kairos.local.server import stop_server
+
     data_dir = tmp_path / "dynamodb"
+    # The shared server outlives the command that started it (docs/adr/0200): stopped after the test.
+    request.addfinalizer(lambda: stop_server(data_dir, force=True))
     monkeypatch.setattr(cli.services, "endpoint", lambda: dynamodb_endpoint(data_dir))
 
     code, output = invoke(runner, "run", "python-task-2", "--file", str(tasks_file))
@@ -262,7 +317,7 @@ def test_run_uses_the_embedded_dynamodb_and_keeps_its_data(
     assert "http://127.0.0.1:" in output
     assert "SUCCEEDED" in output
 
-    # A second embedded instance over the same directory sees the first run.
+    # A second command over the same directory sees the first run.
     code, output = invoke(runner, "runs", "python-task-2", "--file", str(tasks_file))
     assert code == 0
     assert "SUCCEEDED" in output
@@ -318,7 +373,9 @@ def test_run_stage_creates_the_templates_tables_and_runs_every_enabled_task(
 
     app = cdk.App(context={"aws:cdk:bundling-stacks": [], "aws:cdk:enable-path-metadata": True})
     template_file = tmp_path / "kairos-dev.template.json"
-    template_file.write_text(json.dumps(Template.from_stack(build_stage(app, stage_plan(tasks_file, "dev"))).to_json()))
+    template_file.write_text(
+        json.dumps(Template.from_stack(build_stage(app, stage_plan(tasks_file, "dev")).core).to_json())
+    )
     monkeypatch.setattr(cli.services, "endpoint", lambda: fixed_endpoint(local_dynamodb))
 
     code, output = invoke(runner, "run-stage", "--file", str(tasks_file), "--template", str(template_file))
@@ -326,16 +383,28 @@ def test_run_stage_creates_the_templates_tables_and_runs_every_enabled_task(
     assert code == 0, output
     assert "created tables on" in output
     assert "kairos-dev-TaskRuns, kairos-dev-MarketData" in output
-    rows = [line for line in output.splitlines() if "SUCCEEDED" in line]
+    rows = [line for line in output.splitlines() if "SUCCEEDED" in line and "│" in line]
     assert sorted(line.split("│")[1].strip() for line in rows) == [
         "nodejs-task-1",
         "nodejs-task-2",
         "python-task-1",
         "python-task-2",
     ]
+    # `make run` ends with one line: how many tasks ran, by status.
+    assert output.splitlines()[-1] == "stage dev: 4 tasks run: 4 SUCCEEDED, 0 FAILED, 0 SKIPPED"
     client = boto3.client("dynamodb", endpoint_url=local_dynamodb, region_name="us-east-1")
     runs = client.describe_table(TableName="kairos-dev-TaskRuns")["Table"]
     assert [index["IndexName"] for index in runs["GlobalSecondaryIndexes"]] == ["by_date"]
+
+
+def test_the_run_summary_counts_every_status_and_missing_records() -> None:
+    assert cli.run_summary("dev", ["SUCCEEDED", "FAILED", "SUCCEEDED", "SKIPPED"]) == (
+        "stage dev: 4 tasks run: 2 SUCCEEDED, 1 FAILED, 1 SKIPPED"
+    )
+    assert cli.run_summary("prod", ["STARTED"], missing=1) == (
+        "stage prod: 2 tasks run: 0 SUCCEEDED, 0 FAILED, 0 SKIPPED, 1 STARTED, 1 without a run record"
+    )
+    assert cli.run_summary("dev", []) == "stage dev: 0 tasks run: 0 SUCCEEDED, 0 FAILED, 0 SKIPPED"
 
 
 def test_validate_warns_when_a_stage_that_keeps_data_has_no_alarm_subscriber(
@@ -378,3 +447,34 @@ def test_run_of_a_fan_out_task_runs_its_steps_through_the_fan_out_handlers(
     assert "SKIPPED" in output
     assert "not a trading day" in output
     assert "stock-daily-all-plan" in output, "the plan step logged under its own function name"
+
+
+def test_a_second_run_of_a_done_slot_does_not_run_and_rerun_does(
+    runner: CliRunner, tasks_file: Path, local_dynamodb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli.services, "endpoint", lambda: fixed_endpoint(local_dynamodb))
+    slot = ("--scheduled-time", "2026-11-27T06:00:00Z")
+
+    first = invoke(runner, "run", "python-task-1", "--file", str(tasks_file), *slot)
+    second = invoke(runner, "run", "python-task-1", "--file", str(tasks_file), *slot)
+    rerun = invoke(runner, "run", "python-task-1", "--file", str(tasks_file), *slot, "--rerun")
+
+    assert first[0] == second[0] == rerun[0] == 0, (first, second, rerun)
+    assert "note: python-task-1's slot 2026-11-27T06:00:00Z already SUCCEEDED: not run again" in second[1]
+    assert "SUCCEEDED" in second[1], "the earlier run is printed"
+    assert "not run again" not in rerun[1]
+    import boto3
+
+    table = boto3.resource(
+        "dynamodb",
+        endpoint_url=local_dynamodb,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    ).Table("kairos-dev-TaskRuns")
+    runs = table.query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
+        ExpressionAttributeValues={":pk": "TASK#python-task-1", ":run": "RUN#2026-11-27T06:00:00Z#"},
+    )["Items"]
+    assert len(runs) == 2, "the second run was declined, the rerun ran"
+    assert [run.get("rerun", False) for run in runs].count(True) == 1

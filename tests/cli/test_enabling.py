@@ -150,13 +150,26 @@ def test_show_json_has_the_documented_fields(runner: CliRunner, tasks_file: Path
         "timezone",
         "schedule_in_words",
         "retries",
+        "backfill",
         "tables",
         "ssm_parameters",
         "params",
         "next_fire",
         "stages",
+        "alarms",
+        "freshness_alarm",
     }
     assert (shown["stage"], shown["enabled"], shown["decided_by"]) == ("prod", False, "built-in default")
+    assert shown["alarms"] == ["kairos-prod-crypto-markets-failed"]
+    assert shown["freshness_alarm"] == {
+        "name": None,
+        "window_s": None,
+        "period_s": None,
+        "evaluation_periods": None,
+        "note": "none: the task is disabled in stage prod",
+    }
+    # A snapshot of present quotes: refused for a slot later than both retry windows (600 s each).
+    assert shown["backfill"] == {"allowed": False, "late_delivery_limit_s": 1200}
     assert (shown["architecture"], shown["dependencies"], shown["memory_mb"]) == ("x86_64", "crawler", 512)
     assert shown["tables"] == {"market_data": "write"}
     assert shown["params"] == {"top_n": 50, "vs_currency": "usd"}

@@ -23,7 +23,7 @@ from kairos.catalog import load_catalog
 from kairos.loading import load_tasks_file
 from kairos.local.tables import tables_from_designs
 from kairos.operations.deployed import FUNCTION_PATH, LOG_GROUP_PATH, SCHEDULE_PATH, TABLE_PATH
-from kairos.plan import StagePlan, input_json, plan_stage
+from kairos.plan import StagePlan, TaskPlan, input_json, plan_stage
 from kairos_runtime.tables import TABLE_DESIGNS
 
 NOW = datetime(2026, 11, 27, 7, 12, 30, tzinfo=UTC)
@@ -56,16 +56,20 @@ def plan(tasks_file: Path) -> StagePlan:
     return plan_stage(load_tasks_file(tasks_file, catalog), catalog, "dev")
 
 
-def stack_template(plan: StagePlan) -> dict[str, Any]:
-    def at(path: str) -> dict[str, Any]:
-        return {"aws:cdk:path": f"{plan.stack_name}/{path}"}
+ROLE = {
+    "Type": "AWS::IAM::Role",
+    "Properties": {"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}},
+}
+
+
+def stack_templates(plan: StagePlan) -> dict[str, dict[str, Any]]:
+    """The stage's core stack and its shard stacks, each task in the shard the plan gives it."""
+
+    def at(path: str, stack: str = plan.stack_name) -> dict[str, Any]:
+        return {"aws:cdk:path": f"{stack}/{path}"}
 
     resources: dict[str, Any] = {
-        "Role": {
-            "Type": "AWS::IAM::Role",
-            "Properties": {"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}},
-            "Metadata": at("Role/Resource"),
-        },
+        "Role": {**ROLE, "Metadata": at("Role/Resource")},
         "Group": {
             "Type": "AWS::Scheduler::ScheduleGroup",
             "Properties": {"Name": plan.schedule_group_name},
@@ -80,7 +84,18 @@ def stack_template(plan: StagePlan) -> dict[str, Any]:
             "Properties": dict(table.definition),
             "Metadata": at(TABLE_PATH.format(construct_id=design.construct_id)),
         }
-    for index, task in enumerate(plan.tasks):
+    templates = {plan.stack_name: {"Resources": resources}}
+    for shard in plan.shards:
+        templates[shard.stack_name] = shard_template(plan, shard.stack_name, shard.tasks)
+    return templates
+
+
+def shard_template(plan: StagePlan, stack: str, tasks: tuple[TaskPlan, ...]) -> dict[str, Any]:
+    def at(path: str) -> dict[str, Any]:
+        return {"aws:cdk:path": f"{stack}/{path}"}
+
+    resources: dict[str, Any] = {"Role": {**ROLE, "Metadata": at("Role/Resource")}}
+    for index, task in enumerate(tasks):
         resources[f"Function{index}"] = {
             "Type": "AWS::Lambda::Function",
             "Properties": {
@@ -125,20 +140,24 @@ def aws(plan: StagePlan, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     monkeypatch.setattr(cli.services, "clock", lambda: NOW)
     with mock_aws(config={"lambda": {"use_docker": False}}):
-        boto3.client("cloudformation").create_stack(
-            StackName=plan.stack_name, TemplateBody=json.dumps(stack_template(plan))
-        )
+        for name, template in stack_templates(plan).items():
+            boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
         yield boto3.session.Session()
 
 
 def physical(session: Any, plan: StagePlan, path: str) -> str:
-    template = session.client("cloudformation").get_template(StackName=plan.stack_name)["TemplateBody"]
-    (logical,) = [
-        key for key, value in template["Resources"].items() if value["Metadata"]["aws:cdk:path"].endswith("/" + path)
-    ]
-    summaries = session.client("cloudformation").list_stack_resources(StackName=plan.stack_name)
-    found = [s["PhysicalResourceId"] for s in summaries["StackResourceSummaries"] if s["LogicalResourceId"] == logical]
-    return str(found[0])
+    """The physical id of the resource at ``path`` (below its stack), in whichever of the stage's stacks."""
+    cloudformation = session.client("cloudformation")
+    found = []
+    for name in plan.stack_names:
+        template = cloudformation.get_template(StackName=name)["TemplateBody"]
+        logical = [
+            key for key, value in template["Resources"].items() if value["Metadata"]["aws:cdk:path"] == f"{name}/{path}"
+        ]
+        summaries = cloudformation.list_stack_resources(StackName=name)["StackResourceSummaries"]
+        found += [s["PhysicalResourceId"] for s in summaries if s["LogicalResourceId"] in logical]
+    (one,) = found
+    return str(one)
 
 
 def runs_table(session: Any, plan: StagePlan) -> Any:
@@ -229,6 +248,60 @@ def test_pause_keeps_every_other_field_and_status_shows_the_drift(aws: Any, plan
 
     assert resumed.exit_code == 0, resumed.output
     assert scheduler.get_schedule(Name="every-five-schedule", GroupName=plan.schedule_group_name)["State"] == "ENABLED"
+    # This stand-in stack has no alarms (nor does moto's CloudFormation make them): said, not an error.
+    assert "freshness alarm kairos-dev-every-five-late: not deployed in this stage" in resumed.stdout
+
+
+def test_pause_mutes_the_freshness_alarm_and_resume_rearms_it(aws: Any, plan: StagePlan, tasks_file: Path) -> None:
+    freshness = plan.task("every-five").freshness.alarm
+    assert freshness is not None
+    cloudwatch = aws.client("cloudwatch")
+    cloudwatch.put_metric_alarm(
+        AlarmName=freshness.alarm_name,
+        MetricName="RunsAlive",
+        Namespace="Kairos",
+        Statistic="Sum",
+        Period=freshness.period_seconds,
+        EvaluationPeriods=freshness.evaluation_periods,
+        Threshold=1,
+        ComparisonOperator="LessThanThreshold",
+        ActionsEnabled=True,
+    )
+    cloudwatch.set_alarm_state(AlarmName=freshness.alarm_name, StateValue="ALARM", StateReason="test: not running")
+
+    def alarm() -> dict[str, Any]:
+        [found] = cloudwatch.describe_alarms(AlarmNames=[freshness.alarm_name])["MetricAlarms"]
+        return found  # type: ignore[no-any-return]
+
+    paused = invoke("pause", "every-five", "--stage", "dev", "--file", str(tasks_file))
+    assert paused.exit_code == 0, paused.output
+    assert "freshness alarm kairos-dev-every-five-late: notifies no one until resume" in paused.stdout
+    assert alarm()["ActionsEnabled"] is False
+
+    resumed = invoke("resume", "every-five", "--stage", "dev", "--file", str(tasks_file))
+    assert resumed.exit_code == 0, resumed.output
+    assert "notifies again; its window starts now" in resumed.stdout
+    assert alarm()["ActionsEnabled"] is True
+    # The window starts again: one RunsAlive for the task, where the alarm reads it.
+    [metric] = cloudwatch.list_metrics(Namespace="Kairos", MetricName="RunsAlive")["Metrics"]
+    assert sorted((d["Name"], d["Value"]) for d in metric["Dimensions"]) == [
+        ("service", "kairos"),
+        ("task", "every-five"),
+    ]
+    sums = cloudwatch.get_metric_statistics(
+        Namespace="Kairos",
+        MetricName="RunsAlive",
+        Dimensions=metric["Dimensions"],
+        StartTime=datetime(2000, 1, 1, tzinfo=UTC),
+        EndTime=datetime(2100, 1, 1, tzinfo=UTC),
+        Period=86_400,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    assert [point["Sum"] for point in sums] == [1]
+    # A task without a freshness alarm (disabled in dev) changes no alarm and says nothing of one.
+    nightly = invoke("pause", "nightly", "--stage", "dev", "--file", str(tasks_file))
+    assert nightly.exit_code == 0, nightly.output
+    assert "freshness alarm" not in nightly.stdout
 
 
 def test_runs_of_the_deployed_stage_filter_by_task_status_and_since(
@@ -446,3 +519,23 @@ def test_a_bad_since_is_one_line(aws: Any, tasks_file: Path) -> None:
 
     assert result.exit_code == 2
     assert result.stderr == "error: not a duration: 'yesterday' (use a number and s, m, h or d, e.g. 24h)\n"
+
+
+def test_invoke_with_rerun_sends_rerun_in_the_schedules_event(aws: Any, plan: StagePlan, tasks_file: Path) -> None:
+    slot = "2026-11-27T07:10:00Z"
+    result = invoke(
+        "invoke",
+        "every-five",
+        "--stage",
+        "dev",
+        "--file",
+        str(tasks_file),
+        "--scheduled-time",
+        slot,
+        "--rerun",
+        "--json",
+    )
+
+    document = json.loads(result.stdout)
+    assert document["event"]["rerun"] is True
+    assert document["response"]["rerun"] is True, "moto's function echoes the event it was invoked with"

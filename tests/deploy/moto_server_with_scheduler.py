@@ -9,6 +9,9 @@
 * ``AWS::KMS::Key``: moto's CloudFormation hands the template's tags (``Key``/``Value``, as
   CloudFormation writes them) to its KMS backend, which reads the API's ``TagKey``/``TagValue`` and
   fails; the wrapper below renames them. (Every stage's alarm topic has a KMS key, stack-tagged.)
+* ``Fn::GetStackOutput``: the weak cross-stack reference (docs/adr/0110) a shard stack reads the core
+  stack's values with (docs/adr/0180); moto 5 knows ``Fn::ImportValue`` only. The wrapper below reads
+  the named output of the named stack, as CloudFormation does at deploy time.
 
 Run as ``python moto_server_with_scheduler.py -H 127.0.0.1 -p PORT`` (moto_server's arguments).
 """
@@ -19,6 +22,9 @@ import sys
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction
+from moto.cloudformation import parsing
+from moto.cloudformation.exceptions import ValidationError
+from moto.cloudformation.models import cloudformation_backends
 from moto.core.common_models import CloudFormationModel
 from moto.kms.models import Key
 from moto.scheduler.models import EventBridgeSchedulerBackend, Schedule, ScheduleGroup, scheduler_backends
@@ -222,6 +228,27 @@ def _create_key_with_api_tags(
 
 
 Key.create_from_cloudformation_json = classmethod(_create_key_with_api_tags)  # type: ignore[assignment,method-assign]
+
+
+_clean_json = parsing.clean_json
+
+
+def _clean_json_with_stack_outputs(resource_json: Any, resources_map: Any) -> Any:
+    if isinstance(resource_json, dict) and set(resource_json) == {"Fn::GetStackOutput"}:
+        reference = resource_json["Fn::GetStackOutput"]
+        stack_name = _clean_json(reference["StackName"], resources_map)
+        output_name = _clean_json(reference["OutputName"], resources_map)
+        backend = cloudformation_backends[resources_map._account_id][resources_map._region_name]
+        for stack in backend.stacks.values():
+            if stack.name == stack_name and not stack.status.startswith("DELETE"):
+                for output in stack.output_map.values():
+                    if output is not None and output.key == output_name:
+                        return output.value
+        raise ValidationError(stack_name, f"stack {stack_name} has no output {output_name}")
+    return _clean_json(resource_json, resources_map)
+
+
+parsing.clean_json = _clean_json_with_stack_outputs
 
 
 if __name__ == "__main__":

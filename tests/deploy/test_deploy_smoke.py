@@ -1,8 +1,10 @@
 """Deploy smoke test: the real CDK CLI deploys the dev stage to moto's server on localhost.
 
-Given a fresh moto server and ``cdk bootstrap``, ``cdk deploy -c stage=dev`` creates the stack:
-tables, functions (environment, layers), log groups, the dead-letter queue and, through the
-Scheduler models of ``moto_server_with_scheduler.py``, the schedules. The first deploy uses the CDK feature flags
+Given a fresh moto server and ``cdk bootstrap``, ``cdk deploy --all -c stage=dev`` creates the
+stage's core stack and its shard stacks (docs/adr/0180-stage-shards.md; the dev stage's tasks fill
+several of them, which read the core's values through ``Fn::GetStackOutput``): tables, functions
+(environment, layers), log groups, the dead-letter queue and, through the Scheduler models of
+``moto_server_with_scheduler.py``, the schedules. The first deploy uses the CDK feature flags
 cdk.json set before docs/adr/0110-cdk-feature-flags.md; ``cdk diff`` with today's cdk.json then reports
 nothing, so adopting the flags changes no deployed resource. A task added to a copy of tasks.yaml
 shows up in the diff and deploys as an update, with today's flags.
@@ -51,6 +53,9 @@ PRE_ADOPTION_FLAGS = {
     "@aws-cdk/aws-iam:minimizePolicies": True,
 }
 """The only flags cdk.json set before it adopted a new app's (docs/adr/0110-cdk-feature-flags.md)."""
+WEAK_REFERENCES = {"@aws-cdk/core:defaultCrossStackReferences": "weak"}
+"""Adopted with the others, when a stage was one stack; a stage's shards (docs/adr/0180) read the core
+stack with it, so the pre-adoption app gets it too: the comparison is about the other flags."""
 STAGE_TAG = {"Key": "kairos:stage", "Value": STAGE}
 
 
@@ -161,6 +166,7 @@ def deploy_args(tasks_file: Path, outdir: Path) -> list[str]:
         "--output",
         str(outdir),
         "--no-notices",
+        "--all",
     ]
 
 
@@ -168,7 +174,7 @@ def pre_adoption_app(directory: Path) -> Path:
     """An app directory whose cdk.json is today's with the feature flags it had before adopting them."""
     config = json.loads((PROJECT_ROOT / "cdk.json").read_text(encoding="utf-8"))
     context = {key: value for key, value in config["context"].items() if not key.startswith("@aws-cdk")}
-    config["context"] = {**context, **PRE_ADOPTION_FLAGS}
+    config["context"] = {**context, **PRE_ADOPTION_FLAGS, **WEAK_REFERENCES}
     config["app"] = f'"{sys.executable}" "{PROJECT_ROOT / "app.py"}"'
     config.pop("watch", None)
     directory.mkdir()
@@ -192,43 +198,66 @@ def load_plan(tasks_file: Path) -> StagePlan:
 @dataclass(frozen=True)
 class Deployed:
     plan: StagePlan
-    template: Mapping[str, Any]
-    physical: Mapping[str, str]
-    """Logical id to physical id, from CloudFormation."""
+    templates: Mapping[str, Mapping[str, Any]]
+    """Each of the stage's stacks (core, then shards) by name, as synthesized."""
+    physical: Mapping[str, Mapping[str, str]]
+    """Per stack, logical id to physical id, from CloudFormation."""
 
-    def logical_id(self, path: str) -> str:
-        for logical_id, resource in self.template["Resources"].items():
-            if resource.get("Metadata", {}).get("aws:cdk:path") == f"{self.plan.stack_name}/{path}":
-                return str(logical_id)
+    def locate(self, path: str) -> tuple[str, str]:
+        """(stack, logical id) of the resource at ``path`` below whichever of the stage's stacks holds it."""
+        for stack, template in self.templates.items():
+            for logical_id, resource in template["Resources"].items():
+                if resource.get("Metadata", {}).get("aws:cdk:path") == f"{stack}/{path}":
+                    return stack, str(logical_id)
         raise KeyError(path)
 
     def resource(self, path: str) -> Mapping[str, Any]:
-        return dict(self.template["Resources"][self.logical_id(path)])
+        stack, logical_id = self.locate(path)
+        return dict(self.templates[stack]["Resources"][logical_id])
+
+    def paths(self) -> list[str]:
+        """Every resource's construct path, below the stack."""
+        prefix = f"{self.plan.stack_name}/"
+        return [
+            str(resource.get("Metadata", {}).get("aws:cdk:path", "")).removeprefix(prefix)
+            for resource in self.template["Resources"].values()
+        ]
 
     def physical_id(self, path: str) -> str:
-        return self.physical[self.logical_id(path)]
+        stack, logical_id = self.locate(path)
+        return self.physical[stack][logical_id]
 
     def of_type(self, resource_type: str) -> list[str]:
-        """Physical ids of every resource of a type."""
-        resources = self.template["Resources"].items()
-        return [self.physical[key] for key, value in resources if value["Type"] == resource_type]
+        """Physical ids of every resource of a type, in every stack."""
+        return [
+            self.physical[stack][key]
+            for stack, template in self.templates.items()
+            for key, value in template["Resources"].items()
+            if value["Type"] == resource_type
+        ]
 
-    def resolved(self, value: Any) -> Any:
-        """A template value with each ``Ref`` replaced by the physical id CloudFormation gave it."""
+    def resolved(self, value: Any, stack: str) -> Any:
+        """A template value of ``stack`` with a ``Ref`` (or a core output it reads) replaced by the physical id."""
+        if isinstance(value, dict) and set(value) == {"Fn::GetStackOutput"}:
+            reference = value["Fn::GetStackOutput"]
+            producer = reference["StackName"]
+            return self.resolved(self.templates[producer]["Outputs"][reference["OutputName"]]["Value"], producer)
         if isinstance(value, dict) and set(value) == {"Ref"}:
-            return self.physical[value["Ref"]]
+            return self.physical[stack][value["Ref"]]
         return value
 
 
 def deployed(aws: LocalAws, plan: StagePlan, outdir: Path) -> Deployed:
-    template = json.loads((outdir / f"{plan.stack_name}.template.json").read_text(encoding="utf-8"))
     paginator = aws.client("cloudformation").get_paginator("list_stack_resources")
-    physical = {
-        summary["LogicalResourceId"]: summary.get("PhysicalResourceId", "")
-        for page in paginator.paginate(StackName=plan.stack_name)
-        for summary in page["StackResourceSummaries"]
-    }
-    return Deployed(plan, template, physical)
+    templates, physical = {}, {}
+    for name in plan.stack_names:
+        templates[name] = json.loads((outdir / f"{name}.template.json").read_text(encoding="utf-8"))
+        physical[name] = {
+            summary["LogicalResourceId"]: summary.get("PhysicalResourceId", "")
+            for page in paginator.paginate(StackName=name)
+            for summary in page["StackResourceSummaries"]
+        }
+    return Deployed(plan, templates, physical)
 
 
 def with_added_task(source: Path, target: Path) -> Path:
@@ -265,7 +294,8 @@ def assert_function(aws: LocalAws, stack: Deployed, task: TaskPlan) -> list[str]
     for name, value in task.environment.items():
         assert environment[name] == value, (task.name, name)
     template_environment = stack.resource(function_path)["Properties"]["Environment"]["Variables"]
-    assert environment == {name: stack.resolved(value) for name, value in template_environment.items()}
+    shard = stack.plan.task_stack_name(task)
+    assert environment == {name: stack.resolved(value, shard) for name, value in template_environment.items()}
     assert environment[TABLE_DESIGNS[TableId.TASK_RUNS].env_var] in stack.of_type("AWS::DynamoDB::Table")
     assert RUN_RECORD_TTL_DAYS_ENV in environment
     layers = configuration.get("Layers", [])
@@ -276,7 +306,7 @@ def assert_function(aws: LocalAws, stack: Deployed, task: TaskPlan) -> list[str]
         published = aws.client("lambda").get_layer_version(LayerName=name, VersionNumber=int(version))
         assert published["CompatibleRuntimes"] == [task.runtime]
         # moto's CloudFormation keeps no CompatibleArchitectures: read them from the template.
-        layer_resources = stack.template["Resources"].values()
+        layer_resources = stack.templates[shard]["Resources"].values()
         (layer_resource,) = [item for item in layer_resources if item["Type"] == "AWS::Lambda::LayerVersion"]
         assert layer_resource["Properties"]["CompatibleArchitectures"] == [task.architecture]
     else:
@@ -305,13 +335,26 @@ def assert_schedules_and_alarms(aws: LocalAws, stack: Deployed) -> None:
         alarm = stack.resource(f"{task.name}/FailureAlarm/Resource")
         assert alarm["Type"] == "AWS::CloudWatch::Alarm"
         assert alarm["Properties"]["Threshold"] == 1
+        # moto's CloudFormation skips alarms: the deployed template is checked instead.
+        freshness = [path for path in stack.paths() if path.startswith(f"{task.name}/FreshnessAlarm/")]
+        expected = task.freshness.alarm
+        assert freshness == ([f"{task.name}/FreshnessAlarm/Resource"] if expected else []), task.name
+        if expected is not None:
+            assert stack.resource(freshness[0])["Properties"]["AlarmName"] == expected.alarm_name
+    assert [stack.resource(f"{page.construct_id}/Dashboard/Resource")["Type"] for page in stack.plan.dashboards] == [
+        "AWS::CloudWatch::Dashboard"
+    ]
 
 
-def assert_stack(aws: LocalAws, stack: Deployed, status: str) -> None:
+def assert_stack(aws: LocalAws, stack: Deployed, updated: frozenset[str] = frozenset()) -> None:
+    """Every stack of the stage is deployed; exactly those in ``updated`` were updated since created."""
+    for name in stack.plan.stack_names:
+        (each,) = aws.client("cloudformation").describe_stacks(StackName=name)["Stacks"]
+        assert each["StackStatus"] == ("UPDATE_COMPLETE" if name in updated else "CREATE_COMPLETE"), name
+        # Each stack carries its stage's tag, under either set of flags (explicitStackTags: ADR 0110).
+        assert STAGE_TAG in each.get("Tags", []), name
     (description,) = aws.client("cloudformation").describe_stacks(StackName=stack.plan.stack_name)["Stacks"]
-    assert description["StackStatus"] == status
-    # The stack itself carries its stage's tag, under either set of flags (explicitStackTags: ADR 0110).
-    assert STAGE_TAG in description.get("Tags", [])
+    assert sum(1 for shard in stack.plan.shards if shard.tasks) >= 2, "the smoke deploys several shard stacks"
     dynamodb = aws.client("dynamodb")
     tables = stack.of_type("AWS::DynamoDB::Table")
     assert len(tables) == len(stack.plan.tables)
@@ -329,7 +372,10 @@ def assert_stack(aws: LocalAws, stack: Deployed, status: str) -> None:
             continue
         assert stack.physical_id(f"{task.name}/Logs/Resource") in log_groups
         layers.update(assert_function(aws, stack, task))
-    assert len(layers) == 1, f"every crawler function shares one layer: {layers}"
+    crawler_shards = {
+        task.shard for task in stack.plan.tasks if task.family == "python" and task.group is DependencyGroup.CRAWLER
+    }
+    assert len(layers) == len(crawler_shards), f"the crawler functions of a shard share one layer: {layers}"
     queue_url = stack.physical_id("DeadLetters/Queue/Resource")
     assert (
         "QueueArn"
@@ -359,8 +405,8 @@ def test_dev_stage_deploys_diffs_clean_and_updates(local_aws: LocalAws) -> None:
         "--method=direct",
         cwd=pre_adoption_app(workdir / "pre-adoption-app"),
     )
-    assert flags_set(first_out) == set(PRE_ADOPTION_FLAGS)
-    assert_stack(local_aws, deployed(local_aws, plan, first_out), "CREATE_COMPLETE")
+    assert flags_set(first_out) == set(PRE_ADOPTION_FLAGS) | set(WEAK_REFERENCES)
+    assert_stack(local_aws, deployed(local_aws, plan, first_out))
 
     # Then a diff with today's cdk.json finds nothing, assets included: the adopted flags change no
     # resource, so none is replaced (the ADR lists the diff)
@@ -387,9 +433,11 @@ def test_dev_stage_deploys_diffs_clean_and_updates(local_aws: LocalAws) -> None:
     second_out = workdir / "out-deploy-2"
     local_aws.cdk("deploy", *deploy_args(updated_file, second_out), "--require-approval", "never", "--method=direct")
 
-    # Then it deploys as an update, and the stack matches the new file
+    # Then it deploys as an update of the added task's shard alone (nothing else moved), and the
+    # stacks match the new file
     updated_stack = deployed(local_aws, updated_plan, second_out)
-    assert_stack(local_aws, updated_stack, "UPDATE_COMPLETE")
+    added_shard = updated_plan.task_stack_name(updated_plan.task(ADDED_TASK))
+    assert_stack(local_aws, updated_stack, updated=frozenset({added_shard}))
     again = local_aws.cdk("diff", *deploy_args(updated_file, workdir / "out-diff-3"), "--method=template", "--fail")
     assert "There were no differences" in again.stdout + again.stderr
     # And CDK zipped the same asset folders to the same bytes (it normalises mtimes).
@@ -471,6 +519,81 @@ def operate_the_stage(aws: LocalAws, stack: Deployed, tasks_file: Path) -> None:
     assert (row["freshness"], row["drift"]) == ("PAUSED", True)
     aws.kairos("resume", task, *common)
     assert scheduler.get_schedule(**schedule)["State"] == "ENABLED"
+
+    backfill_dry_run(aws, stack, common)
+    redrive_the_queue(aws, stack, common, runs_table)
+    estimate_the_cost(aws, stack, common)
+
+
+def backfill_dry_run(aws: LocalAws, stack: Deployed, common: tuple[str, ...]) -> None:
+    """backfill --dry-run of yesterday (UTC) for a backfillable task: every slot of its rate, none run."""
+    task = stack.plan.task("python-task-2")
+    assert task.backfill, "simple_task_2 echoes its event: any slot gets its own"
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    args = ("backfill", task.name, "--from", yesterday, "--to", yesterday, "--dry-run", "--json")
+    document = json.loads(aws.kairos(*args, *common).stdout)
+    assert document["deployed"] is True
+    assert document["summary"]["slots"] == 24 * 6, "rate(10 minutes) from 00:00 UTC: 144 slots in a day"
+    assert document["summary"]["would_run"] == 144
+    refused = aws.kairos("backfill", "python-task-1", "--from", yesterday, "--to", yesterday, *common, expect=2)
+    assert "python-task-1 cannot be backfilled" in refused.stderr
+
+
+def redrive_the_queue(aws: LocalAws, stack: Deployed, common: tuple[str, ...], runs_table: Any) -> None:
+    """Messages put into the deployed queue: the one whose re-run is recorded goes, the others stay."""
+    sqs = aws.client("sqs")
+    queue_url = stack.physical_id("DeadLetters/Queue/Resource")
+    task = stack.plan.task("python-task-2")
+    slot = "2026-11-27T07:20:00Z"
+    payload = {**dict(task.input_template), "scheduled_time": slot, "execution_id": "smoke-dlq", "attempt": "1"}
+    failure_record = {
+        "version": "1.0",
+        "timestamp": "2026-11-27T07:29:00.000Z",
+        "requestContext": {"requestId": "r", "functionArn": "arn", "condition": "EventAgeExceeded",
+                           "approximateInvokeCount": 1},
+        "requestPayload": payload,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST"},
+        "responsePayload": None,
+    }  # fmt: skip
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(failure_record))
+    sqs.send_message(QueueUrl=queue_url, MessageBody="garbled")
+    # moto's Lambda runs nothing: the record the re-run would write is put where the function writes it.
+    runs_table.put_item(
+        Item={
+            "pk": f"TASK#{task.name}",
+            "sk": f"RUN#{slot}#smoke-dlq#1",
+            "task": task.name,
+            "status": "SUCCEEDED",
+            "scheduled_time": slot,
+            "execution_id": "smoke-dlq",
+        }
+    )
+
+    listed = json.loads(aws.kairos("redrive", *common, "--dry-run", "--json", expect=1).stdout)["messages"]
+    assert sorted((message["source"], message["action"]) for message in listed) == [
+        ("lambda", "would_redrive"),
+        ("unknown", "kept"),
+    ]
+    redriven = json.loads(aws.kairos("redrive", *common, "--json", expect=1).stdout)["messages"]
+    by_source = {message["source"]: message for message in redriven}
+    assert (by_source["lambda"]["task"], by_source["lambda"]["scheduled_time"]) == (task.name, slot)
+    assert by_source["lambda"]["action"] == "redriven"
+    assert by_source["unknown"]["action"] == "kept"
+    left = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert [message["Body"] for message in left] == ["garbled"]
+
+
+def estimate_the_cost(aws: LocalAws, stack: Deployed, common: tuple[str, ...]) -> None:
+    """cost of the deployed stage: rate tasks' fires are exact, disabled tasks at zero, durations recorded."""
+    document = json.loads(aws.kairos("cost", *common, "--json").stdout)
+    tasks = {row["name"]: row for row in document["tasks"]}
+    assert set(tasks) == {each.name for each in stack.plan.tasks}
+    assert tasks["python-task-1"]["fires_30d"] == 30 * 24 * 12, "rate(5 minutes)"
+    assert tasks["python-task-1"]["duration_source"] == "recorded", "the smoke's run of 42 ms"
+    for each in stack.plan.tasks:
+        if not each.enabled:
+            assert tasks[each.name]["total_usd"] == 0, each.name
+    assert document["total_usd"] > 0
 
 
 def boto3_table(aws: LocalAws, name: str) -> Any:

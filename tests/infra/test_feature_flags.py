@@ -75,12 +75,22 @@ def test_the_cloudformation_stack_keeps_its_stage_tag(stage: str, tmp_path: Path
     # drop the tag from the stack unless the stack is given it explicitly.
     assert CDK_FEATURE_FLAGS["@aws-cdk/core:explicitStackTags"] is True
     manifest = synthesize(stage, tmp_path, CDK_FEATURE_FLAGS)
-    (stack,) = [
-        artifact for artifact in manifest["artifacts"].values() if artifact["type"] == "aws:cloudformation:stack"
-    ]
-    assert stack["properties"]["tags"] == {"kairos:stage": stage}
-    template = json.loads((tmp_path / stack["properties"]["templateFile"]).read_text(encoding="utf-8"))
-    tables = [resource for resource in template["Resources"].values() if resource["Type"] == "AWS::DynamoDB::Table"]
-    assert tables
-    for table in tables:
-        assert {"Key": "kairos:stage", "Value": stage} in table["Properties"]["Tags"]
+    stacks = [artifact for artifact in manifest["artifacts"].values() if artifact["type"] == "aws:cloudformation:stack"]
+    # The core stack and every shard stack.
+    assert (
+        len(stacks)
+        == 1
+        + plan_stage(load_tasks_file(PROJECT_ROOT / "tasks.yaml", load_catalog()), load_catalog(), stage).shard_count
+    )
+    tagged = []
+    for stack in stacks:
+        assert stack["properties"]["tags"] == {"kairos:stage": stage}
+        template = json.loads((tmp_path / stack["properties"]["templateFile"]).read_text(encoding="utf-8"))
+        tagged += [
+            resource
+            for resource in template["Resources"].values()
+            if resource["Type"] in {"AWS::DynamoDB::Table", "AWS::Lambda::Function"}
+        ]
+    assert {resource["Type"] for resource in tagged} == {"AWS::DynamoDB::Table", "AWS::Lambda::Function"}
+    for resource in tagged:
+        assert {"Key": "kairos:stage", "Value": stage} in resource["Properties"]["Tags"]

@@ -28,6 +28,7 @@ def _dimensions(dimensions: list[dict[str, object]]) -> list[tuple[str, str]]:
 def from_template(properties: Mapping[str, Any]) -> Normalized:
     """An alarm's values as the template states them, in one shape for single metrics and expressions."""
     values: Normalized = {
+        "name": properties["AlarmName"],
         "description": properties["AlarmDescription"],
         "threshold": properties["Threshold"],
         "comparison": properties["ComparisonOperator"],
@@ -79,6 +80,7 @@ def from_plan(alarm: AlarmPlan, resource_names: Mapping[ResourceDimension, objec
         key = metric_id if alarm.expression is not None else None
         metrics[key] = (metric.namespace, metric.metric_name, metric.statistic, _dimensions(dimensions))
     return {
+        "name": alarm.alarm_name,
         "description": alarm.description,
         "threshold": alarm.threshold,
         "comparison": alarm.comparison,
@@ -111,7 +113,9 @@ def test_every_function_environment_is_the_plans(stage: tuple[StagePlan, Templat
             else ["Function"]
         )
         for path in paths:
-            function = resource_at(template, "AWS::Lambda::Function", f"{plan.stack_name}/{task.name}/{path}")
+            function = resource_at(
+                template, "AWS::Lambda::Function", f"{plan.task_stack_name(task)}/{task.name}/{path}"
+            )
             assert function["Properties"]["Environment"]["Variables"] == task.function_environment(table_refs), (
                 task.name
             )  # type: ignore[arg-type]
@@ -125,16 +129,15 @@ def test_every_alarm_is_one_the_plan_decided(stage: tuple[StagePlan, Template]) 
         plan.dead_letter_alarm, {"QueueName": {"Fn::GetAtt": [queue_id, "QueueName"]}}
     )
     for task in plan.tasks:
+        stack = plan.task_stack_name(task)
         if task.fan_out is not None:
-            machine = logical_id(
-                template, "AWS::StepFunctions::StateMachine", f"{plan.stack_name}/{task.name}/StateMachine"
-            )
+            machine = logical_id(template, "AWS::StepFunctions::StateMachine", f"{stack}/{task.name}/StateMachine")
             names: dict[str, Any] = {"StateMachineArn": {"Ref": machine}}
         else:
-            function_id = logical_id(template, "AWS::Lambda::Function", f"{plan.stack_name}/{task.name}/Function")
+            function_id = logical_id(template, "AWS::Lambda::Function", f"{stack}/{task.name}/Function")
             names = {"FunctionName": {"Ref": function_id}}
         for alarm in task.alarms:
-            expected[f"{plan.stack_name}/{task.name}/{alarm.construct_id}"] = from_plan(alarm, names)
+            expected[f"{stack}/{task.name}/{alarm.construct_id}"] = from_plan(alarm, names)
     deployed = {
         resource["Metadata"]["aws:cdk:path"].removesuffix("/Resource"): from_template(resource["Properties"])
         for resource in template.find_resources("AWS::CloudWatch::Alarm").values()

@@ -1,9 +1,10 @@
-"""The plan's count of a stage's CloudFormation resources is the template's, so the limit check in
-``plan_stage`` cannot drift when a construct gains a resource; and a synth that CDK refuses anyway
-ends in one line on stderr, not a traceback."""
+"""The plan's count of each stack's CloudFormation resources is its template's, and its size estimate
+is above the template's size, so the limit check in ``plan_stage`` cannot drift when a construct gains
+a resource; and a synth that CDK refuses anyway ends in one line on stderr, not a traceback."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -16,7 +17,7 @@ from kairos.plan import CDK_METADATA_RESOURCES, plan_stage
 from kairos_stack.app_builder import build_stage
 from tests.conftest import CDK_FEATURE_FLAGS, PROJECT_ROOT
 
-NO_BUNDLING = {**CDK_FEATURE_FLAGS, "aws:cdk:bundling-stacks": []}
+NO_BUNDLING = {**CDK_FEATURE_FLAGS, "aws:cdk:bundling-stacks": [], "aws:cdk:enable-path-metadata": True}
 """cdk.json's flags, as the CLI gives them to app.py, without bundling."""
 
 
@@ -49,10 +50,35 @@ def test_the_plans_resource_count_is_the_templates(tmp_path: Path) -> None:
     shipped = plan_stage(load_tasks_file(PROJECT_ROOT / "tasks.yaml", catalog), catalog, "prod")
     stacks.append((shipped, build_stage(app, shipped)))
 
-    for plan, stack in stacks:
-        resources = Template.from_stack(stack).to_json()["Resources"]
-        assert plan.resource_count == len(resources), plan.stage
+    for plan, stage in stacks:
+        core = Template.from_stack(stage.core).to_json()
+        assert plan.shared_resource_count == len(core["Resources"]), plan.stage
+        for shard, stack in zip(plan.shards, stage.shards, strict=True):
+            template = Template.from_stack(stack).to_json()
+            assert shard.resource_count == len(template["Resources"]), (plan.stage, shard.index)
+            # As the CLI writes it (indent 1) with CDK's path metadata, the size CloudFormation measures.
+            assert shard.template_bytes >= len(json.dumps(template, indent=1)), (plan.stage, shard.index)
+            functions = [item for item in template["Resources"].values() if item["Type"] == "AWS::Lambda::Function"]
+            assert len(functions) == len(shard.tasks)
     assert len({plan.resource_count for plan, _ in stacks}) == len(stacks)
+
+
+def test_a_task_costs_seven_resources_and_no_role_of_its_own_for_its_schedule(tmp_path: Path) -> None:
+    catalog = load_catalog()
+    app = cdk.App(context=NO_BUNDLING, analytics_reporting=False)
+    plan = plan_stage(
+        load_tasks_file(tasks_file(tmp_path, 3, crawler=False, alarm_email=False), catalog), catalog, "s3"
+    )
+    stage = build_stage(app, plan)
+
+    for shard, stack in zip(plan.shards, stage.shards, strict=True):
+        resources = Template.from_stack(stack).to_json()["Resources"].values()
+        types = sorted(resource["Type"] for resource in resources)
+        if shard.tasks:
+            assert len(types) == 7 * len(shard.tasks)
+            assert types.count("AWS::IAM::Role") == len(shard.tasks), "the function's role only"
+        else:
+            assert types == ["AWS::CloudFormation::WaitConditionHandle"]
 
 
 def test_cdks_metadata_resource_is_the_one_the_limit_reserves(tmp_path: Path) -> None:
@@ -61,10 +87,12 @@ def test_cdks_metadata_resource_is_the_one_the_limit_reserves(tmp_path: Path) ->
     plan = plan_stage(
         load_tasks_file(tasks_file(tmp_path, 1, crawler=False, alarm_email=False), catalog), catalog, "s1"
     )
-    stack = build_stage(app, plan)
-    template = app.synth().get_stack_by_name(stack.stack_name).template
+    stage = build_stage(app, plan)
+    assembly = app.synth()
 
-    assert len(template["Resources"]) == plan.resource_count + CDK_METADATA_RESOURCES
+    counts = [plan.shared_resource_count, *(shard.resource_count for shard in plan.shards)]
+    for stack, count in zip(stage.stacks, counts, strict=True):
+        assert len(assembly.get_stack_by_name(stack.stack_name).template["Resources"]) == count + CDK_METADATA_RESOURCES
 
 
 def test_a_synth_cdk_refuses_is_one_line_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -118,5 +146,5 @@ def test_a_template_over_cloudformations_size_limit_fails_the_synth(
     assert exited.value.code == 1
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1, lines
-    assert lines[0].startswith(f"kairos: stage 's1' of {path}: the template is ")
+    assert lines[0].startswith(f"kairos: stage 's1' of {path}: the template of kairos-s1")
     assert "and CloudFormation takes at most 10,000" in lines[0]

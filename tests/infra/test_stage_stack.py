@@ -14,11 +14,17 @@ from kairos.catalog import load_catalog
 from kairos.loading import load_tasks_file
 from kairos.local.tables import tables_from_designs, tables_from_template
 from kairos.plan import StagePlan, plan_stage
-from kairos_stack.app_builder import add_checks, build_stage
+from kairos_stack.app_builder import StageStacks, add_checks, build_stage
 from tests.conftest import CDK_FEATURE_FLAGS, PROJECT_ROOT
+from tests.infra.stage_template import stage_template
 
 
 def synth(stage: str) -> tuple[StagePlan, Template]:
+    plan, stacks = synth_stacks(stage)
+    return plan, stage_template(stacks)
+
+
+def synth_stacks(stage: str) -> tuple[StagePlan, StageStacks]:
     catalog = load_catalog()
     plan = plan_stage(load_tasks_file(PROJECT_ROOT / "tasks.yaml", catalog), catalog, stage)
     # Bundling is skipped here for speed; tests/packaging builds the real assets.
@@ -26,7 +32,7 @@ def synth(stage: str) -> tuple[StagePlan, Template]:
     stack = build_stage(app, plan)
     add_checks(app)
     app.synth()  # runs cdk-nag: an unacknowledged finding fails here
-    return plan, Template.from_stack(stack)
+    return plan, stack
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +76,9 @@ def test_one_function_and_one_schedule_per_task(
     plan, template = dev if stage == "dev" else prod
 
     for task in function_tasks(plan):
-        resource_at(template, "AWS::Lambda::Function", f"{plan.stack_name}/{task.name}/Function")
+        resource_at(template, "AWS::Lambda::Function", f"{plan.task_stack_name(task)}/{task.name}/Function")
     for task in plan.tasks:
-        resource_at(template, "AWS::Scheduler::Schedule", f"{plan.stack_name}/{task.name}/Schedule")
+        resource_at(template, "AWS::Scheduler::Schedule", f"{plan.task_stack_name(task)}/{task.name}/Schedule")
     assert len(template.find_resources("AWS::Scheduler::Schedule")) == len(plan.tasks)
 
 
@@ -83,9 +89,9 @@ def test_each_function_is_built_as_its_task_says(
     plan, template = dev if stage == "dev" else prod
 
     for task in function_tasks(plan):
-        properties = resource_at(template, "AWS::Lambda::Function", f"{plan.stack_name}/{task.name}/Function")[
-            "Properties"
-        ]
+        properties = resource_at(
+            template, "AWS::Lambda::Function", f"{plan.task_stack_name(task)}/{task.name}/Function"
+        )["Properties"]
         assert properties["Runtime"] == task.runtime
         assert properties["MemorySize"] == task.memory
         assert properties["Timeout"] == task.timeout
@@ -100,9 +106,11 @@ def test_each_function_is_built_as_its_task_says(
 
 
 def test_the_python_and_node_tasks_have_their_own_runtimes(dev: tuple[StagePlan, Template]) -> None:
-    _plan, template = dev
+    plan, template = dev
     runtimes = {
-        name: resource_at(template, "AWS::Lambda::Function", f"kairos-dev/{name}/Function")["Properties"]["Runtime"]
+        name: resource_at(
+            template, "AWS::Lambda::Function", f"{plan.task_stack_name(plan.task(name))}/{name}/Function"
+        )["Properties"]["Runtime"]
         for name in ("python-task-1", "nodejs-task-1")
     }
     assert runtimes == {"python-task-1": "python3.13", "nodejs-task-1": "nodejs22.x"}
@@ -116,10 +124,10 @@ def test_each_schedule_has_its_expression_timezone_state_and_input(
     queue = logical_id(template, "AWS::SQS::Queue", f"{plan.stack_name}/DeadLetters/Queue")
 
     for task in function_tasks(plan):
-        properties = resource_at(template, "AWS::Scheduler::Schedule", f"{plan.stack_name}/{task.name}/Schedule")[
-            "Properties"
-        ]
-        function = logical_id(template, "AWS::Lambda::Function", f"{plan.stack_name}/{task.name}/Function")
+        properties = resource_at(
+            template, "AWS::Scheduler::Schedule", f"{plan.task_stack_name(task)}/{task.name}/Schedule"
+        )["Properties"]
+        function = logical_id(template, "AWS::Lambda::Function", f"{plan.task_stack_name(task)}/{task.name}/Function")
         assert properties["ScheduleExpression"] == task.schedule_expression
         assert properties["ScheduleExpressionTimezone"] == task.timezone
         assert properties["State"] == ("ENABLED" if task.enabled else "DISABLED")
@@ -146,9 +154,9 @@ def test_stage_enabled_lists_decide_schedule_states(
 ) -> None:
     def states(plan: StagePlan, template: Template) -> dict[str, str]:
         return {
-            task.name: resource_at(template, "AWS::Scheduler::Schedule", f"{plan.stack_name}/{task.name}/Schedule")[
-                "Properties"
-            ]["State"]
+            task.name: resource_at(
+                template, "AWS::Scheduler::Schedule", f"{plan.task_stack_name(task)}/{task.name}/Schedule"
+            )["Properties"]["State"]
             for task in plan.tasks
         }
 
@@ -159,11 +167,11 @@ def test_stage_enabled_lists_decide_schedule_states(
 
 
 def test_the_five_original_tasks_keep_their_schedules(dev: tuple[StagePlan, Template]) -> None:
-    _plan, template = dev
+    plan, template = dev
     expressions = {
-        name: resource_at(template, "AWS::Scheduler::Schedule", f"kairos-dev/{name}/Schedule")["Properties"][
-            "ScheduleExpression"
-        ]
+        name: resource_at(
+            template, "AWS::Scheduler::Schedule", f"{plan.task_stack_name(plan.task(name))}/{name}/Schedule"
+        )["Properties"]["ScheduleExpression"]
         for name in ("python-task-1", "python-task-2", "nodejs-task-1", "nodejs-task-2", "daily-summary")
     }
     assert expressions == {
@@ -176,7 +184,7 @@ def test_the_five_original_tasks_keep_their_schedules(dev: tuple[StagePlan, Temp
 
 
 def policy_statements(template: Template, plan: StagePlan, task: str) -> list[dict[str, Any]]:
-    policy = resource_at(template, "AWS::IAM::Policy", f"{plan.stack_name}/{task}/Role")
+    policy = resource_at(template, "AWS::IAM::Policy", f"{plan.task_stack_name(plan.task(task))}/{task}/Role")
     return list(policy["Properties"]["PolicyDocument"]["Statement"])
 
 
@@ -241,7 +249,7 @@ def test_the_daily_summary_may_query_the_run_index_but_read_no_other_tasks_recor
             {
                 "Action": "dynamodb:Query",
                 "Effect": "Allow",
-                "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [runs_table, "Arn"]}, "/index/*"]]},
+                "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [runs_table, "Arn"]}, "/index/by_date"]]},
             },
         ]
     )
@@ -263,7 +271,7 @@ def test_the_daily_summary_may_query_the_run_index_but_read_no_other_tasks_recor
             {
                 "Action": "dynamodb:Query",
                 "Effect": "Allow",
-                "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [market_table, "Arn"]}, "/index/*"]]},
+                "Resource": {"Fn::Join": ["", [{"Fn::GetAtt": [market_table, "Arn"]}, "/index/by_class_date"]]},
             },
         ]
     )
@@ -308,10 +316,12 @@ def test_log_groups_keep_the_stages_retention(
 ) -> None:
     for (plan, template), days in ((dev, 7), (prod, 90)):
         for task in function_tasks(plan):
-            log_group = resource_at(template, "AWS::Logs::LogGroup", f"{plan.stack_name}/{task.name}/Logs")
+            log_group = resource_at(template, "AWS::Logs::LogGroup", f"{plan.task_stack_name(task)}/{task.name}/Logs")
             assert log_group["Properties"]["RetentionInDays"] == days
-            function = resource_at(template, "AWS::Lambda::Function", f"{plan.stack_name}/{task.name}/Function")
-            group_id = logical_id(template, "AWS::Logs::LogGroup", f"{plan.stack_name}/{task.name}/Logs")
+            function = resource_at(
+                template, "AWS::Lambda::Function", f"{plan.task_stack_name(task)}/{task.name}/Function"
+            )
+            group_id = logical_id(template, "AWS::Logs::LogGroup", f"{plan.task_stack_name(task)}/{task.name}/Logs")
             assert function["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": group_id}
 
 
@@ -361,7 +371,9 @@ def test_the_failure_alarm_fires_on_final_failures_only(
 ) -> None:
     plan, template = dev
     task = plan.tasks[0]
-    alarm = resource_at(template, "AWS::CloudWatch::Alarm", f"kairos-dev/{task.name}/FailureAlarm")["Properties"]
+    alarm = resource_at(template, "AWS::CloudWatch::Alarm", f"{plan.task_stack_name(task)}/{task.name}/FailureAlarm")[
+        "Properties"
+    ]
     [expression] = [metric["Expression"] for metric in alarm["Metrics"] if "Expression" in metric]
 
     value = metric_math(expression, {"failed": failed, "dropped": dropped})
@@ -376,7 +388,9 @@ def test_each_task_has_a_failure_alarm_on_its_run_metric_and_lambdas_dropped_eve
     plan, template = dev
 
     for task in function_tasks(plan):
-        alarm = resource_at(template, "AWS::CloudWatch::Alarm", f"kairos-dev/{task.name}/FailureAlarm")["Properties"]
+        alarm = resource_at(
+            template, "AWS::CloudWatch::Alarm", f"{plan.task_stack_name(task)}/{task.name}/FailureAlarm"
+        )["Properties"]
         metrics = {metric["Id"]: metric for metric in alarm["Metrics"]}
         assert len(metrics) == 3, "the expression, RunsFailed and AsyncEventsDropped"
         failed = metrics["failed"]["MetricStat"]
@@ -395,7 +409,7 @@ def test_each_task_has_a_failure_alarm_on_its_run_metric_and_lambdas_dropped_eve
             "AsyncEventsDropped",
             "Sum",
         )
-        function = logical_id(template, "AWS::Lambda::Function", f"kairos-dev/{task.name}/Function")
+        function = logical_id(template, "AWS::Lambda::Function", f"{plan.task_stack_name(task)}/{task.name}/Function")
         assert dropped["Metric"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
 
 
@@ -405,8 +419,10 @@ def test_each_function_knows_how_often_lambda_redelivers_its_events(dev: tuple[S
     plan, template = dev
 
     for task in function_tasks(plan):
-        function = resource_at(template, "AWS::Lambda::Function", f"kairos-dev/{task.name}/Function")
-        config = resource_at(template, "AWS::Lambda::EventInvokeConfig", f"kairos-dev/{task.name}/Function")
+        function = resource_at(template, "AWS::Lambda::Function", f"{plan.task_stack_name(task)}/{task.name}/Function")
+        config = resource_at(
+            template, "AWS::Lambda::EventInvokeConfig", f"{plan.task_stack_name(task)}/{task.name}/Function"
+        )
         environment = function["Properties"]["Environment"]["Variables"]
         assert environment["KAIROS_LAMBDA_RETRY_ATTEMPTS"] == str(config["Properties"]["MaximumRetryAttempts"])
         assert environment["KAIROS_MAX_EVENT_AGE_SECONDS"] == str(config["Properties"]["MaximumEventAgeInSeconds"])
@@ -468,7 +484,7 @@ def test_only_this_accounts_alarms_may_use_the_alarm_topic(tmp_path: Any) -> Non
     catalog = load_catalog()
     plan = plan_stage(load_tasks_file(path, catalog), catalog, "ops")
     app = cdk.App(context={"aws:cdk:bundling-stacks": []})
-    template = Template.from_stack(build_stage(app, plan))
+    template = stage_template(build_stage(app, plan))
 
     conditions = {
         "StringEquals": {"aws:SourceAccount": "111122223333"},
@@ -503,6 +519,7 @@ MARKET_PARTITIONS = {
     "stock_daily": (("STOCK#*", "CALENDAR#*"), ("STOCK#*",)),
     "etf_daily": (("ETF#*", "CALENDAR#*"), ("ETF#*",)),
     "index_daily": (("INDEX#*", "CALENDAR#*"), ("INDEX#*",)),
+    "fund_nav": (("FUND#*", "CALENDAR#*"), ("FUND#*",)),
     "daily_summary": (("SUMMARY#*",), ("SUMMARY#*",)),
     "trading_calendar": (("CALENDAR#*",), ("CALENDAR#*",)),
 }
@@ -518,7 +535,7 @@ def test_each_market_task_reads_and_writes_only_its_own_partitions(
     market = {
         "Fn::GetAtt": [logical_id(template, "AWS::DynamoDB::Table", f"{plan.stack_name}/Tables/MarketData"), "Arn"]
     }
-    market_indexes = {"Fn::Join": ["", [market, "/index/*"]]}
+    market_indexes = {"Fn::Join": ["", [market, "/index/by_class_date"]]}
     market_tasks = [task for task in plan.tasks if task.task_type in MARKET_PARTITIONS]
     assert {task.task_type for task in market_tasks} == set(MARKET_PARTITIONS)
     for task in market_tasks:
@@ -613,7 +630,7 @@ def test_each_function_writes_only_its_own_log_groups_streams(
         "no managed policy (AWSLambdaBasicExecutionRole may write to every log group)"
     )
     for task in function_tasks(plan):
-        group = logical_id(template, "AWS::Logs::LogGroup", f"{plan.stack_name}/{task.name}/Logs")
+        group = logical_id(template, "AWS::Logs::LogGroup", f"{plan.task_stack_name(task)}/{task.name}/Logs")
         logs = [
             statement
             for statement in policy_statements(template, plan, task.name)
@@ -627,13 +644,13 @@ def test_each_function_writes_only_its_own_log_groups_streams(
                 "Resource": {"Fn::GetAtt": [group, "Arn"]},
             }
         ], task.name
-        function = resource_at(template, "AWS::Lambda::Function", f"{plan.stack_name}/{task.name}/Function")
-        role = logical_id(template, "AWS::IAM::Role", f"{plan.stack_name}/{task.name}/Role")
+        function = resource_at(template, "AWS::Lambda::Function", f"{plan.task_stack_name(task)}/{task.name}/Function")
+        role = logical_id(template, "AWS::IAM::Role", f"{plan.task_stack_name(task)}/{task.name}/Role")
         assert function["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
         assert function["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": group}
 
 
-def synth_file(tmp_path: Any, stages: str, stage: str) -> tuple[StagePlan, cdk.Stack]:
+def synth_file(tmp_path: Any, stages: str, stage: str) -> tuple[StagePlan, StageStacks]:
     path = tmp_path / "tasks.yaml"
     path.write_text(
         f"stages:\n{stages}\ntasks:\n  - {{name: tick, task_type: simple_task_1, schedule: rate(1 hour)}}\n"
@@ -656,7 +673,7 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Template:
         " account: '111122223333', region: eu-west-1}",
         "ops",
     )
-    return Template.from_stack(stack)
+    return stage_template(stack)
 
 
 def alarm_actions(template: Template) -> list[Any]:
@@ -673,7 +690,8 @@ def test_every_alarm_notifies_the_stages_topic_even_with_nobody_subscribed(
     topic = logical_id(template, "AWS::SNS::Topic", f"{plan.stack_name}/Alarms/Topic")
 
     alarms = len(plan.tasks) + sum(len(task.gauge_alarms) for task in plan.tasks) + 1
-    assert alarm_actions(template) == [[{"Ref": topic}]] * alarms, "every task's, its gauges' and the queue's"
+    alarms += sum(task.freshness.alarm is not None for task in plan.tasks)
+    assert alarm_actions(template) == [[{"Ref": topic}]] * alarms, "each task's, gauge, freshness; the queue's"
     assert template.find_resources("AWS::SNS::Subscription") == {}
     properties = template.find_resources("AWS::SNS::Topic")[topic]["Properties"]
     assert "KmsMasterKeyId" in properties
@@ -700,29 +718,30 @@ def test_each_alarm_address_is_subscribed(ops: Template) -> None:
 def test_alarms_can_notify_an_existing_topic_instead(tmp_path: Any) -> None:
     arn = "arn:aws:sns:eu-west-1:111122223333:ops-paging"
     _, stack = synth_file(tmp_path, f"  ops: {{retain_data: true, alarm_topic_arn: '{arn}'}}", "ops")
-    template = Template.from_stack(stack)
+    template = stage_template(stack)
 
     assert template.find_resources("AWS::SNS::Topic") == {}
     assert template.find_resources("AWS::KMS::Key") == {}
     assert alarm_actions(template) == [[arn], [arn]]
-    cdk.assertions.Annotations.from_stack(stack).has_no_warning("*", Match.any_value())
+    cdk.assertions.Annotations.from_stack(stack.core).has_no_warning("*", Match.any_value())
 
 
 def test_a_stage_that_keeps_data_with_no_alarm_subscriber_warns_at_synth(tmp_path: Any) -> None:
     _, kept = synth_file(tmp_path, "  prod: {retain_data: true}", "prod")
     _, scratch = synth_file(tmp_path, "  dev: {}", "dev")
 
-    cdk.assertions.Annotations.from_stack(kept).has_warning(
+    cdk.assertions.Annotations.from_stack(kept.core).has_warning(
         "/kairos-prod", Match.string_like_regexp("nobody is subscribed to its alarms: set alarm_email")
     )
-    cdk.assertions.Annotations.from_stack(scratch).has_no_warning("*", Match.any_value())
+    cdk.assertions.Annotations.from_stack(scratch.core).has_no_warning("*", Match.any_value())
 
 
 def test_the_calendar_refresh_alarms_when_the_calendar_ends_within_30_days(prod: tuple[StagePlan, Template]) -> None:
-    _, template = prod
-    alarm = resource_at(
-        template, "AWS::CloudWatch::Alarm", "kairos-prod/trading-calendar/TradingCalendarDaysLeftAlarm"
-    )["Properties"]
+    plan, template = prod
+    stack = plan.task_stack_name(plan.task("trading-calendar"))
+    alarm = resource_at(template, "AWS::CloudWatch::Alarm", f"{stack}/trading-calendar/TradingCalendarDaysLeftAlarm")[
+        "Properties"
+    ]
 
     assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (
         "Kairos",
@@ -741,3 +760,21 @@ def test_the_calendar_refresh_alarms_when_the_calendar_ends_within_30_days(prod:
         if resource["Properties"].get("MetricName") == "TradingCalendarDaysLeft"
     ]
     assert len(calendar_alarms) == 1, "only the refresh task's construct carries the calendar alarm"
+
+
+def test_each_function_refuses_past_slots_after_the_schedule_and_lambda_have_given_up(
+    dev: tuple[StagePlan, Template],
+) -> None:
+    """The late-delivery limit a non-backfillable task is held to is the latest its own slot's delivery
+    can come: the schedule's retry window plus Lambda's, both as deployed."""
+    plan, template = dev
+
+    for task in plan.tasks:
+        stack = plan.task_stack_name(task)
+        function = resource_at(template, "AWS::Lambda::Function", f"{stack}/{task.name}/Function")
+        config = resource_at(template, "AWS::Lambda::EventInvokeConfig", f"{stack}/{task.name}/Function")
+        schedule = resource_at(template, "AWS::Scheduler::Schedule", f"{stack}/{task.name}/Schedule")
+        scheduler_age = schedule["Properties"]["Target"]["RetryPolicy"]["MaximumEventAgeInSeconds"]
+        lambda_age = config["Properties"]["MaximumEventAgeInSeconds"]
+        environment = function["Properties"]["Environment"]["Variables"]
+        assert environment["KAIROS_LATE_DELIVERY_LIMIT_SECONDS"] == str(scheduler_age + lambda_age), task.name

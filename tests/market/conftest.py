@@ -140,7 +140,8 @@ def market_items(dynamodb: Any) -> dict[tuple[str, str], dict[str, Any]]:
 def run_records(dynamodb: Any, task: str) -> list[dict[str, Any]]:
     return list(
         dynamodb.Table(RUNS_TABLE).query(
-            KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"TASK#{task}"}
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
+            ExpressionAttributeValues={":pk": f"TASK#{task}", ":run": "RUN#"},
         )["Items"]
     )
 

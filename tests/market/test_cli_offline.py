@@ -69,7 +69,8 @@ def _only_run_record(endpoint: str) -> dict[str, Any]:
         "dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="local",
         aws_secret_access_key="local",
     ).Table(local_table_name("dev", TASK_RUNS))  # fmt: skip
-    [record] = table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "TASK#stock-spot"})[
-        "Items"
-    ]
+    [record] = table.query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
+        ExpressionAttributeValues={":pk": "TASK#stock-spot", ":run": "RUN#"},
+    )["Items"]
     return dict(record)

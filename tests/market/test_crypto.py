@@ -71,7 +71,9 @@ def test_the_top_coins_are_stored_per_quote_currency(
     assert "currency" not in bitcoin
     assert "max_supply" not in items[("CRYPTO#ethereum", SPOT_SK)], "null stays absent, not a number"
     slot = datetime(2026, 11, 27, 7, 15, tzinfo=UTC)
-    assert items[("CRYPTO#ethereum", SPOT_SK)]["expires_at"] == int((slot + timedelta(days=2)).timestamp())
+    ethereum = items[("CRYPTO#ethereum", SPOT_SK)]
+    written = max(slot, datetime.fromisoformat(ethereum["fetched_at"]))
+    assert ethereum["expires_at"] == int((written + timedelta(days=2)).timestamp())
     record = run_record(dynamodb, "crypto-markets")
     assert (record["items_written"], record["items_rejected"]) == (4, 1)
     assert record["detail"]["rejected_examples"] == [{"symbol": "ghost-coin", "reason": "missing_price"}]

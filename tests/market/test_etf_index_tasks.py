@@ -46,6 +46,10 @@ def test_etf_spot_keeps_the_fund_figures_and_the_quote_time(
     )
     assert csi300["volume_shares"] == Decimal(923456700)
     assert (csi300["data_date"], csi300["quote_time"]) == ("2026-11-27", "2026-11-27T07:00:00Z")
+    # Eastmoney's delayed feed: the quote's own time is kept beside the slot, in the snapshot and in LATEST.
+    latest = items[("ETF#510300", "LATEST")]
+    assert (latest["snapshot_time"], latest["quote_time"]) == (SPOT_SLOT, "2026-11-27T07:00:00Z")
+    assert csi300["snapshot_time"] == SPOT_SLOT
     assert (csi300["exchange"], items[("ETF#159915", "LATEST")]["exchange"]) == ("SH", "SZ")
     assert items[("ETF#159915", "LATEST")]["gsi1pk"] == "ETF#LATEST#2026-11-27"
 

@@ -17,6 +17,7 @@ from kairos_runtime.tasks.market.model import (
     class_date_pk,
     exchange_of,
     latest_sk,
+    nav_item,
     shanghai_day_bounds,
     snapshot_items,
     spot_sk,
@@ -84,13 +85,50 @@ def test_a_snapshot_expires_and_its_latest_item_is_indexed_by_class_and_date() -
     snapshot, latest = snapshot_items(AssetClass.STOCK, quote, slot=SLOT, provenance=provenance, ttl=timedelta(days=3))
 
     assert (snapshot["pk"], snapshot["sk"]) == ("STOCK#600519", "SPOT#2026-11-27T07:15:00Z")
-    assert snapshot["expires_at"] == int((SLOT + timedelta(days=3)).timestamp())
+    assert snapshot["expires_at"] == int((SLOT + timedelta(days=3, seconds=40)).timestamp())
     assert "gsi1pk" not in snapshot, "snapshots stay out of the index: one entry per symbol per slot is too many"
     assert (latest["sk"], latest["gsi1pk"], latest["gsi1sk"]) == ("LATEST", "STOCK#LATEST#2026-11-27", "600519")
     assert "expires_at" not in latest
     assert latest["fetched_at"] == "2026-11-27T07:15:40Z"
     assert latest["snapshot_time"] == "2026-11-27T07:15:00Z"
     assert (latest["exchange"], latest["currency"], latest["status"]) == ("SH", "CNY", "trading")
+
+
+@pytest.mark.parametrize(
+    ("fetched_at", "expires"),
+    [
+        # A slot run ten days late (a redrive, a backfill): it lives the TTL from its write, not 7 days short.
+        (SLOT + timedelta(days=10), SLOT + timedelta(days=13)),
+        # A clock a little behind the slot: never less than the TTL from the slot.
+        (SLOT - timedelta(seconds=5), SLOT + timedelta(days=3)),
+    ],
+)
+def test_a_snapshot_expires_a_ttl_after_the_later_of_its_slot_and_its_write(
+    fetched_at: datetime, expires: datetime
+) -> None:
+    quote = Quote(symbol="600519", name=None, values={"price": Decimal("1712.5")})
+
+    snapshot, _ = snapshot_items(
+        AssetClass.STOCK,
+        quote,
+        slot=SLOT,
+        provenance=Provenance(source="test", fetched_at=fetched_at),
+        ttl=timedelta(days=3),
+    )
+
+    assert snapshot["expires_at"] == int(expires.timestamp())
+    assert snapshot["snapshot_time"] == "2026-11-27T07:15:00Z", "the slot stays the snapshot's key and time"
+
+
+def test_a_fund_nav_is_keyed_by_its_own_date_and_has_no_exchange() -> None:
+    quote = Quote(symbol="000041", name="QDII", values={"unit_nav": Decimal("1.052")}, trading_date=date(2026, 11, 25))
+
+    item = nav_item(quote, provenance=Provenance(source="test", fetched_at=SLOT))
+
+    assert (item["pk"], item["sk"]) == ("FUND#000041", "NAV#2026-11-25")
+    assert (item["gsi1pk"], item["gsi1sk"]) == ("FUND#NAV#2026-11-25", "000041")
+    assert (item["nav_date"], item["record_type"], item["currency"]) == ("2026-11-25", "nav", "CNY")
+    assert {"exchange", "status", "expires_at"}.isdisjoint(item)
 
 
 def test_a_bar_is_keyed_by_its_own_date_and_series() -> None:

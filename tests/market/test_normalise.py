@@ -211,3 +211,16 @@ def test_numpy_scalars_are_numbers_too() -> None:
     assert to_decimal(np.float64(1712.5)) == Decimal("1712.5")
     assert to_decimal(np.int64(23456)) == Decimal(23456)
     assert to_decimal(np.float64("nan")) is None
+
+
+@pytest.mark.parametrize(("prev_close", "kept"), [(1699.9, Decimal("1699.9")), (0.0, None), (NAN, None)])
+def test_a_suspended_row_keeps_its_previous_close_and_no_other_price(prev_close: float, kept: Decimal | None) -> None:
+    row = spot_row(代码="000002", 最新价=NAN, 最高=NAN, 最低=NAN, 今开=NAN, 昨收=prev_close)
+
+    quote = STOCK_SPOT.normalise(row)
+
+    assert isinstance(quote, Quote)
+    assert quote.suspended
+    assert quote.values.get("prev_close") == kept
+    assert {"price", "high", "low", "open"}.isdisjoint(quote.values)
+    assert quote.values["market_cap_cny"] == Decimal(2151234567890)

@@ -66,7 +66,10 @@ def test_stock_spot_stores_every_valid_quote_and_reports_the_rest(
     assert moutai["source"] == "Eastmoney (akshare.stock_zh_a_spot_em)"
     assert moutai["fetched_at"].endswith("Z")
     assert moutai["snapshot_time"] == "2026-11-27T06:45:00Z"
-    assert moutai["expires_at"] == int((SLOT + timedelta(days=3)).timestamp())
+    # A snapshot lives spot_ttl_days from the later of its slot and its write (this slot is in the past).
+    written = datetime.fromisoformat(moutai["fetched_at"])
+    assert written > SLOT
+    assert moutai["expires_at"] == int((written + timedelta(days=3)).timestamp())
     numbers = [value for item in items.values() for value in item.values() if not isinstance(value, str)]
     assert numbers
     assert all(isinstance(value, Decimal) for value in numbers)
@@ -76,6 +79,7 @@ def test_stock_spot_stores_every_valid_quote_and_reports_the_rest(
     suspended = items[("STOCK#000002", "LATEST")]
     assert suspended["status"] == "suspended"
     assert "price" not in suspended
+    assert suspended["prev_close"] == Decimal("9.87"), "Eastmoney still sends a suspended stock's last close"
     assert suspended["market_cap_cny"] == Decimal(81234567890)
 
     record = run_record(dynamodb, "stock-spot")
@@ -97,7 +101,7 @@ def test_running_the_same_slot_again_overwrites_instead_of_adding(
 
     runner.dispatch(spot_event(execution_id="first"), lambda_context)
     first = market_items(dynamodb)
-    runner.dispatch(spot_event(execution_id="second"), lambda_context)
+    runner.dispatch(spot_event(execution_id="second", rerun=True), lambda_context)
 
     assert set(market_items(dynamodb)) == set(first)
     assert len(first) == 8
@@ -297,10 +301,15 @@ DAILY_SLOT = "2026-11-27T07:30:00Z"
 
 
 def daily_event(
-    symbols: list[str], slot: str = DAILY_SLOT, execution_id: str = "exec-1", **params: object
+    symbols: list[str], slot: str = DAILY_SLOT, execution_id: str = "exec-1", *, rerun: bool = False, **params: object
 ) -> dict[str, object]:
     return scheduled_event(
-        "stock-daily", "stock_daily", {"symbols": symbols, **params}, scheduled_time=slot, execution_id=execution_id
+        "stock-daily",
+        "stock_daily",
+        {"symbols": symbols, **params},
+        scheduled_time=slot,
+        execution_id=execution_id,
+        rerun=rerun,
     )
 
 
@@ -344,11 +353,60 @@ def test_later_runs_fetch_from_the_day_after_the_newest_stored_bar(
     # Monday's bars are stored now (the fixture's newest is the 27th, so a re-run of Monday's slot
     # asks from the 28th again); a bar of Monday itself makes the re-run fetch only Monday.
     dynamodb.Table("kairos-test-MarketData").put_item(Item={"pk": "STOCK#600519", "sk": "DAY#2026-11-30"})
-    runner.dispatch(daily_event(["600519"], monday, execution_id="mon-again"), lambda_context)
+    runner.dispatch(daily_event(["600519"], monday, execution_id="mon-again", rerun=True), lambda_context)
 
     ranges = [record["detail"]["fetched_ranges"]["600519"] for record in run_records(dynamodb, "stock-daily")]
     assert sorted(ranges) == ["2026-10-28..2026-11-27", "2026-11-28..2026-11-30", "2026-11-30..2026-11-30"]
     assert len(market_items(dynamodb)) == 4, "the same bars again overwrite, they do not pile up"
+
+
+def test_a_bar_missing_mid_series_is_fetched_again_from_the_oldest_gap_in_the_window(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, http: responses.RequestsMock
+) -> None:
+    # The 24th was rejected (or lost) by an earlier run; the 25th and 26th were stored after it.
+    table = dynamodb.Table("kairos-test-MarketData")
+    for day in ("2026-11-20", "2026-11-23", "2026-11-25", "2026-11-26"):
+        table.put_item(Item={"pk": "STOCK#600519", "sk": f"DAY#{day}"})
+    add_kline(http, "1.600519", "stock_kline_600519", beg="20261124", end="20261127")
+
+    make_runner().dispatch(daily_event(["600519"], lookback_days=30), lambda_context)
+
+    record = run_record(dynamodb, "stock-daily")
+    assert record["detail"]["fetched_ranges"] == {"600519": "2026-11-24..2026-11-27"}
+    assert record["items_written"] == 3
+
+
+@pytest.mark.parametrize(
+    ("stored", "lookback", "start"),
+    [
+        # 09-30 is the session before the National Day holiday (10-01 to 10-07): it is the gap.
+        (("2026-09-29", "2026-10-08"), 30, "2026-09-30"),
+        # The holiday itself is no gap: start after the newest bar.
+        (("2026-09-30", "2026-10-08", "2026-10-09"), 30, "2026-10-10"),
+        # A gap older than the window is out of reach: the window's own bars decide.
+        (("2026-09-01", "2026-09-03", "2026-10-08", "2026-10-09"), 30, "2026-10-10"),
+        # Every stored bar is older than the window: from the day after the newest, as before.
+        (("2026-08-03",), 30, "2026-08-04"),
+        ((), 30, "2026-09-12"),
+    ],
+)
+def test_the_fetch_start_is_the_oldest_trading_day_gap_in_the_lookback_window(
+    dynamodb: Any, stored: tuple[str, ...], lookback: int, start: str
+) -> None:
+    from datetime import date
+
+    from kairos_runtime.tasks.market.a_shares import fetch_start
+    from kairos_runtime.tasks.market.model import BarKind
+    from kairos_runtime.tasks.market.trading_calendar import default_calendar
+
+    table = dynamodb.Table("kairos-test-MarketData")
+    for day in stored:
+        table.put_item(Item={"pk": "STOCK#600519", "sk": f"DAY#{day}"})
+    table.put_item(Item={"pk": "STOCK#600519", "sk": "DAYQFQ#2026-09-30"})  # another series: not a bar of this one
+
+    found = fetch_start(table, "STOCK#600519", BarKind.RAW, date(2026, 10, 12), lookback, calendar=default_calendar())
+
+    assert found.isoformat() == start
 
 
 def test_bad_bars_and_symbols_without_history_are_reported_and_the_rest_stored(

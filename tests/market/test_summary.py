@@ -173,8 +173,95 @@ def test_each_asset_class_is_summarised_from_the_stored_day(
     record = run_record(dynamodb, "daily-summary")
     assert record["items_written"] == 4
     assert record["detail"]["classes"]["STOCK"] == {
-        "symbols": 9, "advancers": 4, "decliners": 3, "runs_failed": 1, "runs_skipped": 1
+        "symbols": 9, "advancers": 4, "decliners": 3, "runs_failed": 1, "runs_skipped": 1,
+        "with_bar": 1, "missing": 8, "close_flags": 1,
     }  # fmt: skip
+    # The day's universe is the 9 symbols quoted that day; only 600519 has a bar of the day.
+    assert stock["coverage"]["universe"] == 9
+    assert stock["coverage"]["missing"] == ["000001", "000002", "000858", "002594", "300750", "600036", "601318",
+                                            "688981"]  # fmt: skip
+    assert "coverage" not in crypto, "crypto has no daily bars to cover"
+
+
+def priced(symbol: str, price: str | None, *, close: str | None = None) -> list[dict[str, Any]]:
+    """A symbol's last spot quote of the day (at 14:45) and, with ``close``, its daily bar."""
+    values = {"price": Decimal(price)} if price else {}
+    quote = Quote(symbol=symbol, name=None, values=values, suspended=price is None)
+    slot = datetime(2026, 11, 27, 6, 45, tzinfo=UTC)
+    _, latest_item = snapshot_items(AssetClass.STOCK, quote, slot=slot, provenance=PROVENANCE, ttl=timedelta(days=7))
+    items = [latest_item]
+    if close is not None:
+        settled = Quote(symbol=symbol, name=None, values={"close": Decimal(close)}, trading_date=DAY)
+        items.append(bar_item(AssetClass.STOCK, BarKind.RAW, settled, provenance=PROVENANCE))
+    return items
+
+
+@pytest.mark.parametrize(("tolerance", "flagged"), [(None, ["600036"]), (0.5, ["600036", "600519"])])
+def test_coverage_and_closes_far_from_the_last_spot_price_are_reported(
+    make_runner: MakeRunner,
+    dynamodb: Any,
+    lambda_context: FakeLambdaContext,
+    tolerance: float | None,
+    flagged: list[str],
+) -> None:
+    items = [
+        *priced("600519", "10.00", close="10.10"),  # 1 % from the 14:45 quote
+        *priced("600036", "20.00", close="21.00"),  # 5 %: flagged at the default 2 %
+        *priced("601318", "30.00"),  # quoted, but no bar yet: missing
+        *priced("000002", None),  # suspended: in the universe, no bar
+    ]
+    orphan = Quote(symbol="300750", name=None, values={"close": Decimal(200)}, trading_date=DAY)
+    items.append(bar_item(AssetClass.STOCK, BarKind.RAW, orphan, provenance=PROVENANCE))  # no spot quote
+    write_items(dynamodb.Table(MARKET_TABLE), items)
+    params: dict[str, object] = {"asset_classes": ["STOCK"]}
+    if tolerance is not None:
+        params["close_tolerance_pct"] = tolerance
+
+    make_runner().dispatch(
+        scheduled_event("daily-summary", "daily_summary", params, scheduled_time=SUMMARY_SLOT), lambda_context
+    )
+
+    stock = summaries(dynamodb)["STOCK"]
+    assert stock["coverage"] == {"universe": 4, "with_bar": 2, "missing_count": 2, "missing": ["000002", "601318"]}
+    check = stock["close_vs_spot"]
+    assert (check["compared"], check["flagged_count"], check["stored"]) == (2, len(flagged), "the daily bar's close")
+    assert check["tolerance_pct"] == Decimal(str(tolerance or 2.0))
+    assert [flag["symbol"] for flag in check["flagged"]] == flagged
+    assert check["flagged"][0] == {
+        "symbol": "600036",
+        "close": Decimal(21),
+        "spot_price": Decimal(20),
+        "spot_time": "2026-11-27T06:45:00Z",
+        "difference_pct": Decimal("5.00"),
+    }
+    assert stock["sources"] == {"latest_quotes": 4, "daily_bars": 3}
+
+
+def test_funds_are_summarised_from_the_navs_of_the_day(
+    make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
+) -> None:
+    from kairos_runtime.tasks.market.model import nav_item
+
+    navs = [("000001", "1.06", "1.234"), ("110022", "-0.64", "3.876"), ("000041", "0.19", "1.052")]
+    items = [
+        nav_item(
+            Quote(symbol=code, name=None, values={"change_pct": Decimal(change), "unit_nav": Decimal(unit)},
+                  trading_date=DAY),
+            provenance=PROVENANCE,
+        )
+        for code, change, unit in navs
+    ]  # fmt: skip
+    write_items(dynamodb.Table(MARKET_TABLE), items)
+
+    make_runner().dispatch(
+        scheduled_event("daily-summary", "daily_summary", {"asset_classes": ["FUND"]}, scheduled_time=SUMMARY_SLOT),
+        lambda_context,
+    )
+
+    fund = summaries(dynamodb)["FUND"]
+    assert (fund["symbols"], fund["advancers"], fund["decliners"], fund["sources"]) == (3, 2, 1, {"navs": 3})
+    assert fund["top_gainers"][0] == {"symbol": "000001", "change_pct": Decimal("1.06"), "last": Decimal("1.234")}
+    assert {"coverage", "close_vs_spot", "total_turnover"}.isdisjoint(fund)
 
 
 @pytest.mark.usefixtures("runs_of_the_day")

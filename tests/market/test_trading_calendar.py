@@ -62,9 +62,12 @@ def serve_sina(http: responses.RequestsMock, dates: list[date]) -> None:
     http.add(responses.GET, SINA_TRADE_DATES_URL, body=sina_trade_dates_body(dates))
 
 
-def refresh(make_runner: MakeRunner, lambda_context: FakeLambdaContext, execution_id: str = "exec-1") -> dict[str, Any]:
+def refresh(
+    make_runner: MakeRunner, lambda_context: FakeLambdaContext, execution_id: str = "exec-1", *, rerun: bool = False
+) -> dict[str, Any]:
+    """One refresh of the slot; ``rerun`` runs a slot that is done again (a later one would not run)."""
     event = scheduled_event(
-        "trading-calendar", "trading_calendar", scheduled_time=REFRESH_SLOT, execution_id=execution_id
+        "trading-calendar", "trading_calendar", scheduled_time=REFRESH_SLOT, execution_id=execution_id, rerun=rerun
     )
     return make_runner().dispatch(event, lambda_context)
 
@@ -110,8 +113,8 @@ def test_running_the_refresh_again_with_the_same_data_changes_nothing_but_the_me
 
     refresh(make_runner, lambda_context, "first")
     first = calendar_items(dynamodb)
-    refresh(make_runner, lambda_context, "second")
-    refresh(make_runner, lambda_context, "third")
+    refresh(make_runner, lambda_context, "second", rerun=True)
+    refresh(make_runner, lambda_context, "third", rerun=True)
 
     after = calendar_items(dynamodb)
     assert set(after) == set(first)
@@ -170,7 +173,7 @@ def test_a_calendar_shorter_than_the_stored_one_is_refused(
     refresh(make_runner, lambda_context, "first")
     stored = calendar_items(dynamodb)
 
-    response = refresh(make_runner, lambda_context, "second")
+    response = refresh(make_runner, lambda_context, "second", rerun=True)
 
     assert response["status"] == "FAILED"
     assert calendar_items(dynamodb) == stored

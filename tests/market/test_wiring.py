@@ -24,6 +24,7 @@ MARKET_TASKS = {
     "stock-daily": ("stock_daily", {TableId.MARKET_DATA: Access.READ_WRITE}),
     "etf-daily": ("etf_daily", {TableId.MARKET_DATA: Access.READ_WRITE}),
     "index-daily": ("index_daily", {TableId.MARKET_DATA: Access.READ_WRITE}),
+    "fund-nav": ("fund_nav", {TableId.MARKET_DATA: Access.READ_WRITE}),
     "crypto-markets": ("crypto_markets", {TableId.MARKET_DATA: Access.WRITE}),
     "trading-calendar": ("trading_calendar", {TableId.MARKET_DATA: Access.READ_WRITE}),
     "daily-summary": (

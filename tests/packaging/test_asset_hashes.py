@@ -37,9 +37,8 @@ def cached_tree(deps: Path, spec: DependencyGroupSpec, target: LambdaPlatform) -
 def test_a_bundled_synth_reads_each_group_once_per_platform(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import aws_cdk as cdk
 
-    from kairos_stack.app_builder import stage_plan
+    from kairos_stack.app_builder import build_stage, stage_plan
     from kairos_stack.code_assets import CodeAssets
-    from kairos_stack.stage_stack import KairosStageStack
 
     cache = tmp_path / "cache"
     needed = {(GROUPS[DependencyGroup.CORE], target) for targets in PLATFORMS.values() for target in targets}
@@ -64,6 +63,7 @@ def test_a_bundled_synth_reads_each_group_once_per_platform(monkeypatch: pytest.
             group=group,
             runtime=target.runtime,
             architecture=target.architecture,
+            shard=0,
         )
         for group, targets in PLATFORMS.items()
         for target in targets
@@ -71,7 +71,9 @@ def test_a_bundled_synth_reads_each_group_once_per_platform(monkeypatch: pytest.
     )
     app = cdk.App(outdir=str(tmp_path / "out"))
     assets = CodeAssets(builder=DependencyBuilder(cache, bytecode=False))
-    KairosStageStack(app, "kairos-many", plan=dataclasses.replace(plan, tasks=tasks), code_assets=assets)
+    tasks = tuple(dataclasses.replace(task, function_name=f"kairos_dev_{task.name}") for task in tasks)
+    many = dataclasses.replace(plan, stack_name="kairos-many", shard_count=1, tasks=tasks)
+    build_stage(app, many, code_assets=assets)
     app.synth()
 
     assert len(tasks) == 45

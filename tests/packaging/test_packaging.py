@@ -38,6 +38,8 @@ pytestmark = pytest.mark.slow
 CACHE_ROOT = PROJECT_ROOT / BUNDLE_CACHE
 CRAWLER = dependency_groups(PROJECT_ROOT)[DependencyGroup.CRAWLER]
 STACK = "kairos-packaging"
+SHARD = f"{STACK}-Shard0"
+"""The one shard stack the packaging plan's tasks live in (shards: 1)."""
 CORE_BUDGET_BYTES = 10_000_000
 CRAWLER_BUDGET_BYTES = 200_000_000
 ELF_MACHINES = {"arm64": 183, "x86_64": 62}
@@ -58,7 +60,7 @@ class Synth:
 
     def function(self, task: str) -> Mapping[str, Any]:
         for resource in self.resources("AWS::Lambda::Function").values():
-            if resource["Metadata"]["aws:cdk:path"] == f"{STACK}/{task}/Function/Resource":
+            if resource["Metadata"]["aws:cdk:path"] == f"{SHARD}/{task}/Function/Resource":
                 return resource["Properties"]
         raise KeyError(task)
 
@@ -81,24 +83,30 @@ def packaging_plan() -> StagePlan:
     node = next(task for task in plan.tasks if task.family == "nodejs")
     crawler = dataclasses.replace(core, name="crawler-probe", group=DependencyGroup.CRAWLER, architecture="x86_64")
     core = dataclasses.replace(core, name="core-probe", architecture="arm64")
+    tasks = (core, crawler, dataclasses.replace(node, name="node-probe"))
     return dataclasses.replace(
-        plan, stack_name=STACK, tasks=(core, crawler, dataclasses.replace(node, name="node-probe"))
+        plan,
+        stack_name=STACK,
+        shard_count=1,
+        tasks=tuple(
+            dataclasses.replace(task, shard=0, function_name=f"kairos_{plan.stage}_{task.name}") for task in tasks
+        ),
     )
 
 
 def synthesize(outdir: Path, capfd: pytest.CaptureFixture[str], context: Mapping[str, Any] | None = None) -> Synth:
     import aws_cdk as cdk
 
-    from kairos_stack.stage_stack import KairosStageStack
+    from kairos_stack.app_builder import build_stage
 
     capfd.readouterr()
     # The CDK CLI turns path metadata on; it maps each function back to its task.
     app = cdk.App(outdir=str(outdir), context={"aws:cdk:enable-path-metadata": True, **(context or {})})
-    KairosStageStack(app, STACK, plan=packaging_plan())
+    build_stage(app, packaging_plan())
     app.synth()
     captured = capfd.readouterr()
-    template = json.loads((outdir / f"{STACK}.template.json").read_text(encoding="utf-8"))
-    manifest = json.loads((outdir / f"{STACK}.assets.json").read_text(encoding="utf-8"))
+    template = json.loads((outdir / f"{SHARD}.template.json").read_text(encoding="utf-8"))
+    manifest = json.loads((outdir / f"{SHARD}.assets.json").read_text(encoding="utf-8"))
     assets = {key: outdir / entry["source"]["path"] for key, entry in manifest["files"].items()}
     return Synth(outdir, template, assets, captured.out + captured.err)
 

@@ -42,6 +42,8 @@ def test_an_accepted_form_reads_as_the_node_runtime_reads_it(case: dict[str, Any
     written = event.as_json()
     assert (written["scheduled_time"], written["attempt"]) == (case["scheduled_time"], case["attempt"])
     assert type(written["attempt"]) is int
+    assert event.rerun is case.get("rerun", False)
+    assert written.get("rerun") is (True if event.rerun else None), "only a rerun is written with it"
 
 
 @pytest.mark.parametrize("case", CASES["refused"], ids=lambda case: json.dumps(case["change"])[:80])
@@ -50,3 +52,15 @@ def test_a_refused_form_names_its_field_as_the_node_runtime_does(case: dict[str,
         ScheduledEvent.parse(DELIVERED | expanded(case["change"]))
 
     assert invalid.value.location == case["field"]
+
+
+@pytest.mark.parametrize("case", CASES["past_slot"]["cases"], ids=json.dumps)
+def test_a_late_delivery_runs_or_is_refused_as_the_node_runtime_decides(case: dict[str, Any]) -> None:
+    from kairos_runtime.settings import LATE_DELIVERY_LIMIT_ENV, RuntimeSettings
+
+    limit = case["limit_seconds"]
+    settings = RuntimeSettings.from_environ({} if limit is None else {LATE_DELIVERY_LIMIT_ENV: str(limit)})
+
+    refused = settings.refuses_past_slot(backfill=case["backfill"], lateness_seconds=case["lateness_seconds"])
+
+    assert refused is not case["runs"]

@@ -115,6 +115,12 @@ def test_a_local_run_gets_the_pinned_task_type_and_refuses_an_event_naming_anoth
             ["pandas", "akshare", "pycoingecko", "numpy", "requests"],
             id="crawler-function",
         ),
+        pytest.param(
+            "kairos_runtime.tasks.market.funds",
+            ["fund_nav"],
+            ["pandas", "akshare", "py_mini_racer", "numpy", "requests"],
+            id="fund-function",
+        ),
     ],
 )
 def test_a_function_imports_only_its_own_task_module_and_no_heavy_library(

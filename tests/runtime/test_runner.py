@@ -23,7 +23,8 @@ MakeRunner = Callable[..., TaskRunner]
 
 def run_record(dynamodb: Any, task: str) -> dict[str, Any]:
     items = dynamodb.Table("kairos-test-TaskRuns").query(
-        KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"TASK#{task}"}
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
+        ExpressionAttributeValues={":pk": f"TASK#{task}", ":run": "RUN#"},
     )["Items"]
     assert len(items) == 1, items
     return dict(items[0])

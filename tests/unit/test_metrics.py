@@ -12,7 +12,8 @@ import pytest
 
 from kairos.catalog import load_catalog
 from kairos.loading import load_tasks_file
-from kairos.plan import GAUGE_ALARMS, AlarmPlan, MetricPlan, StagePlan, failure_alarm, plan_stage
+from kairos.plan import GAUGE_ALARMS, AlarmPlan, MetricPlan, StagePlan, failure_alarm, freshness_plan, plan_stage
+from kairos.schedule import parse_schedule
 from kairos_runtime import metrics
 from kairos_runtime.runner import RunResult
 from kairos_runtime.runs import RunStatus
@@ -29,7 +30,27 @@ def stage_plans() -> list[StagePlan]:
 
 def every_alarm() -> list[AlarmPlan]:
     planned = [alarm for plan in stage_plans() for alarm in plan.alarms]
-    return planned + [alarm_for("some-task") for alarm_for in GAUGE_ALARMS.values()]
+    freshness = freshness_plan(
+        "dev",
+        "some-task",
+        schedule=parse_schedule("cron(0/15 9-11,13-14 ? * MON-FRI *)"),
+        timezone="Asia/Shanghai",
+        enabled=True,
+        timeout_s=300,
+        async_retries=2,
+    ).alarm
+    assert freshness is not None
+    return [*planned, freshness, *(alarm_for("dev", "some-task") for alarm_for in GAUGE_ALARMS.values())]
+
+
+def every_dashboard_metric() -> list[tuple[str, MetricPlan]]:
+    return [
+        (f"{page.name}: {graph.title}", metric)
+        for plan in stage_plans()
+        for page in plan.dashboards
+        for graph in page.graphs
+        for _, metric in graph.lines
+    ]
 
 
 def unemitted(metric: MetricPlan) -> str | None:
@@ -67,8 +88,25 @@ def test_every_metric_an_alarm_watches_is_emitted() -> None:
     assert problems == []
 
 
+def test_every_alarm_kind_is_checked() -> None:
+    """The check above sees a failure, a freshness, a gauge and the dead-letter alarm."""
+    assert {alarm.construct_id for alarm in every_alarm()} >= {
+        "FailureAlarm",
+        "FreshnessAlarm",
+        "MessagesAlarm",
+        f"{metrics.TRADING_CALENDAR_DAYS_LEFT}Alarm",
+    }
+
+
+def test_every_metric_a_dashboard_graphs_is_emitted() -> None:
+    graphed = every_dashboard_metric()
+    assert graphed, "no dashboard metrics planned"
+    problems = [f"{where}: {problem}" for where, metric in graphed if (problem := unemitted(normalized(metric)))]
+    assert problems == []
+
+
 def test_a_misspelt_metric_is_caught() -> None:
-    alarm = failure_alarm("some-task")
+    alarm = failure_alarm("dev", "some-task")
     failed = alarm.metrics["failed"]
     assert unemitted(normalized(replace(failed, metric_name="RunFailed"))) is not None
     assert unemitted(normalized(replace(failed, namespace="Kairso"))) is not None
@@ -84,6 +122,25 @@ def test_a_misspelt_metric_is_caught() -> None:
 def test_every_run_counter_the_runner_picks_is_declared(status: RunStatus, retried: bool, superseded: bool) -> None:
     result = RunResult("t", status, "r", 1, retried=retried, superseded=superseded)
     assert result.metric_name in metrics.RUN_METRICS
+    assert set(result.counters) <= metrics.RUN_METRICS
+
+
+@pytest.mark.parametrize(
+    ("status", "retried", "superseded", "alive"),
+    [
+        (RunStatus.SUCCEEDED, False, False, True),
+        (RunStatus.SKIPPED, False, False, True),
+        (RunStatus.SUCCEEDED, False, True, True),
+        (RunStatus.FAILED, False, False, False),
+        (RunStatus.FAILED, True, False, False),
+    ],
+)
+def test_a_success_or_skip_also_counts_as_alive(
+    status: RunStatus, retried: bool, superseded: bool, alive: bool
+) -> None:
+    result = RunResult("t", status, "r", 1, retried=retried, superseded=superseded)
+    assert result.counters[0] == result.metric_name
+    assert (metrics.RUNS_ALIVE in result.counters) is alive
 
 
 NODE_RUN_METRICS = """
@@ -111,3 +168,6 @@ def test_the_node_runtime_publishes_the_same_names() -> None:
     }
     published = {metric["Name"] for directive in directives for metric in directive["Metrics"]}
     assert published == metrics.RUN_METRICS
+    # RunsAlive with a success or skip, as the Python runner counts it; never with a failure.
+    alive = [metrics.RUNS_ALIVE in {metric["Name"] for metric in directive["Metrics"]} for directive in directives]
+    assert alive == [True, False, True, False, True]

@@ -175,8 +175,9 @@ def test_a_reused_anchor_is_valid_yaml_and_prints_no_warning(validate: object) -
     )
     code, lines, _ = validate(text)  # type: ignore[operator]
     assert code == 0, lines
-    # The shipped prod stage's alarm warning is expected; ruamel's anchor warning is not.
-    assert [line for line in lines if "nobody is subscribed to its alarms" not in line] == [lines[-1]], lines
+    # The shipped prod stage's alarm warning and each stage's stacks are expected; ruamel's anchor warning is not.
+    expected = ("nobody is subscribed to its alarms", ": core + 4 shards; resources: ")
+    assert [line for line in lines if not any(part in line for part in expected)] == [lines[-1]], lines
     assert lines[-1].endswith(": valid")
 
 
@@ -226,17 +227,21 @@ def test_a_payload_over_the_schedule_input_budget_is_refused(validate: object, t
     assert "task 'python-task-2', field 'params': the schedule's input would be 300,226 bytes of JSON" in line
 
 
-def test_a_stage_with_more_resources_than_a_stack_holds_is_refused(validate: object, tmp_path: Path) -> None:
+def test_a_stage_a_shard_of_which_would_hold_more_resources_than_kairos_allows_is_refused(
+    validate: object, tmp_path: Path
+) -> None:
+    # 274 tasks over the default 4 shard stacks: one would pass 80 % of the 500 resources a stack holds.
     extra = "".join(
         f"\n  - name: extra-{index}\n    task_type: simple_task_1\n    schedule: rate(5 minutes)\n"
-        for index in range(60)
+        for index in range(260)
     )
     code, lines, _ = validate(SHIPPED + extra)  # type: ignore[operator]
     assert code == 1
     assert len(lines) == 2, "one line per stage"
-    assert lines[0].startswith(f"{tmp_path / 'tasks.yaml'}: stage 'dev': 74 tasks make 688 CloudFormation resources")
-    # 13 shipped tasks of 9 resources and one fan-out of 20 leave room for 41 more simple ones.
-    assert "(9 per task, 20 per fan-out task), and a stack holds at most 500: at most 53 tasks fit" in lines[0]
+    assert lines[0].startswith(f"{tmp_path / 'tasks.yaml'}: stage 'dev': shard stack kairos-dev-Shard")
+    shipped = SHIPPED.count("\n  - name: ")
+    assert f"of the {shipped + 260} tasks and " in lines[0]
+    assert "(a stack holds 500, kairos keeps 399 for headroom). Give the stage more shard stacks (shards: " in lines[0]
 
 
 def test_excerpts_are_bounded_for_any_value() -> None:

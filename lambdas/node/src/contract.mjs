@@ -35,13 +35,15 @@ function deepFreeze(value) {
 
 /**
  * @typedef {object} Contract
- * @property {{ stage: string, task: string, task_type: string, runtime: string }} env
+ * @property {{ stage: string, task: string, task_type: string, runtime: string, late_delivery_limit_seconds: string }} env
+ * @property {{ error_type: string, min_limit_seconds: number }} past_slot
  * @property {{ run_record_ttl_days: SettingBounds, lambda_retry_attempts: SettingBounds, max_event_age_seconds: SettingBounds }} settings
  * @property {{ first_retry_delay_seconds: number }} lambda
  * @property {Record<string, string | number>} bounds
  * @property {Record<string, { partition_key: string, sort_key: string, indexes: { name: string, partition_key: string, sort_key: string }[], ttl_attribute: string, env_var: string }>} tables
- * @property {{ table: string, statuses: string[], error_kinds: string[], max_error_message: number, max_detail_bytes: number, max_detail_keys: number, previous_outcome_fields: string[], restart_attempts: number, cleared_on_redelivery: string[], restarted_fields: string[] }} run_records
- * @property {{ namespace: string, service: string, dimensions: string[], run_outcomes: Record<string, string>, runs_retried: string, runs_superseded: string, run_duration: string, items_written: string, items_rejected: string }} metrics
+ * @property {{ table: string, statuses: string[], error_kinds: string[], max_error_message: number, max_detail_bytes: number, max_detail_keys: number, previous_outcome_fields: string[], restart_attempts: number, cleared_on_redelivery: string[], restarted_fields: string[], claim_fields: string[] }} run_records
+ * @property {{ prefix: string, claim_margin_seconds: number, declined_kept: number, done: string[], replaced_fields: string[], cleared_on_claim: string[], declines: string[] }} slots
+ * @property {{ namespace: string, service: string, dimensions: string[], run_outcomes: Record<string, string>, runs_retried: string, runs_superseded: string, runs_alive: string, alive_outcomes: string[], run_duration: string, items_written: string, items_rejected: string }} metrics
  */
 
 /** @type {Readonly<Contract>} */

@@ -25,6 +25,8 @@ import {
  * @property {Date} scheduled_time
  * @property {string} execution_id
  * @property {number} attempt >= 1
+ * @property {boolean} rerun run the slot even when it is done (a JSON true or false only; no
+ *   schedule's input carries it, and it passes none of the checks an event must pass to run)
  */
 
 /**
@@ -76,6 +78,9 @@ export function parseScheduledEvent(raw) {
   const attempt = raw.attempt === undefined ? 1 : parseAttempt(raw.attempt);
   if (attempt === null) issues.push("attempt: must be an integer >= 1 (or its decimal string)");
 
+  const rerun = raw.rerun === undefined ? false : raw.rerun;
+  if (typeof rerun !== "boolean") issues.push("rerun: must be true or false");
+
   if (issues.length > 0) return { event: null, issues };
   return {
     event: Object.freeze({
@@ -85,6 +90,7 @@ export function parseScheduledEvent(raw) {
       scheduled_time: scheduledTime,
       execution_id: executionId,
       attempt,
+      rerun,
     }),
     issues: null,
   };
@@ -107,6 +113,7 @@ export function fallbackEvent(raw, { now, executionId, ownTask = null }) {
     scheduled_time: now,
     execution_id: keyField(raw, "execution_id") ?? (KEY_FIELDS.execution_id.pattern.test(executionId) ? executionId : randomUUID()),
     attempt: 1,
+    rerun: false,
   });
 }
 
@@ -172,6 +179,8 @@ export function eventAsJson(event) {
     scheduled_time: milliseconds === 0 ? `${seconds}Z` : `${seconds}.${String(milliseconds * 1000).padStart(6, "0")}Z`,
     execution_id: event.execution_id,
     attempt: event.attempt,
+    // Only a rerun says so, as the operator's event did.
+    ...(event.rerun ? { rerun: true } : {}),
   };
 }
 

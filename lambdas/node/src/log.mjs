@@ -77,6 +77,7 @@ function jsonReplacer(_key, value) {
  * @property {"SUCCEEDED" | "FAILED" | "SKIPPED"} status counted as RunsSucceeded / RunsFailed / RunsSkipped
  * @property {boolean} [retried] a failure Lambda delivers again: counted as RunsRetried instead
  * @property {boolean} [superseded] a later delivery took the record over: counted as RunsSuperseded
+ *   (a superseded success or skip still counts RunsAlive, as every success and skip does)
  * @property {number} durationMs
  * @property {number} itemsWritten
  * @property {number} itemsRejected
@@ -101,6 +102,8 @@ export function runMetricsLine({ task, status, retried = false, superseded = fal
     [METRICS.items_written, "Count", itemsWritten],
     [METRICS.items_rejected, "Count", itemsRejected],
   ];
+  // A success or skip keeps the task alive (its freshness alarm watches this counter).
+  if (METRICS.alive_outcomes.includes(status) && !retried) metrics.push([METRICS.runs_alive, "Count", 1]);
   return JSON.stringify({
     _aws: {
       Timestamp: timestamp.getTime(),

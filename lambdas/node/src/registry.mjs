@@ -33,6 +33,9 @@ export const JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema
  *   differ); a table written to must have them. The stack scopes the grants to them and the runtime
  *   refuses writes outside them.
  * @property {string} [description] One line for the manifest and `kairos` listings.
+ * @property {boolean} [backfill] Whether the task can run for a past slot (`kairos backfill`): it
+ *   computes the slot's result from the slot, not from what its source serves now. Off unless
+ *   declared: the handler refuses a delivery later than the late-delivery limit (PastSlotRefused).
  *
  * @typedef {object} TaskType
  * @property {string} name
@@ -40,6 +43,7 @@ export const JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema
  * @property {ParamsSchema} paramsSchema
  * @property {Readonly<Record<string, Access>>} tables
  * @property {Readonly<Record<string, Readonly<import("./partitions.mjs").Partitions>>>} partitions
+ * @property {boolean} backfill
  * @property {TaskFunction} fn
  */
 
@@ -76,12 +80,13 @@ export class TaskRegistry {
    * @throws {TypeError} for a malformed name, schema, table declaration or function
    * @throws {DuplicateTaskTypeError}
    */
-  task(name, { params, tables = {}, partitions = {}, description = "" }, fn) {
+  task(name, { params, tables = {}, partitions = {}, description = "", backfill = false }, fn) {
     if (typeof name !== "string" || name === "") throw new TypeError("a task type needs a non-empty name");
     // Events name the task type: a name outside the pattern would never pass their check.
     if (!fullMatch(TASK_TYPE_PATTERN).test(name)) throw new TypeError(`task_type '${name}' must match ${TASK_TYPE_PATTERN}`);
     if (typeof fn !== "function") throw new TypeError(`task_type '${name}': the task must be a function`);
     if (typeof description !== "string") throw new TypeError(`task_type '${name}': description must be a string`);
+    if (typeof backfill !== "boolean") throw new TypeError(`task_type '${name}': backfill must be true or false`);
     assertSupportedSchema(params, `task_type '${name}' params`);
     if (params.type !== "object" || params.additionalProperties !== false) {
       // A typo in tasks.yaml must be an error, not a silently ignored key.
@@ -104,6 +109,7 @@ export class TaskRegistry {
         paramsSchema: structuredClone(params),
         tables: Object.freeze({ ...tables }),
         partitions: resolvedPartitions,
+        backfill,
         fn,
       }),
     );
@@ -174,7 +180,7 @@ export function parseParams(taskType, rawParams) {
  * Schema and table declarations, sorted by name so the file is stable.
  *
  * @param {TaskRegistry} registry
- * @returns {{ task_types: Record<string, { description: string, params_schema: ParamsSchema, tables: Record<string, Access>, partitions?: Record<string, { read: string[], write: string[] }> }> }}
+ * @returns {{ task_types: Record<string, { description: string, backfill: boolean, params_schema: ParamsSchema, tables: Record<string, Access>, partitions?: Record<string, { read: string[], write: string[] }> }> }}
  */
 export function buildManifest(registry) {
   /** @type {Record<string, any>} */
@@ -183,6 +189,7 @@ export function buildManifest(registry) {
     const taskType = registry.get(name);
     taskTypes[name] = {
       description: taskType.description,
+      backfill: taskType.backfill,
       params_schema: { $schema: JSON_SCHEMA_DIALECT, ...taskType.paramsSchema },
       tables: { ...taskType.tables },
       // Only where declared, so task types without them keep their manifest entry as it was.

@@ -6,6 +6,10 @@
  * unknown task_type, params that no longer fit the schema). Transient failures are thrown after
  * recording so Lambda's asynchronous retry delivers the event again; permanent ones are returned,
  * since another delivery would fail the same way.
+ *
+ * A valid event first claims its slot (slots.mjs): a slot that already SUCCEEDED (or was SKIPPED) is
+ * not run again, and one whose run is in progress is not started twice; such a delivery is counted
+ * on the slot and answers with the earlier result (or the run in progress).
  */
 
 import { randomUUID } from "node:crypto";
@@ -13,13 +17,14 @@ import { performance } from "node:perf_hooks";
 import { inspect } from "node:util";
 
 import { ErrorKind, TaskSkipped, errorKind } from "./errors.mjs";
-import { fallbackEvent, parseScheduledEvent } from "./events.mjs";
+import { eventAsJson, fallbackEvent, parseScheduledEvent } from "./events.mjs";
 import { createLogger, runMetricsLine, writeToStdout } from "./log.mjs";
 import { InvalidParamsError } from "./params.mjs";
 import { partitionScopedClient } from "./partitions.mjs";
 import { UnknownTaskTypeError, parseParams } from "./registry.mjs";
-import { RunRecorder, RunStatus } from "./runs.mjs";
-import { lambdaRetries, tableName } from "./settings.mjs";
+import { RunRecorder, RunStatus, runKey } from "./runs.mjs";
+import { PAST_SLOT_REFUSED, lambdaRetries, refusesPastSlot, tableName } from "./settings.mjs";
+import { Decline, SlotInProgressError, SlotLedger, declinedResponse, runFields } from "./slots.mjs";
 import { TASK_RUNS } from "./tables.mjs";
 
 /**
@@ -65,6 +70,8 @@ import { TASK_RUNS } from "./tables.mjs";
  * @property {{ type: string, message: string }} [error]
  * @property {true} [retried]
  * @property {true} [superseded]
+ * @property {"done" | "in_progress"} [declined] the delivery did not run: the slot is done (the earlier
+ *   result is the answer) or in progress (slots.mjs)
  */
 
 /** The task touched a table its task type did not declare; in AWS this would be AccessDenied. */
@@ -147,12 +154,43 @@ export class TaskRunner {
       writeLine: this.#writeLine,
       clock: this.#clock,
     });
-    const recorder = new RunRecorder({
+    const table = {
       documentClient: this.#getDocumentClient(),
       tableName: tableName(this.#settings, TASK_RUNS),
       ttlDays: this.#settings.runRecordTtlDays,
-    });
-    const key = await recorder.start(event, { runtime: this.#settings.runtime, requestId, startedAt });
+    };
+    const recorder = new RunRecorder(table);
+    const ledger = new SlotLedger(table);
+    /** @type {import("./slots.mjs").Claimed | null} */
+    let claimed = null;
+    if (!issue) {
+      // An invalid event runs nothing, so it claims no slot (its slot may not even be one).
+      const claim = await ledger.claim(event, {
+        runId: runKey(event).sk,
+        requestId,
+        executionId: event.execution_id,
+        now: startedAt,
+        leaseMs: invocation.getRemainingTimeInMillis(),
+      });
+      if (!claim.claimed) return this.#declined(event, /** @type {import("./slots.mjs").Declined} */ (claim), logger);
+      claimed = /** @type {import("./slots.mjs").Claimed} */ (claim);
+    }
+    let key;
+    try {
+      key = await recorder.start(event, {
+        runtime: this.#settings.runtime,
+        requestId,
+        startedAt,
+        claimFields: claimed ? runFields(claimed) : null,
+      });
+    } catch (failure) {
+      if (claimed) {
+        // Free the slot for Lambda's retry of this invocation instead of holding it to the lease.
+        const error = failure instanceof Error ? { type: failure.name, message: failure.message } : { type: "Error", message: inspect(failure) };
+        await this.#settle(ledger, claimed, { task: event.task, status: RunStatus.FAILED, run_id: runKey(event).sk, error }, logger);
+      }
+      throw failure;
+    }
 
     const start = performance.now();
     const outcome = issue ? failed("InvalidEvent", issue) : await this.#run(event, invocation, logger);
@@ -186,8 +224,9 @@ export class TaskRunner {
       // is neither retried nor counted as a failure.
       Object.assign(result, { superseded: true, retried: false });
     }
-    this.#writeLine(runMetricsLine({ ...result, timestamp: finishedAt }));
     const response = responseOf(result);
+    if (claimed) await this.#settle(ledger, claimed, response, logger, finishedAt);
+    this.#writeLine(runMetricsLine({ ...result, timestamp: finishedAt }));
     if (result.status === RunStatus.FAILED) {
       logger.error("run finished", { run: response });
     } else {
@@ -195,6 +234,45 @@ export class TaskRunner {
     }
     if (result.error?.kind === ErrorKind.TRANSIENT && !result.superseded) throw new TaskRunFailed(result);
     return response;
+  }
+
+  /**
+   * A delivery that does not run: counted on the slot (by SlotLedger.claim), answered with the
+   * earlier result. A slot in progress under this very invocation's claim (Lambda retried it while
+   * the lease holds) fails, so Lambda comes back once the lease has passed.
+   *
+   * @param {Readonly<ScheduledEvent>} event
+   * @param {import("./slots.mjs").Declined} declined
+   * @param {Logger} logger
+   */
+  #declined(event, declined, logger) {
+    const response = declinedResponse(declined, event.task);
+    logger.info("delivery declined", { run: response, scheduled_time: eventAsJson(event).scheduled_time });
+    if (declined.reason === Decline.IN_PROGRESS && declined.ownInvocation) {
+      throw new SlotInProgressError(
+        `${event.task}: slot ${response.run_id} is still claimed by this invocation's earlier attempt; ` +
+          `retry after its lease (${declined.slot.lease_expires_at})`,
+      );
+    }
+    return response;
+  }
+
+  /**
+   * Records the outcome on the slot. A failure here is logged, not thrown: the run record is final,
+   * and failing the delivery would have Lambda retry a run that happened.
+   *
+   * @param {SlotLedger} ledger
+   * @param {import("./slots.mjs").Claimed} claimed
+   * @param {Record<string, any>} response
+   * @param {Logger} logger
+   * @param {Date} [finishedAt]
+   */
+  async #settle(ledger, claimed, response, logger, finishedAt = this.#clock()) {
+    try {
+      await ledger.settle(claimed, { status: response.status, result: response, finishedAt });
+    } catch (error) {
+      logger.error("the slot's outcome could not be recorded; it is recovered after its lease", { error });
+    }
   }
 
   /**
@@ -246,6 +324,15 @@ export class TaskRunner {
         return failed("InvalidParams", `params do not fit task_type '${event.task_type}': ${error.message}`);
       }
       throw error;
+    }
+    const latenessSeconds = (this.#clock().getTime() - event.scheduled_time.getTime()) / 1000;
+    if (refusesPastSlot(this.#settings, { backfill: taskType.backfill, latenessSeconds })) {
+      // Its source serves only the present: running it would file today's data under a past slot.
+      const scheduled = event.scheduled_time.toISOString().replace(/\.\d{3}Z$/, "Z");
+      const message =
+        `task_type '${taskType.name}' cannot run for a past slot: ${scheduled} is ${Math.round(latenessSeconds)} s ago, ` +
+        `over the late-delivery limit of ${this.#settings.lateDeliveryLimitSeconds} s`;
+      return { status: RunStatus.SKIPPED, error: { type: PAST_SLOT_REFUSED, message, kind: ErrorKind.PERMANENT }, detail: { reason: message } };
     }
     /** @type {TaskContext} */
     const context = Object.freeze({

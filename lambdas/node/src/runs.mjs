@@ -38,6 +38,11 @@ const DESIGN = TABLES[TASK_RUNS];
 const DAY_SECONDS = 24 * 60 * 60;
 /** Set again by a redelivery, from the new delivery. */
 const RESTARTED_FIELDS = RECORDS.restarted_fields;
+/**
+ * What a delivery's slot claim adds to its record (slots.mjs): set by the delivery that has them,
+ * removed by a redelivery that has not.
+ */
+export const CLAIM_FIELDS = RECORDS.claim_fields;
 
 /**
  * Other deliveries of the same event kept restarting its record; this one gives up (and fails, so
@@ -220,11 +225,13 @@ export class RunRecorder {
    * same key: the record then counts the delivery and keeps the earlier outcome in
    * `previous_outcomes` instead of silently overwriting it; this delivery becomes its owner.
    *
+   * `claimFields` are the slot claim's (CLAIM_FIELDS: rerun, replaced).
+   *
    * @param {Readonly<ScheduledEvent>} event
-   * @param {{ runtime: string, requestId: string, startedAt: Date }} invocation
+   * @param {{ runtime: string, requestId: string, startedAt: Date, claimFields?: Record<string, unknown> | null }} invocation
    * @returns {Promise<RunKey>}
    */
-  async start(event, { runtime, requestId, startedAt }) {
+  async start(event, { runtime, requestId, startedAt, claimFields = null }) {
     const key = runKey(event);
     const started = startedAt.toISOString(); // millisecond precision, UTC, "Z"
     const item = {
@@ -243,6 +250,7 @@ export class RunRecorder {
       request_id: requestId,
       started_at: started,
       [DESIGN.ttlAttribute]: Math.floor(startedAt.getTime() / 1000) + this.ttlDays * DAY_SECONDS,
+      ...Object.fromEntries(Object.entries(claimFields ?? {}).filter(([name]) => CLAIM_FIELDS.includes(name))),
     };
     const attempt = await this.#claim(key, item);
     this.#claims.set(claimId(key), { requestId, startedAt: started, attempt });
@@ -324,6 +332,8 @@ export class RunRecorder {
     const attempt = 1 + earlierAttempts.filter((outcome) => outcome.request_id === item.request_id).length;
     // The record must still be the one read: no other delivery restarted it (deliveries) and its
     // owner did not finish meanwhile (status), else the outcome moved would be a stale one.
+    const restarted = [...RESTARTED_FIELDS, ...CLAIM_FIELDS].filter((name) => Object.hasOwn(item, name));
+    const cleared = [...CLEARED_ON_REDELIVERY, ...CLAIM_FIELDS.filter((name) => !Object.hasOwn(item, name))];
     const watched = ["deliveries", "status"];
     const unchanged = watched
       .map((name) => (Object.hasOwn(earlier, name) ? `#${name} = :seen_${name}` : `attribute_not_exists(#${name})`))
@@ -333,18 +343,18 @@ export class RunRecorder {
         TableName: this.tableName,
         Key: tableKey,
         UpdateExpression:
-          `SET ${RESTARTED_FIELDS.map((name) => `#${name} = :${name}`).join(", ")}` +
+          `SET ${restarted.map((name) => `#${name} = :${name}`).join(", ")}` +
           ", #previous = list_append(if_not_exists(#previous, :empty), :outcome), #deliveries = :next" +
-          ` REMOVE ${CLEARED_ON_REDELIVERY.map((name) => `#${name}`).join(", ")}`,
+          ` REMOVE ${cleared.map((name) => `#${name}`).join(", ")}`,
         ConditionExpression: `attribute_exists(#pk) AND ${unchanged}`,
         ExpressionAttributeNames: {
-          ...Object.fromEntries([...RESTARTED_FIELDS, ...CLEARED_ON_REDELIVERY].map((name) => [`#${name}`, name])),
+          ...Object.fromEntries([...restarted, ...cleared].map((name) => [`#${name}`, name])),
           "#pk": DESIGN.partitionKey,
           "#previous": "previous_outcomes",
           "#deliveries": "deliveries",
         },
         ExpressionAttributeValues: {
-          ...Object.fromEntries(RESTARTED_FIELDS.map((name) => [`:${name}`, item[name]])),
+          ...Object.fromEntries(restarted.map((name) => [`:${name}`, item[name]])),
           ...Object.fromEntries(watched.filter((name) => Object.hasOwn(earlier, name)).map((name) => [`:seen_${name}`, earlier[name]])),
           ":empty": [],
           ":outcome": [outcome],

@@ -22,6 +22,14 @@ export const RUN_RECORD_TTL_DAYS_ENV = TTL_DAYS.env;
 export const LAMBDA_RETRY_ATTEMPTS_ENV = RETRY_ATTEMPTS.env;
 /** How old an event Lambda still retries; an older one it drops (to the dead-letter queue). */
 export const MAX_EVENT_AGE_ENV = EVENT_AGE.env;
+/**
+ * How late (seconds after its scheduled_time) a delivery may arrive for a task type that cannot run
+ * for a past slot; a later one is recorded SKIPPED as PastSlotRefused. Unset: no limit.
+ */
+export const LATE_DELIVERY_LIMIT_ENV = CONTRACT.env.late_delivery_limit_seconds;
+/** The error type of the SKIPPED record of a past slot a non-backfillable task type refused. */
+export const PAST_SLOT_REFUSED = CONTRACT.past_slot.error_type;
+const MIN_LATE_DELIVERY_LIMIT_SECONDS = CONTRACT.past_slot.min_limit_seconds;
 /** Lambda waits about a minute before its first retry, and about two before its second. */
 export const LAMBDA_FIRST_RETRY_DELAY_SECONDS = CONTRACT.lambda.first_retry_delay_seconds;
 const LAMBDA_MAX_EVENT_AGE_SECONDS = /** @type {number} */ (EVENT_AGE.max);
@@ -42,6 +50,7 @@ export class MissingTableError extends Error {
  * @property {number} runRecordTtlDays
  * @property {number} lambdaRetryAttempts 0 to 2; 0 when unset (a local run is delivered once)
  * @property {number} maxEventAgeSeconds 60 to 21600; Lambda's 6 hours when unset
+ * @property {number | null} lateDeliveryLimitSeconds How late a non-backfillable task's delivery may be; null: no limit
  * @property {Readonly<Record<string, string>>} tableNames Deployed table names by table id.
  */
 
@@ -71,6 +80,11 @@ export function readSettings(env) {
       `${MAX_EVENT_AGE_ENV} must be an integer from ${MIN_EVENT_AGE_SECONDS} to ${LAMBDA_MAX_EVENT_AGE_SECONDS}, got ${JSON.stringify(ageText)}`,
     );
   }
+  const limitText = env[LATE_DELIVERY_LIMIT_ENV];
+  const lateDeliveryLimitSeconds = limitText ? Number(limitText) : null;
+  if (lateDeliveryLimitSeconds !== null && (!Number.isInteger(lateDeliveryLimitSeconds) || lateDeliveryLimitSeconds < MIN_LATE_DELIVERY_LIMIT_SECONDS)) {
+    throw new RangeError(`${LATE_DELIVERY_LIMIT_ENV} must be an integer >= ${MIN_LATE_DELIVERY_LIMIT_SECONDS}, got ${JSON.stringify(limitText)}`);
+  }
   const tableNames = Object.fromEntries(
     Object.entries(TABLES)
       .filter(([, design]) => env[design.envVar])
@@ -84,6 +98,7 @@ export function readSettings(env) {
     runRecordTtlDays,
     lambdaRetryAttempts,
     maxEventAgeSeconds,
+    lateDeliveryLimitSeconds,
     tableNames: Object.freeze(tableNames),
   });
 }
@@ -113,4 +128,16 @@ export function tableName(settings, tableId) {
 export function lambdaRetries(settings, { attempt, eventAgeSeconds }) {
   if (attempt > settings.lambdaRetryAttempts) return false;
   return eventAgeSeconds + LAMBDA_FIRST_RETRY_DELAY_SECONDS * attempt < settings.maxEventAgeSeconds;
+}
+
+/**
+ * Whether a delivery this late is a past slot the task type may not run (it cannot be backfilled).
+ *
+ * @param {RuntimeSettings} settings
+ * @param {{ backfill: boolean, latenessSeconds: number }} delivery
+ * @returns {boolean}
+ */
+export function refusesPastSlot(settings, { backfill, latenessSeconds }) {
+  const limit = settings.lateDeliveryLimitSeconds ?? null;
+  return !backfill && limit !== null && latenessSeconds > limit;
 }

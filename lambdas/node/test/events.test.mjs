@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 
 import { eventAsJson, fallbackEvent, parseScheduledEvent } from "../src/events.mjs";
+import { LATE_DELIVERY_LIMIT_ENV, readSettings, refusesPastSlot } from "../src/settings.mjs";
 
 // As EventBridge Scheduler delivers it: the context attributes substituted as strings.
 const DELIVERED = {
@@ -35,6 +36,7 @@ describe("parseScheduledEvent", () => {
       scheduled_time: new Date("2024-05-01T09:30:00Z"),
       execution_id: "exec-1",
       attempt: 1,
+      rerun: false,
     });
     assert.equal(parsed({ attempt: "3" }).attempt, 3);
     assert.equal(parsed({ attempt: " 2 " }).attempt, 2);
@@ -106,6 +108,7 @@ describe("fallbackEvent", () => {
       scheduled_time: now,
       execution_id: "e",
       attempt: 1,
+      rerun: false,
     });
   });
 
@@ -150,11 +153,20 @@ describe("the scheduled-event contract shared with the Python runtime", () => {
   const label = (change) => JSON.stringify(change).slice(0, 80);
 
   it("reads every accepted form as the Python runtime does", () => {
-    for (const { change, scheduled_time, attempt } of cases.accepted) {
+    for (const { change, scheduled_time, attempt, rerun = false } of cases.accepted) {
       const { event, issues } = parseScheduledEvent({ ...cases.delivered, ...expanded(change) });
       assert.equal(issues, null, `${label(change)}: ${issues}`);
       const written = eventAsJson(event);
       assert.deepEqual([written.scheduled_time, written.attempt], [scheduled_time, attempt], label(change));
+      assert.equal(event.rerun, rerun, label(change));
+      assert.equal(written.rerun, rerun ? true : undefined, `${label(change)}: only a rerun is written with it`);
+    }
+  });
+
+  it("runs or refuses every late delivery as the Python runtime does", () => {
+    for (const { backfill, limit_seconds: limit, lateness_seconds: latenessSeconds, runs } of cases.past_slot.cases) {
+      const settings = readSettings(limit === null ? {} : { [LATE_DELIVERY_LIMIT_ENV]: String(limit) });
+      assert.equal(refusesPastSlot(settings, { backfill, latenessSeconds }), !runs, JSON.stringify({ backfill, limit, latenessSeconds }));
     }
   });
 

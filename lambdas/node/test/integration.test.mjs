@@ -153,11 +153,12 @@ describe("the handler against DynamoDB", () => {
     const handler = index.createHandler({ writeLine });
     const context = invocation();
     // Params within their bound, but the echo is far over the detail's.
-    const raw = event({ task: "echo", task_type: "simple_task_2", execution_id: "exec-huge", params: { payload: { blob: "x".repeat(200_000) } } });
+    // Its own task: the slot of "echo" above is done, and would not run again.
+    const raw = event({ task: "echo-huge", task_type: "simple_task_2", execution_id: "exec-huge", params: { payload: { blob: "x".repeat(200_000) } } });
     const response = await handler(raw, context);
     assert.equal(response.status, "SUCCEEDED");
-    const item = await storedRun("echo", response.run_id);
-    assertCommonFields(item, { task: "echo", taskType: "simple_task_2", executionId: "exec-huge", requestId: context.awsRequestId });
+    const item = await storedRun("echo-huge", response.run_id);
+    assertCommonFields(item, { task: "echo-huge", taskType: "simple_task_2", executionId: "exec-huge", requestId: context.awsRequestId });
     assert.equal(item.status, "SUCCEEDED");
     assert.deepEqual(item.detail, {
       truncated: true,
@@ -351,7 +352,7 @@ describe("the handler against DynamoDB", () => {
       assert.ok(item.started_at >= afterFirst.finished_at);
     });
 
-    it("keeps the outcome of a delivery that finishes after a duplicate delivery took over", async () => {
+    it("does not start a duplicate delivery while the first runs, and answers that the slot is in progress", async () => {
       const handler = index.createHandler({ registry, writeLine });
       const raw = event({ task: "duplicated", task_type: "gated", execution_id: "exec-8" });
       const [first, second] = [invocation(), invocation()];
@@ -361,18 +362,22 @@ describe("the handler against DynamoDB", () => {
       releaseFirst();
       const firstResponse = await firstRun;
 
-      assert.equal(firstResponse.run_id, secondResponse.run_id);
-      const item = await storedRun("duplicated", secondResponse.run_id);
-      assertCommonFields(item, { task: "duplicated", taskType: "gated", executionId: "exec-8", requestId: second.awsRequestId });
+      assert.deepEqual(secondResponse, { task: "duplicated", status: "STARTED", run_id: firstResponse.run_id, declined: "in_progress" });
+      assert.equal(gatedCalls, 1, "the task ran once");
+      const item = await storedRun("duplicated", firstResponse.run_id);
+      assertCommonFields(item, { task: "duplicated", taskType: "gated", executionId: "exec-8", requestId: first.awsRequestId });
       assert.equal(item.status, "SUCCEEDED");
-      assert.equal(item.items_written, 2, "the record's outcome is its owner's, the duplicate delivery's");
-      assert.equal(item.deliveries, 2);
-      const [seenAtRestart, late] = item.previous_outcomes;
-      assert.deepEqual([seenAtRestart.status, seenAtRestart.request_id], ["STARTED", first.awsRequestId]);
-      assert.equal(late.status, "SUCCEEDED");
-      assert.equal(late.request_id, first.awsRequestId);
-      assert.equal(late.finished_after_redelivery, true);
-      assert.equal(late.started_at, seenAtRestart.started_at);
+      assert.equal(item.deliveries, 1, "the declined delivery is counted on the slot, not on the run");
+      const { Item: slot } = await reader.send(new GetCommand({ TableName: TABLE, Key: { pk: "TASK#duplicated", sk: `SLOT#${SCHEDULED}` } }));
+      assert.equal(slot.status, "SUCCEEDED");
+      assert.equal(slot.deliveries, 2);
+      assert.deepEqual(slot.declined.map((declined) => [declined.request_id, declined.reason]), [[second.awsRequestId, "in_progress"]]);
+
+      // Delivered again once it has finished: not run, answered with the earlier result.
+      const third = invocation();
+      const again = await handler(raw, third);
+      assert.deepEqual(again, { ...firstResponse, declined: "done" });
+      assert.equal(gatedCalls, 1, "still once");
     });
 
     it("records a skip as SKIPPED with its reason", async () => {

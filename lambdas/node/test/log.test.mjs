@@ -79,6 +79,7 @@ describe("runMetricsLine", () => {
               { Name: "RunDuration", Unit: "Milliseconds" },
               { Name: "ItemsWritten", Unit: "Count" },
               { Name: "ItemsRejected", Unit: "Count" },
+              { Name: "RunsAlive", Unit: "Count" },
             ],
           },
         ],
@@ -89,7 +90,18 @@ describe("runMetricsLine", () => {
       RunDuration: 42,
       ItemsWritten: 7,
       ItemsRejected: 1,
+      RunsAlive: 1,
     });
+  });
+
+  it("counts a success or skip as alive (the freshness alarm's metric), a failure never", () => {
+    const alive = (status, retried = false) =>
+      JSON.parse(runMetricsLine({ task: "t", status, retried, durationMs: 0, itemsWritten: 0, itemsRejected: 0, timestamp: NOW }))
+        .RunsAlive;
+    assert.deepEqual(
+      [alive("SUCCEEDED"), alive("SKIPPED"), alive("FAILED"), alive("FAILED", true)],
+      [1, 1, undefined, undefined],
+    );
   });
 
   it("names the run counter after the status", () => {

@@ -93,6 +93,10 @@ describe("a task declared with partitions", () => {
 
     assert.equal(response.status, "FAILED");
     assert.equal(response.error.type, "UndeclaredPartitionError");
-    assert.deepEqual(sent, ["PutCommand", "UpdateCommand"], "only the run record's own put and update");
+    assert.deepEqual(
+      sent,
+      ["PutCommand", "PutCommand", "UpdateCommand", "UpdateCommand"],
+      "only the slot's claim, the run record's own put and update, and the slot's settle",
+    );
   });
 });

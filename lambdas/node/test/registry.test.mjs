@@ -108,7 +108,8 @@ describe("task-types.json", () => {
   it("describes every task type with a draft 2020-12 schema that forbids unknown params", () => {
     const { task_types: taskTypes } = buildManifest(defaultRegistry());
     for (const [name, entry] of Object.entries(taskTypes)) {
-      assert.deepEqual(Object.keys(entry), ["description", "params_schema", "tables"], name);
+      assert.deepEqual(Object.keys(entry), ["description", "backfill", "params_schema", "tables"], name);
+      assert.equal(typeof entry.backfill, "boolean", name);
       assert.ok(entry.description, name);
       assert.equal(entry.params_schema.$schema, JSON_SCHEMA_DIALECT, name);
       assert.equal(entry.params_schema.type, "object", name);

@@ -24,10 +24,16 @@ const EVENT = {
 const SK = "RUN#2024-05-01T09:30:00Z#exec-1#1";
 const OPEN_PARAMS = { type: "object", properties: { payload: { type: "object" } }, additionalProperties: false };
 
-/** An in-memory stand-in for DynamoDBDocumentClient that records what it is sent. */
+/**
+ * An in-memory stand-in for DynamoDBDocumentClient that records what it is sent. The slot claim's
+ * commands (sk SLOT#...) succeed and are kept apart in `slotCommands`: these tests are about the run
+ * record; the claim is replayed against dynalite (run-records.test.mjs, slots.test.mjs).
+ */
 class FakeDocumentClient {
   /** @type {{ name: string, input: any }[]} */
   commands = [];
+  /** @type {{ name: string, input: any }[]} */
+  slotCommands = [];
 
   /**
    * @param {(command: any) => any} [onSend] lets a test make a call fail (by throwing) or answer it
@@ -38,6 +44,11 @@ class FakeDocumentClient {
   }
 
   async send(command) {
+    const key = command.input.Item ?? command.input.Key;
+    if (String(key?.sk ?? "").startsWith("SLOT#")) {
+      this.slotCommands.push({ name: command.constructor.name, input: structuredClone(command.input) });
+      return {};
+    }
     this.commands.push({ name: command.constructor.name, input: structuredClone(command.input) });
     return (await this.onSend(command)) ?? {};
   }
@@ -491,7 +502,8 @@ describe("a redelivered event", () => {
       UpdateExpression:
         "SET #status = :status, #request_id = :request_id, #started_at = :started_at, #gsi1pk = :gsi1pk, #gsi1sk = :gsi1sk, " +
         "#expires_at = :expires_at, #previous = list_append(if_not_exists(#previous, :empty), :outcome), #deliveries = :next " +
-        "REMOVE #finished_at, #duration_ms, #items_written, #items_rejected, #detail, #error_type, #error_message, #error_kind",
+        "REMOVE #finished_at, #duration_ms, #items_written, #items_rejected, #detail, #error_type, #error_message, #error_kind, " +
+        "#rerun, #replaced",
       ConditionExpression: "attribute_exists(#pk) AND #deliveries = :seen_deliveries AND #status = :seen_status",
       ExpressionAttributeNames: {
         "#status": "status",
@@ -508,6 +520,8 @@ describe("a redelivered event", () => {
         "#error_type": "error_type",
         "#error_message": "error_message",
         "#error_kind": "error_kind",
+        "#rerun": "rerun",
+        "#replaced": "replaced",
         "#pk": "pk",
         "#previous": "previous_outcomes",
         "#deliveries": "deliveries",
@@ -810,6 +824,60 @@ describe("when run records cannot be written", () => {
   it("refuses to start with an invalid KAIROS_RUN_RECORD_TTL_DAYS", () => {
     for (const ttl of ["0", "abc", "1.5"]) {
       assert.throws(() => harness({ env: { ...ENV, KAIROS_RUN_RECORD_TTL_DAYS: ttl } }), RangeError);
+    }
+  });
+});
+
+describe("a past slot (KAIROS_LATE_DELIVERY_LIMIT_SECONDS)", () => {
+  const LATE_ENV = { ...ENV, KAIROS_LATE_DELIVERY_LIMIT_SECONDS: "900" };
+  const daysBefore = (days) => new Date(NOW.getTime() - days * DAY_SECONDS * 1000).toISOString();
+
+  it("is refused for a task type that cannot be backfilled: SKIPPED as PastSlotRefused, the task never runs", async () => {
+    let ran = false;
+    const registry = registryWith(async () => {
+      ran = true;
+    });
+    const { handler, documentClient, metrics } = harness({ registry, env: LATE_ENV });
+    const response = await handler(testEvent({ scheduled_time: daysBefore(3) }), INVOCATION);
+    assert.equal(ran, false);
+    assert.equal(response.status, "SKIPPED");
+    assert.equal(documentClient.updated.status, "SKIPPED");
+    assert.equal(documentClient.updated.error_type, "PastSlotRefused");
+    assert.equal(documentClient.updated.error_kind, "permanent");
+    assert.match(documentClient.updated.detail.reason, /cannot run for a past slot: .* over the late-delivery limit of 900 s/);
+    assert.equal(metrics()[0].RunsSkipped, 1);
+  });
+
+  it("runs for a task type declared backfill: true", async () => {
+    const registry = registryWith(async () => ({ itemsWritten: 1 }), { backfill: true });
+    const { handler, documentClient } = harness({ registry, env: LATE_ENV });
+    const response = await handler(testEvent({ scheduled_time: daysBefore(30) }), INVOCATION);
+    assert.equal(response.status, "SUCCEEDED");
+    assert.equal(documentClient.updated.error_type, undefined);
+  });
+
+  it("still runs a late delivery within the limit", async () => {
+    const registry = registryWith(async () => ({ itemsWritten: 1 }));
+    const { handler } = harness({ registry, env: LATE_ENV });
+    const response = await handler(testEvent({ scheduled_time: new Date(NOW.getTime() - 899_000).toISOString() }), INVOCATION);
+    assert.equal(response.status, "SUCCEEDED");
+  });
+
+  it("refuses a non-boolean backfill declaration", () => {
+    assert.throws(() => registryWith(async () => {}, { backfill: "yes" }), /backfill must be true or false/);
+  });
+
+  it("declares the shipped types as the Python registry does", () => {
+    const registry = defaultRegistry();
+    assert.deepEqual([registry.get("simple_task_1").backfill, registry.get("simple_task_2").backfill], [false, true]);
+  });
+});
+
+describe("KAIROS_LATE_DELIVERY_LIMIT_SECONDS", () => {
+  it("fails the cold start when malformed, as the Python runtime does", async () => {
+    const { readSettings } = await import("../src/settings.mjs");
+    for (const value of ["10", "soon", "-5"]) {
+      assert.throws(() => readSettings({ KAIROS_LATE_DELIVERY_LIMIT_SECONDS: value }), /KAIROS_LATE_DELIVERY_LIMIT_SECONDS must be an integer >= 60/);
     }
   });
 });

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from kairos_runtime import bounds, metrics, runs, settings
+from kairos_runtime import bounds, metrics, runs, settings, slots
 from kairos_runtime.tables import TABLE_DESIGNS, TASK_RUNS
 
 CONTRACT_FILE = Path(__file__).resolve().parents[3] / "lambdas" / "node" / "contract.json"
@@ -47,6 +47,17 @@ def _setting_bounds() -> dict[str, dict[str, Any]]:
     return bounds
 
 
+def _late_limit_minimum() -> int:
+    """The smallest late-delivery limit RuntimeSettings accepts (its field's own bound)."""
+    info = msgspec.inspect.type_info(settings.RuntimeSettings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    [field] = [field for field in info.fields if field.name == "late_delivery_limit_seconds"]
+    assert isinstance(field.type, msgspec.inspect.UnionType)
+    [bounded] = [member for member in field.type.types if isinstance(member, msgspec.inspect.IntType)]
+    assert bounded.ge is not None
+    return bounded.ge
+
+
 def contract() -> dict[str, Any]:
     """Everything the Node runtime must agree on with this one, as plain JSON values."""
     return {
@@ -55,7 +66,9 @@ def contract() -> dict[str, Any]:
             "task": settings.TASK_ENV,
             "task_type": settings.TASK_TYPE_ENV,
             "runtime": settings.RUNTIME_ENV,
+            "late_delivery_limit_seconds": settings.LATE_DELIVERY_LIMIT_ENV,
         },
+        "past_slot": {"error_type": settings.PAST_SLOT_REFUSED, "min_limit_seconds": _late_limit_minimum()},
         "settings": _setting_bounds(),
         "lambda": {"first_retry_delay_seconds": settings.LAMBDA_FIRST_RETRY_DELAY_SECONDS},
         "tables": {
@@ -82,6 +95,16 @@ def contract() -> dict[str, Any]:
             "restart_attempts": runs.RESTART_ATTEMPTS,
             "cleared_on_redelivery": list(runs.CLEARED_ON_REDELIVERY),
             "restarted_fields": list(runs.RESTARTED_FIELDS),
+            "claim_fields": list(runs.CLAIM_FIELDS),
+        },
+        "slots": {
+            "prefix": slots.SLOT_PREFIX,
+            "claim_margin_seconds": slots.CLAIM_MARGIN_SECONDS,
+            "declined_kept": slots.DECLINED_KEPT,
+            "done": sorted(slots.DONE),
+            "replaced_fields": list(slots.REPLACED_FIELDS),
+            "cleared_on_claim": list(slots.CLEARED_ON_CLAIM),
+            "declines": [decline.value for decline in slots.Decline],
         },
         "bounds": {name: value for name, value in vars(bounds).items() if name.isupper()},
         "metrics": {
@@ -91,6 +114,8 @@ def contract() -> dict[str, Any]:
             "run_outcomes": {status.value: name for status, name in metrics.RUN_OUTCOMES.items()},
             "runs_retried": metrics.RUNS_RETRIED,
             "runs_superseded": metrics.RUNS_SUPERSEDED,
+            "runs_alive": metrics.RUNS_ALIVE,
+            "alive_outcomes": sorted(status.value for status in metrics.ALIVE_OUTCOMES),
             "run_duration": metrics.RUN_DURATION,
             "items_written": metrics.ITEMS_WRITTEN,
             "items_rejected": metrics.ITEMS_REJECTED,

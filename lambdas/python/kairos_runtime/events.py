@@ -29,6 +29,7 @@ from kairos_runtime.validation import InputPath, InvalidInputError, parse, to_bu
 SCHEDULED_TIME_ATTRIBUTE = "<aws.scheduler.scheduled-time>"
 EXECUTION_ID_ATTRIBUTE = "<aws.scheduler.execution-id>"
 ATTEMPT_NUMBER_ATTRIBUTE = "<aws.scheduler.attempt-number>"
+RERUN_FIELD = "rerun"
 
 
 def iso_seconds(moment: datetime) -> str:
@@ -73,6 +74,10 @@ class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
     """Always in UTC (a naive time is taken as UTC)."""
     execution_id: str
     attempt: Annotated[int, msgspec.Meta(ge=1, le=MAX_SAFE_INTEGER)] = 1
+    rerun: bool = False
+    """Run the slot even when it already SUCCEEDED or was SKIPPED (``kairos invoke --rerun``, ``kairos run
+    --rerun``, backfill). A JSON ``true`` or ``false`` only; no schedule's input ever carries it
+    (:func:`schedule_input`), and it passes none of the checks an event must pass to run."""
 
     def __post_init__(self) -> None:
         moment = self.scheduled_time
@@ -110,7 +115,10 @@ class ScheduledEvent(msgspec.Struct, frozen=True, kw_only=True):
     def as_json(self) -> dict[str, Any]:
         """The event as JSON-ready values (``scheduled_time`` as ``2026-11-27T07:15:00Z``), as the
         Node runtime's ``eventAsJson`` writes it."""
-        return cast("dict[str, Any]", to_builtins(self))
+        written = cast("dict[str, Any]", to_builtins(self))
+        if not self.rerun:
+            del written[RERUN_FIELD]  # only a rerun says so, as the operator's event did
+        return written
 
 
 def parse_instant(text: str) -> datetime:
@@ -197,12 +205,17 @@ def schedule_input(*, task: str, task_type: str, params: dict[str, Any]) -> dict
 
 
 def render_schedule_input(
-    template: dict[str, Any], *, scheduled_time: datetime, execution_id: str, attempt: int = 1
+    template: dict[str, Any], *, scheduled_time: datetime, execution_id: str, attempt: int = 1, rerun: bool = False
 ) -> dict[str, Any]:
-    """Substitute the context attributes the way Scheduler does, for local runs and tests."""
+    """Substitute the context attributes the way Scheduler does, for local runs and tests; ``rerun``
+    adds ``"rerun": true`` (what only an operator's run may say: a schedule never does)."""
     values = {
         SCHEDULED_TIME_ATTRIBUTE: iso_seconds(scheduled_time),
         EXECUTION_ID_ATTRIBUTE: execution_id,
         ATTEMPT_NUMBER_ATTRIBUTE: str(attempt),
     }
-    return {key: values.get(value, value) if isinstance(value, str) else value for key, value in template.items()}
+    event = {key: values.get(value, value) if isinstance(value, str) else value for key, value in template.items()}
+    event.pop(RERUN_FIELD, None)
+    if rerun:
+        event[RERUN_FIELD] = True
+    return event

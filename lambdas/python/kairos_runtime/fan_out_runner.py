@@ -1,15 +1,17 @@
 """The three steps of a fan-out task (:mod:`kairos_runtime.fan_out`) on top of the task runner.
 
-The planner owns the slot's run record as an ordinary run does (STARTED, a redelivery counted); the
-batches write no record; the summary finishes the record the planner started, whose request id and
-start time travel in the machine's state (:meth:`RunRecorder.adopt`).
+The planner owns the slot's run record as an ordinary run does (STARTED, a redelivery counted), and
+claims the slot first (:mod:`kairos_runtime.slots`): a duplicate delivery of a slot that is done, or
+whose execution is still running, starts no second fan-out. The batches claim nothing and write no
+record; the summary finishes the record the planner started and settles the slot's claim, both of
+which travel in the machine's state (:meth:`RunRecorder.adopt`; docs/adr/0162-fan-out-in-shards.md).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from kairos_runtime.errors import error_kind
@@ -28,8 +30,9 @@ from kairos_runtime.fan_out import (
     split,
 )
 from kairos_runtime.registry import TaskSkipped, TaskType
-from kairos_runtime.runner import InvocationContext, TaskRunner
+from kairos_runtime.runner import InvocationContext, RunResult, TaskRunner
 from kairos_runtime.runs import ErrorKind, RunError, RunRecorder, RunStatus, run_key
+from kairos_runtime.slots import Claimed, Declined, SlotLedger, slot_key
 from kairos_runtime.tables import TableId
 
 PLAN_NOTES_BYTES = 4096
@@ -42,6 +45,20 @@ class FanOutRunner(TaskRunner):
     def _recorder(self) -> RunRecorder:
         return RunRecorder(self._clients.table(TableId.TASK_RUNS), ttl_days=self._settings.run_record_ttl_days)
 
+    def _ledger(self) -> SlotLedger:
+        return SlotLedger(self._clients.table(TableId.TASK_RUNS), ttl_days=self._settings.run_record_ttl_days)
+
+    def _lease(self, invocation: InvocationContext) -> timedelta:
+        """How long the planner's claim holds: the whole execution, not the planner's own invocation.
+
+        A state machine is stopped at its execution timeout (the schedule's maximum event age), which
+        is within the late-delivery limit; the claim lasts that long, so a duplicate delivery while
+        batches run is declined rather than started again.
+        """
+        own = timedelta(milliseconds=invocation.get_remaining_time_in_millis())
+        limit = self._settings.late_delivery_limit_seconds
+        return max(own, timedelta(seconds=limit)) if limit is not None else own
+
     # -- plan ---------------------------------------------------------------------------------
     def plan(self, raw_event: object, invocation: InvocationContext) -> dict[str, Any]:
         """Record the slot's run as STARTED, list its work and split it into batches.
@@ -53,16 +70,50 @@ class FanOutRunner(TaskRunner):
         started_at = self._clock()
         event, event_error = self._parse_event(raw_event, invocation, started_at)
         recorder = self._recorder()
-        key = recorder.start(
-            event, runtime=self._settings.runtime, request_id=invocation.aws_request_id, started_at=started_at
-        )
+        ledger = self._ledger()
+        claimed: Claimed | None = None
+        if event_error is None:
+            claim = ledger.claim(
+                event,
+                run_id=run_key(event).sk,
+                request_id=invocation.aws_request_id,
+                execution_id=event.execution_id,
+                now=started_at,
+                lease=self._lease(invocation),
+            )
+            if isinstance(claim, Declined):
+                # Done, or its execution still running: this delivery starts no second fan-out.
+                return {"planned": False, "response": self._declined(event, claim)}
+            claimed = claim
+        try:
+            key = recorder.start(
+                event,
+                runtime=self._settings.runtime,
+                request_id=invocation.aws_request_id,
+                started_at=started_at,
+                claim_fields=claimed.run_fields() if claimed else None,
+            )
+        except Exception as failure:
+            if claimed is not None:
+                unrecorded = RunError(type(failure).__name__, str(failure), ErrorKind.TRANSIENT)
+                self._settle(
+                    ledger, claimed, RunResult(event.task, RunStatus.FAILED, run_key(event).sk, 0, error=unrecorded)
+                )
+            raise
         self._observer.run_started(event)
         start = time.perf_counter()
         outcome = self._plan(event, event_error, invocation, recorder, key)
         if "batches" in outcome:
+            if claimed is not None:
+                outcome["run"]["slot"] = {
+                    "claimed_at": claimed.claimed_at,
+                    "rerun": claimed.rerun,
+                    "replaced": dict(claimed.replaced) if claimed.replaced is not None else None,
+                }
             return outcome
         duration_ms = round((time.perf_counter() - start) * 1000)
-        return {"planned": False, "response": self._conclude(event, recorder, key, outcome, duration_ms)}
+        response = self._conclude(event, recorder, key, outcome, duration_ms, ledger=ledger, claimed=claimed)
+        return {"planned": False, "response": response}
 
     def _plan(
         self,
@@ -183,7 +234,19 @@ class FanOutRunner(TaskRunner):
         duration_ms = max(0, round((self._clock() - started_at).total_seconds() * 1000))
         self._observer.run_started(event)
         fields = self._summary(event, event_error, invocation, plan, list(raw.get("results") or []))
-        return self._conclude(event, recorder, key, fields, duration_ms)
+        slot = claim.get("slot")
+        claimed = (
+            Claimed(
+                key=slot_key(event),
+                request_id=str(claim["request_id"]),
+                claimed_at=str(slot["claimed_at"]),
+                rerun=bool(slot.get("rerun")),
+                replaced=slot.get("replaced"),
+            )
+            if isinstance(slot, Mapping) and event_error is None
+            else None
+        )
+        return self._conclude(event, recorder, key, fields, duration_ms, ledger=self._ledger(), claimed=claimed)
 
     def _summary(
         self,

@@ -37,7 +37,8 @@ class PowertoolsObserver:
         logger.append_keys(task=event.task, task_type=event.task_type, attempt=event.attempt)
 
     def run_finished(self, event: ScheduledEvent, result: RunResult) -> None:
-        metrics.add_metric(name=result.metric_name, unit=MetricUnit.Count, value=1)
+        for counter in result.counters:
+            metrics.add_metric(name=counter, unit=MetricUnit.Count, value=1)
         metrics.add_metric(name=metric_names.RUN_DURATION, unit=MetricUnit.Milliseconds, value=result.duration_ms)
         metrics.add_metric(name=metric_names.ITEMS_WRITTEN, unit=MetricUnit.Count, value=result.items_written)
         metrics.add_metric(name=metric_names.ITEMS_REJECTED, unit=MetricUnit.Count, value=result.items_rejected)

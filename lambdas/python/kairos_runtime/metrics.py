@@ -27,6 +27,11 @@ RUN_OUTCOMES: dict[RunStatus, str] = {
     RunStatus.FAILED: RUNS_FAILED,
     RunStatus.SKIPPED: RUNS_SKIPPED,
 }
+RUNS_ALIVE = "RunsAlive"
+"""One more for every run that SUCCEEDED or was SKIPPED (superseded or not): the work of a slot was
+done or rightly not needed, so the task is alive. Each task's freshness alarm watches it;
+``kairos resume`` publishes one too, so the window starts again there."""
+ALIVE_OUTCOMES = frozenset({RunStatus.SUCCEEDED, RunStatus.SKIPPED})
 RUN_DURATION = "RunDuration"
 ITEMS_WRITTEN = "ItemsWritten"
 ITEMS_REJECTED = "ItemsRejected"
@@ -36,7 +41,7 @@ TRADING_CALENDAR_DAYS_LEFT = "TradingCalendarDaysLeft"
 trading calendar's last known date."""
 
 RUN_METRICS = frozenset(
-    {*RUN_OUTCOMES.values(), RUNS_RETRIED, RUNS_SUPERSEDED, RUN_DURATION, ITEMS_WRITTEN, ITEMS_REJECTED}
+    {*RUN_OUTCOMES.values(), RUNS_RETRIED, RUNS_SUPERSEDED, RUNS_ALIVE, RUN_DURATION, ITEMS_WRITTEN, ITEMS_REJECTED}
 )
 """What the handler publishes for every run, in :data:`NAMESPACE`."""
 GAUGE_METRICS = frozenset({TRADING_CALENDAR_DAYS_LEFT})

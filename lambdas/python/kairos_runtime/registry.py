@@ -184,6 +184,10 @@ class TaskType(Generic[ParamsT]):
     """A fan-out task type (:mod:`kairos_runtime.fan_out`): its schedule starts a state machine that
     runs the planner, the batch workers and the summary; ``function`` is then its batch-less form,
     never deployed."""
+    backfill: bool = False
+    """Whether the task can run for a past slot (``kairos backfill``): it computes the slot's result
+    from the slot, not from what its source serves now. False (a spot snapshot): the handler refuses
+    a delivery later than the schedule's late-delivery limit, recorded SKIPPED as PastSlotRefused."""
 
     @property
     def module(self) -> str:
@@ -222,6 +226,7 @@ class TaskRegistry:
         architecture: Architecture | None = None,
         parameters: Callable[[ParamsT], Sequence[str]] | None = None,
         fan_out: FanOut[Any] | None = None,
+        backfill: bool = False,
     ) -> Callable[[TaskFunction[ParamsT]], TaskFunction[ParamsT]]:
         """Register the decorated function as task type ``name``; the function is returned unchanged.
 
@@ -234,7 +239,11 @@ class TaskRegistry:
         SSM parameters a task reads, derived from its params; the stack grants read on exactly those.
         ``fan_out`` makes it a fan-out task type (:class:`~kairos_runtime.fan_out.FanOut`): its params
         model must have ``batch_size``, ``max_concurrency`` and ``requests_per_second``.
+        ``backfill`` says the task can run for a past slot (see :attr:`TaskType.backfill`); off unless
+        declared, so a task that only sees the present is never asked to file it under the past.
         """
+        if not isinstance(backfill, bool):
+            raise InvalidDeclarationError(f"task_type {name!r}: backfill must be True or False")
 
         if not re.match(rf"^(?:{TASK_TYPE_PATTERN})\Z", name):
             # Events name the task type: a name outside the pattern would never pass their check.
@@ -264,6 +273,7 @@ class TaskRegistry:
                     parameters=parameters,
                     partitions=MappingProxyType(resolved_partitions),
                     fan_out=fan_out,
+                    backfill=backfill,
                 )
             )
             return function

@@ -4,6 +4,10 @@ Every delivery leaves a run record, including ones that cannot run at all (a mal
 unknown task_type, params that no longer fit the model). Transient failures are re-raised after
 recording so Lambda's asynchronous retry delivers the event again; permanent ones are not, since
 another delivery would fail the same way.
+
+A valid event first claims its slot (:mod:`kairos_runtime.slots`): a slot that already SUCCEEDED
+(or was SKIPPED) is not run again, and one whose run is in progress is not started twice; such a
+delivery is counted on the slot and answers with the earlier result (or the run in progress).
 """
 
 from __future__ import annotations
@@ -12,13 +16,13 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from kairos_runtime.context import Clients, TaskContext
 from kairos_runtime.errors import TransientTaskError, error_kind
-from kairos_runtime.events import KEY_FIELDS, ScheduledEvent, key_field
-from kairos_runtime.metrics import RUN_OUTCOMES, RUNS_RETRIED, RUNS_SUPERSEDED
+from kairos_runtime.events import KEY_FIELDS, ScheduledEvent, iso_seconds, key_field
+from kairos_runtime.metrics import ALIVE_OUTCOMES, RUN_OUTCOMES, RUNS_ALIVE, RUNS_RETRIED, RUNS_SUPERSEDED
 from kairos_runtime.registry import (
     TaskOutcome,
     TaskParams,
@@ -27,8 +31,9 @@ from kairos_runtime.registry import (
     TaskType,
     UnknownTaskTypeError,
 )
-from kairos_runtime.runs import ErrorKind, RunError, RunKey, RunRecorder, RunStatus
-from kairos_runtime.settings import RuntimeSettings
+from kairos_runtime.runs import ErrorKind, RunError, RunKey, RunRecorder, RunStatus, run_key
+from kairos_runtime.settings import PAST_SLOT_REFUSED, RuntimeSettings
+from kairos_runtime.slots import Claimed, Decline, Declined, SlotInProgressError, SlotLedger
 from kairos_runtime.tables import TableId
 from kairos_runtime.validation import InvalidInputError
 
@@ -72,6 +77,12 @@ class RunResult:
         if self.superseded:
             return RUNS_SUPERSEDED
         return RUNS_RETRIED if self.retried else RUN_OUTCOMES[self.status]
+
+    @property
+    def counters(self) -> tuple[str, ...]:
+        """Every counter this result adds one to: its outcome's, and RunsAlive for a success or skip."""
+        alive = (RUNS_ALIVE,) if self.status in ALIVE_OUTCOMES and not self.retried else ()
+        return (self.metric_name, *alive)
 
     def as_response(self) -> dict[str, Any]:
         response: dict[str, Any] = {
@@ -129,21 +140,58 @@ class TaskRunner:
     def dispatch(self, raw_event: object, invocation: InvocationContext) -> dict[str, Any]:
         started_at = self._clock()
         event, event_error = self._parse_event(raw_event, invocation, started_at)
-        recorder = RunRecorder(self._clients.table(TableId.TASK_RUNS), ttl_days=self._settings.run_record_ttl_days)
-        key = recorder.start(
-            event, runtime=self._settings.runtime, request_id=invocation.aws_request_id, started_at=started_at
-        )
+        table = self._clients.table(TableId.TASK_RUNS)
+        recorder = RunRecorder(table, ttl_days=self._settings.run_record_ttl_days)
+        ledger = SlotLedger(table, ttl_days=self._settings.run_record_ttl_days)
+        claimed: Claimed | None = None
+        if event_error is None:
+            # An invalid event runs nothing, so it claims no slot (its slot may not even be one).
+            claim = ledger.claim(
+                event,
+                run_id=run_key(event).sk,
+                request_id=invocation.aws_request_id,
+                execution_id=event.execution_id,
+                now=started_at,
+                lease=timedelta(milliseconds=invocation.get_remaining_time_in_millis()),
+            )
+            if isinstance(claim, Declined):
+                return self._declined(event, claim)
+            claimed = claim
+        try:
+            key = recorder.start(
+                event,
+                runtime=self._settings.runtime,
+                request_id=invocation.aws_request_id,
+                started_at=started_at,
+                claim_fields=claimed.run_fields() if claimed else None,
+            )
+        except Exception as failure:
+            if claimed is not None:
+                # Free the slot for Lambda's retry of this invocation instead of holding it to the lease.
+                unrecorded = RunError(type(failure).__name__, str(failure), ErrorKind.TRANSIENT)
+                self._settle(
+                    ledger, claimed, RunResult(event.task, RunStatus.FAILED, run_key(event).sk, 0, error=unrecorded)
+                )
+            raise
         self._observer.run_started(event)
         start = time.perf_counter()
         result_fields = self._run(event, event_error, invocation)
         duration_ms = round((time.perf_counter() - start) * 1000)
-        return self._conclude(event, recorder, key, result_fields, duration_ms)
+        return self._conclude(event, recorder, key, result_fields, duration_ms, ledger=ledger, claimed=claimed)
 
     def _conclude(
-        self, event: ScheduledEvent, recorder: RunRecorder, key: RunKey, result_fields: dict[str, Any], duration_ms: int
+        self,
+        event: ScheduledEvent,
+        recorder: RunRecorder,
+        key: RunKey,
+        result_fields: dict[str, Any],
+        duration_ms: int,
+        *,
+        ledger: SlotLedger,
+        claimed: Claimed | None,
     ) -> dict[str, Any]:
-        """Write the run's final record from ``result_fields`` and report it (metrics, log); raise
-        :class:`TaskRunFailed` on a transient failure so the delivery is retried."""
+        """Write the run's final record from ``result_fields``, settle the slot's claim and report it
+        (metrics, log); raise :class:`TaskRunFailed` on a transient failure so the delivery is retried."""
         finished_at = self._clock()
         error = result_fields.get("error")
         retried = (
@@ -178,11 +226,40 @@ class TaskRunner:
             )
         if not finished.owned:
             result = replace(result, superseded=True, retried=False)
+        if claimed is not None:
+            self._settle(ledger, claimed, result, finished_at=finished_at)
         self._observer.run_finished(event, result)
         self._log_result(result)
         if result.error is not None and result.error.kind is ErrorKind.TRANSIENT and not result.superseded:
             raise TaskRunFailed(result)
         return result.as_response()
+
+    def _declined(self, event: ScheduledEvent, declined: Declined) -> dict[str, Any]:
+        """A delivery that does not run: counted on the slot (by :meth:`SlotLedger.claim`), answered
+        with the earlier result. A slot in progress under this very invocation's claim (Lambda
+        retried it while the lease holds) fails, so Lambda comes back once the lease has passed."""
+        response = declined.response(event.task)
+        self._logger.info(
+            "delivery declined", extra={"run": response, "scheduled_time": event.as_json()["scheduled_time"]}
+        )
+        if declined.reason is Decline.IN_PROGRESS and declined.own_invocation:
+            raise SlotInProgressError(
+                f"{event.task}: slot {response['run_id']} is still claimed by this invocation's earlier attempt; "
+                f"retry after its lease ({declined.slot.get('lease_expires_at')})"
+            )
+        return response
+
+    def _settle(
+        self, ledger: SlotLedger, claimed: Claimed, result: RunResult, *, finished_at: datetime | None = None
+    ) -> None:
+        """Records the outcome on the slot. A failure here is logged, not raised: the run record is
+        final, and failing the delivery would have Lambda retry a run that happened."""
+        try:
+            ledger.settle(
+                claimed, status=result.status, result=result.as_response(), finished_at=finished_at or self._clock()
+            )
+        except Exception:
+            self._logger.exception("the slot's outcome could not be recorded; it is recovered after its lease")
 
     def _parse_event(
         self, raw_event: object, invocation: InvocationContext, now: datetime
@@ -233,6 +310,9 @@ class TaskRunner:
                 "status": RunStatus.FAILED,
                 "error": RunError("InvalidParams", message, ErrorKind.PERMANENT),
             }
+        refusal = self._past_slot_refusal(task_type, event)
+        if refusal is not None:
+            return {"status": RunStatus.SKIPPED, "error": refusal, "detail": {"reason": refusal.message}}
         unpinned = self._unpinned_parameters(task_type, params)
         if unpinned:
             message = (
@@ -275,6 +355,19 @@ class TaskRunner:
             "items_rejected": outcome.items_rejected,
             "detail": outcome.detail,
         }
+
+    def _past_slot_refusal(self, task_type: TaskType[Any], event: ScheduledEvent) -> RunError | None:
+        """A SKIPPED outcome's error when the slot is past and the task type cannot be backfilled
+        (its source serves only the present: running it would file today's data under the slot)."""
+        lateness = (self._clock() - event.scheduled_time).total_seconds()
+        if not self._settings.refuses_past_slot(backfill=task_type.backfill, lateness_seconds=lateness):
+            return None
+        message = (
+            f"task_type {task_type.name!r} cannot run for a past slot: {iso_seconds(event.scheduled_time)} "
+            f"is {round(lateness)} s ago, over the late-delivery limit of "
+            f"{self._settings.late_delivery_limit_seconds} s"
+        )
+        return RunError(PAST_SLOT_REFUSED, message, ErrorKind.PERMANENT)
 
     def _unpinned_parameters(self, task_type: TaskType[Any], params: TaskParams) -> list[str]:
         """The SSM parameters these params would have the task read beyond the ones pinned in the

@@ -47,6 +47,9 @@ CLEARED_ON_REDELIVERY = (
 )
 RESTARTED_FIELDS = ("status", "request_id", "started_at", "gsi1pk", "gsi1sk", TASK_RUNS.ttl_attribute)
 """Set again by a redelivery, from the new delivery."""
+CLAIM_FIELDS = ("rerun", "replaced")
+"""What a delivery's slot claim adds to its record (:mod:`kairos_runtime.slots`): set by the delivery
+that has them, removed by a redelivery that has not."""
 
 
 class RunStatus(StrEnum):
@@ -199,12 +202,21 @@ class RunRecorder:
         self._ttl = timedelta(days=ttl_days)
         self._claims: dict[RunKey, _Claim] = {}
 
-    def start(self, event: ScheduledEvent, *, runtime: str, request_id: str, started_at: datetime) -> RunKey:
+    def start(
+        self,
+        event: ScheduledEvent,
+        *,
+        runtime: str,
+        request_id: str,
+        started_at: datetime,
+        claim_fields: Mapping[str, Any] | None = None,
+    ) -> RunKey:
         """Record a delivery as STARTED.
 
         The same event delivered again (Lambda's asynchronous retry, or a duplicate delivery) has the
         same key: the record then counts the delivery and keeps the earlier outcome in
         ``previous_outcomes`` instead of silently overwriting it; this delivery becomes its owner.
+        ``claim_fields`` are the slot claim's (:data:`CLAIM_FIELDS`: ``rerun``, ``replaced``).
         """
         key = run_key(event)
         started = iso_utc(started_at)
@@ -224,6 +236,7 @@ class RunRecorder:
             "request_id": request_id,
             "started_at": started,
             TASK_RUNS.ttl_attribute: int((started_at + self._ttl).timestamp()),
+            **{name: value for name, value in (claim_fields or {}).items() if name in CLAIM_FIELDS},
         }
         self._claims[key] = _Claim(request_id, started, self._claim(key, item))
         return key
@@ -312,7 +325,8 @@ class RunRecorder:
         ]
         attempt = 1 + sum(1 for outcome in earlier_attempts if outcome.get("request_id") == item["request_id"])
         outcome = {name: earlier[name] for name in PREVIOUS_OUTCOME_FIELDS if name in earlier}
-        restarted = {name: item[name] for name in RESTARTED_FIELDS}
+        restarted = {name: item[name] for name in (*RESTARTED_FIELDS, *CLAIM_FIELDS) if name in item}
+        cleared = (*CLEARED_ON_REDELIVERY, *(name for name in CLAIM_FIELDS if name not in item))
         # The record must still be the one read: no other delivery restarted it (deliveries) and its
         # owner did not finish meanwhile (status), else the outcome moved would be a stale one.
         watched = ("deliveries", "status")
@@ -327,11 +341,11 @@ class RunRecorder:
                 + ", #previous = list_append(if_not_exists(#previous, :empty), :outcome)"
                 + ", #deliveries = :next"
                 + " REMOVE "
-                + ", ".join(f"#{name}" for name in CLEARED_ON_REDELIVERY)
+                + ", ".join(f"#{name}" for name in cleared)
             ),
             ConditionExpression=f"attribute_exists(#pk) AND {unchanged}",
             ExpressionAttributeNames={
-                **{f"#{name}": name for name in (*restarted, *CLEARED_ON_REDELIVERY)},
+                **{f"#{name}": name for name in (*restarted, *cleared)},
                 "#pk": TASK_RUNS.partition_key,
                 "#previous": "previous_outcomes",
                 "#deliveries": "deliveries",

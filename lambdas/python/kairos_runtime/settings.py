@@ -35,6 +35,11 @@ LAMBDA_RETRY_ATTEMPTS_ENV = "KAIROS_LAMBDA_RETRY_ATTEMPTS"
 as RunsRetried, not RunsFailed."""
 MAX_EVENT_AGE_ENV = "KAIROS_MAX_EVENT_AGE_SECONDS"
 """How old an event Lambda still retries; an older one it drops (to the dead-letter queue)."""
+LATE_DELIVERY_LIMIT_ENV = "KAIROS_LATE_DELIVERY_LIMIT_SECONDS"
+"""How late (seconds after its scheduled_time) a delivery may still arrive for a task type that
+cannot run for a past slot; a later one is recorded SKIPPED (PastSlotRefused). Unset: no limit."""
+PAST_SLOT_REFUSED = "PastSlotRefused"
+"""The error type of the SKIPPED record of a past slot a non-backfillable task type refused."""
 LAMBDA_FIRST_RETRY_DELAY_SECONDS = 60
 """Lambda waits about a minute before its first retry of a failed asynchronous invocation, and about
 two before its second."""
@@ -57,6 +62,8 @@ class RuntimeSettings(Model, frozen=True):
     https_proxy: str | None = None
     lambda_retry_attempts: Annotated[int, Meta(ge=0, le=2)] = 0
     max_event_age_seconds: Annotated[int, Meta(ge=60, le=6 * 3600)] = 6 * 3600
+    late_delivery_limit_seconds: Annotated[int, Meta(ge=60)] | None = None
+    """Set by the plan: how late a delivery may arrive for a task type that cannot be backfilled."""
     table_names: Mapping[TableId, str] = field(default_factory=dict)
 
     def lambda_retries(self, *, attempt: int, event_age_seconds: float) -> bool:
@@ -65,6 +72,11 @@ class RuntimeSettings(Model, frozen=True):
         if attempt > self.lambda_retry_attempts:
             return False
         return event_age_seconds + LAMBDA_FIRST_RETRY_DELAY_SECONDS * attempt < self.max_event_age_seconds
+
+    def refuses_past_slot(self, *, backfill: bool, lateness_seconds: float) -> bool:
+        """Whether a delivery this late is a past slot the task type may not run (it cannot be backfilled)."""
+        limit = self.late_delivery_limit_seconds
+        return not backfill and limit is not None and lateness_seconds > limit
 
     def table_name(self, table_id: TableId) -> str:
         try:
@@ -86,6 +98,7 @@ class RuntimeSettings(Model, frozen=True):
             "https_proxy": environ.get(HTTPS_PROXY_ENV) or None,
             "lambda_retry_attempts": environ.get(LAMBDA_RETRY_ATTEMPTS_ENV) or None,
             "max_event_age_seconds": environ.get(MAX_EVENT_AGE_ENV) or None,
+            "late_delivery_limit_seconds": environ.get(LATE_DELIVERY_LIMIT_ENV) or None,
         }
         tables = {
             design.table_id: environ[design.env_var] for design in TABLE_DESIGNS.values() if environ.get(design.env_var)

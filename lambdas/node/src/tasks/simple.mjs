@@ -9,6 +9,8 @@ registry.task(
   "simple_task_1",
   {
     description: "Log and return the current timestamp.",
+    // It reports the time it runs at, not the slot's: a past slot would get the present's answer.
+    backfill: false,
     params: {
       type: "object",
       properties: {
@@ -28,6 +30,8 @@ registry.task(
   "simple_task_2",
   {
     description: "Echo the event it was invoked with.",
+    // Its answer is the event, slot included: any slot, past or present, gets its own.
+    backfill: true,
     params: {
       type: "object",
       properties: {

@@ -21,6 +21,7 @@ class SimpleTask2Params(TaskParams, frozen=True):
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+# It reports the time it runs at, not the slot's: a past slot would get the present's answer.
 @registry.task("simple_task_1", params=SimpleTask1Params)
 def log_timestamp(params: SimpleTask1Params, context: TaskContext) -> TaskOutcome:
     """Log and return the current timestamp."""
@@ -29,7 +30,8 @@ def log_timestamp(params: SimpleTask1Params, context: TaskContext) -> TaskOutcom
     return TaskOutcome(detail={"timestamp": now})
 
 
-@registry.task("simple_task_2", params=SimpleTask2Params)
+# Its answer is the event, slot included: any slot, past or present, gets its own.
+@registry.task("simple_task_2", params=SimpleTask2Params, backfill=True)
 def echo_event(params: SimpleTask2Params, context: TaskContext) -> TaskOutcome:
     """Echo the event it was invoked with."""
     echoed = context.event.as_json()

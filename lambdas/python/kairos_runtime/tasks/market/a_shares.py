@@ -36,6 +36,7 @@ from kairos_runtime.tasks.market.model import (
     Provenance,
     Quote,
     bar_item,
+    bar_sk,
     instrument_pk,
     partition_prefix,
     snapshot_items,
@@ -55,7 +56,7 @@ from kairos_runtime.tasks.market.normalise import (
     normalise_rows,
     to_date,
 )
-from kairos_runtime.tasks.market.trading_calendar import CALENDARS
+from kairos_runtime.tasks.market.trading_calendar import CALENDARS, TradingCalendar
 from kairos_runtime.tasks.market.upstream import (
     CrawlerParams,
     NoValidRows,
@@ -405,12 +406,58 @@ def crawl_spot(source: SpotSource[SpotParamsT], params: SpotParamsT, context: Ta
     )
 
 
-def fetch_start(table: Table, pk: str, kind: BarKind, day: date, lookback_days: int) -> date:
-    """The first date to fetch for a symbol: the day after its newest stored bar, or the lookback.
+def fetch_start(
+    table: Table,
+    pk: str,
+    kind: BarKind,
+    day: date,
+    lookback_days: int,
+    *,
+    calendar: TradingCalendar | None = None,
+) -> date:
+    """The first date to fetch for a symbol: its oldest gap in the lookback window, else the day
+    after its newest stored bar, else the start of the lookback window.
 
-    Never later than ``day`` itself, so running a slot again fetches (and overwrites) its own bar
-    rather than finding nothing to do.
+    A gap is a trading day (``calendar``, default the container's :data:`CALENDARS`) between the
+    window's first and newest stored bars with no bar: a bar rejected mid-series, or lost to a
+    failed run, is asked for again on every run while it is in the window, instead of never (the
+    next run would otherwise start after the newest bar). A suspension also shows as a gap (no bar
+    is sent for a suspended day), so a suspended symbol's request spans its suspension: still one
+    request. Never later than ``day`` itself, so running a slot again fetches (and overwrites) its
+    own bar rather than finding nothing to do.
     """
+    window_start = day - timedelta(days=lookback_days)
+    stored = stored_bar_dates(table, pk, kind, window_start, day)
+    if not stored:
+        newest = newest_bar_date(table, pk, kind)
+        return window_start if newest is None else min(newest + timedelta(days=1), day)
+    trading = calendar or CALENDARS.get(table)
+    first, newest = min(stored), max(stored)
+    for offset in range(1, (newest - first).days):
+        candidate = first + timedelta(days=offset)
+        if candidate not in stored and trading.check(candidate).is_trading_day:
+            return candidate
+    return min(newest + timedelta(days=1), day)
+
+
+def stored_bar_dates(table: Table, pk: str, kind: BarKind, start: date, end: date) -> set[date]:
+    """The dates in ``start..end`` with a stored bar of ``kind`` (one Query of the partition, keys only)."""
+    query: dict[str, Any] = {
+        "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :first AND :last",
+        "ExpressionAttributeNames": {"#pk": MARKET_DATA.partition_key, "#sk": MARKET_DATA.sort_key},
+        "ExpressionAttributeValues": {":pk": pk, ":first": bar_sk(kind, start), ":last": bar_sk(kind, end)},
+        "ProjectionExpression": "#sk",
+    }
+    dates: set[date] = set()
+    while True:
+        response = table.query(**query)
+        dates.update(date.fromisoformat(str(item[MARKET_DATA.sort_key]).split("#", 1)[1]) for item in response["Items"])
+        if "LastEvaluatedKey" not in response:
+            return dates
+        query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def newest_bar_date(table: Table, pk: str, kind: BarKind) -> date | None:
     response = table.query(
         KeyConditionExpression="#pk = :pk AND begins_with(#sk, :kind)",
         ExpressionAttributeNames={"#pk": MARKET_DATA.partition_key, "#sk": MARKET_DATA.sort_key},
@@ -420,10 +467,7 @@ def fetch_start(table: Table, pk: str, kind: BarKind, day: date, lookback_days: 
         Limit=1,
     )
     items = response.get("Items", [])
-    if not items:
-        return day - timedelta(days=lookback_days)
-    newest = date.fromisoformat(str(items[0][MARKET_DATA.sort_key]).split("#", 1)[1])
-    return min(newest + timedelta(days=1), day)
+    return date.fromisoformat(str(items[0][MARKET_DATA.sort_key]).split("#", 1)[1]) if items else None
 
 
 @dataclass
@@ -453,7 +497,8 @@ class _DailyHarvest:
 def crawl_daily(
     source: DailySource[DailyParamsT], params: DailyParamsT, context: TaskContext, adjust: Adjust
 ) -> TaskOutcome:
-    """Fetch each symbol's bars from the day after its newest stored one up to the slot's trading date.
+    """Fetch each symbol's bars from its oldest gap in the lookback window, else the day after its
+    newest stored one, up to the slot's trading date (:func:`fetch_start`).
 
     A symbol the source has nothing for, or answers with an error for, is noted and the others go on.
     When the source is unreachable the crawl stops, keeps what it fetched, and the run fails as
@@ -546,6 +591,8 @@ def index_spot(params: IndexSpotParams, context: TaskContext) -> TaskOutcome:
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
     partitions={TableId.MARKET_DATA: _own_class_and_calendar(STOCK_DAILY_SOURCE.asset_class)},
     group=DependencyGroup.CRAWLER,
+    # A daily bar is the settled figure of its own trading date: the source serves any past date.
+    backfill=True,
 )
 def stock_daily(params: StockDailyParams, context: TaskContext) -> TaskOutcome:
     """Store new daily bars of some A-shares (akshare.stock_zh_a_hist), incrementally."""
@@ -558,6 +605,8 @@ def stock_daily(params: StockDailyParams, context: TaskContext) -> TaskOutcome:
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
     partitions={TableId.MARKET_DATA: _own_class_and_calendar(ETF_DAILY_SOURCE.asset_class)},
     group=DependencyGroup.CRAWLER,
+    # A daily bar is the settled figure of its own trading date: the source serves any past date.
+    backfill=True,
 )
 def etf_daily(params: EtfDailyParams, context: TaskContext) -> TaskOutcome:
     """Store new daily bars of some ETFs (akshare.fund_etf_hist_em), incrementally."""
@@ -570,6 +619,8 @@ def etf_daily(params: EtfDailyParams, context: TaskContext) -> TaskOutcome:
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
     partitions={TableId.MARKET_DATA: _own_class_and_calendar(INDEX_DAILY_SOURCE.asset_class)},
     group=DependencyGroup.CRAWLER,
+    # A daily bar is the settled figure of its own trading date: the source serves any past date.
+    backfill=True,
 )
 def index_daily(params: IndexDailyParams, context: TaskContext) -> TaskOutcome:
     """Store new daily bars of some indices (akshare.index_zh_a_hist), incrementally."""

@@ -173,6 +173,9 @@ def _stored_years(items: Sequence[Mapping[str, Any]]) -> dict[int, list[str]]:
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
     partitions={TableId.MARKET_DATA: (partition_prefix(CALENDAR),)},
     group=DependencyGroup.CRAWLER,
+    # It stores the whole trade-date history, keyed by year, never by the slot: a past slot stores
+    # the same calendar a present one does.
+    backfill=True,
 )
 def trading_calendar(params: TradingCalendarParams, context: TaskContext) -> TaskOutcome:
     """Refresh the Shanghai/Shenzhen trading calendar in MarketData from Sina's trade-date history."""

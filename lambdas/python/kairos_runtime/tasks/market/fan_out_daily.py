@@ -32,6 +32,7 @@ from kairos_runtime.tasks.market.a_shares import (
     Adjust,
     Symbol,
     _own_class_and_calendar,
+    fetch_start,
     require_trading_day,
     retrier_for,
 )
@@ -170,13 +171,19 @@ def crawl_batch(params: StockDailyAllParams, context: TaskContext, batch: Batch)
     for symbol in batch.items:
         pk = instrument_pk(source.asset_class, symbol)
         newest = newest_bar(table, pk, kind.value, floor, end)
-        if newest is not None and newest >= end:
+        if floor is None:
+            # As stock_daily: the oldest gap in the lookback window first, else after the newest bar.
+            start = fetch_start(table, pk, kind, end, params.lookback_days)
+            if newest is not None and newest >= end and start >= end:
+                up_to_date += 1
+                continue
+        elif newest is not None and newest >= end:
             up_to_date += 1
             continue
-        if newest is not None:
+        elif newest is not None:
             start = newest + timedelta(days=1)
         else:
-            start = date.fromisoformat(floor) if floor else end - timedelta(days=params.lookback_days)
+            start = date.fromisoformat(floor)
         try:
             with upstream_requests(
                 proxy=context.settings.https_proxy, timeout=params.request_timeout_seconds, gate=limiter
@@ -269,6 +276,7 @@ STOCK_DAILY_FAN_OUT: FanOut[StockDailyAllParams] = FanOut(
     partitions={TableId.MARKET_DATA: _own_class_and_calendar(AssetClass.STOCK)},
     group=DependencyGroup.CRAWLER,
     fan_out=STOCK_DAILY_FAN_OUT,
+    backfill=True,
 )
 def stock_daily_all(params: StockDailyAllParams, context: TaskContext) -> TaskOutcome:
     """Store new daily bars of every A-share (akshare.stock_zh_a_hist), as a Step Functions fan-out."""

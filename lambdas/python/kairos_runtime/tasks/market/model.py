@@ -1,7 +1,7 @@
 """The MarketData table's item shapes and the key builders every market task shares.
 
 One table holds every asset class; keys are strings (design in ``kairos_runtime.tables.MARKET_DATA``).
-Asset classes are ``STOCK``, ``ETF``, ``INDEX`` and ``CRYPTO``.
+Asset classes are ``STOCK``, ``ETF``, ``INDEX``, ``CRYPTO`` and ``FUND`` (open-end funds' NAVs).
 
 Items::
 
@@ -13,6 +13,7 @@ Items::
     adjusted bar   STOCK#600519    DAYQFQ#2026-11-27 (or DAYHFQ#)  STOCK#DAYQFQ#2026-11-27   600519       no
     crypto spot    CRYPTO#bitcoin  SPOT#2026-11-27T07:10:00Z#USD   -                         -            yes
     crypto latest  CRYPTO#bitcoin  LATEST#USD                      CRYPTO#LATEST#2026-11-27  bitcoin#USD  no
+    fund NAV       FUND#000001     NAV#2026-11-26                  FUND#NAV#2026-11-26       000001       no
     summary        SUMMARY#STOCK   DAY#2026-11-27                  SUMMARY#DAY#2026-11-27    STOCK        no
     calendar year  CALENDAR#XSHG   YEAR#2027                       -                         -            no
     calendar meta  CALENDAR#XSHG   META                            -                         -            no
@@ -20,8 +21,13 @@ Items::
 Snapshots are keyed by the run's scheduled time, so running the same slot again overwrites them
 instead of adding a copy. A crypto quote only means something in its quote currency, so the currency
 ends its sort keys. Adjusted bars are a series of their own, so they never overwrite the raw ones.
-The index holds latest quotes, daily bars and summaries, never snapshots (that would be an index
-entry per symbol per slot).
+The index holds latest quotes, daily bars, fund NAVs and summaries, never snapshots (that would be an
+index entry per symbol per slot).
+
+A fund NAV is keyed by the NAV's own date, not the slot's: funds publish in the evening, often for
+the previous trading day, so a run on the 27th may store NAVs of the 26th (and of the 25th for a
+fund that publishes late). A snapshot expires ``spot_ttl_days`` after the later of its slot and the
+time it was written, so a slot run late (a redrive, a backfill) is not written already expired.
 
 The trading calendar (``trading_calendar`` task) is one partition per exchange calendar: a year item
 holds that year's trade dates (about 250 ISO dates, ~3 KB, far below the 400 KB item limit), and the
@@ -46,6 +52,11 @@ Access patterns::
                                                     sk BETWEEN DAY#2026-11-01 AND DAY#2026-11-30
     a symbol's newest stored bar (incremental)      Query pk=STOCK#600519, begins_with(sk, "DAY#"),
                                                     ScanIndexForward=false, Limit=1
+    a symbol's bars in the lookback window (gaps)   Query pk=STOCK#600519, sk BETWEEN DAY#<start> AND
+                                                    DAY#<date>, ProjectionExpression=sk
+    a fund's NAVs over a date range                 Query pk=FUND#000001,
+                                                    sk BETWEEN NAV#2026-11-01 AND NAV#2026-11-30
+    every fund's NAV of a date                      Query by_class_date gsi1pk=FUND#NAV#2026-11-26
     every symbol's daily bar of a class on a date   Query by_class_date gsi1pk=STOCK#DAY#2026-11-27
     every symbol of a class quoted on a date        Query by_class_date gsi1pk=STOCK#LATEST#2026-11-27
     a class's summary of a date                     GetItem pk=SUMMARY#STOCK, sk=DAY#2026-11-27
@@ -89,6 +100,7 @@ class AssetClass(StrEnum):
     ETF = "ETF"
     INDEX = "INDEX"
     CRYPTO = "CRYPTO"
+    FUND = "FUND"
 
 
 class BarKind(StrEnum):
@@ -101,6 +113,8 @@ class BarKind(StrEnum):
 
 LATEST = "LATEST"
 SPOT = "SPOT"
+NAV = "NAV"
+"""The sort-key prefix (and ``by_class_date`` kind) of a fund's NAV of one date."""
 SUMMARY = "SUMMARY"
 CALENDAR = "CALENDAR"
 CALENDAR_META = "META"
@@ -229,11 +243,13 @@ def calendar_meta_item(calendar: str, first: date, last: date, *, count: int, pr
 def exchange_of(asset_class: AssetClass, symbol: str) -> str | None:
     """The listing exchange a mainland code belongs to, from its leading digits.
 
-    Shanghai: stocks 60/68/90, ETFs and funds 5, indices 000/880 (and CSI's 93, H). Shenzhen: stocks
-    00/20/30, ETFs and funds 1, indices 399. Beijing: stocks 4/8/92, indices 899.
+    Shanghai: stocks 60/68/90, ETFs 5, indices 000/880. Shenzhen: stocks 00/20/30, ETFs 1, indices
+    399. Beijing: stocks 4/8/92, indices 899. ``CSI``: indices China Securities Index Co. publishes
+    under its own numbering (93xxxx, Hxxxxx); a CSI index with an exchange code (000300) keeps that
+    exchange. Crypto and open-end funds have none.
     """
-    if asset_class is AssetClass.CRYPTO:
-        return None
+    if asset_class in (AssetClass.CRYPTO, AssetClass.FUND):
+        return None  # crypto trades everywhere; an open-end fund is bought from its manager, not listed
     if asset_class is AssetClass.INDEX:
         if symbol.startswith("399"):
             return "SZ"
@@ -282,7 +298,12 @@ def snapshot_items(
     provenance: Provenance,
     ttl: timedelta,
 ) -> tuple[Item, Item]:
-    """The slot's snapshot (expires after ``ttl``) and the symbol's ``LATEST`` item (kept)."""
+    """The slot's snapshot and the symbol's ``LATEST`` item (kept).
+
+    The snapshot expires ``ttl`` after the later of its slot and ``provenance.fetched_at``: a slot run
+    days late (a redrive, a backfill) still lives ``ttl`` from its write instead of being written
+    already expired, and never lives less than ``ttl`` from its slot.
+    """
     trading_date = trading_date_of(slot)
     common = _common(asset_class, quote, provenance, trading_date) | {"snapshot_time": iso_seconds(slot)}
     pk = instrument_pk(asset_class, quote.symbol)
@@ -291,7 +312,7 @@ def snapshot_items(
         MARKET_DATA.sort_key: spot_sk(slot, quote.quote_currency),
         "record_type": "spot",
         **common,
-        MARKET_DATA.ttl_attribute: int((slot + ttl).timestamp()),
+        MARKET_DATA.ttl_attribute: int((max(slot, provenance.fetched_at) + ttl).timestamp()),
     }
     latest = {
         MARKET_DATA.partition_key: pk,
@@ -315,6 +336,27 @@ def bar_item(asset_class: AssetClass, kind: BarKind, quote: Quote, *, provenance
         "record_type": "day",
         **_common(asset_class, quote, provenance, quote.trading_date),
     }
+
+
+def nav_sk(day: date) -> str:
+    return f"{NAV}#{day.isoformat()}"
+
+
+def nav_item(quote: Quote, *, provenance: Provenance) -> Item:
+    """A fund's NAV of ``quote.trading_date`` (the NAV's own date, which may precede the slot's)."""
+    if quote.trading_date is None:
+        raise ValueError(f"NAV of fund {quote.symbol} has no date")
+    item = {
+        MARKET_DATA.partition_key: instrument_pk(AssetClass.FUND, quote.symbol),
+        MARKET_DATA.sort_key: nav_sk(quote.trading_date),
+        MARKET_DATA.indexes[0].partition_key: class_date_pk(AssetClass.FUND, NAV, quote.trading_date),
+        MARKET_DATA.indexes[0].sort_key: quote.symbol,
+        "record_type": "nav",
+        **_common(AssetClass.FUND, quote, provenance, quote.trading_date),
+        "nav_date": quote.trading_date.isoformat(),
+    }
+    item.pop("status")  # a fund's dealing state is its subscription and redemption status, not trading/suspended
+    return item
 
 
 def item_key(item: Mapping[str, Any]) -> tuple[str, str]:

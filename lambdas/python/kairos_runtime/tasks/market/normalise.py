@@ -92,6 +92,8 @@ class RowSchema:
     symbol_pattern: str = r"\d{6}"
     unpriced_is_suspended: bool = False
     """Spot quotes: a row without a price is a suspended symbol, stored flagged and without prices."""
+    kept_when_suspended: tuple[str, ...] = ("prev_close",)
+    """Prices a suspended row keeps (Eastmoney still sends the last close a suspended stock had)."""
     extras: tuple[Extra, ...] = ()
     quote_time_column: str | None = None
     """The column with each row's own quote time, when the source sends one (a timezone-aware instant)."""
@@ -117,7 +119,12 @@ class RowSchema:
             if not self.unpriced_is_suspended:
                 return Rejection(code, Reason.MISSING_PRICE)
             suspended = True
-            values = {name: value for name, value in values.items() if name not in self.positive}
+            values = {
+                name: value
+                for name, value in values.items()
+                if name not in self.positive
+                or (name in self.kept_when_suspended and isinstance(value, Decimal) and value > 0)
+            }
         problem = self.check(values)
         if problem is not None:
             return Rejection(code, problem)
@@ -370,6 +377,33 @@ INDEX_DAILY_BAR = RowSchema(
     date_column="日期",
     symbol_pattern=r"[0-9A-Z]{6}",
 )
+
+FUND_NAV = RowSchema(
+    columns=_columns(
+        ("单位净值", "unit_nav"),
+        ("累计净值", "accumulated_nav"),
+        ("日增长值", "change"),
+        ("日增长率", "change_pct"),
+    ),
+    price="unit_nav",
+    high="-",
+    low="-",
+    in_range=(),
+    volume=(),
+    turnover=(),
+    positive=("unit_nav", "accumulated_nav"),
+    symbol_column="基金代码",
+    name_column="基金简称",
+    date_column="净值日期",
+    extras=(
+        Extra("申购状态", "subscription_status"),
+        Extra("赎回状态", "redemption_status"),
+        Extra("手续费", "purchase_fee"),
+    ),
+)
+"""An open-end fund's NAV of one date: the daily list's columns with the date taken out of their
+names (``2026-11-26-单位净值`` → 单位净值, 净值日期 = 2026-11-26), or a NAV history's points
+(akshare's own column names). A money-market fund has no unit NAV and is rejected as ``missing_price``."""
 
 # CoinGecko computes the 24 h high and low apart from the current price, so a price just outside
 # them is normal and not checked.

@@ -1,9 +1,19 @@
 """The daily summary: one item per asset class from what the market tasks stored that day.
 
-It reads the ``by_class_date`` index (the day's daily bars and latest quotes of each class) and the
-TaskRuns ``by_date`` index (the day's failed and skipped runs), so it needs no market data library
-at all and runs in the core package. A daily bar is the settled figure for its day, so it wins over
-the latest intraday quote of the same symbol.
+It reads the ``by_class_date`` index (the day's daily bars, fund NAVs and latest quotes of each
+class) and the TaskRuns ``by_date`` index (the day's failed and skipped runs), so it needs no market
+data library at all and runs in the core package. A daily bar is the settled figure for its day, so
+it wins over the latest intraday quote of the same symbol.
+
+For the classes with both spot quotes and daily bars (stocks, ETFs, indices) it also reports:
+
+* **coverage** (:mod:`.coverage`): the universe is every symbol with a ``LATEST`` quote on the day
+  (the day's last spot snapshot of each symbol the spot task stored), and a symbol is covered when it
+  has a daily bar of the day; the missing symbols are listed;
+* **close vs spot**: a daily bar whose close differs from the symbol's last spot price of the day by
+  more than ``close_tolerance_pct`` is flagged. The bar's close is what is stored and what the figures
+  use; the flag only says where the two disagree (an upstream revision, or a last snapshot taken
+  before the close: the shipped spot crons stop at 14:45).
 """
 
 from __future__ import annotations
@@ -21,8 +31,10 @@ from kairos_runtime.events import iso_seconds
 from kairos_runtime.registry import Access, TaskOutcome, TaskParams, TaskRegistry, TaskSkipped
 from kairos_runtime.runs import RunHistory, RunStatus
 from kairos_runtime.tables import MARKET_DATA, TableId, query_index
+from kairos_runtime.tasks.market.coverage import coverage
 from kairos_runtime.tasks.market.model import (
     LATEST,
+    NAV,
     SUMMARY,
     AssetClass,
     BarKind,
@@ -43,6 +55,11 @@ registry = TaskRegistry()
 
 MAX_RUNS_LISTED = 20
 RUN_MESSAGE_LENGTH = 200
+MAX_FLAGS_LISTED = 100
+"""Close-vs-spot flags listed in a summary (largest differences first); the count is always exact."""
+DEFAULT_CLOSE_TOLERANCE_PCT = 2.0
+"""A close more than 2 % away from the last spot price is flagged: above what the last quarter hour
+before the close usually moves a stock, well below a daily limit (10 %, 20 % on ChiNext and STAR)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +70,25 @@ class ClassFields:
     change: str = "change_pct"
     turnover: str | None = "turnover_cny"
     """None where a sum means nothing: index turnovers overlap (the same trades count in many)."""
+    day_kind: str | None = BarKind.RAW.value
+    """The ``by_class_date`` kind of the day's settled figures (daily bars, fund NAVs), if any."""
+    has_spot: bool = True
+    """The class has ``LATEST`` spot quotes (its universe for coverage)."""
+    last: tuple[str, ...] = ("close", "price")
+    """Where a mover's last value is, in order of preference."""
+
+    @property
+    def measures_coverage(self) -> bool:
+        return self.has_spot and self.day_kind is not None
 
 
 CLASS_FIELDS: Mapping[AssetClass, ClassFields] = {
     AssetClass.STOCK: ClassFields(("stock_spot", "stock_daily")),
     AssetClass.ETF: ClassFields(("etf_spot", "etf_daily")),
     AssetClass.INDEX: ClassFields(("index_spot", "index_daily"), turnover=None),
-    AssetClass.CRYPTO: ClassFields(("crypto_markets",), change="change_pct_24h", turnover="volume_24h"),
+    AssetClass.CRYPTO: ClassFields(("crypto_markets",), change="change_pct_24h", turnover="volume_24h", day_kind=None),
+    # A fund's figures of a day are its NAV of that date (funds publish in the evening).
+    AssetClass.FUND: ClassFields(("fund_nav",), turnover=None, day_kind=NAV, has_spot=False, last=("unit_nav",)),
 }
 
 
@@ -70,32 +99,93 @@ class DailySummaryParams(TaskParams, frozen=True):
     asset_classes: Annotated[tuple[AssetClass, ...], Meta(min_length=1)] = tuple(AssetClass)
     crypto_quote_currency: QuoteCurrency = "usd"
     top: Annotated[int, Meta(ge=1, le=50, description="how many gainers and losers to list")] = 5
+    close_tolerance_pct: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=100,
+            description=(
+                "flag a daily bar whose close differs from the day's last spot price by more than this "
+                f"many percent of that price (default {DEFAULT_CLOSE_TOLERANCE_PCT})"
+            ),
+        ),
+    ] = DEFAULT_CLOSE_TOLERANCE_PCT
 
 
-def day_quotes(
-    table: Table, asset_class: AssetClass, day: date, quote_currency: str
-) -> tuple[list[Item], dict[str, int]]:
-    """Each symbol's figures for the day: its daily bar over its latest quote; and how many of each."""
-    by_symbol: dict[str, Item] = {}
-    counts = {"latest_quotes": 0, "daily_bars": 0}
-    for item in query_index(table, MARKET_DATA.indexes[0], class_date_pk(asset_class, LATEST, day)):
-        if asset_class is AssetClass.CRYPTO and item.get("quote_currency") != quote_currency.upper():
+@dataclass(frozen=True, slots=True)
+class DayQuotes:
+    """A class's stored figures of one day, by symbol."""
+
+    quoted: Mapping[str, Item]
+    """``LATEST`` quotes whose trading date is the day (the day's last spot snapshot of each symbol)."""
+    settled: Mapping[str, Item]
+    """The day's settled figures: daily bars, or fund NAVs."""
+
+    def items(self) -> list[Item]:
+        """Each symbol's figures: its settled item over its latest quote."""
+        symbols = sorted(set(self.quoted) | set(self.settled))
+        return [dict(self.quoted.get(symbol, {})) | dict(self.settled.get(symbol, {})) for symbol in symbols]
+
+    def counts(self, fields: ClassFields) -> dict[str, int]:
+        counts = {"latest_quotes": len(self.quoted)} if fields.has_spot else {}
+        if fields.day_kind == NAV:
+            counts["navs"] = len(self.settled)
+        elif fields.day_kind is not None:
+            counts["daily_bars"] = len(self.settled)
+        return counts
+
+
+def day_quotes(table: Table, asset_class: AssetClass, fields: ClassFields, day: date, quote_currency: str) -> DayQuotes:
+    """The day's latest quotes and settled figures of a class (one index partition each, paged)."""
+    quoted: dict[str, Item] = {}
+    if fields.has_spot:
+        for item in query_index(table, MARKET_DATA.indexes[0], class_date_pk(asset_class, LATEST, day)):
+            if asset_class is AssetClass.CRYPTO and item.get("quote_currency") != quote_currency.upper():
+                continue
+            quoted[str(item["symbol"])] = dict(item)
+    settled: dict[str, Item] = {}
+    if fields.day_kind is not None:
+        for item in query_index(table, MARKET_DATA.indexes[0], class_date_pk(asset_class, fields.day_kind, day)):
+            settled[str(item["symbol"])] = dict(item)
+    return DayQuotes(quoted, settled)
+
+
+def close_vs_spot(quotes: DayQuotes, tolerance_pct: Decimal) -> dict[str, Any]:
+    """Daily bars whose close is more than ``tolerance_pct`` away from the day's last spot price."""
+    flagged: list[dict[str, Any]] = []
+    compared = 0
+    for symbol, bar in sorted(quotes.settled.items()):
+        spot = quotes.quoted.get(symbol, {})
+        close, price = bar.get("close"), spot.get("price")
+        if not isinstance(close, Decimal) or not isinstance(price, Decimal) or price <= 0:
             continue
-        by_symbol[str(item["symbol"])] = dict(item)
-        counts["latest_quotes"] += 1
-    if asset_class is not AssetClass.CRYPTO:
-        for item in query_index(table, MARKET_DATA.indexes[0], class_date_pk(asset_class, BarKind.RAW.value, day)):
-            symbol = str(item["symbol"])
-            by_symbol[symbol] = by_symbol.get(symbol, {}) | dict(item)
-            counts["daily_bars"] += 1
-    return [by_symbol[symbol] for symbol in sorted(by_symbol)], counts
+        compared += 1
+        difference = (close - price) / price * 100
+        if abs(difference) > tolerance_pct:
+            flagged.append(
+                {
+                    "symbol": symbol,
+                    "close": close,
+                    "spot_price": price,
+                    "spot_time": spot.get("snapshot_time"),
+                    "difference_pct": difference.quantize(Decimal("0.01")),
+                }
+            )
+    flagged.sort(key=lambda flag: (-abs(flag["difference_pct"]), flag["symbol"]))
+    return {
+        "tolerance_pct": tolerance_pct,
+        "compared": compared,
+        "flagged_count": len(flagged),
+        "flagged": flagged[:MAX_FLAGS_LISTED],
+        "stored": "the daily bar's close",
+    }
 
 
-def _mover(item: Item, change: Decimal, change_field: str) -> dict[str, Any]:
-    mover: dict[str, Any] = {"symbol": item["symbol"], change_field: change}
+def _mover(item: Item, change: Decimal, fields: ClassFields) -> dict[str, Any]:
+    mover: dict[str, Any] = {"symbol": item["symbol"], fields.change: change}
     if "name" in item:
         mover["name"] = item["name"]
-    last = item.get("close", item.get("price"))
+    last = next((item[name] for name in fields.last if name in item), None)
     if last is not None:
         mover["last"] = last
     return mover
@@ -111,11 +201,11 @@ def figures(items: list[Item], fields: ClassFields, top: int) -> dict[str, Any]:
         "decliners": sum(1 for _, change in changes if change < 0),
         "unchanged": sum(1 for _, change in changes if change == 0),
         "top_gainers": [
-            _mover(item, change, fields.change)
+            _mover(item, change, fields)
             for item, change in sorted(changes, key=lambda pair: (-pair[1], pair[0]["symbol"]))[:top]
         ],
         "top_losers": [
-            _mover(item, change, fields.change)
+            _mover(item, change, fields)
             for item, change in sorted(changes, key=lambda pair: (pair[1], pair[0]["symbol"]))[:top]
         ],
     }
@@ -173,6 +263,8 @@ def _runs_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
     tables={TableId.MARKET_DATA: Access.READ_WRITE, TableId.TASK_RUNS: Access.QUERY_INDEXES},
     # Quotes of every class come from the by_class_date index; by key it reads and writes summaries only.
     partitions={TableId.MARKET_DATA: (partition_prefix(SUMMARY),)},
+    # It summarises the slot's trading date from what the tables stored for it: a past day's too.
+    backfill=True,
 )
 def daily_summary(params: DailySummaryParams, context: TaskContext) -> TaskOutcome:
     """Summarise each asset class's day: breadth, top movers, turnover and the runs that failed or skipped."""
@@ -184,11 +276,17 @@ def daily_summary(params: DailySummaryParams, context: TaskContext) -> TaskOutco
     overview: dict[str, Any] = {}
     for asset_class in params.asset_classes:
         fields = CLASS_FIELDS[asset_class]
-        quotes, sources = day_quotes(market, asset_class, day, params.crypto_quote_currency)
+        day_figures = day_quotes(market, asset_class, fields, day, params.crypto_quote_currency)
+        quotes = day_figures.items()
         class_runs = [run for run in runs if run.get("task_type") in fields.task_types]
         if not quotes and not class_runs:
             continue
-        summary = figures(quotes, fields, params.top) | _runs_figures(class_runs) | {"sources": sources}
+        summary = (
+            figures(quotes, fields, params.top) | _runs_figures(class_runs) | {"sources": day_figures.counts(fields)}
+        )
+        if fields.measures_coverage:
+            summary["coverage"] = coverage(day_figures.quoted, day_figures.settled).as_detail()
+            summary["close_vs_spot"] = close_vs_spot(day_figures, Decimal(str(params.close_tolerance_pct)))
         if fields.turnover is not None:
             currency = params.crypto_quote_currency.upper() if asset_class is AssetClass.CRYPTO else "CNY"
             summary["turnover_currency"] = currency
@@ -206,6 +304,12 @@ def daily_summary(params: DailySummaryParams, context: TaskContext) -> TaskOutco
         overview[asset_class.value] = {
             name: summary[name] for name in ("symbols", "advancers", "decliners", "runs_failed", "runs_skipped")
         }
+        if fields.measures_coverage:
+            overview[asset_class.value] |= {
+                "with_bar": summary["coverage"]["with_bar"],
+                "missing": summary["coverage"]["missing_count"],
+                "close_flags": summary["close_vs_spot"]["flagged_count"],
+            }
     if not items:
         raise TaskSkipped(f"nothing was stored or run for {day.isoformat()}", detail={"trading_date": day.isoformat()})
     result = write_items(market, items)
