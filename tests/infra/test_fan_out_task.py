@@ -8,6 +8,7 @@ import io
 import json
 import re
 import time
+import uuid
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -23,23 +24,44 @@ from kairos.plan import BATCH_RETRY, PLAN_RETRY, StagePlan, plan_stage
 from kairos_runtime.tasks.market.universe import UNIVERSES
 from kairos_stack.app_builder import add_checks, build_stage
 from tests.conftest import CDK_FEATURE_FLAGS, PROJECT_ROOT, FakeLambdaContext, scheduled_event
+from tests.infra.stage_template import stage_template
 from tests.market.conftest import fresh_calendar_cache, waits
 
 __all__ = ["fresh_calendar_cache", "waits"]  # the market tests' fixtures: no sleeps, a cold calendar
 
 TASK = "stock-daily-all"
-PATH = f"kairos-dev/{TASK}"
+
+
+def _dev_plan() -> StagePlan:
+    catalog = load_catalog()
+    return plan_stage(load_tasks_file(PROJECT_ROOT / "tasks.yaml", catalog), catalog, "dev")
+
+
+DEV_PLAN = _dev_plan()
+PATH = f"{DEV_PLAN.task_stack_name(DEV_PLAN.task(TASK))}/{TASK}"
+"""Where the fan-out's constructs are: its shard stack, then the task (docs/adr/0162)."""
 
 
 @pytest.fixture(scope="module")
 def dev() -> tuple[StagePlan, Template]:
-    catalog = load_catalog()
-    plan = plan_stage(load_tasks_file(PROJECT_ROOT / "tasks.yaml", catalog), catalog, "dev")
+    plan = DEV_PLAN
     app = cdk.App(context={**CDK_FEATURE_FLAGS, "aws:cdk:bundling-stacks": [], "aws:cdk:enable-path-metadata": True})
-    stack = build_stage(app, plan)
+    stacks = build_stage(app, plan)
     add_checks(app)
     app.synth()  # cdk-nag runs: an unacknowledged finding fails here
-    return plan, Template.from_stack(stack)
+    return plan, stage_template(stacks)
+
+
+def test_the_fan_out_lives_in_its_shard_stack_and_the_core_names_none_of_it(dev: tuple[StagePlan, Template]) -> None:
+    plan, template = dev
+    assert PATH.startswith(f"{plan.stack_name}-Shard")
+    core = [
+        resource
+        for resource in template.to_json()["Resources"].values()
+        if resource.get("Metadata", {}).get("aws:cdk:path", "").startswith(f"{plan.stack_name}/")
+    ]
+    assert core, "the core stack's resources are in the stage template"
+    assert "StateMachine" not in json.dumps(core), "the core stack names no state machine (no cycle)"
 
 
 def under(template: Template, resource_type: str, path: str) -> dict[str, dict[str, Any]]:
@@ -291,7 +313,16 @@ def answer_with(runner: Any, functions: dict[str, str], monkeypatch: pytest.Monk
     return calls
 
 
-def execute(aws: Any, template: Template, event: dict[str, Any], *, fast_retries: bool = True) -> dict[str, Any]:
+def runs_and_slots(aws: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The run records and the slot claims of the TaskRuns table."""
+    items = aws.Table("kairos-test-TaskRuns").scan()["Items"]
+    return (
+        [item for item in items if item["sk"].startswith("RUN#")],
+        [item for item in items if item["sk"].startswith("SLOT#")],
+    )
+
+
+def create_machine(template: Template, *, fast_retries: bool) -> str:
     import boto3
 
     client = boto3.client("lambda", region_name="us-east-1")
@@ -315,7 +346,19 @@ def execute(aws: Any, template: Template, event: dict[str, Any], *, fast_retries
         definition = re.sub(r'"BackoffRate": [\d.]+', '"BackoffRate": 1', definition)
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     machine = sfn.create_state_machine(name="kairos-test-stock-daily-all", definition=definition, roleArn=role)
-    execution = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], input=json.dumps(event))
+    return str(machine["stateMachineArn"])
+
+
+def execute(aws: Any, template: Template, event: dict[str, Any], *, fast_retries: bool = True) -> dict[str, Any]:
+    """Start an execution of the template's definition (created in moto on the first call) with ``event``."""
+    import boto3
+
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    machines = sfn.list_state_machines()["stateMachines"]
+    machine_arn = machines[0]["stateMachineArn"] if machines else create_machine(template, fast_retries=fast_retries)
+    execution = sfn.start_execution(
+        stateMachineArn=machine_arn, name=f"execution-{uuid.uuid4().hex}", input=json.dumps(event)
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         described = sfn.describe_execution(executionArn=execution["executionArn"])
@@ -377,11 +420,23 @@ def test_moto_runs_the_definition_plan_batches_summary_and_the_record_succeeds(
     assert calls.count("plan") == 1
     assert calls.count("batch") == 3
     assert calls[-1] == "summarize"
-    [record] = aws.Table("kairos-test-TaskRuns").scan()["Items"]
+    [record], [slot] = runs_and_slots(aws)
     assert (record["status"], record["items_written"]) == ("SUCCEEDED", 60 * 5)
     assert record["detail"]["coverage"]["with_bar"] == 60
+    assert (slot["status"], slot["run_id"]) == ("SUCCEEDED", record["sk"]), "the summary settled the claim"
     output = json.loads(described["output"])
     assert [result["index"] for result in output["results"]] == [0, 1, 2]
+
+    # A duplicate delivery of the done slot: the planner declines it, no batch runs, nothing is recorded.
+    calls.clear()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as http:
+        serve(http)
+        again = execute(aws, template, {**event, "execution_id": "duplicate-delivery"})
+    assert again["status"] == "SUCCEEDED", again
+    assert calls == ["plan"]
+    assert json.loads(again["output"])["plan"]["response"]["declined"] == "done"
+    [_], [slot] = runs_and_slots(aws)
+    assert slot["deliveries"] == 2
 
 
 def test_moto_retries_a_transient_batch_catches_a_failing_one_and_the_record_says_partial_failure(
@@ -410,8 +465,9 @@ def test_moto_retries_a_transient_batch_catches_a_failing_one_and_the_record_say
     assert calls.count("batch") == 3 + 1 + BATCH_RETRY.max_attempts
     output = json.loads(described["output"])
     assert output["results"][1] == {"index": 1, "error": "BatchTransientError"}
-    [record] = aws.Table("kairos-test-TaskRuns").scan()["Items"]
+    [record], [slot] = runs_and_slots(aws)
     assert (record["status"], record["error_type"]) == ("FAILED", "PartialFailure")
+    assert slot["status"] == "FAILED", "a failed slot may run again"
     assert record["detail"]["batches_failed"] == [1]
     assert record["detail"]["symbols_failed_count"] == 25
     # Batch 0's retry found its first five symbols stored by the failed attempt: up to date, not fetched again.
