@@ -477,3 +477,15 @@ def test_moto_retries_a_transient_batch_catches_a_failing_one_and_the_record_say
         item["pk"] for item in aws.Table("kairos-test-MarketData").scan()["Items"] if item["sk"].startswith("DAY#")
     }
     assert stored == {f"STOCK#{code}" for code in codes[:40] + codes[50:]}
+
+
+def test_the_planners_claim_outlives_any_execution_of_its_slot(dev: tuple[StagePlan, Template]) -> None:
+    """The planner claims the slot for the late-delivery limit (docs/adr/0162): never shorter than the
+    machine's execution timeout, so a duplicate delivery while batches run is declined, not restarted."""
+    plan, template = dev
+    fan_out = plan.task(TASK).fan_out
+    assert fan_out is not None
+    _, function = the(template, "AWS::Lambda::Function", f"{PATH}/PlanFunction")
+    limit = int(function["Properties"]["Environment"]["Variables"]["KAIROS_LATE_DELIVERY_LIMIT_SECONDS"])
+    assert limit >= fan_out.execution_timeout_seconds
+    assert plan.task(TASK).backfill, "daily bars are computed for the slot's own dates"

@@ -769,7 +769,7 @@ def test_each_function_refuses_past_slots_after_the_schedule_and_lambda_have_giv
     can come: the schedule's retry window plus Lambda's, both as deployed."""
     plan, template = dev
 
-    for task in plan.tasks:
+    for task in function_tasks(plan):
         stack = plan.task_stack_name(task)
         function = resource_at(template, "AWS::Lambda::Function", f"{stack}/{task.name}/Function")
         config = resource_at(template, "AWS::Lambda::EventInvokeConfig", f"{stack}/{task.name}/Function")
