@@ -125,13 +125,19 @@ def test_a_rerun_of_a_finished_slot_asks_for_nothing_and_writes_nothing(
     first = bars(dynamodb)
     asked = len(market.asked)
 
-    run(runner(), event("exec-2", batch_size=50))
+    # A second delivery of the done slot: the planner declines it (docs/adr/0162), no batch runs.
+    declined = run(runner(), event("exec-2", batch_size=50))
+    assert declined.response["declined"] == "done"
+    assert declined.results == ()
+    # An operator's rerun runs it again: every symbol is up to date, nothing is asked or written.
+    run(runner(), {**event("exec-3", batch_size=50), "rerun": True})
 
     assert len(market.asked) == asked == 120
     assert bars(dynamodb) == first
-    [record] = [
-        each for each in dynamodb.Table("kairos-test-TaskRuns").scan()["Items"] if each["execution_id"] == "exec-2"
-    ]
+    items = dynamodb.Table("kairos-test-TaskRuns").scan()["Items"]
+    assert not [each for each in items if each.get("execution_id") == "exec-2"], "a declined delivery records no run"
+    [record] = [each for each in items if each.get("execution_id") == "exec-3"]
+    assert record["rerun"] is True
     assert (record["status"], record["items_written"]) == ("SUCCEEDED", 0)
     assert record["detail"]["symbols_up_to_date"] == 120
     assert record["detail"]["coverage"]["with_bar"] == 120
@@ -147,7 +153,7 @@ def test_a_symbol_resumes_after_its_newest_stored_bar(
     market.sessions = SESSIONS
     market.asked.clear()
 
-    run(runner(), event("exec-2"))
+    run(runner(), {**event("exec-2"), "rerun": True})  # the same slot again: an operator's rerun
 
     assert sorted(market.asked) == [("000001", "20261126", "20261127"), ("600000", "20261126", "20261127")]
     assert len(bars(dynamodb)) == 10
@@ -179,7 +185,7 @@ def test_without_a_stored_snapshot_the_universe_is_eastmoneys_code_list_read_onc
     runner = runner_factory(dynamodb)
 
     run(runner(), event())
-    run(runner(), event("exec-2"))
+    run(runner(), {**event("exec-2"), "rerun": True})  # planned again, not declined
 
     assert UNIVERSES.loads == 1  # the second slot's planner reused the container's universe
     detail = run_record_of(dynamodb, "exec-1")["detail"]
@@ -190,7 +196,7 @@ def test_without_a_stored_snapshot_the_universe_is_eastmoneys_code_list_read_onc
 
 def run_record_of(dynamodb: Any, execution_id: str) -> dict[str, Any]:
     items = dynamodb.Table("kairos-test-TaskRuns").scan()["Items"]
-    [record] = [each for each in items if each["execution_id"] == execution_id]
+    [record] = [each for each in items if each.get("execution_id") == execution_id]
     return record
 
 
