@@ -266,3 +266,35 @@ def test_a_holiday_is_skipped_by_the_planner_before_any_batch(dynamodb: Any, wai
 
 
 logging.getLogger("kairos.test").setLevel(logging.CRITICAL)
+
+
+class RecordingObserver:
+    """What the runner reports as metrics: each finished result's counters, per step's result."""
+
+    def __init__(self) -> None:
+        self.finished: list[tuple[str, ...]] = []
+
+    def run_started(self, event: Any) -> None:
+        return None
+
+    def run_finished(self, event: Any, result: Any) -> None:
+        self.finished.append(tuple(result.counters))
+
+
+def test_the_summary_counts_runs_alive_so_the_freshness_alarm_sees_a_fan_out(
+    dynamodb: Any, market: SyntheticMarket, waits: list[float]
+) -> None:
+    from kairos_runtime import metrics
+    from kairos_runtime.runs import RunStatus
+
+    store_spot_universe(dynamodb, universe(30))
+    observer = RecordingObserver()
+    runner = runner_factory(dynamodb)()
+    runner._observer = observer  # the handler passes PowertoolsObserver; the counters are the same
+
+    result = run(runner, event(batch_size=10))
+
+    assert result.response["status"] == "SUCCEEDED"
+    [counters] = observer.finished  # one final outcome: the summary's (the planner's run goes on)
+    assert metrics.RUNS_ALIVE in counters
+    assert metrics.RUN_OUTCOMES[RunStatus.SUCCEEDED] in counters
