@@ -216,11 +216,11 @@ class Deployed:
         return dict(self.templates[stack]["Resources"][logical_id])
 
     def paths(self) -> list[str]:
-        """Every resource's construct path, below the stack."""
-        prefix = f"{self.plan.stack_name}/"
+        """Every resource's construct path, below whichever of the stage's stacks holds it."""
         return [
-            str(resource.get("Metadata", {}).get("aws:cdk:path", "")).removeprefix(prefix)
-            for resource in self.template["Resources"].values()
+            str(resource.get("Metadata", {}).get("aws:cdk:path", "")).removeprefix(f"{stack}/")
+            for stack, template in self.templates.items()
+            for resource in template["Resources"].values()
         ]
 
     def physical_id(self, path: str) -> str:
@@ -433,11 +433,11 @@ def test_dev_stage_deploys_diffs_clean_and_updates(local_aws: LocalAws) -> None:
     second_out = workdir / "out-deploy-2"
     local_aws.cdk("deploy", *deploy_args(updated_file, second_out), "--require-approval", "never", "--method=direct")
 
-    # Then it deploys as an update of the added task's shard alone (nothing else moved), and the
-    # stacks match the new file
+    # Then it deploys as an update of the added task's shard and of the core stack, whose dashboard
+    # draws a line per task (docs/adr/0151), and nothing else moved; the stacks match the new file
     updated_stack = deployed(local_aws, updated_plan, second_out)
     added_shard = updated_plan.task_stack_name(updated_plan.task(ADDED_TASK))
-    assert_stack(local_aws, updated_stack, updated=frozenset({added_shard}))
+    assert_stack(local_aws, updated_stack, updated=frozenset({added_shard, updated_plan.stack_name}))
     again = local_aws.cdk("diff", *deploy_args(updated_file, workdir / "out-diff-3"), "--method=template", "--fail")
     assert "There were no differences" in again.stdout + again.stderr
     # And CDK zipped the same asset folders to the same bytes (it normalises mtimes).
