@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kairos_runtime.context import Clients
 from kairos_runtime.fan_out_runner import FanOutRunner
-from kairos_runtime.handler import PowertoolsObserver, logger, metrics, traced
+from kairos_runtime.handler import PowertoolsObserver, logger, metrics, tracer
 from kairos_runtime.settings import TASK_MODULE_ENV, settings_from_environment
 from kairos_runtime.tasks import registry_for_module
 
@@ -24,34 +24,21 @@ FAN_OUT_RUNNER = FanOutRunner(
 )
 
 
-# Traced only where the stage turns SDK tracing on (docs/adr/0192), as every task's handler.
+@logger.inject_lambda_context(correlation_id_path="execution_id", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
-def _plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return FAN_OUT_RUNNER.plan(event, context)
 
 
-def _batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@logger.inject_lambda_context(correlation_id_path="event.execution_id", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return FAN_OUT_RUNNER.batch(event, context)
 
 
+@logger.inject_lambda_context(correlation_id_path="event.execution_id", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
-def _summarize(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return FAN_OUT_RUNNER.summarize(event, context)
-
-
-_traced_plan, _traced_batch, _traced_summarize = traced(_plan), traced(_batch), traced(_summarize)
-
-
-@logger.inject_lambda_context(correlation_id_path="execution_id", clear_state=True)
-def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _traced_plan(event, context)
-
-
-@logger.inject_lambda_context(correlation_id_path="event.execution_id", clear_state=True)
-def batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _traced_batch(event, context)
-
-
-@logger.inject_lambda_context(correlation_id_path="event.execution_id", clear_state=True)
 def summarize(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return _traced_summarize(event, context)
+    return FAN_OUT_RUNNER.summarize(event, context)
