@@ -49,8 +49,9 @@ tasks:
 # EDT is 07:00Z. A cron read without DST would also fire at 07:00Z for 02:00 and at 08:00Z for 03:00.
 START = datetime(2026, 3, 8, 5, 45, tzinfo=UTC)
 FOR = timedelta(minutes=78)
-SPEED = "600"
-SLOW = {"slow": 2.0, "stuck": 5.0}
+SPEED = "300"
+"""78 virtual minutes in about 16 s of wall time: long enough for a second command to start, on a cold machine."""
+SLOW = {"slow": 4.0, "stuck": 5.0}
 """Seconds each slow function sleeps before running the task (its timeout is 60 s and 1 s)."""
 
 
@@ -200,7 +201,7 @@ def test_ctrl_c_lets_the_runs_in_flight_finish(assembly: Path, data_dir: Path, t
         "120",
         SLOW_HANDLER_STARTED=str(started),
     )
-    # The first fire is 10 minutes in, 5 s at 120x; its handler sleeps 2 s.
+    # The first fire is 10 minutes in, 5 s at 120x; its handler sleeps 4 s.
     deadline = time.monotonic() + 60
     while not started.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
