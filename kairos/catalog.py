@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from kairos_build.groups import DependencyGroupSpec
 from kairos_build.project import dependency_groups
+from kairos_runtime.fan_out import FanOut
 from kairos_runtime.registry import (
     Access,
     Architecture,
@@ -52,6 +53,10 @@ class CatalogEntry:
     """The Python module that registers the task type; its function imports only that one."""
     partitions: Mapping[TableId, Partitions] = field(default_factory=dict)
     """The partition-key prefixes each declared table's accesses are limited to (see ``Partitions``)."""
+    fan_out: FanOut[Any] | None = None
+    """A fan-out task type's declaration (Python only): its schedule starts a state machine."""
+    parse_params: Callable[[Mapping[str, Any]], Any] | None = None
+    """The params as the runtime's model (Python only), for the values the plan reads from them."""
     backfill: bool = False
     """Whether the task type can run for a past slot (``kairos backfill``; the registry's ``backfill=``)."""
 
@@ -119,6 +124,8 @@ def python_entries(registry: TaskRegistry) -> list[CatalogEntry]:
             parameters_for=_parameters_for(task_type),
             module=task_type.module,
             partitions=task_type.partitions,
+            fan_out=task_type.fan_out,
+            parse_params=task_type.parse_params,
             backfill=task_type.backfill,
         )
         for task_type in registry

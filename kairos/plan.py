@@ -39,6 +39,7 @@ from kairos.operations.freshness import alive_window, allowance
 from kairos.schedule import AtSchedule, RateSchedule, Schedule, next_fire_times
 from kairos_runtime import metrics
 from kairos_runtime.events import schedule_input
+from kairos_runtime.fan_out import FanOut, FanOutSettings, max_inline_items
 from kairos_runtime.registry import Access, DependencyGroup, Partitions
 from kairos_runtime.settings import (
     HTTPS_PROXY_ENV,
@@ -60,6 +61,12 @@ from kairos_runtime.tasks.market.trading_calendar import CALENDAR_WARNING_DAYS
 PYTHON_CODE_DIR = PROJECT_ROOT / "lambdas" / "python"
 NODE_CODE_DIR = PROJECT_ROOT / "lambdas" / "node"
 PYTHON_HANDLER = "kairos_runtime.handler.handler"
+FAN_OUT_HANDLERS = {
+    "plan": "kairos_runtime.fan_out_handler.plan",
+    "batch": "kairos_runtime.fan_out_handler.batch",
+    "summarize": "kairos_runtime.fan_out_handler.summarize",
+}
+"""The entry point of each of a fan-out task's three functions (``kairos_runtime/fan_out_handler.py``)."""
 NODE_HANDLER = "src/index.handler"
 
 # Scheduler retries a delivery it could not make (throttling, a missing permission); a function that
@@ -84,6 +91,10 @@ RESOURCES_PER_TASK = 7
 """Every task's own resources; its gauge and freshness alarms come on top (:attr:`TaskPlan.resource_count`)."""
 ALARM_TEMPLATE_BYTES = 3_000
 """A freshness alarm's share of its shard's template (its description names the commands to run)."""
+RESOURCES_PER_FAN_OUT_TASK = 20
+"""A fan-out task's own resources (in its shard stack): three functions with a role, policy and log
+group each; the state machine with its role, policy and log group; the schedule with its own Scheduler
+role and policy (it may start this state machine only: docs/adr/0162); the failure alarm."""
 OWN_ALARM_TOPIC_RESOURCES = 3
 EMPTY_SHARD_RESOURCES = 1
 # CDK adds its own AWS::CDK::Metadata resource to a stack synthesized with version reporting on.
@@ -96,6 +107,9 @@ TEMPLATE_BYTES_PER_TASK = 9_000
 """A task's share of its shard's template beyond its schedule's input and descriptions, rounded up
 from the synthesized templates (tests/infra/test_stack_limits.py holds the estimate above the truth)."""
 TEMPLATE_BYTES_PER_SHARD = 4_000
+FAN_OUT_TEMPLATE_BYTES = 40_000
+"""A fan-out task's two more functions, roles and log groups, its state machine's definition and role
+beyond a plain task's share (rounded up from the synthesized template)."""
 FUNCTION_NAME_MAX_LENGTH = 64
 """Lambda's ``FunctionName``: at most 64 characters (Lambda API reference, CreateFunction)."""
 FUNCTION_NAME_PREFIX = "kairos_{stage}_"
@@ -113,7 +127,7 @@ DAY_SECONDS = 86_400
 
 Comparison = Literal["GreaterThanOrEqualToThreshold", "LessThanOrEqualToThreshold", "LessThanThreshold"]
 MissingData = Literal["notBreaching", "ignore", "breaching"]
-ResourceDimension = Literal["FunctionName", "QueueName"]
+ResourceDimension = Literal["FunctionName", "QueueName", "StateMachineArn"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +271,47 @@ def trading_calendar_alarm(stage: str, task: str) -> AlarmPlan:
         # EvaluationPeriods <= 604,800 s, PutMetricAlarm): missing data keeps the last state, so a short
         # calendar alarms until a refresh reports a longer one. docs/adr/0041-trading-calendar-alarm.md
         treat_missing_data="ignore",
+    )
+
+
+def fan_out_failure_alarm(stage: str, task: str) -> AlarmPlan:
+    """A fan-out task's alarm: a FAILED run record (the summary's PartialFailure, a failed plan) or an
+    execution of its state machine that failed, timed out or was aborted (no record could say so)."""
+    return AlarmPlan(
+        construct_id="FailureAlarm",
+        alarm_name=alarm_name(stage, "failed", task),
+        description=_description(
+            stage,
+            task,
+            "a run was recorded FAILED (a batch or symbol failed: PartialFailure), or an execution of its "
+            "state machine failed, timed out or was aborted",
+        ),
+        expression="FILL(failed, 0) + FILL(executions, 0) + FILL(timed_out, 0) + FILL(aborted, 0)",
+        metrics=MappingProxyType(
+            {
+                "failed": MetricPlan(metrics.NAMESPACE, metrics.RUNS_FAILED, "Sum", task_dimensions(task)),
+                **{
+                    metric_id: MetricPlan(
+                        metrics.STATES_NAMESPACE,
+                        name,
+                        "Sum",
+                        MappingProxyType({}),
+                        resource_dimension="StateMachineArn",
+                    )
+                    for metric_id, name in (
+                        ("executions", metrics.STATES_EXECUTIONS_FAILED),
+                        ("timed_out", metrics.STATES_EXECUTIONS_TIMED_OUT),
+                        ("aborted", metrics.STATES_EXECUTIONS_ABORTED),
+                    )
+                },
+            }
+        ),
+        label="failed runs and failed executions",
+        period_seconds=ALARM_PERIOD_SECONDS,
+        threshold=1,
+        comparison="GreaterThanOrEqualToThreshold",
+        evaluation_periods=1,
+        treat_missing_data="notBreaching",
     )
 
 
@@ -445,6 +500,78 @@ def _chunks(items: tuple[T, ...], size: int) -> tuple[tuple[T, ...], ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class FunctionPlan:
+    """One of a fan-out task's three functions."""
+
+    step: Literal["plan", "batch", "summarize"]
+    handler: str
+    memory: int
+    timeout: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPlan:
+    """A Retry of the state machine (Step Functions' ``Retry`` field): backoff with full jitter."""
+
+    errors: tuple[str, ...]
+    interval_seconds: int
+    max_attempts: int
+    backoff_rate: float
+    max_delay_seconds: int
+
+
+LAMBDA_SERVICE_ERRORS = (
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+)
+"""Lambda's own transient errors, as AWS's Step Functions guide names them for a Lambda task's Retry."""
+BATCH_RETRY = RetryPlan(
+    errors=("BatchTransientError", *LAMBDA_SERVICE_ERRORS),
+    interval_seconds=10,
+    max_attempts=3,
+    backoff_rate=3.0,
+    max_delay_seconds=300,
+)
+"""A batch that failed transiently (the source unreachable after the worker's own retries) waits
+10 s, 30 s, 90 s (each with full jitter) before its next attempts; each attempt starts its symbols
+after what the last one stored."""
+PLAN_RETRY = RetryPlan(
+    errors=("TaskRunFailed", *LAMBDA_SERVICE_ERRORS),
+    interval_seconds=30,
+    max_attempts=2,
+    backoff_rate=2.0,
+    max_delay_seconds=120,
+)
+SUMMARY_RETRY = RetryPlan(
+    errors=LAMBDA_SERVICE_ERRORS, interval_seconds=5, max_attempts=3, backoff_rate=2.0, max_delay_seconds=60
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FanOutPlan:
+    """What a fan-out task's state machine is built from (``kairos_stack/fan_out_task.py``)."""
+
+    state_machine_name: str
+    functions: Mapping[str, FunctionPlan]
+    """By step: plan, batch, summarize."""
+    batch_size: int
+    max_concurrency: int
+    """The Map's MaxConcurrency."""
+    requests_per_second: float
+    """The task's total; each batch paces itself at ``rate_per_batch``."""
+    rate_per_batch: float
+    max_inline_items: int
+    """The most symbols this batch size carries in an inline Map: where a Distributed Map would begin."""
+    batch_retry: RetryPlan
+    plan_retry: RetryPlan
+    summary_retry: RetryPlan
+    execution_timeout_seconds: int
+    """An execution still running at the next slot is stopped (it would overlap the next one's work)."""
+
+
+@dataclass(frozen=True, slots=True)
 class TaskPlan:
     name: str
     description: str
@@ -483,6 +610,8 @@ class TaskPlan:
     failure_alarm: AlarmPlan
     freshness: FreshnessPlan
     gauge_alarms: tuple[AlarmPlan, ...] = ()
+    fan_out: FanOutPlan | None = None
+    """Set for a fan-out task type: the schedule starts this state machine, not ``handler``."""
     backfill: bool = False
     """Whether the task type can run for a past slot: ``kairos backfill`` refuses one that cannot, and
     its handler records a delivery later than :attr:`late_delivery_limit_seconds` as PastSlotRefused."""
@@ -515,7 +644,8 @@ class TaskPlan:
     @property
     def resource_count(self) -> int:
         """The CloudFormation resources this task's constructs declare, wherever its stack is."""
-        return RESOURCES_PER_TASK + len(self.alarms) - 1
+        own = RESOURCES_PER_FAN_OUT_TASK if self.fan_out is not None else RESOURCES_PER_TASK
+        return own + len(self.alarms) - 1
 
     @property
     def template_bytes(self) -> int:
@@ -527,7 +657,8 @@ class TaskPlan:
             + len(self.name) * 40
         )
         freshness = ALARM_TEMPLATE_BYTES if self.freshness.alarm is not None else 0
-        return TEMPLATE_BYTES_PER_TASK * (1 + len(self.gauge_alarms)) + freshness + written
+        fan_out = FAN_OUT_TEMPLATE_BYTES if self.fan_out is not None else 0
+        return TEMPLATE_BYTES_PER_TASK * (1 + len(self.gauge_alarms)) + freshness + fan_out + written
 
 
 @dataclass(frozen=True, slots=True)
@@ -812,8 +943,39 @@ def input_json(template: Mapping[str, Any]) -> str:
     return json.dumps(template, separators=(",", ":"), ensure_ascii=False)
 
 
+FAN_OUT_TIME_RESERVE_SECONDS = 60
+"""Of a batch worker's timeout, kept for its DynamoDB reads and writes and the slowest answers."""
+
+
+def fan_out_settings(task: ResolvedTask, entry: CatalogEntry) -> FanOutSettings | None:
+    if entry.fan_out is None or entry.parse_params is None:
+        return None
+    return entry.fan_out.settings(entry.parse_params(task.params))
+
+
+def fan_out_problems(task: ResolvedTask, entry: CatalogEntry) -> Iterator[tuple[str, str]]:
+    """A batch that could not make its requests at its share of the rate within the worker's timeout."""
+    try:
+        settings = fan_out_settings(task, entry)
+    except Exception:  # params that do not fit are reported by their own check
+        return
+    if settings is None:
+        return
+    needed = settings.batch_size / settings.rate_per_batch
+    if needed > task.timeout - FAN_OUT_TIME_RESERVE_SECONDS:
+        yield (
+            "params.batch_size",
+            f"a batch of {settings.batch_size} symbols at {settings.rate_per_batch:g} requests/s (requests_per_second "
+            f"{settings.requests_per_second:g} shared by max_concurrency {settings.max_concurrency}) needs "
+            f"{needed:.0f} s, over the batch worker's timeout of {task.timeout} s less "
+            f"{FAN_OUT_TIME_RESERVE_SECONDS} s: lower batch_size or max_concurrency, "
+            "or raise requests_per_second or timeout",
+        )
+
+
 def limit_problems(task: ResolvedTask, entry: CatalogEntry) -> Iterator[tuple[str, str]]:
     """(field, problem) for each deployed value of ``task`` that AWS would refuse."""
+    yield from fan_out_problems(task, entry)
     description = function_description(task.name, task_description(task, entry))
     length = utf16_length(description)
     if length > LAMBDA_DESCRIPTION_MAX_LENGTH:
@@ -851,6 +1013,7 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         MAX_EVENT_AGE_ENV: str(lambda_event_age_seconds(event_age)),
         LATE_DELIVERY_LIMIT_ENV: str(late_delivery_limit_seconds(int(event_age.total_seconds()))),
     }
+    fan_out = _plan_fan_out(task, entry, stage, event_age)
     group = dependency_group(entry.group)
     environment |= dict(group.environment)
     if group.reaches_upstream and config.https_proxy:
@@ -890,7 +1053,8 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         table_environment=MappingProxyType(
             {TABLE_DESIGNS[table].env_var: table for table in (TableId.TASK_RUNS, *entry.tables)}
         ),
-        failure_alarm=failure_alarm(stage, task.name),
+        failure_alarm=fan_out_failure_alarm(stage, task.name) if fan_out else failure_alarm(stage, task.name),
+        fan_out=fan_out,
         freshness=freshness_plan(
             stage,
             task.name,
@@ -904,6 +1068,40 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         if task.family == "python" and task.task_type in GAUGE_ALARMS
         else (),
         backfill=entry.backfill,
+    )
+
+
+def _plan_fan_out(task: ResolvedTask, entry: CatalogEntry, stage: str, event_age: timedelta) -> FanOutPlan | None:
+    settings = fan_out_settings(task, entry)
+    declaration: FanOut[Any] | None = entry.fan_out
+    if settings is None or declaration is None:
+        return None
+    return FanOutPlan(
+        state_machine_name=f"kairos-{stage}-{task.name}",
+        functions=MappingProxyType(
+            {
+                "plan": FunctionPlan(
+                    "plan", FAN_OUT_HANDLERS["plan"], declaration.planner_memory, declaration.planner_timeout
+                ),
+                # The worker does the work: the task's own memory and timeout in tasks.yaml are its.
+                "batch": FunctionPlan("batch", FAN_OUT_HANDLERS["batch"], task.memory, task.timeout),
+                "summarize": FunctionPlan(
+                    "summarize",
+                    FAN_OUT_HANDLERS["summarize"],
+                    declaration.summarize_memory,
+                    declaration.summarize_timeout,
+                ),
+            }
+        ),
+        batch_size=settings.batch_size,
+        max_concurrency=settings.max_concurrency,
+        requests_per_second=settings.requests_per_second,
+        rate_per_batch=settings.rate_per_batch,
+        max_inline_items=max_inline_items(settings.batch_size, fixed_bytes=SCHEDULE_INPUT_MAX_BYTES + 4096),
+        batch_retry=BATCH_RETRY,
+        plan_retry=PLAN_RETRY,
+        summary_retry=SUMMARY_RETRY,
+        execution_timeout_seconds=int(event_age.total_seconds()),
     )
 
 

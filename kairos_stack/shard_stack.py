@@ -13,8 +13,10 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from kairos.plan import ShardPlan, StagePlan
+from kairos_runtime.registry import Access
 from kairos_runtime.tables import TABLE_DESIGNS, TableId
 from kairos_stack.code_assets import CodeAssets
+from kairos_stack.fan_out_task import FanOutTask
 from kairos_stack.scheduled_task import ScheduledTask
 from kairos_stack.stage_stack import LOG_RETENTION, NEWEST_RUNTIMES, STAGE_TAG, KairosStageStack, table_statements
 
@@ -46,7 +48,29 @@ class KairosShardStack(cdk.Stack):
         schedule_role = iam.Role.from_role_arn(self, "SchedulerRole", core.scheduler_role.role.role_arn, mutable=False)
         table_names = core.table_names
         self.tasks: dict[str, ScheduledTask] = {}
+        self.fan_out_tasks: dict[str, FanOutTask] = {}
         for task_plan in shard.tasks:
+            if task_plan.fan_out is not None:
+                # Its schedule keeps its own Scheduler role, which may start this state machine only
+                # (docs/adr/0162-fan-out-in-shards.md); the stage's role invokes functions only.
+                fan_out = FanOutTask(
+                    self,
+                    task_plan.name,
+                    plan=task_plan,
+                    code=code_assets.code_for(self, task_plan),
+                    layers=code_assets.layers_for(self, task_plan),
+                    schedule_group=core.schedule_group,
+                    dead_letter_queue=core.dead_letter_queue.queue,
+                    log_retention=LOG_RETENTION[plan.log_retention_days],
+                    removal_policy=removal_policy,
+                    alarm_action=core.alarm_topic.action,
+                    table_names=table_names,
+                )
+                cdk.Tags.of(fan_out).add(TASK_TAG, task_plan.name)
+                self._grant_fan_out(fan_out)
+                self._acknowledge_fan_out(fan_out)
+                self.fan_out_tasks[task_plan.name] = fan_out
+                continue
             task = ScheduledTask(
                 self,
                 task_plan.name,
@@ -93,6 +117,69 @@ class KairosShardStack(cdk.Stack):
                 )
             )
 
+    def _acknowledge_fan_out(self, fan_out: FanOutTask) -> None:
+        name = fan_out.plan.name
+        machine_role = cdk.Validations.of(fan_out.state_machine.role)
+        for step in fan_out.steps.values():
+            cdk.Validations.of(step.role).acknowledge(
+                cdk.Acknowledgment(
+                    id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+                    reason="X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions",
+                )
+            )
+            function_id = self.get_logical_id(step.function.node.default_child)  # type: ignore[arg-type]
+            machine_role.acknowledge(
+                cdk.Acknowledgment(
+                    id=f"AwsSolutions::AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
+                    reason=f"The state machine of {name} may invoke its own functions' versions and aliases only",
+                )
+            )
+        machine_role.acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+                reason=(
+                    "X-Ray and the CloudWatch Logs delivery actions a state machine's logging needs "
+                    "(CreateLogDelivery and the like) support no resource-level permissions"
+                ),
+            )
+        )
+        if fan_out.plan.runtime not in NEWEST_RUNTIMES:
+            cdk.Validations.of(fan_out).acknowledge(
+                cdk.Acknowledgment(
+                    id="AwsSolutions::AwsSolutions-L1",
+                    reason=f"{name} pins {fan_out.plan.runtime} in tasks.yaml, where its runtime is chosen",
+                )
+            )
+
+    def _grant_fan_out(self, fan_out: FanOutTask) -> None:
+        """By step: the planner and the summary own the run record and read the declared tables; only
+        the batch workers write them (and read SSM parameters the params name, as the planner may)."""
+        plan = fan_out.plan
+        for name, step in fan_out.steps.items():
+            if name in ("plan", "summarize"):
+                self._grant_runs(step.function, plan.name)
+            for table_id, access in plan.tables.items():
+                granted = access if name == "batch" or not access.allows_read() else Access.READ
+                table = self.core.tables.table(table_id)
+                indexes = [index.name for index in TABLE_DESIGNS[table_id].indexes]
+                for statement in table_statements(table, granted, plan.partitions.get(table_id), indexes=indexes):
+                    step.function.add_to_role_policy(statement)
+            if name in ("plan", "batch"):
+                for index, parameter_name in enumerate(plan.ssm_parameters):
+                    ssm.StringParameter.from_secure_string_parameter_attributes(
+                        step, f"Parameter{index}", parameter_name=parameter_name
+                    ).grant_read(step.function)
+
+    def _grant_runs(self, function: iam.IGrantable, task: str) -> None:
+        runs = self.core.tables.table(TableId.TASK_RUNS)
+        # A task may read and write its own run records and no one else's: the partition key is TASK#<name>.
+        iam.Grant.add_to_principal(
+            grantee=function,
+            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            resource_arns=[runs.table_arn],
+            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"TASK#{task}"]}},
+        )
+
     def _grant_parameters(self, task: ScheduledTask) -> None:
         for index, name in enumerate(task.plan.ssm_parameters):
             parameter = ssm.StringParameter.from_secure_string_parameter_attributes(
@@ -102,14 +189,7 @@ class KairosShardStack(cdk.Stack):
 
     def _grant_tables(self, task: ScheduledTask) -> None:
         function = task.function
-        runs = self.core.tables.table(TableId.TASK_RUNS)
-        # A task may read and write its own run records and no one else's: the partition key is TASK#<name>.
-        iam.Grant.add_to_principal(
-            grantee=function,
-            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-            resource_arns=[runs.table_arn],
-            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"TASK#{task.plan.name}"]}},
-        )
+        self._grant_runs(function, task.plan.name)
         for table_id, access in task.plan.tables.items():
             table = self.core.tables.table(table_id)
             indexes = [index.name for index in TABLE_DESIGNS[table_id].indexes]

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from kairos.catalog import PROJECT_ROOT
 from kairos.operations.invoke import scheduled_event
-from kairos.plan import TaskPlan
+from kairos.plan import FanOutPlan, TaskPlan
 from kairos_runtime.settings import LAMBDA_RETRY_ATTEMPTS_ENV, LATE_DELIVERY_LIMIT_ENV
 from kairos_runtime.tables import TableId
 
@@ -80,6 +80,24 @@ def lambda_environment(
     return environment
 
 
+def fan_out_arguments(fan_out: FanOutPlan) -> dict[str, Any]:
+    """What the local fan-out driver needs of the plan (``kairos/local/fan_out_invoke.py``)."""
+    return {
+        "functions": {
+            step: {"memory": function.memory, "timeout": function.timeout}
+            for step, function in fan_out.functions.items()
+        },
+        "max_concurrency": fan_out.max_concurrency,
+        "batch_retry": {
+            "errors": list(fan_out.batch_retry.errors),
+            "interval_seconds": fan_out.batch_retry.interval_seconds,
+            "max_attempts": fan_out.batch_retry.max_attempts,
+            "backoff_rate": fan_out.batch_retry.backoff_rate,
+            "max_delay_seconds": fan_out.batch_retry.max_delay_seconds,
+        },
+    }
+
+
 def loopback_credentials(endpoint_url: str) -> dict[str, str]:
     """Dummy credentials for a loopback endpoint, which accepts any: real ones are never handed to it."""
     if urlsplit(endpoint_url).hostname in LOOPBACK_HOSTS:
@@ -107,7 +125,20 @@ def invoke_locally(
         event_file, result_file = Path(workdir, "event.json"), Path(workdir, "result.json")
         event_file.write_text(json.dumps(dict(event)), encoding="utf-8")
         arguments = [str(event_file), str(result_file), task.name, str(task.memory), str(task.timeout)]
-        if task.family == "python":
+        timeout = task.timeout
+        if task.fan_out is not None:
+            # The state machine's three steps in one process: plan, batches on a thread pool, summary.
+            command = [
+                sys.executable,
+                "-m",
+                "kairos.local.fan_out_invoke",
+                str(event_file),
+                str(result_file),
+                task.name,
+                json.dumps(fan_out_arguments(task.fan_out)),
+            ]
+            timeout = task.fan_out.execution_timeout_seconds
+        elif task.family == "python":
             command = [sys.executable, "-m", "kairos.local.python_invoke", *arguments]
         else:
             node = shutil.which("node") or "node"
@@ -119,14 +150,14 @@ def invoke_locally(
                 env=environment,
                 capture_output=True,
                 text=True,
-                timeout=task.timeout + PROCESS_GRACE_S,
+                timeout=timeout + PROCESS_GRACE_S,
                 check=False,
             )
         except subprocess.TimeoutExpired as expired:
             # The partial output arrives as bytes even with text=True.
             partial = expired.stdout or b""
             output = partial.decode(errors="replace") if isinstance(partial, bytes) else partial
-            return LocalInvocation(task.name, event, False, None, f"timed out after {task.timeout} s", output)
+            return LocalInvocation(task.name, event, False, None, f"timed out after {timeout} s", output)
         output = completed.stdout + completed.stderr
         if not result_file.exists():
             return LocalInvocation(

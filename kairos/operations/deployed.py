@@ -101,12 +101,18 @@ class DeployedStage:
         return self.session.resource("dynamodb").Table(self.table_names[TableId.TASK_RUNS])
 
 
+FAN_OUT_STEP = "PlanFunction"
+"""A fan-out task's function and log group, as the operations commands see them: its planner's, which
+owns the slot's run record (kairos_stack/fan_out_task.py)."""
+
+
 def task_paths(plan: StagePlan, task: TaskPlan) -> dict[str, str]:
     """The construct paths (stack name first) of a task's function, log group and schedule."""
     stack = plan.task_stack_name(task)
+    within = f"{task.name}/{FAN_OUT_STEP}" if task.fan_out is not None else task.name
     return {
-        "function": f"{stack}/" + FUNCTION_PATH.format(task=task.name),
-        "log_group": f"{stack}/" + LOG_GROUP_PATH.format(task=task.name),
+        "function": f"{stack}/" + FUNCTION_PATH.format(task=within),
+        "log_group": f"{stack}/" + LOG_GROUP_PATH.format(task=within),
         "schedule": f"{stack}/" + SCHEDULE_PATH.format(task=task.name),
     }
 

@@ -432,6 +432,23 @@ def test_show_names_the_partitions_a_task_may_touch(runner: CliRunner, tasks_fil
     assert "task_runs (query_indexes, whole table)" in summary.replace("\n", " ")
 
 
+def test_run_of_a_fan_out_task_runs_its_steps_through_the_fan_out_handlers(
+    runner: CliRunner, tasks_file: Path, local_dynamodb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``kairos run`` of stock-daily-all starts the local fan-out driver in a fresh interpreter: its
+    planner (the real plan handler) finds Saturday closed and the record says so; no batch runs."""
+    monkeypatch.setattr(cli.services, "endpoint", lambda: fixed_endpoint(local_dynamodb))
+
+    code, output = invoke(
+        runner, "run", "stock-daily-all", "--file", str(tasks_file), "--scheduled-time", "2026-11-28T08:00:00Z", "-v"
+    )
+
+    assert code == 0, output
+    assert "SKIPPED" in output
+    assert "not a trading day" in output
+    assert "stock-daily-all-plan" in output, "the plan step logged under its own function name"
+
+
 def test_a_second_run_of_a_done_slot_does_not_run_and_rerun_does(
     runner: CliRunner, tasks_file: Path, local_dynamodb: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

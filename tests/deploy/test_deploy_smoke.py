@@ -323,8 +323,15 @@ def assert_schedules_and_alarms(aws: LocalAws, stack: Deployed) -> None:
         )
         assert schedule["ScheduleExpression"] == task.schedule_expression
         assert schedule["State"] == ("ENABLED" if task.enabled else "DISABLED")
-        function_name = stack.physical_id(f"{task.name}/Function/Resource")
-        assert schedule["Target"]["Arn"] == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+        if task.fan_out is not None:  # the schedule starts the task's state machine
+            machine = stack.physical_id(f"{task.name}/StateMachine/Resource")
+            assert schedule["Target"]["Arn"] == machine
+            assert aws.client("stepfunctions").describe_state_machine(stateMachineArn=machine)["name"] == (
+                task.fan_out.state_machine_name
+            )
+        else:
+            function_name = stack.physical_id(f"{task.name}/Function/Resource")
+            assert schedule["Target"]["Arn"] == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
         alarm = stack.resource(f"{task.name}/FailureAlarm/Resource")
         assert alarm["Type"] == "AWS::CloudWatch::Alarm"
         assert alarm["Properties"]["Threshold"] == 1
@@ -360,6 +367,9 @@ def assert_stack(aws: LocalAws, stack: Deployed, updated: frozenset[str] = froze
     }
     layers = set()
     for task in stack.plan.tasks:
+        if task.fan_out is not None:  # three functions and the machine's log group: tests/infra/test_fan_out_task.py
+            assert stack.physical_id(f"{task.name}/StateMachineLogs/Resource") in log_groups
+            continue
         assert stack.physical_id(f"{task.name}/Logs/Resource") in log_groups
         layers.update(assert_function(aws, stack, task))
     crawler_shards = {

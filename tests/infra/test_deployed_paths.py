@@ -49,8 +49,10 @@ def test_every_task_table_and_the_queue_are_found_by_construct_path(dev: tuple[S
     for task in plan.tasks:
         found = stage.task(task.name)
         prefix = f"{plan.task_stack_name(task)}/{task.name}"
-        assert found.function_name == f"physical-{logical_id_in(templates, f'{prefix}/Function/Resource')}"
-        assert found.log_group_name == f"physical-{logical_id_in(templates, f'{prefix}/Logs/Resource')}"
+        # A fan-out task is operated through its planner, which owns the slot's run record.
+        own = f"{prefix}/PlanFunction" if task.fan_out is not None else prefix
+        assert found.function_name == f"physical-{logical_id_in(templates, f'{own}/Function/Resource')}"
+        assert found.log_group_name == f"physical-{logical_id_in(templates, f'{own}/Logs/Resource')}"
         assert found.schedule_name == f"physical-{logical_id_in(templates, f'{prefix}/Schedule/Resource')}"
     runs = logical_id_in(templates, f"{plan.stack_name}/Tables/TaskRuns/Resource")
     assert stage.table_names[TableId.TASK_RUNS] == f"physical-{runs}"

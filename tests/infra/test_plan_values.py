@@ -104,10 +104,21 @@ def test_every_function_environment_is_the_plans(stage: tuple[StagePlan, Templat
         for design in TABLE_DESIGNS.values()
     }
     functions = template.find_resources("AWS::Lambda::Function")
-    assert len(functions) == len(plan.tasks)
+    assert len(functions) == sum(len(task.fan_out.functions) if task.fan_out else 1 for task in plan.tasks)
     for task in plan.tasks:
-        function = resource_at(template, "AWS::Lambda::Function", f"{plan.task_stack_name(task)}/{task.name}/Function")
-        assert function["Properties"]["Environment"]["Variables"] == task.function_environment(table_refs), task.name  # type: ignore[arg-type]
+        # A fan-out task's three functions share the task's environment (their handlers differ).
+        paths = (
+            [f"{step.capitalize()}Function/Function" for step in task.fan_out.functions]
+            if task.fan_out
+            else ["Function"]
+        )
+        for path in paths:
+            function = resource_at(
+                template, "AWS::Lambda::Function", f"{plan.task_stack_name(task)}/{task.name}/{path}"
+            )
+            assert function["Properties"]["Environment"]["Variables"] == task.function_environment(table_refs), (
+                task.name
+            )  # type: ignore[arg-type]
 
 
 def test_every_alarm_is_one_the_plan_decided(stage: tuple[StagePlan, Template]) -> None:
@@ -118,13 +129,15 @@ def test_every_alarm_is_one_the_plan_decided(stage: tuple[StagePlan, Template]) 
         plan.dead_letter_alarm, {"QueueName": {"Fn::GetAtt": [queue_id, "QueueName"]}}
     )
     for task in plan.tasks:
-        function_id = logical_id(
-            template, "AWS::Lambda::Function", f"{plan.task_stack_name(task)}/{task.name}/Function"
-        )
+        stack = plan.task_stack_name(task)
+        if task.fan_out is not None:
+            machine = logical_id(template, "AWS::StepFunctions::StateMachine", f"{stack}/{task.name}/StateMachine")
+            names: dict[str, Any] = {"StateMachineArn": {"Ref": machine}}
+        else:
+            function_id = logical_id(template, "AWS::Lambda::Function", f"{stack}/{task.name}/Function")
+            names = {"FunctionName": {"Ref": function_id}}
         for alarm in task.alarms:
-            expected[f"{plan.task_stack_name(task)}/{task.name}/{alarm.construct_id}"] = from_plan(
-                alarm, {"FunctionName": {"Ref": function_id}}
-            )
+            expected[f"{stack}/{task.name}/{alarm.construct_id}"] = from_plan(alarm, names)
     deployed = {
         resource["Metadata"]["aws:cdk:path"].removesuffix("/Resource"): from_template(resource["Properties"])
         for resource in template.find_resources("AWS::CloudWatch::Alarm").values()

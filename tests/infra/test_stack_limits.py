@@ -59,7 +59,8 @@ def test_the_plans_resource_count_is_the_templates(tmp_path: Path) -> None:
             # As the CLI writes it (indent 1) with CDK's path metadata, the size CloudFormation measures.
             assert shard.template_bytes >= len(json.dumps(template, indent=1)), (plan.stage, shard.index)
             functions = [item for item in template["Resources"].values() if item["Type"] == "AWS::Lambda::Function"]
-            assert len(functions) == len(shard.tasks)
+            # A fan-out task has a function per step (plan, batch, summarize: docs/adr/0162).
+            assert len(functions) == sum(len(task.fan_out.functions) if task.fan_out else 1 for task in shard.tasks)
     assert len({plan.resource_count for plan, _ in stacks}) == len(stacks)
 
 

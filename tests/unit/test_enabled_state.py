@@ -15,8 +15,8 @@ from tests.conftest import PROJECT_ROOT
 
 DEMO_TASKS = ("python-task-1", "python-task-2", "nodejs-task-1", "nodejs-task-2")
 OFF_BY_ENTRY = (
-    "stock-spot", "etf-spot", "index-spot", "stock-daily", "etf-daily", "index-daily", "daily-summary",
-    "trading-calendar", "fund-nav",
+    "stock-spot", "etf-spot", "index-spot", "stock-daily", "stock-daily-all", "etf-daily", "index-daily",
+    "daily-summary", "trading-calendar", "fund-nav",
 )  # fmt: skip
 
 # What the README's "Stages" section says the shipped tasks.yaml runs.

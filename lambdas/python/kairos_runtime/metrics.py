@@ -56,6 +56,16 @@ LAMBDA_METRICS = frozenset({LAMBDA_ASYNC_EVENTS_DROPPED})
 SQS_NAMESPACE = "AWS/SQS"
 SQS_MESSAGES_VISIBLE = "ApproximateNumberOfMessagesVisible"
 SQS_METRICS = frozenset({SQS_MESSAGES_VISIBLE})
+STATES_NAMESPACE = "AWS/States"
+STATES_EXECUTIONS_FAILED = "ExecutionsFailed"
+STATES_EXECUTIONS_TIMED_OUT = "ExecutionsTimedOut"
+STATES_EXECUTIONS_ABORTED = "ExecutionsAborted"
+"""A fan-out task's state machine executions that ended badly, per state machine (dimension StateMachineArn)."""
+STATES_METRICS = frozenset({STATES_EXECUTIONS_FAILED, STATES_EXECUTIONS_TIMED_OUT, STATES_EXECUTIONS_ABORTED})
 
-AWS_METRICS: dict[str, frozenset[str]] = {LAMBDA_NAMESPACE: LAMBDA_METRICS, SQS_NAMESPACE: SQS_METRICS}
+AWS_METRICS: dict[str, frozenset[str]] = {
+    LAMBDA_NAMESPACE: LAMBDA_METRICS,
+    SQS_NAMESPACE: SQS_METRICS,
+    STATES_NAMESPACE: STATES_METRICS,
+}
 """Per AWS namespace, the metrics of it that Kairos alarms may watch."""

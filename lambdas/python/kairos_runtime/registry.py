@@ -19,6 +19,7 @@ from kairos_runtime.validation import Model, parse
 
 if TYPE_CHECKING:
     from kairos_runtime.context import TaskContext
+    from kairos_runtime.fan_out import FanOut
 
 
 class Access(StrEnum):
@@ -179,6 +180,10 @@ class TaskType(Generic[ParamsT]):
     partitions: Mapping[TableId, Partitions] = field(default_factory=lambda: MappingProxyType({}))
     """Per declared table, the partition-key prefixes each access is limited to; a table absent here
     is granted whole (reads only: see :func:`resolve_partitions`)."""
+    fan_out: FanOut[Any] | None = None
+    """A fan-out task type (:mod:`kairos_runtime.fan_out`): its schedule starts a state machine that
+    runs the planner, the batch workers and the summary; ``function`` is then its batch-less form,
+    never deployed."""
     backfill: bool = False
     """Whether the task can run for a past slot (``kairos backfill``): it computes the slot's result
     from the slot, not from what its source serves now. False (a spot snapshot): the handler refuses
@@ -220,6 +225,7 @@ class TaskRegistry:
         group: DependencyGroup = DependencyGroup.CORE,
         architecture: Architecture | None = None,
         parameters: Callable[[ParamsT], Sequence[str]] | None = None,
+        fan_out: FanOut[Any] | None = None,
         backfill: bool = False,
     ) -> Callable[[TaskFunction[ParamsT]], TaskFunction[ParamsT]]:
         """Register the decorated function as task type ``name``; the function is returned unchanged.
@@ -231,6 +237,8 @@ class TaskRegistry:
         ("STOCK#",)}``, or :class:`Partitions` when reads and writes differ); a table written to must
         have them. ``parameters`` names the
         SSM parameters a task reads, derived from its params; the stack grants read on exactly those.
+        ``fan_out`` makes it a fan-out task type (:class:`~kairos_runtime.fan_out.FanOut`): its params
+        model must have ``batch_size``, ``max_concurrency`` and ``requests_per_second``.
         ``backfill`` says the task can run for a past slot (see :attr:`TaskType.backfill`); off unless
         declared, so a task that only sees the present is never asked to file it under the past.
         """
@@ -243,6 +251,14 @@ class TaskRegistry:
         declared_tables = {table_id: Access(access) for table_id, access in (tables or {}).items()}
         # Checked when the module is imported, so a bad declaration fails every test, not a deploy.
         resolved_partitions = resolve_partitions(name, declared_tables, dict(partitions or {}))
+        if fan_out is not None:
+            from kairos_runtime.fan_out import FAN_OUT_FIELDS
+
+            missing = [each for each in FAN_OUT_FIELDS if each not in params.__struct_fields__]
+            if missing:
+                raise InvalidDeclarationError(
+                    f"task_type {name!r}: a fan-out params model needs the field(s) {', '.join(missing)}"
+                )
 
         def register(function: TaskFunction[ParamsT]) -> TaskFunction[ParamsT]:
             self._add(
@@ -256,6 +272,7 @@ class TaskRegistry:
                     description=(function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else "",
                     parameters=parameters,
                     partitions=MappingProxyType(resolved_partitions),
+                    fan_out=fan_out,
                     backfill=backfill,
                 )
             )

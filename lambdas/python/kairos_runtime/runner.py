@@ -31,7 +31,7 @@ from kairos_runtime.registry import (
     TaskType,
     UnknownTaskTypeError,
 )
-from kairos_runtime.runs import ErrorKind, RunError, RunRecorder, RunStatus, run_key
+from kairos_runtime.runs import ErrorKind, RunError, RunKey, RunRecorder, RunStatus, run_key
 from kairos_runtime.settings import PAST_SLOT_REFUSED, RuntimeSettings
 from kairos_runtime.slots import Claimed, Decline, Declined, SlotInProgressError, SlotLedger
 from kairos_runtime.tables import TableId
@@ -177,6 +177,21 @@ class TaskRunner:
         start = time.perf_counter()
         result_fields = self._run(event, event_error, invocation)
         duration_ms = round((time.perf_counter() - start) * 1000)
+        return self._conclude(event, recorder, key, result_fields, duration_ms, ledger=ledger, claimed=claimed)
+
+    def _conclude(
+        self,
+        event: ScheduledEvent,
+        recorder: RunRecorder,
+        key: RunKey,
+        result_fields: dict[str, Any],
+        duration_ms: int,
+        *,
+        ledger: SlotLedger,
+        claimed: Claimed | None,
+    ) -> dict[str, Any]:
+        """Write the run's final record from ``result_fields``, settle the slot's claim and report it
+        (metrics, log); raise :class:`TaskRunFailed` on a transient failure so the delivery is retried."""
         finished_at = self._clock()
         error = result_fields.get("error")
         retried = (
@@ -274,9 +289,11 @@ class TaskRunner:
             return event, RunError("InvalidEvent", message, ErrorKind.PERMANENT)
         return event, None
 
-    def _run(
+    def _prepare(
         self, event: ScheduledEvent, event_error: RunError | None, invocation: InvocationContext
-    ) -> dict[str, Any]:
+    ) -> tuple[TaskType[Any], TaskParams, TaskContext] | dict[str, Any]:
+        """The task type, its params and the context to run it in; or the failed result's fields when
+        the event, its task type or its params do not allow a run."""
         if event_error is not None:
             return {"status": RunStatus.FAILED, "error": event_error}
         try:
@@ -310,6 +327,15 @@ class TaskRunner:
             logger=self._logger,
             remaining_time_ms=invocation.get_remaining_time_in_millis,
         )
+        return task_type, params, context
+
+    def _run(
+        self, event: ScheduledEvent, event_error: RunError | None, invocation: InvocationContext
+    ) -> dict[str, Any]:
+        prepared = self._prepare(event, event_error, invocation)
+        if isinstance(prepared, dict):
+            return prepared
+        task_type, params, context = prepared
         try:
             outcome = task_type.function(params, context) or TaskOutcome()
         except TaskSkipped as skipped:

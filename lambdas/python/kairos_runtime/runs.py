@@ -241,6 +241,42 @@ class RunRecorder:
         self._claims[key] = _Claim(request_id, started, self._claim(key, item))
         return key
 
+    def adopt(self, key: RunKey, *, request_id: str, started_at: str) -> None:
+        """Take over the claim another invocation made with :meth:`start`: a fan-out's summary
+        finishes the record its planner started (its request id and start time travel in the
+        machine's state), so a planner retried meanwhile still owns the record it restarted."""
+        self._claims[key] = _Claim(request_id, started_at, 1)
+
+    def claim_of(self, key: RunKey) -> tuple[str, str]:
+        """The request id and start time this recorder's claim on ``key`` holds (for :meth:`adopt`)."""
+        claim = self._claim_of(key)
+        return claim.request_id, claim.started_at
+
+    def note(self, key: RunKey, detail: Mapping[str, Any]) -> None:
+        """Set a STARTED record's ``detail`` (a fan-out's planned totals) while its owner still runs."""
+        from botocore.exceptions import ClientError
+
+        claim = self._claim_of(key)
+        try:
+            self._table.update_item(
+                Key={TASK_RUNS.partition_key: key.pk, TASK_RUNS.sort_key: key.sk},
+                UpdateExpression="SET #detail = :detail",
+                ConditionExpression="#request_id = :request_id AND #started_at = :started_at",
+                ExpressionAttributeNames={
+                    "#detail": "detail",
+                    "#request_id": "request_id",
+                    "#started_at": "started_at",
+                },
+                ExpressionAttributeValues={
+                    ":detail": bounded_detail(detail),
+                    ":request_id": claim.request_id,
+                    ":started_at": claim.started_at,
+                },
+            )
+        except ClientError as error:
+            if not _condition_failed(error):
+                raise
+
     def lambda_attempt(self, key: RunKey) -> int:
         """Which of Lambda's attempts at its invocation this run is: 1, 2 after one retry, and so on.
 

@@ -9,17 +9,19 @@ akshare, pandas, pycoingecko and requests inside the functions that call a sourc
 from __future__ import annotations
 
 from kairos_runtime.registry import TaskRegistry
-from kairos_runtime.tasks.market import a_shares, calendar_refresh, crypto, funds, summary
+from kairos_runtime.tasks.market import a_shares, calendar_refresh, crypto, fan_out_daily, funds, summary
 
 registry = TaskRegistry()
 registry.include(a_shares.registry)
 registry.include(calendar_refresh.registry)
 registry.include(crypto.registry)
+registry.include(fan_out_daily.registry)
 registry.include(funds.registry)
 registry.include(summary.registry)
 
 CALENDAR_TASK_TYPES = (
     frozenset(a_shares.registry.names())
+    | frozenset(fan_out_daily.registry.names())
     | frozenset(funds.registry.names())
     | frozenset(calendar_refresh.registry.names())
 )

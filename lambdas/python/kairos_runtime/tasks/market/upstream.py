@@ -4,13 +4,16 @@ akshare and pycoingecko call ``requests`` themselves, so the policy is applied a
 
 * a proxy: akshare passes no ``proxies`` argument, but requests reads ``HTTPS_PROXY``/``HTTP_PROXY``
   from the environment on every request, so :func:`upstream_requests` sets them for the duration of
-  the call and restores them after (a Lambda invocation runs one task at a time, so the process-wide
-  environment is ours for that long; AWS calls are made outside the block and never see the proxy);
+  the call and restores them after the last block of the process ends (a Lambda invocation runs one
+  task at a time, so the process-wide environment is ours for that long; AWS calls are made outside
+  the block and never see the proxy; a local fan-out's batches share the one task's proxy);
 * a timeout: every request is capped at the task's ``request_timeout_seconds``, including the akshare
   calls that pass none (``index_zh_a_hist`` and the major-index quote list would otherwise wait
   forever on a stalled connection);
 * HTTP errors: a 4xx/5xx response raises ``HTTPError`` at once, so an error page is never parsed as
   data and a 5xx or 429 is recognised as worth another try.
+* pacing: a fan-out batch passes its rate limiter (``gate``), which every HTTP request waits for and
+  which hears each answer's status, so 429 and 5xx slow the batch down (:mod:`kairos_runtime.rate_limit`);
 * quiet loggers: the HTTP libraries' loggers are held at WARNING whatever ``LOG_LEVEL`` says, since
   urllib3 logs URLs with their query strings, API keys included (:mod:`kairos_runtime.log_levels`).
 
@@ -23,11 +26,12 @@ from __future__ import annotations
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from msgspec import Meta
 
@@ -135,34 +139,102 @@ def classify(error: BaseException) -> Failure:
     return Failure(ErrorKind.PERMANENT, "unexpected response")
 
 
-@contextmanager
-def upstream_requests(*, proxy: str | None, timeout: float) -> Iterator[None]:
-    """Apply the HTTP policy (proxy, timeout cap, errors raised) to requests made inside the block."""
-    import requests
+class RequestGate(Protocol):
+    """What paces a thread's HTTP requests (a fan-out batch's rate limiter, :mod:`kairos_runtime.rate_limit`)."""
 
-    quiet_third_party_loggers()
-    original = requests.Session.request
+    def acquire(self) -> None: ...
 
-    def request(self: requests.Session, method: str, url: str, **kwargs: Any) -> Any:
+    def record(self, status: int | None) -> None:
+        """The answer's HTTP status (None: no answer): 429 and 5xx slow the sender down."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    timeout: float
+    gate: RequestGate | None
+
+
+# The policy is per thread, the patch of requests.Session.request process-wide: the first block to
+# enter installs it and the last to leave restores the original, so the batches of a local fan-out
+# (threads of one process) each keep their own timeout and rate limiter.
+_POLICY = threading.local()
+_PATCH_LOCK = threading.Lock()
+_patch_state: dict[str, Any] = {"users": 0, "original": None, "saved_env": {}}
+
+
+def _policy() -> _Policy | None:
+    stack: list[_Policy] | None = getattr(_POLICY, "stack", None)
+    return stack[-1] if stack else None
+
+
+def _policed(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``requests.Session.request`` under the calling thread's policy (untouched outside a block)."""
+
+    def request(self: Any, method: str, url: str, **kwargs: Any) -> Any:
+        policy = _policy()
+        if policy is None:  # another thread, outside any block
+            return original(self, method, url, **kwargs)
         given = kwargs.get("timeout")
-        kwargs["timeout"] = timeout if given is None else _capped(given, timeout)
-        response = original(self, method, url, **kwargs)
+        kwargs["timeout"] = policy.timeout if given is None else _capped(given, policy.timeout)
+        gate = policy.gate
+        if gate is not None:
+            gate.acquire()
+        try:
+            response = original(self, method, url, **kwargs)
+        except Exception:
+            if gate is not None:
+                gate.record(None)
+            raise
+        if gate is not None:
+            gate.record(response.status_code)
         response.raise_for_status()
         return response
 
-    saved = {name: os.environ.get(name) for name in PROXY_VARIABLES}
-    requests.Session.request = request  # type: ignore[method-assign,assignment]
-    if proxy:
-        os.environ.update(dict.fromkeys(PROXY_VARIABLES, proxy))
-    try:
-        yield
-    finally:
-        requests.Session.request = original  # type: ignore[method-assign]
-        for name, value in saved.items():
+    return request
+
+
+def _enter(proxy: str | None) -> None:
+    import requests
+
+    with _PATCH_LOCK:
+        if _patch_state["users"] == 0:
+            _patch_state["original"] = requests.Session.request
+            _patch_state["saved_env"] = {name: os.environ.get(name) for name in PROXY_VARIABLES}
+            requests.Session.request = _policed(requests.Session.request)  # type: ignore[method-assign]
+            if proxy:
+                os.environ.update(dict.fromkeys(PROXY_VARIABLES, proxy))
+        _patch_state["users"] += 1
+
+
+def _leave() -> None:
+    import requests
+
+    with _PATCH_LOCK:
+        _patch_state["users"] -= 1
+        if _patch_state["users"]:
+            return
+        requests.Session.request = _patch_state["original"]  # type: ignore[method-assign]
+        for name, value in _patch_state["saved_env"].items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextmanager
+def upstream_requests(*, proxy: str | None, timeout: float, gate: RequestGate | None = None) -> Iterator[None]:
+    """Apply the HTTP policy (proxy, timeout cap, errors raised, and ``gate`` pacing each request)
+    to requests made inside the block by this thread."""
+    quiet_third_party_loggers()
+    _enter(proxy)
+    stack: list[_Policy] = getattr(_POLICY, "stack", None) or []
+    _POLICY.stack = stack
+    stack.append(_Policy(timeout=timeout, gate=gate))
+    try:
+        yield
+    finally:
+        stack.pop()
+        _leave()
 
 
 def _capped(given: object, cap: float) -> object:

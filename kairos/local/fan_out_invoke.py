@@ -1,0 +1,60 @@
+"""Run a fan-out task's steps the way its state machine does, in a fresh interpreter: ``python -m``.
+
+Arguments: EVENT_FILE RESULT_FILE FUNCTION_NAME FAN_OUT_JSON (the plan's functions, concurrency and
+batch retry). The handlers' logs go to stdout; the outcome is written as JSON to RESULT_FILE.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import partial
+from pathlib import Path
+
+from kairos.local.fan_out import drive
+from kairos.local.python_invoke import LocalLambdaContext
+from kairos.plan import RetryPlan
+
+
+def main(argv: list[str]) -> int:
+    event_file, result_file, function_name, fan_out_json = argv
+    event = json.loads(Path(event_file).read_text(encoding="utf-8"))
+    fan_out = json.loads(fan_out_json)
+    from kairos_runtime import fan_out_handler
+
+    def context_for(step: str) -> LocalLambdaContext:
+        spec = fan_out["functions"][step]
+        return LocalLambdaContext(f"{function_name}-{step}", int(spec["memory"]), int(spec["timeout"]))
+
+    retry = fan_out["batch_retry"]
+    try:
+        result = drive(
+            event,
+            plan=fan_out_handler.plan,
+            batch=fan_out_handler.batch,
+            summarize=fan_out_handler.summarize,
+            max_concurrency=int(fan_out["max_concurrency"]),
+            batch_retry=RetryPlan(
+                errors=tuple(retry["errors"]),
+                interval_seconds=int(retry["interval_seconds"]),
+                max_attempts=int(retry["max_attempts"]),
+                backoff_rate=float(retry["backoff_rate"]),
+                max_delay_seconds=int(retry["max_delay_seconds"]),
+            ),
+            contexts={step: partial(context_for, step) for step in ("plan", "batch", "summarize")},
+        )
+    except Exception as error:
+        outcome = {"ok": False, "error_type": type(error).__name__, "message": str(error)}
+    else:
+        outcome = {
+            "ok": True,
+            "response": dict(result.response),
+            "batches": len(result.results),
+            "batches_caught": sum(1 for each in result.results if "error" in each),
+        }
+    Path(result_file).write_text(json.dumps(outcome, default=str), encoding="utf-8")
+    return 0 if outcome["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,231 @@
+"""One fan-out task of tasks.yaml: three functions and the Step Functions state machine that runs them.
+
+plan ─▶ planned? ─no─▶ done (the plan's record is final: skipped, or failed before any batch)
+          │ yes
+          ▼
+        Map over the plan's batches (MaxConcurrency from the plan)
+          └─ batch worker (Retry: transient errors, exponential backoff, full jitter;
+                           Catch: every other error ─▶ "batch failed" {index, error}, the others go on)
+          ▼
+        summarize (writes the slot's final run record)
+
+The schedule starts the state machine with the same event a function would get. Roles: each
+function its own (its log group, X-Ray, and the shard stack's grants by step); the state machine's may
+invoke only these three functions; the schedule's own Scheduler role may start only this state
+machine (not the stage's shared role, which invokes functions only: docs/adr/0162-fan-out-in-shards.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as targets
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as sfn_tasks
+from constructs import Construct
+
+from kairos.plan import FanOutPlan, FunctionPlan, ResourceDimension, RetryPlan, TaskPlan
+from kairos_runtime.tables import TableId
+from kairos_stack.alarms import planned_alarm
+from kairos_stack.scheduled_task import ARCHITECTURES, LAMBDA_RUNTIMES
+
+STEP_IDS = {"plan": "PlanFunction", "batch": "BatchFunction", "summarize": "SummarizeFunction"}
+
+
+class FanOutFunction(Construct):
+    """One step's function, with its own role and log group (as a ``ScheduledTask``'s, without the
+    asynchronous invoke config: the state machine invokes it synchronously and retries itself)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        task: TaskPlan,
+        step: FunctionPlan,
+        code: lambda_.Code,
+        layers: Sequence[lambda_.ILayerVersion],
+        log_retention: logs.RetentionDays,
+        removal_policy: cdk.RemovalPolicy,
+        table_names: Mapping[TableId, str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.step = step
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=removal_policy)
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Kairos task {task.name}, {step.step}: its own logs, traces and granted data"[:1000],
+        )
+        self.log_group.grant_write(self.role)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description=f"{task.function_description} ({step.step})"[:256],
+            runtime=LAMBDA_RUNTIMES[task.runtime],
+            architecture=ARCHITECTURES[task.architecture],
+            handler=step.handler,
+            code=code,
+            role=self.role,
+            layers=list(layers),
+            memory_size=step.memory,
+            timeout=cdk.Duration.seconds(step.timeout),
+            environment=task.function_environment(table_names),
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            tracing=lambda_.Tracing.ACTIVE,
+        )
+
+
+def _retry(state: sfn_tasks.LambdaInvoke, retry: RetryPlan) -> None:
+    state.add_retry(
+        errors=list(retry.errors),
+        interval=cdk.Duration.seconds(retry.interval_seconds),
+        max_attempts=retry.max_attempts,
+        backoff_rate=retry.backoff_rate,
+        max_delay=cdk.Duration.seconds(retry.max_delay_seconds),
+        jitter_strategy=sfn.JitterType.FULL,
+    )
+
+
+def definition(scope: Construct, fan_out: FanOutPlan, functions: Mapping[str, lambda_.IFunction]) -> sfn.IChainable:
+    """The machine's states, from the plan: plan, a choice, the Map of batches and the summary."""
+    plan = sfn_tasks.LambdaInvoke(
+        scope,
+        "Plan",
+        lambda_function=functions["plan"],
+        payload_response_only=True,
+        retry_on_service_exceptions=False,
+        result_path="$.plan",
+    )
+    _retry(plan, fan_out.plan_retry)
+    batch = sfn_tasks.LambdaInvoke(
+        scope,
+        "Batch",
+        lambda_function=functions["batch"],
+        payload_response_only=True,
+        retry_on_service_exceptions=False,
+    )
+    _retry(batch, fan_out.batch_retry)
+    failed = sfn.Pass(
+        scope,
+        "Batch failed",
+        parameters={"index.$": "$.batch.index", "error.$": "$.failure.Error"},
+        comment="The batch's symbols count as failed in the summary; the other batches go on",
+    )
+    batch.add_catch(failed, errors=["States.ALL"], result_path="$.failure")
+    batches = sfn.Map(
+        scope,
+        "Batches",
+        items_path="$.plan.batches",
+        max_concurrency=fan_out.max_concurrency,
+        item_selector={
+            "event.$": "$$.Execution.Input",
+            "batch.$": "$$.Map.Item.Value",
+            "shared.$": "$.plan.shared",
+            "rate_per_batch.$": "$.plan.rate_per_batch",
+        },
+        result_path="$.results",
+    )
+    batches.item_processor(batch)
+    summarize = sfn_tasks.LambdaInvoke(
+        scope,
+        "Summarize",
+        lambda_function=functions["summarize"],
+        payload=sfn.TaskInput.from_object(
+            {"event.$": "$$.Execution.Input", "plan.$": "$.plan", "results.$": "$.results"}
+        ),
+        payload_response_only=True,
+        retry_on_service_exceptions=False,
+        result_path="$.summary",
+    )
+    _retry(summarize, fan_out.summary_retry)
+    ended = sfn.Succeed(scope, "Ended at plan", comment="Skipped, or failed before any batch: the record is final")
+    planned = sfn.Choice(scope, "Planned?").when(
+        sfn.Condition.boolean_equals("$.plan.planned", True), batches.next(summarize)
+    )
+    return plan.next(planned.otherwise(ended))
+
+
+class FanOutTask(Construct):
+    """A fan-out task: its functions, state machine (with log group and alarm) and schedule."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        plan: TaskPlan,
+        code: lambda_.Code,
+        layers: Sequence[lambda_.ILayerVersion] = (),
+        schedule_group: scheduler.IScheduleGroup,
+        dead_letter_queue: sqs.IQueue,
+        log_retention: logs.RetentionDays,
+        removal_policy: cdk.RemovalPolicy,
+        alarm_action: cloudwatch.IAlarmAction,
+        table_names: Mapping[TableId, str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if plan.fan_out is None:
+            raise ValueError(f"task {plan.name} is not a fan-out task")
+        self.plan = plan
+        fan_out = plan.fan_out
+        self.steps = {
+            name: FanOutFunction(
+                self,
+                STEP_IDS[name],
+                task=plan,
+                step=step,
+                code=code,
+                layers=layers,
+                log_retention=log_retention,
+                removal_policy=removal_policy,
+                table_names=table_names,
+            )
+            for name, step in fan_out.functions.items()
+        }
+        functions = {name: step.function for name, step in self.steps.items()}
+        self.log_group = logs.LogGroup(self, "StateMachineLogs", retention=log_retention, removal_policy=removal_policy)
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=fan_out.state_machine_name,
+            comment=f"Kairos task {plan.name}: plan, {fan_out.max_concurrency} batches at a time, summarize",
+            definition_body=sfn.DefinitionBody.from_chainable(definition(self, fan_out, functions)),
+            timeout=cdk.Duration.seconds(fan_out.execution_timeout_seconds),
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+            tracing_enabled=True,
+        )
+        self.schedule = scheduler.Schedule(
+            self,
+            "Schedule",
+            description=f"{plan.name}: {plan.schedule_expression} ({plan.timezone}), starts its state machine",
+            schedule=scheduler.ScheduleExpression.expression(
+                plan.schedule_expression, time_zone=cdk.TimeZone.of(plan.timezone)
+            ),
+            schedule_group=schedule_group,
+            enabled=plan.enabled,
+            target=targets.StepFunctionsStartExecution(
+                self.state_machine,
+                input=scheduler.ScheduleTargetInput.from_object(dict(plan.input_template)),
+                dead_letter_queue=dead_letter_queue,
+                retry_attempts=plan.scheduler_retry_attempts,
+                max_event_age=cdk.Duration.seconds(plan.max_event_age_seconds),
+            ),
+        )
+        resource_names: dict[ResourceDimension, str] = {"StateMachineArn": self.state_machine.state_machine_arn}
+        self.alarms: dict[str, cloudwatch.Alarm] = {
+            alarm.construct_id: planned_alarm(self, alarm, alarm_action=alarm_action, resource_names=resource_names)
+            for alarm in plan.alarms
+        }
+        self.failure_alarm = self.alarms[plan.failure_alarm.construct_id]
+        freshness = plan.freshness.alarm
+        self.freshness_alarm = self.alarms[freshness.construct_id] if freshness is not None else None
