@@ -85,7 +85,15 @@ def _measured(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return RUNNER.dispatch(event, context)
 
 
-_traced: Handler = _measured if tracer is None else tracer.capture_lambda_handler(capture_response=False)(_measured)
+def traced(function: Handler) -> Handler:
+    """``function`` as a traced Lambda handler where the stage turns SDK tracing on, else as it is."""
+    if tracer is None:
+        return function
+    wrapped: Handler = tracer.capture_lambda_handler(capture_response=False)(function)
+    return wrapped
+
+
+_traced = traced(_measured)
 
 
 @logger.inject_lambda_context(correlation_id_path="execution_id", clear_state=True)
