@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -34,6 +34,37 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _serialise_moto_dynamodb() -> None:
+    """One DynamoDB request at a time through in-process moto, as DynamoDB applies each atomically.
+
+    moto keeps a table's items in plain dicts: a Query iterating them while another thread's
+    BatchWriteItem inserts raises ``RuntimeError: dictionary changed size during iteration``. The
+    fan-out's batches (moto's Map workers, the local thread pool) are such threads, so without this
+    a batch fails at random on a test artefact. Other services are left concurrent: Step Functions
+    invokes Lambda, whose answer calls DynamoDB, on the same thread.
+    """
+    import threading
+
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    if getattr(BotocoreStubber.process_request, "serialised_dynamodb", False):
+        return
+    original = BotocoreStubber.process_request
+    lock = threading.Lock()
+
+    def process_request(self: BotocoreStubber, request: Any) -> Any:
+        if "//dynamodb." not in request.url:
+            return original(self, request)
+        with lock:
+            return original(self, request)
+
+    process_request.serialised_dynamodb = True  # type: ignore[attr-defined]
+    BotocoreStubber.process_request = process_request  # type: ignore[method-assign]
+
+
+_serialise_moto_dynamodb()
 EVENTS_DIR = Path(__file__).resolve().parent / "events"
 CDK_FEATURE_FLAGS: dict[str, object] = {
     key: value
