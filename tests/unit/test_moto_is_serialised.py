@@ -29,7 +29,7 @@ def test_concurrent_writes_and_queries_on_moto_all_succeed(dynamodb: Any) -> Non
                     ScanIndexForward=False,
                     Limit=1,
                 )
-            except Exception as error:  # noqa: BLE001 - every failure is the finding
+            except Exception as error:  # every failure is the finding
                 errors.append(repr(error))
 
     threads = [threading.Thread(target=worker, args=(thread,)) for thread in range(4)]
