@@ -264,16 +264,12 @@ def invoke(
     region: RegionOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Invoke the deployed function with the event its schedule sends, wait, and print the run
-    record it wrote. A slot that already SUCCEEDED is not run again unless --rerun (the slot's run is
-    printed). Exits 1 when the run FAILED, the slot is in progress or no record was written."""
+    """Invoke the deployed function with the event its schedule sends (a fan-out task: start its
+    state machine with it), wait, and print the run record it wrote. A slot that already SUCCEEDED
+    is not run again unless --rerun (the slot's run is printed). Exits 1 when the run FAILED, the
+    slot is in progress or no record was written."""
     plan = _plan(file, stage)
     task = known_task(plan, name)
-    if task.fan_out is not None:
-        raise _fail(
-            f"{name} is a fan-out task: its schedule starts state machine {task.fan_out.state_machine_name}; "
-            "start an execution of it with the schedule's event (kairos invoke would run only its planner)"
-        )
     slot = (_instant(scheduled_time) if scheduled_time else services.clock()).replace(second=0, microsecond=0)
     deployed = deployed_stage(plan, profile, region)
     with aws_errors():

@@ -37,6 +37,7 @@ CDK_PATH = "aws:cdk:path"
 FUNCTION_PATH = "{task}/Function/Resource"
 LOG_GROUP_PATH = "{task}/Logs/Resource"
 SCHEDULE_PATH = "{task}/Schedule/Resource"
+STATE_MACHINE_PATH = "{task}/StateMachine/Resource"
 TABLE_PATH = "Tables/{construct_id}/Resource"
 DEAD_LETTER_QUEUE_PATH = "DeadLetters/Queue/Resource"
 
@@ -69,6 +70,8 @@ class DeployedTask:
     function_name: str
     log_group_name: str
     schedule_name: str
+    state_machine_arn: str | None = None
+    """A fan-out task's state machine (what its schedule starts); None for a task that is one function."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +110,18 @@ owns the slot's run record (kairos_stack/fan_out_task.py)."""
 
 
 def task_paths(plan: StagePlan, task: TaskPlan) -> dict[str, str]:
-    """The construct paths (stack name first) of a task's function, log group and schedule."""
+    """The construct paths (stack name first) of a task's function, log group and schedule (and a
+    fan-out task's state machine)."""
     stack = plan.task_stack_name(task)
     within = f"{task.name}/{FAN_OUT_STEP}" if task.fan_out is not None else task.name
-    return {
+    paths = {
         "function": f"{stack}/" + FUNCTION_PATH.format(task=within),
         "log_group": f"{stack}/" + LOG_GROUP_PATH.format(task=within),
         "schedule": f"{stack}/" + SCHEDULE_PATH.format(task=task.name),
     }
+    if task.fan_out is not None:
+        paths["state_machine"] = f"{stack}/" + STATE_MACHINE_PATH.format(task=task.name)
+    return paths
 
 
 StackContents = tuple[Mapping[str, Any], Mapping[str, str]]
@@ -168,7 +175,11 @@ def match_stage(plan: StagePlan, stacks: Mapping[str, StackContents], *, session
                 "it was deployed by another version of kairos or another shard count; deploy again"
             )
         tasks[task.name] = DeployedTask(
-            task.name, by_path[paths["function"]], by_path[paths["log_group"]], by_path[paths["schedule"]]
+            task.name,
+            by_path[paths["function"]],
+            by_path[paths["log_group"]],
+            by_path[paths["schedule"]],
+            by_path[paths["state_machine"]] if "state_machine" in paths else None,
         )
     tables = {}
     for table_id, design in TABLE_DESIGNS.items():

@@ -5,17 +5,24 @@ The event is rendered from the plan's input template by the builder ``kairos run
 record it writes can be read back by key. ``rerun`` adds ``"rerun": true``: the slot runs even when it
 already SUCCEEDED (a schedule never sends it). A delivery the function declined (the slot is done or
 in progress: ``kairos_runtime.slots``) wrote no record of its own; the slot's run is read instead.
+
+A fan-out task is not one function: its schedule starts its state machine, so an invoke (and with
+it ``kairos backfill --stage`` and ``kairos redrive``) starts an execution of that machine with the
+same event and waits for it, as its schedule would have (docs/adr/0167-invoking-a-fan-out-task.md).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kairos.operations.deployed import DeployedStage
+from kairos.operations.deployed import DeployedStage, DeployedStageError
 from kairos.plan import TaskPlan
 from kairos_runtime.events import render_schedule_input
 from kairos_runtime.slots import SLOT_PREFIX
@@ -24,6 +31,9 @@ from kairos_runtime.tables import TASK_RUNS
 EXECUTION_ID_PREFIX = "kairos-invoke-"
 INVOKE_GRACE_S = 30
 """Waited beyond the function's timeout for its answer (boto3 would give up after 60 s)."""
+EXECUTION_POLL_S = 2.0
+"""How often a fan-out's execution is described while it runs."""
+EXECUTION_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9_-]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +74,8 @@ def invoke_deployed(
         if scheduled_time is None:
             raise TypeError("invoke_deployed needs a scheduled_time or an event")
         event = scheduled_event(task, scheduled_time=scheduled_time, rerun=rerun)
+    if task.fan_out is not None:
+        return execute_fan_out(stage, task, event)
     from botocore.config import Config
 
     # One attempt only: boto3 retries a read timeout, and a retried Invoke runs the task again.
@@ -79,6 +91,67 @@ def invoke_deployed(
     except ValueError:
         response = body
     return InvokeResult(event, answer.get("FunctionError"), response, run_record(stage.runs_table(), event))
+
+
+def execution_name(event: dict[str, Any]) -> str:
+    """A name for the execution of ``event``: its execution id (so the console and the record agree)
+    plus a random tail, since a name may not be reused for 90 days and a redrive resends the event as
+    it was; within Step Functions' 80 characters of letters, digits, ``-`` and ``_``."""
+    stem = EXECUTION_NAME_CHARACTERS.sub("-", str(event.get("execution_id", "")))[:63]
+    return f"{stem}-{uuid.uuid4().hex[:16]}"
+
+
+def execute_fan_out(
+    stage: DeployedStage,
+    task: TaskPlan,
+    event: dict[str, Any],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> InvokeResult:
+    """Start the fan-out's state machine with ``event``, wait for the execution to end (at most its
+    timeout and :data:`INVOKE_GRACE_S`), then read the slot's record. ``function_error`` is the
+    execution's status when it did not succeed; ``response`` the summary's answer (or the planner's,
+    when the slot ended at the plan: declined, skipped), else the execution's output."""
+    if task.fan_out is None:
+        raise TypeError(f"task {task.name} is not a fan-out task")
+    machine = stage.task(task.name).state_machine_arn
+    if machine is None:
+        raise DeployedStageError(f"fan-out task {task.name} has no state machine in the stage: deploy again")
+    client = stage.client("stepfunctions")
+    started = client.start_execution(stateMachineArn=machine, name=execution_name(event), input=json.dumps(event))
+    deadline = clock() + task.fan_out.execution_timeout_seconds + INVOKE_GRACE_S
+    described = client.describe_execution(executionArn=started["executionArn"])
+    while described["status"] == "RUNNING" and clock() < deadline:
+        sleep(EXECUTION_POLL_S)
+        described = client.describe_execution(executionArn=started["executionArn"])
+    status = str(described["status"])
+    output = _decoded(described.get("output"))
+    response: Any = output
+    if isinstance(output, dict):
+        plan = output.get("plan")
+        if isinstance(output.get("summary"), dict):
+            response = output["summary"]
+        elif isinstance(plan, dict) and isinstance(plan.get("response"), dict):
+            response = plan["response"]
+    if status == "SUCCEEDED":
+        error = None
+    elif status == "RUNNING":
+        error = f"execution still RUNNING after {task.fan_out.execution_timeout_seconds + INVOKE_GRACE_S} s"
+    else:
+        error = f"execution {status}"
+        cause = described.get("error") or described.get("cause")
+        response = {"error": described.get("error"), "cause": described.get("cause")} if cause else response
+    return InvokeResult(event, error, response, run_record(stage.runs_table(), event))
+
+
+def _decoded(text: Any) -> Any:
+    if not isinstance(text, str):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def declined(response: Any) -> str | None:

@@ -54,6 +54,12 @@ def test_every_task_table_and_the_queue_are_found_by_construct_path(dev: tuple[S
         assert found.function_name == f"physical-{logical_id_in(templates, f'{own}/Function/Resource')}"
         assert found.log_group_name == f"physical-{logical_id_in(templates, f'{own}/Logs/Resource')}"
         assert found.schedule_name == f"physical-{logical_id_in(templates, f'{prefix}/Schedule/Resource')}"
+        if task.fan_out is not None:  # what kairos invoke starts (docs/adr/0167)
+            machine = logical_id_in(templates, f"{prefix}/StateMachine/Resource")
+            assert found.state_machine_arn == f"physical-{machine}"
+        else:
+            assert found.state_machine_arn is None
+    assert any(task.fan_out is not None for task in plan.tasks), "dev ships a fan-out task"
     runs = logical_id_in(templates, f"{plan.stack_name}/Tables/TaskRuns/Resource")
     assert stage.table_names[TableId.TASK_RUNS] == f"physical-{runs}"
     assert stage.dead_letter_queue_url.startswith("physical-")

@@ -489,3 +489,88 @@ def test_the_planners_claim_outlives_any_execution_of_its_slot(dev: tuple[StageP
     limit = int(function["Properties"]["Environment"]["Variables"]["KAIROS_LATE_DELIVERY_LIMIT_SECONDS"])
     assert limit >= fan_out.execution_timeout_seconds
     assert plan.task(TASK).backfill, "daily bars are computed for the slot's own dates"
+
+
+# -- kairos invoke (and backfill, redrive) of a fan-out task: an execution, not the planner alone --
+
+
+def deployed_over_moto(template: Template, machine_arn: str) -> Any:
+    import boto3
+
+    from kairos.local.tables import tables_from_designs
+    from kairos.operations.deployed import DeployedStage, DeployedTask
+
+    return DeployedStage(
+        plan=DEV_PLAN,
+        tasks={TASK: DeployedTask(TASK, "kairos-test-plan", "planner-logs", "schedule", machine_arn)},
+        table_names={table.table_id: table.name for table in tables_from_designs("test")},
+        dead_letter_queue_url="",
+        session=boto3.Session(region_name="us-east-1"),
+    )
+
+
+def test_invoking_a_fan_out_task_runs_its_state_machine_and_reads_the_slots_record(
+    dev: tuple[StagePlan, Template], aws: Any, fan_out: Any, monkeypatch: pytest.MonkeyPatch, waits: list[float]
+) -> None:
+    from datetime import datetime
+
+    from kairos.operations.invoke import invoke_deployed
+    from tests.market.synthetic_market import serve, store_spot_universe, universe
+
+    _, template = dev
+    codes = universe(30)
+    store_spot_universe(aws, codes)
+    stage = deployed_over_moto(template, create_machine(template, fast_retries=True))
+    task = DEV_PLAN.task(TASK)
+    slot = datetime.fromisoformat(SLOT)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as http:
+        market = serve(http)
+        calls = answer_with(fan_out, STEPS, monkeypatch)
+        first = invoke_deployed(stage, task, scheduled_time=slot)
+        again = invoke_deployed(stage, task, scheduled_time=slot)
+
+    assert first.function_error is None, first.response
+    assert first.record is not None
+    assert (first.record["status"], first.record["items_written"]) == ("SUCCEEDED", 30 * 5)
+    assert first.record["sk"].startswith(f"RUN#{first.event['scheduled_time']}#{first.event['execution_id']}#")
+    assert first.response["status"] == "SUCCEEDED", "the summary's answer"
+    assert len(market.requests_per_symbol()) == 30
+    # The second invoke of the done slot ends at the plan: declined, and the slot's first run is read.
+    assert again.function_error is None
+    assert again.response["declined"] == "done"
+    assert again.record is not None
+    assert again.record["sk"] == first.record["sk"]
+    assert calls == ["plan", "batch", "summarize", "plan"], "30 symbols: one batch of the task's 100"
+
+
+def test_a_fan_out_execution_that_fails_is_the_invokes_error(
+    dev: tuple[StagePlan, Template], aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import datetime
+
+    from kairos.operations.invoke import invoke_deployed
+
+    _, template = dev
+    stage = deployed_over_moto(template, create_machine(template, fast_retries=True))
+
+    class Broken:
+        def plan(self, payload: Any, context: Any) -> Any:
+            raise ValueError("the planner crashed")
+
+    answer_with(Broken(), STEPS, monkeypatch)
+    result = invoke_deployed(stage, DEV_PLAN.task(TASK), scheduled_time=datetime.fromisoformat(SLOT))
+    assert result.function_error == "execution FAILED"
+    assert result.response["error"] == "ValueError"
+    assert result.record is None
+
+
+def test_an_execution_name_is_unique_valid_and_names_the_event() -> None:
+    from kairos.operations.invoke import execution_name
+
+    event = {"execution_id": "kairos-backfill-2026/11:27 " + "x" * 90}
+    first, second = execution_name(event), execution_name(event)
+    assert first != second
+    for name in (first, second):
+        assert len(name) <= 80
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", name)
+        assert name.startswith("kairos-backfill-2026-11-27-x")
