@@ -15,6 +15,8 @@ summary. Printed:
 * wall time against ``symbols x latency / concurrency`` (the latency-bound limit; target <= 1.3),
   and beside it the CPU floor of the same run: the CPU seconds the crawler and DynamoDB spent per
   symbol x symbols / cores (no schedule on this machine can finish faster),
+* the GIL floor: the crawler's own CPU seconds, which one interpreter runs on one core at a time
+  (the thread pool shares one GIL),
 * the highest request rate the server saw in any 1 s window against the configured limit,
 * BatchWriteItem calls against ceil(items / 25) (1.00 without throttling; each batch writes its
   own items, so a batch whose items are not a multiple of 25 adds a partial request),
@@ -134,6 +136,7 @@ def rows(measured: Measured) -> list[tuple[str, str, str, str]]:
     cpu_s = measured.crawler_cpu_s + measured.dynamodb_cpu_s
     per_symbol_ms = 1000 * cpu_s / max(measured.symbols, 1)
     floor = cpu_s / measured.cores
+    crawler_ms = 1000 * measured.crawler_cpu_s / max(measured.symbols, 1)
     seen = peak(measured.request_times)
     expected = math.ceil(measured.items / 25)
     return [
@@ -148,6 +151,12 @@ def rows(measured: Measured) -> list[tuple[str, str, str, str]]:
             f"{floor:.1f} s",
             f"{per_symbol_ms:.1f} ms/symbol x {measured.symbols} / {measured.cores} cores",
             f"{floor / bound:.2f}",
+        ),
+        (
+            "GIL floor",
+            f"{measured.crawler_cpu_s:.1f} s",
+            f"crawler {crawler_ms:.1f} ms/symbol on 1 interpreter",
+            f"{measured.crawler_cpu_s / bound:.2f}",
         ),
         ("peak request rate (1 s)", f"{seen}/s", f"limit {measured.rate:g}/s", f"{seen / measured.rate:.2f}"),
         (
@@ -336,7 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"fan-out bench: {args.symbols} symbols, latency {args.latency_ms:g} ms, concurrency {args.concurrency}, "
         f"batch {args.batch_size}, limit {args.rate:g}/s; run {response['status']}, {measured.items} bars, "
-        f"{len(result.results)} batches; load average {os.getloadavg()[0]:.1f}"
+        f"{len(result.results)} batches; load average {os.getloadavg()[0]:.1f}; "
+        f"CPU used {crawler_cpu + dynamodb_cpu:.1f} s (crawler {crawler_cpu:.1f}, dynalite {dynamodb_cpu:.1f})"
     )
     print("\n".join(table(measured)))
     return 0 if response["status"] == "SUCCEEDED" else 1
