@@ -155,10 +155,10 @@ def rows(measured: Measured) -> list[tuple[str, str, str, str]]:
         (
             "GIL floor",
             f"{measured.crawler_cpu_s:.1f} s",
-            f"crawler {crawler_ms:.1f} ms/symbol on 1 interpreter",
+            f"crawler {crawler_ms:.1f} ms/symbol, 1 interpreter",
             f"{measured.crawler_cpu_s / bound:.2f}",
         ),
-        ("peak request rate (1 s)", f"{seen}/s", f"limit {measured.rate:g}/s", f"{seen / measured.rate:.2f}"),
+        ("peak rate (1 s)", f"{seen}/s", f"limit {measured.rate:g}/s", f"{seen / measured.rate:.2f}"),
         (
             "BatchWriteItem calls",
             f"{measured.write_calls}",
@@ -166,7 +166,7 @@ def rows(measured: Measured) -> list[tuple[str, str, str, str]]:
             f"{measured.write_calls / max(expected, 1):.2f}",
         ),
         (
-            "peak RSS (crawler)",
+            "peak RSS, crawler",
             f"{measured.rss_mb:.0f} MB",
             f"batch memory {WORKER_MEMORY_MB} MB",
             f"{measured.rss_mb / WORKER_MEMORY_MB:.2f}",
@@ -175,8 +175,8 @@ def rows(measured: Measured) -> list[tuple[str, str, str, str]]:
 
 
 def table(measured: Measured) -> list[str]:
-    lines = [f"{'measure':<24}{'observed':>10}  {'against':<38}{'ratio':>6}"]
-    lines += [f"{name:<24}{seen:>10}  {against:<38}{ratio:>6}" for name, seen, against, ratio in rows(measured)]
+    lines = [f"{'measure':<20}{'observed':>9}  {'against':<43}{'ratio':>6}"]
+    lines += [f"{name:<20}{seen:>9}  {against:<43}{ratio:>6}" for name, seen, against, ratio in rows(measured)]
     return lines
 
 
