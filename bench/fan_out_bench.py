@@ -1,20 +1,26 @@
 """Full-market fan-out benchmark: a daily crawl of N synthetic A-shares through the local fan-out.
 
 ``.venv/bin/python bench/fan_out_bench.py [--symbols 5400] [--latency-ms 50] [--concurrency 8]
-[--rate 200] [--batch-size 50]``
+[--rate 200] [--batch-size 50] [--profile FILE]``
 
-A loopback HTTP server answers Eastmoney's kline requests (``stock_zh_a_hist``) for every symbol
-with one bar of the slot's trading date after a fixed latency; akshare's own request and parsing
-code runs (its ``push2his.eastmoney.com`` URLs are sent to the server instead). DynamoDB is moto's
-server on loopback. The crawl is ``kairos run``'s path: the planner (universe from stored LATEST items),
-the batches on a thread pool of ``--concurrency`` (the Map's MaxConcurrency), each paced at
-``rate / concurrency``, then the summary. Printed:
+A loopback HTTP server, in its own process (it stands for Eastmoney, so it must not share the
+crawler's GIL), answers Eastmoney's kline requests (``stock_zh_a_hist``) for every symbol with one
+bar of the slot's trading date after a fixed latency; akshare's own request and parsing code runs
+(its ``push2his.eastmoney.com`` URLs are sent to the server instead). DynamoDB is the embedded one
+``kairos run`` uses (dynalite, a Node process, on a fresh data directory). The crawl is ``kairos
+run``'s path: the planner (universe from stored LATEST items), the batches on a thread pool of
+``--concurrency`` (the Map's MaxConcurrency), each paced at ``rate / concurrency``, then the
+summary. Printed:
 
 * wall time against ``symbols x latency / concurrency`` (the latency-bound limit; target <= 1.3),
+  and beside it the CPU floor of the same run: the CPU seconds the crawler and DynamoDB spent per
+  symbol x symbols / cores (no schedule on this machine can finish faster),
+* the GIL floor: the crawler's own CPU seconds, which one interpreter runs on one core at a time
+  (the thread pool shares one GIL),
 * the highest request rate the server saw in any 1 s window against the configured limit,
 * BatchWriteItem calls against ceil(items / 25) (1.00 without throttling; each batch writes its
   own items, so a batch whose items are not a multiple of 25 adds a partial request),
-* the process's peak RSS (every batch, moto and akshare together: an upper bound on one batch
+* the crawler process's peak RSS (every batch and akshare together: an upper bound on one batch
   worker's) against the batch function's memory setting.
 """
 
@@ -26,9 +32,13 @@ import logging
 import math
 import os
 import resource
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,10 +50,21 @@ sys.path[:0] = [str(ROOT), str(ROOT / "lambdas" / "python")]
 SLOT = "2026-11-27T08:00:00Z"
 DAY = "2026-11-27"
 WORKER_MEMORY_MB = 1024
+UPSTREAM = "https://push2his.eastmoney.com"
 
 
 def codes(count: int) -> list[str]:
+    """``count`` distinct six-digit codes, Shanghai (6xxxxx) and Shenzhen (00xxxx) alternating."""
     return [f"{600000 + index // 2:06d}" if index % 2 == 0 else f"{1 + index // 2:06d}" for index in range(count)]
+
+
+def kline_body(path: str) -> bytes:
+    """Eastmoney's kline answer for the ``secid`` a request path names: one bar of ``DAY``."""
+    query = {key: values[0] for key, values in parse_qs(urlsplit(path).query).items()}
+    symbol = query.get("secid", "0.000001").split(".", 1)[1]
+    row = f"{DAY},10.00,10.10,10.20,9.90,12345,12468450.00,3.00,1.00,0.10,0.50"
+    data = {"code": symbol, "market": 1 if symbol.startswith("6") else 0, "klines": [row]}
+    return json.dumps({"rc": 0, "data": data}).encode()
 
 
 class Kline(BaseHTTPRequestHandler):
@@ -55,12 +76,7 @@ class Kline(BaseHTTPRequestHandler):
         with self.lock:
             self.times.append(time.monotonic())
         time.sleep(self.latency)
-        query = {key: values[0] for key, values in parse_qs(urlsplit(self.path).query).items()}
-        symbol = query.get("secid", "0.000001").split(".", 1)[1]
-        row = f"{DAY},10.00,10.10,10.20,9.90,12345,12468450.00,3.00,1.00,0.10,0.50"
-        body = json.dumps(
-            {"rc": 0, "data": {"code": symbol, "market": 1 if symbol.startswith("6") else 0, "klines": [row]}}
-        ).encode()
+        body = kline_body(self.path)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -71,7 +87,24 @@ class Kline(BaseHTTPRequestHandler):
         return None
 
 
-def peak(times: list[float], window: float = 1.0) -> int:
+def serve_kline(latency_s: float) -> int:
+    """The kline server's process: prints its port, serves until stdin closes, then prints the
+    monotonic time of every request it received (CLOCK_MONOTONIC is one clock for the machine)."""
+    Kline.latency = latency_s
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Kline)
+    server.daemon_threads = True
+    server.request_queue_size = 128
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(server.server_address[1], flush=True)
+    sys.stdin.read()
+    server.shutdown()
+    with Kline.lock:
+        print(json.dumps(Kline.times), flush=True)
+    return 0
+
+
+def peak(times: Sequence[float], window: float = 1.0) -> int:
+    """The most events inside any half-open window of ``window`` seconds."""
     ordered = sorted(times)
     most = start = 0
     for end, moment in enumerate(ordered):
@@ -81,22 +114,122 @@ def peak(times: list[float], window: float = 1.0) -> int:
     return most
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@dataclass(frozen=True, slots=True)
+class Measured:
+    symbols: int
+    latency_s: float
+    concurrency: int
+    rate: float
+    wall_s: float
+    request_times: Sequence[float]
+    items: int
+    write_calls: int
+    rss_mb: float
+    crawler_cpu_s: float
+    dynamodb_cpu_s: float
+    cores: int
+
+
+def rows(measured: Measured) -> list[tuple[str, str, str, str]]:
+    """The table: each figure, what it is held against, and the ratio of the two."""
+    bound = measured.symbols * measured.latency_s / measured.concurrency
+    cpu_s = measured.crawler_cpu_s + measured.dynamodb_cpu_s
+    per_symbol_ms = 1000 * cpu_s / max(measured.symbols, 1)
+    floor = cpu_s / measured.cores
+    crawler_ms = 1000 * measured.crawler_cpu_s / max(measured.symbols, 1)
+    seen = peak(measured.request_times)
+    expected = math.ceil(measured.items / 25)
+    return [
+        (
+            "wall time",
+            f"{measured.wall_s:.1f} s",
+            f"symbols x latency / concurrency = {bound:.1f} s",
+            f"{measured.wall_s / bound:.2f}",
+        ),
+        (
+            "CPU floor",
+            f"{floor:.1f} s",
+            f"{per_symbol_ms:.1f} ms/symbol x {measured.symbols} / {measured.cores} cores",
+            f"{floor / bound:.2f}",
+        ),
+        (
+            "GIL floor",
+            f"{measured.crawler_cpu_s:.1f} s",
+            f"crawler {crawler_ms:.1f} ms/symbol, 1 interpreter",
+            f"{measured.crawler_cpu_s / bound:.2f}",
+        ),
+        ("peak rate (1 s)", f"{seen}/s", f"limit {measured.rate:g}/s", f"{seen / measured.rate:.2f}"),
+        (
+            "BatchWriteItem calls",
+            f"{measured.write_calls}",
+            f"ceil({measured.items} / 25) = {expected}",
+            f"{measured.write_calls / max(expected, 1):.2f}",
+        ),
+        (
+            "peak RSS, crawler",
+            f"{measured.rss_mb:.0f} MB",
+            f"batch memory {WORKER_MEMORY_MB} MB",
+            f"{measured.rss_mb / WORKER_MEMORY_MB:.2f}",
+        ),
+    ]
+
+
+def table(measured: Measured) -> list[str]:
+    lines = [f"{'measure':<20}{'observed':>9}  {'against':<43}{'ratio':>6}"]
+    lines += [f"{name:<20}{seen:>9}  {against:<43}{ratio:>6}" for name, seen, against, ratio in rows(measured)]
+    return lines
+
+
+def cpu_seconds(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+def _profiled(step: Any, profiles: list[Any]) -> Any:
+    """``step`` under its own cProfile (a profiler sees only the thread that enabled it)."""
+    import cProfile
+
+    def run(payload: dict[str, Any], context: Any) -> Any:
+        profile = cProfile.Profile()
+        profiles.append(profile)
+        return profile.runcall(step, payload, context)
+
+    return run
+
+
+def _process_cpu(endpoint_url: str) -> float:
+    """The CPU seconds so far of the dynalite process listening on the endpoint's port."""
+    port = str(urlsplit(endpoint_url).port)
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if any(b"dynalite" in part for part in argv) and port.encode() in argv:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            continue
+    raise RuntimeError(f"no dynalite process listens on port {port}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--symbols", type=int, default=5400)
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rate", type=float, default=200, help="requests_per_second for the whole task")
     parser.add_argument("--batch-size", type=int, default=50)
-    args = parser.parse_args()
+    parser.add_argument("--profile", type=Path, help="write the crawl's cProfile stats here")
+    parser.add_argument("--serve-kline", type=float, metavar="LATENCY_S", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_kline is not None:
+        return serve_kline(args.serve_kline)
 
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "TQDM_DISABLE": "1"})
+    os.environ.update({"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "TQDM_DISABLE": "1"})
     logging.disable(logging.CRITICAL)
     import boto3
     import requests.adapters
-    from moto.server import ThreadedMotoServer
 
+    from kairos.local.dynamodb import embedded_dynamodb
     from kairos.local.fan_out import drive
     from kairos.local.python_invoke import LocalLambdaContext
     from kairos.local.tables import ensure_tables, tables_from_designs
@@ -104,39 +237,43 @@ def main() -> int:
     from kairos_runtime.context import Clients
     from kairos_runtime.fan_out_runner import FanOutRunner
     from kairos_runtime.settings import RuntimeSettings
+    from kairos_runtime.tables import TableId
     from kairos_runtime.tasks import default_registry
     from kairos_runtime.validation import parse
 
-    Kline.latency = args.latency_ms / 1000
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Kline)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    local = f"http://127.0.0.1:{server.server_address[1]}"
+    kline = subprocess.Popen(  # this very script, as the kline server
+        [sys.executable, __file__, "--serve-kline", str(args.latency_ms / 1000)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert kline.stdout is not None
+    local = f"http://127.0.0.1:{kline.stdout.readline().strip()}"
     send = requests.adapters.HTTPAdapter.send
 
     def to_loopback(self: Any, request: Any, *rest: Any, **kwargs: Any) -> Any:
-        if request.url.startswith("https://push2his.eastmoney.com"):
-            request.url = local + request.url.removeprefix("https://push2his.eastmoney.com")
+        if request.url.startswith(UPSTREAM):
+            request.url = local + request.url.removeprefix(UPSTREAM)
         return send(self, request, *rest, **kwargs)
 
     requests.adapters.HTTPAdapter.send = to_loopback  # type: ignore[method-assign]
 
     universe = codes(args.symbols)
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    endpoint = f"http://127.0.0.1:{moto._server.server_port}"
-    try:
-        dynamodb = boto3.resource("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
+    writes = {"calls": 0}
+    with (
+        tempfile.TemporaryDirectory(prefix="fan-out-bench-") as scratch,
+        embedded_dynamodb(Path(scratch) / "dynamodb") as endpoint,
+    ):
+        dynamodb = boto3.resource("dynamodb", region_name="us-east-1", endpoint_url=endpoint.url)
         tables = tables_from_designs("bench")
         ensure_tables(dynamodb.meta.client, tables)
-        names = {table.table_id: table.name for table in tables}
-        market = dynamodb.Table(names[next(iter(t for t in names if t.value == "market_data"))])
+        names = {each.table_id: each.name for each in tables}
+        market = dynamodb.Table(names[TableId.MARKET_DATA])
         with market.batch_writer() as batch:
             for code in universe:
                 batch.put_item(
                     Item={"pk": f"STOCK#{code}", "sk": "LATEST", "gsi1pk": f"STOCK#LATEST#{DAY}", "gsi1sk": code}
                 )
-        writes = {"calls": 0}
 
         def count(**kwargs: Any) -> None:
             writes["calls"] += 1
@@ -162,12 +299,18 @@ def main() -> int:
             "execution_id": "bench",
             "attempt": "1",
         }
+        profiles: list[Any] = []
+        steps = {"plan": runner.plan, "batch": runner.batch, "summarize": runner.summarize}
+        if args.profile:
+            steps = {name: _profiled(step, profiles) for name, step in steps.items()}
+        crawler_before = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF))
+        dynamodb_before = _process_cpu(endpoint.url)
         started = time.monotonic()
         result = drive(
             event,
-            plan=runner.plan,
-            batch=runner.batch,
-            summarize=runner.summarize,
+            plan=steps["plan"],
+            batch=steps["batch"],
+            summarize=steps["summarize"],
             max_concurrency=args.concurrency,
             batch_retry=BATCH_RETRY,
             contexts={
@@ -176,39 +319,36 @@ def main() -> int:
             },
         )
         wall = time.monotonic() - started
-    finally:
-        moto.stop()
-    server.shutdown()
+        if profiles:
+            import pstats
+
+            pstats.Stats(*profiles).dump_stats(args.profile)
+        crawler_cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)) - crawler_before
+        dynamodb_cpu = _process_cpu(endpoint.url) - dynamodb_before
+    output, _ = kline.communicate("")
+    times = json.loads(output.strip().splitlines()[-1])
     response = result.response
-    items = int(response["items_written"])
-    bound = args.symbols * Kline.latency / args.concurrency
-    seen = peak(Kline.times)
-    expected_writes = math.ceil(items / 25)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rows = [
-        ("wall time", f"{wall:.1f} s", f"symbols x latency / concurrency = {bound:.1f} s", f"{wall / bound:.2f}"),
-        ("peak request rate (1 s)", f"{seen}/s", f"limit {args.rate:g}/s", f"{seen / args.rate:.2f}"),
-        (
-            "BatchWriteItem calls",
-            f"{writes['calls']}",
-            f"ceil({items} / 25) = {expected_writes}",
-            f"{writes['calls'] / max(expected_writes, 1):.2f}",
-        ),
-        (
-            "peak RSS (whole process)",
-            f"{rss_mb:.0f} MB",
-            f"batch memory {WORKER_MEMORY_MB} MB",
-            f"{rss_mb / WORKER_MEMORY_MB:.2f}",
-        ),
-    ]
+    measured = Measured(
+        symbols=args.symbols,
+        latency_s=args.latency_ms / 1000,
+        concurrency=args.concurrency,
+        rate=args.rate,
+        wall_s=wall,
+        request_times=times,
+        items=int(response["items_written"]),
+        write_calls=writes["calls"],
+        rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        crawler_cpu_s=crawler_cpu,
+        dynamodb_cpu_s=dynamodb_cpu,
+        cores=os.cpu_count() or 1,
+    )
     print(
         f"fan-out bench: {args.symbols} symbols, latency {args.latency_ms:g} ms, concurrency {args.concurrency}, "
-        f"batch {args.batch_size}, limit {args.rate:g}/s; run {response['status']}, {items} bars, "
-        f"{len(result.results)} batches"
+        f"batch {args.batch_size}, limit {args.rate:g}/s; run {response['status']}, {measured.items} bars, "
+        f"{len(result.results)} batches; load average {os.getloadavg()[0]:.1f}; "
+        f"CPU used {crawler_cpu + dynamodb_cpu:.1f} s (crawler {crawler_cpu:.1f}, dynalite {dynamodb_cpu:.1f})"
     )
-    print(f"{'measure':<26}{'observed':>12}  {'against':<40}{'ratio':>6}")
-    for name, observed, against, ratio in rows:
-        print(f"{name:<26}{observed:>12}  {against:<40}{ratio:>6}")
+    print("\n".join(table(measured)))
     return 0 if response["status"] == "SUCCEEDED" else 1
 
 

@@ -388,6 +388,13 @@ def test_a_bar_missing_mid_series_is_fetched_again_from_the_oldest_gap_in_the_wi
         # Every stored bar is older than the window: from the day after the newest, as before.
         (("2026-08-03",), 30, "2026-08-04"),
         ((), 30, "2026-09-12"),
+        # More bars after the day than one page of the newest-first read (lookback + 2 keys): it
+        # reads on to the window, where 10-09 (a Friday) is the gap.
+        (("2026-10-08", "2026-10-12", *(f"2026-10-{day}" for day in range(13, 21))), 4, "2026-10-09"),
+        # Only bars after the day: none in the window, so the day itself (never later).
+        (tuple(f"2026-10-{day}" for day in range(13, 21)), 3, "2026-10-12"),
+        # The day's own bar is stored: fetch it again rather than nothing.
+        (("2026-10-09", "2026-10-12"), 3, "2026-10-12"),
     ],
 )
 def test_the_fetch_start_is_the_oldest_trading_day_gap_in_the_lookback_window(

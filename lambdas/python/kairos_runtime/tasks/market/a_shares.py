@@ -36,7 +36,6 @@ from kairos_runtime.tasks.market.model import (
     Provenance,
     Quote,
     bar_item,
-    bar_sk,
     instrument_pk,
     partition_prefix,
     snapshot_items,
@@ -416,58 +415,72 @@ def fetch_start(
     calendar: TradingCalendar | None = None,
 ) -> date:
     """The first date to fetch for a symbol: its oldest gap in the lookback window, else the day
-    after its newest stored bar, else the start of the lookback window.
+    after its newest stored bar, else the start of the lookback window (:meth:`StoredBars.start`)."""
+    return stored_bars(table, pk, kind, day, lookback_days).start(table, calendar=calendar)
 
-    A gap is a trading day (``calendar``, default the container's :data:`CALENDARS`) between the
-    window's first and newest stored bars with no bar: a bar rejected mid-series, or lost to a
-    failed run, is asked for again on every run while it is in the window, instead of never (the
-    next run would otherwise start after the newest bar). A suspension also shows as a gap (no bar
-    is sent for a suspended day), so a suspended symbol's request spans its suspension: still one
-    request. Never later than ``day`` itself, so running a slot again fetches (and overwrites) its
-    own bar rather than finding nothing to do.
+
+@dataclass(frozen=True, slots=True)
+class StoredBars:
+    """What a symbol's partition holds of one bar kind, as far as its next fetch needs to know."""
+
+    day: date
+    window_start: date
+    window: frozenset[date]
+    """The dates in ``window_start..day`` with a stored bar."""
+    newest: date | None
+    """The newest stored bar's date, on any day (after ``day`` too)."""
+
+    def start(self, table: Table | None, *, calendar: TradingCalendar | None = None) -> date:
+        """The first date to fetch: the oldest gap in the window, else the day after the newest bar,
+        else the window's start.
+
+        A gap is a trading day (``calendar``, default the container's :data:`CALENDARS`) between the
+        window's first and newest stored bars with no bar: a bar rejected mid-series, or lost to a
+        failed run, is asked for again on every run while it is in the window, instead of never (the
+        next run would otherwise start after the newest bar). A suspension also shows as a gap (no
+        bar is sent for a suspended day), so a suspended symbol's request spans its suspension: still
+        one request. Never later than ``day`` itself, so running a slot again fetches (and
+        overwrites) its own bar rather than finding nothing to do.
+        """
+        if not self.window:
+            return self.window_start if self.newest is None else min(self.newest + timedelta(days=1), self.day)
+        trading = calendar or CALENDARS.get(table)
+        first, newest = min(self.window), max(self.window)
+        for offset in range(1, (newest - first).days):
+            candidate = first + timedelta(days=offset)
+            if candidate not in self.window and trading.check(candidate).is_trading_day:
+                return candidate
+        return min(newest + timedelta(days=1), self.day)
+
+
+def stored_bars(table: Table, pk: str, kind: BarKind, day: date, lookback_days: int) -> StoredBars:
+    """The symbol's bars of ``kind`` in the ``lookback_days`` before ``day`` and its newest bar, from
+    one Query (keys only) in the usual case.
+
+    The partition is read newest first, ``lookback_days + 2`` keys a page: the window holds at most
+    ``lookback_days + 1`` dates, so one page ends below the window (or the partition ends) unless
+    bars after ``day`` are stored too; then it reads on until it passes the window's start.
     """
     window_start = day - timedelta(days=lookback_days)
-    stored = stored_bar_dates(table, pk, kind, window_start, day)
-    if not stored:
-        newest = newest_bar_date(table, pk, kind)
-        return window_start if newest is None else min(newest + timedelta(days=1), day)
-    trading = calendar or CALENDARS.get(table)
-    first, newest = min(stored), max(stored)
-    for offset in range(1, (newest - first).days):
-        candidate = first + timedelta(days=offset)
-        if candidate not in stored and trading.check(candidate).is_trading_day:
-            return candidate
-    return min(newest + timedelta(days=1), day)
-
-
-def stored_bar_dates(table: Table, pk: str, kind: BarKind, start: date, end: date) -> set[date]:
-    """The dates in ``start..end`` with a stored bar of ``kind`` (one Query of the partition, keys only)."""
     query: dict[str, Any] = {
-        "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :first AND :last",
+        "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :kind)",
         "ExpressionAttributeNames": {"#pk": MARKET_DATA.partition_key, "#sk": MARKET_DATA.sort_key},
-        "ExpressionAttributeValues": {":pk": pk, ":first": bar_sk(kind, start), ":last": bar_sk(kind, end)},
+        "ExpressionAttributeValues": {":pk": pk, ":kind": f"{kind.value}#"},
         "ProjectionExpression": "#sk",
+        "ScanIndexForward": False,
+        "Limit": lookback_days + 2,
     }
-    dates: set[date] = set()
+    newest: date | None = None
+    window: set[date] = set()
     while True:
         response = table.query(**query)
-        dates.update(date.fromisoformat(str(item[MARKET_DATA.sort_key]).split("#", 1)[1]) for item in response["Items"])
-        if "LastEvaluatedKey" not in response:
-            return dates
+        dates = [date.fromisoformat(str(item[MARKET_DATA.sort_key]).split("#", 1)[1]) for item in response["Items"]]
+        if newest is None and dates:
+            newest = dates[0]
+        window.update(each for each in dates if window_start <= each <= day)
+        if "LastEvaluatedKey" not in response or (dates and dates[-1] < window_start):
+            return StoredBars(day=day, window_start=window_start, window=frozenset(window), newest=newest)
         query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-
-
-def newest_bar_date(table: Table, pk: str, kind: BarKind) -> date | None:
-    response = table.query(
-        KeyConditionExpression="#pk = :pk AND begins_with(#sk, :kind)",
-        ExpressionAttributeNames={"#pk": MARKET_DATA.partition_key, "#sk": MARKET_DATA.sort_key},
-        ExpressionAttributeValues={":pk": pk, ":kind": f"{kind.value}#"},
-        ProjectionExpression="#sk",
-        ScanIndexForward=False,
-        Limit=1,
-    )
-    items = response.get("Items", [])
-    return date.fromisoformat(str(items[0][MARKET_DATA.sort_key]).split("#", 1)[1]) if items else None
 
 
 @dataclass

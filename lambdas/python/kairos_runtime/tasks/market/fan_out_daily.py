@@ -32,9 +32,9 @@ from kairos_runtime.tasks.market.a_shares import (
     Adjust,
     Symbol,
     _own_class_and_calendar,
-    fetch_start,
     require_trading_day,
     retrier_for,
+    stored_bars,
 )
 from kairos_runtime.tasks.market.coverage import coverage
 from kairos_runtime.tasks.market.model import (
@@ -170,20 +170,20 @@ def crawl_batch(params: StockDailyAllParams, context: TaskContext, batch: Batch)
     daily = _daily_params(params, adjust)
     for symbol in batch.items:
         pk = instrument_pk(source.asset_class, symbol)
-        newest = newest_bar(table, pk, kind.value, floor, end)
         if floor is None:
-            # As stock_daily: the oldest gap in the lookback window first, else after the newest bar.
-            start = fetch_start(table, pk, kind, end, params.lookback_days)
-            if newest is not None and newest >= end and start >= end:
+            # As stock_daily: the oldest gap in the lookback window first, else after the newest bar;
+            # one Query tells both, and whether the slot's own bar is stored already.
+            stored = stored_bars(table, pk, kind, end, params.lookback_days)
+            start = stored.start(table)
+            if end in stored.window and start >= end:
                 up_to_date += 1
                 continue
-        elif newest is not None and newest >= end:
-            up_to_date += 1
-            continue
-        elif newest is not None:
-            start = newest + timedelta(days=1)
         else:
-            start = date.fromisoformat(floor)
+            newest = newest_bar(table, pk, kind.value, floor, end)
+            if newest is not None and newest >= end:
+                up_to_date += 1
+                continue
+            start = newest + timedelta(days=1) if newest is not None else date.fromisoformat(floor)
         try:
             with upstream_requests(
                 proxy=context.settings.https_proxy, timeout=params.request_timeout_seconds, gate=limiter
