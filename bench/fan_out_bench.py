@@ -68,6 +68,7 @@ def kline_body(path: str) -> bytes:
 
 
 class Kline(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as Eastmoney's servers answer: a batch reuses its connection
     latency = 0.05
     times: ClassVar[list[float]] = []
     lock = threading.Lock()

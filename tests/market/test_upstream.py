@@ -188,3 +188,33 @@ def test_a_shorter_timeout_given_by_the_caller_is_kept() -> None:
         requests.get(URL, timeout=(2, 30))
 
     assert [call.request.req_kwargs["timeout"] for call in responses.calls] == [3, (2, 15)]
+
+
+@responses.activate
+def test_requests_calls_in_a_block_reuse_the_threads_session_and_carry_no_cookies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """akshare calls ``requests.get``, a new session (and TCP connection) per call: in a block the
+    thread's kept-alive session sends them, so a batch's symbols share one connection to the source."""
+    responses.get(URL, json={}, headers={"Set-Cookie": "qgqp_b_id=abc; Path=/"})
+    adapters: list[requests.adapters.HTTPAdapter] = []  # held, so no id is reused
+    send = requests.adapters.HTTPAdapter.send
+
+    def spy(adapter: requests.adapters.HTTPAdapter, request: requests.PreparedRequest, **kwargs: object) -> object:
+        adapters.append(adapter)
+        assert "Cookie" not in request.headers, "a cookie from an earlier answer was sent"
+        return send(adapter, request, **kwargs)
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", spy)
+    with upstream_requests(proxy=None, timeout=5):
+        for _ in range(3):
+            requests.get(URL, timeout=5)
+    with upstream_requests(proxy=None, timeout=5):
+        requests.get(URL, timeout=5)
+    requests.get(URL, timeout=5)
+    requests.get(URL, timeout=5)
+
+    inside, outside = [id(each) for each in adapters[:4]], [id(each) for each in adapters[4:]]
+    assert len(set(inside)) == 1, "one adapter (one connection pool) for every call of the thread"
+    assert len(set(outside)) == 2, "outside a block each call makes its own session, as requests does"
+    assert inside[0] not in outside

@@ -14,6 +14,9 @@ akshare and pycoingecko call ``requests`` themselves, so the policy is applied a
   data and a 5xx or 429 is recognised as worth another try.
 * pacing: a fan-out batch passes its rate limiter (``gate``), which every HTTP request waits for and
   which hears each answer's status, so 429 and 5xx slow the batch down (:mod:`kairos_runtime.rate_limit`);
+* one connection per thread: akshare's ``requests.get`` makes a new session, so a new TCP (and TLS)
+  connection, per call; inside a block those calls go through the thread's kept-alive session
+  instead (cookies cleared each time, as on a fresh session), so a batch's symbols share one;
 * quiet loggers: the HTTP libraries' loggers are held at WARNING whatever ``LOG_LEVEL`` says, since
   urllib3 logs URLs with their query strings, API keys included (:mod:`kairos_runtime.log_levels`).
 
@@ -159,7 +162,7 @@ class _Policy:
 # (threads of one process) each keep their own timeout and rate limiter.
 _POLICY = threading.local()
 _PATCH_LOCK = threading.Lock()
-_patch_state: dict[str, Any] = {"users": 0, "original": None, "saved_env": {}}
+_patch_state: dict[str, Any] = {"users": 0, "original": None, "original_api": None, "saved_env": {}}
 
 
 def _policy() -> _Policy | None:
@@ -193,14 +196,43 @@ def _policed(original: Callable[..., Any]) -> Callable[..., Any]:
     return request
 
 
+def _thread_session() -> Any:
+    """This thread's kept-alive session: one per thread, so the connection to a source is reused
+    from one symbol to the next instead of a TCP (and TLS) handshake per request."""
+    session = getattr(_POLICY, "session", None)
+    if session is None:
+        import requests
+
+        session = _POLICY.session = requests.Session()
+    return session
+
+
+def _pooled(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``requests.api.request`` (behind ``requests.get`` and friends, which akshare calls, each on a
+    new session) on this thread's kept-alive session inside a block. A fresh session keeps no
+    cookies, so neither does this one between requests; a library's own session is left alone."""
+
+    def request(method: str, url: str, **kwargs: Any) -> Any:
+        if _policy() is None:
+            return original(method, url, **kwargs)
+        session = _thread_session()
+        session.cookies.clear()
+        return session.request(method=method, url=url, **kwargs)
+
+    return request
+
+
 def _enter(proxy: str | None) -> None:
     import requests
+    import requests.api
 
     with _PATCH_LOCK:
         if _patch_state["users"] == 0:
             _patch_state["original"] = requests.Session.request
+            _patch_state["original_api"] = requests.api.request
             _patch_state["saved_env"] = {name: os.environ.get(name) for name in PROXY_VARIABLES}
             requests.Session.request = _policed(requests.Session.request)  # type: ignore[method-assign]
+            requests.api.request = _pooled(requests.api.request)
             if proxy:
                 os.environ.update(dict.fromkeys(PROXY_VARIABLES, proxy))
         _patch_state["users"] += 1
@@ -208,12 +240,14 @@ def _enter(proxy: str | None) -> None:
 
 def _leave() -> None:
     import requests
+    import requests.api
 
     with _PATCH_LOCK:
         _patch_state["users"] -= 1
         if _patch_state["users"]:
             return
         requests.Session.request = _patch_state["original"]  # type: ignore[method-assign]
+        requests.api.request = _patch_state["original_api"]
         for name, value in _patch_state["saved_env"].items():
             if value is None:
                 os.environ.pop(name, None)
