@@ -69,7 +69,7 @@ def kline() -> Iterator[tuple[str, SyntheticMarket]]:
     market = SyntheticMarket()
 
     class Kline(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server protocol
+        def do_GET(self) -> None:
             status, headers, body = market.answer(SimpleNamespace(url=f"http://loopback{self.path}"))
             data = body.encode()
             self.send_response(status)
@@ -157,10 +157,14 @@ def _resource(url: str) -> Any:
 
 
 def records(url: str, task: str) -> list[dict[str, Any]]:
-    return _resource(url).Table("kairos-dev-TaskRuns").query(
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
-        ExpressionAttributeValues={":pk": f"TASK#{task}", ":run": "RUN#"},
-    )["Items"]
+    return (
+        _resource(url)
+        .Table("kairos-dev-TaskRuns")
+        .query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
+            ExpressionAttributeValues={":pk": f"TASK#{task}", ":run": "RUN#"},
+        )["Items"]
+    )
 
 
 def predicted(assembly: Path, task: str) -> list[str]:
@@ -236,11 +240,10 @@ def test_kairos_local_runs_each_fire_of_a_fan_out_with_the_definitions_values(
             ensure_tables(client, tables_from_template("dev", json.loads(template_file.read_text("utf-8"))))
         with _resource(endpoint.url).Table("kairos-dev-MarketData").batch_writer() as batch:
             for code in SYMBOLS:  # the spot snapshot's LATEST items: the planner's universe
-                batch.put_item(
-                    Item={"pk": f"STOCK#{code}", "sk": "LATEST", "gsi1pk": f"STOCK#LATEST#{TRADING_DATE}", "gsi1sk": code}
-                )
+                latest = f"STOCK#LATEST#{TRADING_DATE}"
+                batch.put_item(Item={"pk": f"STOCK#{code}", "sk": "LATEST", "gsi1pk": latest, "gsi1sk": code})
 
-    completed = subprocess.run(  # noqa: S603 - our own command
+    completed = subprocess.run(
         [
             str(Path(sys.executable).with_name("kairos")),
             "local",
