@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -173,6 +175,29 @@ def predicted(assembly: Path, task: str) -> list[str]:
     return [moment.strftime("%Y-%m-%dT%H:%M:%SZ") for moment in times if moment <= START + FOR]
 
 
+def seed(assembly: Path, data_dir: Path) -> None:
+    """The stage's local tables, and the spot snapshot's LATEST items: the planner's universe."""
+    with dynamodb_endpoint(data_dir) as endpoint:
+        client = _resource(endpoint.url).meta.client
+        for template_file in assembly.glob("*.template.json"):
+            ensure_tables(client, tables_from_template("dev", json.loads(template_file.read_text("utf-8"))))
+        latest = f"STOCK#LATEST#{TRADING_DATE}"
+        with _resource(endpoint.url).Table("kairos-dev-MarketData").batch_writer() as batch:
+            for code in SYMBOLS:
+                batch.put_item(Item={"pk": f"STOCK#{code}", "sk": "LATEST", "gsi1pk": latest, "gsi1sk": code})
+
+
+def kairos_local(assembly: Path, data_dir: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("kairos")), "local", "--assembly", str(assembly), "--json", *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, DATA_DIR_ENV: str(data_dir), "COLUMNS": "80"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def peak_concurrency(log: Path) -> int:
     spans = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     events = sorted([(span["started"], 1) for span in spans] + [(span["finished"], -1) for span in spans])
@@ -234,40 +259,14 @@ def test_kairos_local_runs_each_fire_of_a_fan_out_with_the_definitions_values(
     assembly: Path, data_dir: Path, kline: tuple[str, SyntheticMarket]
 ) -> None:
     _, market = kline
-    with dynamodb_endpoint(data_dir) as endpoint:
-        client = _resource(endpoint.url).meta.client
-        for template_file in assembly.glob("*.template.json"):
-            ensure_tables(client, tables_from_template("dev", json.loads(template_file.read_text("utf-8"))))
-        with _resource(endpoint.url).Table("kairos-dev-MarketData").batch_writer() as batch:
-            for code in SYMBOLS:  # the spot snapshot's LATEST items: the planner's universe
-                latest = f"STOCK#LATEST#{TRADING_DATE}"
-                batch.put_item(Item={"pk": f"STOCK#{code}", "sk": "LATEST", "gsi1pk": latest, "gsi1sk": code})
+    seed(assembly, data_dir)
 
-    completed = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("kairos")),
-            "local",
-            "--assembly",
-            str(assembly),
-            "--json",
-            "--start",
-            START.isoformat(),
-            "--for",
-            "80m",
-            "--speed",
-            SPEED,
-        ],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, DATA_DIR_ENV: str(data_dir), "COLUMNS": "80"},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    process = kairos_local(assembly, data_dir, "--start", START.isoformat(), "--for", "80m", "--speed", SPEED)
+    stdout, stderr = process.communicate(timeout=180)
 
-    assert completed.returncode == 0, completed.stderr
-    assert "does not run" not in completed.stderr
-    fires = [json.loads(line) for line in completed.stdout.splitlines()]
+    assert process.returncode == 0, stderr
+    assert "does not run" not in stderr
+    fires = [json.loads(line) for line in stdout.splitlines()]
     url = running_server(data_dir).url  # type: ignore[union-attr]
     # Every fire at the evaluator's times, one line and one record each.
     assert predicted(assembly, "all-bars") == ["2026-11-27T08:00:00Z", "2026-11-27T09:00:00Z"]
@@ -299,3 +298,65 @@ def test_kairos_local_runs_each_fire_of_a_fan_out_with_the_definitions_values(
     [stuck_fire] = [fire for fire in fires if fire["task"] == "stuck-bars"]
     assert stuck_fire["status"] == "FAILED"
     assert stuck_fire["finished_at"] - stuck_fire["started_at"] < 30, "stopped at its timeout, not its batches' 60 s"
+
+
+def test_ctrl_c_lets_the_fan_out_in_flight_finish(
+    assembly: Path, data_dir: Path, kline: tuple[str, SyntheticMarket]
+) -> None:
+    seed(assembly, data_dir)
+    log = assembly.parent / "all-bars-batches.jsonl"
+    before = len(log.read_text(encoding="utf-8").splitlines()) if log.exists() else 0
+    # The fire is 30 virtual seconds in: half a second at 60x.
+    process = kairos_local(assembly, data_dir, "--only", "all-bars", "--start", "2026-11-27T07:59:30Z", "--speed", "60")
+    deadline = time.monotonic() + 90
+    while process.poll() is None and time.monotonic() < deadline:
+        if log.exists() and len(log.read_text(encoding="utf-8").splitlines()) > before:
+            break  # a batch has run: the fan-out is in flight
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 0, stderr
+    assert "waiting for 1 run(s) in flight" in stderr
+    assert [json.loads(line)["status"] for line in stdout.splitlines()] == ["SUCCEEDED"]
+    [record] = records(running_server(data_dir).url, "all-bars")  # type: ignore[union-attr]
+    assert (record["status"], record["detail"]["fan_out"]["batches"]) == ("SUCCEEDED", 6)
+    assert len(log.read_text(encoding="utf-8").splitlines()) == before + 6, "every batch ran"
+
+
+def test_an_inline_and_a_distributed_map_run_the_inline_one_and_say_so(
+    assembly: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    both = tmp_path / "cdk.out"
+    shutil.copytree(assembly, both)
+    for template_file in both.glob("*.template.json"):
+        template = json.loads(template_file.read_text(encoding="utf-8"))
+        for resource in template["Resources"].values():
+            path = resource.get("Metadata", {}).get("aws:cdk:path", "")
+            if resource["Type"] != "AWS::StepFunctions::StateMachine" or "/all-bars/" not in path:
+                continue
+            # A second Map state, DISTRIBUTED, with the same batch function, beside the inline one.
+            parts = resource["Properties"]["DefinitionString"]["Fn::Join"][1]
+            batch_arn = next(part for part in parts if "BatchFunction" in json.dumps(part))
+            at = next(index for index, part in enumerate(parts) if isinstance(part, str) and '"Batches":{' in part)
+            head, tail = parts[at].split('"Batches":{', 1)
+            distributed = (
+                '"Big batches":{"Type":"Map","MaxConcurrency":500,"Next":"Summarize","ItemProcessor":'
+                '{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"STANDARD"},"StartAt":"Big batch",'
+                '"States":{"Big batch":{"Type":"Task","End":true,"Resource":"'
+            )
+            parts[at : at + 1] = [head + distributed, batch_arn, '"}}}},"Batches":{' + tail]
+        template_file.write_text(json.dumps(template), encoding="utf-8")
+
+    fan_out = read_assembly(both, stage="dev").schedule("all-bars").fan_out
+    process = kairos_local(both, data_dir, "--only", "all-bars", "--start", START.isoformat(), "--for", "1m")
+    stdout, stderr = process.communicate(timeout=120)
+
+    assert fan_out is not None
+    assert fan_out.max_concurrency == MAX_CONCURRENCY
+    assert process.returncode == 0, stderr
+    assert stdout == "", "nothing fires in the first minute"
+    assert (
+        "note: all-bars's state machine: it has an INLINE Map (Batches) and a DISTRIBUTED one (Big batches): "
+        "the INLINE one runs" in " ".join(stderr.split())
+    )
