@@ -60,7 +60,8 @@ def _assembly(stage: str, directory: Path | None) -> LocalAssembly:
 
 
 def _chosen(assembly: LocalAssembly, only: list[str]) -> list[LocalSchedule]:
-    """The enabled schedules (of ``--only``'s tasks when given) that invoke a function."""
+    """The enabled schedules (of ``--only``'s tasks when given) that invoke a function or start a
+    fan-out's state machine."""
     names = [schedule.name for schedule in assembly.schedules]
     wanted = [name.strip() for value in only for name in value.split(",") if name.strip()]
     for name in wanted:
@@ -76,13 +77,14 @@ def _chosen(assembly: LocalAssembly, only: list[str]) -> list[LocalSchedule]:
     for schedule in assembly.schedules:
         if not schedule.enabled or (wanted and schedule.name not in wanted):
             continue
-        if schedule.function is None:
-            # The seam for a local fan-out: a schedule whose target is not a function.
+        if not schedule.runnable:
             services.errors.print(
-                f"note: {schedule.name} targets a {schedule.target_type}, which kairos local does not run yet",
+                f"note: {schedule.name} targets a {schedule.target_type}, which kairos local does not run",
                 markup=False,
             )
             continue
+        for note in schedule.fan_out.notes if schedule.fan_out else ():
+            services.errors.print(f"note: {schedule.name}'s state machine: {note}", markup=False)
         chosen.append(schedule)
     return chosen
 
@@ -148,7 +150,7 @@ def local(
             raise _fail(str(error)) from None
         runs = LocalRuns(
             local_stage.runs_table(),
-            ttl_days=ttl_days(schedules[0].function.environment if schedules[0].function else {}),
+            ttl_days=ttl_days(schedules[0].environment),
         )
         clock = VirtualClock((begin or services.clock()).replace(microsecond=0), speed=speed)
         until = clock.start + duration if duration else None

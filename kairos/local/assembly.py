@@ -7,7 +7,9 @@ runtime, memory, timeout and environment. References in the environment (``Ref``
 same stack, ``Fn::ImportValue`` of one exported by another stack of the stage, or
 ``Fn::GetStackOutput`` of another stack's output) are resolved to the
 local tables' names; anything else a template refers to, which this machine cannot provide, is a
-clear :class:`AssemblyError`.
+clear :class:`AssemblyError`. A schedule that starts a fan-out's state machine carries a
+:class:`LocalFanOut`: the machine's three functions, MaxConcurrency, batch Retry and timeout, read
+from its definition (:mod:`kairos.local.state_machine`).
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kairos.local.state_machine import DefinitionError, read_definition
 from kairos.local.tables import local_table_name, template_tables
-from kairos.plan import NODE_CODE_DIR, PYTHON_CODE_DIR
+from kairos.plan import NODE_CODE_DIR, PYTHON_CODE_DIR, RetryPlan
 from kairos_runtime.events import render_schedule_input
 
 STACK_ARTIFACT = "aws:cloudformation:stack"
 CDK_PATH = "aws:cdk:path"
 FUNCTION_TYPE = "AWS::Lambda::Function"
+STATE_MACHINE_TYPE = "AWS::StepFunctions::StateMachine"
+FAN_OUT_STEPS = ("plan", "batch", "summarize")
 
 
 class AssemblyError(ValueError):
@@ -54,6 +59,30 @@ class LocalFunction:
 
 
 @dataclass(frozen=True, slots=True)
+class LocalFanOut:
+    """A fan-out's state machine, as the local driver runs it (``kairos/local/fan_out.py``)."""
+
+    stack: str
+    logical_id: str
+    functions: Mapping[str, LocalFunction]
+    """By step: plan, batch, summarize (one environment: they run in one process)."""
+    max_concurrency: int
+    """The Map's MaxConcurrency: the driver's thread pool."""
+    batch_retry: RetryPlan
+    timeout: int
+    """The machine's TimeoutSeconds: bounds the whole run."""
+    notes: tuple[str, ...] = ()
+
+    @property
+    def environment(self) -> Mapping[str, str]:
+        return self.functions["batch"].environment
+
+    @property
+    def runtime(self) -> str:
+        return self.functions["plan"].runtime
+
+
+@dataclass(frozen=True, slots=True)
 class LocalSchedule:
     name: str
     """The task: the input's ``task`` (a shared function serves several), else the construct id."""
@@ -64,8 +93,26 @@ class LocalSchedule:
     input_template: Mapping[str, Any]
     target_type: str
     function: LocalFunction | None
-    """None for a target kairos local does not run yet (a fan-out's state machine): the seam where
-    a local fan-out plugs in."""
+    """The function the schedule invokes; None for a state machine (``fan_out``) or a target
+    kairos local does not run."""
+    fan_out: LocalFanOut | None = None
+    """The fan-out's state machine the schedule starts."""
+
+    @property
+    def runnable(self) -> bool:
+        return self.function is not None or self.fan_out is not None
+
+    @property
+    def runtime(self) -> str:
+        if self.fan_out is not None:
+            return self.fan_out.runtime
+        return self.function.runtime if self.function is not None else ""
+
+    @property
+    def environment(self) -> Mapping[str, str]:
+        if self.fan_out is not None:
+            return self.fan_out.environment
+        return self.function.environment if self.function is not None else {}
 
     def event(self, *, scheduled_time: Any, execution_id: str, attempt: int = 1) -> dict[str, Any]:
         """The input with Scheduler's context attributes substituted, as Scheduler delivers it."""
@@ -212,6 +259,61 @@ class _Resolver:
             },
         )
 
+    def definition_text(self, stack: str, value: Any, tokens: dict[str, _Reference], *, where: str) -> str:
+        """A definition string: literal parts kept, each reference replaced by a token (in ``tokens``)."""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Mapping) and set(value) == {"Fn::Join"}:
+            separator, parts = value["Fn::Join"]
+            return str(separator).join(self.definition_text(stack, part, tokens, where=where) for part in parts)
+        reference = self.reference(stack, value)
+        if reference is None:
+            raise AssemblyError(f"stack {stack}: {where} holds {json.dumps(value)}, which kairos local cannot read")
+        token = f"kairos-local-reference-{len(tokens)}"
+        tokens[token] = reference
+        return token
+
+    def state_machine(self, reference: _Reference) -> LocalFanOut:
+        properties = self._resource(reference.stack, reference.logical_id).get("Properties", {})
+        where = f"state machine {reference.logical_id}"
+        tokens: dict[str, _Reference] = {}
+        text = self.definition_text(
+            reference.stack, properties.get("DefinitionString"), tokens, where=f"{where}'s definition"
+        )
+        for name, value in dict(properties.get("DefinitionSubstitutions") or {}).items():
+            text = text.replace(
+                "${" + name + "}",
+                self.definition_text(reference.stack, value, tokens, where=f"{where}'s substitution {name}"),
+            )
+        try:
+            shape = read_definition(json.loads(text))
+        except ValueError as error:  # DefinitionError, or a definition that is not JSON
+            reason = str(error) if isinstance(error, DefinitionError) else "its definition is not JSON"
+            raise AssemblyError(f"stack {reference.stack}: {where}: {reason}") from None
+        functions: dict[str, LocalFunction] = {}
+        for step in FAN_OUT_STEPS:
+            target = tokens.get(shape.functions[step])
+            if target is None or target.logical_id.startswith("AWS::") or self.target_type(target) != FUNCTION_TYPE:
+                raise AssemblyError(
+                    f"stack {reference.stack}: {where}: its {step} step invokes {shape.functions[step]!r}, "
+                    "not a function of the assembly"
+                )
+            functions[step] = self.function(target)
+        if len({json.dumps(dict(function.environment), sort_keys=True) for function in functions.values()}) > 1:
+            raise AssemblyError(
+                f"stack {reference.stack}: {where}: its functions' environments differ, and kairos local runs "
+                "the three steps in one process"
+            )
+        return LocalFanOut(
+            stack=reference.stack,
+            logical_id=reference.logical_id,
+            functions=functions,
+            max_concurrency=shape.max_concurrency,
+            batch_retry=shape.batch_retry,
+            timeout=shape.timeout_seconds,
+            notes=shape.notes,
+        )
+
     def schedule(self, stack: str, logical_id: str, resource: Mapping[str, Any]) -> LocalSchedule:
         properties = resource.get("Properties", {})
         where = f"stack {stack}: schedule {logical_id}"
@@ -229,6 +331,7 @@ class _Resolver:
         path = str(resource.get("Metadata", {}).get(CDK_PATH, ""))
         parts = path.split("/")
         name = input_template.get("task") or (parts[-3] if len(parts) >= 3 else logical_id)
+        target_type = self.target_type(reference)
         return LocalSchedule(
             name=str(name),
             stack=stack,
@@ -238,6 +341,7 @@ class _Resolver:
             timezone=str(properties.get("ScheduleExpressionTimezone") or "UTC"),
             enabled=properties.get("State", "ENABLED") == "ENABLED",
             input_template=input_template,
-            target_type=self.target_type(reference),
-            function=self.function(reference) if self.target_type(reference) == FUNCTION_TYPE else None,
+            target_type=target_type,
+            function=self.function(reference) if target_type == FUNCTION_TYPE else None,
+            fan_out=self.state_machine(reference) if target_type == STATE_MACHINE_TYPE else None,
         )

@@ -1,26 +1,41 @@
 """Run a fan-out task's steps the way its state machine does, in a fresh interpreter: ``python -m``.
 
-Arguments: EVENT_FILE RESULT_FILE FUNCTION_NAME FAN_OUT_JSON (the plan's functions, concurrency and
-batch retry). The handlers' logs go to stdout; the outcome is written as JSON to RESULT_FILE.
+Arguments: EVENT_FILE RESULT_FILE FUNCTION_NAME FAN_OUT_JSON [STARTED_FILE]. FAN_OUT_JSON holds the
+functions (each step's memory, timeout and, from a cloud assembly, its handler: the fan-out handler's
+own when absent), the Map's concurrency and the batch retry (``kairos.local.invoke``'s
+``fan_out_driver_arguments``). STARTED_FILE is created once the handlers are imported (``kairos
+local`` counts the machine's timeout from then). The handlers' logs go to stdout; the outcome is
+written as JSON to RESULT_FILE.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from kairos.local.fan_out import drive
 from kairos.local.python_invoke import LocalLambdaContext
 from kairos.plan import RetryPlan
 
+STEP_HANDLERS = {step: f"kairos_runtime.fan_out_handler.{step}" for step in ("plan", "batch", "summarize")}
+
+
+def _handler(path: str) -> Any:
+    module, _, attribute = path.rpartition(".")
+    return getattr(importlib.import_module(module), attribute)
+
 
 def main(argv: list[str]) -> int:
-    event_file, result_file, function_name, fan_out_json = argv
+    event_file, result_file, function_name, fan_out_json, *started_file = argv
     event = json.loads(Path(event_file).read_text(encoding="utf-8"))
     fan_out = json.loads(fan_out_json)
-    from kairos_runtime import fan_out_handler
+    steps = {step: _handler(fan_out["functions"][step].get("handler", path)) for step, path in STEP_HANDLERS.items()}
+    if started_file:
+        Path(started_file[0]).touch()
 
     def context_for(step: str) -> LocalLambdaContext:
         spec = fan_out["functions"][step]
@@ -30,9 +45,9 @@ def main(argv: list[str]) -> int:
     try:
         result = drive(
             event,
-            plan=fan_out_handler.plan,
-            batch=fan_out_handler.batch,
-            summarize=fan_out_handler.summarize,
+            plan=steps["plan"],
+            batch=steps["batch"],
+            summarize=steps["summarize"],
             max_concurrency=int(fan_out["max_concurrency"]),
             batch_retry=RetryPlan(
                 errors=tuple(retry["errors"]),

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from kairos.catalog import PROJECT_ROOT
 from kairos.operations.invoke import scheduled_event
-from kairos.plan import FanOutPlan, TaskPlan
+from kairos.plan import FanOutPlan, RetryPlan, TaskPlan
 from kairos_runtime.settings import LAMBDA_RETRY_ATTEMPTS_ENV, LATE_DELIVERY_LIMIT_ENV
 from kairos_runtime.tables import TableId
 
@@ -82,18 +82,30 @@ def lambda_environment(
 
 def fan_out_arguments(fan_out: FanOutPlan) -> dict[str, Any]:
     """What the local fan-out driver needs of the plan (``kairos/local/fan_out_invoke.py``)."""
+    return fan_out_driver_arguments(
+        {step: (None, function.memory, function.timeout) for step, function in fan_out.functions.items()},
+        max_concurrency=fan_out.max_concurrency,
+        batch_retry=fan_out.batch_retry,
+    )
+
+
+def fan_out_driver_arguments(
+    functions: Mapping[str, tuple[str | None, int, int]], *, max_concurrency: int, batch_retry: RetryPlan
+) -> dict[str, Any]:
+    """The local fan-out driver's arguments: by step, its (handler, memory, timeout), a None handler
+    being the fan-out handler's own; the Map's concurrency; the batch Task's Retry."""
     return {
         "functions": {
-            step: {"memory": function.memory, "timeout": function.timeout}
-            for step, function in fan_out.functions.items()
+            step: {"memory": memory, "timeout": timeout} | ({"handler": handler} if handler else {})
+            for step, (handler, memory, timeout) in functions.items()
         },
-        "max_concurrency": fan_out.max_concurrency,
+        "max_concurrency": max_concurrency,
         "batch_retry": {
-            "errors": list(fan_out.batch_retry.errors),
-            "interval_seconds": fan_out.batch_retry.interval_seconds,
-            "max_attempts": fan_out.batch_retry.max_attempts,
-            "backoff_rate": fan_out.batch_retry.backoff_rate,
-            "max_delay_seconds": fan_out.batch_retry.max_delay_seconds,
+            "errors": list(batch_retry.errors),
+            "interval_seconds": batch_retry.interval_seconds,
+            "max_attempts": batch_retry.max_attempts,
+            "backoff_rate": batch_retry.backoff_rate,
+            "max_delay_seconds": batch_retry.max_delay_seconds,
         },
     }
 
@@ -187,10 +199,47 @@ class FunctionCall:
     timeout: int
     environment: Mapping[str, str]
 
+    def command(self, event_file: Path, result_file: Path, started_file: Path) -> list[str]:
+        arguments = [str(event_file), str(result_file), self.name, str(self.memory), str(self.timeout)]
+        module, _, attribute = self.handler.rpartition(".")
+        if self.family == "python":
+            return [sys.executable, "-m", "kairos.local.python_invoke", *arguments, self.handler, str(started_file)]
+        node = shutil.which("node") or "node"
+        module_file = Path(self.code_dir, module + ".mjs")
+        return [node, str(NODE_INVOKER), *arguments, str(module_file), attribute, str(started_file)]
 
-def call_function(call: FunctionCall, event: Mapping[str, Any], *, poll_s: float = 0.02) -> LocalInvocation:
-    """Run the handler in a child process; one still running ``timeout`` seconds after its handler
-    started is killed, and the invocation is a ``Timeout``.
+
+@dataclass(frozen=True, slots=True)
+class FanOutCall:
+    """One execution of a fan-out's state machine: its three steps in one process, the local driver
+    (``kairos/local/fan_out_invoke.py``); ``timeout`` is the machine's, for the whole run."""
+
+    name: str
+    task: str
+    """The task, which names each step's function in the logs (``<task>-batch``)."""
+    timeout: int
+    environment: Mapping[str, str]
+    arguments: Mapping[str, Any]
+    """:func:`fan_out_driver_arguments`."""
+
+    def command(self, event_file: Path, result_file: Path, started_file: Path) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "kairos.local.fan_out_invoke",
+            str(event_file),
+            str(result_file),
+            self.task,
+            json.dumps(dict(self.arguments)),
+            str(started_file),
+        ]
+
+
+def call_function(
+    call: FunctionCall | FanOutCall, event: Mapping[str, Any], *, poll_s: float = 0.02
+) -> LocalInvocation:
+    """Run the handler (or a fan-out's driver) in a child process; one still running ``timeout``
+    seconds after its handler started is killed, and the invocation is a ``Timeout``.
 
     The child has its own session: a Ctrl-C meant for ``kairos local`` does not cut a run short.
     """
@@ -198,14 +247,7 @@ def call_function(call: FunctionCall, event: Mapping[str, Any], *, poll_s: float
         event_file, result_file = Path(workdir, "event.json"), Path(workdir, "result.json")
         started_file, output_file = Path(workdir, "started"), Path(workdir, "output.log")
         event_file.write_text(json.dumps(event), encoding="utf-8")
-        arguments = [str(event_file), str(result_file), call.name, str(call.memory), str(call.timeout)]
-        module, _, attribute = call.handler.rpartition(".")
-        if call.family == "python":
-            command = [sys.executable, "-m", "kairos.local.python_invoke", *arguments, call.handler, str(started_file)]
-        else:
-            node = shutil.which("node") or "node"
-            module_file = Path(call.code_dir, module + ".mjs")
-            command = [node, str(NODE_INVOKER), *arguments, str(module_file), attribute, str(started_file)]
+        command = call.command(event_file, result_file, started_file)
         with output_file.open("wb") as output:
             process = subprocess.Popen(  # noqa: S603 - fixed interpreter and our own scripts
                 command,

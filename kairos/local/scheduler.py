@@ -4,7 +4,9 @@
 Each schedule's next fire time comes from :func:`kairos.schedule.next_fire_times` (its timezone,
 DST included). At that time the schedule's input, with Scheduler's context attributes substituted,
 goes to its function's handler in a child process (:func:`kairos.local.invoke.call_function`), with
-the function's environment from the template. Runs of one task never overlap: a fire while the
+the function's environment from the template; a schedule that starts a fan-out's state machine runs
+the local fan-out driver instead (plan, the batches on a pool of the Map's MaxConcurrency, summary),
+with the machine's timeout bounding the whole run. Runs of one task never overlap: a fire while the
 task's previous run is still in flight is recorded SKIPPED (never queued: a queue behind a run that
 is always longer than its interval grows without end, and its late runs would carry old slots). A run
 past the function's timeout is killed and recorded FAILED (``Timeout``). ``stop()`` (Ctrl-C) fires
@@ -24,7 +26,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from kairos.local.assembly import LocalSchedule
-from kairos.local.invoke import TIMED_OUT, FunctionCall, LocalInvocation, call_function, lambda_environment
+from kairos.local.invoke import (
+    TIMED_OUT,
+    FanOutCall,
+    FunctionCall,
+    LocalInvocation,
+    call_function,
+    fan_out_driver_arguments,
+    lambda_environment,
+)
 from kairos.operations.invoke import run_record
 from kairos.schedule import next_fire_times, parse_schedule
 from kairos_runtime.events import ScheduledEvent, iso_seconds
@@ -173,7 +183,7 @@ class _Pending:
 
 
 class LocalScheduler:
-    """Fires ``schedules`` (enabled ones, with a function) from ``clock.start`` until ``until``
+    """Fires ``schedules`` (enabled ones, with a function or a fan-out) from ``clock.start`` until ``until``
     (virtual time; None: until :meth:`stop`)."""
 
     def __init__(
@@ -185,7 +195,7 @@ class LocalScheduler:
         runs: LocalRuns,
         endpoint_url: str,
         report: Callable[[Fire], None],
-        call: Callable[[FunctionCall, Mapping[str, Any]], LocalInvocation] = call_function,
+        call: Callable[[FunctionCall | FanOutCall, Mapping[str, Any]], LocalInvocation] = call_function,
     ) -> None:
         self._schedules = schedules
         self._clock = clock
@@ -265,7 +275,7 @@ class LocalScheduler:
         try:
             record = self._runs.record_final(
                 event,
-                runtime=schedule.function.runtime if schedule.function else "",
+                runtime=schedule.runtime,
                 status=RunStatus.SKIPPED,
                 started=datetime.now(UTC),
                 detail={
@@ -288,29 +298,52 @@ class LocalScheduler:
             )
         )
 
-    def _execute(self, schedule: LocalSchedule, event: dict[str, Any], moment: datetime) -> None:
+    def _call_of(self, schedule: LocalSchedule) -> FunctionCall | FanOutCall:
+        """How the schedule's target runs here: its function, or its fan-out's local driver."""
+        fan_out = schedule.fan_out
+        if fan_out is not None:
+            return FanOutCall(
+                name=f"{fan_out.stack}-{fan_out.logical_id}"[:80],
+                task=schedule.name,
+                timeout=fan_out.timeout,
+                environment=lambda_environment(
+                    fan_out.environment, function_name=schedule.name, endpoint_url=self._endpoint_url
+                ),
+                arguments=fan_out_driver_arguments(
+                    {
+                        step: (function.handler, function.memory, function.timeout)
+                        for step, function in fan_out.functions.items()
+                    },
+                    max_concurrency=fan_out.max_concurrency,
+                    batch_retry=fan_out.batch_retry,
+                ),
+            )
         function = schedule.function
-        assert function is not None  # schedules without a function are left out before running
+        assert function is not None  # schedules without a target to run are left out before running
+        return FunctionCall(
+            name=f"{function.stack}-{function.logical_id}"[:64],
+            family=function.family,
+            handler=function.handler,
+            code_dir=function.code_dir,
+            memory=function.memory,
+            timeout=function.timeout,
+            environment=lambda_environment(
+                function.environment, function_name=schedule.name, endpoint_url=self._endpoint_url
+            ),
+        )
+
+    def _execute(self, schedule: LocalSchedule, event: dict[str, Any], moment: datetime) -> None:
+        runtime = schedule.runtime
         started, started_at = datetime.now(UTC), time.time()
         record: dict[str, Any] | None = None
         try:
-            call = FunctionCall(
-                name=f"{function.stack}-{function.logical_id}"[:64],
-                family=function.family,
-                handler=function.handler,
-                code_dir=function.code_dir,
-                memory=function.memory,
-                timeout=function.timeout,
-                environment=lambda_environment(
-                    function.environment, function_name=schedule.name, endpoint_url=self._endpoint_url
-                ),
-            )
+            call = self._call_of(schedule)
             invocation = self._call(call, event)
             record = self._runs.record_of(event)
             if invocation.error is not None and invocation.error.startswith(TIMED_OUT):
                 record = self._runs.record_final(
                     event,
-                    runtime=function.runtime,
+                    runtime=runtime,
                     status=RunStatus.FAILED,
                     started=started,
                     error=RunError(TIMED_OUT, invocation.error.removeprefix(f"{TIMED_OUT}: "), ErrorKind.TRANSIENT),
@@ -319,7 +352,7 @@ class LocalScheduler:
                 # The handler died without finishing its record (a crash, an invalid event).
                 record = self._runs.record_final(
                     event,
-                    runtime=function.runtime,
+                    runtime=runtime,
                     status=RunStatus.FAILED,
                     started=started,
                     error=RunError("HandlerCrashed", invocation.error or "no final record", ErrorKind.PERMANENT),

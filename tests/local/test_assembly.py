@@ -69,6 +69,31 @@ def core() -> dict[str, Any]:
     }
 
 
+MACHINE = {
+    "Type": "AWS::StepFunctions::StateMachine",
+    "Properties": {
+        # CDK's shape: a Fn::Join of literal JSON and the functions' ARNs; one through a substitution.
+        "DefinitionString": {
+            "Fn::Join": [
+                "",
+                [
+                    '{"StartAt":"P","TimeoutSeconds":600,"States":{"P":{"Type":"Task","Next":"M","Resource":"',
+                    {"Fn::GetAtt": ["Fn1", "Arn"]},
+                    '"},"M":{"Type":"Map","MaxConcurrency":7,"Next":"S","ItemProcessor":{"StartAt":"B",'
+                    '"States":{"B":{"Type":"Task","End":true,"Resource":"${BatchArn}"}}}},'
+                    '"S":{"Type":"Task","End":true,"Resource":"arn:',
+                    {"Ref": "AWS::Partition"},
+                    ':states:::lambda:invoke","Parameters":{"FunctionName":"',
+                    {"Fn::GetAtt": ["Fn1", "Arn"]},
+                    '"}}}}',
+                ],
+            ]
+        },
+        "DefinitionSubstitutions": {"BatchArn": {"Fn::GetAtt": ["Fn1", "Arn"]}},
+    },
+}
+
+
 def test_every_stack_is_read_and_imports_resolve_to_local_tables(tmp_path: Path) -> None:
     shard = {
         "Resources": {
@@ -81,7 +106,7 @@ def test_every_stack_is_read_and_imports_resolve_to_local_tables(tmp_path: Path)
             "Sched1": schedule("berlin", {"Fn::GetAtt": ["Fn1", "Arn"]}),
             "Sched2": schedule("off", {"Fn::GetAtt": ["Fn1", "Arn"]}, state="DISABLED"),
             "Sched3": schedule("fanout", {"Ref": "Machine"}),
-            "Machine": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {}},
+            "Machine": MACHINE,
         }
     }
     assembly = read_assembly(
@@ -99,6 +124,13 @@ def test_every_stack_is_read_and_imports_resolve_to_local_tables(tmp_path: Path)
     fanout = assembly.schedule("fanout")
     assert fanout.function is None
     assert fanout.target_type == "AWS::StepFunctions::StateMachine"
+    assert fanout.fan_out is not None
+    assert (fanout.fan_out.max_concurrency, fanout.fan_out.timeout) == (7, 600)
+    assert {step: function.logical_id for step, function in fanout.fan_out.functions.items()} == dict.fromkeys(
+        ("plan", "batch", "summarize"), "Fn1"
+    )
+    assert fanout.fan_out.batch_retry.max_attempts == 0, "a batch Task without Retry"
+    assert fanout.environment["KAIROS_TASK_RUNS_TABLE"] == "kairos-dev-TaskRuns"
 
 
 @pytest.mark.parametrize(
