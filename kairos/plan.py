@@ -39,7 +39,7 @@ from kairos.operations.freshness import alive_window, allowance
 from kairos.schedule import AtSchedule, RateSchedule, Schedule, next_fire_times
 from kairos_runtime import metrics
 from kairos_runtime.events import schedule_input
-from kairos_runtime.fan_out import FanOut, FanOutSettings, max_inline_items
+from kairos_runtime.fan_out import BATCH_RETRY_ATTEMPTS, FanOut, FanOutSettings, max_inline_items
 from kairos_runtime.registry import Access, DependencyGroup, Partitions
 from kairos_runtime.settings import (
     HTTPS_PROXY_ENV,
@@ -530,7 +530,7 @@ LAMBDA_SERVICE_ERRORS = (
 BATCH_RETRY = RetryPlan(
     errors=("BatchTransientError", *LAMBDA_SERVICE_ERRORS),
     interval_seconds=10,
-    max_attempts=3,
+    max_attempts=BATCH_RETRY_ATTEMPTS,  # one fact: the inline Map's history bound counts them
     backoff_rate=3.0,
     max_delay_seconds=300,
 )
