@@ -43,9 +43,13 @@ def results_prefix(task: str) -> str:
     return f"{fan_out_prefix(task)}{RESULTS_FOLDER}"
 
 
+def batches_prefix(task: str) -> str:
+    return f"{fan_out_prefix(task)}{BATCHES_FOLDER}"
+
+
 def batches_key(task: str, request_id: str) -> str:
     """One key per plan invocation: a retried plan writes its own object, never another's."""
-    return f"{fan_out_prefix(task)}{BATCHES_FOLDER}/{request_id}.json"
+    return f"{batches_prefix(task)}/{request_id}.json"
 
 
 class ObjectStore(Protocol):
