@@ -84,8 +84,10 @@ def definition_parts(template: Template) -> list[Any]:
 
 def rendered(template: Template, arns: dict[str, str]) -> dict[str, Any]:
     """The definition with each function's ARN (by logical id) in place of its GetAtt."""
+    pseudo = {"AWS::Partition": "aws"}
     text = "".join(
-        part if isinstance(part, str) else arns[part["Fn::GetAtt"][0]] for part in definition_parts(template)
+        part if isinstance(part, str) else pseudo[part["Ref"]] if "Ref" in part else arns[part["Fn::GetAtt"][0]]
+        for part in definition_parts(template)
     )
     return json.loads(text)  # type: ignore[no-any-return]
 
@@ -107,13 +109,18 @@ def test_the_state_machine_plans_maps_batches_with_retry_and_catch_and_summarize
     machine = rendered(template, {logical: f"arn:{step}" for step, logical in ids.items()})
     states = machine["States"]
     assert machine["StartAt"] == "Plan"
-    assert set(states) == {"Plan", "Planned?", "Ended at plan", "Batches", "Summarize"}
+    assert set(states) == {"Plan", "Planned?", "Ended at plan", "Batches", "Distributed batches", "Summarize"}
     assert (states["Plan"]["Resource"], states["Plan"]["ResultPath"], states["Plan"]["Next"]) == (
         "arn:plan",
         "$.plan",
         "Planned?",
     )
-    assert states["Planned?"]["Choices"] == [{"Variable": "$.plan.planned", "BooleanEquals": True, "Next": "Batches"}]
+    assert [
+        {key: value for key, value in choice.items() if key != "Comment"} for choice in states["Planned?"]["Choices"]
+    ] == [
+        {"Variable": "$.plan.items", "IsPresent": True, "Next": "Distributed batches"},
+        {"Variable": "$.plan.planned", "BooleanEquals": True, "Next": "Batches"},
+    ]
     assert states["Planned?"]["Default"] == "Ended at plan"
     batches = states["Batches"]
     assert batches["MaxConcurrency"] == fan_out.max_concurrency == 4
@@ -141,6 +148,27 @@ def test_the_state_machine_plans_maps_batches_with_retry_and_catch_and_summarize
         {"index.$": "$.batch.index", "error.$": "$.failure.Error"},
     )
     assert states["Plan"]["Retry"][0]["ErrorEquals"] == list(PLAN_RETRY.errors)
+    distributed = states["Distributed batches"]
+    assert distributed["ItemReader"] == {
+        "Resource": "arn:aws:states:::s3:getObject",
+        "ReaderConfig": {"InputType": "JSON"},
+        "Parameters": {"Bucket.$": "$.plan.items.bucket", "Key.$": "$.plan.items.key"},
+    }
+    assert distributed["ResultWriter"] == {
+        "Resource": "arn:aws:states:::s3:putObject",
+        "Parameters": {"Bucket.$": "$.plan.items.bucket", "Prefix": f"fan-out/{TASK}/results"},
+    }
+    assert distributed["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert (distributed["MaxConcurrency"], distributed["ToleratedFailurePercentage"]) == (fan_out.max_concurrency, 100)
+    assert distributed["ItemSelector"] == batches["ItemSelector"]
+    assert (distributed["ResultPath"], distributed["Next"]) == ("$.results", "Summarize")
+    child = distributed["ItemProcessor"]["States"]
+    assert child["Distributed Batch"]["Resource"] == "arn:batch"
+    assert child["Distributed Batch"]["Retry"] == batch["Retry"]
+    assert child["Distributed Batch"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Distributed Batch failed"}
+    ]
+    assert child["Distributed Batch failed"]["Parameters"] == caught["Parameters"]
     summarize = states["Summarize"]
     assert summarize["Resource"] == "arn:summarize"
     assert summarize["Parameters"] == {"event.$": "$$.Execution.Input", "plan.$": "$.plan", "results.$": "$.results"}
@@ -195,7 +223,87 @@ def test_the_state_machine_may_invoke_only_its_own_three_functions(dev: tuple[St
         expected.add(json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [logical, "Arn"]}, ":*"]]}))
     assert reached == expected
     actions = {action for each in statements_of(template, role_id) for action in _list(each["Action"])}
-    assert not {action for action in actions if action.startswith(("dynamodb:", "states:", "sqs:"))}
+    assert not {action for action in actions if action.startswith(("dynamodb:", "sqs:"))}
+
+
+def _bucket_objects(template: Template, role_id: str) -> dict[str, list[str]]:
+    """Each S3 statement of the role, as its key pattern (after the core bucket's ARN) → its actions."""
+    found = {}
+    for statement in statements_of(template, role_id):
+        actions = _list(statement["Action"])
+        if not any(action.startswith("s3:") for action in actions):
+            continue
+        [bucket_arn, pattern] = statement["Resource"]["Fn::Join"][1]
+        assert "FanOutObjectsBucket" in json.dumps(bucket_arn), "the stage's fan-out bucket, from the core stack"
+        found[pattern] = sorted(actions)
+    return found
+
+
+def test_the_distributed_map_may_read_and_write_only_its_tasks_prefix_and_run_only_its_own_children(
+    dev: tuple[StagePlan, Template],
+) -> None:
+    _, template = dev
+    machine_id, machine = the(template, "AWS::StepFunctions::StateMachine", f"{PATH}/StateMachine")
+    role_id = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    assert _bucket_objects(template, role_id) == {
+        f"/fan-out/{TASK}/*": ["s3:GetObject"],
+        f"/fan-out/{TASK}/results/*": ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:PutObject"],
+    }
+    states = {
+        json.dumps(sorted(_list(statement["Action"]))): statement["Resource"]
+        for statement in statements_of(template, role_id)
+        if any(action.startswith("states:") for action in _list(statement["Action"]))
+    }
+    name = {"Fn::Select": [6, {"Fn::Split": [":", {"Ref": machine_id}]}]}
+    executions = ["arn:", {"Ref": "AWS::Partition"}, ":states:", {"Ref": "AWS::Region"}, ":"]
+    executions += [{"Ref": "AWS::AccountId"}, ":execution:", name]
+    assert states == {
+        '["states:StartExecution"]': {"Ref": machine_id},
+        '["states:DescribeExecution", "states:StopExecution"]': {"Fn::Join": ["", [*executions, ":*"]]},
+        '["states:RedriveExecution"]': {"Fn::Join": ["", [*executions, "/*:*"]]},
+    }
+    roles = {}
+    for step in ("plan", "batch", "summarize"):
+        _, function = the(template, "AWS::Lambda::Function", f"{PATH}/{step.capitalize()}Function")
+        roles[step] = _bucket_objects(template, function["Properties"]["Role"]["Fn::GetAtt"][0])
+    assert roles == {
+        "plan": {f"/fan-out/{TASK}/batches/*": ["s3:PutObject"]},
+        "batch": {},
+        "summarize": {f"/fan-out/{TASK}/*": ["s3:GetObject"]},
+    }
+
+
+def test_the_core_stacks_fan_out_bucket_is_private_encrypted_ssl_only_and_expires_its_objects(
+    dev: tuple[StagePlan, Template],
+) -> None:
+    from kairos.plan import FAN_OUT_OBJECT_EXPIRY_DAYS
+
+    plan, template = dev
+    bucket_id, bucket = the(template, "AWS::S3::Bucket", f"{plan.stack_name}/FanOutObjects")
+    properties = bucket["Properties"]
+    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+    ]
+    assert properties["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
+    [rule] = properties["LifecycleConfiguration"]["Rules"]
+    assert (rule["Prefix"], rule["ExpirationInDays"], rule["Status"]) == (
+        "fan-out/",
+        FAN_OUT_OBJECT_EXPIRY_DAYS,
+        "Enabled",
+    )
+    assert bucket["DeletionPolicy"] == "Delete", "the dev stage keeps no data"
+    [(_, policy)] = template.find_resources("AWS::S3::BucketPolicy").items()
+    [deny] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert (deny["Effect"], deny["Condition"]) == ("Deny", {"Bool": {"aws:SecureTransport": "false"}})
+    _, planner = the(template, "AWS::Lambda::Function", f"{PATH}/PlanFunction")
+    _, batch = the(template, "AWS::Lambda::Function", f"{PATH}/BatchFunction")
+    assert "FanOutObjectsBucket" in json.dumps(
+        planner["Properties"]["Environment"]["Variables"]["KAIROS_FAN_OUT_BUCKET"]
+    )
+    assert "KAIROS_FAN_OUT_BUCKET" not in batch["Properties"]["Environment"]["Variables"]
+    assert bucket_id.startswith("FanOutObjectsBucket")
 
 
 def _list(value: Any) -> list[Any]:
@@ -259,7 +367,7 @@ def test_the_plan_counts_the_fan_outs_resources(dev: tuple[StagePlan, Template])
         for name, policy in template.find_resources("AWS::IAM::Policy").items()
         if {"Ref": scheduler_role} in policy["Properties"]["Roles"]
     }
-    assert len(mine) == plan.task(TASK).resource_count == 20
+    assert len(mine) == plan.task(TASK).resource_count == 21
 
 
 # -- the definition, executed by moto -----------------------------------------------------------
