@@ -27,6 +27,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as targets
 from aws_cdk import aws_sqs as sqs
@@ -103,8 +104,8 @@ def _retry(state: sfn_tasks.LambdaInvoke, retry: RetryPlan) -> None:
 
 
 class _PrefixResultWriter(sfn.ResultWriterV2):
-    """ResultWriter to the bucket the plan names, granted by the shard stack on the task's own prefix:
-    CDK would grant ``s3:PutObject`` on ``*`` for a bucket given as a path."""
+    """ResultWriter to the stage's bucket, granted by the shard stack on the task's own results prefix:
+    CDK would grant ``s3:PutObject`` on the whole bucket."""
 
     def provide_policy_statements(self) -> list[iam.PolicyStatement]:
         return []
@@ -142,7 +143,12 @@ ITEM_SELECTOR = {
 
 
 def definition(
-    scope: Construct, fan_out: FanOutPlan, functions: Mapping[str, lambda_.IFunction], *, task: str
+    scope: Construct,
+    fan_out: FanOutPlan,
+    functions: Mapping[str, lambda_.IFunction],
+    *,
+    task: str,
+    results_bucket: s3.IBucket,
 ) -> sfn.IChainable:
     """The machine's states, from the plan: plan, a choice, the inline or the Distributed Map of
     batches, and the summary."""
@@ -178,9 +184,8 @@ def definition(
         item_selector=ITEM_SELECTOR,
         # A child that fails outright is counted by the summary as a failed batch, as a caught one is.
         tolerated_failure_percentage=100,
-        result_writer_v2=_PrefixResultWriter(
-            bucket_name_path=sfn.JsonPath.string_at("$.plan.items.bucket"), prefix=results_prefix(task)
-        ),
+        # The stage's bucket by name (ResultWriter's paths would be read against the results, not the input).
+        result_writer_v2=_PrefixResultWriter(bucket=results_bucket, prefix=results_prefix(task)),
         result_path="$.results",
     )
     distributed.item_processor(_batch_states(scope, fan_out, functions["batch"], prefix="Distributed "))
@@ -255,7 +260,15 @@ class FanOutTask(Construct):
             "StateMachine",
             state_machine_name=fan_out.state_machine_name,
             comment=f"Kairos task {plan.name}: plan, {fan_out.max_concurrency} batches at a time, summarize",
-            definition_body=sfn.DefinitionBody.from_chainable(definition(self, fan_out, functions, task=plan.name)),
+            definition_body=sfn.DefinitionBody.from_chainable(
+                definition(
+                    self,
+                    fan_out,
+                    functions,
+                    task=plan.name,
+                    results_bucket=s3.Bucket.from_bucket_name(self, "FanOutBucket", bucket_name),
+                )
+            ),
             timeout=cdk.Duration.seconds(fan_out.execution_timeout_seconds),
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
             tracing_enabled=True,

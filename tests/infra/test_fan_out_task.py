@@ -30,6 +30,8 @@ from tests.market.conftest import fresh_calendar_cache, waits
 __all__ = ["fresh_calendar_cache", "waits"]  # the market tests' fixtures: no sleeps, a cold calendar
 
 TASK = "stock-daily-all"
+FAN_OUT_BUCKET = "kairos-test-fan-out"
+"""The stage's fan-out bucket, as moto's tests name it (the template's weak reference in its place)."""
 
 
 def _dev_plan() -> StagePlan:
@@ -84,11 +86,17 @@ def definition_parts(template: Template) -> list[Any]:
 
 def rendered(template: Template, arns: dict[str, str]) -> dict[str, Any]:
     """The definition with each function's ARN (by logical id) in place of its GetAtt."""
-    pseudo = {"AWS::Partition": "aws"}
-    text = "".join(
-        part if isinstance(part, str) else pseudo[part["Ref"]] if "Ref" in part else arns[part["Fn::GetAtt"][0]]
-        for part in definition_parts(template)
-    )
+
+    def value(part: Any) -> str:
+        if isinstance(part, str):
+            return part
+        if part.get("Ref", "").startswith("FanOutObjectsBucket"):  # the core's one value in the definition
+            return FAN_OUT_BUCKET
+        if "Ref" in part:
+            return {"AWS::Partition": "aws"}[part["Ref"]]
+        return arns[part["Fn::GetAtt"][0]]
+
+    text = "".join(value(part) for part in definition_parts(template))
     return json.loads(text)  # type: ignore[no-any-return]
 
 
@@ -156,7 +164,7 @@ def test_the_state_machine_plans_maps_batches_with_retry_and_catch_and_summarize
     }
     assert distributed["ResultWriter"] == {
         "Resource": "arn:aws:states:::s3:putObject",
-        "Parameters": {"Bucket.$": "$.plan.items.bucket", "Prefix": f"fan-out/{TASK}/results"},
+        "Parameters": {"Bucket": FAN_OUT_BUCKET, "Prefix": f"fan-out/{TASK}/results"},
     }
     assert distributed["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
     assert (distributed["MaxConcurrency"], distributed["ToleratedFailurePercentage"]) == (fan_out.max_concurrency, 100)
@@ -449,6 +457,8 @@ def create_machine(template: Template, *, fast_retries: bool) -> str:
             Code={"ZipFile": archive.getvalue()},
         )["FunctionArn"]
     definition = json.dumps(rendered(template, arns))
+    # moto's ASL grammar reads ToleratedFailurePercentage as a decimal only (AWS takes 100 as deployed).
+    definition = definition.replace('"ToleratedFailurePercentage": 100,', '"ToleratedFailurePercentage": 100.0,')
     if fast_retries:  # the shape as deployed; moto would otherwise wait 10 s, 30 s, 90 s
         definition = re.sub(r'"IntervalSeconds": \d+', '"IntervalSeconds": 1', definition)
         definition = re.sub(r'"BackoffRate": [\d.]+', '"BackoffRate": 1', definition)
@@ -494,6 +504,7 @@ def fan_out(aws: Any) -> Any:
             "task": TASK,
             "task_type": "stock_daily_all",
             "table_names": {table.table_id: table.name for table in tables_from_designs("test")},
+            "fan_out_bucket": FAN_OUT_BUCKET,
         },
         RuntimeSettings,
     )
@@ -597,3 +608,72 @@ def test_the_planners_claim_outlives_any_execution_of_its_slot(dev: tuple[StageP
     limit = int(function["Properties"]["Environment"]["Variables"]["KAIROS_LATE_DELIVERY_LIMIT_SECONDS"])
     assert limit >= fan_out.execution_timeout_seconds
     assert plan.task(TASK).backfill, "daily bars are computed for the slot's own dates"
+
+
+def moto_result_writer_in_aws_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto 5.2's ResultWriter writes a manifest listing no result file (its own TODO) and drops the
+    children's outputs. This completes it as AWS documents it: a SUCCEEDED_0.json of the executions
+    (Status, Output as a JSON string) named by the manifest, under <Prefix>/<map run id>/."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (
+        resource_eval_s3,
+    )
+
+    original = resource_eval_s3.ResourceEvalS3._handle_put_object
+
+    def put_object(env: Any, runtime_part: Any, credentials: Any) -> None:
+        import boto3
+
+        parameters, outputs = env.stack[-1], env.stack[-2]
+        original(env, runtime_part, credentials)
+        details = env.stack[-1]["ResultWriterDetails"]
+        s3 = boto3.client("s3", region_name="us-east-1")
+        folder = details["Key"].rsplit("/", 1)[0]
+        executions = [{"Status": "SUCCEEDED", "Output": json.dumps(output)} for output in outputs]
+        s3.put_object(Bucket=parameters["Bucket"], Key=f"{folder}/SUCCEEDED_0.json", Body=json.dumps(executions))
+        manifest = json.loads(s3.get_object(Bucket=parameters["Bucket"], Key=details["Key"])["Body"].read())
+        manifest["ResultFiles"]["SUCCEEDED"] = [{"Key": f"{folder}/SUCCEEDED_0.json", "Size": 1}]
+        s3.put_object(Bucket=parameters["Bucket"], Key=details["Key"], Body=json.dumps(manifest))
+
+    monkeypatch.setattr(resource_eval_s3.ResourceEvalS3, "_handle_put_object", staticmethod(put_object))
+
+
+def test_moto_runs_the_distributed_map_past_the_switch_from_s3_and_the_record_succeeds(
+    dev: tuple[StagePlan, Template], aws: Any, fan_out: Any, monkeypatch: pytest.MonkeyPatch, waits: list[float]
+) -> None:
+    """Past the switch (lowered to 2 batches, so 3 cross it) the planner writes the batches to S3, moto's
+    Distributed Map reads them with its ItemReader, runs each as a child, and the summary reads the
+    ResultWriter's manifest and result file (moto's writer completed in AWS's shape, see above)."""
+    import boto3
+
+    from kairos_runtime import fan_out as fan_out_module
+    from tests.market.synthetic_market import serve, store_spot_universe, universe
+
+    _, template = dev
+    monkeypatch.setattr(fan_out_module, "MAX_INLINE_BATCHES", 2)
+    moto_result_writer_in_aws_shape(monkeypatch)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=FAN_OUT_BUCKET)
+    store_spot_universe(aws, universe(60))
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as http:
+        serve(http)
+        calls = answer_with(fan_out, STEPS, monkeypatch)
+        event = scheduled_event(
+            TASK, "stock_daily_all", {"batch_size": 25, "requests_per_second": 1000}, scheduled_time=SLOT
+        )
+        described = execute(aws, template, event)
+
+    assert described["status"] == "SUCCEEDED", described
+    assert calls.count("batch") == 3
+    assert calls[-1] == "summarize"
+    output = json.loads(described["output"])
+    assert "batches" not in output["plan"]
+    assert output["plan"]["items"]["bucket"] == FAN_OUT_BUCKET
+    assert output["plan"]["items"]["key"].startswith(f"fan-out/{TASK}/batches/")
+    assert output["results"]["ResultWriterDetails"]["Key"].startswith(f"fan-out/{TASK}/results/")
+    batches = json.loads(s3.get_object(Bucket=FAN_OUT_BUCKET, Key=output["plan"]["items"]["key"])["Body"].read())
+    assert [len(batch["items"]) for batch in batches] == [25, 25, 10]
+    [record], [slot] = runs_and_slots(aws)
+    assert (record["status"], record["items_written"]) == ("SUCCEEDED", 60 * 5)
+    assert record["detail"]["fan_out"]["map"] == "distributed"
+    assert record["detail"]["symbols_done"] == 60
+    assert slot["status"] == "SUCCEEDED"
