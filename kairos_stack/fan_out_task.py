@@ -42,6 +42,7 @@ from kairos_runtime.tables import TableId
 from kairos_stack.alarms import planned_alarm
 from kairos_stack.scheduled_task import ARCHITECTURES, LAMBDA_RUNTIMES
 
+RESULT_WRITER_V2_FLAG = "@aws-cdk/aws-stepfunctions:useDistributedMapResultWriterV2"
 STEP_IDS = {"plan": "PlanFunction", "batch": "BatchFunction", "summarize": "SummarizeFunction"}
 
 
@@ -106,6 +107,14 @@ def _retry(state: sfn_tasks.LambdaInvoke, retry: RetryPlan) -> None:
 class _PrefixResultWriter(sfn.ResultWriterV2):
     """ResultWriter to the stage's bucket, granted by the shard stack on the task's own results prefix:
     CDK would grant ``s3:PutObject`` on the whole bucket."""
+
+    def provide_policy_statements(self) -> list[iam.PolicyStatement]:
+        return []
+
+
+class _PrefixResultWriterV1(sfn.ResultWriter):
+    """The same writer for an app without ``useDistributedMapResultWriterV2`` (CDK then renders this
+    one): the Distributed Map writes its results whichever flags the app has."""
 
     def provide_policy_statements(self) -> list[iam.PolicyStatement]:
         return []
@@ -186,6 +195,10 @@ def definition(
         tolerated_failure_percentage=100,
         # The stage's bucket by name (ResultWriter's paths would be read against the results, not the input).
         result_writer_v2=_PrefixResultWriter(bucket=results_bucket, prefix=results_prefix(task)),
+        # Only where the app lacks the flag (CDK then renders this one; it warns it is deprecated).
+        result_writer=None
+        if cdk.FeatureFlags.of(scope).is_enabled(RESULT_WRITER_V2_FLAG)
+        else _PrefixResultWriterV1(bucket=results_bucket, prefix=results_prefix(task)),
         result_path="$.results",
     )
     distributed.item_processor(_batch_states(scope, fan_out, functions["batch"], prefix="Distributed "))
