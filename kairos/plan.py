@@ -42,6 +42,7 @@ from kairos_runtime.events import schedule_input
 from kairos_runtime.fan_out import BATCH_RETRY_ATTEMPTS, MAX_INLINE_BATCHES, FanOut, FanOutSettings, max_inline_items
 from kairos_runtime.registry import Access, DependencyGroup, Partitions
 from kairos_runtime.settings import (
+    FAN_OUT_BUCKET_ENV,
     HTTPS_PROXY_ENV,
     LAMBDA_RETRY_ATTEMPTS_ENV,
     LATE_DELIVERY_LIMIT_ENV,
@@ -579,6 +580,13 @@ class FanOutPlan:
     summary_retry: RetryPlan
     execution_timeout_seconds: int
     """An execution still running at the next slot is stopped (it would overlap the next one's work)."""
+    bucket_steps: tuple[str, ...] = ("plan", "summarize")
+    """The steps that reach the stage's fan-out bucket: the planner writes a distributed plan's batches,
+    the summary reads them and the results (docs/adr/0164)."""
+
+    def step_environment(self, step: str, bucket_name: str) -> dict[str, str]:
+        """What a step's function has beside the task's environment: the bucket's name, where it needs it."""
+        return {FAN_OUT_BUCKET_ENV: bucket_name} if step in self.bucket_steps else {}
 
 
 @dataclass(frozen=True, slots=True)

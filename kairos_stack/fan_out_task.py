@@ -37,7 +37,6 @@ from constructs import Construct
 
 from kairos.plan import FanOutPlan, FunctionPlan, ResourceDimension, RetryPlan, TaskPlan
 from kairos_runtime.fan_out_objects import results_prefix
-from kairos_runtime.settings import FAN_OUT_BUCKET_ENV
 from kairos_runtime.tables import TableId
 from kairos_stack.alarms import planned_alarm
 from kairos_stack.scheduled_task import ARCHITECTURES, LAMBDA_RUNTIMES
@@ -262,7 +261,7 @@ class FanOutTask(Construct):
                 removal_policy=removal_policy,
                 table_names=table_names,
                 # The planner writes a distributed plan's batches there, the summary reads its results.
-                environment={FAN_OUT_BUCKET_ENV: bucket_name} if name in ("plan", "summarize") else None,
+                environment=fan_out.step_environment(name, bucket_name),
             )
             for name, step in fan_out.functions.items()
         }
