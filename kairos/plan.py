@@ -39,9 +39,10 @@ from kairos.operations.freshness import alive_window, allowance
 from kairos.schedule import AtSchedule, RateSchedule, Schedule, next_fire_times
 from kairos_runtime import metrics
 from kairos_runtime.events import schedule_input
-from kairos_runtime.fan_out import FanOut, FanOutSettings, max_inline_items
+from kairos_runtime.fan_out import BATCH_RETRY_ATTEMPTS, MAX_INLINE_BATCHES, FanOut, FanOutSettings, max_inline_items
 from kairos_runtime.registry import Access, DependencyGroup, Partitions
 from kairos_runtime.settings import (
+    FAN_OUT_BUCKET_ENV,
     HTTPS_PROXY_ENV,
     LAMBDA_RETRY_ATTEMPTS_ENV,
     LATE_DELIVERY_LIMIT_ENV,
@@ -91,10 +92,17 @@ RESOURCES_PER_TASK = 7
 """Every task's own resources; its gauge and freshness alarms come on top (:attr:`TaskPlan.resource_count`)."""
 ALARM_TEMPLATE_BYTES = 3_000
 """A freshness alarm's share of its shard's template (its description names the commands to run)."""
-RESOURCES_PER_FAN_OUT_TASK = 20
+RESOURCES_PER_FAN_OUT_TASK = 21
 """A fan-out task's own resources (in its shard stack): three functions with a role, policy and log
-group each; the state machine with its role, policy and log group; the schedule with its own Scheduler
-role and policy (it may start this state machine only: docs/adr/0162); the failure alarm."""
+group each; the state machine with its role, policy, Distributed Map policy and log group; the
+schedule with its own Scheduler role and policy (it may start this state machine only: docs/adr/0162);
+the failure alarm."""
+FAN_OUT_BUCKET_RESOURCES = 2
+"""The stage's fan-out bucket and its policy (SSL only), in the core stack of a stage with a fan-out
+task (docs/adr/0164)."""
+FAN_OUT_OBJECT_EXPIRY_DAYS = 3
+"""A fan-out object (a plan's batches, a Map run's results) is read within its execution (a day at
+most); the bucket expires it after this many days."""
 OWN_ALARM_TOPIC_RESOURCES = 3
 EMPTY_SHARD_RESOURCES = 1
 # CDK adds its own AWS::CDK::Metadata resource to a stack synthesized with version reporting on.
@@ -530,7 +538,7 @@ LAMBDA_SERVICE_ERRORS = (
 BATCH_RETRY = RetryPlan(
     errors=("BatchTransientError", *LAMBDA_SERVICE_ERRORS),
     interval_seconds=10,
-    max_attempts=3,
+    max_attempts=BATCH_RETRY_ATTEMPTS,  # one fact: the inline Map's history bound counts them
     backoff_rate=3.0,
     max_delay_seconds=300,
 )
@@ -563,12 +571,22 @@ class FanOutPlan:
     """The task's total; each batch paces itself at ``rate_per_batch``."""
     rate_per_batch: float
     max_inline_items: int
-    """The most symbols this batch size carries in an inline Map: where a Distributed Map would begin."""
+    """The most symbols this batch size carries in an inline Map's payload; past it (or past
+    :attr:`max_inline_batches`) the planner switches to the Distributed Map (docs/adr/0164)."""
+    max_inline_batches: int
+    """The most batches an inline Map runs within one execution's history."""
     batch_retry: RetryPlan
     plan_retry: RetryPlan
     summary_retry: RetryPlan
     execution_timeout_seconds: int
     """An execution still running at the next slot is stopped (it would overlap the next one's work)."""
+    bucket_steps: tuple[str, ...] = ("plan", "summarize")
+    """The steps that reach the stage's fan-out bucket: the planner writes a distributed plan's batches,
+    the summary reads them and the results (docs/adr/0164)."""
+
+    def step_environment(self, step: str, bucket_name: str) -> dict[str, str]:
+        """What a step's function has beside the task's environment: the bucket's name, where it needs it."""
+        return {FAN_OUT_BUCKET_ENV: bucket_name} if step in self.bucket_steps else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -770,7 +788,13 @@ class StagePlan:
         """The CloudFormation resources the stage declares once, whatever its tasks: the core stack's
         tables, queue, schedule group, Scheduler role, alarm topic and dashboard pages."""
         alarm_topic = 0 if self.alarm_topic_arn else OWN_ALARM_TOPIC_RESOURCES + len(self.alarm_emails)
-        return STAGE_RESOURCES + len(self.tables) + alarm_topic + len(self.dashboards)
+        fan_out_bucket = FAN_OUT_BUCKET_RESOURCES if self.has_fan_out else 0
+        return STAGE_RESOURCES + len(self.tables) + alarm_topic + len(self.dashboards) + fan_out_bucket
+
+    @property
+    def has_fan_out(self) -> bool:
+        """Whether the stage has a fan-out task, and so its core stack the fan-out bucket."""
+        return any(task.fan_out is not None for task in self.tasks)
 
     @property
     def function_name_pattern(self) -> str:
@@ -1098,6 +1122,7 @@ def _plan_fan_out(task: ResolvedTask, entry: CatalogEntry, stage: str, event_age
         requests_per_second=settings.requests_per_second,
         rate_per_batch=settings.rate_per_batch,
         max_inline_items=max_inline_items(settings.batch_size, fixed_bytes=SCHEDULE_INPUT_MAX_BYTES + 4096),
+        max_inline_batches=MAX_INLINE_BATCHES,
         batch_retry=BATCH_RETRY,
         plan_retry=PLAN_RETRY,
         summary_retry=SUMMARY_RETRY,

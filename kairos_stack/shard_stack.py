@@ -7,12 +7,18 @@ the core stack names a shard's resource, so the stacks deploy core first, then s
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from kairos.plan import ShardPlan, StagePlan
+from kairos_runtime.fan_out_objects import batches_prefix, fan_out_prefix, results_prefix
 from kairos_runtime.registry import Access
 from kairos_runtime.tables import TABLE_DESIGNS, TableId
 from kairos_stack.code_assets import CodeAssets
@@ -53,6 +59,8 @@ class KairosShardStack(cdk.Stack):
             if task_plan.fan_out is not None:
                 # Its schedule keeps its own Scheduler role, which may start this state machine only
                 # (docs/adr/0162-fan-out-in-shards.md); the stage's role invokes functions only.
+                if core.fan_out_bucket is None:
+                    raise ValueError(f"stage {plan.stage} has fan-out task {task_plan.name} but no fan-out bucket")
                 fan_out = FanOutTask(
                     self,
                     task_plan.name,
@@ -65,9 +73,11 @@ class KairosShardStack(cdk.Stack):
                     removal_policy=removal_policy,
                     alarm_action=core.alarm_topic.action,
                     table_names=table_names,
+                    bucket_name=core.fan_out_bucket.bucket.bucket_name,
                 )
                 cdk.Tags.of(fan_out).add(TASK_TAG, task_plan.name)
                 self._grant_fan_out(fan_out)
+                self._grant_fan_out_objects(fan_out, core.fan_out_bucket.bucket)
                 self._acknowledge_fan_out(fan_out)
                 self.fan_out_tasks[task_plan.name] = fan_out
                 continue
@@ -169,6 +179,64 @@ class KairosShardStack(cdk.Stack):
                     ssm.StringParameter.from_secure_string_parameter_attributes(
                         step, f"Parameter{index}", parameter_name=parameter_name
                     ).grant_read(step.function)
+
+    def _grant_fan_out_objects(self, fan_out: FanOutTask, bucket: s3.IBucket) -> None:
+        """The task's own prefix of the stage's fan-out bucket, by who needs what (docs/adr/0164): the
+        planner writes its batches, the machine's Distributed Map reads them (ItemReader) and writes
+        its results (ResultWriter), the summary reads both; no step lists the bucket or reaches
+        another task's prefix."""
+        task = fan_out.plan.name
+        own = bucket.arn_for_objects(f"{fan_out_prefix(task)}*")
+        grants: list[tuple[iam.IGrantable, list[str], str]] = [
+            (fan_out.steps["plan"].function, ["s3:PutObject"], bucket.arn_for_objects(f"{batches_prefix(task)}/*")),
+            (fan_out.steps["summarize"].function, ["s3:GetObject"], own),
+            (fan_out.state_machine, ["s3:GetObject"], own),
+            (
+                fan_out.state_machine,
+                ["s3:PutObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
+                bucket.arn_for_objects(f"{results_prefix(task)}/*"),
+            ),
+        ]
+        for grantee, actions, resource in grants:
+            iam.Grant.add_to_principal(grantee=grantee, actions=actions, resource_arns=[resource])
+        # cdk-nag names each wildcard by the ARN as this stack's template writes it: the core's bucket
+        # ARN through a weak reference (Fn::GetStackOutput), then the key pattern.
+        bucket_arn = self._weak_reference_text(bucket.bucket_arn)
+        prefix_reasons = {
+            f"{batches_prefix(task)}/*": f"The planner of {task} writes its batches under its own prefix only",
+            f"{fan_out_prefix(task)}*": f"{task}'s batches and Map results, under its own prefix only",
+            f"{results_prefix(task)}/*": f"{task}'s Distributed Map writes its results under its own prefix only",
+        }
+        for construct in (fan_out.steps["plan"].role, fan_out.steps["summarize"].role, fan_out.state_machine.role):
+            for pattern, reason in prefix_reasons.items():
+                cdk.Validations.of(construct).acknowledge(
+                    cdk.Acknowledgment(
+                        id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{bucket_arn}/{pattern}]", reason=reason
+                    )
+                )
+        machine_id = self.get_logical_id(fan_out.state_machine.node.default_child)  # type: ignore[arg-type]
+        name = '{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"' + machine_id + '"}]}]}'
+        executions = "arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:" + name
+        for pattern in (":*", "/*:*"):
+            cdk.Validations.of(fan_out.state_machine).acknowledge(
+                cdk.Acknowledgment(
+                    id=f"AwsSolutions::AwsSolutions-IAM5[Resource::{executions}{pattern}]",
+                    reason=(
+                        f"The Distributed Map of {task} describes, stops and redrives its own child "
+                        "executions only (execution:<its machine>:*), whose names Step Functions gives"
+                    ),
+                )
+            )
+
+    def _weak_reference_text(self, value: str) -> str:
+        """How a core stack value reads in this stack's template: ``Fn::GetStackOutput`` of the output
+        CDK publishes for it (``Publish/Output<the value as the core resolves it>``, ADR 0110)."""
+        resolved = json.dumps(self.core.resolve(value), separators=(",", ":"))
+        components = ["Publish", f"Output{resolved}"]
+        digest = hashlib.md5("/".join(components).encode(), usedforsecurity=False).hexdigest()[:8].upper()
+        output = "".join(re.sub("[^A-Za-z0-9]", "", component) for component in components) + digest
+        reference = {"StackName": self.core.stack_name, "Region": self.resolve(self.core.region), "OutputName": output}
+        return json.dumps({"Fn::GetStackOutput": reference}, separators=(",", ":"))
 
     def _grant_runs(self, function: iam.IGrantable, task: str) -> None:
         runs = self.core.tables.table(TableId.TASK_RUNS)

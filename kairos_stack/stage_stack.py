@@ -20,12 +20,13 @@ from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
 from kairos.config import NODE_RUNTIMES, PYTHON_RUNTIMES
-from kairos.plan import StagePlan
+from kairos.plan import FAN_OUT_OBJECT_EXPIRY_DAYS, StagePlan
 from kairos_runtime.registry import Access, Partitions
 from kairos_runtime.tables import TableId
 from kairos_stack.alarm_topic import AlarmTopic
 from kairos_stack.data_tables import DataTables
 from kairos_stack.dead_letter_queue import DeadLetterQueue
+from kairos_stack.fan_out_bucket import FanOutBucket
 from kairos_stack.scheduler_role import SchedulerRole
 from kairos_stack.stage_dashboard import StageDashboard
 
@@ -127,6 +128,12 @@ class KairosStageStack(cdk.Stack):
             self, "SchedulerRole", stage=plan.stage, schedule_group_arn=self.schedule_group.schedule_group_arn
         )
         self._grant_scheduler()
+        # Where a fan-out plan past an inline Map's limits keeps its batches; shards grant by task prefix.
+        self.fan_out_bucket = (
+            FanOutBucket(self, "FanOutObjects", expiry_days=FAN_OUT_OBJECT_EXPIRY_DAYS, removal_policy=removal_policy)
+            if plan.has_fan_out
+            else None
+        )
         self.dashboards = [
             StageDashboard(
                 self,

@@ -5,6 +5,11 @@ The pool has ``max_concurrency`` threads (the Map's MaxConcurrency); each batch 
 share of the rate, as in AWS. A batch failing with ``BatchTransientError`` is retried as the
 machine's Retry says (the plan's attempts, backoff and full jitter); any other failure, or the last
 transient one, is caught as the machine's Catch does: ``{"index", "error"}``, and the others go on.
+
+A plan past an inline Map's limits answers with its batches' object instead of the batches
+(docs/adr/0164): the driver reads them from the same store the planner wrote them to (``objects``, a
+directory for ``kairos run``), and writes the batches' results there as the Distributed Map's
+ResultWriter does (a manifest and a result file), so the summary reads them as in AWS.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kairos.plan import RetryPlan
+from kairos_runtime.fan_out_objects import ObjectStore, checked_key, write_map_results
 
 Step = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -58,15 +64,23 @@ def drive(
     max_concurrency: int,
     batch_retry: RetryPlan,
     contexts: Mapping[str, Callable[[], Any]],
+    objects: ObjectStore | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> LocalFanOutResult:
     """Run the three steps as the state machine does; ``contexts`` builds each step's Lambda context."""
     planned = plan(event, contexts["plan"]())
     if not planned.get("planned"):
         return LocalFanOutResult(planned, (), planned.get("response") or {}, {})
+    distributed = "items" in planned
+    if distributed:
+        if objects is None:
+            raise ValueError("a distributed plan needs the fan-out object store its planner wrote to")
+        items = objects.get_json(checked_key(objects, planned["items"], str(event["task"])))
+    else:
+        items = planned["batches"]
     payloads = [
         {"event": event, "batch": item, "shared": planned["shared"], "rate_per_batch": planned["rate_per_batch"]}
-        for item in planned["batches"]
+        for item in items
     ]
     with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="batch") as pool:
         outcomes = list(
@@ -74,5 +88,9 @@ def drive(
         )
     results = tuple(result for result, _ in outcomes)
     attempts = {payload["batch"]["index"]: tries for payload, (_, tries) in zip(payloads, outcomes, strict=True)}
-    response = summarize({"event": event, "plan": planned, "results": list(results)}, contexts["summarize"]())
+    map_results: Any = list(results)
+    if objects is not None and distributed:
+        run = str(planned["items"]["key"]).rsplit("/", 1)[-1].removesuffix(".json")
+        map_results = {"ResultWriterDetails": write_map_results(objects, str(event["task"]), run, payloads, results)}
+    response = summarize({"event": event, "plan": planned, "results": map_results}, contexts["summarize"]())
     return LocalFanOutResult(planned, results, response, attempts)

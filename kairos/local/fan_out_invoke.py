@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 from kairos.local.fan_out import drive
 from kairos.local.python_invoke import LocalLambdaContext
 from kairos.plan import RetryPlan
+from kairos_runtime.fan_out_objects import DirectoryObjects
+from kairos_runtime.settings import FAN_OUT_DIR_ENV
 
 STEP_HANDLERS = {step: f"kairos_runtime.fan_out_handler.{step}" for step in ("plan", "batch", "summarize")}
 
@@ -33,6 +36,8 @@ def main(argv: list[str]) -> int:
     event_file, result_file, function_name, fan_out_json, *started_file = argv
     event = json.loads(Path(event_file).read_text(encoding="utf-8"))
     fan_out = json.loads(fan_out_json)
+    # The fan-out bucket's stand-in, beside this run's files (read by the handlers' settings at import).
+    objects_dir = os.environ.setdefault(FAN_OUT_DIR_ENV, str(Path(result_file).parent / "fan-out-objects"))
     steps = {step: _handler(fan_out["functions"][step].get("handler", path)) for step, path in STEP_HANDLERS.items()}
     if started_file:
         Path(started_file[0]).touch()
@@ -57,6 +62,7 @@ def main(argv: list[str]) -> int:
                 max_delay_seconds=int(retry["max_delay_seconds"]),
             ),
             contexts={step: partial(context_for, step) for step in ("plan", "batch", "summarize")},
+            objects=DirectoryObjects(Path(objects_dir)),
         )
     except Exception as error:
         outcome = {"ok": False, "error_type": type(error).__name__, "message": str(error)}
@@ -66,6 +72,7 @@ def main(argv: list[str]) -> int:
             "response": dict(result.response),
             "batches": len(result.results),
             "batches_caught": sum(1 for each in result.results if "error" in each),
+            "map": "distributed" if "items" in result.planned else "inline",
         }
     Path(result_file).write_text(json.dumps(outcome, default=str), encoding="utf-8")
     return 0 if outcome["ok"] else 1

@@ -30,6 +30,8 @@ from tests.market.conftest import fresh_calendar_cache, waits
 __all__ = ["fresh_calendar_cache", "waits"]  # the market tests' fixtures: no sleeps, a cold calendar
 
 TASK = "stock-daily-all"
+FAN_OUT_BUCKET = "kairos-test-fan-out"
+"""The stage's fan-out bucket, as moto's tests name it (the template's weak reference in its place)."""
 
 
 def _dev_plan() -> StagePlan:
@@ -84,9 +86,17 @@ def definition_parts(template: Template) -> list[Any]:
 
 def rendered(template: Template, arns: dict[str, str]) -> dict[str, Any]:
     """The definition with each function's ARN (by logical id) in place of its GetAtt."""
-    text = "".join(
-        part if isinstance(part, str) else arns[part["Fn::GetAtt"][0]] for part in definition_parts(template)
-    )
+
+    def value(part: Any) -> str:
+        if isinstance(part, str):
+            return part
+        if part.get("Ref", "").startswith("FanOutObjectsBucket"):  # the core's one value in the definition
+            return FAN_OUT_BUCKET
+        if "Ref" in part:
+            return {"AWS::Partition": "aws"}[part["Ref"]]
+        return arns[part["Fn::GetAtt"][0]]
+
+    text = "".join(value(part) for part in definition_parts(template))
     return json.loads(text)  # type: ignore[no-any-return]
 
 
@@ -107,13 +117,18 @@ def test_the_state_machine_plans_maps_batches_with_retry_and_catch_and_summarize
     machine = rendered(template, {logical: f"arn:{step}" for step, logical in ids.items()})
     states = machine["States"]
     assert machine["StartAt"] == "Plan"
-    assert set(states) == {"Plan", "Planned?", "Ended at plan", "Batches", "Summarize"}
+    assert set(states) == {"Plan", "Planned?", "Ended at plan", "Batches", "Distributed batches", "Summarize"}
     assert (states["Plan"]["Resource"], states["Plan"]["ResultPath"], states["Plan"]["Next"]) == (
         "arn:plan",
         "$.plan",
         "Planned?",
     )
-    assert states["Planned?"]["Choices"] == [{"Variable": "$.plan.planned", "BooleanEquals": True, "Next": "Batches"}]
+    assert [
+        {key: value for key, value in choice.items() if key != "Comment"} for choice in states["Planned?"]["Choices"]
+    ] == [
+        {"Variable": "$.plan.items", "IsPresent": True, "Next": "Distributed batches"},
+        {"Variable": "$.plan.planned", "BooleanEquals": True, "Next": "Batches"},
+    ]
     assert states["Planned?"]["Default"] == "Ended at plan"
     batches = states["Batches"]
     assert batches["MaxConcurrency"] == fan_out.max_concurrency == 4
@@ -141,6 +156,27 @@ def test_the_state_machine_plans_maps_batches_with_retry_and_catch_and_summarize
         {"index.$": "$.batch.index", "error.$": "$.failure.Error"},
     )
     assert states["Plan"]["Retry"][0]["ErrorEquals"] == list(PLAN_RETRY.errors)
+    distributed = states["Distributed batches"]
+    assert distributed["ItemReader"] == {
+        "Resource": "arn:aws:states:::s3:getObject",
+        "ReaderConfig": {"InputType": "JSON"},
+        "Parameters": {"Bucket.$": "$.plan.items.bucket", "Key.$": "$.plan.items.key"},
+    }
+    assert distributed["ResultWriter"] == {
+        "Resource": "arn:aws:states:::s3:putObject",
+        "Parameters": {"Bucket": FAN_OUT_BUCKET, "Prefix": f"fan-out/{TASK}/results"},
+    }
+    assert distributed["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert (distributed["MaxConcurrency"], distributed["ToleratedFailurePercentage"]) == (fan_out.max_concurrency, 100)
+    assert distributed["ItemSelector"] == batches["ItemSelector"]
+    assert (distributed["ResultPath"], distributed["Next"]) == ("$.results", "Summarize")
+    child = distributed["ItemProcessor"]["States"]
+    assert child["Distributed Batch"]["Resource"] == "arn:batch"
+    assert child["Distributed Batch"]["Retry"] == batch["Retry"]
+    assert child["Distributed Batch"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Distributed Batch failed"}
+    ]
+    assert child["Distributed Batch failed"]["Parameters"] == caught["Parameters"]
     summarize = states["Summarize"]
     assert summarize["Resource"] == "arn:summarize"
     assert summarize["Parameters"] == {"event.$": "$$.Execution.Input", "plan.$": "$.plan", "results.$": "$.results"}
@@ -195,7 +231,87 @@ def test_the_state_machine_may_invoke_only_its_own_three_functions(dev: tuple[St
         expected.add(json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [logical, "Arn"]}, ":*"]]}))
     assert reached == expected
     actions = {action for each in statements_of(template, role_id) for action in _list(each["Action"])}
-    assert not {action for action in actions if action.startswith(("dynamodb:", "states:", "sqs:"))}
+    assert not {action for action in actions if action.startswith(("dynamodb:", "sqs:"))}
+
+
+def _bucket_objects(template: Template, role_id: str) -> dict[str, list[str]]:
+    """Each S3 statement of the role, as its key pattern (after the core bucket's ARN) → its actions."""
+    found = {}
+    for statement in statements_of(template, role_id):
+        actions = _list(statement["Action"])
+        if not any(action.startswith("s3:") for action in actions):
+            continue
+        [bucket_arn, pattern] = statement["Resource"]["Fn::Join"][1]
+        assert "FanOutObjectsBucket" in json.dumps(bucket_arn), "the stage's fan-out bucket, from the core stack"
+        found[pattern] = sorted(actions)
+    return found
+
+
+def test_the_distributed_map_may_read_and_write_only_its_tasks_prefix_and_run_only_its_own_children(
+    dev: tuple[StagePlan, Template],
+) -> None:
+    _, template = dev
+    machine_id, machine = the(template, "AWS::StepFunctions::StateMachine", f"{PATH}/StateMachine")
+    role_id = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    assert _bucket_objects(template, role_id) == {
+        f"/fan-out/{TASK}/*": ["s3:GetObject"],
+        f"/fan-out/{TASK}/results/*": ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:PutObject"],
+    }
+    states = {
+        json.dumps(sorted(_list(statement["Action"]))): statement["Resource"]
+        for statement in statements_of(template, role_id)
+        if any(action.startswith("states:") for action in _list(statement["Action"]))
+    }
+    name = {"Fn::Select": [6, {"Fn::Split": [":", {"Ref": machine_id}]}]}
+    executions = ["arn:", {"Ref": "AWS::Partition"}, ":states:", {"Ref": "AWS::Region"}, ":"]
+    executions += [{"Ref": "AWS::AccountId"}, ":execution:", name]
+    assert states == {
+        '["states:StartExecution"]': {"Ref": machine_id},
+        '["states:DescribeExecution", "states:StopExecution"]': {"Fn::Join": ["", [*executions, ":*"]]},
+        '["states:RedriveExecution"]': {"Fn::Join": ["", [*executions, "/*:*"]]},
+    }
+    roles = {}
+    for step in ("plan", "batch", "summarize"):
+        _, function = the(template, "AWS::Lambda::Function", f"{PATH}/{step.capitalize()}Function")
+        roles[step] = _bucket_objects(template, function["Properties"]["Role"]["Fn::GetAtt"][0])
+    assert roles == {
+        "plan": {f"/fan-out/{TASK}/batches/*": ["s3:PutObject"]},
+        "batch": {},
+        "summarize": {f"/fan-out/{TASK}/*": ["s3:GetObject"]},
+    }
+
+
+def test_the_core_stacks_fan_out_bucket_is_private_encrypted_ssl_only_and_expires_its_objects(
+    dev: tuple[StagePlan, Template],
+) -> None:
+    from kairos.plan import FAN_OUT_OBJECT_EXPIRY_DAYS
+
+    plan, template = dev
+    bucket_id, bucket = the(template, "AWS::S3::Bucket", f"{plan.stack_name}/FanOutObjects")
+    properties = bucket["Properties"]
+    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+    ]
+    assert properties["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
+    [rule] = properties["LifecycleConfiguration"]["Rules"]
+    assert (rule["Prefix"], rule["ExpirationInDays"], rule["Status"]) == (
+        "fan-out/",
+        FAN_OUT_OBJECT_EXPIRY_DAYS,
+        "Enabled",
+    )
+    assert bucket["DeletionPolicy"] == "Delete", "the dev stage keeps no data"
+    [(_, policy)] = template.find_resources("AWS::S3::BucketPolicy").items()
+    [deny] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert (deny["Effect"], deny["Condition"]) == ("Deny", {"Bool": {"aws:SecureTransport": "false"}})
+    _, planner = the(template, "AWS::Lambda::Function", f"{PATH}/PlanFunction")
+    _, batch = the(template, "AWS::Lambda::Function", f"{PATH}/BatchFunction")
+    assert "FanOutObjectsBucket" in json.dumps(
+        planner["Properties"]["Environment"]["Variables"]["KAIROS_FAN_OUT_BUCKET"]
+    )
+    assert "KAIROS_FAN_OUT_BUCKET" not in batch["Properties"]["Environment"]["Variables"]
+    assert bucket_id.startswith("FanOutObjectsBucket")
 
 
 def _list(value: Any) -> list[Any]:
@@ -259,7 +375,7 @@ def test_the_plan_counts_the_fan_outs_resources(dev: tuple[StagePlan, Template])
         for name, policy in template.find_resources("AWS::IAM::Policy").items()
         if {"Ref": scheduler_role} in policy["Properties"]["Roles"]
     }
-    assert len(mine) == plan.task(TASK).resource_count == 20
+    assert len(mine) == plan.task(TASK).resource_count == 21
 
 
 # -- the definition, executed by moto -----------------------------------------------------------
@@ -341,6 +457,8 @@ def create_machine(template: Template, *, fast_retries: bool) -> str:
             Code={"ZipFile": archive.getvalue()},
         )["FunctionArn"]
     definition = json.dumps(rendered(template, arns))
+    # moto's ASL grammar reads ToleratedFailurePercentage as a decimal only (AWS takes 100 as deployed).
+    definition = definition.replace('"ToleratedFailurePercentage": 100,', '"ToleratedFailurePercentage": 100.0,')
     if fast_retries:  # the shape as deployed; moto would otherwise wait 10 s, 30 s, 90 s
         definition = re.sub(r'"IntervalSeconds": \d+', '"IntervalSeconds": 1', definition)
         definition = re.sub(r'"BackoffRate": [\d.]+', '"BackoffRate": 1', definition)
@@ -386,6 +504,7 @@ def fan_out(aws: Any) -> Any:
             "task": TASK,
             "task_type": "stock_daily_all",
             "table_names": {table.table_id: table.name for table in tables_from_designs("test")},
+            "fan_out_bucket": FAN_OUT_BUCKET,
         },
         RuntimeSettings,
     )
@@ -574,3 +693,72 @@ def test_an_execution_name_is_unique_valid_and_names_the_event() -> None:
         assert len(name) <= 80
         assert re.fullmatch(r"[A-Za-z0-9_-]+", name)
         assert name.startswith("kairos-backfill-2026-11-27-x")
+
+
+def moto_result_writer_in_aws_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto 5.2's ResultWriter writes a manifest listing no result file (its own TODO) and drops the
+    children's outputs. This completes it as AWS documents it: a SUCCEEDED_0.json of the executions
+    (Status, Output as a JSON string) named by the manifest, under <Prefix>/<map run id>/."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (
+        resource_eval_s3,
+    )
+
+    original = resource_eval_s3.ResourceEvalS3._handle_put_object
+
+    def put_object(env: Any, runtime_part: Any, credentials: Any) -> None:
+        import boto3
+
+        parameters, outputs = env.stack[-1], env.stack[-2]
+        original(env, runtime_part, credentials)
+        details = env.stack[-1]["ResultWriterDetails"]
+        s3 = boto3.client("s3", region_name="us-east-1")
+        folder = details["Key"].rsplit("/", 1)[0]
+        executions = [{"Status": "SUCCEEDED", "Output": json.dumps(output)} for output in outputs]
+        s3.put_object(Bucket=parameters["Bucket"], Key=f"{folder}/SUCCEEDED_0.json", Body=json.dumps(executions))
+        manifest = json.loads(s3.get_object(Bucket=parameters["Bucket"], Key=details["Key"])["Body"].read())
+        manifest["ResultFiles"]["SUCCEEDED"] = [{"Key": f"{folder}/SUCCEEDED_0.json", "Size": 1}]
+        s3.put_object(Bucket=parameters["Bucket"], Key=details["Key"], Body=json.dumps(manifest))
+
+    monkeypatch.setattr(resource_eval_s3.ResourceEvalS3, "_handle_put_object", staticmethod(put_object))
+
+
+def test_moto_runs_the_distributed_map_past_the_switch_from_s3_and_the_record_succeeds(
+    dev: tuple[StagePlan, Template], aws: Any, fan_out: Any, monkeypatch: pytest.MonkeyPatch, waits: list[float]
+) -> None:
+    """Past the switch (lowered to 2 batches, so 3 cross it) the planner writes the batches to S3, moto's
+    Distributed Map reads them with its ItemReader, runs each as a child, and the summary reads the
+    ResultWriter's manifest and result file (moto's writer completed in AWS's shape, see above)."""
+    import boto3
+
+    from kairos_runtime import fan_out as fan_out_module
+    from tests.market.synthetic_market import serve, store_spot_universe, universe
+
+    _, template = dev
+    monkeypatch.setattr(fan_out_module, "MAX_INLINE_BATCHES", 2)
+    moto_result_writer_in_aws_shape(monkeypatch)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=FAN_OUT_BUCKET)
+    store_spot_universe(aws, universe(60))
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as http:
+        serve(http)
+        calls = answer_with(fan_out, STEPS, monkeypatch)
+        event = scheduled_event(
+            TASK, "stock_daily_all", {"batch_size": 25, "requests_per_second": 1000}, scheduled_time=SLOT
+        )
+        described = execute(aws, template, event)
+
+    assert described["status"] == "SUCCEEDED", described
+    assert calls.count("batch") == 3
+    assert calls[-1] == "summarize"
+    output = json.loads(described["output"])
+    assert "batches" not in output["plan"]
+    assert output["plan"]["items"]["bucket"] == FAN_OUT_BUCKET
+    assert output["plan"]["items"]["key"].startswith(f"fan-out/{TASK}/batches/")
+    assert output["results"]["ResultWriterDetails"]["Key"].startswith(f"fan-out/{TASK}/results/")
+    batches = json.loads(s3.get_object(Bucket=FAN_OUT_BUCKET, Key=output["plan"]["items"]["key"])["Body"].read())
+    assert [len(batch["items"]) for batch in batches] == [25, 25, 10]
+    [record], [slot] = runs_and_slots(aws)
+    assert (record["status"], record["items_written"]) == ("SUCCEEDED", 60 * 5)
+    assert record["detail"]["fan_out"]["map"] == "distributed"
+    assert record["detail"]["symbols_done"] == 60
+    assert slot["status"] == "SUCCEEDED"

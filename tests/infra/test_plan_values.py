@@ -103,22 +103,26 @@ def test_every_function_environment_is_the_plans(stage: tuple[StagePlan, Templat
         }
         for design in TABLE_DESIGNS.values()
     }
+    bucket = {"Ref": logical_id(template, "AWS::S3::Bucket", f"{plan.stack_name}/FanOutObjects/Bucket")}
     functions = template.find_resources("AWS::Lambda::Function")
     assert len(functions) == sum(len(task.fan_out.functions) if task.fan_out else 1 for task in plan.tasks)
     for task in plan.tasks:
         # A fan-out task's three functions share the task's environment (their handlers differ).
+        # Only the planner and the summary also get the stage's fan-out bucket, as the plan says.
         paths = (
-            [f"{step.capitalize()}Function/Function" for step in task.fan_out.functions]
+            {
+                f"{step.capitalize()}Function/Function": task.fan_out.step_environment(step, bucket)  # type: ignore[arg-type]
+                for step in task.fan_out.functions
+            }
             if task.fan_out
-            else ["Function"]
+            else {"Function": {}}
         )
-        for path in paths:
+        for path, beside in paths.items():
             function = resource_at(
                 template, "AWS::Lambda::Function", f"{plan.task_stack_name(task)}/{task.name}/{path}"
             )
-            assert function["Properties"]["Environment"]["Variables"] == task.function_environment(table_refs), (
-                task.name
-            )  # type: ignore[arg-type]
+            expected = task.function_environment(table_refs) | beside  # type: ignore[arg-type]
+            assert function["Properties"]["Environment"]["Variables"] == expected, task.name
 
 
 def test_every_alarm_is_one_the_plan_decided(stage: tuple[StagePlan, Template]) -> None:

@@ -242,7 +242,7 @@ def test_a_batch_that_stays_unreachable_is_retried_then_caught_and_the_others_fi
     assert stored == {f"STOCK#{code}" for code in codes[:60]}
 
 
-def test_a_plan_over_the_inline_payload_budget_fails_the_run_and_says_where_the_switch_is(
+def test_a_plan_past_the_inline_map_without_a_bucket_fails_the_run_and_says_what_is_missing(
     dynamodb: Any, waits: list[float]
 ) -> None:
     result = run(runner_factory(dynamodb)(), event(symbols=universe(9000), batch_size=1))
@@ -250,8 +250,53 @@ def test_a_plan_over_the_inline_payload_budget_fails_the_run_and_says_where_the_
     assert result.planned["planned"] is False
     record = run_record(dynamodb, TASK)
     assert (record["status"], record["error_type"]) == ("FAILED", "PayloadTooLargeError")
-    assert "inline Map" in record["error_message"]
-    assert "at most" in record["error_message"]
+    assert "need a Distributed Map (state bound" in record["error_message"]
+    assert "KAIROS_FAN_OUT_BUCKET" in record["error_message"]
+
+
+def test_a_plan_over_the_switch_runs_distributed_through_the_object_store_with_the_same_record(
+    dynamodb: Any, market: SyntheticMarket, waits: list[float], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the inline limit (lowered here to 2 batches, so a small universe crosses it) the planner
+    writes its batches to the store, the driver reads them there and writes the results in
+    ResultWriter's shape, and the summary reads those: the record is the inline run's."""
+    import json
+
+    from kairos.local.fan_out import drive
+    from kairos_runtime import fan_out
+    from kairos_runtime.fan_out_objects import DirectoryObjects
+
+    monkeypatch.setattr(fan_out, "MAX_INLINE_BATCHES", 2)
+    codes = universe(30)
+    store_spot_universe(dynamodb, codes)
+    runner = runner_factory(dynamodb)(fan_out_dir=str(tmp_path))
+    result = drive(
+        event(batch_size=10),
+        plan=runner.plan,
+        batch=runner.batch,
+        summarize=runner.summarize,
+        max_concurrency=2,
+        batch_retry=BATCH_RETRY,
+        contexts={step: (lambda: FakeLambdaContext(900_000)) for step in ("plan", "batch", "summarize")},
+        objects=DirectoryObjects(tmp_path),
+        sleep=lambda seconds: None,
+    )
+
+    assert "batches" not in result.planned, "the batches stay out of the state"
+    assert result.planned["batch_count"] == 3
+    key = result.planned["items"]["key"]
+    assert key.startswith(f"fan-out/{TASK}/batches/")
+    written = json.loads((tmp_path / key).read_text(encoding="utf-8"))
+    assert [len(batch["items"]) for batch in written] == [10, 10, 10]
+    [manifest] = (tmp_path / "fan-out" / TASK / "results").glob("*/manifest.json")
+    assert json.loads(manifest.read_text(encoding="utf-8"))["ResultFiles"]["SUCCEEDED"]
+    assert result.response["status"] == "SUCCEEDED"
+    record = run_record(dynamodb, TASK)
+    assert (record["status"], record["items_written"]) == ("SUCCEEDED", 30 * 5)
+    assert record["detail"]["fan_out"]["map"] == "distributed"
+    assert record["detail"]["fan_out"]["map_reason"] == "3 batches > 2 in one history"
+    assert record["detail"]["symbols_done"] == 30
+    assert record["detail"]["coverage"]["with_bar"] == 30
 
 
 def test_a_holiday_is_skipped_by_the_planner_before_any_batch(dynamodb: Any, waits: list[float]) -> None:

@@ -44,7 +44,7 @@ def test_the_shipped_full_market_task_fits_an_inline_map_with_room_to_spare() ->
     assert (fan_out.functions["batch"].memory, fan_out.functions["batch"].timeout) == (task.memory, task.timeout)
     assert fan_out.batch_retry == BATCH_RETRY
     assert fan_out.execution_timeout_seconds == task.max_event_age_seconds
-    assert task.resource_count == 20
+    assert task.resource_count == 21  # with the Distributed Map's own policy (child executions)
 
 
 def test_the_bound_holds_for_the_largest_reports_a_batch_can_send() -> None:
@@ -124,3 +124,95 @@ def test_the_rate_is_shared_by_the_concurrent_batches_and_the_defaults_are_gentl
     assert COINGECKO_REQUESTS_PER_SECOND * 60 <= 30  # CoinGecko's published free plan: 30-100 calls a minute
     with pytest.raises(ValueError, match="positive"):
         per_batch_rate(0, 4)
+
+
+# -- the switch to a Distributed Map (docs/adr/0164) ------------------------------------------------
+
+
+def test_the_history_bound_counts_every_attempt_of_a_caught_batch_and_the_plan_carries_it() -> None:
+    from kairos_runtime.fan_out import (
+        EVENTS_PER_ATTEMPT,
+        EVENTS_PER_INLINE_BATCH,
+        HISTORY_EVENT_LIMIT,
+        HISTORY_RESERVE_EVENTS,
+        MAX_INLINE_BATCHES,
+    )
+
+    per_batch = EVENTS_PER_INLINE_BATCH + EVENTS_PER_ATTEMPT * (1 + BATCH_RETRY.max_attempts)
+    assert per_batch == 18
+    assert MAX_INLINE_BATCHES == 1333
+    assert HISTORY_RESERVE_EVENTS + MAX_INLINE_BATCHES * per_batch <= HISTORY_EVENT_LIMIT
+    assert HISTORY_RESERVE_EVENTS + (MAX_INLINE_BATCHES + 1) * per_batch > HISTORY_EVENT_LIMIT
+    catalog = load_catalog()
+    task = plan_stage(load_tasks_file(PROJECT_ROOT / "tasks.yaml", catalog), catalog, "prod").task("stock-daily-all")
+    assert task.fan_out is not None
+    assert task.fan_out.max_inline_batches == MAX_INLINE_BATCHES
+
+
+@pytest.mark.parametrize(
+    ("items", "batch_size", "distributed", "reason"),
+    [
+        (FULL_MARKET, 100, False, "54 batches, state bound"),
+        (19_000, 100, True, "state bound 561,388 bytes > 245,760"),  # every open-end fund
+        (1_333, 1, True, "state bound"),  # small batches pass the payload first
+    ],
+)
+def test_the_planner_goes_distributed_past_the_payload_budget(
+    items: int, batch_size: int, distributed: bool, reason: str
+) -> None:
+    from kairos_runtime.fan_out import choose_map
+
+    choice = choose_map(items, batch_size, fixed_bytes=12_288)
+    assert (choice.distributed, choice.batches) == (distributed, -(-items // batch_size))
+    assert choice.reason.startswith(reason)
+    assert choice.state_bytes_bound == payload_bound(items, batch_size, fixed_bytes=12_288)
+
+
+def test_the_planner_goes_distributed_past_the_history_bound_even_within_the_payload(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kairos_runtime import fan_out
+
+    within = fan_out.choose_map(30, 10, fixed_bytes=0)
+    monkeypatch.setattr(fan_out, "MAX_INLINE_BATCHES", 2)
+    past = fan_out.choose_map(30, 10, fixed_bytes=0)
+    assert not within.distributed
+    assert (past.distributed, past.reason) == (True, "3 batches > 2 in one history")
+    assert past.state_bytes_bound <= INLINE_MAP_PAYLOAD_BUDGET
+    assert not fan_out.choose_map(20, 10, fixed_bytes=0).distributed
+
+
+def test_the_summary_reads_result_writer_files_succeeded_caught_and_failed_children(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from kairos_runtime.fan_out_objects import (
+        DirectoryObjects,
+        FanOutObjectError,
+        read_map_results,
+        write_map_results,
+    )
+
+    store = DirectoryObjects(Path(str(tmp_path)))
+    inputs = [{"batch": {"index": 0, "items": ["600000"]}}, {"batch": {"index": 1, "items": ["000001"]}}]
+    outputs = [{"index": 0, "done": 1}, {"index": 1, "error": "BatchFailedError"}]
+    details = write_map_results(store, "funds", "run-1", inputs, outputs)
+    assert details == {"Bucket": "local", "Key": "fan-out/funds/results/run-1/manifest.json"}
+    # A child execution that failed outright (timed out, say) is in a FAILED file, with its input.
+    failed_key = "fan-out/funds/results/run-1/FAILED_0.json"
+    store.put_json(
+        failed_key,
+        [{"Status": "TIMED_OUT", "Input": json.dumps({"batch": {"index": 2, "items": []}}), "Error": "States.Timeout"}],
+    )
+    manifest = store.get_json(details["Key"])
+    manifest["ResultFiles"]["FAILED"] = [{"Key": failed_key, "Size": 1}]
+    store.put_json(details["Key"], manifest)
+
+    assert sorted(read_map_results(store, details, "funds"), key=lambda result: result["index"]) == [
+        {"index": 0, "done": 1},
+        {"index": 1, "error": "BatchFailedError"},
+        {"index": 2, "error": "States.Timeout"},
+    ]
+    with pytest.raises(FanOutObjectError, match="is not under fan-out/other/"):
+        read_map_results(store, details, "other")  # another task's results are refused
+    with pytest.raises(FanOutObjectError, match="leaves the store"):
+        store.get_json("fan-out/funds/../../etc/passwd")

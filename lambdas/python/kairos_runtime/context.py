@@ -15,6 +15,8 @@ from kairos_runtime.tables import TABLE_DESIGNS, TableId
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource, Table
 
+    from kairos_runtime.fan_out_objects import ObjectStore
+
 
 class UndeclaredTableError(PermissionError):
     """The task touched a table its task type did not declare; in AWS this would be AccessDenied."""
@@ -34,6 +36,7 @@ class Clients:
         self._settings = settings
         self._resource_factory = resource_factory
         self._dynamodb: DynamoDBServiceResource | None = None
+        self._objects: ObjectStore | None = None
 
     @property
     def dynamodb(self) -> DynamoDBServiceResource:
@@ -48,6 +51,19 @@ class Clients:
 
     def table(self, table_id: TableId) -> Table:
         return self.dynamodb.Table(self._settings.table_name(table_id))
+
+    def objects(self) -> ObjectStore | None:
+        """The fan-out object store: the stage's bucket, a local directory, or None where neither is set."""
+        if self._objects is None:
+            from pathlib import Path
+
+            from kairos_runtime.fan_out_objects import DirectoryObjects, S3Objects
+
+            if self._settings.fan_out_bucket:
+                self._objects = S3Objects(self._settings.fan_out_bucket)
+            elif self._settings.fan_out_dir:
+                self._objects = DirectoryObjects(Path(self._settings.fan_out_dir))
+        return self._objects
 
     def scoped(
         self, tables: Mapping[TableId, Access], partitions: Mapping[TableId, Partitions] | None = None

@@ -5,11 +5,13 @@ Step Functions state machine instead of one function (``kairos_stack/fan_out_tas
 
 1. **plan** (:meth:`FanOutRunner.plan`): records the slot's run as STARTED, calls the declaration's
    ``planner`` once for the slot's work (the symbol universe, say), splits it into batches of
-   ``batch_size`` and checks that the state the machine carries stays within an inline Map's payload
-   budget (:data:`INLINE_MAP_PAYLOAD_BUDGET`);
+   ``batch_size`` and chooses the Map (:func:`choose_map`): inline while the state stays within the
+   payload budget (:data:`INLINE_MAP_PAYLOAD_BUDGET`) and the execution history within its limit
+   (:data:`MAX_INLINE_BATCHES`), otherwise distributed, its batches written to S3
+   (:mod:`kairos_runtime.fan_out_objects`);
 2. **map**: a ``batch`` function per batch (:meth:`FanOutRunner.batch`), at most ``max_concurrency``
    at once, each pacing its requests at ``requests_per_second / max_concurrency``
-   (:mod:`kairos_runtime.rate_limit`);
+   (:mod:`kairos_runtime.rate_limit`); a Distributed Map runs each batch as a child execution;
 3. **summarize** (:meth:`FanOutRunner.summarize`): adds the batches' reports up and writes the run's
    final record: SUCCEEDED, or FAILED with ``PartialFailure`` when a batch or a symbol failed.
 
@@ -51,6 +53,23 @@ FAILED_SYMBOLS_LISTED = 100
 """Failed symbols the final record names (the count is always exact)."""
 MAX_BATCH_SIZE = 500
 MAX_CONCURRENCY = 40
+HISTORY_EVENT_LIMIT = 25_000
+"""Events a Standard execution's history holds; an execution that would pass it fails."""
+HISTORY_RESERVE_EVENTS = 1_000
+"""The events of the plan, the choice, the Map's own and the summary's, with room to spare."""
+BATCH_RETRY_ATTEMPTS = 3
+"""Attempts after a batch's first (the machine's Retry ``MaxAttempts``; ``kairos.plan.BATCH_RETRY``)."""
+EVENTS_PER_ATTEMPT = 3
+"""A Lambda task attempt's events: scheduled, started, and succeeded or failed."""
+EVENTS_PER_INLINE_BATCH = 6
+"""An inline iteration's events beside its attempts: iteration started and succeeded, the task state
+entered and exited, the Catch's Pass state entered and exited."""
+MAX_INLINE_BATCHES = (HISTORY_EVENT_LIMIT - HISTORY_RESERVE_EVENTS) // (
+    EVENTS_PER_INLINE_BATCH + EVENTS_PER_ATTEMPT * (1 + BATCH_RETRY_ATTEMPTS)
+)
+"""The most batches an inline Map runs in one execution's history, each at its worst (every attempt
+failed, then caught): 1,333. Past it, or past the payload budget, the Map is distributed: each batch
+is a child execution with its own history."""
 
 
 FAN_OUT_FIELDS = ("batch_size", "max_concurrency", "requests_per_second")
@@ -160,6 +179,32 @@ def max_inline_items(batch_size: int, *, fixed_bytes: int) -> int:
         else:
             high = middle - 1
     return low
+
+
+@dataclass(frozen=True, slots=True)
+class MapChoice:
+    """Which Map runs a slot's batches, and why (:func:`choose_map`)."""
+
+    distributed: bool
+    batches: int
+    state_bytes_bound: int
+    """The largest state an inline Map of these batches would carry."""
+    reason: str
+    """Why, in a phrase, for the run record."""
+
+
+def choose_map(items: int, batch_size: int, *, fixed_bytes: int) -> MapChoice:
+    """Inline while both hold: the state at its largest within :data:`INLINE_MAP_PAYLOAD_BUDGET`,
+    and the batches within :data:`MAX_INLINE_BATCHES`; otherwise a Distributed Map."""
+    batches = math.ceil(items / batch_size) if items else 0
+    bound = payload_bound(items, batch_size, fixed_bytes=fixed_bytes)
+    if bound > INLINE_MAP_PAYLOAD_BUDGET:
+        reason = f"state bound {bound:,} bytes > {INLINE_MAP_PAYLOAD_BUDGET:,}"
+    elif batches > MAX_INLINE_BATCHES:
+        reason = f"{batches} batches > {MAX_INLINE_BATCHES} in one history"
+    else:
+        return MapChoice(False, batches, bound, f"{batches} batches, state bound {bound:,} bytes")
+    return MapChoice(True, batches, bound, reason)
 
 
 def json_size(value: Any) -> int:

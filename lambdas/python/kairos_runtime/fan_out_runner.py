@@ -24,11 +24,11 @@ from kairos_runtime.fan_out import (
     FanOut,
     PayloadTooLargeError,
     add_up,
+    choose_map,
     json_size,
-    max_inline_items,
-    payload_bound,
     split,
 )
+from kairos_runtime.fan_out_objects import FanOutObjectError, batches_key, checked_key, read_map_results
 from kairos_runtime.registry import TaskSkipped, TaskType
 from kairos_runtime.runner import InvocationContext, RunResult, TaskRunner
 from kairos_runtime.runs import ErrorKind, RunError, RunRecorder, RunStatus, run_key
@@ -103,7 +103,7 @@ class FanOutRunner(TaskRunner):
         self._observer.run_started(event)
         start = time.perf_counter()
         outcome = self._plan(event, event_error, invocation, recorder, key)
-        if "batches" in outcome:
+        if outcome.get("planned"):
             if claimed is not None:
                 outcome["run"]["slot"] = {
                     "claimed_at": claimed.claimed_at,
@@ -121,7 +121,7 @@ class FanOutRunner(TaskRunner):
         event_error: RunError | None,
         invocation: InvocationContext,
         recorder: RunRecorder,
-        key: Any,
+        key_of_run: Any,
     ) -> dict[str, Any]:
         prepared = self._prepare(event, event_error, invocation)
         if isinstance(prepared, dict):
@@ -137,13 +137,17 @@ class FanOutRunner(TaskRunner):
             if not work.items:
                 raise BatchFailedError("the planner found no work for the slot (an empty universe)")
             fixed = json_size(event.as_json()) + json_size(dict(work.shared)) + PLAN_NOTES_BYTES
-            bound = payload_bound(len(work.items), settings.batch_size, fixed_bytes=fixed)
-            if bound > INLINE_MAP_PAYLOAD_BUDGET:
-                most = max_inline_items(settings.batch_size, fixed_bytes=fixed)
+            choice = choose_map(len(work.items), settings.batch_size, fixed_bytes=fixed)
+            store = self._clients.objects() if choice.distributed else None
+            if choice.distributed and (store is None or fixed > INLINE_MAP_PAYLOAD_BUDGET):
                 raise PayloadTooLargeError(
-                    f"{len(work.items)} items in batches of {settings.batch_size} could need {bound:,} bytes of "
-                    f"state, over the {INLINE_MAP_PAYLOAD_BUDGET:,} an inline Map carries here: at most {most} "
-                    "items fit at this batch_size; raise batch_size, or split the task (Distributed Map is not built)"
+                    f"{len(work.items)} items in batches of {settings.batch_size} need a Distributed Map "
+                    f"({choice.reason}), "
+                    + (
+                        "but no fan-out bucket is configured (KAIROS_FAN_OUT_BUCKET)"
+                        if store is None
+                        else f"but the event and shared values alone take {fixed:,} bytes of state"
+                    )
                 )
         except TaskSkipped as skipped:
             return {"status": RunStatus.SKIPPED, "detail": {**skipped.detail, "reason": skipped.reason}}
@@ -163,19 +167,27 @@ class FanOutRunner(TaskRunner):
                 "max_concurrency": settings.max_concurrency,
                 "requests_per_second": settings.requests_per_second,
                 "requests_per_second_per_batch": round(settings.rate_per_batch, 4),
-                "state_bytes_bound": bound,
+                "state_bytes_bound": choice.state_bytes_bound,
+                "map": "distributed" if choice.distributed else "inline",
+                "map_reason": choice.reason,
             }
         }
-        recorder.note(key, detail)
-        request_id, started = recorder.claim_of(key)
-        return {
+        answer: dict[str, Any] = {
             "planned": True,
-            "run": {"request_id": request_id, "started_at": started},
             "shared": dict(work.shared),
             "rate_per_batch": settings.rate_per_batch,
-            "batches": batches,
-            "detail": detail,
         }
+        if store is not None:
+            # Past an inline Map's limits: the batches go to S3 and the Distributed Map reads them there.
+            key = batches_key(event.task, invocation.aws_request_id)
+            store.put_json(key, batches)
+            answer["items"] = {"bucket": store.bucket, "key": key}
+            answer["batch_count"] = len(batches)
+        else:
+            answer["batches"] = batches
+        recorder.note(key_of_run, detail)
+        request_id, started = recorder.claim_of(key_of_run)
+        return answer | {"run": {"request_id": request_id, "started_at": started}, "detail": detail}
 
     # -- batch --------------------------------------------------------------------------------
     def batch(self, raw: object, invocation: InvocationContext) -> dict[str, Any]:
@@ -233,7 +245,7 @@ class FanOutRunner(TaskRunner):
         started_at = datetime.fromisoformat(str(claim["started_at"]).replace("Z", "+00:00"))
         duration_ms = max(0, round((self._clock() - started_at).total_seconds() * 1000))
         self._observer.run_started(event)
-        fields = self._summary(event, event_error, invocation, plan, list(raw.get("results") or []))
+        fields = self._summary(event, event_error, invocation, plan, raw.get("results"))
         slot = claim.get("slot")
         claimed = (
             Claimed(
@@ -254,17 +266,18 @@ class FanOutRunner(TaskRunner):
         event_error: RunError | None,
         invocation: InvocationContext,
         plan: Mapping[str, Any],
-        results: list[Mapping[str, Any]],
+        raw_results: object,
     ) -> dict[str, Any]:
         prepared = self._prepare(event, event_error, invocation)
         if isinstance(prepared, dict):
             return prepared
         task_type, params, context = prepared
         fan_out = self._fan_out_of(task_type)
-        totals = add_up(plan["batches"], results)
+        batches, results = self._batches_and_results(event, plan, raw_results)
+        totals = add_up(batches, results)
         detail: dict[str, Any] = dict(plan.get("detail") or {}) | totals.detail()
         if fan_out.summarizer is not None:
-            universe = [item for batch in plan["batches"] for item in batch["items"]]
+            universe = [item for batch in batches for item in batch["items"]]
             try:
                 detail |= dict(fan_out.summarizer(params, context, plan.get("shared") or {}, universe))
             except Exception as failure:  # the counts above are still worth a record
@@ -279,7 +292,7 @@ class FanOutRunner(TaskRunner):
             message = (
                 f"{len(totals.failed)} of {totals.planned} symbol(s) failed"
                 + (
-                    f", {len(totals.failed_batches)} batch(es) of {len(plan['batches'])} caught"
+                    f", {len(totals.failed_batches)} batch(es) of {len(batches)} caught"
                     if totals.failed_batches
                     else ""
                 )
@@ -293,6 +306,24 @@ class FanOutRunner(TaskRunner):
             message = f"none of the {totals.planned} symbol(s) had data at the source"
             return fields | {"status": RunStatus.FAILED, "error": RunError("NoValidRows", message, ErrorKind.PERMANENT)}
         return fields | {"status": RunStatus.SUCCEEDED}
+
+    def _batches_and_results(
+        self, event: ScheduledEvent, plan: Mapping[str, Any], raw_results: object
+    ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+        """The plan's batches and the Map's results: inline in the state, or (a Distributed Map's) the
+        batches object the planner wrote and the ResultWriter's manifest and result files."""
+        if "items" not in plan:
+            return list(plan["batches"]), (list(raw_results) if isinstance(raw_results, list) else [])
+        store = self._clients.objects()
+        if store is None:
+            raise FanOutObjectError("a distributed plan's summary needs the fan-out bucket (KAIROS_FAN_OUT_BUCKET)")
+        batches = store.get_json(checked_key(store, plan["items"], event.task))
+        if not isinstance(batches, list):
+            raise FanOutObjectError(f"{plan['items']['key']} is not a JSON array of batches")
+        details = raw_results.get("ResultWriterDetails") if isinstance(raw_results, Mapping) else None
+        # No ResultWriter details (the Map failed before writing): every batch counts as unreported.
+        results = read_map_results(store, details, event.task) if isinstance(details, Mapping) else []
+        return batches, list(results)
 
     @staticmethod
     def _fan_out_of(task_type: TaskType[Any]) -> FanOut[Any]:

@@ -40,6 +40,11 @@ MAX_EVENT_AGE_ENV = "KAIROS_MAX_EVENT_AGE_SECONDS"
 LATE_DELIVERY_LIMIT_ENV = "KAIROS_LATE_DELIVERY_LIMIT_SECONDS"
 """How late (seconds after its scheduled_time) a delivery may still arrive for a task type that
 cannot run for a past slot; a later one is recorded SKIPPED (PastSlotRefused). Unset: no limit."""
+FAN_OUT_BUCKET_ENV = "KAIROS_FAN_OUT_BUCKET"
+"""The stage's fan-out bucket, set on a fan-out task's plan and summary functions: where a plan past
+an inline Map's limits keeps its batches (docs/adr/0164)."""
+FAN_OUT_DIR_ENV = "KAIROS_FAN_OUT_DIR"
+"""``kairos run``'s stand-in for the bucket: a directory (:class:`kairos_runtime.fan_out_objects.DirectoryObjects`)."""
 PAST_SLOT_REFUSED = "PastSlotRefused"
 """The error type of the SKIPPED record of a past slot a non-backfillable task type refused."""
 LAMBDA_FIRST_RETRY_DELAY_SECONDS = 60
@@ -67,6 +72,8 @@ class RuntimeSettings(Model, frozen=True):
     late_delivery_limit_seconds: Annotated[int, Meta(ge=60)] | None = None
     """Set by the plan: how late a delivery may arrive for a task type that cannot be backfilled."""
     table_names: Mapping[TableId, str] = field(default_factory=dict)
+    fan_out_bucket: str | None = None
+    fan_out_dir: str | None = None
 
     def lambda_retries(self, *, attempt: int, event_age_seconds: float) -> bool:
         """Whether Lambda invokes again after this failed attempt: it has attempts left, and the event
@@ -101,6 +108,8 @@ class RuntimeSettings(Model, frozen=True):
             "lambda_retry_attempts": environ.get(LAMBDA_RETRY_ATTEMPTS_ENV) or None,
             "max_event_age_seconds": environ.get(MAX_EVENT_AGE_ENV) or None,
             "late_delivery_limit_seconds": environ.get(LATE_DELIVERY_LIMIT_ENV) or None,
+            "fan_out_bucket": environ.get(FAN_OUT_BUCKET_ENV) or None,
+            "fan_out_dir": environ.get(FAN_OUT_DIR_ENV) or None,
         }
         tables = {
             design.table_id: environ[design.env_var] for design in TABLE_DESIGNS.values() if environ.get(design.env_var)
