@@ -65,7 +65,7 @@ class LocalFanOut:
     stack: str
     logical_id: str
     functions: Mapping[str, LocalFunction]
-    """By step: plan, batch, summarize (one environment: they run in one process)."""
+    """By step: plan, batch, summarize (they run in one process, on the union of their environments)."""
     max_concurrency: int
     """The Map's MaxConcurrency: the driver's thread pool."""
     batch_retry: RetryPlan
@@ -75,7 +75,12 @@ class LocalFanOut:
 
     @property
     def environment(self) -> Mapping[str, str]:
-        return self.functions["batch"].environment
+        """Every step's variables: they may differ only by what one step has and another lacks (the
+        planner's bucket, say), never by a value (checked when the assembly is read)."""
+        merged: dict[str, str] = {}
+        for function in self.functions.values():
+            merged |= function.environment
+        return merged
 
     @property
     def runtime(self) -> str:
@@ -236,6 +241,14 @@ class _Resolver:
             and (reference.stack, reference.logical_id) in (self._tables)
         ):
             return self._tables[(reference.stack, reference.logical_id)]
+        if (
+            reference is not None
+            and reference.attribute is None
+            and self._resource(reference.stack, reference.logical_id).get("Type") == "AWS::S3::Bucket"
+        ):
+            # The fan-out bucket (docs/adr/0164): locally its objects are files in the run's directory
+            # (KAIROS_FAN_OUT_DIR, kairos/local/fan_out_invoke.py); the name only labels them.
+            return f"kairos-local-{self._stage}-{reference.logical_id.lower()}"
         raise AssemblyError(f"stack {stack}: {where} is {json.dumps(value)}, which kairos local cannot provide")
 
     def target_type(self, reference: _Reference) -> str:
@@ -299,10 +312,15 @@ class _Resolver:
                     "not a function of the assembly"
                 )
             functions[step] = self.function(target)
-        if len({json.dumps(dict(function.environment), sort_keys=True) for function in functions.values()}) > 1:
+        values: dict[str, set[str]] = {}
+        for function in functions.values():
+            for name, value in function.environment.items():
+                values.setdefault(name, set()).add(value)
+        clashing = sorted(name for name, seen in values.items() if len(seen) > 1)
+        if clashing:
             raise AssemblyError(
-                f"stack {reference.stack}: {where}: its functions' environments differ, and kairos local runs "
-                "the three steps in one process"
+                f"stack {reference.stack}: {where}: its functions set {', '.join(clashing)} to different values, "
+                "and kairos local runs the three steps in one process"
             )
         return LocalFanOut(
             stack=reference.stack,

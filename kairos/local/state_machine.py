@@ -5,7 +5,8 @@ The states are found by what they are, not by their names: the plan is the first
 ``StartAt``; the batch is the Task inside a ``Map`` state's ``ItemProcessor`` (or ``Iterator``);
 the summary is the first Task reached from that Map's ``Next``. With an INLINE and a DISTRIBUTED Map
 both present (the distributed one for universes past the inline limit), the INLINE one is taken:
-its MaxConcurrency and its batch Task. Each Task's function is its ``Resource`` (a Lambda ARN), or
+its MaxConcurrency and its batch Task; a note says so when the DISTRIBUTED one's differ. The local
+driver still runs whichever form the planner picks (docs/adr/0164). Each Task's function is its ``Resource`` (a Lambda ARN), or
 ``Parameters.FunctionName`` for the ``arn:aws:states:::lambda:invoke`` integration; the caller
 resolves those strings to the assembly's functions.
 """
@@ -68,9 +69,15 @@ def read_definition(definition: Any) -> MachineShape:
         raise DefinitionError(f"it has several {'INLINE ' if inline else ''}Map states: {', '.join(sorted(chosen))}")
     (map_name, map_state), *_ = chosen.items()
     notes: tuple[str, ...] = ()
-    if inline and len(maps) > len(inline):
-        others = ", ".join(sorted(set(maps) - set(inline)))
-        notes = (f"it has an INLINE Map ({map_name}) and a DISTRIBUTED one ({others}): the INLINE one runs",)
+    differing = sorted(
+        name for name in set(maps) - set(inline) if inline and not _same_batches(maps[name], map_state)
+    )
+    if differing:
+        # The planner picks the form per slot; locally both run on one pool, with one set of values.
+        notes = (
+            f"it has an INLINE Map ({map_name}) and a DISTRIBUTED one ({', '.join(differing)}) with other "
+            "MaxConcurrency or batch Retry: the INLINE one's run",
+        )
     if "MaxConcurrencyPath" in map_state:
         raise DefinitionError(f"Map {map_name} takes MaxConcurrencyPath; kairos local needs a fixed MaxConcurrency")
     concurrency = map_state.get("MaxConcurrency", 0)
@@ -104,6 +111,19 @@ def _states(container: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(states, Mapping) or not states:
         raise DefinitionError(f"{where} has no States")
     return states
+
+
+def _same_batches(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Whether two Map states run their batches alike: the same MaxConcurrency and batch Retry."""
+    if one.get("MaxConcurrency") != other.get("MaxConcurrency"):
+        return False
+    retries = []
+    for state in (one, other):
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        inner = processor.get("States", {}) if isinstance(processor, Mapping) else {}
+        first = inner.get(processor.get("StartAt")) if isinstance(processor, Mapping) else None
+        retries.append(first.get("Retry") if isinstance(first, Mapping) else None)
+    return retries[0] == retries[1]
 
 
 def _mode(state: Mapping[str, Any]) -> str:

@@ -88,7 +88,10 @@ def test_an_inline_and_a_distributed_map_take_the_inline_ones_values() -> None:
     assert shape.functions == {"plan": "fn-plan", "batch": "fn-batch", "summarize": "fn-summarize"}
     assert (shape.map_state, shape.max_concurrency, shape.timeout_seconds) == ("Few", 4, 3600)
     assert shape.batch_retry == RetryPlan(("BatchTransientError",), 10, 3, 3.0, 300)
-    assert shape.notes == ("it has an INLINE Map (Few) and a DISTRIBUTED one (Many): the INLINE one runs",)
+    assert shape.notes == (
+        "it has an INLINE Map (Few) and a DISTRIBUTED one (Many) with other MaxConcurrency or batch Retry: "
+        "the INLINE one's run",
+    )
 
 
 def test_a_distributed_map_alone_is_the_batches() -> None:
@@ -147,3 +150,11 @@ def test_what_cannot_run_locally_is_a_one_line_error(edit: Any, message: str) ->
 
     assert message in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+def test_a_distributed_map_with_the_inline_ones_values_needs_no_note() -> None:
+    """As kairos ships it (docs/adr/0164): both Maps run batches alike, so nothing is worth saying."""
+    definition = copy.deepcopy(DEFINITION)
+    definition["States"]["Many"]["MaxConcurrency"] = 4
+    shape = read_definition(definition)
+    assert (shape.map_state, shape.max_concurrency, shape.notes) == ("Few", 4, ())
