@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -193,6 +193,13 @@ def _print_json(document: Any) -> None:
     services.console.out(json.dumps(document, indent=2, ensure_ascii=False), highlight=False)
 
 
+def _print_table(*, title: str, columns: Sequence[Column], rows: Sequence[Sequence[Cell]], collect_into: str) -> None:
+    """Every command's table, fitted to the console's width (:func:`.cli_tables.fitted_table`)."""
+    services.console.print(
+        fitted_table(title=title, columns=columns, rows=rows, width=services.console.width, collect_into=collect_into)
+    )
+
+
 INTERNAL_ERROR = "internal error"
 """Marks the last-resort message: every known kind of bad input has its own message, so this one is a bug."""
 
@@ -342,14 +349,11 @@ def _list_one_stage(plan: StagePlan, file: Path, now: datetime) -> None:
         ]
         for task in plan.tasks
     ]
-    services.console.print(
-        fitted_table(
-            title=f"Kairos tasks, stage {plan.stage} ({file})",
-            columns=LIST_COLUMNS,
-            rows=rows,
-            width=services.console.width,
-            collect_into="in words",
-        )
+    _print_table(
+        title=f"Kairos tasks, stage {plan.stage} ({file})",
+        columns=LIST_COLUMNS,
+        rows=rows,
+        collect_into="in words",
     )
     enabled = len(plan.enabled_tasks)
     services.console.print(f"{len(plan.tasks)} tasks, {enabled} enabled, {len(plan.tasks) - enabled} disabled")
@@ -370,14 +374,11 @@ def _list_every_stage(tasks_file: TasksFile, plans: list[StagePlan], file: Path)
         )
         states = [_state(tasks_file.enabled_state(entry.name, plan.stage)) for plan in plans]
         rows.append([entry.name, *states, schedule, tasks[plans[0].stage].task_type])
-    services.console.print(
-        fitted_table(
-            title=f"Kairos tasks in every stage ({file})",
-            columns=columns,
-            rows=rows,
-            width=services.console.width,
-            collect_into="schedule",
-        )
+    _print_table(
+        title=f"Kairos tasks in every stage ({file})",
+        columns=columns,
+        rows=rows,
+        collect_into="schedule",
     )
     counts = ", ".join(f"{len(plan.enabled_tasks)} enabled in {plan.stage}" for plan in plans)
     services.console.print(f"{len(tasks_file.tasks)} tasks: {counts}")
@@ -488,14 +489,11 @@ def _toggle(name: str, enabled: bool, file: Path, stage: str | None, as_json: bo
         _print_json({"file": str(file), "task": name, "change": change, "stages": _states_json(states)})
         return
     services.console.print(f"{file}: {change}", markup=False)
-    services.console.print(
-        fitted_table(
-            title=f"{name}, in every stage",
-            columns=(Column("stage"), Column("state"), Column("why", folds=True)),
-            rows=[[stage_name, _state(state), state.decided_by.value] for stage_name, state in states.items()],
-            width=services.console.width,
-            collect_into="why",
-        )
+    _print_table(
+        title=f"{name}, in every stage",
+        columns=(Column("stage"), Column("state"), Column("why", folds=True)),
+        rows=[[stage_name, _state(state), state.decided_by.value] for stage_name, state in states.items()],
+        collect_into="why",
     )
 
 
@@ -870,11 +868,7 @@ def _print_runs(records: list[dict[str, Any]], *, title: str) -> None:
                 _note(record),
             ]
         )
-    services.console.print(
-        fitted_table(
-            title=title, columns=RUNS_COLUMNS, rows=rows, width=services.console.width, collect_into="error / detail"
-        )
-    )
+    _print_table(title=title, columns=RUNS_COLUMNS, rows=rows, collect_into="error / detail")
     if not records:
         services.console.print("no runs recorded")
 

@@ -31,9 +31,10 @@ from kairos.cli import (
     _plan,
     _print_json,
     _print_runs,
+    _print_table,
     services,
 )
-from kairos.cli_tables import Cell, Column, fitted_table
+from kairos.cli_tables import Cell, Column
 from kairos.excerpts import excerpt, shorten
 from kairos.loading import did_you_mean
 from kairos.operations.deployed import AwsAccess, DeployedStage, DeployedStageError, aws_error, resolve_stage
@@ -177,14 +178,11 @@ def status(
             }
         )
     else:
-        services.console.print(
-            fitted_table(
-                title=f"Kairos status, {where}",
-                columns=STATUS_COLUMNS,
-                rows=_status_rows(statuses),
-                width=services.console.width,
-                collect_into="why",
-            )
+        _print_table(
+            title=f"Kairos status, {where}",
+            columns=STATUS_COLUMNS,
+            rows=_status_rows(statuses),
+            collect_into="why",
         )
         counts: dict[str, int] = {}
         for each in statuses:
