@@ -40,7 +40,7 @@ from kairos.loading import did_you_mean
 from kairos.operations.deployed import AwsAccess, DeployedStage, DeployedStageError, aws_error, resolve_stage
 from kairos.operations.freshness import Freshness
 from kairos.operations.history import parse_duration
-from kairos.operations.invoke import declined, invoke_deployed
+from kairos.operations.invoke import declined, invoke_deployed, past_slot_refusal
 from kairos.operations.logs import follow, log_events, readable, request_filter
 from kairos.operations.schedules import schedule_states, set_freshness_actions, set_schedule_state
 from kairos.operations.status import TaskStatus, failing, stage_status
@@ -272,7 +272,11 @@ def invoke(
             f"{name} is a fan-out task: its schedule starts state machine {task.fan_out.state_machine_name}; "
             "start an execution of it with the schedule's event (kairos invoke would run only its planner)"
         )
-    slot = (_instant(scheduled_time) if scheduled_time else services.clock()).replace(second=0, microsecond=0)
+    now = services.clock()
+    slot = (_instant(scheduled_time) if scheduled_time else now).replace(second=0, microsecond=0)
+    refusal = past_slot_refusal(task, slot, now=now)
+    if refusal is not None:
+        raise _fail(refusal, code=2)
     deployed = deployed_stage(plan, profile, region)
     with aws_errors():
         result = invoke_deployed(deployed, task, scheduled_time=slot, rerun=rerun)

@@ -539,3 +539,60 @@ def test_invoke_with_rerun_sends_rerun_in_the_schedules_event(aws: Any, plan: St
     document = json.loads(result.stdout)
     assert document["event"]["rerun"] is True
     assert document["response"]["rerun"] is True, "moto's function echoes the event it was invoked with"
+
+
+@pytest.mark.parametrize("extra", [(), ("--rerun",), ("--json",)])
+def test_invoke_refuses_a_past_slot_of_a_task_that_cannot_be_backfilled_before_invoking(
+    aws: Any, plan: StagePlan, tasks_file: Path, extra: tuple[str, ...]
+) -> None:
+    task = plan.task("every-five")
+    assert not task.backfill
+    slot = (NOW - timedelta(seconds=task.late_delivery_limit_seconds + 600)).replace(second=0)
+    slot_text = slot.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    result = invoke(
+        "invoke", "every-five", "--stage", "dev", "--file", str(tasks_file), "--scheduled-time", slot_text, *extra
+    )
+
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    message = result.stderr.replace("\n", " ")
+    assert message.startswith(f"error: every-five cannot run for past slot {slot_text} (")
+    assert f"over its late-delivery limit of {task.late_delivery_limit_seconds} s" in message
+    assert "PastSlotRefused" in message
+    assert "--rerun does not lift the limit" in message
+    assert "leave out --scheduled-time" in message
+    assert "Traceback" not in result.output
+
+
+def test_invoke_sends_a_slot_within_the_late_delivery_limit(aws: Any, plan: StagePlan, tasks_file: Path) -> None:
+    task = plan.task("every-five")
+    slot = (NOW - timedelta(seconds=task.late_delivery_limit_seconds - 60)).replace(second=0)
+    slot_text = slot.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    result = invoke(
+        "invoke", "every-five", "--stage", "dev", "--file", str(tasks_file), "--scheduled-time", slot_text, "--json"
+    )
+
+    # Invoked: moto's function echoes the event and writes no record (exit 1, not the refusal's 2).
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["event"]["scheduled_time"] == slot_text
+
+
+def test_past_slot_refusal_follows_the_handlers_rule(plan: StagePlan) -> None:
+    from dataclasses import replace
+
+    from kairos.operations.invoke import past_slot_refusal
+    from kairos_runtime.settings import RuntimeSettings
+
+    task = plan.task("every-five")
+    limit = task.late_delivery_limit_seconds
+    settings = RuntimeSettings.from_environ({"KAIROS_LATE_DELIVERY_LIMIT_SECONDS": str(limit)})
+    for backfill in (False, True):
+        for lateness in (limit - 1, limit, limit + 1, 10 * limit):
+            slot = NOW - timedelta(seconds=lateness)
+            refused = past_slot_refusal(replace(task, backfill=backfill), slot, now=NOW) is not None
+            assert refused == settings.refuses_past_slot(backfill=backfill, lateness_seconds=lateness), (
+                backfill,
+                lateness,
+            )
