@@ -12,14 +12,14 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -54,6 +54,9 @@ from kairos_runtime.tasks.market.trading_calendar import calendar_warning, defau
 
 DEFAULT_FILE = Path("tasks.yaml")
 DEFAULT_STAGE = "dev"
+
+if TYPE_CHECKING:
+    from kairos.operations.history import SlotDeliveries
 
 
 PIPED_WIDTH = 200
@@ -777,7 +780,7 @@ def runs(
     """Run history, newest first: of the deployed stage given with --stage, else of the embedded DynamoDB."""
     from kairos.cli_operations import aws_errors, deployed_stage
     from kairos.local.session import LocalStage
-    from kairos.operations.history import parse_duration, stage_runs, task_runs
+    from kairos.operations.history import parse_duration, slot_deliveries, stage_runs, task_runs
     from kairos_runtime.runs import RunStatus
 
     # The names are checked against tasks.yaml first: a typo would otherwise print an empty history
@@ -802,10 +805,15 @@ def runs(
         raise _fail(str(error), code=2) from None
     now = services.clock()
 
+    slots: dict[str, SlotDeliveries] = {}
+
     def read(table: Any) -> list[dict[str, Any]]:
-        if name is not None:
-            return task_runs(table, name, since=now - window if window else None, status=wanted, limit=limit)
-        return stage_runs(table, since=now - (window or timedelta(days=7)), now=now, status=wanted, limit=limit)
+        if name is None:
+            return stage_runs(table, since=now - (window or timedelta(days=7)), now=now, status=wanted, limit=limit)
+        found = task_runs(table, name, since=now - window if window else None, status=wanted, limit=limit)
+        # A declined delivery writes no run record: its slot's claim item counts it.
+        slots.update(slot_deliveries(table, name, (str(record.get("scheduled_time", "")) for record in found)))
+        return found
 
     if stage is None or local:
         with _local_dynamodb() as endpoint:
@@ -819,9 +827,16 @@ def runs(
             records = read(deployed.runs_table())
         where = f"stage {stage}, deployed"
     if as_json:
-        _print_json(json.loads(json.dumps({"stage": stage or DEFAULT_STAGE, "runs": records}, default=_json_number)))
+        # A task's runs carry their slot's claim counts (``slot``: deliveries, declined).
+        runs_json = [
+            {**record, "slot": slots[str(record.get("scheduled_time"))].as_json()}
+            if str(record.get("scheduled_time")) in slots
+            else record
+            for record in records
+        ]
+        _print_json(json.loads(json.dumps({"stage": stage or DEFAULT_STAGE, "runs": runs_json}, default=_json_number)))
         return
-    _print_runs(records, title=f"runs of {name or 'every task'}, {where}, newest first")
+    _print_runs(records, title=f"runs of {name or 'every task'}, {where}, newest first", slots=slots)
 
 
 def _json_number(value: object) -> object:
@@ -852,10 +867,28 @@ def _note(record: dict[str, Any]) -> str:
     return note if len(note) <= NOTE_LIMIT else note[: NOTE_LIMIT - 1] + "…"
 
 
-def _print_runs(records: list[dict[str, Any]], *, title: str) -> None:
+def _declined_note(slot: SlotDeliveries) -> str:
+    """``2 more deliveries declined (done 2)``: the slot's declined deliveries, which wrote no record."""
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(slot.declined_reasons.items()))
+    more = "+" if slot.declined_at_least else ""
+    return f"{slot.declined}{more} more deliveries declined ({reasons})"
+
+
+def _print_runs(
+    records: list[dict[str, Any]], *, title: str, slots: Mapping[str, SlotDeliveries] | None = None
+) -> None:
+    """The runs as a table; with ``slots`` (a task's runs), the newest run of a slot notes the slot's
+    declined deliveries."""
     rows: list[list[Cell]] = []
+    noted: set[str] = set()
     for record in records:
         status = str(record.get("status", "?"))
+        note = _note(record)
+        slot_time = str(record.get("scheduled_time", ""))
+        slot = (slots or {}).get(slot_time)
+        if slot is not None and slot.declined and slot_time not in noted:
+            noted.add(slot_time)
+            note = f"{_declined_note(slot)}\n{note}"
         rows.append(
             [
                 str(record.get("task")),
@@ -865,7 +898,7 @@ def _print_runs(records: list[dict[str, Any]], *, title: str) -> None:
                 str(record.get("duration_ms", "")),
                 str(record.get("items_written", "")),
                 str(record.get("items_rejected", "")),
-                _note(record),
+                note,
             ]
         )
     _print_table(title=title, columns=RUNS_COLUMNS, rows=rows, collect_into="error / detail")
