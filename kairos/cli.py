@@ -625,6 +625,8 @@ def _table_grant(task: TaskPlan, table: TableId) -> str:
     limits = [
         f"{kind} {', '.join(prefixes)}" for kind, prefixes in (("read", scope.read), ("write", scope.write)) if prefixes
     ]
+    if scope.query_indexes:
+        limits.append("query its indexes")
     return f"{table.value} ({access}: {'; '.join(limits)})"
 
 

@@ -545,11 +545,11 @@ def crawl_daily(
     return TaskOutcome(items_written=result.written, items_rejected=len(harvest.rejections), detail=detail)
 
 
-def _own_class_and_calendar(asset_class: AssetClass) -> Partitions:
+def _own_class_and_calendar(asset_class: AssetClass, *, query_indexes: bool = False) -> Partitions:
     """A crawler writes only its own class's items; it also reads the trading calendar the
-    ``trading_calendar`` task keeps."""
+    ``trading_calendar`` task keeps. ``query_indexes``: it also queries the ``by_class_date`` index."""
     own = partition_prefix(asset_class)
-    return Partitions(read=(own, partition_prefix(CALENDAR)), write=(own,))
+    return Partitions(read=(own, partition_prefix(CALENDAR)), write=(own,), query_indexes=query_indexes)
 
 
 @registry.task(

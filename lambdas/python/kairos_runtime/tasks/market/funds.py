@@ -346,6 +346,7 @@ def crawl_history(params: FundNavParams, context: TaskContext) -> TaskOutcome:
         TableId.MARKET_DATA: Partitions(
             read=(partition_prefix(AssetClass.FUND), partition_prefix(CALENDAR)),
             write=(partition_prefix(AssetClass.FUND),),
+            query_indexes=True,  # funds_with_nav_on: the by_class_date index
         )
     },
     group=DependencyGroup.CRAWLER,
