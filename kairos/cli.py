@@ -12,14 +12,14 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -54,6 +54,9 @@ from kairos_runtime.tasks.market.trading_calendar import calendar_warning, defau
 
 DEFAULT_FILE = Path("tasks.yaml")
 DEFAULT_STAGE = "dev"
+
+if TYPE_CHECKING:
+    from kairos.operations.history import SlotDeliveries
 
 
 PIPED_WIDTH = 200
@@ -191,6 +194,13 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 def _print_json(document: Any) -> None:
     services.console.out(json.dumps(document, indent=2, ensure_ascii=False), highlight=False)
+
+
+def _print_table(*, title: str, columns: Sequence[Column], rows: Sequence[Sequence[Cell]], collect_into: str) -> None:
+    """Every command's table, fitted to the console's width (:func:`.cli_tables.fitted_table`)."""
+    services.console.print(
+        fitted_table(title=title, columns=columns, rows=rows, width=services.console.width, collect_into=collect_into)
+    )
 
 
 INTERNAL_ERROR = "internal error"
@@ -342,14 +352,11 @@ def _list_one_stage(plan: StagePlan, file: Path, now: datetime) -> None:
         ]
         for task in plan.tasks
     ]
-    services.console.print(
-        fitted_table(
-            title=f"Kairos tasks, stage {plan.stage} ({file})",
-            columns=LIST_COLUMNS,
-            rows=rows,
-            width=services.console.width,
-            collect_into="in words",
-        )
+    _print_table(
+        title=f"Kairos tasks, stage {plan.stage} ({file})",
+        columns=LIST_COLUMNS,
+        rows=rows,
+        collect_into="in words",
     )
     enabled = len(plan.enabled_tasks)
     services.console.print(f"{len(plan.tasks)} tasks, {enabled} enabled, {len(plan.tasks) - enabled} disabled")
@@ -370,14 +377,11 @@ def _list_every_stage(tasks_file: TasksFile, plans: list[StagePlan], file: Path)
         )
         states = [_state(tasks_file.enabled_state(entry.name, plan.stage)) for plan in plans]
         rows.append([entry.name, *states, schedule, tasks[plans[0].stage].task_type])
-    services.console.print(
-        fitted_table(
-            title=f"Kairos tasks in every stage ({file})",
-            columns=columns,
-            rows=rows,
-            width=services.console.width,
-            collect_into="schedule",
-        )
+    _print_table(
+        title=f"Kairos tasks in every stage ({file})",
+        columns=columns,
+        rows=rows,
+        collect_into="schedule",
     )
     counts = ", ".join(f"{len(plan.enabled_tasks)} enabled in {plan.stage}" for plan in plans)
     services.console.print(f"{len(tasks_file.tasks)} tasks: {counts}")
@@ -488,14 +492,11 @@ def _toggle(name: str, enabled: bool, file: Path, stage: str | None, as_json: bo
         _print_json({"file": str(file), "task": name, "change": change, "stages": _states_json(states)})
         return
     services.console.print(f"{file}: {change}", markup=False)
-    services.console.print(
-        fitted_table(
-            title=f"{name}, in every stage",
-            columns=(Column("stage"), Column("state"), Column("why", folds=True)),
-            rows=[[stage_name, _state(state), state.decided_by.value] for stage_name, state in states.items()],
-            width=services.console.width,
-            collect_into="why",
-        )
+    _print_table(
+        title=f"{name}, in every stage",
+        columns=(Column("stage"), Column("state"), Column("why", folds=True)),
+        rows=[[stage_name, _state(state), state.decided_by.value] for stage_name, state in states.items()],
+        collect_into="why",
     )
 
 
@@ -624,6 +625,8 @@ def _table_grant(task: TaskPlan, table: TableId) -> str:
     limits = [
         f"{kind} {', '.join(prefixes)}" for kind, prefixes in (("read", scope.read), ("write", scope.write)) if prefixes
     ]
+    if scope.query_indexes:
+        limits.append("query its indexes")
     return f"{table.value} ({access}: {'; '.join(limits)})"
 
 
@@ -779,7 +782,7 @@ def runs(
     """Run history, newest first: of the deployed stage given with --stage, else of the embedded DynamoDB."""
     from kairos.cli_operations import aws_errors, deployed_stage
     from kairos.local.session import LocalStage
-    from kairos.operations.history import parse_duration, stage_runs, task_runs
+    from kairos.operations.history import parse_duration, slot_deliveries, stage_runs, task_runs
     from kairos_runtime.runs import RunStatus
 
     # The names are checked against tasks.yaml first: a typo would otherwise print an empty history
@@ -804,10 +807,15 @@ def runs(
         raise _fail(str(error), code=2) from None
     now = services.clock()
 
+    slots: dict[str, SlotDeliveries] = {}
+
     def read(table: Any) -> list[dict[str, Any]]:
-        if name is not None:
-            return task_runs(table, name, since=now - window if window else None, status=wanted, limit=limit)
-        return stage_runs(table, since=now - (window or timedelta(days=7)), now=now, status=wanted, limit=limit)
+        if name is None:
+            return stage_runs(table, since=now - (window or timedelta(days=7)), now=now, status=wanted, limit=limit)
+        found = task_runs(table, name, since=now - window if window else None, status=wanted, limit=limit)
+        # A declined delivery writes no run record: its slot's claim item counts it.
+        slots.update(slot_deliveries(table, name, (str(record.get("scheduled_time", "")) for record in found)))
+        return found
 
     if stage is None or local:
         with _local_dynamodb() as endpoint:
@@ -821,9 +829,16 @@ def runs(
             records = read(deployed.runs_table())
         where = f"stage {stage}, deployed"
     if as_json:
-        _print_json(json.loads(json.dumps({"stage": stage or DEFAULT_STAGE, "runs": records}, default=_json_number)))
+        # A task's runs carry their slot's claim counts (``slot``: deliveries, declined).
+        runs_json = [
+            {**record, "slot": slots[str(record.get("scheduled_time"))].as_json()}
+            if str(record.get("scheduled_time")) in slots
+            else record
+            for record in records
+        ]
+        _print_json(json.loads(json.dumps({"stage": stage or DEFAULT_STAGE, "runs": runs_json}, default=_json_number)))
         return
-    _print_runs(records, title=f"runs of {name or 'every task'}, {where}, newest first")
+    _print_runs(records, title=f"runs of {name or 'every task'}, {where}, newest first", slots=slots)
 
 
 def _json_number(value: object) -> object:
@@ -854,10 +869,28 @@ def _note(record: dict[str, Any]) -> str:
     return note if len(note) <= NOTE_LIMIT else note[: NOTE_LIMIT - 1] + "…"
 
 
-def _print_runs(records: list[dict[str, Any]], *, title: str) -> None:
+def _declined_note(slot: SlotDeliveries) -> str:
+    """``2 more deliveries declined (done 2)``: the slot's declined deliveries, which wrote no record."""
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(slot.declined_reasons.items()))
+    more = "+" if slot.declined_at_least else ""
+    return f"{slot.declined}{more} more deliveries declined ({reasons})"
+
+
+def _print_runs(
+    records: list[dict[str, Any]], *, title: str, slots: Mapping[str, SlotDeliveries] | None = None
+) -> None:
+    """The runs as a table; with ``slots`` (a task's runs), the newest run of a slot notes the slot's
+    declined deliveries."""
     rows: list[list[Cell]] = []
+    noted: set[str] = set()
     for record in records:
         status = str(record.get("status", "?"))
+        note = _note(record)
+        slot_time = str(record.get("scheduled_time", ""))
+        slot = (slots or {}).get(slot_time)
+        if slot is not None and slot.declined and slot_time not in noted:
+            noted.add(slot_time)
+            note = f"{_declined_note(slot)}\n{note}"
         rows.append(
             [
                 str(record.get("task")),
@@ -867,14 +900,10 @@ def _print_runs(records: list[dict[str, Any]], *, title: str) -> None:
                 str(record.get("duration_ms", "")),
                 str(record.get("items_written", "")),
                 str(record.get("items_rejected", "")),
-                _note(record),
+                note,
             ]
         )
-    services.console.print(
-        fitted_table(
-            title=title, columns=RUNS_COLUMNS, rows=rows, width=services.console.width, collect_into="error / detail"
-        )
-    )
+    _print_table(title=title, columns=RUNS_COLUMNS, rows=rows, collect_into="error / detail")
     if not records:
         services.console.print("no runs recorded")
 

@@ -28,6 +28,7 @@ from kairos.cli import (
     _local_dynamodb,
     _plan,
     _print_json,
+    _print_table,
     services,
 )
 from kairos.cli_operations import (
@@ -40,7 +41,7 @@ from kairos.cli_operations import (
     deployed_stage,
     known_task,
 )
-from kairos.cli_tables import Cell, Column, fitted_table
+from kairos.cli_tables import Cell, Column
 from kairos.operations.backfill import (
     DEFAULT_CONCURRENCY,
     MAX_CONCURRENCY,
@@ -156,23 +157,20 @@ def _deployed_runner(deployed: Any, task: TaskPlan, profile: str | None) -> Slot
 
 def _print_report(report: BackfillReport, *, title: str) -> None:
     summary = report.summary()
-    services.console.print(
-        fitted_table(
-            title=title,
-            columns=SUMMARY_COLUMNS,
-            rows=[
-                [
-                    str(summary["slots"]),
-                    str(summary["would_run"]) + " (dry run)" if report.dry_run else str(summary["run"]),
-                    Text(str(summary["succeeded"]), style="green"),
-                    Text(str(summary["skipped"]), style="yellow"),
-                    Text(str(summary["failed"]), style="red" if summary["failed"] else ""),
-                    str(summary["already_done"]),
-                ]
-            ],
-            width=services.console.width,
-            collect_into="already done",
-        )
+    _print_table(
+        title=title,
+        columns=SUMMARY_COLUMNS,
+        rows=[
+            [
+                str(summary["slots"]),
+                str(summary["would_run"]) + " (dry run)" if report.dry_run else str(summary["run"]),
+                Text(str(summary["succeeded"]), style="green"),
+                Text(str(summary["skipped"]), style="yellow"),
+                Text(str(summary["failed"]), style="red" if summary["failed"] else ""),
+                str(summary["already_done"]),
+            ]
+        ],
+        collect_into="already done",
     )
     listed = list(report.results) if report.dry_run else report.failed
     rows: list[list[Cell]] = [
@@ -185,14 +183,11 @@ def _print_report(report: BackfillReport, *, title: str) -> None:
         for result in listed[:SLOTS_LISTED]
     ]
     if rows:
-        services.console.print(
-            fitted_table(
-                title="slots" if report.dry_run else "failed slots",
-                columns=SLOT_COLUMNS,
-                rows=rows,
-                width=services.console.width,
-                collect_into="error",
-            )
+        _print_table(
+            title="slots" if report.dry_run else "failed slots",
+            columns=SLOT_COLUMNS,
+            rows=rows,
+            collect_into="error",
         )
     if len(listed) > SLOTS_LISTED:
         services.console.print(f"… and {len(listed) - SLOTS_LISTED} more (--json lists every slot)", markup=False)
@@ -380,14 +375,11 @@ def redrive(
             ]
             for result in results
         ]
-        services.console.print(
-            fitted_table(
-                title=f"dead-letter queue of stage {stage}{' (dry run)' if dry_run else ''}",
-                columns=REDRIVE_COLUMNS,
-                rows=rows,
-                width=services.console.width,
-                collect_into="why / detail",
-            )
+        _print_table(
+            title=f"dead-letter queue of stage {stage}{' (dry run)' if dry_run else ''}",
+            columns=REDRIVE_COLUMNS,
+            rows=rows,
+            collect_into="why / detail",
         )
         redriven = sum(result.action is Action.REDRIVEN for result in results)
         services.console.print(

@@ -13,9 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from kairos.cli import DEFAULT_FILE, FileOption, JsonOption, _plan, _print_json, services
+from kairos.cli import DEFAULT_FILE, FileOption, JsonOption, _plan, _print_json, _print_table, services
 from kairos.cli_operations import LOCAL_STAGE, ProfileOption, RegionOption, aws_errors, deployed_stage
-from kairos.cli_tables import Cell, Column, fitted_table
+from kairos.cli_tables import Cell, Column
 from kairos.operations.cost import HIGH_FREQUENCY_FIRES, RECORDED_RUNS, StageCost, load_prices, stage_cost
 from kairos.operations.history import latest_runs
 from kairos.plan import TaskPlan
@@ -126,14 +126,11 @@ def cost(
             }
         )
         return
-    services.console.print(
-        fitted_table(
-            title=f"Kairos cost per month, stage {plan.stage}, {where}",
-            columns=COST_COLUMNS,
-            rows=_rows(estimate),
-            width=services.console.width,
-            collect_into="notes",
-        )
+    _print_table(
+        title=f"Kairos cost per month, stage {plan.stage}, {where}",
+        columns=COST_COLUMNS,
+        rows=_rows(estimate),
+        collect_into="notes",
     )
     services.console.print(f"total: {_usd(estimate.total)} {prices.currency} a month", markup=False)
     services.console.print("assumptions:", markup=False)

@@ -27,10 +27,11 @@ from kairos.cli import (
     _local_dynamodb,
     _plan,
     _print_json,
+    _print_table,
 )
 from kairos.cli import services as cli_services
 from kairos.cli_operations import LocalOption, ProfileOption, ReadStageOption, RegionOption, aws_errors, deployed_stage
-from kairos.cli_tables import Cell, Column, fitted_table
+from kairos.cli_tables import Cell, Column
 from kairos.excerpts import excerpt
 from kairos.operations.gaps import GapsReport, SeriesGaps, find_gaps
 from kairos_runtime.tables import TableId
@@ -150,14 +151,11 @@ def gaps(
         _print_json({"stage": plan.stage, **report.as_json()})
         return
     window = f"{start.isoformat() if start else 'first stored'} to {end.isoformat()}"
-    cli_services.console.print(
-        fitted_table(
-            title=f"Gaps in {asset.value} {report.kind} series, {where}, {window}",
-            columns=GAPS_COLUMNS,
-            rows=_rows(report),
-            width=cli_services.console.width,
-            collect_into="gaps (trading days without an item)",
-        )
+    _print_table(
+        title=f"Gaps in {asset.value} {report.kind} series, {where}, {window}",
+        columns=GAPS_COLUMNS,
+        rows=_rows(report),
+        collect_into="gaps (trading days without an item)",
     )
     with_gaps = sum(1 for each in report.series if each.missing)
     notes = [

@@ -31,15 +31,16 @@ from kairos.cli import (
     _plan,
     _print_json,
     _print_runs,
+    _print_table,
     services,
 )
-from kairos.cli_tables import Cell, Column, fitted_table
+from kairos.cli_tables import Cell, Column
 from kairos.excerpts import excerpt, shorten
 from kairos.loading import did_you_mean
 from kairos.operations.deployed import AwsAccess, DeployedStage, DeployedStageError, aws_error, resolve_stage
 from kairos.operations.freshness import Freshness
 from kairos.operations.history import parse_duration
-from kairos.operations.invoke import declined, invoke_deployed
+from kairos.operations.invoke import declined, invoke_deployed, past_slot_refusal
 from kairos.operations.logs import follow, log_events, readable, request_filter
 from kairos.operations.schedules import schedule_states, set_freshness_actions, set_schedule_state
 from kairos.operations.status import TaskStatus, failing, stage_status
@@ -177,14 +178,11 @@ def status(
             }
         )
     else:
-        services.console.print(
-            fitted_table(
-                title=f"Kairos status, {where}",
-                columns=STATUS_COLUMNS,
-                rows=_status_rows(statuses),
-                width=services.console.width,
-                collect_into="why",
-            )
+        _print_table(
+            title=f"Kairos status, {where}",
+            columns=STATUS_COLUMNS,
+            rows=_status_rows(statuses),
+            collect_into="why",
         )
         counts: dict[str, int] = {}
         for each in statuses:
@@ -270,7 +268,11 @@ def invoke(
     slot is in progress or no record was written."""
     plan = _plan(file, stage)
     task = known_task(plan, name)
-    slot = (_instant(scheduled_time) if scheduled_time else services.clock()).replace(second=0, microsecond=0)
+    now = services.clock()
+    slot = (_instant(scheduled_time) if scheduled_time else now).replace(second=0, microsecond=0)
+    refusal = past_slot_refusal(task, slot, now=now)
+    if refusal is not None:
+        raise _fail(refusal, code=2)
     deployed = deployed_stage(plan, profile, region)
     with aws_errors():
         result = invoke_deployed(deployed, task, scheduled_time=slot, rerun=rerun)

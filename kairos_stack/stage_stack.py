@@ -75,7 +75,8 @@ def table_statements(
 
     Index queries carry no LeadingKeys condition: AWS defines that key as the table's partition key,
     and an index query names the index's partition key (``gsi1pk``) instead; see the README's Security
-    section.
+    section. A partition-scoped read gets that Query only when its task type declares
+    ``Partitions.query_indexes`` (ADR 0203).
     """
     statements = []
     for allowed, actions, prefixes in (
@@ -90,7 +91,12 @@ def table_statements(
                     conditions=leading_keys(prefixes) if prefixes else None,
                 )
             )
-    if (access.allows_read() or access is Access.QUERY_INDEXES) and indexes:
+    # A partition-scoped read reaches the indexes only when declared (Partitions.query_indexes): an
+    # index query is not limited to the task's partitions.
+    queries_indexes = access is Access.QUERY_INDEXES or (
+        access.allows_read() and (partitions is None or partitions.query_indexes)
+    )
+    if queries_indexes and indexes:
         statements.append(
             iam.PolicyStatement(
                 actions=list(INDEX_ACTIONS), resources=[f"{table.table_arn}/index/{index}" for index in indexes]

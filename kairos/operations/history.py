@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kairos_runtime.events import iso_seconds
 from kairos_runtime.runs import RunHistory, RunStatus
+from kairos_runtime.slots import DECLINED_KEPT, SLOT_PREFIX
 from kairos_runtime.tables import TASK_RUNS
 
 LATEST_RUNS = 10
@@ -59,6 +63,63 @@ def task_runs(
         "ExpressionAttributeValues": {":pk": f"TASK#{task}", ":lower": lower, ":upper": "RUN$"},
     }
     return _filtered_pages(table, request, status=status, limit=limit)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotDeliveries:
+    """What a slot's claim item (``kairos_runtime.slots``) counts: every delivery of the slot, and the
+    declined ones (ADR 0140: a second delivery of a done or in-progress slot, which writes no run record)."""
+
+    deliveries: int
+    declined: int
+    """Declined deliveries listed on the claim: exact up to :data:`DECLINED_KEPT`, a floor at it."""
+    declined_reasons: dict[str, int]
+
+    @property
+    def declined_at_least(self) -> bool:
+        """The claim lists only the first :data:`DECLINED_KEPT`: there may be more."""
+        return self.declined >= DECLINED_KEPT
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "deliveries": self.deliveries,
+            "declined": self.declined,
+            "declined_at_least": self.declined_at_least,
+            "declined_reasons": self.declined_reasons,
+        }
+
+
+def slot_deliveries(table: Any, task: str, slots: Iterable[str]) -> dict[str, SlotDeliveries]:
+    """The claim items of ``slots`` (``scheduled_time`` strings) of ``task``, by slot: one Query of the
+    task's partition over the slots' span, paged (a slot with no claim item is absent)."""
+    wanted = set(slots)
+    if not wanted:
+        return {}
+    request: dict[str, Any] = {
+        "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :lower AND :upper",
+        "ExpressionAttributeNames": {"#pk": TASK_RUNS.partition_key, "#sk": TASK_RUNS.sort_key},
+        "ExpressionAttributeValues": {
+            ":pk": f"TASK#{task}",
+            ":lower": f"{SLOT_PREFIX}{min(wanted)}",
+            ":upper": f"{SLOT_PREFIX}{max(wanted)}",
+        },
+    }
+    found: dict[str, SlotDeliveries] = {}
+    while True:
+        response = table.query(**request)
+        for item in response.get("Items", []):
+            slot = str(item[TASK_RUNS.sort_key]).removeprefix(SLOT_PREFIX)
+            if slot not in wanted:
+                continue
+            declined = list(item.get("declined", []))
+            found[slot] = SlotDeliveries(
+                deliveries=int(item.get("deliveries", 0)),
+                declined=len(declined),
+                declined_reasons=dict(Counter(str(each.get("reason", "?")) for each in declined)),
+            )
+        if "LastEvaluatedKey" not in response:
+            return found
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
 def stage_runs(

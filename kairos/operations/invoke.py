@@ -24,7 +24,7 @@ from typing import Any
 
 from kairos.operations.deployed import DeployedStage, DeployedStageError
 from kairos.plan import TaskPlan
-from kairos_runtime.events import render_schedule_input
+from kairos_runtime.events import iso_seconds, render_schedule_input
 from kairos_runtime.slots import SLOT_PREFIX
 from kairos_runtime.tables import TASK_RUNS
 
@@ -56,6 +56,22 @@ def scheduled_event(
         scheduled_time=scheduled_time,
         execution_id=execution_id or f"{EXECUTION_ID_PREFIX}{uuid.uuid4()}",
         rerun=rerun,
+    )
+
+
+def past_slot_refusal(task: TaskPlan, slot: datetime, *, now: datetime) -> str | None:
+    """Why the deployed handler would refuse ``slot`` (recorded SKIPPED, PastSlotRefused: ADR 0130),
+    or None when it would run it. The handler's own rule (``RuntimeSettings.refuses_past_slot``) on
+    the limit the plan deploys, so ``kairos invoke`` refuses the slot before invoking anything."""
+    lateness = (now - slot).total_seconds()
+    limit = task.late_delivery_limit_seconds
+    if task.backfill or lateness <= limit:
+        return None
+    return (
+        f"{task.name} cannot run for past slot {iso_seconds(slot)} ({round(lateness)} s ago, over its "
+        f"late-delivery limit of {limit} s): task_type {task.task_type} only sees the present, so its handler "
+        "would record it SKIPPED (PastSlotRefused); --rerun does not lift the limit and kairos backfill refuses "
+        "this task type: leave out --scheduled-time to run the current slot"
     )
 
 

@@ -430,6 +430,8 @@ def test_show_names_the_partitions_a_task_may_touch(runner: CliRunner, tasks_fil
     assert code == 0, output
     assert "market_data (read_write: read STOCK#, CALENDAR#; write STOCK#)" in output
     assert "task_runs (query_indexes, whole table)" in summary.replace("\n", " ")
+    assert "market_data (read_write: read SUMMARY#; write SUMMARY#; query its indexes)" in " ".join(summary.split())
+    assert "query its indexes" not in output
 
 
 def test_run_of_a_fan_out_task_runs_its_steps_through_the_fan_out_handlers(

@@ -330,6 +330,57 @@ def test_runs_of_the_deployed_stage_filter_by_task_status_and_since(
     ]
 
 
+def put_slot(table: Any, task: str, slot: datetime, *, run_id: str, reasons: list[str]) -> None:
+    """A slot's claim item as ``kairos_runtime.slots`` leaves it: one claim and ``reasons`` declines."""
+    slot_text = slot.strftime("%Y-%m-%dT%H:%M:%SZ")
+    table.put_item(
+        Item={
+            "pk": f"TASK#{task}",
+            "sk": f"SLOT#{slot_text}",
+            "task": task,
+            "scheduled_time": slot_text,
+            "status": "SUCCEEDED",
+            "run_id": run_id,
+            "request_id": "request-owner",
+            "claimed_at": slot_text,
+            "deliveries": 1 + len(reasons),
+            "declined": [
+                {"request_id": f"request-{n}", "execution_id": f"dup-{n}", "attempt": 1, "at": slot_text, "reason": r}
+                for n, r in enumerate(reasons)
+            ],
+        }
+    )
+
+
+def test_runs_of_a_task_count_its_slots_declined_deliveries(aws: Any, plan: StagePlan, tasks_file: Path) -> None:
+    table = runs_table(aws, plan)
+    declined_slot, quiet_slot = datetime(2026, 11, 27, 7, 0, tzinfo=UTC), datetime(2026, 11, 27, 6, 55, tzinfo=UTC)
+    for slot in (declined_slot, quiet_slot):
+        put_run(table, "every-five", slot, "SUCCEEDED")
+    put_slot(table, "every-five", declined_slot, run_id="RUN#2026-11-27T07:00:00Z#exec-0700#1", reasons=["done"] * 2)
+    put_slot(table, "every-five", quiet_slot, run_id="RUN#2026-11-27T06:55:00Z#exec-0655#1", reasons=[])
+
+    as_json = invoke("runs", "every-five", "--stage", "dev", "--file", str(tasks_file), "--json")
+    table_text = invoke("runs", "every-five", "--stage", "dev", "--file", str(tasks_file), columns=80)
+
+    assert as_json.exit_code == 0, as_json.output
+    runs = json.loads(as_json.stdout)["runs"]
+    assert [run["scheduled_time"] for run in runs] == ["2026-11-27T07:00:00Z", "2026-11-27T06:55:00Z"]
+    assert runs[0]["slot"] == {
+        "deliveries": 3,
+        "declined": 2,
+        "declined_at_least": False,
+        "declined_reasons": {"done": 2},
+    }
+    assert runs[1]["slot"]["declined"] == 0
+    assert runs[1]["slot"]["deliveries"] == 1
+    assert table_text.exit_code == 0, table_text.output
+    assert all(len(line) <= 80 for line in table_text.stdout.splitlines())
+    flat = " ".join(table_text.stdout.replace("│", " ").split())
+    assert "2 more deliveries declined (done 2)" in flat
+    assert flat.count("deliveries declined") == 1
+
+
 def test_invoke_sends_the_schedules_event_and_reports_a_missing_record(
     aws: Any, plan: StagePlan, tasks_file: Path
 ) -> None:
@@ -539,3 +590,60 @@ def test_invoke_with_rerun_sends_rerun_in_the_schedules_event(aws: Any, plan: St
     document = json.loads(result.stdout)
     assert document["event"]["rerun"] is True
     assert document["response"]["rerun"] is True, "moto's function echoes the event it was invoked with"
+
+
+@pytest.mark.parametrize("extra", [(), ("--rerun",), ("--json",)])
+def test_invoke_refuses_a_past_slot_of_a_task_that_cannot_be_backfilled_before_invoking(
+    aws: Any, plan: StagePlan, tasks_file: Path, extra: tuple[str, ...]
+) -> None:
+    task = plan.task("every-five")
+    assert not task.backfill
+    slot = (NOW - timedelta(seconds=task.late_delivery_limit_seconds + 600)).replace(second=0)
+    slot_text = slot.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    result = invoke(
+        "invoke", "every-five", "--stage", "dev", "--file", str(tasks_file), "--scheduled-time", slot_text, *extra
+    )
+
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    message = result.stderr.replace("\n", " ")
+    assert message.startswith(f"error: every-five cannot run for past slot {slot_text} (")
+    assert f"over its late-delivery limit of {task.late_delivery_limit_seconds} s" in message
+    assert "PastSlotRefused" in message
+    assert "--rerun does not lift the limit" in message
+    assert "leave out --scheduled-time" in message
+    assert "Traceback" not in result.output
+
+
+def test_invoke_sends_a_slot_within_the_late_delivery_limit(aws: Any, plan: StagePlan, tasks_file: Path) -> None:
+    task = plan.task("every-five")
+    slot = (NOW - timedelta(seconds=task.late_delivery_limit_seconds - 60)).replace(second=0)
+    slot_text = slot.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    result = invoke(
+        "invoke", "every-five", "--stage", "dev", "--file", str(tasks_file), "--scheduled-time", slot_text, "--json"
+    )
+
+    # Invoked: moto's function echoes the event and writes no record (exit 1, not the refusal's 2).
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["event"]["scheduled_time"] == slot_text
+
+
+def test_past_slot_refusal_follows_the_handlers_rule(plan: StagePlan) -> None:
+    from dataclasses import replace
+
+    from kairos.operations.invoke import past_slot_refusal
+    from kairos_runtime.settings import RuntimeSettings
+
+    task = plan.task("every-five")
+    limit = task.late_delivery_limit_seconds
+    settings = RuntimeSettings.from_environ({"KAIROS_LATE_DELIVERY_LIMIT_SECONDS": str(limit)})
+    for backfill in (False, True):
+        for lateness in (limit - 1, limit, limit + 1, 10 * limit):
+            slot = NOW - timedelta(seconds=lateness)
+            refused = past_slot_refusal(replace(task, backfill=backfill), slot, now=NOW) is not None
+            assert refused == settings.refuses_past_slot(backfill=backfill, lateness_seconds=lateness), (
+                backfill,
+                lateness,
+            )

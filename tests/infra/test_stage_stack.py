@@ -525,6 +525,11 @@ MARKET_PARTITIONS = {
 }
 
 
+MARKET_INDEX_QUERIES = {"fund_nav", "daily_summary"}
+"""The market task types that query MarketData's by_class_date index (funds_with_nav_on, the summary's
+day of every class); the others read only their own partitions, by key."""
+
+
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_each_market_task_reads_and_writes_only_its_own_partitions(
     stage: str, dev: tuple[StagePlan, Template], prod: tuple[StagePlan, Template]
@@ -553,15 +558,16 @@ def test_each_market_task_reads_and_writes_only_its_own_partitions(
         ]
         on_market = {grant for grant in permissions(statements) if grant[2] == json.dumps(market, sort_keys=True)}
         assert on_market == permissions(expected), task.name
-        # An index can only be queried; only a task that reads gets that.
+        # An index can only be queried, and not within partitions: only a task type that says it
+        # queries the index gets that (ADR 0203).
         index_grants = {
             grant for grant in permissions(statements) if grant[2] == json.dumps(market_indexes, sort_keys=True)
         }
         assert index_grants == (
             permissions([{"Action": "dynamodb:Query", "Effect": "Allow", "Resource": market_indexes}])
-            if reads
+            if task.task_type in MARKET_INDEX_QUERIES
             else set()
-        )
+        ), task.name
     everything = json.dumps(template.find_resources("AWS::IAM::Policy"))
     assert "dynamodb:Scan" not in everything
     assert "dynamodb:DeleteItem" not in everything
@@ -778,3 +784,27 @@ def test_each_function_refuses_past_slots_after_the_schedule_and_lambda_have_giv
         lambda_age = config["Properties"]["MaximumEventAgeInSeconds"]
         environment = function["Properties"]["Environment"]["Variables"]
         assert environment["KAIROS_LATE_DELIVERY_LIMIT_SECONDS"] == str(scheduler_age + lambda_age), task.name
+
+
+def test_a_partition_scoped_read_queries_an_index_only_when_its_task_type_declares_it() -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_dynamodb as dynamodb
+
+    from kairos_runtime.registry import Access, Partitions
+    from kairos_stack.stage_stack import table_statements
+
+    stack = cdk.Stack(cdk.App(context={"aws:cdk:bundling-stacks": []}), "Probe")
+    table = dynamodb.Table(stack, "T", partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING))
+
+    def index_resources(access: Access, partitions: Partitions | None) -> list[list[str]]:
+        statements = [s.to_statement_json() for s in table_statements(table, access, partitions, indexes=["by_x"])]
+        return [s["Resource"] for s in statements if "/index/" in json.dumps(s["Resource"])]
+
+    scoped = Partitions(read=("INDEX#", "CALENDAR#"), write=("INDEX#",))
+    assert index_resources(Access.READ_WRITE, scoped) == []
+    assert (
+        len(index_resources(Access.READ_WRITE, Partitions(read=("FUND#",), write=("FUND#",), query_indexes=True))) == 1
+    )
+    assert len(index_resources(Access.READ, None)) == 1, "a whole-table read reaches the indexes as it did"
+    assert len(index_resources(Access.QUERY_INDEXES, None)) == 1
+    assert index_resources(Access.WRITE, Partitions(write=("INDEX#",))) == []

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from importlib.metadata import version
 from types import ModuleType
 
 import pytest
 
+from tests.bench_scripts import load_bench_script
 from tests.conftest import PROJECT_ROOT
 
 
 @pytest.fixture
 def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """bench/ is scripts, not a package: load the module from its file."""
-    spec = importlib.util.spec_from_file_location("packaging_bench", PROJECT_ROOT / "bench" / "packaging_bench.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("packaging_bench", monkeypatch)
 
 
 def test_the_pydantic_compared_is_the_one_the_cdk_app_runs(bench: ModuleType) -> None:

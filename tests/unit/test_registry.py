@@ -160,6 +160,11 @@ def test_reads_and_writes_may_name_different_partitions() -> None:
             {TableId.TASK_RUNS: ("TASK#",)},
             "index queries cannot be scoped by partition",
         ),
+        (
+            {TableId.MARKET_DATA: Access.WRITE},
+            {TableId.MARKET_DATA: Partitions(write=("STOCK#",), query_indexes=True)},
+            "query_indexes needs a read access, but access is write",
+        ),
     ],
 )
 def test_an_inconsistent_partitions_declaration_fails_at_registration(

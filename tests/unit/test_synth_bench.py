@@ -3,8 +3,6 @@ says, each given the fewest shards that fit CloudFormation's limits with headroo
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -15,19 +13,12 @@ from kairos.catalog import load_catalog
 from kairos.config import DEFAULT_SHARDS
 from kairos.loading import load_tasks_file
 from kairos.plan import MAX_STACK_RESOURCES, MAX_TEMPLATE_BYTES, PlanError, plan_stage
-from tests.conftest import PROJECT_ROOT
+from tests.bench_scripts import load_bench_script
 
 
 @pytest.fixture
 def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """bench/ is scripts, not a package: load the module from its file."""
-    spec = importlib.util.spec_from_file_location("synth_bench", PROJECT_ROOT / "bench" / "synth_bench.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("synth_bench", monkeypatch)
 
 
 @pytest.mark.parametrize("count", [10, 100, 400])

@@ -2,65 +2,27 @@
 // tests/runtime/test_event_bounds.py): the real handler against an embedded DynamoDB (dynalite).
 
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
-import { CreateTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { DynamoDBDocumentClient, ScanCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
-import dynalite from "dynalite";
+import { ScanCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 
 import { MAX_DETAIL_DEPTH, MAX_PARAMS_BYTES, MAX_PARAMS_DEPTH } from "../src/bounds.mjs";
 import { createHandler } from "../src/index.mjs";
 import { TaskRegistry } from "../src/registry.mjs";
 import { RECORD_WRITE_FAILED, boundedDetail } from "../src/runs.mjs";
-import { TABLES, TASK_RUNS } from "../src/tables.mjs";
+import { TASK_RUNS } from "../src/tables.mjs";
+import { useDynalite } from "./dynalite.mjs";
 
-const DESIGN = TABLES[TASK_RUNS];
 const OWN_TASK = "nodejs-task-2";
 const FINAL = new Set(["SUCCEEDED", "FAILED", "SKIPPED"]);
-let server;
-let client;
-let documentClient;
-let tableNumber = 0;
-
-before(async () => {
-  server = dynalite({ createTableMs: 0 });
-  await new Promise((resolve, reject) => server.listen(0, "127.0.0.1", (error) => (error ? reject(error) : resolve())));
-  client = new DynamoDBClient({
-    endpoint: `http://127.0.0.1:${server.address().port}`,
-    region: "us-east-1",
-    credentials: { accessKeyId: "test", secretAccessKey: "test" },
-  });
-  documentClient = DynamoDBDocumentClient.from(client);
-});
-
-after(async () => {
-  documentClient?.destroy();
-  if (server) await new Promise((resolve) => server.close(() => resolve()));
-});
-
-/** A fresh TaskRuns table, so each test sees only its own records. */
-async function freshTable() {
-  const name = `TaskRuns-bounds-${++tableNumber}`;
-  await client.send(
-    new CreateTableCommand({
-      TableName: name,
-      BillingMode: "PAY_PER_REQUEST",
-      AttributeDefinitions: [DESIGN.partitionKey, DESIGN.sortKey].map((attribute) => ({ AttributeName: attribute, AttributeType: "S" })),
-      KeySchema: [
-        { AttributeName: DESIGN.partitionKey, KeyType: "HASH" },
-        { AttributeName: DESIGN.sortKey, KeyType: "RANGE" },
-      ],
-    }),
-  );
-  return name;
-}
+const dynamo = useDynalite("bounds");
 
 /** The run records (RUN#), or with `{ slots: true }` the slot claims (SLOT#). */
 async function records(table, { slots = false } = {}) {
   const items = [];
   let start;
   do {
-    const page = await documentClient.send(new ScanCommand({ TableName: table, ExclusiveStartKey: start }));
+    const page = await dynamo.documentClient.send(new ScanCommand({ TableName: table, ExclusiveStartKey: start }));
     items.push(...page.Items);
     start = page.LastEvaluatedKey;
   } while (start);
@@ -70,7 +32,7 @@ async function records(table, { slots = false } = {}) {
 function handlerFor(table, { registry, env = {} } = {}) {
   return createHandler({
     ...(registry ? { registry } : {}),
-    documentClient,
+    documentClient: dynamo.documentClient,
     env: { KAIROS_TASK_RUNS_TABLE: table, KAIROS_RUNTIME: "nodejs22.x", ...env },
     writeLine: () => {},
   });
@@ -113,7 +75,7 @@ const MALFORMED = {
 describe("a malformed event", () => {
   for (const [name, event] of Object.entries(MALFORMED)) {
     it(`leaves a final InvalidEvent record: ${name}`, async () => {
-      const table = await freshTable();
+      const table = await dynamo.freshTable();
       const response = await handlerFor(table, { env: { KAIROS_TASK: OWN_TASK, KAIROS_TASK_TYPE: "simple_task_2" } })(event, invocation());
       const [record, ...others] = await records(table);
       assert.equal(others.length, 0);
@@ -126,7 +88,7 @@ describe("a malformed event", () => {
   }
 
   it("keeps the identity fields that are fit for a key, and only those", async () => {
-    const table = await freshTable();
+    const table = await dynamo.freshTable();
     const context = invocation();
     await handlerFor(table)(delivered({ execution_id: "e".repeat(129), scheduled_time: "soon" }), context);
     const [record] = await records(table);
@@ -137,7 +99,7 @@ describe("a malformed event", () => {
 
 describe("events at the bounds", () => {
   it("still run with the longest execution_id and the deepest params", async () => {
-    const table = await freshTable();
+    const table = await dynamo.freshTable();
     const params = { payload: nested(MAX_PARAMS_DEPTH - 1) };
     const response = await handlerFor(table)(delivered({ params, execution_id: "e".repeat(128) }), invocation());
     assert.equal(response.status, "SUCCEEDED");
@@ -170,7 +132,7 @@ describe("boundedDetail over any value", () => {
 
 describe("a final write DynamoDB refuses", () => {
   it("leaves a minimal FAILED record instead", async () => {
-    const table = await freshTable();
+    const table = await dynamo.freshTable();
     const registry = new TaskRegistry();
     const params = { type: "object", properties: {}, additionalProperties: false };
     // The task grows its own record to near DynamoDB's 400 KB item limit, so the final update with
@@ -201,7 +163,7 @@ describe("a final write DynamoDB refuses", () => {
 
 describe("a function pinned to its task type", () => {
   it("records an event naming another task type as InvalidEvent, and does not run it", async () => {
-    const table = await freshTable();
+    const table = await dynamo.freshTable();
     const env = { KAIROS_TASK: OWN_TASK, KAIROS_TASK_TYPE: "simple_task_2" };
     const response = await handlerFor(table, { env })(delivered({ task_type: "simple_task_1" }), invocation());
     assert.equal(response.status, "FAILED");
@@ -262,7 +224,7 @@ function malformedEvent(rng, number) {
 
 describe("fuzzed malformed events", () => {
   it(`each of ${FUZZ_EVENTS} leaves a final record`, async () => {
-    const table = await freshTable();
+    const table = await dynamo.freshTable();
     const handler = handlerFor(table, { env: { KAIROS_TASK: OWN_TASK, KAIROS_TASK_TYPE: "simple_task_2" } });
     const rng = seeded(20261201);
     const started = performance.now();

@@ -2,22 +2,20 @@
 // stored records read back field by field.
 
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 
-import { CreateTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { DynamoDBDocumentClient, GetCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
-import dynalite from "dynalite";
+import { GetCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
 
 import { TaskSkipped, TransientTaskError } from "../src/errors.mjs";
 import { TaskRegistry } from "../src/registry.mjs";
 import { TASK_RUNS, TABLES } from "../src/tables.mjs";
+import { createTaskRunsTable, useDynalite } from "./dynalite.mjs";
 
 const TABLE = "TaskRuns-test";
 const DESIGN = TABLES[TASK_RUNS];
 const DAY_SECONDS = 86_400;
 const SCHEDULED = "2024-05-01T09:30:00Z";
 
-let server;
 let reader;
 let index;
 
@@ -27,10 +25,11 @@ let requestCount = 0;
 const invocation = () => ({ awsRequestId: `req-${++requestCount}`, getRemainingTimeInMillis: () => 60_000 });
 const event = (overrides) => ({ params: {}, scheduled_time: SCHEDULED, attempt: "1", ...overrides });
 
+const dynamo = useDynalite("integration");
+
 before(async () => {
-  server = dynalite({ createTableMs: 0 });
-  await new Promise((resolve, reject) => server.listen(0, "127.0.0.1", (error) => (error ? reject(error) : resolve())));
-  const endpoint = `http://127.0.0.1:${server.address().port}`;
+  await dynamo.ready();
+  const { endpoint } = dynamo;
 
   // What the handler's own client reads: dummy credentials, and never a profile or config file.
   Object.assign(process.env, {
@@ -48,40 +47,10 @@ before(async () => {
   delete process.env.AWS_SESSION_TOKEN;
   delete process.env.KAIROS_RUN_RECORD_TTL_DAYS;
 
-  const client = new DynamoDBClient({ endpoint });
-  const [gsi] = DESIGN.indexes;
-  await client.send(
-    new CreateTableCommand({
-      TableName: TABLE,
-      BillingMode: "PAY_PER_REQUEST",
-      AttributeDefinitions: [DESIGN.partitionKey, DESIGN.sortKey, gsi.partitionKey, gsi.sortKey].map((name) => ({
-        AttributeName: name,
-        AttributeType: "S",
-      })),
-      KeySchema: [
-        { AttributeName: DESIGN.partitionKey, KeyType: "HASH" },
-        { AttributeName: DESIGN.sortKey, KeyType: "RANGE" },
-      ],
-      GlobalSecondaryIndexes: [
-        {
-          IndexName: gsi.name,
-          KeySchema: [
-            { AttributeName: gsi.partitionKey, KeyType: "HASH" },
-            { AttributeName: gsi.sortKey, KeyType: "RANGE" },
-          ],
-          Projection: { ProjectionType: "ALL" },
-        },
-      ],
-    }),
-  );
-  reader = DynamoDBDocumentClient.from(client);
+  await createTaskRunsTable(dynamo.client, TABLE, { indexes: true });
+  reader = dynamo.documentClient;
   // Imported only now: the module reads its settings from process.env when it loads.
   index = await import("../src/index.mjs");
-});
-
-after(async () => {
-  reader?.destroy();
-  if (server) await new Promise((resolve) => server.close(() => resolve()));
 });
 
 /** Every record storedRun has read, to look them up again through the by_date index. */

@@ -3,16 +3,15 @@
 // same file against the Python runtime on moto, asserting the same stored records.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
-import { CreateTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { DynamoDBDocumentClient, GetCommand } from "@aws-sdk/lib-dynamodb";
-import dynalite from "dynalite";
+import { GetCommand } from "@aws-sdk/lib-dynamodb";
 
 import { parseScheduledEvent } from "../src/events.mjs";
 import { RunRecordContentionError, RunRecorder, runKey } from "../src/runs.mjs";
 import { SlotLedger, declinedResponse, runFields } from "../src/slots.mjs";
 import { TASK_RUNS, TABLES } from "../src/tables.mjs";
+import { useDynalite } from "./dynalite.mjs";
 
 const SCENARIOS = JSON.parse(readFileSync(new URL("../../../tests/contract/run_records.json", import.meta.url), "utf8"));
 const DESIGN = TABLES[TASK_RUNS];
@@ -20,44 +19,8 @@ const { event: EVENT } = parseScheduledEvent(SCENARIOS.event);
 const SCHEDULED_MS = Date.parse(SCENARIOS.event.scheduled_time);
 const at = (seconds) => new Date(SCHEDULED_MS + seconds * 1000);
 
-let server;
-let client;
-let documentClient;
-
-before(async () => {
-  server = dynalite({ createTableMs: 0 });
-  await new Promise((resolve, reject) => server.listen(0, "127.0.0.1", (error) => (error ? reject(error) : resolve())));
-  client = new DynamoDBClient({
-    endpoint: `http://127.0.0.1:${server.address().port}`,
-    region: "us-east-1",
-    credentials: { accessKeyId: "test", secretAccessKey: "test" },
-  });
-  documentClient = DynamoDBDocumentClient.from(client);
-});
-
-after(async () => {
-  documentClient?.destroy();
-  if (server) await new Promise((resolve) => server.close(() => resolve()));
-});
-
-let tables = 0;
-
-/** A fresh TaskRuns table per scenario: every scenario writes the same record key. */
-async function freshTable() {
-  const tableName = `TaskRuns-scenario-${++tables}`;
-  await client.send(
-    new CreateTableCommand({
-      TableName: tableName,
-      BillingMode: "PAY_PER_REQUEST",
-      AttributeDefinitions: [DESIGN.partitionKey, DESIGN.sortKey].map((name) => ({ AttributeName: name, AttributeType: "S" })),
-      KeySchema: [
-        { AttributeName: DESIGN.partitionKey, KeyType: "HASH" },
-        { AttributeName: DESIGN.sortKey, KeyType: "RANGE" },
-      ],
-    }),
-  );
-  return tableName;
-}
+/** dynamo.freshTable(): one TaskRuns table per scenario, as every scenario writes the same record key. */
+const dynamo = useDynalite("scenario");
 
 /**
  * A document client where, after each of this delivery's reads, one rival delivery restarts the
@@ -67,10 +30,10 @@ function rivalsBetweenReadAndWrite(tableName, rivals) {
   const waiting = [...rivals];
   return {
     async send(command) {
-      const response = await documentClient.send(command);
+      const response = await dynamo.documentClient.send(command);
       if (command instanceof GetCommand && waiting.length > 0) {
         const rival = waiting.shift();
-        await new RunRecorder({ documentClient, tableName, ttlDays: SCENARIOS.ttl_days }).start(EVENT, {
+        await new RunRecorder({ documentClient: dynamo.documentClient, tableName, ttlDays: SCENARIOS.ttl_days }).start(EVENT, {
           runtime: SCENARIOS.runtime,
           requestId: rival.request_id,
           startedAt: at(rival.at),
@@ -82,7 +45,7 @@ function rivalsBetweenReadAndWrite(tableName, rivals) {
 }
 
 async function replay(steps) {
-  const tableName = await freshTable();
+  const tableName = await dynamo.freshTable();
   const deliveries = new Map();
   const { pk, sk } = SCENARIOS.record_base;
   for (const [index, step] of steps.entries()) {
@@ -115,7 +78,7 @@ async function replay(steps) {
       assert.equal(owned, step.owned, where);
       assert.equal(fallback, null, `${where}: the outcome was recorded, not a fallback`);
     } else {
-      const { Item } = await documentClient.send(
+      const { Item } = await dynamo.documentClient.send(
         new GetCommand({ TableName: tableName, Key: { [DESIGN.partitionKey]: pk, [DESIGN.sortKey]: sk }, ConsistentRead: true }),
       );
       assert.deepEqual(Item, { ...SCENARIOS.record_base, ...step.expect_record }, where);
@@ -139,8 +102,8 @@ function delivered(step) {
 }
 
 async function replaySlots(steps) {
-  const tableName = await freshTable();
-  const options = { documentClient, tableName, ttlDays: SCENARIOS.ttl_days };
+  const tableName = await dynamo.freshTable();
+  const options = { documentClient: dynamo.documentClient, tableName, ttlDays: SCENARIOS.ttl_days };
   const claims = new Map();
   for (const [index, step] of steps.entries()) {
     const where = `step ${index + 1}: ${JSON.stringify(step)}`;
@@ -174,13 +137,13 @@ async function replaySlots(steps) {
       assert.equal(await new SlotLedger(options).settle(claim, { status: step.status, result, finishedAt: at(step.at) }), true, where);
     } else if ("expect_slot" in step) {
       const { pk, sk } = SCENARIOS.slot_base;
-      const { Item } = await documentClient.send(
+      const { Item } = await dynamo.documentClient.send(
         new GetCommand({ TableName: tableName, Key: { [DESIGN.partitionKey]: pk, [DESIGN.sortKey]: sk }, ConsistentRead: true }),
       );
       assert.deepEqual(Item, { ...SCENARIOS.slot_base, ...step.expect_slot }, where);
     } else {
       const expected = { ...SCENARIOS.record_base, ...step.expect_record };
-      const { Item } = await documentClient.send(
+      const { Item } = await dynamo.documentClient.send(
         new GetCommand({ TableName: tableName, Key: { [DESIGN.partitionKey]: expected.pk, [DESIGN.sortKey]: expected.sk }, ConsistentRead: true }),
       );
       assert.deepEqual(Item, expected, where);

@@ -3,56 +3,18 @@
 // tests/contract/run_records.json, replayed by run-records.test.mjs); tests/runtime/test_slots.py
 // does the same against the Python runtime with threads on moto.
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
-import { CreateTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, QueryCommand } from "@aws-sdk/lib-dynamodb";
-import dynalite from "dynalite";
 
 import { createHandler } from "../src/index.mjs";
 import { TaskRegistry } from "../src/registry.mjs";
 import { SlotInProgressError } from "../src/slots.mjs";
-import { TABLES, TASK_RUNS } from "../src/tables.mjs";
+import { useDynalite } from "./dynalite.mjs";
 
-const DESIGN = TABLES[TASK_RUNS];
 const PARAMS = { type: "object", properties: {}, additionalProperties: false };
 
-let server;
-let client;
-let documentClient;
-let tables = 0;
-
-before(async () => {
-  server = dynalite({ createTableMs: 0 });
-  await new Promise((resolve, reject) => server.listen(0, "127.0.0.1", (error) => (error ? reject(error) : resolve())));
-  client = new DynamoDBClient({
-    endpoint: `http://127.0.0.1:${server.address().port}`,
-    region: "us-east-1",
-    credentials: { accessKeyId: "test", secretAccessKey: "test" },
-  });
-  documentClient = DynamoDBDocumentClient.from(client);
-});
-
-after(async () => {
-  documentClient?.destroy();
-  if (server) await new Promise((resolve) => server.close(() => resolve()));
-});
-
-async function freshTable() {
-  const tableName = `TaskRuns-slots-${++tables}`;
-  await client.send(
-    new CreateTableCommand({
-      TableName: tableName,
-      BillingMode: "PAY_PER_REQUEST",
-      AttributeDefinitions: [DESIGN.partitionKey, DESIGN.sortKey].map((name) => ({ AttributeName: name, AttributeType: "S" })),
-      KeySchema: [
-        { AttributeName: DESIGN.partitionKey, KeyType: "HASH" },
-        { AttributeName: DESIGN.sortKey, KeyType: "RANGE" },
-      ],
-    }),
-  );
-  return tableName;
-}
+const dynamo = useDynalite("slots");
 
 /** A probe task that counts its calls (each is one effect), holding each call for `holdMs`. */
 function probe({ holdMs = 0 } = {}) {
@@ -79,7 +41,7 @@ const event = (overrides = {}) => ({
 const invocation = (awsRequestId) => ({ awsRequestId, getRemainingTimeInMillis: () => 60_000 });
 
 async function stored(tableName, prefix) {
-  const { Items } = await documentClient.send(
+  const { Items } = await dynamo.documentClient.send(
     new QueryCommand({
       TableName: tableName,
       KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
@@ -92,9 +54,9 @@ async function stored(tableName, prefix) {
 
 describe("one effect per slot", () => {
   it("does not run a succeeded slot again, and answers with the earlier result", async () => {
-    const tableName = await freshTable();
+    const tableName = await dynamo.freshTable();
     const { counter, registry } = probe();
-    const handler = createHandler({ registry, documentClient, env: { KAIROS_TASK_RUNS_TABLE: tableName }, writeLine: () => {} });
+    const handler = createHandler({ registry, documentClient: dynamo.documentClient, env: { KAIROS_TASK_RUNS_TABLE: tableName }, writeLine: () => {} });
 
     const first = await handler(event(), invocation("req-1"));
     const again = await handler(event({ execution_id: "exec-2" }), invocation("req-2"));
@@ -109,13 +71,13 @@ describe("one effect per slot", () => {
   });
 
   it("runs concurrent duplicate deliveries once, and gives each a final record", async () => {
-    const tableName = await freshTable();
+    const tableName = await dynamo.freshTable();
     const { counter, registry } = probe({ holdMs: 200 });
     const deliveries = 8;
     // One handler (one client) per delivery, as each Lambda instance has its own.
     const answers = await Promise.all(
       Array.from({ length: deliveries }, (_, number) =>
-        createHandler({ registry, documentClient: DynamoDBDocumentClient.from(client), env: { KAIROS_TASK_RUNS_TABLE: tableName }, writeLine: () => {} })(
+        createHandler({ registry, documentClient: DynamoDBDocumentClient.from(dynamo.client), env: { KAIROS_TASK_RUNS_TABLE: tableName }, writeLine: () => {} })(
           event({ execution_id: `exec-${number}` }),
           invocation(`req-${number}`),
         ),
@@ -135,11 +97,11 @@ describe("one effect per slot", () => {
   });
 
   it("fails a retry of the owner's own invocation while its lease holds, so Lambda comes back later", async () => {
-    const tableName = await freshTable();
+    const tableName = await dynamo.freshTable();
     let release = () => {};
     const registry = new TaskRegistry();
     registry.task("probe", { params: PARAMS }, () => new Promise((resolve) => { release = () => resolve({}); }));
-    const handler = createHandler({ registry, documentClient, env: { KAIROS_TASK_RUNS_TABLE: tableName }, writeLine: () => {} });
+    const handler = createHandler({ registry, documentClient: dynamo.documentClient, env: { KAIROS_TASK_RUNS_TABLE: tableName }, writeLine: () => {} });
 
     const running = handler(event(), invocation("req-1"));
     while ((await stored(tableName, "RUN#")).length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
@@ -149,9 +111,9 @@ describe("one effect per slot", () => {
   });
 
   it("runs a done slot again on rerun, and the record says what it replaced", async () => {
-    const tableName = await freshTable();
+    const tableName = await dynamo.freshTable();
     const { counter, registry } = probe();
-    const handler = createHandler({ registry, documentClient, env: { KAIROS_TASK_RUNS_TABLE: tableName }, writeLine: () => {} });
+    const handler = createHandler({ registry, documentClient: dynamo.documentClient, env: { KAIROS_TASK_RUNS_TABLE: tableName }, writeLine: () => {} });
     const first = await handler(event(), invocation("req-1"));
 
     const rerun = await handler(event({ execution_id: "exec-2", rerun: true }), invocation("req-2"));
@@ -164,11 +126,11 @@ describe("one effect per slot", () => {
   });
 
   it("claims no slot for an invalid event, rerun or not", async () => {
-    const tableName = await freshTable();
+    const tableName = await dynamo.freshTable();
     const { counter, registry } = probe();
     const handler = createHandler({
       registry,
-      documentClient,
+      documentClient: dynamo.documentClient,
       env: { KAIROS_TASK_RUNS_TABLE: tableName, KAIROS_TASK: "probe", KAIROS_TASK_TYPE: "probe" },
       writeLine: () => {},
     });

@@ -59,6 +59,10 @@ class Partitions:
 
     read: tuple[str, ...] = ()
     write: tuple[str, ...] = ()
+    query_indexes: bool = False
+    """The task also queries the table's secondary indexes. No partition limit reaches an index query
+    (``dynamodb:LeadingKeys`` is the table's key), so a partition-scoped read is granted that Query
+    only when its task type says it needs it (ADR 0203); a whole-table read always has it."""
 
     def __post_init__(self) -> None:
         for prefix in (*self.read, *self.write):
@@ -100,14 +104,7 @@ def resolve_partitions(
             partitions = Partitions(
                 read=prefixes if access.allows_read() else (), write=prefixes if access.allows_write() else ()
             )
-        for kind, prefixes, allowed in (
-            ("read", partitions.read, access.allows_read()),
-            ("write", partitions.write, access.allows_write()),
-        ):
-            if allowed and not prefixes:
-                raise InvalidDeclarationError(f"{where}: access {access.value} needs {kind} prefixes")
-            if prefixes and not allowed:
-                raise InvalidDeclarationError(f"{where}: {kind} prefixes given, but access is {access.value}")
+        _check_against_access(where, access, partitions)
         resolved[table_id] = partitions
     for table_id, access in tables.items():
         if access.allows_write() and table_id not in resolved:
@@ -116,6 +113,20 @@ def resolve_partitions(
                 "the partition-key prefixes the task writes"
             )
     return resolved
+
+
+def _check_against_access(where: str, access: Access, partitions: Partitions) -> None:
+    """Prefixes for exactly the accesses declared; index queries only with a read."""
+    if partitions.query_indexes and not access.allows_read():
+        raise InvalidDeclarationError(f"{where}: query_indexes needs a read access, but access is {access.value}")
+    for kind, prefixes, allowed in (
+        ("read", partitions.read, access.allows_read()),
+        ("write", partitions.write, access.allows_write()),
+    ):
+        if allowed and not prefixes:
+            raise InvalidDeclarationError(f"{where}: access {access.value} needs {kind} prefixes")
+        if prefixes and not allowed:
+            raise InvalidDeclarationError(f"{where}: {kind} prefixes given, but access is {access.value}")
 
 
 class DependencyGroup(StrEnum):

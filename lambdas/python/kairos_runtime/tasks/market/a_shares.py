@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import partial
-from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeAlias, TypeVar
 
 from msgspec import Meta
 
@@ -76,6 +76,14 @@ DETAIL_SYMBOLS = 50
 
 Symbol = Annotated[str, Meta(pattern=r"^[0-9]{6}\Z", description="a six-digit exchange code such as 600519")]
 IndexSymbol = Annotated[str, Meta(pattern=r"^[0-9A-Z]{6}\Z", description="a six-character index code such as 000300")]
+
+MAX_KEPT_SYMBOLS = 2000
+"""How many codes a ``symbols`` filter of a whole-market list may name."""
+
+Code = TypeVar("Code", bound=str)
+KeptSymbols: TypeAlias = Annotated[tuple[Code, ...], Meta(min_length=1, max_length=MAX_KEPT_SYMBOLS)]
+"""The ``symbols`` filter of a source that always sends the whole list (spot quotes, the fund NAV
+list): only these codes are stored. One definition for every such task's params."""
 
 
 class Adjust(StrEnum):
@@ -133,12 +141,7 @@ class SpotParams(CrawlerParams, frozen=True):
 class StockSpotParams(SpotParams, frozen=True):
     symbols: (
         Annotated[
-            tuple[Symbol, ...],
-            Meta(
-                min_length=1,
-                max_length=2000,
-                description="store only these codes (the source always sends the whole market)",
-            ),
+            KeptSymbols[Symbol], Meta(description="store only these codes (the source always sends the whole market)")
         ]
         | None
     ) = None
@@ -150,7 +153,7 @@ class EtfSpotParams(StockSpotParams, frozen=True):
 
 class IndexSpotParams(SpotParams, frozen=True):
     group: IndexGroup = IndexGroup.MAJOR
-    symbols: Annotated[tuple[IndexSymbol, ...], Meta(min_length=1, max_length=2000)] | None = None
+    symbols: KeptSymbols[IndexSymbol] | None = None
 
 
 class StockDailyParams(CrawlerParams, frozen=True, kw_only=True):
@@ -555,11 +558,11 @@ def crawl_daily(
     return TaskOutcome(items_written=result.written, items_rejected=len(harvest.rejections), detail=detail)
 
 
-def _own_class_and_calendar(asset_class: AssetClass) -> Partitions:
+def _own_class_and_calendar(asset_class: AssetClass, *, query_indexes: bool = False) -> Partitions:
     """A crawler writes only its own class's items; it also reads the trading calendar the
-    ``trading_calendar`` task keeps."""
+    ``trading_calendar`` task keeps. ``query_indexes``: it also queries the ``by_class_date`` index."""
     own = partition_prefix(asset_class)
-    return Partitions(read=(own, partition_prefix(CALENDAR)), write=(own,))
+    return Partitions(read=(own, partition_prefix(CALENDAR)), write=(own,), query_indexes=query_indexes)
 
 
 @registry.task(

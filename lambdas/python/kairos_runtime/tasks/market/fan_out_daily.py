@@ -273,7 +273,8 @@ STOCK_DAILY_FAN_OUT: FanOut[StockDailyAllParams] = FanOut(
     "stock_daily_all",
     params=StockDailyAllParams,
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
-    partitions={TableId.MARKET_DATA: _own_class_and_calendar(AssetClass.STOCK)},
+    # The planner reads the stored universe through the by_class_date index (universe.stored_universe).
+    partitions={TableId.MARKET_DATA: _own_class_and_calendar(AssetClass.STOCK, query_indexes=True)},
     group=DependencyGroup.CRAWLER,
     fan_out=STOCK_DAILY_FAN_OUT,
     backfill=True,

@@ -34,7 +34,7 @@ from msgspec import Meta
 from kairos_runtime.context import TaskContext
 from kairos_runtime.registry import Access, DependencyGroup, Partitions, TaskOutcome, TaskRegistry
 from kairos_runtime.tables import MARKET_DATA, TableId
-from kairos_runtime.tasks.market.a_shares import DETAIL_SYMBOLS, require_trading_day, retrier_for
+from kairos_runtime.tasks.market.a_shares import DETAIL_SYMBOLS, KeptSymbols, require_trading_day, retrier_for
 from kairos_runtime.tasks.market.model import (
     CALENDAR,
     NAV,
@@ -87,12 +87,8 @@ class FundNavParams(CrawlerParams, frozen=True):
     source: FundNavSource = FundNavSource.LATEST
     symbols: (
         Annotated[
-            tuple[FundCode, ...],
-            Meta(
-                min_length=1,
-                max_length=2000,
-                description="latest: store only these funds (the list always has every fund); history: required",
-            ),
+            KeptSymbols[FundCode],
+            Meta(description="latest: store only these funds (the list always has every fund); history: required"),
         ]
         | None
     ) = None
@@ -350,6 +346,7 @@ def crawl_history(params: FundNavParams, context: TaskContext) -> TaskOutcome:
         TableId.MARKET_DATA: Partitions(
             read=(partition_prefix(AssetClass.FUND), partition_prefix(CALENDAR)),
             write=(partition_prefix(AssetClass.FUND),),
+            query_indexes=True,  # funds_with_nav_on: the by_class_date index
         )
     },
     group=DependencyGroup.CRAWLER,

@@ -28,7 +28,7 @@ from msgspec import Meta
 
 from kairos_runtime.context import TaskContext
 from kairos_runtime.events import iso_seconds
-from kairos_runtime.registry import Access, TaskOutcome, TaskParams, TaskRegistry, TaskSkipped
+from kairos_runtime.registry import Access, Partitions, TaskOutcome, TaskParams, TaskRegistry, TaskSkipped
 from kairos_runtime.runs import RunHistory, RunStatus
 from kairos_runtime.tables import MARKET_DATA, TableId, query_index
 from kairos_runtime.tasks.market.coverage import coverage
@@ -262,7 +262,12 @@ def _runs_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
     # The runs of the day come from the by_date index: no need to read any task's records by key.
     tables={TableId.MARKET_DATA: Access.READ_WRITE, TableId.TASK_RUNS: Access.QUERY_INDEXES},
     # Quotes of every class come from the by_class_date index; by key it reads and writes summaries only.
-    partitions={TableId.MARKET_DATA: (partition_prefix(SUMMARY),)},
+    # It reads every class's day through the by_class_date index; it writes only summaries.
+    partitions={
+        TableId.MARKET_DATA: Partitions(
+            read=(partition_prefix(SUMMARY),), write=(partition_prefix(SUMMARY),), query_indexes=True
+        )
+    },
     # It summarises the slot's trading date from what the tables stored for it: a past day's too.
     backfill=True,
 )
