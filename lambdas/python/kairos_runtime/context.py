@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from kairos_runtime.events import ScheduledEvent
 from kairos_runtime.registry import Access, Partitions
@@ -118,8 +119,7 @@ class IndexQueries:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class WriteScope:
+class WriteScope(msgspec.Struct, frozen=True):
     """What one table's writes may touch: the partition-key prefixes its task type declared.
 
     IAM refuses the same writes in AWS (``dynamodb:LeadingKeys``), but not a ``DeleteRequest`` in the
@@ -239,8 +239,7 @@ class ScopedDynamoDBClient:
         return getattr(self._client, name)
 
 
-@dataclass(frozen=True, slots=True)
-class TaskContext:
+class TaskContext(msgspec.Struct, frozen=True):
     event: ScheduledEvent
     settings: RuntimeSettings
     clients: ScopedClients

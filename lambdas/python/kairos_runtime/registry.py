@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+import msgspec
 
 from kairos_runtime.bounds import TASK_TYPE_PATTERN
 from kairos_runtime.tables import TableId
@@ -48,8 +49,7 @@ class InvalidDeclarationError(ValueError):
 _IAM_WILDCARDS = frozenset("*?")
 
 
-@dataclass(frozen=True, slots=True)
-class Partitions:
+class Partitions(msgspec.Struct, frozen=True):
     """The partitions of one table a task type may read and write, by partition-key prefix (``"STOCK#"``).
 
     The stack grants each access on the table only under ``dynamodb:LeadingKeys`` matching its own
@@ -148,13 +148,12 @@ class TaskParams(Model, frozen=True):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class TaskOutcome:
+class TaskOutcome(msgspec.Struct, frozen=True):
     """What a task function reports back; the runner writes it into the run record."""
 
     items_written: int = 0
     items_rejected: int = 0
-    detail: Mapping[str, Any] = field(default_factory=dict)
+    detail: Mapping[str, Any] = msgspec.field(default_factory=dict)
 
 
 class TaskSkipped(Exception):  # noqa: N818 - it is an outcome, not an error
@@ -174,8 +173,7 @@ class TaskFunction(Protocol[ParamsT_contra]):
     def __call__(self, params: ParamsT_contra, context: TaskContext, /) -> TaskOutcome | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class TaskType(Generic[ParamsT]):
+class TaskType(msgspec.Struct, Generic[ParamsT], frozen=True):
     """A registered task type: its params model, its function and what it needs from AWS."""
 
     name: str
@@ -188,7 +186,7 @@ class TaskType(Generic[ParamsT]):
     description: str
     parameters: Callable[[ParamsT], Sequence[str]] | None = None
     """SSM parameter names a task reads, given its params (an API key's parameter, say)."""
-    partitions: Mapping[TableId, Partitions] = field(default_factory=lambda: MappingProxyType({}))
+    partitions: Mapping[TableId, Partitions] = msgspec.field(default_factory=lambda: MappingProxyType({}))
     """Per declared table, the partition-key prefixes each access is limited to; a table absent here
     is granted whole (reads only: see :func:`resolve_partitions`)."""
     fan_out: FanOut[Any] | None = None

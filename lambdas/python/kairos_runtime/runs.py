@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from kairos_runtime.bounds import MAX_DETAIL_BYTES, MAX_DETAIL_DEPTH, MAX_DETAIL_KEYS, MAX_ERROR_MESSAGE
 from kairos_runtime.events import ScheduledEvent, iso_seconds
@@ -66,15 +67,13 @@ class ErrorKind(StrEnum):
     PERMANENT = "permanent"
 
 
-@dataclass(frozen=True, slots=True)
-class RunError:
+class RunError(msgspec.Struct, frozen=True):
     error_type: str
     message: str
     kind: ErrorKind
 
 
-@dataclass(frozen=True, slots=True)
-class RunKey:
+class RunKey(msgspec.Struct, frozen=True):
     pk: str
     sk: str
 
@@ -83,8 +82,7 @@ RECORD_WRITE_FAILED = "RecordWriteFailed"
 """The error type of the minimal FAILED record written when a run's outcome could not be stored."""
 
 
-@dataclass(frozen=True, slots=True)
-class Finished:
+class Finished(msgspec.Struct, frozen=True):
     """How :meth:`RunRecorder.finish` left the record."""
 
     owned: bool
@@ -94,8 +92,7 @@ class Finished:
     """Why the outcome could not be stored, when the minimal FAILED record was written instead."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Claim:
+class _Claim(msgspec.Struct, frozen=True):
     """What a recorder wrote as a record's owner, and which of Lambda's attempts that delivery is."""
 
     request_id: str

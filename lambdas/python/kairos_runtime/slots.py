@@ -31,11 +31,12 @@ in-progress decline fails only for the owner's own invocation.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from kairos_runtime.events import ScheduledEvent, iso_seconds
 from kairos_runtime.runs import RESTART_ATTEMPTS, RunRecordContentionError, RunStatus, iso_utc
@@ -81,8 +82,7 @@ def slot_key(event: ScheduledEvent) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
+class Claimed(msgspec.Struct, frozen=True):
     """This delivery holds the slot: it runs, then :meth:`SlotLedger.settle` records the outcome."""
 
     key: Mapping[str, str]
@@ -102,16 +102,18 @@ class Claimed:
         return fields
 
 
-@dataclass(frozen=True, slots=True)
-class Declined:
+class Declined(msgspec.Struct, frozen=True):
     """This delivery does not run: the slot is done, or in progress."""
 
     reason: Decline
-    slot: Mapping[str, Any] = field(repr=False)
-    """The slot item as read before this delivery was counted."""
+    slot: Mapping[str, Any]
+    """The slot item as read before this delivery was counted (left out of the repr)."""
     own_invocation: bool
     """The claim is held by this very invocation (same request id): Lambda retried it, or delivered
     it twice, while the lease holds."""
+
+    def __repr__(self) -> str:
+        return f"Declined(reason={self.reason!r}, own_invocation={self.own_invocation!r})"
 
     def response(self, task: str) -> dict[str, Any]:
         """The answer: the earlier run's result when the slot is done, else the run in progress."""

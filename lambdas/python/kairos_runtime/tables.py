@@ -7,9 +7,10 @@ embedded ones created by ``kairos run`` and the key builders used at run time fr
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -22,15 +23,13 @@ class TableId(StrEnum):
     MARKET_DATA = "market_data"
 
 
-@dataclass(frozen=True, slots=True)
-class IndexDesign:
+class IndexDesign(msgspec.Struct, frozen=True):
     name: str
     partition_key: str
     sort_key: str
 
 
-@dataclass(frozen=True, slots=True)
-class TableDesign:
+class TableDesign(msgspec.Struct, frozen=True):
     table_id: TableId
     construct_id: str
     partition_key: str

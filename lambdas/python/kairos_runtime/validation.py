@@ -36,13 +36,15 @@ import msgspec
 
 ModelT = TypeVar("ModelT", bound=msgspec.Struct)
 
-_LOCATED = re.compile(r"^(?P<message>.*) - at `(?P<key>key` in `)?\$(?P<path>[^`]*)`$", re.DOTALL)
-_FIELD_PROBLEM = re.compile(r"^Object (?P<what>contains unknown|missing required) field `(?P<field>[^`]*)`$")
-_PATH_PART = re.compile(r"\.([^.\[]+)|\[([^\]]*)\]")
-_PATTERN_MISMATCH = re.compile(r"^Expected `str` matching regex ")
+# Patterns for msgspec's messages, read only when an input is rejected: kept as text, so ``re``
+# compiles (and caches) each on its first use instead of on every cold start.
+_LOCATED = r"(?s)^(?P<message>.*) - at `(?P<key>key` in `)?\$(?P<path>[^`]*)`$"
+_FIELD_PROBLEM = r"^Object (?P<what>contains unknown|missing required) field `(?P<field>[^`]*)`$"
+_PATH_PART = r"\.([^.\[]+)|\[([^\]]*)\]"
+_PATTERN_MISMATCH = r"^Expected `str` matching regex "
 # A value of the right type outside its bounds ("Expected `int` >= 1"), which msgspec does not echo.
-_OUT_OF_BOUNDS = re.compile(r"^Expected `[a-z]+` (of length )?[<>]=? ")
-_BAD_CHOICE = re.compile(r"^Invalid enum value (?P<value>.*)$", re.DOTALL)
+_OUT_OF_BOUNDS = r"^Expected `[a-z]+` (of length )?[<>]=? "
+_BAD_CHOICE = r"(?s)^Invalid enum value (?P<value>.*)$"
 _SHOWN_LENGTH = 60
 
 
@@ -127,12 +129,12 @@ def to_builtins(value: object) -> Any:
 
 
 def _located(text: str, model: type[Any], raw: object, within: InputPath = ()) -> InvalidInputError:
-    located = _LOCATED.match(text)
+    located = re.match(_LOCATED, text)
     message, path = (located["message"], _path(located["path"])) if located else (text, ())
     path = (*within, *path)
     if located and located["key"]:
         path += ("[key]",)
-    field_problem = _FIELD_PROBLEM.match(message)
+    field_problem = re.match(_FIELD_PROBLEM, message)
     if field_problem is None:
         return InvalidInputError(path, _with_hint(message, model, raw, path))
     field = field_problem["field"]
@@ -146,7 +148,7 @@ def _path(text: str) -> InputPath:
     writes as ``[...]`` without its key, becomes ``*``."""
     return tuple(
         name or (int(index) if index.isdigit() else "*" if index == "..." else index)
-        for name, index in _PATH_PART.findall(text)
+        for name, index in re.findall(_PATH_PART, text)
     )
 
 
@@ -179,11 +181,11 @@ def _with_hint(message: str, model: type[Any], raw: object, path: InputPath) -> 
     import msgspec.inspect as types  # only a rejected input pays for it
 
     value = _value_at(raw, path)
-    if _PATTERN_MISMATCH.match(message) and isinstance(node, types.StrType) and description:
+    if re.match(_PATTERN_MISMATCH, message) and isinstance(node, types.StrType) and description:
         return f"expected {description} (got {_shown(value)})"
-    if _OUT_OF_BOUNDS.match(message) and isinstance(value, int | float | str):
+    if re.match(_OUT_OF_BOUNDS, message) and isinstance(value, int | float | str):
         return f"{message} (got {_shown(value)})"
-    bad_choice = _BAD_CHOICE.match(message)
+    bad_choice = re.match(_BAD_CHOICE, message)
     choices: list[str] = []
     if isinstance(node, types.EnumType):
         choices = [str(member.value) for member in node.cls]
