@@ -36,11 +36,19 @@ class CodeAssets:
         self._hashes = AssetHashes(builder, sources_only=sources_only)
         self._codes: dict[tuple[str, object], lambda_.Code] = {}
         self._layers: dict[tuple[str, DependencyGroup, LambdaPlatform], lambda_.ILayerVersion] = {}
+        # Each scope's stack, found once: ``Stack.of`` and its path are three round trips to CDK.
+        self._stacks: dict[Construct, tuple[Stack, str]] = {}
+
+    def _stack(self, scope: Construct) -> tuple[Stack, str]:
+        if scope not in self._stacks:
+            stack = Stack.of(scope)
+            self._stacks[scope] = (stack, stack.node.path)
+        return self._stacks[scope]
 
     def code_for(self, scope: Construct, task: TaskPlan) -> lambda_.Code:
         """The task's code, one instance per stack (CDK binds an asset to one stack); the same asset
         hash in every shard stack, so it is bundled and uploaded once."""
-        stack = Stack.of(scope).node.path
+        _, stack = self._stack(scope)
         if task.family != "python":
             key: tuple[str, object] = (stack, task.code_dir)
             if key not in self._codes:
@@ -59,9 +67,9 @@ class CodeAssets:
         spec = self._groups[task.group]
         if task.family != "python" or not spec.is_layer:
             return []
-        stack = Stack.of(scope)
+        stack, path = self._stack(scope)
         target = LambdaPlatform.for_runtime(task.runtime, task.architecture)
-        key = (stack.node.path, task.group, target)
+        key = (path, task.group, target)
         if key not in self._layers:
             suffix = f"{target.architecture.replace('_', '')}Py{target.python_version.replace('.', '')}"
             self._layers[key] = lambda_.LayerVersion(

@@ -7,9 +7,9 @@ of its own: seven resources a task, plus an alarm per gauge and its freshness al
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cache
 
 import aws_cdk as cdk
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -21,7 +21,7 @@ from constructs import Construct
 
 from kairos.plan import ResourceDimension, TaskPlan
 from kairos_runtime.tables import TableId
-from kairos_stack.alarms import planned_alarm
+from kairos_stack.alarms import PlannedAlarm, seconds
 
 LAMBDA_RUNTIMES: dict[str, lambda_.Runtime] = {
     runtime.name: runtime
@@ -35,6 +35,28 @@ LAMBDA_RUNTIMES: dict[str, lambda_.Runtime] = {
     )
 }
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
+
+
+# Values every task of a synth shares, made once: each is a round trip to CDK's Node.js process, and
+# none is bound to a construct (docs/adr/0185-synth-speed-round-trips.md).
+@cache
+def lambda_principal() -> iam.ServicePrincipal:
+    return iam.ServicePrincipal("lambda.amazonaws.com")
+
+
+@cache
+def schedule_expression(expression: str, timezone: str) -> scheduler.ScheduleExpression:
+    return scheduler.ScheduleExpression.expression(expression, time_zone=cdk.TimeZone.of(timezone))
+
+
+_DESTINATIONS: dict[int, tuple[sqs.IQueue, destinations.SqsDestination]] = {}
+"""By the queue's identity; the queue is kept with its destination, so the identity stays its own."""
+
+
+def failure_destination(queue: sqs.IQueue) -> destinations.SqsDestination:
+    if id(queue) not in _DESTINATIONS:
+        _DESTINATIONS[id(queue)] = (queue, destinations.SqsDestination(queue))
+    return _DESTINATIONS[id(queue)][1]
 
 
 class ScheduledTask(Construct):
@@ -56,7 +78,7 @@ class ScheduledTask(Construct):
         dead_letter_queue: sqs.IQueue,
         log_retention: logs.RetentionDays,
         removal_policy: cdk.RemovalPolicy,
-        alarm_action: cloudwatch.IAlarmAction,
+        alarm_action_arn: str,
         table_names: Mapping[TableId, str],
     ) -> None:
         super().__init__(scope, construct_id)
@@ -68,7 +90,7 @@ class ScheduledTask(Construct):
         self.role = iam.Role(
             self,
             "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            assumed_by=lambda_principal(),
             description=f"Kairos task {plan.name}: its own logs, traces and declared data"[:1000],
         )
         self.log_group.grant_write(self.role)
@@ -85,23 +107,21 @@ class ScheduledTask(Construct):
             role=self.role,
             layers=list(layers),
             memory_size=plan.memory,
-            timeout=cdk.Duration.seconds(plan.timeout),
+            timeout=seconds(plan.timeout),
             environment=plan.function_environment(table_names),
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             tracing=lambda_.Tracing.ACTIVE,
             retry_attempts=plan.async_retry_attempts,
             # A queued invocation is as stale as a late delivery: same limit as the schedule's.
-            max_event_age=cdk.Duration.seconds(plan.lambda_max_event_age_seconds),
-            on_failure=destinations.SqsDestination(dead_letter_queue),
+            max_event_age=seconds(plan.lambda_max_event_age_seconds),
+            on_failure=failure_destination(dead_letter_queue),
         )
         self.schedule = scheduler.Schedule(
             self,
             "Schedule",
             description=f"{plan.name}: {plan.schedule_expression} ({plan.timezone})",
-            schedule=scheduler.ScheduleExpression.expression(
-                plan.schedule_expression, time_zone=cdk.TimeZone.of(plan.timezone)
-            ),
+            schedule=schedule_expression(plan.schedule_expression, plan.timezone),
             schedule_group=schedule_group,
             enabled=plan.enabled,
             target=targets.LambdaInvoke(
@@ -110,12 +130,14 @@ class ScheduledTask(Construct):
                 input=scheduler.ScheduleTargetInput.from_object(dict(plan.input_template)),
                 dead_letter_queue=dead_letter_queue,
                 retry_attempts=plan.scheduler_retry_attempts,
-                max_event_age=cdk.Duration.seconds(plan.max_event_age_seconds),
+                max_event_age=seconds(plan.max_event_age_seconds),
             ),
         )
         resource_names: dict[ResourceDimension, str] = {"FunctionName": self.function.function_name}
-        self.alarms: dict[str, cloudwatch.Alarm] = {
-            alarm.construct_id: planned_alarm(self, alarm, alarm_action=alarm_action, resource_names=resource_names)
+        self.alarms: dict[str, PlannedAlarm] = {
+            alarm.construct_id: PlannedAlarm(
+                self, alarm.construct_id, plan=alarm, alarm_action_arn=alarm_action_arn, resource_names=resource_names
+            )
             for alarm in plan.alarms
         }
         self.failure_alarm = self.alarms[plan.failure_alarm.construct_id]

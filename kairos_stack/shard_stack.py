@@ -53,6 +53,7 @@ class KairosShardStack(cdk.Stack):
         # policy in the core stack, which would then depend on every shard (the core grants by pattern).
         schedule_role = iam.Role.from_role_arn(self, "SchedulerRole", core.scheduler_role.role.role_arn, mutable=False)
         table_names = core.table_names
+        alarm_topic_arn = core.alarm_topic.topic.topic_arn
         self.tasks: dict[str, ScheduledTask] = {}
         self.fan_out_tasks: dict[str, FanOutTask] = {}
         for task_plan in shard.tasks:
@@ -92,7 +93,7 @@ class KairosShardStack(cdk.Stack):
                 dead_letter_queue=core.dead_letter_queue.queue,
                 log_retention=LOG_RETENTION[plan.log_retention_days],
                 removal_policy=removal_policy,
-                alarm_action=core.alarm_topic.action,
+                alarm_action_arn=alarm_topic_arn,
                 table_names=table_names,
             )
             cdk.Tags.of(task).add(TASK_TAG, task_plan.name)
