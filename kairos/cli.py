@@ -439,6 +439,9 @@ def validate(file: FileOption = DEFAULT_FILE, as_json: JsonOption = False) -> No
                 "stages": list(tasks_file.stages) if tasks_file else None,
                 "problems": problems,
                 "warnings": warnings,
+                "functions": {
+                    plan.stage: {"total": plan.function_count, "shared": len(plan.shared_functions)} for plan in plans
+                },
             }
         )
         if not valid:
@@ -453,10 +456,20 @@ def validate(file: FileOption = DEFAULT_FILE, as_json: JsonOption = False) -> No
         raise typer.Exit(1)
     for plan in plans:
         services.console.print(_stacks_line(plan), markup=False)
+        services.console.print(_functions_line(plan), markup=False)
     services.console.print(
         f"{file}: {len(tasks_file.tasks)} tasks, {len(tasks_file.stages)} stages "
         f"({', '.join(tasks_file.stages)}): valid"
     )
+
+
+def _functions_line(plan: StagePlan) -> str:
+    """How many Lambda functions the stage deploys, and how many of them its tasks share (docs/adr/0183)."""
+    line = f"  {plan.stage}: {plan.function_count:,} functions for {len(plan.tasks):,} tasks"
+    if plan.shared_functions:
+        sharing = sum(len(function.tasks) for function in plan.shared_functions)
+        line += f" ({len(plan.shared_functions):,} shared by {sharing:,} tasks)"
+    return line
 
 
 def _stacks_line(plan: StagePlan) -> str:
