@@ -103,7 +103,7 @@ RESOURCES_PER_SHARED_TASK = 1
 RESOURCES_PER_SHARED_FUNCTION = 6
 """A shared function, its role, policy, event invoke config and log group, and its alarm on events
 Lambda dropped (docs/adr/0183-shared-functions.md)."""
-SHARED_TASK_TEMPLATE_BYTES = 3_000
+SHARED_TASK_TEMPLATE_BYTES = 2_000
 """A task on a shared function: its schedule and failure alarm, beyond its input and descriptions."""
 TABLE_NAME_BYTES = 100
 """What a deployed table's name may add to a function's environment (CloudFormation's generated names
@@ -761,7 +761,9 @@ class TaskPlan:
         )
         freshness = ALARM_TEMPLATE_BYTES if self.freshness.alarm is not None else 0
         if self.shared_function is not None:
-            return SHARED_TASK_TEMPLATE_BYTES + TEMPLATE_BYTES_PER_TASK * len(self.gauge_alarms) + freshness + written
+            # Its schedule's input, its alarms' names and descriptions: no function, role or environment.
+            own = len(input_json(dict(self.input_template)).encode()) * 2 + len(self.name) * 20
+            return SHARED_TASK_TEMPLATE_BYTES + TEMPLATE_BYTES_PER_TASK * len(self.gauge_alarms) + freshness + own
         fan_out = FAN_OUT_TEMPLATE_BYTES if self.fan_out is not None else 0
         return TEMPLATE_BYTES_PER_TASK * (1 + len(self.gauge_alarms)) + freshness + fan_out + written
 
