@@ -533,6 +533,13 @@ def disable(
     _toggle(name, False, file, stage, as_json)
 
 
+def _function_text(task: TaskPlan) -> str:
+    """The function the task runs on: its own, or the one it shares (docs/adr/0183)."""
+    if task.shared_function is None:
+        return f"{task.function_name} (its own)"
+    return f"{task.shared_function} (shared: shared_function)"
+
+
 def _show_json(tasks_file: TasksFile, task: TaskPlan, stage: str, upcoming: list[datetime]) -> dict[str, Any]:
     state = tasks_file.enabled_state(task.name, stage)
     return {
@@ -547,6 +554,8 @@ def _show_json(tasks_file: TasksFile, task: TaskPlan, stage: str, upcoming: list
         "dependencies": task.group.value,
         "memory_mb": task.memory,
         "timeout_s": task.timeout,
+        "function": task.function_name,
+        "shared_function": task.shared_function is not None,
         "schedule": task.schedule_expression,
         "timezone": task.timezone,
         "schedule_in_words": describe_schedule(parse_schedule(task.schedule_expression)),
@@ -601,6 +610,7 @@ def show(
         "task_type": task.task_type,
         "runtime": f"{task.runtime} ({task.architecture}, {task.group.value} dependencies)",
         "memory / timeout": f"{task.memory} MB / {task.timeout} s",
+        "function": _function_text(task),
         "schedule": f"{task.schedule_expression} in {task.timezone}: {describe_schedule(schedule)}",
         "retries": (
             f"Scheduler {task.scheduler_retry_attempts}, max event age {task.max_event_age_seconds} s; "

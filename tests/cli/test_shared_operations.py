@@ -208,3 +208,12 @@ def test_status_rows_each_task_on_a_shared_function(aws: Any, tasks_file: Path) 
     assert "quote-a" in result.stdout
     assert "quote-b" in result.stdout
     assert "Traceback" not in result.output
+
+
+def test_show_names_the_shared_function_a_task_runs_on(plan: StagePlan, tasks_file: Path) -> None:
+    text = invoke("show", "quote-a", "--stage", "dev", "--file", str(tasks_file))
+    document = json.loads(invoke("show", "quote-a", "--stage", "dev", "--file", str(tasks_file), "--json").stdout)
+
+    name = plan.shared_functions[0].function_name
+    assert f"{name} (shared: shared_function)" in text.stdout.replace("\n", "")
+    assert (document["function"], document["shared_function"]) == (name, True)
