@@ -103,7 +103,7 @@ RESOURCES_PER_SHARED_TASK = 1
 RESOURCES_PER_SHARED_FUNCTION = 6
 """A shared function, its role, policy, event invoke config and log group, and its alarm on events
 Lambda dropped (docs/adr/0183-shared-functions.md)."""
-SHARED_TASK_TEMPLATE_BYTES = 2_000
+SHARED_TASK_TEMPLATE_BYTES = 3_000
 """A task on a shared function: its schedule and failure alarm, beyond its input and descriptions."""
 TABLE_NAME_BYTES = 100
 """What a deployed table's name may add to a function's environment (CloudFormation's generated names
