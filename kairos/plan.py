@@ -276,7 +276,7 @@ def shared_task_failure_alarm(stage: str, task: str, function_name: str) -> Alar
         description=_description(
             stage,
             task,
-            f"a run was recorded FAILED (events Lambda gave up on alarm on its shared function {function_name})",
+            f"a run was recorded FAILED (an event Lambda gave up on alarms on the shared function {function_name})",
         ),
         metrics=MappingProxyType(
             {"failed": MetricPlan(metrics.NAMESPACE, metrics.RUNS_FAILED, "Sum", task_dimensions(task))}
