@@ -443,6 +443,9 @@ def validate(file: FileOption = DEFAULT_FILE, as_json: JsonOption = False) -> No
                 "stages": list(tasks_file.stages) if tasks_file else None,
                 "problems": problems,
                 "warnings": warnings,
+                "functions": {
+                    plan.stage: {"total": plan.function_count, "shared": len(plan.shared_functions)} for plan in plans
+                },
             }
         )
         if not valid:
@@ -457,10 +460,20 @@ def validate(file: FileOption = DEFAULT_FILE, as_json: JsonOption = False) -> No
         raise typer.Exit(1)
     for plan in plans:
         services.console.print(_stacks_line(plan), markup=False)
+        services.console.print(_functions_line(plan), markup=False)
     services.console.print(
         f"{file}: {len(tasks_file.tasks)} tasks, {len(tasks_file.stages)} stages "
         f"({', '.join(tasks_file.stages)}): valid"
     )
+
+
+def _functions_line(plan: StagePlan) -> str:
+    """How many Lambda functions the stage deploys, and how many of them its tasks share (docs/adr/0183)."""
+    line = f"  {plan.stage}: {plan.function_count:,} functions for {len(plan.tasks):,} tasks"
+    if plan.shared_functions:
+        sharing = sum(len(function.tasks) for function in plan.shared_functions)
+        line += f" ({len(plan.shared_functions):,} shared by {sharing:,} tasks)"
+    return line
 
 
 def _stacks_line(plan: StagePlan) -> str:
@@ -521,6 +534,13 @@ def disable(
     _toggle(name, False, file, stage, as_json)
 
 
+def _function_text(task: TaskPlan) -> str:
+    """The function the task runs on: its own, or the one it shares (docs/adr/0183)."""
+    if task.shared_function is None:
+        return f"{task.function_name} (its own)"
+    return f"{task.shared_function} (shared: shared_function)"
+
+
 def _show_json(tasks_file: TasksFile, task: TaskPlan, stage: str, upcoming: list[datetime]) -> dict[str, Any]:
     state = tasks_file.enabled_state(task.name, stage)
     return {
@@ -535,6 +555,8 @@ def _show_json(tasks_file: TasksFile, task: TaskPlan, stage: str, upcoming: list
         "dependencies": task.group.value,
         "memory_mb": task.memory,
         "timeout_s": task.timeout,
+        "function": task.function_name,
+        "shared_function": task.shared_function is not None,
         "schedule": task.schedule_expression,
         "timezone": task.timezone,
         "schedule_in_words": describe_schedule(parse_schedule(task.schedule_expression)),
@@ -589,6 +611,7 @@ def show(
         "task_type": task.task_type,
         "runtime": f"{task.runtime} ({task.architecture}, {task.group.value} dependencies)",
         "memory / timeout": f"{task.memory} MB / {task.timeout} s",
+        "function": _function_text(task),
         "schedule": f"{task.schedule_expression} in {task.timezone}: {describe_schedule(schedule)}",
         "retries": (
             f"Scheduler {task.scheduler_retry_attempts}, max event age {task.max_event_age_seconds} s; "

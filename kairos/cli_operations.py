@@ -41,7 +41,7 @@ from kairos.operations.deployed import AwsAccess, DeployedStage, DeployedStageEr
 from kairos.operations.freshness import Freshness
 from kairos.operations.history import parse_duration
 from kairos.operations.invoke import declined, invoke_deployed, past_slot_refusal
-from kairos.operations.logs import follow, log_events, readable, request_filter
+from kairos.operations.logs import follow, log_events, readable, request_filter, task_filter
 from kairos.operations.schedules import schedule_states, set_freshness_actions, set_schedule_state
 from kairos.operations.status import TaskStatus, failing, stage_status
 from kairos.plan import StagePlan, TaskPlan
@@ -222,6 +222,8 @@ def logs(
                 # A run older than --since still shows: its lines start when it did.
                 start = min(start, parse_instant(str(record["started_at"])) - RUN_LOG_MARGIN)
         log_group = deployed.task(task.name).log_group_name
+        if pattern is None and deployed.task(task.name).shared:
+            pattern = task_filter(task.name)  # a shared log group: this task's lines only
         start_ms = int(start.timestamp() * 1000)
         logs_client = deployed.client("logs")
 

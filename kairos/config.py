@@ -266,6 +266,10 @@ class TaskDefaults(_Model):
     timezone: str | None = None
     enabled: bool | None = None
     architecture: Architecture | None = None
+    shared_function: bool | None = Field(
+        default=None,
+        description="the default of every task's shared_function (docs/adr/0183); fan-out tasks own theirs",
+    )
 
     _timezone = field_validator("timezone")(_check_timezone)
 
@@ -286,6 +290,13 @@ class TaskEntry(_Model):
         default=None, description="defaults to what the task type's dependencies support"
     )
     params: JsonParams = Field(default_factory=dict)
+    shared_function: bool | None = Field(
+        default=None,
+        description=(
+            "run on a function shared with the tasks of the same runtime, type, code, memory, timeout, "
+            "grants and event age (docs/adr/0183); fan-out tasks cannot share"
+        ),
+    )
 
     _timezone = field_validator("timezone")(_check_timezone)
     _schedule = field_validator("schedule")(_check_schedule)
@@ -300,6 +311,7 @@ class TaskOverride(_Model):
     schedule: str | None = None
     timezone: str | None = None
     params: JsonParams | None = None
+    shared_function: bool | None = None
 
     _timezone = field_validator("timezone")(_check_timezone)
     _schedule = field_validator("schedule")(_check_schedule)
@@ -352,6 +364,13 @@ class StageConfig(_Model):
         description=(
             "shard stacks the stage's tasks are spread over, by a hash of their names; fixed for the "
             "stage's life (changing it moves tasks between stacks)"
+        ),
+    )
+    shared_function: bool | None = Field(
+        default=None,
+        description=(
+            "the stage's default of shared_function, over the file's defaults and under each task's own "
+            "(docs/adr/0183); fan-out tasks own theirs"
         ),
     )
     overrides: dict[TaskName, TaskOverride] = Field(default_factory=dict)
@@ -417,6 +436,11 @@ class ResolvedTask(_Model):
     timeout: int
     architecture: Architecture | None
     params: dict[str, Any]
+    shared_function: bool | None = None
+    """The task's own choice (its entry, or the stage's override of it); None: it has none."""
+    shared_function_default: bool = False
+    """The stage's ``shared_function``, else the file's ``defaults``: it applies to a task that can
+    share (not a fan-out task), when the task says nothing itself."""
 
     @property
     def family(self) -> Literal["python", "nodejs"]:
@@ -475,7 +499,12 @@ class TasksFile(_Model):
     def resolved_tasks(self, stage: str | None = None) -> list[ResolvedTask]:
         """Every task with defaults (and, given a stage, that stage's overrides) applied."""
         stage_config = self.stages[stage] if stage is not None else None
-        layers = [BUILTIN_DEFAULTS, self.defaults.model_dump(exclude_none=True)]
+        defaults = self.defaults.model_dump(exclude_none=True)
+        # A default decides only where the task says nothing (and can share): the plan applies it.
+        shared_default = defaults.pop("shared_function", False)
+        if stage_config is not None and stage_config.shared_function is not None:
+            shared_default = stage_config.shared_function
+        layers = [BUILTIN_DEFAULTS, defaults]
         resolved = []
         for entry in self.tasks:
             values: dict[str, Any] = {}
@@ -489,5 +518,6 @@ class TasksFile(_Model):
             # `enabled` has one more layer than the rest (the stage's list); one method decides it.
             values["enabled"] = self._enabled_state(entry, stage_config).enabled
             values.setdefault("architecture", None)
+            values["shared_function_default"] = shared_default
             resolved.append(ResolvedTask.model_validate(values))
         return resolved

@@ -39,6 +39,15 @@ template's exact size for the rest. Params are settings, not data: larger inputs
 or an SSM parameter the task reads."""
 
 
+LAMBDA_ENVIRONMENT_MAX_BYTES = 4096
+"""A function's environment variables, names and values together: at most 4 KB (Lambda Developer
+Guide, "Lambda quotas": Function configuration, deployment, and execution)."""
+
+IAM_ROLE_INLINE_POLICIES_MAX_CHARS = 10_240
+"""A role's inline policies together: at most 10,240 characters, whitespace aside (IAM User Guide,
+"IAM and AWS STS quotas": Role policy size)."""
+
+
 def utf16_length(text: str) -> int:
     """Length in UTF-16 code units, as JavaScript (and so CDK) counts a string."""
     return len(text.encode("utf-16-le")) // 2

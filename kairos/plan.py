@@ -29,7 +29,9 @@ from kairos.limits import (
     DASHBOARD_MAX_METRICS,
     DASHBOARD_MAX_WIDGETS,
     DASHBOARD_WIDGET_MAX_METRICS,
+    IAM_ROLE_INLINE_POLICIES_MAX_CHARS,
     LAMBDA_DESCRIPTION_MAX_LENGTH,
+    LAMBDA_ENVIRONMENT_MAX_BYTES,
     SCHEDULE_INPUT_MAX_BYTES,
     STACK_MAX_RESOURCES,
     TEMPLATE_MAX_BYTES,
@@ -55,6 +57,7 @@ from kairos_runtime.settings import (
     TASK_ENV,
     TASK_MODULE_ENV,
     TASK_TYPE_ENV,
+    TASKS_ENV,
 )
 from kairos_runtime.tables import TABLE_DESIGNS, TableDesign, TableId
 from kairos_runtime.tasks.market.trading_calendar import CALENDAR_WARNING_DAYS
@@ -103,6 +106,19 @@ task (docs/adr/0164)."""
 FAN_OUT_OBJECT_EXPIRY_DAYS = 3
 """A fan-out object (a plan's batches, a Map run's results) is read within its execution (a day at
 most); the bucket expires it after this many days."""
+RESOURCES_PER_SHARED_TASK = 1
+"""A task on a shared function declares its schedule only, and its alarms (:attr:`TaskPlan.alarms`)."""
+RESOURCES_PER_SHARED_FUNCTION = 6
+"""A shared function, its role, policy, event invoke config and log group, and its alarm on events
+Lambda dropped (docs/adr/0183-shared-functions.md)."""
+SHARED_TASK_TEMPLATE_BYTES = 3_000
+"""A task on a shared function: its schedule and failure alarm, beyond its input and descriptions."""
+TABLE_NAME_BYTES = 100
+"""What a deployed table's name may add to a function's environment (CloudFormation's generated names
+are shorter): the plan sees a token, the environment limit counts the name."""
+RUN_RECORD_POLICY_CHARS = 2_000
+"""A shared function's role policy beyond its tasks' run-record partitions (logs, X-Ray, declared
+tables, parameters), rounded up from the synthesized template."""
 OWN_ALARM_TOPIC_RESOURCES = 3
 EMPTY_SHARD_RESOURCES = 1
 # CDK adds its own AWS::CDK::Metadata resource to a stack synthesized with version reporting on.
@@ -121,6 +137,11 @@ beyond a plain task's share (rounded up from the synthesized template)."""
 FUNCTION_NAME_MAX_LENGTH = 64
 """Lambda's ``FunctionName``: at most 64 characters (Lambda API reference, CreateFunction)."""
 FUNCTION_NAME_PREFIX = "kairos_{stage}_"
+SHARED_FUNCTION_NAME = FUNCTION_NAME_PREFIX + "shared_{key}_{shard}"
+"""A shared function's name: under the stage's prefix (its Scheduler role reaches it), with an underscore
+no task name has (no task's function is named so), the hash of what its tasks have in common (stable
+as tasks come and go) and its shard (docs/adr/0183-shared-functions.md)."""
+SHARED_KEY_LENGTH = 10
 """Every function of a stage is named ``kairos_<stage>_<task>``: neither a stage nor a task name has an
 underscore, so the Scheduler role's ``kairos_<stage>_*`` matches this stage's functions and no other's."""
 # A fixed reference instant keeps the derived event age (and so the template) deterministic.
@@ -246,6 +267,59 @@ def failure_alarm(stage: str, task: str) -> AlarmPlan:
             }
         ),
         label="failed runs and events Lambda dropped",
+        period_seconds=ALARM_PERIOD_SECONDS,
+        threshold=1,
+        comparison="GreaterThanOrEqualToThreshold",
+        evaluation_periods=1,
+        treat_missing_data="notBreaching",
+    )
+
+
+def shared_task_failure_alarm(stage: str, task: str, function_name: str) -> AlarmPlan:
+    """A task on a shared function: a FAILED run record. What Lambda drops it cannot tell apart by task,
+    so that alarm is the shared function's (:func:`dropped_events_alarm`)."""
+    return AlarmPlan(
+        construct_id="FailureAlarm",
+        alarm_name=alarm_name(stage, "failed", task),
+        description=_description(
+            stage,
+            task,
+            f"a run was recorded FAILED (an event Lambda gave up on alarms on the shared function {function_name})",
+        ),
+        metrics=MappingProxyType(
+            {"failed": MetricPlan(metrics.NAMESPACE, metrics.RUNS_FAILED, "Sum", task_dimensions(task))}
+        ),
+        period_seconds=ALARM_PERIOD_SECONDS,
+        threshold=1,
+        comparison="GreaterThanOrEqualToThreshold",
+        evaluation_periods=1,
+        treat_missing_data="notBreaching",
+    )
+
+
+def dropped_events_alarm(stage: str, function_name: str, *, key: str, shard: int, tasks: int) -> AlarmPlan:
+    """A shared function's alarm: Lambda gave up on one of its events (retries used up, too old, or a
+    timeout or crash on the last attempt), whichever of its tasks it was for."""
+    subject = f"Kairos stage {stage}, shared function {function_name} ({tasks} tasks)"
+    return AlarmPlan(
+        construct_id="DroppedAlarm",
+        alarm_name=alarm_name(stage, "dropped", f"shared-{key}-{shard}"),
+        description=(
+            f"{subject}: Lambda gave up on an event (retries used up, too old, or a timeout or crash on the "
+            "last attempt); the event, naming its task, is in the stage's dead-letter queue. "
+            f"Next: kairos status --stage {stage}; kairos redrive --stage {stage}"
+        )[:ALARM_DESCRIPTION_MAX_LENGTH],
+        metrics=MappingProxyType(
+            {
+                "dropped": MetricPlan(
+                    metrics.LAMBDA_NAMESPACE,
+                    metrics.LAMBDA_ASYNC_EVENTS_DROPPED,
+                    "Sum",
+                    MappingProxyType({}),
+                    resource_dimension="FunctionName",
+                )
+            }
+        ),
         period_seconds=ALARM_PERIOD_SECONDS,
         threshold=1,
         comparison="GreaterThanOrEqualToThreshold",
@@ -633,6 +707,12 @@ class TaskPlan:
     backfill: bool = False
     """Whether the task type can run for a past slot: ``kairos backfill`` refuses one that cannot, and
     its handler records a delivery later than :attr:`late_delivery_limit_seconds` as PastSlotRefused."""
+    shares_function: bool = False
+    """``shared_function`` resolved for the stage (never for a fan-out task): its schedule targets a
+    :class:`SharedFunctionPlan` instead of a function of its own."""
+    shared_function: str | None = None
+    """The name of the shared function it runs on, once grouped (:func:`group_shared_functions`);
+    :attr:`function_name` is then that function's too."""
 
     @property
     def alarms(self) -> tuple[AlarmPlan, ...]:
@@ -661,9 +741,32 @@ class TaskPlan:
 
     @property
     def resource_count(self) -> int:
-        """The CloudFormation resources this task's constructs declare, wherever its stack is."""
+        """The CloudFormation resources this task's constructs declare, wherever its stack is (a
+        shared function's own are :attr:`SharedFunctionPlan.resource_count`)."""
+        if self.shared_function is not None:
+            return RESOURCES_PER_SHARED_TASK + len(self.alarms)
         own = RESOURCES_PER_FAN_OUT_TASK if self.fan_out is not None else RESOURCES_PER_TASK
         return own + len(self.alarms) - 1
+
+    def sharing_key(self) -> str:
+        """What the tasks sharing a function have in common, hashed: everything its configuration and
+        environment hold but the task's name (docs/adr/0183-shared-functions.md)."""
+        common = {
+            "family": self.family,
+            "runtime": self.runtime,
+            "group": self.group.value,
+            "architecture": self.architecture,
+            "handler": self.handler,
+            "memory": self.memory,
+            "timeout": self.timeout,
+            "tables": {table.value: access.value for table, access in sorted(self.tables.items())},
+            "partitions": {table.value: repr(parts) for table, parts in sorted(self.partitions.items())},
+            "ssm_parameters": list(self.ssm_parameters),
+            "environment": {key: value for key, value in sorted(self.environment.items()) if key != TASK_ENV},
+            "async_retry_attempts": self.async_retry_attempts,
+        }
+        text = json.dumps(common, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:SHARED_KEY_LENGTH]
 
     @property
     def template_bytes(self) -> int:
@@ -675,8 +778,76 @@ class TaskPlan:
             + len(self.name) * 40
         )
         freshness = ALARM_TEMPLATE_BYTES if self.freshness.alarm is not None else 0
+        if self.shared_function is not None:
+            # Its schedule's input, its alarms' names and descriptions: no function, role or environment.
+            own = len(input_json(dict(self.input_template)).encode()) * 2 + len(self.name) * 20
+            return SHARED_TASK_TEMPLATE_BYTES + TEMPLATE_BYTES_PER_TASK * len(self.gauge_alarms) + freshness + own
         fan_out = FAN_OUT_TEMPLATE_BYTES if self.fan_out is not None else 0
         return TEMPLATE_BYTES_PER_TASK * (1 + len(self.gauge_alarms)) + freshness + fan_out + written
+
+
+@dataclass(frozen=True, slots=True)
+class SharedFunctionPlan:
+    """One function the tasks of a shard with the same :meth:`TaskPlan.sharing_key` run on
+    (``kairos_stack/shared_function.py``); each keeps its schedule, run records, metrics and alarms."""
+
+    key: str
+    shard: int
+    function_name: str
+    tasks: tuple[str, ...]
+    """Its tasks' names, in the file's order: the function's ``KAIROS_TASKS``."""
+    description: str
+    family: Literal["python", "nodejs"]
+    runtime: str
+    group: DependencyGroup
+    architecture: Literal["arm64", "x86_64"]
+    code_dir: str
+    handler: str
+    memory: int
+    timeout: int
+    tables: Mapping[TableId, Access]
+    partitions: Mapping[TableId, Partitions]
+    ssm_parameters: tuple[str, ...]
+    environment: Mapping[str, str]
+    """Its tasks' common environment, with ``KAIROS_TASKS`` for ``KAIROS_TASK``."""
+    table_environment: Mapping[str, TableId]
+    async_retry_attempts: int
+    lambda_max_event_age_seconds: int
+    dropped_alarm: AlarmPlan
+
+    @property
+    def construct_id(self) -> str:
+        """Capitalised, so it is no task's construct id (a task name is lower case)."""
+        return f"SharedFunction{self.key}"
+
+    @property
+    def alarms(self) -> tuple[AlarmPlan, ...]:
+        return (self.dropped_alarm,)
+
+    def function_environment(self, table_names: Mapping[TableId, str]) -> dict[str, str]:
+        return {
+            **self.environment,
+            **{env_var: table_names[table] for env_var, table in self.table_environment.items()},
+        }
+
+    @property
+    def environment_bytes(self) -> int:
+        """An upper estimate of the deployed environment's size (the table names are tokens here)."""
+        own = sum(len(key.encode()) + len(value.encode()) for key, value in self.environment.items())
+        return own + sum(len(key) + TABLE_NAME_BYTES for key in self.table_environment)
+
+    @property
+    def policy_chars(self) -> int:
+        """An upper estimate of its role's policy: a run-record partition per task, and the rest."""
+        return RUN_RECORD_POLICY_CHARS + sum(len(task) + 10 for task in self.tasks)
+
+    @property
+    def resource_count(self) -> int:
+        return RESOURCES_PER_SHARED_FUNCTION - 1 + len(self.alarms)
+
+    @property
+    def template_bytes(self) -> int:
+        return TEMPLATE_BYTES_PER_TASK + self.environment_bytes + self.policy_chars + len(self.description) * 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -686,6 +857,7 @@ class ShardPlan:
     index: int
     stack_name: str
     tasks: tuple[TaskPlan, ...]
+    shared_functions: tuple[SharedFunctionPlan, ...] = ()
 
     @property
     def layer_count(self) -> int:
@@ -703,12 +875,20 @@ class ShardPlan:
         """The CloudFormation resources the shard's stack declares (CDK's metadata aside)."""
         if not self.tasks:
             return EMPTY_SHARD_RESOURCES
-        return self.layer_count + sum(task.resource_count for task in self.tasks)
+        shared = sum(function.resource_count for function in self.shared_functions)
+        return self.layer_count + shared + sum(task.resource_count for task in self.tasks)
+
+    @property
+    def function_count(self) -> int:
+        """Lambda functions in the shard: a task's own (three for a fan-out task), and each shared one."""
+        own = sum(3 if task.fan_out is not None else 1 for task in self.tasks if task.shared_function is None)
+        return own + len(self.shared_functions)
 
     @property
     def template_bytes(self) -> int:
         """An upper estimate of the shard's template size, which the synth then measures exactly."""
-        return TEMPLATE_BYTES_PER_SHARD + sum(task.template_bytes for task in self.tasks)
+        shared = sum(function.template_bytes for function in self.shared_functions)
+        return TEMPLATE_BYTES_PER_SHARD + shared + sum(task.template_bytes for task in self.tasks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -728,11 +908,25 @@ class StagePlan:
     tasks: tuple[TaskPlan, ...]
     dead_letter_alarm: AlarmPlan
     shard_count: int = DEFAULT_SHARDS
+    shared_functions: tuple[SharedFunctionPlan, ...] = ()
+    """The functions tasks with ``shared_function`` run on (docs/adr/0183-shared-functions.md)."""
 
     @property
     def alarms(self) -> tuple[AlarmPlan, ...]:
-        """Every alarm the stage deploys: the dead-letter queue's, then each task's."""
-        return (self.dead_letter_alarm, *(alarm for task in self.tasks for alarm in task.alarms))
+        """Every alarm the stage deploys: the dead-letter queue's, then each task's, then each shared
+        function's."""
+        shared = (alarm for function in self.shared_functions for alarm in function.alarms)
+        return (self.dead_letter_alarm, *(alarm for task in self.tasks for alarm in task.alarms), *shared)
+
+    def shared_function(self, name: str) -> SharedFunctionPlan:
+        for function in self.shared_functions:
+            if function.function_name == name:
+                return function
+        raise KeyError(name)
+
+    @property
+    def function_count(self) -> int:
+        return sum(shard.function_count for shard in self.shards)
 
     def task(self, name: str) -> TaskPlan:
         for task in self.tasks:
@@ -813,6 +1007,7 @@ class StagePlan:
                 index=index,
                 stack_name=self.shard_stack_name(index),
                 tasks=tuple(task for task in self.tasks if task.shard == index),
+                shared_functions=tuple(function for function in self.shared_functions if function.shard == index),
             )
             for index in range(self.shard_count)
         )
@@ -852,7 +1047,9 @@ def plan_stage(tasks_file: TasksFile, catalog: TaskCatalog, stage: str) -> Stage
     if stage not in tasks_file.stages:
         raise PlanError(f"unknown stage {stage!r}; tasks.yaml defines: {', '.join(tasks_file.stages)}")
     config = tasks_file.stages[stage]
-    tasks = tuple(_plan_task(task, catalog, stage, config) for task in tasks_file.resolved_tasks(stage))
+    tasks, shared = group_shared_functions(
+        tuple(_plan_task(task, catalog, stage, config) for task in tasks_file.resolved_tasks(stage)), stage
+    )
     plan = StagePlan(
         stage=stage,
         stack_name=f"kairos-{stage}",
@@ -867,10 +1064,95 @@ def plan_stage(tasks_file: TasksFile, catalog: TaskCatalog, stage: str) -> Stage
         tasks=tasks,
         dead_letter_alarm=dead_letter_alarm(stage),
         shard_count=config.shards,
+        shared_functions=shared,
     )
+    check_shared_functions_fit(plan)
     check_stack_fits(plan)
     check_dashboards_fit(plan)
     return plan
+
+
+def group_shared_functions(
+    tasks: tuple[TaskPlan, ...], stage: str
+) -> tuple[tuple[TaskPlan, ...], tuple[SharedFunctionPlan, ...]]:
+    """The tasks that share, grouped per shard by :meth:`TaskPlan.sharing_key` onto shared functions.
+
+    A function's name is its key and shard: adding or removing a task never renames another's function,
+    and a task stays in its own shard (its schedule and function in one stack).
+    """
+    groups: dict[tuple[str, int], list[TaskPlan]] = {}
+    for task in tasks:
+        if task.shares_function:
+            groups.setdefault((task.sharing_key(), task.shard), []).append(task)
+    names = {group: SHARED_FUNCTION_NAME.format(stage=stage, key=group[0], shard=group[1]) for group in sorted(groups)}
+    functions = tuple(_shared_function(stage, names[group], group, groups[group]) for group in sorted(groups))
+    by_task = {task.name: names[group] for group, members in groups.items() for task in members}
+    grouped = tuple(
+        dataclasses.replace(
+            task,
+            shared_function=by_task[task.name],
+            function_name=by_task[task.name],
+            failure_alarm=shared_task_failure_alarm(stage, task.name, by_task[task.name]),
+        )
+        if task.name in by_task
+        else task
+        for task in tasks
+    )
+    return grouped, functions
+
+
+def _shared_function(stage: str, name: str, group: tuple[str, int], members: list[TaskPlan]) -> SharedFunctionPlan:
+    first = members[0]
+    names = tuple(task.name for task in members)
+    environment = {key: value for key, value in first.environment.items() if key != TASK_ENV}
+    environment[TASKS_ENV] = json.dumps(names, separators=(",", ":"))
+    key, shard = group
+    return SharedFunctionPlan(
+        key=key,
+        shard=shard,
+        function_name=name,
+        tasks=names,
+        description=f"Kairos shared function of stage {stage}: {len(names)} tasks of type {first.task_type}",
+        family=first.family,
+        runtime=first.runtime,
+        group=first.group,
+        architecture=first.architecture,
+        code_dir=first.code_dir,
+        handler=first.handler,
+        memory=first.memory,
+        timeout=first.timeout,
+        tables=first.tables,
+        partitions=first.partitions,
+        ssm_parameters=first.ssm_parameters,
+        environment=MappingProxyType(environment),
+        table_environment=first.table_environment,
+        async_retry_attempts=first.async_retry_attempts,
+        lambda_max_event_age_seconds=first.lambda_max_event_age_seconds,
+        dropped_alarm=dropped_events_alarm(stage, name, key=key, shard=shard, tasks=len(names)),
+    )
+
+
+def check_shared_functions_fit(plan: StagePlan) -> None:
+    """Refuse a shared function whose task list would not fit Lambda's environment or IAM's policy size."""
+    for function in plan.shared_functions:
+        over = []
+        if function.environment_bytes > LAMBDA_ENVIRONMENT_MAX_BYTES:
+            over.append(
+                f"an environment of about {function.environment_bytes:,} bytes (Lambda allows "
+                f"{LAMBDA_ENVIRONMENT_MAX_BYTES:,})"
+            )
+        if function.policy_chars > IAM_ROLE_INLINE_POLICIES_MAX_CHARS:
+            over.append(
+                f"a role policy of about {function.policy_chars:,} characters (IAM allows "
+                f"{IAM_ROLE_INLINE_POLICIES_MAX_CHARS:,})"
+            )
+        if over:
+            raise PlanError(
+                f"stage {plan.stage!r}: shared function {function.function_name} in shard stack "
+                f"{plan.shard_stack_name(function.shard)} would run {len(function.tasks)} tasks and need "
+                f"{' and '.join(over)}: give the stage more shard stacks (shards: in its stages entry), "
+                "or set shared_function: false on some of them"
+            )
 
 
 def check_dashboards_fit(plan: StagePlan) -> None:
@@ -920,8 +1202,9 @@ def check_stack_fits(plan: StagePlan) -> None:
 def _shards_needed(plan: StagePlan) -> int:
     """The smallest shard count, above the stage's, at which every shard fits (MAX_SHARDS at most)."""
     for count in range(plan.shard_count + 1, MAX_SHARDS + 1):
-        tasks = tuple(dataclasses.replace(task, shard=shard_of(task.name, count)) for task in plan.tasks)
-        candidate = dataclasses.replace(plan, tasks=tasks, shard_count=count)
+        moved = tuple(dataclasses.replace(task, shard=shard_of(task.name, count)) for task in plan.tasks)
+        tasks, shared = group_shared_functions(moved, plan.stage)
+        candidate = dataclasses.replace(plan, tasks=tasks, shard_count=count, shared_functions=shared)
         if all(
             shard.resource_count <= MAX_STACK_RESOURCES and shard.template_bytes <= MAX_TEMPLATE_BYTES
             for shard in candidate.shards
@@ -1000,6 +1283,12 @@ def fan_out_problems(task: ResolvedTask, entry: CatalogEntry) -> Iterator[tuple[
 def limit_problems(task: ResolvedTask, entry: CatalogEntry) -> Iterator[tuple[str, str]]:
     """(field, problem) for each deployed value of ``task`` that AWS would refuse."""
     yield from fan_out_problems(task, entry)
+    if task.shared_function and entry.fan_out is not None:
+        yield (
+            "shared_function",
+            f"task_type {task.task_type!r} fans out on Step Functions with three functions of its own; "
+            "it cannot share one: drop shared_function (a default of true leaves it its own)",
+        )
     description = function_description(task.name, task_description(task, entry))
     length = utf16_length(description)
     if length > LAMBDA_DESCRIPTION_MAX_LENGTH:
@@ -1092,6 +1381,8 @@ def _plan_task(task: ResolvedTask, catalog: TaskCatalog, stage: str, config: Sta
         if task.family == "python" and task.task_type in GAUGE_ALARMS
         else (),
         backfill=entry.backfill,
+        shares_function=fan_out is None
+        and (task.shared_function if task.shared_function is not None else task.shared_function_default),
     )
 
 

@@ -15,7 +15,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from kairos.catalog import PROJECT_ROOT
-from kairos.plan import TaskPlan
+from kairos.plan import SharedFunctionPlan, TaskPlan
 from kairos_build.builder import DependencyBuilder
 from kairos_build.platforms import LambdaPlatform
 from kairos_build.project import dependency_groups
@@ -45,7 +45,7 @@ class CodeAssets:
             self._stacks[scope] = (stack, stack.node.path)
         return self._stacks[scope]
 
-    def code_for(self, scope: Construct, task: TaskPlan) -> lambda_.Code:
+    def code_for(self, scope: Construct, task: TaskPlan | SharedFunctionPlan) -> lambda_.Code:
         """The task's code, one instance per stack (CDK binds an asset to one stack); the same asset
         hash in every shard stack, so it is bundled and uploaded once."""
         _, stack = self._stack(scope)
@@ -62,7 +62,7 @@ class CodeAssets:
             self._codes[python_key] = self._hashes.function_code(core, target, module)
         return self._codes[python_key]
 
-    def layers_for(self, scope: Construct, task: TaskPlan) -> list[lambda_.ILayerVersion]:
+    def layers_for(self, scope: Construct, task: TaskPlan | SharedFunctionPlan) -> list[lambda_.ILayerVersion]:
         """The dependency layers a task's function needs: none for the core group."""
         spec = self._groups[task.group]
         if task.family != "python" or not spec.is_layer:

@@ -17,13 +17,15 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from kairos.plan import ShardPlan, StagePlan
+from kairos.plan import ShardPlan, StagePlan, TaskPlan
 from kairos_runtime.fan_out_objects import batches_prefix, fan_out_prefix, results_prefix
 from kairos_runtime.registry import Access
 from kairos_runtime.tables import TABLE_DESIGNS, TableId
 from kairos_stack.code_assets import CodeAssets
 from kairos_stack.fan_out_task import FanOutTask
 from kairos_stack.scheduled_task import ScheduledTask
+from kairos_stack.shared_function import SharedFunction
+from kairos_stack.shared_task import SharedTask
 from kairos_stack.stage_stack import LOG_RETENTION, NEWEST_RUNTIMES, STAGE_TAG, KairosStageStack, table_statements
 
 TASK_TAG = "kairos:task"
@@ -56,7 +58,13 @@ class KairosShardStack(cdk.Stack):
         alarm_topic_arn = core.alarm_topic.topic.topic_arn
         self.tasks: dict[str, ScheduledTask] = {}
         self.fan_out_tasks: dict[str, FanOutTask] = {}
+        self.shared_functions: dict[str, SharedFunction] = {}
+        self.shared_tasks: dict[str, SharedTask] = {}
+        self._add_shared_functions(code_assets, removal_policy)
         for task_plan in shard.tasks:
+            if task_plan.shared_function is not None:
+                self._add_shared_task(task_plan, schedule_role)
+                continue
             if task_plan.fan_out is not None:
                 # Its schedule keeps its own Scheduler role, which may start this state machine only
                 # (docs/adr/0162-fan-out-in-shards.md); the stage's role invokes functions only.
@@ -105,6 +113,74 @@ class KairosShardStack(cdk.Stack):
             # A stack needs a resource; an empty shard stays deployed, so a task hashed here later
             # finds its stack, and none is left behind when its last task goes.
             cdk.CfnWaitConditionHandle(self, "Empty")
+
+    # Shared functions (docs/adr/0183-shared-functions.md): built before the tasks whose schedules target them.
+    def _add_shared_functions(self, code_assets: CodeAssets, removal_policy: cdk.RemovalPolicy) -> None:
+        for function_plan in self.shard.shared_functions:
+            member = self.plan.task(function_plan.tasks[0])  # the code and layers of every member
+            shared = SharedFunction(
+                self,
+                function_plan.construct_id,
+                plan=function_plan,
+                code=code_assets.code_for(self, member),
+                layers=code_assets.layers_for(self, member),
+                dead_letter_queue=self.core.dead_letter_queue.queue,
+                log_retention=LOG_RETENTION[self.plan.log_retention_days],
+                removal_policy=removal_policy,
+                alarm_action=self.core.alarm_topic.action,
+                table_names=self.core.table_names,
+            )
+            self._grant_shared_function(shared)
+            cdk.Validations.of(shared.role).acknowledge(
+                cdk.Acknowledgment(
+                    id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+                    reason="X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions",
+                )
+            )
+            if function_plan.runtime not in NEWEST_RUNTIMES:
+                cdk.Validations.of(shared.function).acknowledge(
+                    cdk.Acknowledgment(
+                        id="AwsSolutions::AwsSolutions-L1",
+                        reason=f"its tasks pin {function_plan.runtime} in tasks.yaml, where their runtime is chosen",
+                    )
+                )
+            self.shared_functions[function_plan.function_name] = shared
+
+    def _add_shared_task(self, task_plan: TaskPlan, schedule_role: iam.IRole) -> None:
+        assert task_plan.shared_function is not None
+        task = SharedTask(
+            self,
+            task_plan.name,
+            plan=task_plan,
+            function=self.shared_functions[task_plan.shared_function].function,
+            schedule_group=self.core.schedule_group,
+            schedule_role=schedule_role,
+            dead_letter_queue=self.core.dead_letter_queue.queue,
+            alarm_action=self.core.alarm_topic.action,
+        )
+        cdk.Tags.of(task).add(TASK_TAG, task_plan.name)
+        self.shared_tasks[task_plan.name] = task
+
+    def _grant_shared_function(self, shared: SharedFunction) -> None:
+        """Each of its tasks' run records (and no other's), and the tables and parameters they declare,
+        which are the same for every one of them (they are part of what they share)."""
+        plan = shared.plan
+        runs = self.core.tables.table(TableId.TASK_RUNS)
+        iam.Grant.add_to_principal(
+            grantee=shared.function,
+            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            resource_arns=[runs.table_arn],
+            conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"TASK#{task}" for task in plan.tasks]}},
+        )
+        for table_id, access in plan.tables.items():
+            table = self.core.tables.table(table_id)
+            indexes = [index.name for index in TABLE_DESIGNS[table_id].indexes]
+            for statement in table_statements(table, access, plan.partitions.get(table_id), indexes=indexes):
+                shared.function.add_to_role_policy(statement)
+        for index, name in enumerate(plan.ssm_parameters):
+            ssm.StringParameter.from_secure_string_parameter_attributes(
+                shared, f"Parameter{index}", parameter_name=name
+            ).grant_read(shared.function)
 
     def _acknowledge_findings(self, task: ScheduledTask) -> None:
         """The cdk-nag findings a task's constructs carry, acknowledged on those constructs only.

@@ -6,9 +6,9 @@ The states are found by what they are, not by their names: the plan is the first
 the summary is the first Task reached from that Map's ``Next``. With an INLINE and a DISTRIBUTED Map
 both present (the distributed one for universes past the inline limit), the INLINE one is taken:
 its MaxConcurrency and its batch Task; a note says so when the DISTRIBUTED one's differ. The local
-driver still runs whichever form the planner picks (docs/adr/0164). Each Task's function is its ``Resource`` (a Lambda ARN), or
-``Parameters.FunctionName`` for the ``arn:aws:states:::lambda:invoke`` integration; the caller
-resolves those strings to the assembly's functions.
+driver still runs whichever form the planner picks (docs/adr/0164). Each Task's function is its
+``Resource`` (a Lambda ARN), or ``Parameters.FunctionName`` for the ``arn:aws:states:::lambda:invoke``
+integration; the caller resolves those strings to the assembly's functions.
 """
 
 from __future__ import annotations
@@ -69,9 +69,7 @@ def read_definition(definition: Any) -> MachineShape:
         raise DefinitionError(f"it has several {'INLINE ' if inline else ''}Map states: {', '.join(sorted(chosen))}")
     (map_name, map_state), *_ = chosen.items()
     notes: tuple[str, ...] = ()
-    differing = sorted(
-        name for name in set(maps) - set(inline) if inline and not _same_batches(maps[name], map_state)
-    )
+    differing = sorted(name for name in set(maps) - set(inline) if inline and not _same_batches(maps[name], map_state))
     if differing:
         # The planner picks the form per slot; locally both run on one pool, with one set of values.
         notes = (

@@ -40,6 +40,8 @@ SCHEDULE_PATH = "{task}/Schedule/Resource"
 STATE_MACHINE_PATH = "{task}/StateMachine/Resource"
 TABLE_PATH = "Tables/{construct_id}/Resource"
 DEAD_LETTER_QUEUE_PATH = "DeadLetters/Queue/Resource"
+SHARED_FUNCTION_ID = "SharedFunction"
+"""How a shared function's construct id begins (:attr:`kairos.plan.SharedFunctionPlan.construct_id`)."""
 
 
 class DeployedStageError(RuntimeError):
@@ -72,6 +74,9 @@ class DeployedTask:
     schedule_name: str
     state_machine_arn: str | None = None
     """A fan-out task's state machine (what its schedule starts); None for a task that is one function."""
+    shared: bool = False
+    """The function (and so its log group) is shared with other tasks (docs/adr/0183-shared-functions.md):
+    its lines are the task's where they name it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +119,8 @@ def task_paths(plan: StagePlan, task: TaskPlan) -> dict[str, str]:
     fan-out task's state machine)."""
     stack = plan.task_stack_name(task)
     within = f"{task.name}/{FAN_OUT_STEP}" if task.fan_out is not None else task.name
+    if task.shared_function is not None:
+        within = plan.shared_function(task.shared_function).construct_id
     paths = {
         "function": f"{stack}/" + FUNCTION_PATH.format(task=within),
         "log_group": f"{stack}/" + LOG_GROUP_PATH.format(task=within),
@@ -155,7 +162,12 @@ def match_stage(plan: StagePlan, stacks: Mapping[str, StackContents], *, session
         by_path |= found
     planned = {task.name for task in plan.tasks}
     # A task's function anywhere in the stage, in its own shard or not (a file with another shard count).
-    deployed_tasks = {path.split("/")[1] for path in by_path if path.endswith("/Function/Resource")}
+    # A shared function's construct is named for no task; its tasks are found by their schedules.
+    deployed_tasks = {
+        path.split("/")[1]
+        for path in by_path
+        if path.endswith("/Function/Resource") and not path.split("/")[1].startswith(SHARED_FUNCTION_ID)
+    } | {path.split("/")[1] for path in by_path if path.endswith("/Schedule/Resource")}
     missing, extra = sorted(planned - deployed_tasks), sorted(deployed_tasks - planned)
     if missing or extra:
         differences = ([f"not deployed: {', '.join(missing)}"] if missing else []) + (
@@ -180,6 +192,7 @@ def match_stage(plan: StagePlan, stacks: Mapping[str, StackContents], *, session
             by_path[paths["log_group"]],
             by_path[paths["schedule"]],
             by_path[paths["state_machine"]] if "state_machine" in paths else None,
+            shared=task.shared_function is not None,
         )
     tables = {}
     for table_id, design in TABLE_DESIGNS.items():

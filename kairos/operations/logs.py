@@ -76,6 +76,12 @@ def request_filter(request_id: str) -> str:
     return f'"{request_id}"'
 
 
+def task_filter(task: str) -> str:
+    """A filter pattern matching a task's JSON lines in a shared function's log group: both runtimes'
+    loggers add the ``task`` key once a run starts (docs/adr/0183-shared-functions.md)."""
+    return f'{{ $.task = "{task}" }}'
+
+
 def log_events(
     logs: Any, log_group: str, *, start_ms: int, pattern: str | None, end_ms: int | None = None
 ) -> Iterator[dict[str, Any]]:

@@ -147,6 +147,8 @@ def test_show_json_has_the_documented_fields(runner: CliRunner, tasks_file: Path
         "dependencies",
         "memory_mb",
         "timeout_s",
+        "function",
+        "shared_function",
         "schedule",
         "timezone",
         "schedule_in_words",

@@ -358,6 +358,5 @@ def test_an_inline_and_a_distributed_map_run_the_inline_one_and_say_so(
     assert stdout == "", "nothing fires in the first minute"
     assert (
         "note: all-bars's state machine: it has an INLINE Map (Batches) and a DISTRIBUTED one (Big batches) "
-        "with other MaxConcurrency or batch Retry: the INLINE one's run"
-        in " ".join(stderr.split())
+        "with other MaxConcurrency or batch Retry: the INLINE one's run" in " ".join(stderr.split())
     )

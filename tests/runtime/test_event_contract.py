@@ -64,3 +64,24 @@ def test_a_late_delivery_runs_or_is_refused_as_the_node_runtime_decides(case: di
     refused = settings.refuses_past_slot(backfill=case["backfill"], lateness_seconds=case["lateness_seconds"])
 
     assert refused is not case["runs"]
+
+
+@pytest.mark.parametrize("case", CASES["task_pinning"]["cases"], ids=json.dumps)
+def test_a_function_runs_only_its_own_tasks_as_the_node_runtime_decides(case: dict[str, Any]) -> None:
+    from kairos_runtime.settings import RuntimeSettings
+
+    # Given the environment the plan gives a function (one task, or a shared function's list)
+    settings = RuntimeSettings.from_environ(case["env"])
+
+    # When an event names a task, Then it runs or is refused, and is recorded under the same task
+    assert settings.refusal(case["task"]) == case["message"]
+    assert settings.recording_task == case["recorded_under"]
+
+
+@pytest.mark.parametrize("text", CASES["task_pinning"]["malformed"])
+def test_a_malformed_task_list_fails_the_cold_start(text: str) -> None:
+    from kairos_runtime.settings import TASKS_ENV, RuntimeSettings
+    from kairos_runtime.validation import InvalidInputError
+
+    with pytest.raises(InvalidInputError):
+        RuntimeSettings.from_environ({TASKS_ENV: text})

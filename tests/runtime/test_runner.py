@@ -279,6 +279,30 @@ def test_a_function_records_under_its_own_task_whatever_the_event_says(
     assert all(item["error_type"] == "InvalidEvent" for item in items)
 
 
+def test_a_shared_function_runs_its_own_tasks_and_refuses_another_recording_it_under_its_first(
+    make_runner: MakeRunner, dynamodb: Any
+) -> None:
+    # Given a function shared by two tasks (KAIROS_TASKS; IAM lets it write their records only)
+    runner = make_runner(tasks=["python-task-1", "python-task-2"], task_type="simple_task_1")
+
+    # When each of its tasks' schedules fires, and an event names a third task
+    first = runner.dispatch(scheduled_event("python-task-1", "simple_task_1"), FakeLambdaContext())
+    second = runner.dispatch(scheduled_event("python-task-2", "simple_task_1"), FakeLambdaContext())
+    foreign = runner.dispatch(scheduled_event("someone-else", "simple_task_1"), FakeLambdaContext())
+
+    # Then its tasks run under their own names, and the foreign event is refused, recorded, not run
+    assert (first["status"], second["status"], foreign["status"]) == ("SUCCEEDED", "SUCCEEDED", "FAILED")
+    items = dynamodb.Table("kairos-test-TaskRuns").scan()["Items"]
+    runs = [item for item in items if str(item["sk"]).startswith("RUN#")]
+    assert {item["pk"] for item in runs} == {"TASK#python-task-1", "TASK#python-task-2"}
+    [refused] = [item for item in runs if item.get("error_type") == "InvalidEvent"]
+    assert refused["pk"] == "TASK#python-task-1"
+    assert refused["error_message"] == (
+        "this shared function runs tasks 'python-task-1', 'python-task-2'; the event names 'someone-else'"
+    )
+    assert "detail" not in refused or not refused["detail"]
+
+
 def test_detail_values_dynamodb_cannot_store_become_null_and_decimals_stay_numbers(
     make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext
 ) -> None:

@@ -180,8 +180,9 @@ def test_a_reused_anchor_is_valid_yaml_and_prints_no_warning(validate: object) -
     )
     code, lines, _ = validate(text)  # type: ignore[operator]
     assert code == 0, lines
-    # The shipped prod stage's alarm warning and each stage's stacks are expected; ruamel's anchor warning is not.
-    expected = ("nobody is subscribed to its alarms", ": core + 4 shards; resources: ")
+    # The shipped prod stage's alarm warning and each stage's stacks and functions are expected; ruamel's
+    # anchor warning is not.
+    expected = ("nobody is subscribed to its alarms", ": core + 4 shards; resources: ", " functions for 15 tasks")
     assert [line for line in lines if not any(part in line for part in expected)] == [lines[-1]], lines
     assert lines[-1].endswith(": valid")
 

@@ -35,7 +35,7 @@ function deepFreeze(value) {
 
 /**
  * @typedef {object} Contract
- * @property {{ stage: string, task: string, task_type: string, runtime: string, late_delivery_limit_seconds: string }} env
+ * @property {{ stage: string, task: string, tasks: string, task_type: string, runtime: string, late_delivery_limit_seconds: string }} env
  * @property {{ error_type: string, min_limit_seconds: number }} past_slot
  * @property {{ run_record_ttl_days: SettingBounds, lambda_retry_attempts: SettingBounds, max_event_age_seconds: SettingBounds }} settings
  * @property {{ first_retry_delay_seconds: number }} lambda

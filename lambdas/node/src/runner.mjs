@@ -284,17 +284,15 @@ export class TaskRunner {
    * @returns {{ event: Readonly<ScheduledEvent>, issue: string | null }}
    */
   #parseEvent(rawEvent, { now, executionId }) {
-    const ownTask = this.#settings.task ?? null;
+    const ownTask = recordingTask(this.#settings);
     const parsed = parseScheduledEvent(rawEvent);
     if (parsed.issues) {
       // Still recorded: under the function's own task, else whatever identity the event carried.
       return { event: fallbackEvent(rawEvent, { now, executionId, ownTask }), issue: parsed.issues.join("; ") };
     }
-    if (ownTask !== null && parsed.event.task !== ownTask) {
-      return {
-        event: Object.freeze({ ...parsed.event, task: ownTask }),
-        issue: `this function runs task ${pyRepr(ownTask)}; the event names ${pyRepr(parsed.event.task)}`,
-      };
+    const refused = refusal(this.#settings, parsed.event.task);
+    if (refused !== null) {
+      return { event: Object.freeze({ ...parsed.event, task: ownTask ?? parsed.event.task }), issue: refused };
     }
     const ownType = this.#settings.taskType ?? null;
     if (ownType !== null && parsed.event.task_type !== ownType) {
@@ -414,6 +412,36 @@ function isPlainObject(value) {
  *
  * @param {string} text
  */
+/**
+ * The task a delivery that cannot be trusted is recorded under: the function's own, or its first when
+ * it is shared (the partitions IAM lets it write are its tasks').
+ *
+ * @param {import("./settings.mjs").RuntimeSettings} settings
+ * @returns {string | null}
+ */
+export function recordingTask(settings) {
+  return settings.task ?? settings.tasks?.[0] ?? null;
+}
+
+/**
+ * Why this function may not run `task`, or null when it may (the words are kairos_runtime's).
+ *
+ * @param {import("./settings.mjs").RuntimeSettings} settings
+ * @param {string} task
+ * @returns {string | null}
+ */
+export function refusal(settings, task) {
+  if (settings.task && task !== settings.task) {
+    return `this function runs task ${pyRepr(settings.task)}; the event names ${pyRepr(task)}`;
+  }
+  const tasks = settings.tasks ?? null;
+  if (tasks !== null && !tasks.includes(task)) {
+    const shown = tasks.slice(0, 5).map(pyRepr).join(", ") + (tasks.length > 5 ? ` and ${tasks.length - 5} more` : "");
+    return `this shared function runs tasks ${shown}; the event names ${pyRepr(task)}`;
+  }
+  return null;
+}
+
 export function pyRepr(text) {
   const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
   const named = { "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t" };

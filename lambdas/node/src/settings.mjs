@@ -11,6 +11,11 @@ const { run_record_ttl_days: TTL_DAYS, lambda_retry_attempts: RETRY_ATTEMPTS, ma
 export const STAGE_ENV = CONTRACT.env.stage;
 /** The one task a function runs: its run records go under this name, the only one IAM lets it write. */
 export const TASK_ENV = CONTRACT.env.task;
+/**
+ * A shared function's tasks, a JSON array of names (docs/adr/0183-shared-functions.md): an event naming
+ * any other is recorded as InvalidEvent under the first of them, and not run. Set instead of KAIROS_TASK.
+ */
+export const TASKS_ENV = CONTRACT.env.tasks;
 /** The one task type a function runs: an event naming another is recorded as InvalidEvent, not run. */
 export const TASK_TYPE_ENV = CONTRACT.env.task_type;
 export const RUNTIME_ENV = CONTRACT.env.runtime;
@@ -45,6 +50,7 @@ export class MissingTableError extends Error {
  * @typedef {object} RuntimeSettings
  * @property {string} stage
  * @property {string | null} task The function's own task (KAIROS_TASK), or null when unset (local runs).
+ * @property {readonly string[] | null} tasks A shared function's tasks (KAIROS_TASKS), or null when unset.
  * @property {string | null} taskType The function's own task type (KAIROS_TASK_TYPE), or null when unset.
  * @property {string} runtime Recorded in every run record, e.g. "nodejs22.x".
  * @property {number} runRecordTtlDays
@@ -85,6 +91,7 @@ export function readSettings(env) {
   if (lateDeliveryLimitSeconds !== null && (!Number.isInteger(lateDeliveryLimitSeconds) || lateDeliveryLimitSeconds < MIN_LATE_DELIVERY_LIMIT_SECONDS)) {
     throw new RangeError(`${LATE_DELIVERY_LIMIT_ENV} must be an integer >= ${MIN_LATE_DELIVERY_LIMIT_SECONDS}, got ${JSON.stringify(limitText)}`);
   }
+  const tasks = readTaskList(env[TASKS_ENV]);
   const tableNames = Object.fromEntries(
     Object.entries(TABLES)
       .filter(([, design]) => env[design.envVar])
@@ -93,6 +100,7 @@ export function readSettings(env) {
   return Object.freeze({
     stage: env[STAGE_ENV] || "local",
     task: env[TASK_ENV] || null,
+    tasks,
     taskType: env[TASK_TYPE_ENV] || null,
     runtime: env[RUNTIME_ENV] || "nodejs",
     runRecordTtlDays,
@@ -101,6 +109,28 @@ export function readSettings(env) {
     lateDeliveryLimitSeconds,
     tableNames: Object.freeze(tableNames),
   });
+}
+
+/**
+ * A shared function's task list; a malformed one fails the cold start, as Python's does, rather than
+ * pinning nothing.
+ *
+ * @param {string | undefined} text
+ * @returns {readonly string[] | null}
+ * @throws {RangeError}
+ */
+function readTaskList(text) {
+  if (!text) return null;
+  let names;
+  try {
+    names = JSON.parse(text);
+  } catch {
+    names = null;
+  }
+  if (!Array.isArray(names) || names.length === 0 || !names.every((name) => typeof name === "string" && name !== "")) {
+    throw new RangeError(`${TASKS_ENV} must be a non-empty JSON array of task names, got ${JSON.stringify(text)}`);
+  }
+  return Object.freeze([...names]);
 }
 
 /**

@@ -3,7 +3,8 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 
 import { eventAsJson, fallbackEvent, parseScheduledEvent } from "../src/events.mjs";
-import { LATE_DELIVERY_LIMIT_ENV, readSettings, refusesPastSlot } from "../src/settings.mjs";
+import { recordingTask, refusal } from "../src/runner.mjs";
+import { LATE_DELIVERY_LIMIT_ENV, TASKS_ENV, readSettings, refusesPastSlot } from "../src/settings.mjs";
 
 // As EventBridge Scheduler delivers it: the context attributes substituted as strings.
 const DELIVERED = {
@@ -167,6 +168,20 @@ describe("the scheduled-event contract shared with the Python runtime", () => {
     for (const { backfill, limit_seconds: limit, lateness_seconds: latenessSeconds, runs } of cases.past_slot.cases) {
       const settings = readSettings(limit === null ? {} : { [LATE_DELIVERY_LIMIT_ENV]: String(limit) });
       assert.equal(refusesPastSlot(settings, { backfill, latenessSeconds }), !runs, JSON.stringify({ backfill, limit, latenessSeconds }));
+    }
+  });
+
+  it("runs only the function's own tasks, recording a refused one where Python does", () => {
+    for (const { env, task, recorded_under: recordedUnder, message } of cases.task_pinning.cases) {
+      const settings = readSettings(env);
+      assert.equal(refusal(settings, task), message, JSON.stringify({ env, task }));
+      assert.equal(recordingTask(settings), recordedUnder, JSON.stringify(env));
+    }
+  });
+
+  it("fails the cold start on a malformed task list, as Python does", () => {
+    for (const text of cases.task_pinning.malformed) {
+      assert.throws(() => readSettings({ [TASKS_ENV]: text }), RangeError, text);
     }
   });
 

@@ -262,6 +262,32 @@ describe("a run that cannot start", () => {
   });
 });
 
+describe("a shared function (KAIROS_TASKS)", () => {
+  const SHARED_ENV = { ...ENV, KAIROS_TASKS: JSON.stringify(["node-a", "node-b"]) };
+
+  it("runs an event of one of its tasks under that task's name", async () => {
+    let ran = false;
+    const { handler, documentClient } = harness({ registry: registryWith(async () => { ran = true; }), env: SHARED_ENV });
+    const response = await handler(testEvent({ task: "node-b" }), INVOCATION);
+    assert.equal(ran, true);
+    assert.equal(response.task, "node-b");
+    assert.equal(response.status, "SUCCEEDED");
+    assert.equal(documentClient.put.Item.pk, "TASK#node-b");
+  });
+
+  it("refuses an event naming another task, recording it under its first task without running it", async () => {
+    let ran = false;
+    const { handler, documentClient } = harness({ registry: registryWith(async () => { ran = true; }), env: SHARED_ENV });
+    const response = await handler(testEvent({ task: "someone-else" }), INVOCATION);
+    const message = "this shared function runs tasks 'node-a', 'node-b'; the event names 'someone-else'";
+    assert.equal(ran, false);
+    assert.equal(response.task, "node-a");
+    assert.deepEqual(response.error, { type: "InvalidEvent", message });
+    assert.equal(documentClient.put.Item.pk, "TASK#node-a");
+    assert.equal(documentClient.updated.error_kind, "permanent");
+  });
+});
+
 describe("a function with its own task (KAIROS_TASK)", () => {
   const OWN_ENV = { ...ENV, KAIROS_TASK: "python-task-1" };
 

@@ -64,6 +64,7 @@ def contract() -> dict[str, Any]:
         "env": {
             "stage": settings.STAGE_ENV,
             "task": settings.TASK_ENV,
+            "tasks": settings.TASKS_ENV,
             "task_type": settings.TASK_TYPE_ENV,
             "runtime": settings.RUNTIME_ENV,
             "late_delivery_limit_seconds": settings.LATE_DELIVERY_LIMIT_ENV,

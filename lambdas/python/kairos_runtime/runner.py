@@ -264,7 +264,7 @@ class TaskRunner:
     def _parse_event(
         self, raw_event: object, invocation: InvocationContext, now: datetime
     ) -> tuple[ScheduledEvent, RunError | None]:
-        own_task = self._settings.task
+        own_task = self._settings.recording_task
         try:
             event = ScheduledEvent.parse(raw_event)
         except InvalidInputError as invalid:
@@ -280,9 +280,9 @@ class TaskRunner:
                 or (request_id if KEY_FIELDS["execution_id"][0].match(request_id or "") else str(uuid.uuid4())),
             )
             return fallback, RunError("InvalidEvent", _describe(invalid, whole="event"), ErrorKind.PERMANENT)
-        if own_task is not None and event.task != own_task:
-            message = f"this function runs task {own_task!r}; the event names {event.task!r}"
-            return event.for_task(own_task), RunError("InvalidEvent", message, ErrorKind.PERMANENT)
+        refusal = self._settings.refusal(event.task)
+        if refusal is not None:
+            return event.for_task(own_task or event.task), RunError("InvalidEvent", refusal, ErrorKind.PERMANENT)
         own_type = self._settings.task_type
         if own_type is not None and event.task_type != own_type:
             message = f"this function runs task_type {own_type!r}; the event names {event.task_type!r}"

@@ -19,6 +19,10 @@ from kairos_runtime.validation import InvalidInputError, Model, parse
 STAGE_ENV = "KAIROS_STAGE"
 TASK_ENV = "KAIROS_TASK"
 """The one task a function runs: its run records go under this name, the only one IAM lets it write."""
+TASKS_ENV = "KAIROS_TASKS"
+"""A shared function's tasks, as a JSON array of names (docs/adr/0183-shared-functions.md): an event
+naming any other is recorded as InvalidEvent under the first of them, and not run. Set instead of
+``KAIROS_TASK``."""
 TASK_TYPE_ENV = "KAIROS_TASK_TYPE"
 """The one task type a function runs: an event naming another is recorded as InvalidEvent, not run."""
 SSM_PARAMETERS_ENV = "KAIROS_SSM_PARAMETERS"
@@ -59,6 +63,8 @@ class MissingTableError(LookupError):
 class RuntimeSettings(Model, frozen=True):
     stage: str = "local"
     task: str | None = None
+    tasks: Annotated[tuple[Annotated[str, Meta(min_length=1)], ...], Meta(min_length=1)] | None = None
+    """A shared function's tasks (pinned by the plan); None: one task (``task``), or any (a test's runner)."""
     task_type: str | None = None
     """Pinned by the plan; None (a test's runner) runs whatever type the event names."""
     ssm_parameters: frozenset[str] | None = None
@@ -74,6 +80,22 @@ class RuntimeSettings(Model, frozen=True):
     table_names: Mapping[TableId, str] = field(default_factory=dict)
     fan_out_bucket: str | None = None
     fan_out_dir: str | None = None
+
+    @property
+    def recording_task(self) -> str | None:
+        """The task a delivery that cannot be trusted is recorded under: the function's own, or its
+        first when it is shared (the partitions IAM lets it write are its tasks')."""
+        if self.task is not None:
+            return self.task
+        return self.tasks[0] if self.tasks else None
+
+    def refusal(self, task: str) -> str | None:
+        """Why this function may not run ``task``, or None when it may."""
+        if self.task is not None and task != self.task:
+            return f"this function runs task {self.task!r}; the event names {task!r}"
+        if self.tasks is not None and task not in self.tasks:
+            return f"this shared function runs tasks {_listed(self.tasks)}; the event names {task!r}"
+        return None
 
     def lambda_retries(self, *, attempt: int, event_age_seconds: float) -> bool:
         """Whether Lambda invokes again after this failed attempt: it has attempts left, and the event
@@ -99,6 +121,7 @@ class RuntimeSettings(Model, frozen=True):
         optional = {
             "stage": environ.get(STAGE_ENV),
             "task": environ.get(TASK_ENV) or None,
+            "tasks": _json_list(environ, TASKS_ENV),
             "task_type": environ.get(TASK_TYPE_ENV) or None,
             "ssm_parameters": _json_list(environ, SSM_PARAMETERS_ENV),
             "runtime": environ.get(RUNTIME_ENV),
@@ -116,6 +139,11 @@ class RuntimeSettings(Model, frozen=True):
         }
         values = {**{k: v for k, v in optional.items() if v is not None}, "table_names": tables}
         return parse(values, cls, lax=True)
+
+
+def _listed(names: tuple[str, ...], most: int = 5) -> str:
+    shown = ", ".join(repr(name) for name in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _json_list(environ: Mapping[str, str], name: str) -> list[str] | None:
