@@ -30,7 +30,7 @@ from kairos_runtime.fan_out import (
 )
 from kairos_runtime.fan_out_objects import FanOutObjectError, batches_key, checked_key, read_map_results
 from kairos_runtime.registry import TaskSkipped, TaskType
-from kairos_runtime.runner import InvocationContext, RunResult, TaskRunner
+from kairos_runtime.runner import InvocationContext, TaskRunner
 from kairos_runtime.runs import ErrorKind, RunError, RunRecorder, RunStatus, run_key
 from kairos_runtime.slots import Claimed, Declined, SlotLedger, slot_key
 from kairos_runtime.tables import TableId
@@ -85,21 +85,7 @@ class FanOutRunner(TaskRunner):
                 # Done, or its execution still running: this delivery starts no second fan-out.
                 return {"planned": False, "response": self._declined(event, claim)}
             claimed = claim
-        try:
-            key = recorder.start(
-                event,
-                runtime=self._settings.runtime,
-                request_id=invocation.aws_request_id,
-                started_at=started_at,
-                claim_fields=claimed.run_fields() if claimed else None,
-            )
-        except Exception as failure:
-            if claimed is not None:
-                unrecorded = RunError(type(failure).__name__, str(failure), ErrorKind.TRANSIENT)
-                self._settle(
-                    ledger, claimed, RunResult(event.task, RunStatus.FAILED, run_key(event).sk, 0, error=unrecorded)
-                )
-            raise
+        key = self._start_record(event, invocation, started_at, recorder, ledger, claimed)
         self._observer.run_started(event)
         start = time.perf_counter()
         outcome = self._plan(event, event_error, invocation, recorder, key)

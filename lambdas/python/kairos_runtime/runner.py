@@ -157,22 +157,7 @@ class TaskRunner:
             if isinstance(claim, Declined):
                 return self._declined(event, claim)
             claimed = claim
-        try:
-            key = recorder.start(
-                event,
-                runtime=self._settings.runtime,
-                request_id=invocation.aws_request_id,
-                started_at=started_at,
-                claim_fields=claimed.run_fields() if claimed else None,
-            )
-        except Exception as failure:
-            if claimed is not None:
-                # Free the slot for Lambda's retry of this invocation instead of holding it to the lease.
-                unrecorded = RunError(type(failure).__name__, str(failure), ErrorKind.TRANSIENT)
-                self._settle(
-                    ledger, claimed, RunResult(event.task, RunStatus.FAILED, run_key(event).sk, 0, error=unrecorded)
-                )
-            raise
+        key = self._start_record(event, invocation, started_at, recorder, ledger, claimed)
         self._observer.run_started(event)
         start = time.perf_counter()
         result_fields = self._run(event, event_error, invocation)
@@ -233,6 +218,33 @@ class TaskRunner:
         if result.error is not None and result.error.kind is ErrorKind.TRANSIENT and not result.superseded:
             raise TaskRunFailed(result)
         return result.as_response()
+
+    def _start_record(
+        self,
+        event: ScheduledEvent,
+        invocation: InvocationContext,
+        started_at: datetime,
+        recorder: RunRecorder,
+        ledger: SlotLedger,
+        claimed: Claimed | None,
+    ) -> RunKey:
+        """Write the run's STARTED record and return its key; when that write fails, free the slot
+        for Lambda's retry of this invocation instead of holding it to the lease, and raise."""
+        try:
+            return recorder.start(
+                event,
+                runtime=self._settings.runtime,
+                request_id=invocation.aws_request_id,
+                started_at=started_at,
+                claim_fields=claimed.run_fields() if claimed else None,
+            )
+        except Exception as failure:
+            if claimed is not None:
+                unrecorded = RunError(type(failure).__name__, str(failure), ErrorKind.TRANSIENT)
+                self._settle(
+                    ledger, claimed, RunResult(event.task, RunStatus.FAILED, run_key(event).sk, 0, error=unrecorded)
+                )
+            raise
 
     def _declined(self, event: ScheduledEvent, declined: Declined) -> dict[str, Any]:
         """A delivery that does not run: counted on the slot (by :meth:`SlotLedger.claim`), answered
