@@ -495,17 +495,21 @@ def operate_the_stage(aws: LocalAws, stack: Deployed, tasks_file: Path) -> None:
     printed = aws.kairos("logs", task, *common, "--run", "smoke").stdout
     assert f"{started} INFO    smoke line  [smoke-request]" in printed
 
-    invoked = aws.kairos("invoke", task, *common, "--scheduled-time", "2026-11-27T07:15:00Z", "--json", expect=1)
+    # A slot older than the task type's late-delivery limit is refused before anything is invoked.
+    refused = aws.kairos("invoke", task, *common, "--scheduled-time", "2026-11-27T07:15:00Z", "--json", expect=2)
+    assert "PastSlotRefused" in refused.stderr
+    recent = (datetime.now(UTC) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:00Z")
+    invoked = aws.kairos("invoke", task, *common, "--scheduled-time", recent, "--json", expect=1)
     answer = json.loads(invoked.stdout)
     sent = answer["event"]
     assert sent | {"execution_id": "-"} == {
         **dict(stack.plan.task(task).input_template),
-        "scheduled_time": "2026-11-27T07:15:00Z",
+        "scheduled_time": recent,
         "execution_id": "-",
         "attempt": "1",
     }
     assert answer["response"] == sent, "moto's Lambda answers with the event it received"
-    assert "wrote no run record for 2026-11-27T07:15:00Z" in invoked.stderr
+    assert f"wrote no run record for {recent}" in invoked.stderr
 
     scheduler = aws.client("scheduler")
     schedule = {"Name": stack.physical_id(f"{task}/Schedule/Resource"), "GroupName": stack.plan.schedule_group_name}
