@@ -134,6 +134,11 @@ class Measured:
     cores: int
 
 
+def _ratio(value: float, bound: float) -> str:
+    """``value / bound``, or ``-`` for a bound of zero (a run at latency 0 has no wall-time limit)."""
+    return f"{value / bound:.2f}" if bound > 0 else "-"
+
+
 def rows(measured: Measured) -> list[tuple[str, str, str, str]]:
     """The table: each figure, what it is held against, and the ratio of the two."""
     bound = measured.symbols * measured.latency_s / measured.concurrency
@@ -148,19 +153,19 @@ def rows(measured: Measured) -> list[tuple[str, str, str, str]]:
             "wall time",
             f"{measured.wall_s:.1f} s",
             f"symbols x latency / concurrency = {bound:.1f} s",
-            f"{measured.wall_s / bound:.2f}",
+            _ratio(measured.wall_s, bound),
         ),
         (
             "CPU floor",
             f"{floor:.1f} s",
             f"{per_symbol_ms:.1f} ms/symbol x {measured.symbols} / {measured.cores} cores",
-            f"{floor / bound:.2f}",
+            _ratio(floor, bound),
         ),
         (
             "GIL floor",
             f"{measured.crawler_cpu_s:.1f} s",
             f"crawler {crawler_ms:.1f} ms/symbol, 1 interpreter",
-            f"{measured.crawler_cpu_s / bound:.2f}",
+            _ratio(measured.crawler_cpu_s, bound),
         ),
         ("peak rate (1 s)", f"{seen}/s", f"limit {measured.rate:g}/s", f"{seen / measured.rate:.2f}"),
         (

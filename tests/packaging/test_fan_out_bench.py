@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -78,6 +79,11 @@ def test_every_ratio_is_its_observed_figure_over_what_it_is_held_against(bench: 
     assert rows["BatchWriteItem calls"] == ("3", "ceil(60 / 25) = 3", "1.00")
     assert rows["peak RSS, crawler"] == ("256 MB", "batch memory 1024 MB", "0.25")
     assert all(len(line) <= 80 for line in bench.table(measured))
+
+    # At latency 0 there is no wall-time limit to hold anything against: no ratio, no crash.
+    instant = {name: ratio for name, _, _, ratio in bench.rows(dataclasses.replace(measured, latency_s=0.0))}
+    assert (instant["wall time"], instant["CPU floor"], instant["GIL floor"]) == ("-", "-", "-")
+    assert instant["BatchWriteItem calls"] == "1.00"
 
 
 def test_the_kline_server_answers_each_secid_with_one_bar_and_reports_every_request(bench: ModuleType) -> None:
