@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from kairos.catalog import PROJECT_ROOT, CatalogEntry, TaskCatalog, dependency_group
 from kairos.config import DEFAULT_SHARDS, MAX_SHARDS, ResolvedTask, StageConfig, TasksFile
+from kairos.dashboard_body import dashboard_body
 from kairos.limits import (
     ALARM_DESCRIPTION_MAX_LENGTH,
     ALARM_NAME_MAX_LENGTH,
@@ -120,6 +121,13 @@ RUN_RECORD_POLICY_CHARS = 2_000
 """A shared function's role policy beyond its tasks' run-record partitions (logs, X-Ray, declared
 tables, parameters), rounded up from the synthesized template."""
 OWN_ALARM_TOPIC_RESOURCES = 3
+CORE_TEMPLATE_BYTES = 20_000
+"""The core stack's template without its dashboard pages: tables, queue, topic, roles, bucket and
+outputs came to 12.7-15.5 KB as the CLI writes them (indent 1, path metadata)."""
+DASHBOARD_RESOURCE_BYTES = 1_000
+"""A dashboard page's resource beyond its body: name, tags, metadata (about 520 bytes synthesized)."""
+DASHBOARD_RESOURCE_DIMENSIONS = ("QueueName",)
+"""The deployed names a page's metrics take from the core stack (the dead-letter queue's)."""
 EMPTY_SHARD_RESOURCES = 1
 # CDK adds its own AWS::CDK::Metadata resource to a stack synthesized with version reporting on.
 CDK_METADATA_RESOURCES = 1
@@ -986,6 +994,16 @@ class StagePlan:
         return STAGE_RESOURCES + len(self.tables) + alarm_topic + len(self.dashboards) + fan_out_bucket
 
     @property
+    def core_template_bytes(self) -> int:
+        """An upper estimate of the core stack's template: its fixed resources, and each dashboard
+        page's body exactly as it is deployed (most of the core at scale: docs/adr/0186)."""
+        pages = sum(
+            len(json.dumps(dashboard_body(page, DASHBOARD_RESOURCE_DIMENSIONS))) + DASHBOARD_RESOURCE_BYTES
+            for page in self.dashboards
+        )
+        return CORE_TEMPLATE_BYTES + pages
+
+    @property
     def has_fan_out(self) -> bool:
         """Whether the stage has a fan-out task, and so its core stack the fan-out bucket."""
         return any(task.fan_out is not None for task in self.tasks)
@@ -1177,6 +1195,13 @@ def check_stack_fits(plan: StagePlan) -> None:
     The message names the stack, the limit and the fix; ``kairos validate`` prints it, and the synth
     stops here rather than in CDK's ``TooManyResourcesInStack`` (docs/adr/0180-stage-shards.md).
     """
+    if plan.core_template_bytes > MAX_TEMPLATE_BYTES:
+        raise PlanError(
+            f"stage {plan.stage!r}: core stack {plan.stack_name} would be a template of about "
+            f"{plan.core_template_bytes:,} bytes, mostly its {len(plan.dashboards)} dashboard page(s) of "
+            f"{len(plan.tasks)} tasks (CloudFormation takes {TEMPLATE_MAX_BYTES:,}, kairos keeps "
+            f"{MAX_TEMPLATE_BYTES:,} for headroom). Move tasks to another tasks file (its own stages and stacks)"
+        )
     for shard in plan.shards:
         over = []
         if shard.resource_count > MAX_STACK_RESOURCES:

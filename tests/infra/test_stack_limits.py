@@ -53,6 +53,9 @@ def test_the_plans_resource_count_is_the_templates(tmp_path: Path) -> None:
     for plan, stage in stacks:
         core = Template.from_stack(stage.core).to_json()
         assert plan.shared_resource_count == len(core["Resources"]), plan.stage
+        # The core's estimate is above its template, and close: its dashboard bodies are the deployed text.
+        written = len(json.dumps(core, indent=1))
+        assert written <= plan.core_template_bytes < written + 10_000 + 1_000 * len(plan.dashboards), plan.stage
         for shard, stack in zip(plan.shards, stage.shards, strict=True):
             template = Template.from_stack(stack).to_json()
             assert shard.resource_count == len(template["Resources"]), (plan.stage, shard.index)
@@ -149,3 +152,25 @@ def test_a_template_over_cloudformations_size_limit_fails_the_synth(
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"kairos: stage 's1' of {path}: the template of kairos-s1")
     assert "and CloudFormation takes at most 10,000" in lines[0]
+
+
+def test_a_stage_whose_core_stack_would_pass_the_template_limit_fails_with_the_stack_and_the_fix(
+    tmp_path: Path,
+) -> None:
+    """Enough shards for every task, but the core stack's dashboard pages alone pass 80 % of 1 MB."""
+    from kairos.plan import MAX_TEMPLATE_BYTES, PlanError
+
+    catalog = load_catalog()
+    text = "stages:\n  big:\n    shards: 40\ntasks:\n" + "".join(
+        f"  - {{name: task-with-a-long-name-{index:04d}, task_type: simple_task_1, schedule: rate(5 minutes)}}\n"
+        for index in range(1_300)
+    )
+    path = tmp_path / "tasks.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PlanError) as raised:
+        plan_stage(load_tasks_file(path, catalog), catalog, "big")
+    message = str(raised.value)
+    assert "core stack kairos-big would be a template of about" in message
+    assert "dashboard page(s) of 1300 tasks" in message
+    assert f"kairos keeps {MAX_TEMPLATE_BYTES:,}" in message
+    assert "Move tasks to another tasks file" in message
