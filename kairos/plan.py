@@ -249,8 +249,46 @@ def _description(stage: str, task: str | None, what: str) -> str:
     return text
 
 
-def failure_alarm(stage: str, task: str) -> AlarmPlan:
+def dropped_events_metric() -> MetricPlan:
+    """Events Lambda gave up on (retries used up, too old, or a timeout or crash on the last attempt),
+    of the function the alarm watches."""
+    return MetricPlan(
+        metrics.LAMBDA_NAMESPACE,
+        metrics.LAMBDA_ASYNC_EVENTS_DROPPED,
+        "Sum",
+        MappingProxyType({}),
+        resource_dimension="FunctionName",
+    )
+
+
+def any_event_alarm(
+    *,
+    construct_id: str,
+    alarm_name: str,
+    description: str,
+    metrics: Mapping[str, MetricPlan],
+    expression: str | None = None,
+    label: str | None = None,
+) -> AlarmPlan:
+    """An alarm on any event: one or more in a period of :data:`ALARM_PERIOD_SECONDS`; a period
+    without data is not one (the failure, dropped-event and dead-letter alarms)."""
     return AlarmPlan(
+        construct_id=construct_id,
+        alarm_name=alarm_name,
+        description=description,
+        metrics=metrics,
+        expression=expression,
+        label=label,
+        period_seconds=ALARM_PERIOD_SECONDS,
+        threshold=1,
+        comparison="GreaterThanOrEqualToThreshold",
+        evaluation_periods=1,
+        treat_missing_data="notBreaching",
+    )
+
+
+def failure_alarm(stage: str, task: str) -> AlarmPlan:
+    return any_event_alarm(
         construct_id="FailureAlarm",
         alarm_name=alarm_name(stage, "failed", task),
         description=_description(
@@ -265,28 +303,17 @@ def failure_alarm(stage: str, task: str) -> AlarmPlan:
         metrics=MappingProxyType(
             {
                 "failed": MetricPlan(metrics.NAMESPACE, metrics.RUNS_FAILED, "Sum", task_dimensions(task)),
-                "dropped": MetricPlan(
-                    metrics.LAMBDA_NAMESPACE,
-                    metrics.LAMBDA_ASYNC_EVENTS_DROPPED,
-                    "Sum",
-                    MappingProxyType({}),
-                    resource_dimension="FunctionName",
-                ),
+                "dropped": dropped_events_metric(),
             }
         ),
         label="failed runs and events Lambda dropped",
-        period_seconds=ALARM_PERIOD_SECONDS,
-        threshold=1,
-        comparison="GreaterThanOrEqualToThreshold",
-        evaluation_periods=1,
-        treat_missing_data="notBreaching",
     )
 
 
 def shared_task_failure_alarm(stage: str, task: str, function_name: str) -> AlarmPlan:
     """A task on a shared function: a FAILED run record. What Lambda drops it cannot tell apart by task,
     so that alarm is the shared function's (:func:`dropped_events_alarm`)."""
-    return AlarmPlan(
+    return any_event_alarm(
         construct_id="FailureAlarm",
         alarm_name=alarm_name(stage, "failed", task),
         description=_description(
@@ -297,11 +324,6 @@ def shared_task_failure_alarm(stage: str, task: str, function_name: str) -> Alar
         metrics=MappingProxyType(
             {"failed": MetricPlan(metrics.NAMESPACE, metrics.RUNS_FAILED, "Sum", task_dimensions(task))}
         ),
-        period_seconds=ALARM_PERIOD_SECONDS,
-        threshold=1,
-        comparison="GreaterThanOrEqualToThreshold",
-        evaluation_periods=1,
-        treat_missing_data="notBreaching",
     )
 
 
@@ -309,7 +331,7 @@ def dropped_events_alarm(stage: str, function_name: str, *, key: str, shard: int
     """A shared function's alarm: Lambda gave up on one of its events (retries used up, too old, or a
     timeout or crash on the last attempt), whichever of its tasks it was for."""
     subject = f"Kairos stage {stage}, shared function {function_name} ({tasks} tasks)"
-    return AlarmPlan(
+    return any_event_alarm(
         construct_id="DroppedAlarm",
         alarm_name=alarm_name(stage, "dropped", f"shared-{key}-{shard}"),
         description=(
@@ -317,22 +339,7 @@ def dropped_events_alarm(stage: str, function_name: str, *, key: str, shard: int
             "last attempt); the event, naming its task, is in the stage's dead-letter queue. "
             f"Next: kairos status --stage {stage}; kairos redrive --stage {stage}"
         )[:ALARM_DESCRIPTION_MAX_LENGTH],
-        metrics=MappingProxyType(
-            {
-                "dropped": MetricPlan(
-                    metrics.LAMBDA_NAMESPACE,
-                    metrics.LAMBDA_ASYNC_EVENTS_DROPPED,
-                    "Sum",
-                    MappingProxyType({}),
-                    resource_dimension="FunctionName",
-                )
-            }
-        ),
-        period_seconds=ALARM_PERIOD_SECONDS,
-        threshold=1,
-        comparison="GreaterThanOrEqualToThreshold",
-        evaluation_periods=1,
-        treat_missing_data="notBreaching",
+        metrics=MappingProxyType({"dropped": dropped_events_metric()}),
     )
 
 
@@ -367,7 +374,7 @@ def trading_calendar_alarm(stage: str, task: str) -> AlarmPlan:
 def fan_out_failure_alarm(stage: str, task: str) -> AlarmPlan:
     """A fan-out task's alarm: a FAILED run record (the summary's PartialFailure, a failed plan) or an
     execution of its state machine that failed, timed out or was aborted (no record could say so)."""
-    return AlarmPlan(
+    return any_event_alarm(
         construct_id="FailureAlarm",
         alarm_name=alarm_name(stage, "failed", task),
         description=_description(
@@ -397,17 +404,12 @@ def fan_out_failure_alarm(stage: str, task: str) -> AlarmPlan:
             }
         ),
         label="failed runs and failed executions",
-        period_seconds=ALARM_PERIOD_SECONDS,
-        threshold=1,
-        comparison="GreaterThanOrEqualToThreshold",
-        evaluation_periods=1,
-        treat_missing_data="notBreaching",
     )
 
 
 def dead_letter_alarm(stage: str) -> AlarmPlan:
     """The stage's alarm on its dead-letter queue: alarms as soon as one message lands."""
-    return AlarmPlan(
+    return any_event_alarm(
         construct_id="MessagesAlarm",
         alarm_name=alarm_name(stage, "dead-letters"),
         description=_description(
@@ -427,11 +429,6 @@ def dead_letter_alarm(stage: str) -> AlarmPlan:
                 )
             }
         ),
-        period_seconds=ALARM_PERIOD_SECONDS,
-        threshold=1,
-        comparison="GreaterThanOrEqualToThreshold",
-        evaluation_periods=1,
-        treat_missing_data="notBreaching",
     )
 
 

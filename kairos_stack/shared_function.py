@@ -13,15 +13,14 @@ import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from kairos.plan import ResourceDimension, SharedFunctionPlan
 from kairos_runtime.tables import TableId
-from kairos_stack.alarms import planned_alarm
-from kairos_stack.scheduled_task import ARCHITECTURES, LAMBDA_RUNTIMES
+from kairos_stack.alarms import planned_alarm, seconds
+from kairos_stack.scheduled_task import ARCHITECTURES, LAMBDA_RUNTIMES, failure_destination, lambda_principal
 
 
 class SharedFunction(Construct):
@@ -49,7 +48,7 @@ class SharedFunction(Construct):
         self.role = iam.Role(
             self,
             "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            assumed_by=lambda_principal(),
             description=f"Kairos shared function {plan.function_name}: its logs, traces and its tasks' data"[:1000],
         )
         self.log_group.grant_write(self.role)
@@ -66,14 +65,14 @@ class SharedFunction(Construct):
             role=self.role,
             layers=list(layers),
             memory_size=plan.memory,
-            timeout=cdk.Duration.seconds(plan.timeout),
+            timeout=seconds(plan.timeout),
             environment=plan.function_environment(table_names),
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             tracing=lambda_.Tracing.ACTIVE,
             retry_attempts=plan.async_retry_attempts,
-            max_event_age=cdk.Duration.seconds(plan.lambda_max_event_age_seconds),
-            on_failure=destinations.SqsDestination(dead_letter_queue),
+            max_event_age=seconds(plan.lambda_max_event_age_seconds),
+            on_failure=failure_destination(dead_letter_queue),
         )
         resource_names: dict[ResourceDimension, str] = {"FunctionName": self.function.function_name}
         self.alarms: dict[str, cloudwatch.Alarm] = {
