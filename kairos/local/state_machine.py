@@ -117,18 +117,23 @@ def _same_batches(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
         return False
     retries = []
     for state in (one, other):
-        processor = state.get("ItemProcessor") or state.get("Iterator")
-        inner = processor.get("States", {}) if isinstance(processor, Mapping) else {}
-        first = inner.get(processor.get("StartAt")) if isinstance(processor, Mapping) else None
+        processor = _mapping(state.get("ItemProcessor") or state.get("Iterator"))
+        start = processor.get("StartAt")
+        first = _mapping(processor.get("States")).get(start) if isinstance(start, str) else None
         retries.append(first.get("Retry") if isinstance(first, Mapping) else None)
     return retries[0] == retries[1]
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one: a field of the wrong type reads as absent."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def _mode(state: Mapping[str, Any]) -> str:
     processor = state.get("ItemProcessor")
     if not isinstance(processor, Mapping):
         return "INLINE"  # the legacy Iterator field is an inline Map
-    return str(processor.get("ProcessorConfig", {}).get("Mode", "INLINE"))
+    return str(_mapping(processor.get("ProcessorConfig")).get("Mode", "INLINE"))
 
 
 def _first_task(states: Mapping[str, Any], name: Any, where: str) -> str:
@@ -151,7 +156,7 @@ def _function(name: str, states: Mapping[str, Any]) -> str:
     state = states[name]
     resource = state.get("Resource")
     if isinstance(resource, str) and resource.endswith(LAMBDA_INVOKE):
-        function = state.get("Parameters", {}).get("FunctionName")
+        function = _mapping(state.get("Parameters")).get("FunctionName")
     else:
         function = resource
     if not isinstance(function, str) or not function:

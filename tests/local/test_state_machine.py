@@ -4,6 +4,7 @@ Step Functions' defaults; one-line errors for what cannot run locally."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -158,3 +159,20 @@ def test_a_distributed_map_with_the_inline_ones_values_needs_no_note() -> None:
     definition["States"]["Many"]["MaxConcurrency"] = 4
     shape = read_definition(definition)
     assert (shape.map_state, shape.max_concurrency, shape.notes) == ("Few", 4, ())
+
+
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        lambda d: d["States"]["Few"]["ItemProcessor"].update(ProcessorConfig="INLINE"),
+        lambda d: d["States"]["Sum"].update(Parameters=["fn-summarize"]),
+        lambda d: d["States"]["Many"]["ItemProcessor"].update(States=[]),
+        lambda d: d["States"]["Many"]["ItemProcessor"].update(StartAt=7),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_a_definition_error_or_absent_never_a_crash(break_it: Any) -> None:
+    """Found by mutating the definition at random: a string or list where an object belongs."""
+    definition = copy.deepcopy(DEFINITION)
+    break_it(definition)
+    with contextlib.suppress(DefinitionError):  # anything else (AttributeError, say) fails the test
+        read_definition(definition)
