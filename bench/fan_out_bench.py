@@ -3,10 +3,11 @@
 ``.venv/bin/python bench/fan_out_bench.py [--symbols 5400] [--latency-ms 50] [--concurrency 8]
 [--rate 200] [--batch-size 50] [--profile FILE]``
 
-A loopback HTTP server, in its own process (it stands for Eastmoney, so it must not share the
-crawler's GIL), answers Eastmoney's kline requests (``stock_zh_a_hist``) for every symbol with one
-bar of the slot's trading date after a fixed latency; akshare's own request and parsing code runs
-(its ``push2his.eastmoney.com`` URLs are sent to the server instead). DynamoDB is the embedded one
+A loopback HTTP server (``bench/kline_server.mjs``, a Node process: it stands for Eastmoney, so it
+must neither share the crawler's GIL nor spend much of the machine's cores) answers Eastmoney's
+kline requests (``stock_zh_a_hist``) for every symbol with one bar of the slot's trading date after
+a fixed latency; akshare's own request and parsing code runs (its ``push2his.eastmoney.com`` URLs
+are sent to the server instead). DynamoDB is the embedded one
 ``kairos run`` uses (dynalite, a Node process, on a fresh data directory). The crawl is ``kairos
 run``'s path: the planner (universe from stored LATEST items), the batches on a thread pool of
 ``--concurrency`` (the Map's MaxConcurrency), each paced at ``rate / concurrency``, then the
@@ -35,14 +36,12 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "lambdas" / "python")]
@@ -51,60 +50,12 @@ SLOT = "2026-11-27T08:00:00Z"
 DAY = "2026-11-27"
 WORKER_MEMORY_MB = 1024
 UPSTREAM = "https://push2his.eastmoney.com"
+KLINE_SERVER = Path(__file__).with_name("kline_server.mjs")
 
 
 def codes(count: int) -> list[str]:
     """``count`` distinct six-digit codes, Shanghai (6xxxxx) and Shenzhen (00xxxx) alternating."""
     return [f"{600000 + index // 2:06d}" if index % 2 == 0 else f"{1 + index // 2:06d}" for index in range(count)]
-
-
-def kline_body(path: str) -> bytes:
-    """Eastmoney's kline answer for the ``secid`` a request path names: one bar of ``DAY``."""
-    query = {key: values[0] for key, values in parse_qs(urlsplit(path).query).items()}
-    symbol = query.get("secid", "0.000001").split(".", 1)[1]
-    row = f"{DAY},10.00,10.10,10.20,9.90,12345,12468450.00,3.00,1.00,0.10,0.50"
-    data = {"code": symbol, "market": 1 if symbol.startswith("6") else 0, "klines": [row]}
-    return json.dumps({"rc": 0, "data": data}).encode()
-
-
-class Kline(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as Eastmoney's servers answer: a batch reuses its connection
-    # TCP_NODELAY, as web servers set it: the headers and the body are two writes, and Nagle's algorithm
-    # would hold the body for the client's delayed ACK (about 40 ms) on a kept-alive connection.
-    disable_nagle_algorithm = True
-    latency = 0.05
-    times: ClassVar[list[float]] = []
-    lock = threading.Lock()
-
-    def do_GET(self) -> None:
-        with self.lock:
-            self.times.append(time.monotonic())
-        time.sleep(self.latency)
-        body = kline_body(self.path)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
-
-
-def serve_kline(latency_s: float) -> int:
-    """The kline server's process: prints its port, serves until stdin closes, then prints the
-    monotonic time of every request it received (CLOCK_MONOTONIC is one clock for the machine)."""
-    Kline.latency = latency_s
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Kline)
-    server.daemon_threads = True
-    server.request_queue_size = 128
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    print(server.server_address[1], flush=True)
-    sys.stdin.read()
-    server.shutdown()
-    with Kline.lock:
-        print(json.dumps(Kline.times), flush=True)
-    return 0
 
 
 def peak(times: Sequence[float], window: float = 1.0) -> int:
@@ -205,6 +156,12 @@ def _profiled(step: Any, profiles: list[Any]) -> Any:
     return run
 
 
+def _pid_cpu(proc: Path) -> float:
+    """The CPU seconds so far (user and system) of the process ``/proc/<pid>`` describes."""
+    fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _process_cpu(endpoint_url: str) -> float:
     """The CPU seconds so far of the dynalite process listening on the endpoint's port."""
     port = str(urlsplit(endpoint_url).port)
@@ -212,8 +169,7 @@ def _process_cpu(endpoint_url: str) -> float:
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
             if any(b"dynalite" in part for part in argv) and port.encode() in argv:
-                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                return _pid_cpu(proc)
         except OSError:
             continue
     raise RuntimeError(f"no dynalite process listens on port {port}")
@@ -227,10 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200, help="requests_per_second for the whole task")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--profile", type=Path, help="write the crawl's cProfile stats here")
-    parser.add_argument("--serve-kline", type=float, metavar="LATENCY_S", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve_kline is not None:
-        return serve_kline(args.serve_kline)
 
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     os.environ.update({"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "TQDM_DISABLE": "1"})
@@ -250,8 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kairos_runtime.tasks import default_registry
     from kairos_runtime.validation import parse
 
-    kline = subprocess.Popen(  # this very script, as the kline server
-        [sys.executable, __file__, "--serve-kline", str(args.latency_ms / 1000)],
+    kline = subprocess.Popen(
+        ["node", str(KLINE_SERVER), str(args.latency_ms / 1000), DAY],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -314,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             steps = {name: _profiled(step, profiles) for name, step in steps.items()}
         crawler_before = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF))
         dynamodb_before = _process_cpu(endpoint.url)
+        server_before = _pid_cpu(Path(f"/proc/{kline.pid}"))
         started = time.monotonic()
         result = drive(
             event,
@@ -334,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pstats.Stats(*profiles).dump_stats(args.profile)
         crawler_cpu = cpu_seconds(resource.getrusage(resource.RUSAGE_SELF)) - crawler_before
         dynamodb_cpu = _process_cpu(endpoint.url) - dynamodb_before
+    server_cpu = _pid_cpu(Path(f"/proc/{kline.pid}")) - server_before
     output, _ = kline.communicate("")
     times = json.loads(output.strip().splitlines()[-1])
     response = result.response
@@ -355,7 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"fan-out bench: {args.symbols} symbols, latency {args.latency_ms:g} ms, concurrency {args.concurrency}, "
         f"batch {args.batch_size}, limit {args.rate:g}/s; run {response['status']}, {measured.items} bars, "
         f"{len(result.results)} batches; load average {os.getloadavg()[0]:.1f}; "
-        f"CPU used {crawler_cpu + dynamodb_cpu:.1f} s (crawler {crawler_cpu:.1f}, dynalite {dynamodb_cpu:.1f})"
+        f"CPU used {crawler_cpu + dynamodb_cpu:.1f} s (crawler {crawler_cpu:.1f}, dynalite {dynamodb_cpu:.1f}; "
+        f"besides, the kline server {server_cpu:.1f})"
     )
     print("\n".join(table(measured)))
     return 0 if response["status"] == "SUCCEEDED" else 1

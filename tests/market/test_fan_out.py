@@ -343,3 +343,46 @@ def test_the_summary_counts_runs_alive_so_the_freshness_alarm_sees_a_fan_out(
     [counters] = observer.finished  # one final outcome: the summary's (the planner's run goes on)
     assert metrics.RUNS_ALIVE in counters
     assert metrics.RUN_OUTCOMES[RunStatus.SUCCEEDED] in counters
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("not an object", "a batch invocation needs"),
+        ({"event": {}, "batch": [1, 2]}, "a batch invocation needs"),
+        ({"event": event(), "batch": {"index": "0", "items": ["600000"]}}, "an integer 'index'"),
+        ({"event": event(), "batch": {"index": 0, "items": [600000]}}, "a list of 'items' (strings)"),
+        ({"event": event(), "batch": {"index": 0, "items": ["600000"]}, "shared": "x"}, "'shared' must be an object"),
+    ],
+)
+def test_a_malformed_batch_payload_fails_the_batch_with_a_message_not_a_traceback(
+    dynamodb: Any, payload: object, message: str
+) -> None:
+    from kairos_runtime.fan_out import BatchFailedError
+
+    with pytest.raises(BatchFailedError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        runner_factory(dynamodb)().batch(payload, FakeLambdaContext(900_000))
+
+
+@pytest.mark.parametrize(
+    ("run_claim", "message"),
+    [
+        (None, "needs the planner's 'plan.run'"),
+        ({"started_at": "2026-11-27T08:00:01Z"}, "needs the planner's 'plan.run'"),
+        ({"request_id": "r-1", "started_at": "yesterday"}, "is not a timestamp: 'yesterday'"),
+        ({"request_id": "r-1"}, "is not a timestamp: None"),
+        ({"request_id": "r-1", "started_at": "2026-11-27T08:00:01"}, "has no time zone"),
+    ],
+)
+def test_a_summary_without_a_readable_claim_says_which_field_is_wrong(
+    dynamodb: Any, run_claim: object, message: str
+) -> None:
+    from kairos_runtime.fan_out import BatchFailedError
+
+    plan: dict[str, Any] = {"planned": True, "shared": {}, "batches": []}
+    if run_claim is not None:
+        plan["run"] = run_claim
+    with pytest.raises(BatchFailedError, match=message):
+        runner_factory(dynamodb)().summarize(
+            {"event": event(), "plan": plan, "results": []}, FakeLambdaContext(900_000)
+        )

@@ -1,5 +1,7 @@
-"""What a stock_daily_all batch reads of DynamoDB per symbol: one keys-only Query of its partition
-tells its fetch start and whether the slot's bar is stored (docs/adr/0166-fan-out-bench-floors.md)."""
+"""What a stock_daily_all batch reads of DynamoDB: one keys-only Query of the ``by_class_date`` index
+per trading day of the lookback window, for the whole batch, tells each symbol's fetch start and
+whether the slot's bar is stored; only a symbol with no bar in the window costs a Query of its own
+partition (docs/adr/0166-fan-out-bench-floors.md, docs/adr/0204-fan-out-bench-server.md)."""
 
 from __future__ import annotations
 
@@ -24,18 +26,24 @@ def fresh_universe_cache() -> Iterator[None]:
     UNIVERSES.clear()
 
 
-def partition_queries(dynamodb: Any) -> Counter[str]:
-    """Every Query of a symbol's own partition (``pk = STOCK#<code>``), counted by partition."""
-    seen: Counter[str] = Counter()
+def partition_queries(dynamodb: Any) -> tuple[Counter[str], Counter[str]]:
+    """Every Query of a symbol's own partition (``pk = STOCK#<code>``), counted by partition, and
+    every Query of the index for a date's daily bars (``STOCK#DAY#<date>``), counted by date."""
+    own: Counter[str] = Counter()
+    by_date: Counter[str] = Counter()
 
     def note(params: dict[str, Any], **kwargs: Any) -> None:
         value = params.get("ExpressionAttributeValues", {}).get(":pk")
         pk = value.get("S") if isinstance(value, dict) else value
-        if "IndexName" not in params and isinstance(pk, str) and pk.startswith("STOCK#") and pk[6:].isdigit():
-            seen[pk] += 1
+        if not isinstance(pk, str):
+            return
+        if "IndexName" not in params and pk.startswith("STOCK#") and pk[6:].isdigit():
+            own[pk] += 1
+        elif params.get("IndexName") == "by_class_date" and pk.startswith("STOCK#DAY#"):
+            by_date[pk.removeprefix("STOCK#DAY#")] += 1
 
     dynamodb.meta.client.meta.events.register("provide-client-params.dynamodb.Query", note)
-    return seen
+    return own, by_date
 
 
 def crawl(dynamodb: Any, execution_id: str, **extra: Any) -> None:
@@ -62,20 +70,33 @@ def crawl(dynamodb: Any, execution_id: str, **extra: Any) -> None:
     )
 
 
-def test_each_symbol_costs_one_partition_query_on_a_first_crawl_and_on_a_rerun(
+def test_a_batch_reads_the_index_once_per_trading_day_and_only_a_symbol_without_bars_its_partition(
     dynamodb: Any, http: responses.RequestsMock, waits: list[float]
 ) -> None:
+    from datetime import date, timedelta
+
+    from kairos_runtime.tasks.market.trading_calendar import default_calendar
+
     market: SyntheticMarket = serve(http)
     codes = universe(30)
     store_spot_universe(dynamodb, codes)
-    queries = partition_queries(dynamodb)
+    own, by_date = partition_queries(dynamodb)
+    calendar = default_calendar()
+    day = date.fromisoformat(SLOT[:10])
+    window = [day - timedelta(days=offset) for offset in range(31)]  # the default lookback, 30 days
+    trading_days = {each.isoformat() for each in window if calendar.check(each).is_trading_day}
 
-    crawl(dynamodb, "exec-1")
-    first = dict(queries)
-    queries.clear()
+    crawl(dynamodb, "exec-1")  # no bar stored yet: every symbol's own partition tells it has none
+    first_own, first_by_date = dict(own), dict(by_date)
+    own.clear()
+    by_date.clear()
     market.asked.clear()
     crawl(dynamodb, "exec-2", rerun=True)  # every symbol now holds the slot's bar
 
-    assert first == {f"STOCK#{code}": 1 for code in codes}
-    assert dict(queries) == {f"STOCK#{code}": 1 for code in codes}
+    batches = 3  # 30 symbols, 10 a batch; the summary reads the slot's date once more, for coverage
+    expected = dict.fromkeys(trading_days, batches) | {day.isoformat(): batches + 1}
+    assert first_own == {f"STOCK#{code}": 1 for code in codes}
+    assert first_by_date == expected
+    assert dict(own) == {}
+    assert dict(by_date) == expected
     assert market.asked == [], "a symbol holding the slot's bar is not asked for"

@@ -416,6 +416,100 @@ def test_the_fetch_start_is_the_oldest_trading_day_gap_in_the_lookback_window(
     assert found.isoformat() == start
 
 
+@pytest.mark.parametrize("lookback", [1, 4, 30])
+def test_a_batch_reads_the_same_windows_and_starts_from_the_index_as_each_symbol_from_its_partition(
+    dynamodb: Any, lookback: int
+) -> None:
+    import random
+    from datetime import date
+
+    from kairos_runtime.tasks.market.a_shares import stored_bars, stored_bars_of_batch
+    from kairos_runtime.tasks.market.model import AssetClass, BarKind, class_date_pk
+    from kairos_runtime.tasks.market.trading_calendar import default_calendar
+
+    table = dynamodb.Table("kairos-test-MarketData")
+    calendar = default_calendar()
+    day = date(2026, 10, 12)
+    span = [date(2026, 8, 1) + timedelta(days=offset) for offset in range(80)]  # before, in and after the window
+    trading = [each for each in span if calendar.check(each).is_trading_day]
+    chooser = random.Random(lookback)  # noqa: S311 - a repeatable test scenario, not a secret
+    symbols = [f"6005{index:02d}" for index in range(41) if index != 20]
+    with table.batch_writer() as batch:
+        for position, symbol in enumerate(symbols):
+            # Every shape: none, only old bars, only bars after the day, gaps, a full window.
+            chosen = {0: [], 1: trading[:5], 2: [each for each in trading if each > day]}.get(
+                position, chooser.sample(trading, chooser.randint(1, len(trading)))
+            )
+            for each in chosen:
+                batch.put_item(
+                    Item={
+                        "pk": f"STOCK#{symbol}",
+                        "sk": f"DAY#{each.isoformat()}",
+                        "gsi1pk": class_date_pk(AssetClass.STOCK, BarKind.RAW.value, each),
+                        "gsi1sk": symbol,
+                    }
+                )
+        # A code inside the batch's range that the universe does not list, and another series's bar.
+        batch.put_item(
+            Item={"pk": "STOCK#600520", "sk": f"DAY#{day}", "gsi1pk": f"STOCK#DAY#{day}", "gsi1sk": "600520"}
+        )
+        batch.put_item(
+            Item={"pk": "STOCK#600500", "sk": f"DAYQFQ#{day}", "gsi1pk": f"STOCK#DAYQFQ#{day}", "gsi1sk": "600500"}
+        )
+
+    together = stored_bars_of_batch(table, AssetClass.STOCK, BarKind.RAW, symbols, day, lookback, calendar=calendar)
+
+    assert sorted(together) == symbols
+    for symbol in symbols:
+        alone = stored_bars(table, f"STOCK#{symbol}", BarKind.RAW, day, lookback)
+        trading_window = frozenset(each for each in alone.window if calendar.check(each).is_trading_day)
+        assert together[symbol].window == trading_window, symbol
+        assert together[symbol].start(table, calendar=calendar) == alone.start(table, calendar=calendar), symbol
+
+
+def test_a_batch_whose_symbols_all_hold_bars_reads_one_index_page_per_trading_day_of_the_window(
+    dynamodb: Any,
+) -> None:
+    from datetime import date
+
+    from kairos_runtime.tasks.market.a_shares import stored_bars_of_batch
+    from kairos_runtime.tasks.market.model import AssetClass, BarKind, class_date_pk
+    from kairos_runtime.tasks.market.trading_calendar import default_calendar
+
+    table = dynamodb.Table("kairos-test-MarketData")
+    calendar = default_calendar()
+    day = date(2026, 10, 12)  # its window of 12 days holds the National Day holiday: 4 trading days
+    symbols = [f"0000{index:02d}" for index in range(1, 51)]
+    with table.batch_writer() as batch:
+        for symbol in symbols:
+            for each in (date(2026, 9, 30), date(2026, 10, 9)):
+                batch.put_item(
+                    Item={
+                        "pk": f"STOCK#{symbol}",
+                        "sk": f"DAY#{each.isoformat()}",
+                        "gsi1pk": class_date_pk(AssetClass.STOCK, BarKind.RAW.value, each),
+                        "gsi1sk": symbol,
+                    }
+                )
+    queries: list[dict[str, Any]] = []
+    table.meta.client.meta.events.register(
+        "provide-client-params.dynamodb.Query", lambda params, **_: queries.append(params)
+    )
+
+    found = stored_bars_of_batch(table, AssetClass.STOCK, BarKind.RAW, symbols, day, 12, calendar=calendar)
+
+    assert [query["ExpressionAttributeValues"][":pk"] for query in queries] == [
+        "STOCK#DAY#2026-09-30",
+        "STOCK#DAY#2026-10-08",
+        "STOCK#DAY#2026-10-09",
+        "STOCK#DAY#2026-10-12",
+    ]
+    assert {query.get("IndexName") for query in queries} == {"by_class_date"}
+    assert {symbol: bars.start(table, calendar=calendar) for symbol, bars in found.items()} == dict.fromkeys(
+        symbols, date(2026, 10, 8)
+    )
+
+
 def test_bad_bars_and_symbols_without_history_are_reported_and_the_rest_stored(
     make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, http: responses.RequestsMock
 ) -> None:
@@ -564,3 +658,34 @@ def test_without_a_session_on_the_slots_date_the_list_is_not_crawled_and_the_run
     assert detail["latest_session"] == (sessions[-1] if sessions else None)
     probe = http.calls[0].request.params
     assert (probe["secid"], probe["beg"], probe["end"]) == ("1.000001", "20261113", "20261127")
+
+
+def test_frame_records_are_the_values_to_dict_gives_of_every_dtype_akshare_returns() -> None:
+    import math
+    from datetime import date
+
+    import pandas as pd
+
+    from kairos_runtime.tasks.market.a_shares import _records
+
+    frame = pd.DataFrame(
+        {
+            "日期": [date(2026, 11, 26), date(2026, 11, 27), None],
+            "代码": pd.array(["600519", None, "000001"], dtype="string"),
+            "股票代码": pd.array(["600519", None, "000001"], dtype=pd.StringDtype(na_value=math.nan)),  # akshare's
+            "收盘": [1680.5, math.nan, 10.0],
+            "成交量": [12345, 0, 7],
+            "数量": pd.array([1, None, 3], dtype="Int64"),
+            "更新时间": pd.to_datetime(["2026-11-27 15:00:00", None, "2026-11-27 14:59:58"]),
+            "停牌": [True, False, True],
+            "名称": ["贵州茅台", math.nan, "平安银行"],
+        }
+    )
+
+    def typed(records: list[dict[str, Any]]) -> list[list[tuple[str, str, str]]]:
+        return [[(key, type(value).__name__, repr(value)) for key, value in row.items()] for row in records]
+
+    assert typed(_records(frame)) == typed(frame.to_dict("records"))
+    assert _records(frame.iloc[0:0]) == []
+    first = _records(frame)[0]
+    assert (type(first["收盘"]), first["收盘"], type(first["成交量"])) == (float, 1680.5, int)

@@ -88,7 +88,7 @@ def test_every_ratio_is_its_observed_figure_over_what_it_is_held_against(bench: 
 
 def test_the_kline_server_answers_each_secid_with_one_bar_and_reports_every_request(bench: ModuleType) -> None:
     server = subprocess.Popen(
-        [sys.executable, str(BENCH), "--serve-kline", "0"],
+        ["node", str(bench.KLINE_SERVER), "0", bench.DAY],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -106,4 +106,16 @@ def test_the_kline_server_answers_each_secid_with_one_bar_and_reports_every_requ
     assert [answer["data"]["code"] for answer in answers] == ["600519", "000001"]
     assert [answer["data"]["market"] for answer in answers] == [1, 0]
     assert all(answer["data"]["klines"][0].startswith(f"{bench.DAY},") for answer in answers)
-    assert len(json.loads(output.strip().splitlines()[-1])) == 2
+    assert answers[0]["data"]["klines"][0].split(",")[1:3] == ["10.00", "10.10"]
+    times = json.loads(output.strip().splitlines()[-1])
+    assert len(times) == 2
+    assert times == sorted(times)
+
+
+def test_the_kline_server_refuses_arguments_it_cannot_serve(bench: ModuleType) -> None:
+    for arguments in (["fast", bench.DAY], ["0.05", "yesterday"], []):
+        run = subprocess.run(
+            ["node", str(bench.KLINE_SERVER), *arguments], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert run.returncode == 2
+        assert "usage:" in run.stderr

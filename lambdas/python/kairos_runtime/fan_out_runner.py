@@ -199,10 +199,13 @@ class FanOutRunner(TaskRunner):
         ):
             raise BatchFailedError("a batch needs an integer 'index' and a list of 'items' (strings)")
         rate = raw.get("rate_per_batch")
+        shared = raw.get("shared") or {}
+        if not isinstance(shared, Mapping):
+            raise BatchFailedError("a batch's 'shared' must be an object (the plan's shared values)")
         batch = Batch(
             index=spec["index"],
             items=tuple(items),
-            shared=dict(raw.get("shared") or {}),
+            shared=dict(shared),
             rate_per_second=float(rate)
             if isinstance(rate, int | float) and rate > 0
             else fan_out.settings(params).rate_per_batch,
@@ -224,11 +227,10 @@ class FanOutRunner(TaskRunner):
             raise BatchFailedError("a summary invocation needs {'event', 'plan', 'results'}")
         event, event_error = self._parse_event(raw.get("event"), invocation, self._clock())
         plan = raw["plan"]
-        claim = plan["run"]
+        claim, started_at = _run_claim(plan.get("run"))
         recorder = self._recorder()
         key = run_key(event)
         recorder.adopt(key, request_id=str(claim["request_id"]), started_at=str(claim["started_at"]))
-        started_at = datetime.fromisoformat(str(claim["started_at"]).replace("Z", "+00:00"))
         duration_ms = max(0, round((self._clock() - started_at).total_seconds() * 1000))
         self._observer.run_started(event)
         fields = self._summary(event, event_error, invocation, plan, raw.get("results"))
@@ -316,3 +318,17 @@ class FanOutRunner(TaskRunner):
         if task_type.fan_out is None:
             raise BatchFailedError(f"task_type {task_type.name!r} is not a fan-out task type")
         return task_type.fan_out
+
+
+def _run_claim(claim: object) -> tuple[Mapping[str, Any], datetime]:
+    """The planner's claim on the run record (``plan.run``) and when it started, or a clear error:
+    without it the summary cannot tell which record to finish."""
+    if not isinstance(claim, Mapping) or not isinstance(claim.get("request_id"), str):
+        raise BatchFailedError("a summary needs the planner's 'plan.run' with its 'request_id' and 'started_at'")
+    try:
+        started_at = datetime.fromisoformat(str(claim.get("started_at")).replace("Z", "+00:00"))
+    except ValueError:
+        raise BatchFailedError(f"the plan's 'run.started_at' is not a timestamp: {claim.get('started_at')!r}") from None
+    if started_at.tzinfo is None:
+        raise BatchFailedError(f"the plan's 'run.started_at' has no time zone: {claim.get('started_at')!r}")
+    return claim, started_at

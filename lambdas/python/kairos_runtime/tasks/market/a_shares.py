@@ -16,7 +16,7 @@ full-market crawl.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -36,6 +36,7 @@ from kairos_runtime.tasks.market.model import (
     Provenance,
     Quote,
     bar_item,
+    class_date_pk,
     instrument_pk,
     partition_prefix,
     snapshot_items,
@@ -204,7 +205,20 @@ class DailySource(Generic[DailyParamsT]):
 
 
 def _records(frame: Any) -> Records:
-    return [{str(key): value for key, value in row.items()} for row in frame.to_dict("records")]
+    """The frame's rows as dicts, with the values ``frame.to_dict("records")`` gives (each column
+    iterated, object and extension columns boxed to Python values), but a column at a time instead
+    of a row at a time: a third of its CPU, which a full-market fan-out pays once per symbol."""
+    import numpy
+    from pandas.core.dtypes.cast import maybe_box_native
+
+    columns: list[tuple[str, list[Any]]] = []
+    for name, column in frame.items():
+        values = list(column)
+        if column.dtype == object or not isinstance(column.dtype, numpy.dtype):
+            values = [maybe_box_native(value) for value in values]
+        columns.append((str(name), values))
+    names = [name for name, _ in columns]
+    return [dict(zip(names, row, strict=True)) for row in zip(*(values for _, values in columns), strict=True)]
 
 
 def _ymd(day: date) -> str:
@@ -484,6 +498,68 @@ def stored_bars(table: Table, pk: str, kind: BarKind, day: date, lookback_days: 
         if "LastEvaluatedKey" not in response or (dates and dates[-1] < window_start):
             return StoredBars(day=day, window_start=window_start, window=frozenset(window), newest=newest)
         query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def stored_bars_of_batch(
+    table: Table,
+    asset_class: AssetClass,
+    kind: BarKind,
+    symbols: Sequence[str],
+    day: date,
+    lookback_days: int,
+    *,
+    calendar: TradingCalendar,
+) -> dict[str, StoredBars]:
+    """:func:`stored_bars` of many symbols at once, from the ``by_class_date`` index: one Query per
+    trading day of the window, bounded to the symbols' code range, instead of one Query per symbol.
+
+    A fan-out batch is a slice of the sorted universe, so the range holds its own symbols (and any
+    stored code the universe no longer lists, which is dropped). A symbol with no bar in the window
+    falls back to :func:`stored_bars`, since only its partition tells its newest bar before the window
+    (or after ``day``). Days the calendar says are closed are not read: a bar stored on one would only
+    move the fetch's start a day earlier, never skip a missing bar. The index is eventually
+    consistent: a bar written a moment ago may be missing from it, so at worst a symbol is fetched
+    (and its bars written) again, never left out.
+    """
+    wanted = sorted(set(symbols))
+    if not wanted:
+        return {}
+    window_start = day - timedelta(days=lookback_days)
+    index = MARKET_DATA.indexes[0]
+    windows: dict[str, set[date]] = {symbol: set() for symbol in wanted}
+    for offset in range(lookback_days + 1):
+        each = window_start + timedelta(days=offset)
+        if not calendar.check(each).is_trading_day:
+            continue
+        query: dict[str, Any] = {
+            "IndexName": index.name,
+            "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :low AND :high",
+            "ExpressionAttributeNames": {"#pk": index.partition_key, "#sk": index.sort_key},
+            "ExpressionAttributeValues": {
+                ":pk": class_date_pk(asset_class, kind.value, each),
+                ":low": wanted[0],
+                ":high": wanted[-1],
+            },
+            "ProjectionExpression": "#sk",
+        }
+        while True:
+            response = table.query(**query)
+            for item in response.get("Items", []):
+                window = windows.get(str(item[index.sort_key]))
+                if window is not None:
+                    window.add(each)
+            if "LastEvaluatedKey" not in response:
+                break
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return {
+        symbol: (
+            # ``newest`` is the window's newest here, which is all StoredBars.start reads of a window with a bar.
+            StoredBars(day=day, window_start=window_start, window=frozenset(window), newest=max(window))
+            if window
+            else stored_bars(table, instrument_pk(asset_class, symbol), kind, day, lookback_days)
+        )
+        for symbol, window in windows.items()
+    }
 
 
 @dataclass

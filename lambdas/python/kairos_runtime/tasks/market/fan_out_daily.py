@@ -3,8 +3,9 @@
 The planner takes the slot's trading date and the universe (``symbols: all``: :mod:`.universe`, or
 an explicit list, uncapped) and lists it; each batch worker does what ``stock_daily`` does for its
 symbols, paced by its share of ``requests_per_second``. A symbol's fetch starts after its newest
-stored bar, read by the worker right before it fetches (not by the planner): a batch that Step
-Functions retries, or an execution redriven, fetches only what is still missing, and a symbol
+stored bar, read by the worker as it starts (not by the planner; for the whole batch at once,
+:func:`.a_shares.stored_bars_of_batch`): a batch that Step Functions retries, or an execution
+redriven, fetches only what is still missing, and a symbol
 already holding the slot's bar is not asked for at all, so re-running a finished slot writes
 nothing. With ``start_date`` (and optionally ``end_date``) the same fan-out backfills that range:
 each symbol from after its newest bar inside the range, else from ``start_date``.
@@ -34,7 +35,7 @@ from kairos_runtime.tasks.market.a_shares import (
     _own_class_and_calendar,
     require_trading_day,
     retrier_for,
-    stored_bars,
+    stored_bars_of_batch,
 )
 from kairos_runtime.tasks.market.coverage import coverage
 from kairos_runtime.tasks.market.model import (
@@ -46,6 +47,7 @@ from kairos_runtime.tasks.market.model import (
     trading_date_of,
 )
 from kairos_runtime.tasks.market.normalise import normalise_rows
+from kairos_runtime.tasks.market.trading_calendar import CALENDARS
 from kairos_runtime.tasks.market.universe import UNIVERSES
 from kairos_runtime.tasks.market.upstream import CrawlerParams, SourceRejected, SourceUnavailable, upstream_requests
 from kairos_runtime.tasks.market.writer import write_items
@@ -168,13 +170,19 @@ def crawl_batch(params: StockDailyAllParams, context: TaskContext, batch: Batch)
     failed: dict[str, str] = {}
     unavailable: SourceUnavailable | None = None
     daily = _daily_params(params, adjust)
+    calendar = CALENDARS.get(table)
+    # As stock_daily: the oldest gap in the lookback window first, else after the newest bar; read
+    # for the whole batch at once, right before it fetches, so a retried batch skips what is stored.
+    stored_of = (
+        stored_bars_of_batch(table, source.asset_class, kind, batch.items, end, params.lookback_days, calendar=calendar)
+        if floor is None
+        else {}
+    )
     for symbol in batch.items:
         pk = instrument_pk(source.asset_class, symbol)
         if floor is None:
-            # As stock_daily: the oldest gap in the lookback window first, else after the newest bar;
-            # one Query tells both, and whether the slot's own bar is stored already.
-            stored = stored_bars(table, pk, kind, end, params.lookback_days)
-            start = stored.start(table)
+            stored = stored_of[symbol]
+            start = stored.start(table, calendar=calendar)
             if end in stored.window and start >= end:
                 up_to_date += 1
                 continue
@@ -273,7 +281,9 @@ STOCK_DAILY_FAN_OUT: FanOut[StockDailyAllParams] = FanOut(
     "stock_daily_all",
     params=StockDailyAllParams,
     tables={TableId.MARKET_DATA: Access.READ_WRITE},
-    # The planner reads the stored universe through the by_class_date index (universe.stored_universe).
+    # The by_class_date index: the planner reads the stored universe there (universe.stored_universe),
+    # each batch its symbols' bars in the lookback window (a_shares.stored_bars_of_batch), the summary
+    # the coverage of the slot's date.
     partitions={TableId.MARKET_DATA: _own_class_and_calendar(AssetClass.STOCK, query_indexes=True)},
     group=DependencyGroup.CRAWLER,
     fan_out=STOCK_DAILY_FAN_OUT,
