@@ -46,13 +46,13 @@ def partition_queries(dynamodb: Any) -> tuple[Counter[str], Counter[str]]:
     return own, by_date
 
 
-def crawl(dynamodb: Any, execution_id: str, **extra: Any) -> None:
+def crawl(dynamodb: Any, execution_id: str, params: dict[str, Any] | None = None, **extra: Any) -> None:
     runner = runner_factory(dynamodb)()
     raw = {
         **scheduled_event(
             "stock-daily-all",
             "stock_daily_all",
-            {"requests_per_second": 1000, "batch_size": 10},
+            {"requests_per_second": 1000, "batch_size": 10, **(params or {})},
             scheduled_time=SLOT,
             execution_id=execution_id,
         ),
@@ -100,3 +100,23 @@ def test_a_batch_reads_the_index_once_per_trading_day_and_only_a_symbol_without_
     assert dict(own) == {}
     assert dict(by_date) == expected
     assert market.asked == [], "a symbol holding the slot's bar is not asked for"
+
+
+def test_a_batch_of_an_explicit_list_reads_each_symbols_partition_not_the_index(
+    dynamodb: Any, http: responses.RequestsMock, waits: list[float]
+) -> None:
+    serve(http)
+    codes = universe(30)
+    store_spot_universe(dynamodb, codes)
+    own, by_date = partition_queries(dynamodb)
+    listed = [codes[0], codes[-1]]  # one batch whose code range spans the whole universe
+
+    crawl(dynamodb, "exec-1", {"symbols": listed})
+    first_own, first_by_date = dict(own), dict(by_date)
+    own.clear()
+    by_date.clear()
+    crawl(dynamodb, "exec-2", {"symbols": listed}, rerun=True)
+
+    day = SLOT[:10]
+    assert first_own == dict(own) == {f"STOCK#{code}": 1 for code in listed}
+    assert first_by_date == dict(by_date) == {day: 1}, "only the summary's coverage read uses the index"

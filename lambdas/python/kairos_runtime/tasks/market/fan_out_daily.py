@@ -35,6 +35,7 @@ from kairos_runtime.tasks.market.a_shares import (
     _own_class_and_calendar,
     require_trading_day,
     retrier_for,
+    stored_bars,
     stored_bars_of_batch,
 )
 from kairos_runtime.tasks.market.coverage import coverage
@@ -172,16 +173,18 @@ def crawl_batch(params: StockDailyAllParams, context: TaskContext, batch: Batch)
     daily = _daily_params(params, adjust)
     calendar = CALENDARS.get(table)
     # As stock_daily: the oldest gap in the lookback window first, else after the newest bar; read
-    # for the whole batch at once, right before it fetches, so a retried batch skips what is stored.
+    # as the batch starts, so a retried batch skips what is stored. A batch of the whole market is a
+    # contiguous slice of its codes, read from the index at once; an explicit list may spread one
+    # batch over the market's whole range, so each of its symbols reads its own partition.
     stored_of = (
         stored_bars_of_batch(table, source.asset_class, kind, batch.items, end, params.lookback_days, calendar=calendar)
-        if floor is None
+        if floor is None and params.symbols == "all"
         else {}
     )
     for symbol in batch.items:
         pk = instrument_pk(source.asset_class, symbol)
         if floor is None:
-            stored = stored_of[symbol]
+            stored = stored_of.get(symbol) or stored_bars(table, pk, kind, end, params.lookback_days)
             start = stored.start(table, calendar=calendar)
             if end in stored.window and start >= end:
                 up_to_date += 1
