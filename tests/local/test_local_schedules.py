@@ -49,9 +49,11 @@ tasks:
 # EDT is 07:00Z. A cron read without DST would also fire at 07:00Z for 02:00 and at 08:00Z for 03:00.
 START = datetime(2026, 3, 8, 5, 45, tzinfo=UTC)
 FOR = timedelta(minutes=78)
-SPEED = "300"
-"""78 virtual minutes in about 16 s of wall time: long enough for a second command to start, on a cold machine."""
-SLOW = {"slow": 4.0, "stuck": 5.0}
+SPEED = "150"
+"""78 virtual minutes in about 31 s of wall time: the first fire lands 6 s in, leaving the second
+command 25 s to start and read it while ``kairos local`` still runs, on a loaded CI machine too (at
+300x the window was 12 s, and a busy machine once missed it)."""
+SLOW = {"slow": 6.0, "stuck": 5.0}
 """Seconds each slow function sleeps before running the task (its timeout is 60 s and 1 s)."""
 
 

@@ -26,6 +26,12 @@ QUIET_LOGGERS = (
 
 
 def quiet_third_party_loggers() -> None:
-    """Idempotent and cheap: called at the handler's import and again before every upstream call."""
+    """Idempotent and cheap: called at the handler's import and again before every upstream call.
+
+    A logger already at WARNING is left alone: ``setLevel`` empties every logger's cached
+    ``isEnabledFor`` answers, a cost a call per request should not pay once nothing changes.
+    """
     for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logger = logging.getLogger(name)
+        if logger.level != logging.WARNING:
+            logger.setLevel(logging.WARNING)
