@@ -13,7 +13,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, NamedTuple, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from ruamel.yaml.comments import TaggedScalar
 from ruamel.yaml.scalarbool import ScalarBoolean
@@ -78,8 +78,43 @@ of the models has one (a test walks the JSON schema)."""
 
 TaskName = Annotated[str, Field(pattern=TASK_NAME_PATTERN)]
 EmailAddress = Annotated[str, Field(pattern=EMAIL_PATTERN)]
-Memory = Annotated[int, Field(ge=128, le=10240, description="MB")]
-Timeout = Annotated[int, Field(ge=1, le=900, description="seconds")]
+
+
+def _written_bool(value: object) -> object:
+    """A field that is true or false takes YAML's booleans only. ``yes``, ``no``, ``on`` and ``off``
+    are strings in YAML 1.2 (which the file is read as), and a quoted ``"true"`` or a ``1`` is a
+    string or a number: each is refused with a message rather than read as whatever pydantic's lax
+    rules would make of it. An anchored boolean (ruamel's ``ScalarBoolean``, an int) is a boolean."""
+    if isinstance(value, ScalarBoolean):
+        return bool(value)
+    if isinstance(value, str):
+        raise ValueError(
+            "expected true or false, not a string: write true or false unquoted "
+            "(YAML 1.2 reads yes, no, on and off as strings)"
+        )
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("expected true or false, not a number")
+    return value
+
+
+def _written_int(value: object) -> object:
+    """A whole-number field takes YAML integers only: ``"512"`` or ``512.0`` is refused, as the JSON
+    schema (``schemas/tasks.schema.json``) refuses it in an editor, rather than coerced."""
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, not true or false")
+    if isinstance(value, str):
+        raise ValueError("expected a whole number, not a string: write it unquoted")
+    if isinstance(value, float):
+        raise ValueError("expected a whole number: write it without a decimal point")
+    return value
+
+
+WrittenBool = Annotated[bool, Strict(), BeforeValidator(_written_bool)]
+"""A boolean as the file writes it (:func:`_written_bool`)."""
+WrittenInt = Annotated[int, Strict(), BeforeValidator(_written_int)]
+"""A whole number as the file writes it (:func:`_written_int`)."""
+Memory = Annotated[int, Field(ge=128, le=10240, description="MB"), Strict(), BeforeValidator(_written_int)]
+Timeout = Annotated[int, Field(ge=1, le=900, description="seconds"), Strict(), BeforeValidator(_written_int)]
 
 DEFAULT_ENABLED: Final = False
 """A task that no layer enables is deployed with its schedule DISABLED in every stage, so a new entry
@@ -264,9 +299,9 @@ class TaskDefaults(_Model):
     memory: Memory | None = None
     timeout: Timeout | None = None
     timezone: str | None = None
-    enabled: bool | None = None
+    enabled: WrittenBool | None = None
     architecture: Architecture | None = None
-    shared_function: bool | None = Field(
+    shared_function: WrittenBool | None = Field(
         default=None,
         description="the default of every task's shared_function (docs/adr/0183); fan-out tasks own theirs",
     )
@@ -283,14 +318,14 @@ class TaskEntry(_Model):
     runtime: Runtime | None = None
     schedule: str
     timezone: str | None = None
-    enabled: bool | None = None
+    enabled: WrittenBool | None = None
     memory: Memory | None = None
     timeout: Timeout | None = None
     architecture: Architecture | None = Field(
         default=None, description="defaults to what the task type's dependencies support"
     )
     params: JsonParams = Field(default_factory=dict)
-    shared_function: bool | None = Field(
+    shared_function: WrittenBool | None = Field(
         default=None,
         description=(
             "run on a function shared with the tasks of the same runtime, type, code, memory, timeout, "
@@ -305,13 +340,13 @@ class TaskEntry(_Model):
 class TaskOverride(_Model):
     """What a stage may change about one task."""
 
-    enabled: bool | None = None
+    enabled: WrittenBool | None = None
     memory: Memory | None = None
     timeout: Timeout | None = None
     schedule: str | None = None
     timezone: str | None = None
     params: JsonParams | None = None
-    shared_function: bool | None = None
+    shared_function: WrittenBool | None = None
 
     _timezone = field_validator("timezone")(_check_timezone)
     _schedule = field_validator("schedule")(_check_schedule)
@@ -338,7 +373,7 @@ class StageConfig(_Model):
     enabled: list[TaskName] | None = Field(
         default=None, description="when set, exactly these tasks are enabled in the stage"
     )
-    log_retention_days: int = 30
+    log_retention_days: WrittenInt = 30
     alarm_email: AlarmEmails | None = Field(
         default=None, description="e-mail address(es) subscribed to the stage's alarm topic"
     )
@@ -347,17 +382,17 @@ class StageConfig(_Model):
         pattern=SNS_TOPIC_ARN_PATTERN,
         description="an existing SNS topic alarms notify instead of the stage's own (not with alarm_email)",
     )
-    retain_data: bool = Field(
+    retain_data: WrittenBool = Field(
         default=False, description="keep tables (with point-in-time recovery) when the stack is deleted"
     )
     https_proxy: str | None = Field(default=None, pattern=PROXY_PATTERN)
-    sdk_tracing: bool = Field(
+    sdk_tracing: WrittenBool = Field(
         default=False,
         description="X-Ray SDK subsegments and annotations in Python functions (Lambda's active tracing is always on)",
     )
     account: str | None = Field(default=None, pattern=ACCOUNT_PATTERN)
     region: str | None = Field(default=None, pattern=REGION_PATTERN)
-    shards: int = Field(
+    shards: WrittenInt = Field(
         default=DEFAULT_SHARDS,
         ge=1,
         le=MAX_SHARDS,
@@ -366,7 +401,7 @@ class StageConfig(_Model):
             "stage's life (changing it moves tasks between stacks)"
         ),
     )
-    shared_function: bool | None = Field(
+    shared_function: WrittenBool | None = Field(
         default=None,
         description=(
             "the stage's default of shared_function, over the file's defaults and under each task's own "

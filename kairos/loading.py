@@ -502,7 +502,9 @@ def _describe(raw: Any, issue: Any) -> _Report:
     elif issue["type"] == "literal_error" and isinstance(shown, str):
         choices = re.findall(r"'([^']*)'", str(issue["ctx"]["expected"]))
         message += f" (got {excerpt(shown)}){did_you_mean(shown, choices)}"
-    elif isinstance(shown, int | float | bool) or (isinstance(shown, str) and excerpt(shown) not in message):
+    elif isinstance(shown, bool):
+        message += f" (got {str(shown).lower()})"  # as YAML spells it, not Python
+    elif isinstance(shown, int | float) or (isinstance(shown, str) and excerpt(shown) not in message):
         message += f" (got {excerpt(shown)})"
     if field_path:
         return _Report(_line_of(raw, loc), f"{subject}, field {excerpt(field_path)}: {message}")

@@ -188,6 +188,57 @@ def test_a_stage_override_changes_one_task_in_that_stage_only(tmp_path: Path, ca
             "stage 'dev', field 'log_retention_days': CloudWatch Logs accepts one of",
             id="retention",
         ),
+        # The file's own booleans and whole numbers are what YAML writes, not what lax coercion makes
+        # of a string or a number (params are strict the same way).
+        pytest.param(
+            "enabled: false",
+            "enabled: no",
+            "task 'two', field 'enabled': expected true or false, not a string: write true or false unquoted "
+            "(YAML 1.2 reads yes, no, on and off as strings) (got 'no')",
+            id="bool-yaml-1.1-no",
+        ),
+        pytest.param(
+            "enabled: false",
+            'enabled: "false"',
+            "task 'two', field 'enabled': expected true or false, not a string",
+            id="bool-quoted",
+        ),
+        pytest.param(
+            "enabled: false",
+            "enabled: 0",
+            "task 'two', field 'enabled': expected true or false, not a number (got 0)",
+            id="bool-number",
+        ),
+        pytest.param(
+            "retain_data: true",
+            "retain_data: 1",
+            "stage 'prod', field 'retain_data': expected true or false, not a number (got 1)",
+            id="stage-bool-number",
+        ),
+        pytest.param(
+            "memory: 1024",
+            'memory: "1024"',
+            "task 'two', field 'memory': expected a whole number, not a string: write it unquoted (got '1024')",
+            id="int-quoted",
+        ),
+        pytest.param(
+            "memory: 1024",
+            "memory: 1024.0",
+            "task 'two', field 'memory': expected a whole number: write it without a decimal point (got 1024.0)",
+            id="int-float",
+        ),
+        pytest.param(
+            "timeout: 60",
+            "timeout: true",
+            "tasks file, field 'defaults.timeout': expected a whole number, not true or false (got true)",
+            id="int-bool",
+        ),
+        pytest.param(
+            "log_retention_days: 7",
+            'log_retention_days: "7"',
+            "stage 'dev', field 'log_retention_days': expected a whole number, not a string",
+            id="stage-int-quoted",
+        ),
     ],
 )
 def test_bad_entries_are_rejected_naming_task_and_field(
@@ -198,6 +249,18 @@ def test_bad_entries_are_rejected_naming_task_and_field(
 
     assert any(expected in problem for problem in problems), problems
     assert all(problem.startswith(str(tmp_path / "tasks.yaml") + ":") for problem in problems)
+
+
+def test_yaml_booleans_and_integers_are_taken_anchored_or_not(tmp_path: Path, catalog: TaskCatalog) -> None:
+    text = VALID.replace("memory: 256", "memory: &size 256").replace("enabled: false", "enabled: &off false")
+    text += "      - {name: three, task_type: simple_task_1, schedule: rate(1 hour), memory: *size, enabled: *off}\n"
+
+    tasks_file = load_tasks_file(write(tmp_path, text), catalog)
+
+    three = tasks_file.task("three")
+    assert (three.memory, three.enabled) == (256, False)
+    assert type(three.memory) is int
+    assert type(three.enabled) is bool
 
 
 def test_problems_point_at_the_line_of_the_field(tmp_path: Path, catalog: TaskCatalog) -> None:
