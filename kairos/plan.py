@@ -216,9 +216,11 @@ class AlarmPlan:
         return self.only_metric.statistic
 
 
-def task_dimensions(task: str) -> Mapping[str, str]:
-    """The dimensions the handler publishes a task's own metrics with."""
-    return MappingProxyType({metrics.SERVICE_DIMENSION: metrics.SERVICE, metrics.TASK_DIMENSION: task})
+def task_dimensions(stage: str, task: str) -> Mapping[str, str]:
+    """The dimensions the handler publishes a task's own metrics with (:data:`metrics.RUN_DIMENSIONS`)."""
+    return MappingProxyType(
+        {metrics.SERVICE_DIMENSION: metrics.SERVICE, metrics.STAGE_DIMENSION: stage, metrics.TASK_DIMENSION: task}
+    )
 
 
 def alarm_name(stage: str, kind: str, task: str | None = None) -> str:
@@ -302,7 +304,7 @@ def failure_alarm(stage: str, task: str) -> AlarmPlan:
         expression="FILL(failed, 0) + FILL(dropped, 0)",
         metrics=MappingProxyType(
             {
-                "failed": MetricPlan(metrics.NAMESPACE, metrics.RUNS_FAILED, "Sum", task_dimensions(task)),
+                "failed": MetricPlan(metrics.NAMESPACE, metrics.RUNS_FAILED, "Sum", task_dimensions(stage, task)),
                 "dropped": dropped_events_metric(),
             }
         ),
@@ -322,7 +324,7 @@ def shared_task_failure_alarm(stage: str, task: str, function_name: str) -> Alar
             f"a run was recorded FAILED (an event Lambda gave up on alarms on the shared function {function_name})",
         ),
         metrics=MappingProxyType(
-            {"failed": MetricPlan(metrics.NAMESPACE, metrics.RUNS_FAILED, "Sum", task_dimensions(task))}
+            {"failed": MetricPlan(metrics.NAMESPACE, metrics.RUNS_FAILED, "Sum", task_dimensions(stage, task))}
         ),
     )
 
@@ -356,7 +358,7 @@ def trading_calendar_alarm(stage: str, task: str) -> AlarmPlan:
         metrics=MappingProxyType(
             {
                 "days_left": MetricPlan(
-                    metrics.NAMESPACE, metrics.TRADING_CALENDAR_DAYS_LEFT, "Minimum", task_dimensions(task)
+                    metrics.NAMESPACE, metrics.TRADING_CALENDAR_DAYS_LEFT, "Minimum", task_dimensions(stage, task)
                 )
             }
         ),
@@ -386,7 +388,7 @@ def fan_out_failure_alarm(stage: str, task: str) -> AlarmPlan:
         expression="FILL(failed, 0) + FILL(executions, 0) + FILL(timed_out, 0) + FILL(aborted, 0)",
         metrics=MappingProxyType(
             {
-                "failed": MetricPlan(metrics.NAMESPACE, metrics.RUNS_FAILED, "Sum", task_dimensions(task)),
+                "failed": MetricPlan(metrics.NAMESPACE, metrics.RUNS_FAILED, "Sum", task_dimensions(stage, task)),
                 **{
                     metric_id: MetricPlan(
                         metrics.STATES_NAMESPACE,
@@ -518,7 +520,7 @@ def freshness_plan(
             "may never finish",
         ),
         metrics=MappingProxyType(
-            {"alive": MetricPlan(metrics.NAMESPACE, metrics.RUNS_ALIVE, "Sum", task_dimensions(task))}
+            {"alive": MetricPlan(metrics.NAMESPACE, metrics.RUNS_ALIVE, "Sum", task_dimensions(stage, task))}
         ),
         period_seconds=period,
         threshold=1,
@@ -952,7 +954,10 @@ class StagePlan:
     def _dashboard(self, number: int, pages: int, tasks: tuple[TaskPlan, ...]) -> DashboardPlan:
         def per_task(metric_name: str, statistic: str) -> tuple[tuple[str, MetricPlan], ...]:
             return tuple(
-                (task.name, MetricPlan(metrics.NAMESPACE, metric_name, statistic, task_dimensions(task.name)))
+                (
+                    task.name,
+                    MetricPlan(metrics.NAMESPACE, metric_name, statistic, task_dimensions(self.stage, task.name)),
+                )
                 for task in tasks
             )
 

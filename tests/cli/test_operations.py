@@ -286,6 +286,7 @@ def test_pause_mutes_the_freshness_alarm_and_resume_rearms_it(aws: Any, plan: St
     [metric] = cloudwatch.list_metrics(Namespace="Kairos", MetricName="RunsAlive")["Metrics"]
     assert sorted((d["Name"], d["Value"]) for d in metric["Dimensions"]) == [
         ("service", "kairos"),
+        ("stage", "dev"),
         ("task", "every-five"),
     ]
     sums = cloudwatch.get_metric_statistics(

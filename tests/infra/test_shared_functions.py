@@ -157,6 +157,7 @@ def test_each_sharing_task_keeps_its_alarms_and_each_shared_function_alarms_on_d
         failed = alarms[f"kairos-s-{task.name}-failed"]
         assert failed["MetricName"] == metrics.RUNS_FAILED
         assert {"Name": metrics.TASK_DIMENSION, "Value": task.name} in failed["Dimensions"]
+        assert {"Name": metrics.STAGE_DIMENSION, "Value": "s"} in failed["Dimensions"]
         assert f"kairos-s-{task.name}-late" in alarms
     for function in plan.shared_functions:
         dropped = alarms[function.dropped_alarm.alarm_name]

@@ -401,6 +401,7 @@ def test_each_task_has_a_failure_alarm_on_its_run_metric_and_lambdas_dropped_eve
         )
         assert sorted(failed["Metric"]["Dimensions"], key=lambda d: d["Name"]) == [
             {"Name": "service", "Value": "kairos"},
+            {"Name": "stage", "Value": plan.stage},
             {"Name": "task", "Value": task.name},
         ]
         dropped = metrics["dropped"]["MetricStat"]
@@ -756,6 +757,7 @@ def test_the_calendar_refresh_alarms_when_the_calendar_ends_within_30_days(prod:
     )
     assert sorted(alarm["Dimensions"], key=lambda d: d["Name"]) == [
         {"Name": "service", "Value": "kairos"},
+        {"Name": "stage", "Value": "prod"},
         {"Name": "task", "Value": "trading-calendar"},
     ]
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanOrEqualToThreshold", 30)

@@ -149,7 +149,9 @@ def test_kairos_local_fires_at_the_evaluators_times_while_another_command_reads_
         result = runner.invoke(cli.app, ["runs", "ny-echo", "--file", str(assembly.parent / "tasks.yaml"), "--json"])
         assert result.exit_code in (0, 1), result.output
         seen = result.output if result.exit_code == 0 else ""
-    assert process.poll() is None, "the second command read the runs while kairos local ran"
+    if process.poll() is not None:
+        _, ended = process.communicate()
+        pytest.fail(f"kairos local ended (exit {process.returncode}) before a second command read its runs:\n{ended}")
     assert json.loads(seen)["runs"][0]["scheduled_time"] == "2026-03-08T06:00:00Z"
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr

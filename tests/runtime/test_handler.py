@@ -54,8 +54,8 @@ def test_a_local_run_goes_through_the_real_handler_with_logs_and_metrics(
     assert {log["correlation_id"] for log in logs} == {execution_id}
     [directive] = metrics["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == "Kairos"
-    assert sorted(directive["Dimensions"][0]) == ["service", "task"]
-    assert (metrics["service"], metrics["task"]) == ("kairos", task)
+    assert sorted(directive["Dimensions"][0]) == ["service", "stage", "task"]
+    assert (metrics["service"], metrics["stage"], metrics["task"]) == ("kairos", "dev", task)
     assert metrics["RunsSucceeded"] in ([1.0], 1), "Powertools writes a list of values, the Node runtime a number"
     record = result.record
     assert record is not None

@@ -157,7 +157,11 @@ def test_a_rate_tasks_alarm() -> None:
     assert (alarm.threshold, alarm.comparison, alarm.treat_missing_data) == (1, "LessThanThreshold", "breaching")
     [watched] = alarm.metrics.values()
     assert (watched.namespace, watched.metric_name, watched.statistic) == (metrics.NAMESPACE, metrics.RUNS_ALIVE, "Sum")
-    assert dict(watched.dimensions) == {metrics.SERVICE_DIMENSION: metrics.SERVICE, metrics.TASK_DIMENSION: "job"}
+    assert dict(watched.dimensions) == {
+        metrics.SERVICE_DIMENSION: metrics.SERVICE,
+        metrics.STAGE_DIMENSION: "dev",
+        metrics.TASK_DIMENSION: "job",
+    }
     assert alarm.alarm_name == "kairos-dev-job-late"
     assert freshness.note == "kairos-dev-job-late: no success or skip for 21 min (22 periods of 1 min)"
 

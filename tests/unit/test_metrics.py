@@ -28,8 +28,9 @@ def stage_plans() -> list[StagePlan]:
     return [plan_stage(tasks_file, catalog, stage) for stage in tasks_file.stages]
 
 
-def every_alarm() -> list[AlarmPlan]:
-    planned = [alarm for plan in stage_plans() for alarm in plan.alarms]
+def every_alarm() -> list[tuple[str, AlarmPlan]]:
+    """Each alarm of every stage (and of each kind), with its stage."""
+    planned = [(plan.stage, alarm) for plan in stage_plans() for alarm in plan.alarms]
     freshness = freshness_plan(
         "dev",
         "some-task",
@@ -40,12 +41,16 @@ def every_alarm() -> list[AlarmPlan]:
         async_retries=2,
     ).alarm
     assert freshness is not None
-    return [*planned, freshness, *(alarm_for("dev", "some-task") for alarm_for in GAUGE_ALARMS.values())]
-
-
-def every_dashboard_metric() -> list[tuple[str, MetricPlan]]:
     return [
-        (f"{page.name}: {graph.title}", metric)
+        *planned,
+        ("dev", freshness),
+        *(("dev", alarm_for("dev", "some-task")) for alarm_for in GAUGE_ALARMS.values()),
+    ]
+
+
+def every_dashboard_metric() -> list[tuple[str, str, MetricPlan]]:
+    return [
+        (f"{page.name}: {graph.title}", plan.stage, metric)
         for plan in stage_plans()
         for page in plan.dashboards
         for graph in page.graphs
@@ -53,13 +58,14 @@ def every_dashboard_metric() -> list[tuple[str, MetricPlan]]:
     ]
 
 
-def unemitted(metric: MetricPlan) -> str | None:
-    """Why nothing would ever publish ``metric``, or None."""
+def unemitted(metric: MetricPlan, stage: str) -> str | None:
+    """Why nothing in ``stage`` would ever publish ``metric``, or None."""
     if metric.namespace == metrics.NAMESPACE:
         if metric.metric_name not in metrics.EMITTED:
             return f"{metric.metric_name} is not a metric the runtime emits"
-        if dict(metric.dimensions) != {metrics.SERVICE_DIMENSION: metrics.SERVICE, metrics.TASK_DIMENSION: ANY_TASK}:
-            return f"{metric.metric_name}: the runtime publishes with dimensions service and task only"
+        published = {metrics.SERVICE_DIMENSION: metrics.SERVICE, metrics.STAGE_DIMENSION: stage}
+        if dict(metric.dimensions) != published | {metrics.TASK_DIMENSION: ANY_TASK}:
+            return f"{metric.metric_name}: the runtime publishes with dimensions service, stage ({stage}) and task only"
         return None
     if metric.metric_name not in metrics.AWS_METRICS.get(metric.namespace, frozenset()):
         return f"{metric.namespace} {metric.metric_name} is not a metric AWS publishes that Kairos knows"
@@ -81,16 +87,16 @@ def test_every_metric_an_alarm_watches_is_emitted() -> None:
     assert alarms, "no alarms planned"
     problems = [
         f"{alarm.construct_id}: {problem}"
-        for alarm in alarms
+        for stage, alarm in alarms
         for metric in alarm.metrics.values()
-        if (problem := unemitted(normalized(metric)))
+        if (problem := unemitted(normalized(metric), stage))
     ]
     assert problems == []
 
 
 def test_every_alarm_kind_is_checked() -> None:
     """The check above sees a failure, a freshness, a gauge and the dead-letter alarm."""
-    assert {alarm.construct_id for alarm in every_alarm()} >= {
+    assert {alarm.construct_id for _, alarm in every_alarm()} >= {
         "FailureAlarm",
         "FreshnessAlarm",
         "MessagesAlarm",
@@ -101,17 +107,22 @@ def test_every_alarm_kind_is_checked() -> None:
 def test_every_metric_a_dashboard_graphs_is_emitted() -> None:
     graphed = every_dashboard_metric()
     assert graphed, "no dashboard metrics planned"
-    problems = [f"{where}: {problem}" for where, metric in graphed if (problem := unemitted(normalized(metric)))]
+    problems = [
+        f"{where}: {problem}" for where, stage, metric in graphed if (problem := unemitted(normalized(metric), stage))
+    ]
     assert problems == []
 
 
 def test_a_misspelt_metric_is_caught() -> None:
     alarm = failure_alarm("dev", "some-task")
     failed = alarm.metrics["failed"]
-    assert unemitted(normalized(replace(failed, metric_name="RunFailed"))) is not None
-    assert unemitted(normalized(replace(failed, namespace="Kairso"))) is not None
+    assert unemitted(normalized(failed), "dev") is None
+    assert unemitted(normalized(replace(failed, metric_name="RunFailed")), "dev") is not None
+    assert unemitted(normalized(replace(failed, namespace="Kairso")), "dev") is not None
+    # Another stage's stream (stages may share an account): dev's runs must not answer prod's alarm.
+    assert unemitted(normalized(failed), "prod") is not None
     dropped = alarm.metrics["dropped"]
-    assert unemitted(normalized(replace(dropped, metric_name="AsyncEventDropped"))) is not None
+    assert unemitted(normalized(replace(dropped, metric_name="AsyncEventDropped")), "dev") is not None
 
 
 @pytest.mark.parametrize(
@@ -147,7 +158,8 @@ NODE_RUN_METRICS = """
 const { runMetricsLine } = await import(process.argv[1]);
 const runs = [["SUCCEEDED"], ["FAILED"], ["SKIPPED"], ["FAILED", true], ["SUCCEEDED", false, true]];
 const lines = runs.map(([status, retried = false, superseded = false]) => JSON.parse(runMetricsLine({
-  task: "t", status, retried, superseded, durationMs: 1, itemsWritten: 0, itemsRejected: 0, timestamp: new Date(0),
+  task: "t", stage: "dev", status, retried, superseded,
+  durationMs: 1, itemsWritten: 0, itemsRejected: 0, timestamp: new Date(0),
 })));
 console.log(JSON.stringify(lines.map((line) => line._aws.CloudWatchMetrics[0])));
 """
@@ -164,7 +176,7 @@ def test_the_node_runtime_publishes_the_same_names() -> None:
     directives = json.loads(completed.stdout)
     assert {directive["Namespace"] for directive in directives} == {metrics.NAMESPACE}
     assert {tuple(sorted(dims)) for directive in directives for dims in directive["Dimensions"]} == {
-        tuple(sorted((metrics.SERVICE_DIMENSION, metrics.TASK_DIMENSION)))
+        tuple(sorted(metrics.RUN_DIMENSIONS))
     }
     published = {metric["Name"] for directive in directives for metric in directive["Metrics"]}
     assert published == metrics.RUN_METRICS

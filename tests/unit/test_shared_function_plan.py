@@ -167,6 +167,7 @@ def test_a_task_on_a_shared_function_keeps_its_own_alarms_and_the_function_alarm
     assert failed.only_metric.metric_name == metrics.RUNS_FAILED
     assert dict(failed.only_metric.dimensions) == {
         metrics.SERVICE_DIMENSION: metrics.SERVICE,
+        metrics.STAGE_DIMENSION: "dev",
         metrics.TASK_DIMENSION: "a-1",
     }
     assert task.freshness.alarm is not None

@@ -74,6 +74,7 @@ function jsonReplacer(_key, value) {
 /**
  * @typedef {object} RunMetrics
  * @property {string} task dimension, next to service
+ * @property {string} stage dimension: stages may share an account and region, and a task keeps its name in each
  * @property {"SUCCEEDED" | "FAILED" | "SKIPPED"} status counted as RunsSucceeded / RunsFailed / RunsSkipped
  * @property {boolean} [retried] a failure Lambda delivers again: counted as RunsRetried instead
  * @property {boolean} [superseded] a later delivery took the record over: counted as RunsSuperseded
@@ -87,14 +88,14 @@ function jsonReplacer(_key, value) {
 /**
  * One EMF line with a run's metrics: a JSON log line whose `_aws` member tells CloudWatch which of
  * its top-level members are metrics (and their units) and which are dimensions. The dimension set
- * is Powertools for Python's, ["task", "service"] with service "kairos", so both runtimes publish
- * the same metric streams, the ones each task's failure alarm watches.
+ * is the contract's (task, service "kairos", stage), the one the Python handler publishes with
+ * Powertools, so both runtimes publish the same metric streams, the ones each task's alarms watch.
  * https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
  *
  * @param {RunMetrics} run
  * @returns {string}
  */
-export function runMetricsLine({ task, status, retried = false, superseded = false, durationMs, itemsWritten, itemsRejected, timestamp }) {
+export function runMetricsLine({ task, stage, status, retried = false, superseded = false, durationMs, itemsWritten, itemsRejected, timestamp }) {
   const outcome = superseded ? METRICS.runs_superseded : retried ? METRICS.runs_retried : METRICS.run_outcomes[status];
   const metrics = [
     [outcome, "Count", 1],
@@ -117,6 +118,7 @@ export function runMetricsLine({ task, status, retried = false, superseded = fal
     },
     task,
     service: SERVICE,
+    stage,
     ...Object.fromEntries(metrics.map(([name, , value]) => [name, value])),
   });
 }

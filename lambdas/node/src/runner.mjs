@@ -226,7 +226,7 @@ export class TaskRunner {
     }
     const response = responseOf(result);
     if (claimed) await this.#settle(ledger, claimed, response, logger, finishedAt);
-    this.#writeLine(runMetricsLine({ ...result, timestamp: finishedAt }));
+    this.#writeLine(runMetricsLine({ ...result, stage: this.#settings.stage, timestamp: finishedAt }));
     if (result.status === RunStatus.FAILED) {
       logger.error("run finished", { run: response });
     } else {

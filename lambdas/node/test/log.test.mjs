@@ -63,9 +63,9 @@ describe("createLogger", () => {
 });
 
 describe("runMetricsLine", () => {
-  it("is an Embedded Metric Format record with the run's metrics under dimensions task and service, as Powertools writes them", () => {
+  it("is an Embedded Metric Format record with the run's metrics under dimensions task, service and stage, as Powertools writes them", () => {
     const record = JSON.parse(
-      runMetricsLine({ task: "nightly", status: "SUCCEEDED", durationMs: 42, itemsWritten: 7, itemsRejected: 1, timestamp: NOW }),
+      runMetricsLine({ task: "nightly", stage: "prod", status: "SUCCEEDED", durationMs: 42, itemsWritten: 7, itemsRejected: 1, timestamp: NOW }),
     );
     assert.deepEqual(record, {
       _aws: {
@@ -73,7 +73,7 @@ describe("runMetricsLine", () => {
         CloudWatchMetrics: [
           {
             Namespace: "Kairos",
-            Dimensions: [["task", "service"]],
+            Dimensions: [["task", "service", "stage"]],
             Metrics: [
               { Name: "RunsSucceeded", Unit: "Count" },
               { Name: "RunDuration", Unit: "Milliseconds" },
@@ -86,6 +86,7 @@ describe("runMetricsLine", () => {
       },
       task: "nightly",
       service: "kairos",
+      stage: "prod",
       RunsSucceeded: 1,
       RunDuration: 42,
       ItemsWritten: 7,

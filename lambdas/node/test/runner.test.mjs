@@ -6,6 +6,7 @@ import { createHandler } from "../src/index.mjs";
 import { TaskRegistry } from "../src/registry.mjs";
 import { TaskRunFailed, pyRepr } from "../src/runner.mjs";
 import { RESTART_ATTEMPTS } from "../src/runs.mjs";
+import { STAGE_ENV } from "../src/settings.mjs";
 import { defaultRegistry } from "../src/tasks/index.mjs";
 
 const NOW = new Date("2024-05-01T09:30:01.123Z");
@@ -145,8 +146,8 @@ describe("a successful run", () => {
     });
   });
 
-  it("logs JSON lines correlated by execution_id and one EMF line", async () => {
-    const { handler, logs, metrics } = harness();
+  it("logs JSON lines correlated by execution_id and one EMF line, its metrics under the function's stage", async () => {
+    const { handler, logs, metrics } = harness({ env: { ...ENV, [STAGE_ENV]: "prod" } });
     await handler({ ...EVENT, params: { label: "hello" } }, INVOCATION);
     const messages = logs().filter((record) => record.message);
     assert.deepEqual(messages.map((record) => record.message.split(":")[0]), ["hello", "run finished"]);
@@ -161,7 +162,8 @@ describe("a successful run", () => {
     assert.equal(metrics().length, 1);
     assert.equal(emf.task, "nightly");
     assert.equal(emf.service, "kairos");
-    assert.deepEqual(emf._aws.CloudWatchMetrics[0].Dimensions, [["task", "service"]]);
+    assert.equal(emf.stage, "prod");
+    assert.deepEqual(emf._aws.CloudWatchMetrics[0].Dimensions, [["task", "service", "stage"]]);
     assert.equal(emf.RunsSucceeded, 1);
     assert.equal(emf._aws.CloudWatchMetrics[0].Namespace, "Kairos");
   });

@@ -111,7 +111,7 @@ def contract() -> dict[str, Any]:
         "metrics": {
             "namespace": metrics.NAMESPACE,
             "service": metrics.SERVICE,
-            "dimensions": [metrics.TASK_DIMENSION, metrics.SERVICE_DIMENSION],
+            "dimensions": list(metrics.RUN_DIMENSIONS),
             "run_outcomes": {status.value: name for status, name in metrics.RUN_OUTCOMES.items()},
             "runs_retried": metrics.RUNS_RETRIED,
             "runs_superseded": metrics.RUNS_SUPERSEDED,

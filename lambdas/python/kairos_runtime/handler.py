@@ -46,8 +46,8 @@ tracer = sdk_tracer()
 
 
 class PowertoolsObserver:
-    """Per-run metrics (dimension ``task``), the gauges a run reports (:mod:`kairos_runtime.gauges`)
-    and trace annotations."""
+    """Per-run metrics (dimensions ``task``, ``stage`` and ``service``), the gauges a run reports
+    (:mod:`kairos_runtime.gauges`) and trace annotations."""
 
     def run_started(self, event: ScheduledEvent) -> None:
         metrics.add_dimension(name=metric_names.TASK_DIMENSION, value=event.task)
@@ -67,6 +67,8 @@ class PowertoolsObserver:
 
 
 _settings = settings_from_environment()
+# Kept across flushes, unlike a dimension added per run: every metric of this function is its stage's.
+metrics.set_default_dimensions(**{metric_names.STAGE_DIMENSION: _settings.stage})
 RUNNER = TaskRunner(
     # A function runs one task: load only the module that registers its task type.
     registry=registry_for_module(os.environ.get(TASK_MODULE_ENV)),

@@ -13,7 +13,13 @@ NAMESPACE = "Kairos"
 SERVICE = "kairos"
 """Powertools adds it as the ``service`` dimension of every metric the handler publishes."""
 SERVICE_DIMENSION = "service"
+STAGE_DIMENSION = "stage"
+"""The stage the run belongs to: stages may share an account and region (the default), and a task
+keeps its name in every stage, so without it dev's failures would raise prod's alarms and dev's runs
+would keep prod's freshness alarm quiet."""
 TASK_DIMENSION = "task"
+RUN_DIMENSIONS = (TASK_DIMENSION, SERVICE_DIMENSION, STAGE_DIMENSION)
+"""The dimension set of every run metric and gauge, in both runtimes."""
 
 RUNS_SUCCEEDED = "RunsSucceeded"
 RUNS_FAILED = "RunsFailed"
