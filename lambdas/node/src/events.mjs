@@ -53,7 +53,9 @@ const ISO_DATE_TIME =
  */
 export function parseScheduledEvent(raw) {
   if (!isObject(raw)) return { event: null, issues: ["event: must be an object"] };
+  /** @type {string[]} */
   const issues = [];
+  /** @param {keyof typeof KEY_FIELDS} field */
   const requireKeyField = (field) => {
     if (raw[field] === undefined) issues.push(`${field}: is required`);
     else if (typeof raw[field] !== "string") issues.push(`${field}: must be a string`);
@@ -82,14 +84,15 @@ export function parseScheduledEvent(raw) {
   if (typeof rerun !== "boolean") issues.push("rerun: must be true or false");
 
   if (issues.length > 0) return { event: null, issues };
+  // No issues, so scheduled_time parsed and attempt is an integer >= 1.
   return {
     event: Object.freeze({
       task,
       task_type: taskType,
       params,
-      scheduled_time: scheduledTime,
+      scheduled_time: /** @type {Date} */ (scheduledTime),
       execution_id: executionId,
-      attempt,
+      attempt: /** @type {number} */ (attempt),
       rerun,
     }),
     issues: null,
@@ -218,6 +221,10 @@ function parseAttempt(value) {
   return typeof number === "number" && Number.isSafeInteger(number) && number >= 1 ? number : null;
 }
 
+/**
+ * @param {unknown} value
+ * @returns {string | null}
+ */
 function nonEmptyText(value) {
   return typeof value === "string" && value !== "" ? value : null;
 }

@@ -38,6 +38,11 @@ export function writeToStdout(line) {
  * @returns {Logger}
  */
 export function createLogger({ keys = {}, writeLine = writeToStdout, clock = () => new Date() } = {}) {
+  /**
+   * @param {"INFO" | "WARN" | "ERROR"} level
+   * @param {string} message
+   * @param {Record<string, unknown>} [fields]
+   */
   const log = (level, message, fields = {}) => {
     const base = { level, message, timestamp: clock().toISOString(), service: SERVICE, ...keys };
     // base first for reading order, and again last so a field cannot overwrite it.
@@ -63,6 +68,11 @@ function toJsonLine(record, base) {
   }
 }
 
+/**
+ * @param {string} _key
+ * @param {unknown} value
+ * @returns {unknown}
+ */
 function jsonReplacer(_key, value) {
   if (typeof value === "bigint") return String(value);
   if (value instanceof Error) {

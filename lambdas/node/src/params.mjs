@@ -10,6 +10,7 @@
 import { isDeepStrictEqual } from "node:util";
 
 const COMMON_KEYWORDS = ["type", "description", "default", "enum"];
+/** @type {Readonly<Record<string, string[]>>} */
 const KEYWORDS_BY_TYPE = {
   string: ["minLength", "maxLength"],
   integer: ["minimum", "maximum"],
@@ -20,6 +21,7 @@ const KEYWORDS_BY_TYPE = {
 };
 
 /** @typedef {Record<string, any>} ParamsSchema A JSON Schema object restricted to the keywords above. */
+/** @typedef {(problem: string, at?: string[]) => void} IssueReporter records one "path: problem" issue */
 
 export class InvalidParamsError extends Error {
   name = "InvalidParamsError";
@@ -40,6 +42,7 @@ export class InvalidParamsError extends Error {
  * @throws {TypeError}
  */
 export function assertSupportedSchema(schema, where = "schema") {
+  /** @type {string[]} */
   const problems = [];
   collectSchemaProblems(schema, where, problems);
   if (problems.length > 0) throw new TypeError(`unsupported params schema: ${problems.join("; ")}`);
@@ -55,12 +58,18 @@ export function assertSupportedSchema(schema, where = "schema") {
  * @throws {InvalidParamsError} listing every violation, not just the first
  */
 export function validateParams(schema, value) {
+  /** @type {string[]} */
   const issues = [];
   const result = check(schema, value, [], issues);
   if (issues.length > 0) throw new InvalidParamsError(issues);
   return result;
 }
 
+/**
+ * @param {unknown} schema
+ * @param {string} where
+ * @param {string[]} problems appended to, one entry per problem
+ */
 function collectSchemaProblems(schema, where, problems) {
   if (!isPlainObject(schema)) {
     problems.push(`${where} must be an object`);
@@ -102,9 +111,9 @@ function collectSchemaProblems(schema, where, problems) {
   }
   if ("required" in schema) {
     const declared = isPlainObject(schema.properties) ? schema.properties : {};
-    if (!Array.isArray(schema.required) || !schema.required.every((name) => Object.hasOwn(declared, name))) {
+    if (!Array.isArray(schema.required) || !schema.required.every((/** @type {string} */ name) => Object.hasOwn(declared, name))) {
       problems.push(`${where}.required must list names from ${where}.properties`);
-    } else if (schema.required.some((name) => isPlainObject(declared[name]) && "default" in declared[name])) {
+    } else if (schema.required.some((/** @type {string} */ name) => isPlainObject(declared[name]) && "default" in declared[name])) {
       // JSON Schema does not apply defaults, so the Python side would reject what this side fills in.
       problems.push(`${where}.required must not list properties that have a default`);
     }
@@ -114,12 +123,14 @@ function collectSchemaProblems(schema, where, problems) {
   }
   // Checked last, and only when the schema itself is sound, so `check` can rely on it.
   if (problems.length === 0 && "default" in schema) {
+    /** @type {string[]} */
     const issues = [];
     check(schema, schema.default, [], issues);
     if (issues.length > 0) problems.push(`${where}.default does not fit its schema (${issues.join("; ")})`);
   }
 }
 
+/** @type {Readonly<Record<string, [(value: unknown) => boolean, string]>>} */
 const TYPE_CHECKS = {
   string: [(value) => typeof value === "string", "a string"],
   integer: [(value) => Number.isInteger(value), "an integer"],
@@ -129,15 +140,23 @@ const TYPE_CHECKS = {
   object: [isPlainObject, "an object"],
 };
 
+/**
+ * @param {ParamsSchema} schema a schema accepted by assertSupportedSchema
+ * @param {any} value
+ * @param {string[]} path where `value` sits in the params
+ * @param {string[]} issues appended to, one "path: problem" entry per violation
+ * @returns {any} `value`, with defaults filled in
+ */
 function check(schema, value, path, issues) {
+  /** @param {string} problem @param {string[]} [at] */
   const issue = (problem, at = path) => issues.push(`${at.join(".") || "params"}: ${problem}`);
   const [hasType, typeName] = TYPE_CHECKS[schema.type];
   if (!hasType(value)) {
     issue(`must be ${typeName}`);
     return value;
   }
-  if (schema.enum && !schema.enum.some((allowed) => isDeepStrictEqual(allowed, value))) {
-    issue(`must be one of ${schema.enum.map((allowed) => JSON.stringify(allowed)).join(", ")}`);
+  if (schema.enum && !schema.enum.some((/** @type {unknown} */ allowed) => isDeepStrictEqual(allowed, value))) {
+    issue(`must be one of ${schema.enum.map((/** @type {unknown} */ allowed) => JSON.stringify(allowed)).join(", ")}`);
   }
   if (schema.type === "string") {
     // JSON Schema (and Python's len) count code points, not UTF-16 units.
@@ -148,12 +167,20 @@ function check(schema, value, path, issues) {
   if ("maximum" in schema && value > schema.maximum) issue(`must be <= ${schema.maximum}`);
   if ("minimum" in schema && value < schema.minimum) issue(`must be >= ${schema.minimum}`);
   if (schema.type === "array" && schema.items) {
-    return value.map((item, index) => check(schema.items, item, [...path, String(index)], issues));
+    return value.map((/** @type {unknown} */ item, /** @type {number} */ index) => check(schema.items, item, [...path, String(index)], issues));
   }
   if (schema.type === "object") return checkObject(schema, value, path, issues, issue);
   return value;
 }
 
+/**
+ * @param {ParamsSchema} schema an object schema accepted by assertSupportedSchema
+ * @param {Record<string, any>} value a plain object
+ * @param {string[]} path
+ * @param {string[]} issues
+ * @param {IssueReporter} issue
+ * @returns {Record<string, any>} a copy of `value` with defaults filled in
+ */
 function checkObject(schema, value, path, issues, issue) {
   const properties = schema.properties ?? {};
   const required = schema.required ?? [];
@@ -181,6 +208,10 @@ function checkObject(schema, value, path, issues, issue) {
   return Object.fromEntries(entries);
 }
 
+/**
+ * @param {unknown} value
+ * @returns {value is Record<string, any>}
+ */
 function isPlainObject(value) {
   if (value === null || typeof value !== "object") return false;
   const prototype = Object.getPrototypeOf(value);

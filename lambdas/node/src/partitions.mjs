@@ -20,10 +20,16 @@ export class UndeclaredPartitionError extends Error {
   name = "UndeclaredPartitionError";
 }
 
+/** @param {string} access */
 const allowsRead = (access) => access === "read" || access === "read_write";
+/** @param {string} access */
 const allowsWrite = (access) => access === "write" || access === "read_write";
 
-/** @param {unknown} prefixes */
+/**
+ * @param {unknown} prefixes
+ * @param {string} where how to name the declaration in messages
+ * @returns {readonly string[]}
+ */
 function checkedPrefixes(prefixes, where) {
   if (!Array.isArray(prefixes)) throw new TypeError(`${where}: prefixes must be a list of strings`);
   for (const prefix of prefixes) {
@@ -46,6 +52,7 @@ function checkedPrefixes(prefixes, where) {
  * @throws {TypeError}
  */
 export function resolvePartitions(taskType, tables, declared) {
+  /** @type {Record<string, Readonly<Partitions>>} */
   const resolved = {};
   for (const [tableId, value] of Object.entries(declared)) {
     const where = `task_type '${taskType}', table '${tableId}'`;
@@ -94,12 +101,24 @@ export function resolvePartitions(taskType, tables, declared) {
  */
 export function partitionScopedClient(client, tableId, tableName, partitions) {
   const partitionKey = TABLES[tableId].partitionKey;
+  /**
+   * @param {string} message
+   * @returns {never}
+   */
   const refuse = (message) => {
     throw new UndeclaredPartitionError(`table '${tableId}': ${message}`);
   };
+  /**
+   * @param {unknown} name
+   * @param {string} operation
+   */
   const ownTable = (name, operation) => {
     if (name !== tableName) refuse(`${operation} on '${name}' through this table's client; reach a table through context.clients.table(...)`);
   };
+  /**
+   * @param {Record<string, unknown> | undefined} key
+   * @param {string} operation
+   */
   const checkKey = (key, operation) => {
     const value = key?.[partitionKey];
     if (typeof value !== "string" || !partitions.write.some((prefix) => value.startsWith(prefix))) {
@@ -110,6 +129,7 @@ export function partitionScopedClient(client, tableId, tableName, partitions) {
     }
   };
   return Object.freeze({
+    /** @param {any} command */
     async send(command) {
       const operation = command?.constructor?.name;
       const input = command?.input ?? {};

@@ -155,6 +155,10 @@ export class TaskRegistry {
     return this.#types.values();
   }
 
+  /**
+   * @param {Readonly<TaskType>} taskType
+   * @throws {DuplicateTaskTypeError}
+   */
   #add(taskType) {
     if (this.#types.has(taskType.name)) {
       throw new DuplicateTaskTypeError(`task_type '${taskType.name}' is registered twice`);

@@ -95,6 +95,7 @@ export class TaskRunFailed extends Error {
  * @returns {RunResponse}
  */
 export function responseOf(result) {
+  /** @type {RunResponse} */
   const response = {
     task: result.task,
     status: result.status,
@@ -232,7 +233,7 @@ export class TaskRunner {
     } else {
       logger.info("run finished", { run: response });
     }
-    if (result.error?.kind === ErrorKind.TRANSIENT && !result.superseded) throw new TaskRunFailed(result);
+    if (result.error?.kind === ErrorKind.TRANSIENT && !result.superseded) throw new TaskRunFailed(/** @type {RunResult & { error: RunError }} */ (result));
     return response;
   }
 
@@ -370,7 +371,7 @@ export class TaskRunner {
   /** @param {import("./registry.mjs").TaskType} taskType */
   #scopedClients(taskType) {
     return Object.freeze({
-      table: (tableId) => {
+      table: (/** @type {string} */ tableId) => {
         if (!Object.hasOwn(taskType.tables, tableId)) {
           throw new UndeclaredTableError(
             `table '${tableId}' is not declared by task_type '${taskType.name}' (declare it in registry.task(..., { tables }))`,
@@ -395,23 +396,26 @@ function failed(type, message) {
 
 // Checked so a task cannot put a non-number into the run record or the EMF line; the TypeError is
 // thrown inside the task's try block and so becomes a FAILED run.
+/**
+ * @param {unknown} value what the task returned
+ * @param {string} field
+ * @returns {number}
+ */
 function count(value, field) {
   if (value === undefined) return 0;
-  if (Number.isSafeInteger(value) && value >= 0) return value;
+  // The typeof only narrows: Number.isSafeInteger is false for any non-number.
+  if (typeof value === "number" && Number.isSafeInteger(value) && value >= 0) return value;
   throw new TypeError(`the task returned ${field}=${inspect(value)}; expected an integer >= 0`);
 }
 
+/**
+ * @param {unknown} value
+ * @returns {boolean}
+ */
 function isPlainObject(value) {
   return value !== null && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype;
 }
 
-/**
- * A string as Python's repr() writes it, so messages match the Python runtime's: single quotes unless
- * the text has a single quote and no double quote, with backslashes, the quote and control
- * characters escaped. (Python also escapes non-printable non-ASCII characters; those are kept here.)
- *
- * @param {string} text
- */
 /**
  * The task a delivery that cannot be trusted is recorded under: the function's own, or its first when
  * it is shared (the partitions IAM lets it write are its tasks').
@@ -442,12 +446,21 @@ export function refusal(settings, task) {
   return null;
 }
 
+/**
+ * A string as Python's repr() writes it, so messages match the Python runtime's: single quotes unless
+ * the text has a single quote and no double quote, with backslashes, the quote and control
+ * characters escaped. (Python also escapes non-printable non-ASCII characters; those are kept here.)
+ *
+ * @param {string} text
+ * @returns {string}
+ */
 export function pyRepr(text) {
   const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
+  /** @type {Readonly<Record<string, string>>} */
   const named = { "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t" };
   let body = "";
   for (const char of text) {
-    const code = char.codePointAt(0);
+    const code = /** @type {number} */ (char.codePointAt(0)); // a string's iteration yields no empty char
     if (Object.hasOwn(named, char)) body += named[char];
     else if (char === quote) body += `\\${char}`;
     else if (code < 0x20 || code === 0x7f) body += `\\x${code.toString(16).padStart(2, "0")}`;

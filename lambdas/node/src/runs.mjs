@@ -52,7 +52,9 @@ export class RunRecordContentionError extends Error {
   name = "RunRecordContentionError";
 }
 
+/** @param {unknown} error */
 const isConditionFailure = (error) => /** @type {any} */ (error)?.name === "ConditionalCheckFailedException";
+/** @param {RunKey} key */
 const claimId = (key) => `${key.pk}\n${key.sk}`;
 
 /**
@@ -176,12 +178,14 @@ function plainData(value) {
  *
  * @param {string} left
  * @param {string} right
+ * @returns {number}
  */
 function byCodePoint(left, right) {
   const a = [...left];
   const b = [...right];
   for (let i = 0; i < Math.min(a.length, b.length); i += 1) {
-    const difference = a[i].codePointAt(0) - b[i].codePointAt(0);
+    // Both are code points of a string, never empty, so codePointAt(0) is a number.
+    const difference = /** @type {number} */ (a[i].codePointAt(0)) - /** @type {number} */ (b[i].codePointAt(0));
     if (difference !== 0) return difference;
   }
   return a.length - b.length;

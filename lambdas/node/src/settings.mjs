@@ -95,7 +95,8 @@ export function readSettings(env) {
   const tableNames = Object.fromEntries(
     Object.entries(TABLES)
       .filter(([, design]) => env[design.envVar])
-      .map(([tableId, design]) => [tableId, env[design.envVar]]),
+      // Set, as the filter just checked.
+      .map(([tableId, design]) => [tableId, /** @type {string} */ (env[design.envVar])]),
   );
   return Object.freeze({
     stage: env[STAGE_ENV] || "local",

@@ -44,6 +44,7 @@ export class SlotInProgressError extends Error {
   name = "SlotInProgressError";
 }
 
+/** @param {unknown} error */
 const isConditionFailure = (error) => /** @type {any} */ (error)?.name === "ConditionalCheckFailedException";
 
 /**
