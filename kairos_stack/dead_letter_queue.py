@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from kairos.plan import AlarmPlan
-from kairos_stack.alarms import planned_alarm
+from kairos_stack.alarms import PlannedAlarm
 
 
 class DeadLetterQueue(Construct):
@@ -20,7 +19,7 @@ class DeadLetterQueue(Construct):
         construct_id: str,
         *,
         alarm: AlarmPlan,
-        alarm_action: cloudwatch.IAlarmAction,
+        alarm_action_arn: str,
         removal_policy: cdk.RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -39,6 +38,10 @@ class DeadLetterQueue(Construct):
                 reason="This queue is itself the dead-letter queue of the schedules and of failed invocations",
             )
         )
-        self.alarm = planned_alarm(
-            self, alarm, alarm_action=alarm_action, resource_names={"QueueName": self.queue.queue_name}
+        self.alarm = PlannedAlarm(
+            self,
+            alarm.construct_id,
+            plan=alarm,
+            alarm_action_arn=alarm_action_arn,
+            resource_names={"QueueName": self.queue.queue_name},
         )

@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import aws_cdk as cdk
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -38,7 +37,7 @@ from constructs import Construct
 from kairos.plan import FanOutPlan, FunctionPlan, ResourceDimension, RetryPlan, TaskPlan
 from kairos_runtime.fan_out_objects import results_prefix
 from kairos_runtime.tables import TableId
-from kairos_stack.alarms import planned_alarm
+from kairos_stack.alarms import PlannedAlarm
 from kairos_stack.scheduled_task import ARCHITECTURES, LAMBDA_RUNTIMES
 
 RESULT_WRITER_V2_FLAG = "@aws-cdk/aws-stepfunctions:useDistributedMapResultWriterV2"
@@ -240,7 +239,7 @@ class FanOutTask(Construct):
         dead_letter_queue: sqs.IQueue,
         log_retention: logs.RetentionDays,
         removal_policy: cdk.RemovalPolicy,
-        alarm_action: cloudwatch.IAlarmAction,
+        alarm_action_arn: str,
         table_names: Mapping[TableId, str],
         bucket_name: str,
     ) -> None:
@@ -303,8 +302,10 @@ class FanOutTask(Construct):
             ),
         )
         resource_names: dict[ResourceDimension, str] = {"StateMachineArn": self.state_machine.state_machine_arn}
-        self.alarms: dict[str, cloudwatch.Alarm] = {
-            alarm.construct_id: planned_alarm(self, alarm, alarm_action=alarm_action, resource_names=resource_names)
+        self.alarms: dict[str, PlannedAlarm] = {
+            alarm.construct_id: PlannedAlarm(
+                self, alarm.construct_id, plan=alarm, alarm_action_arn=alarm_action_arn, resource_names=resource_names
+            )
             for alarm in plan.alarms
         }
         self.failure_alarm = self.alarms[plan.failure_alarm.construct_id]

@@ -80,7 +80,7 @@ class KairosShardStack(cdk.Stack):
                     dead_letter_queue=core.dead_letter_queue.queue,
                     log_retention=LOG_RETENTION[plan.log_retention_days],
                     removal_policy=removal_policy,
-                    alarm_action=core.alarm_topic.action,
+                    alarm_action_arn=alarm_topic_arn,
                     table_names=table_names,
                     bucket_name=core.fan_out_bucket.bucket.bucket_name,
                 )
@@ -127,7 +127,7 @@ class KairosShardStack(cdk.Stack):
                 dead_letter_queue=self.core.dead_letter_queue.queue,
                 log_retention=LOG_RETENTION[self.plan.log_retention_days],
                 removal_policy=removal_policy,
-                alarm_action=self.core.alarm_topic.action,
+                alarm_action_arn=self.core.alarm_topic.topic.topic_arn,
                 table_names=self.core.table_names,
             )
             self._grant_shared_function(shared)
@@ -156,7 +156,7 @@ class KairosShardStack(cdk.Stack):
             schedule_group=self.core.schedule_group,
             schedule_role=schedule_role,
             dead_letter_queue=self.core.dead_letter_queue.queue,
-            alarm_action=self.core.alarm_topic.action,
+            alarm_action_arn=self.core.alarm_topic.topic.topic_arn,
         )
         cdk.Tags.of(task).add(TASK_TAG, task_plan.name)
         self.shared_tasks[task_plan.name] = task

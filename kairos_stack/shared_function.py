@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import aws_cdk as cdk
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -19,7 +18,7 @@ from constructs import Construct
 
 from kairos.plan import ResourceDimension, SharedFunctionPlan
 from kairos_runtime.tables import TableId
-from kairos_stack.alarms import planned_alarm, seconds
+from kairos_stack.alarms import PlannedAlarm, seconds
 from kairos_stack.scheduled_task import ARCHITECTURES, LAMBDA_RUNTIMES, failure_destination, lambda_principal
 
 
@@ -37,7 +36,7 @@ class SharedFunction(Construct):
         dead_letter_queue: sqs.IQueue,
         log_retention: logs.RetentionDays,
         removal_policy: cdk.RemovalPolicy,
-        alarm_action: cloudwatch.IAlarmAction,
+        alarm_action_arn: str,
         table_names: Mapping[TableId, str],
     ) -> None:
         super().__init__(scope, construct_id)
@@ -75,7 +74,9 @@ class SharedFunction(Construct):
             on_failure=failure_destination(dead_letter_queue),
         )
         resource_names: dict[ResourceDimension, str] = {"FunctionName": self.function.function_name}
-        self.alarms: dict[str, cloudwatch.Alarm] = {
-            alarm.construct_id: planned_alarm(self, alarm, alarm_action=alarm_action, resource_names=resource_names)
+        self.alarms: dict[str, PlannedAlarm] = {
+            alarm.construct_id: PlannedAlarm(
+                self, alarm.construct_id, plan=alarm, alarm_action_arn=alarm_action_arn, resource_names=resource_names
+            )
             for alarm in plan.alarms
         }

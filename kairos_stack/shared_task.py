@@ -5,7 +5,6 @@ function runs it only if the task is one of its own (``KAIROS_TASKS``)."""
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_scheduler as scheduler
@@ -14,7 +13,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from kairos.plan import ResourceDimension, TaskPlan
-from kairos_stack.alarms import planned_alarm
+from kairos_stack.alarms import PlannedAlarm
 
 
 class SharedTask(Construct):
@@ -30,7 +29,7 @@ class SharedTask(Construct):
         schedule_group: scheduler.IScheduleGroup,
         schedule_role: iam.IRole,
         dead_letter_queue: sqs.IQueue,
-        alarm_action: cloudwatch.IAlarmAction,
+        alarm_action_arn: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.plan = plan
@@ -54,8 +53,10 @@ class SharedTask(Construct):
             ),
         )
         resource_names: dict[ResourceDimension, str] = {"FunctionName": function.function_name}
-        self.alarms: dict[str, cloudwatch.Alarm] = {
-            alarm.construct_id: planned_alarm(self, alarm, alarm_action=alarm_action, resource_names=resource_names)
+        self.alarms: dict[str, PlannedAlarm] = {
+            alarm.construct_id: PlannedAlarm(
+                self, alarm.construct_id, plan=alarm, alarm_action_arn=alarm_action_arn, resource_names=resource_names
+            )
             for alarm in plan.alarms
         }
         self.failure_alarm = self.alarms[plan.failure_alarm.construct_id]

@@ -124,7 +124,7 @@ class KairosStageStack(cdk.Stack):
             self,
             "DeadLetters",
             alarm=plan.dead_letter_alarm,
-            alarm_action=self.alarm_topic.action,
+            alarm_action_arn=self.alarm_topic.topic.topic_arn,
             removal_policy=removal_policy,
         )
         self.schedule_group = scheduler.ScheduleGroup(

@@ -11,16 +11,28 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Template
+from constructs import Construct
 
 from kairos.catalog import PROJECT_ROOT
-from kairos.plan import AlarmPlan, MetricPlan, ResourceDimension
-from kairos_stack.alarms import PlannedAlarm, planned_alarm
+from kairos.plan import AlarmPlan, Comparison, MetricPlan, MissingData, ResourceDimension
+from kairos_stack.alarms import PlannedAlarm
 from kairos_stack.app_builder import stage_plan
 
 SHIPPED = PROJECT_ROOT / "tasks.yaml"
+COMPARISONS: dict[Comparison, cloudwatch.ComparisonOperator] = {
+    "GreaterThanOrEqualToThreshold": cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    "LessThanOrEqualToThreshold": cloudwatch.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
+    "LessThanThreshold": cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+}
+MISSING_DATA: dict[MissingData, cloudwatch.TreatMissingData] = {
+    "notBreaching": cloudwatch.TreatMissingData.NOT_BREACHING,
+    "ignore": cloudwatch.TreatMissingData.IGNORE,
+    "breaching": cloudwatch.TreatMissingData.BREACHING,
+}
 TOPIC_ARN = "arn:aws:sns:eu-west-1:111111111111:alarms"
 
 
@@ -56,6 +68,43 @@ def extended_statistic_alarms() -> list[AlarmPlan]:
     ]
 
 
+def cdk_alarm(scope: Construct, plan: AlarmPlan, topic: sns.ITopic, names: dict[ResourceDimension, str]) -> None:
+    """The alarm ``plan`` describes as CDK's own ``cloudwatch.Alarm`` builds it: the oracle."""
+    period = cdk.Duration.seconds(plan.period_seconds)
+    metrics: dict[str, cloudwatch.IMetric] = {}
+    for metric_id, metric in plan.metrics.items():
+        dimensions = dict(metric.dimensions)
+        if metric.resource_dimension is not None:
+            dimensions[metric.resource_dimension] = names[metric.resource_dimension]
+        metrics[metric_id] = cloudwatch.Metric(
+            namespace=metric.namespace,
+            metric_name=metric.metric_name,
+            dimensions_map=dimensions,
+            statistic=metric.statistic,
+            period=period,
+        )
+    watched: cloudwatch.IMetric
+    if plan.expression is None:
+        [watched] = metrics.values()
+    else:
+        watched = cloudwatch.MathExpression(
+            expression=plan.expression, using_metrics=metrics, period=period, label=plan.label
+        )
+    alarm = cloudwatch.Alarm(
+        scope,
+        plan.construct_id,
+        alarm_name=plan.alarm_name,
+        alarm_description=plan.description,
+        metric=watched,
+        threshold=plan.threshold,
+        evaluation_periods=plan.evaluation_periods,
+        datapoints_to_alarm=plan.datapoints_to_alarm,
+        comparison_operator=COMPARISONS[plan.comparison],
+        treat_missing_data=MISSING_DATA[plan.treat_missing_data],
+    )
+    alarm.add_alarm_action(actions.SnsAction(topic))
+
+
 def rendered(alarm: AlarmPlan) -> tuple[dict[str, Any], dict[str, Any]]:
     """The alarm resource as ``cloudwatch.Alarm`` renders it, and as :class:`PlannedAlarm` does."""
     app = cdk.App()
@@ -66,7 +115,7 @@ def rendered(alarm: AlarmPlan) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     expected_stack = cdk.Stack(app, "Expected")
     topic = sns.Topic.from_topic_arn(expected_stack, "Topic", TOPIC_ARN)
-    planned_alarm(expected_stack, alarm, alarm_action=actions.SnsAction(topic), resource_names=names)
+    cdk_alarm(expected_stack, alarm, topic, names)
     actual_stack = cdk.Stack(app, "Actual")
     PlannedAlarm(actual_stack, alarm.construct_id, plan=alarm, alarm_action_arn=TOPIC_ARN, resource_names=names)
     return _only(expected_stack), _only(actual_stack)
