@@ -137,9 +137,14 @@ def node_entries(manifest_path: Path) -> list[CatalogEntry]:
     entries = []
     for name, spec in manifest["task_types"].items():
         tables = {TableId(table): Access(access) for table, access in spec.get("tables", {}).items()}
-        # The Node registry declares partitions as the Python one does: {"read": [...], "write": [...]}.
+        # The Node registry declares partitions as the Python one does: {"read": [...], "write": [...]},
+        # with "query_indexes": true where a partition-scoped read also queries the indexes.
         partitions = {
-            TableId(table): Partitions(read=tuple(scope.get("read", ())), write=tuple(scope.get("write", ())))
+            TableId(table): Partitions(
+                read=tuple(scope.get("read", ())),
+                write=tuple(scope.get("write", ())),
+                query_indexes=scope.get("query_indexes") is True,
+            )
             for table, scope in spec.get("partitions", {}).items()
         }
         entries.append(

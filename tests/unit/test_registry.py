@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from kairos_runtime.registry import (
 from kairos_runtime.tables import TableId
 from kairos_runtime.tasks import default_registry
 from kairos_runtime.validation import InvalidInputError
+from tests.conftest import PROJECT_ROOT
 
 
 class Params(TaskParams, frozen=True):
@@ -93,7 +96,7 @@ def test_params_models_forbid_unknown_fields_and_are_frozen() -> None:
 
     with pytest.raises(InvalidInputError, match=r"symbolz: unknown field \(did you mean 'symbols'\?\)"):
         registry.get("probe").parse_params({"symbolz": []})
-    params = registry.get("probe").parse_params({"symbols": ["600519"]})
+    params: Params = registry.get("probe").parse_params({"symbols": ["600519"]})
     with pytest.raises(AttributeError, match="immutable"):
         params.symbols = ()  # type: ignore[misc]
 
@@ -214,3 +217,51 @@ def test_node_task_types_declare_partitions_through_the_manifest(tmp_path: Path)
     manifest.write_text(json.dumps({"task_types": {"node_spot": task_type({})}}))
     with pytest.raises(InvalidDeclarationError, match="a write access needs partitions="):
         load_catalog(registry=TaskRegistry(), node_manifest=manifest)
+
+
+NODE_QUERY_INDEXES_MANIFEST = """
+const { TaskRegistry, manifestJson } = await import(process.argv[1]);
+const params = { type: "object", properties: {}, additionalProperties: false };
+const registry = new TaskRegistry();
+registry.task("runs_of_day", { params, tables: { task_runs: "query_indexes" } }, async () => {});
+registry.task(
+  "stocks_of_day",
+  { params, tables: { market_data: "read" }, partitions: { market_data: { read: ["STOCK#"], query_indexes: true } } },
+  async () => {},
+);
+process.stdout.write(manifestJson(registry));
+"""
+
+
+def test_node_task_types_declare_index_queries_as_python_ones_do(tmp_path: Path) -> None:
+    # The manifest as the Node registry writes it, read by the catalog the stack grants from.
+    from kairos.catalog import load_catalog
+
+    registry_module = PROJECT_ROOT / "lambdas" / "node" / "src" / "registry.mjs"
+    written = subprocess.run(
+        [
+            shutil.which("node") or "node",
+            "--input-type=module",
+            "-e",
+            NODE_QUERY_INDEXES_MANIFEST,
+            registry_module.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    manifest = tmp_path / "task-types.json"
+    manifest.write_text(written.stdout, encoding="utf-8")
+
+    catalog = load_catalog(registry=TaskRegistry(), node_manifest=manifest)
+
+    runs_of_day = catalog.lookup("nodejs", "runs_of_day")
+    stocks_of_day = catalog.lookup("nodejs", "stocks_of_day")
+    assert runs_of_day is not None
+    assert stocks_of_day is not None
+    assert dict(runs_of_day.tables) == {TableId.TASK_RUNS: Access.QUERY_INDEXES}
+    assert dict(runs_of_day.partitions) == {}
+    assert dict(stocks_of_day.partitions) == {
+        TableId.MARKET_DATA: Partitions(read=("STOCK#",), write=(), query_indexes=True)
+    }

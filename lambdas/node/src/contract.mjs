@@ -39,6 +39,7 @@ function deepFreeze(value) {
  * @property {{ error_type: string, min_limit_seconds: number }} past_slot
  * @property {{ run_record_ttl_days: SettingBounds, lambda_retry_attempts: SettingBounds, max_event_age_seconds: SettingBounds }} settings
  * @property {{ first_retry_delay_seconds: number }} lambda
+ * @property {string[]} access_modes
  * @property {Record<string, string | number>} bounds
  * @property {Record<string, { partition_key: string, sort_key: string, indexes: { name: string, partition_key: string, sort_key: string }[], ttl_attribute: string, env_var: string }>} tables
  * @property {{ table: string, statuses: string[], error_kinds: string[], max_error_message: number, max_detail_bytes: number, max_detail_keys: number, previous_outcome_fields: string[], restart_attempts: number, cleared_on_redelivery: string[], restarted_fields: string[], claim_fields: string[] }} run_records

@@ -1,6 +1,7 @@
 /**
  * Partition-scoped table declarations, mirroring `Partitions` and `resolve_partitions` in
- * kairos_runtime/registry.py, and the client wrapper that refuses writes outside them.
+ * kairos_runtime/registry.py, the client wrapper that refuses writes outside them, and the one that
+ * lets a `query_indexes` table answer index queries only.
  *
  * The stack grants each declared access only under `dynamodb:LeadingKeys` matching its prefixes; the
  * runtime refuses the same writes before they are sent, and every delete: a batch's puts and deletes
@@ -11,8 +12,11 @@
 import { TABLES } from "./tables.mjs";
 
 /**
- * @typedef {{ read: readonly string[], write: readonly string[] }} Partitions
- * @typedef {readonly string[] | { read?: readonly string[], write?: readonly string[] }} PartitionsDeclaration
+ * @typedef {{ read: readonly string[], write: readonly string[], query_indexes?: true }} Partitions
+ *   `query_indexes`: the task also queries the table's secondary indexes, which no partition limit
+ *   reaches (`dynamodb:LeadingKeys` is the table's key), so a partition-scoped read is granted that
+ *   Query only when declared (ADR 0203); present only when true, as in the manifest
+ * @typedef {readonly string[] | { read?: readonly string[], write?: readonly string[], query_indexes?: boolean }} PartitionsDeclaration
  *   a list: the same prefixes for every declared access
  */
 
@@ -58,18 +62,27 @@ export function resolvePartitions(taskType, tables, declared) {
     const where = `task_type '${taskType}', table '${tableId}'`;
     const access = tables[tableId];
     if (access === undefined) throw new TypeError(`${where}: partitions are declared for a table missing from tables`);
+    if (access === "query_indexes") {
+      throw new TypeError(`${where}: index queries cannot be scoped by partition (dynamodb:LeadingKeys is the table's key)`);
+    }
     let read;
     let write;
+    let queryIndexes = false;
     if (Array.isArray(value)) {
       const prefixes = checkedPrefixes(value, where);
       read = allowsRead(access) ? prefixes : Object.freeze([]);
       write = allowsWrite(access) ? prefixes : Object.freeze([]);
     } else if (value !== null && typeof value === "object") {
-      const { read: readPrefixes, write: writePrefixes } = /** @type {{ read?: readonly string[], write?: readonly string[] }} */ (value);
-      read = checkedPrefixes(readPrefixes ?? [], where);
-      write = checkedPrefixes(writePrefixes ?? [], where);
+      const declaration = /** @type {{ read?: readonly string[], write?: readonly string[], query_indexes?: unknown }} */ (value);
+      read = checkedPrefixes(declaration.read ?? [], where);
+      write = checkedPrefixes(declaration.write ?? [], where);
+      if (declaration.query_indexes !== undefined && typeof declaration.query_indexes !== "boolean") {
+        throw new TypeError(`${where}: query_indexes must be true or false (got ${JSON.stringify(declaration.query_indexes)})`);
+      }
+      queryIndexes = declaration.query_indexes === true;
+      if (queryIndexes && !allowsRead(access)) throw new TypeError(`${where}: query_indexes needs a read access, but access is ${access}`);
     } else {
-      throw new TypeError(`${where}: partitions must be a list of prefixes or { read, write }`);
+      throw new TypeError(`${where}: partitions must be a list of prefixes or { read, write, query_indexes }`);
     }
     /** @type {[string, readonly string[], boolean][]} */
     const checks = [["read", read, allowsRead(access)], ["write", write, allowsWrite(access)]];
@@ -77,7 +90,7 @@ export function resolvePartitions(taskType, tables, declared) {
       if (allowed && prefixes.length === 0) throw new TypeError(`${where}: access ${access} needs ${kind} prefixes`);
       if (!allowed && prefixes.length > 0) throw new TypeError(`${where}: ${kind} prefixes given, but access is ${access}`);
     }
-    resolved[tableId] = Object.freeze({ read, write });
+    resolved[tableId] = Object.freeze(queryIndexes ? { read, write, query_indexes: /** @type {const} */ (true) } : { read, write });
   }
   for (const [tableId, access] of Object.entries(tables)) {
     if (allowsWrite(access) && !Object.hasOwn(resolved, tableId)) {
@@ -150,6 +163,38 @@ export function partitionScopedClient(client, tableId, tableName, partitions) {
       } else if (operation === "DeleteCommand" || operation === "TransactWriteCommand") {
         refuse(`${operation} is not granted to any task type`);
       }
+      return client.send(command);
+    },
+  });
+}
+
+/** The task touched a table its task type did not declare, or more of it than declared; in AWS this would be AccessDenied. */
+export class UndeclaredTableError extends Error {
+  name = "UndeclaredTableError";
+}
+
+/**
+ * A document client for a table declared `query_indexes`: a QueryCommand that names an index of that
+ * table, and nothing else, as IAM grants in AWS (kairos_runtime.context.IndexQueries). Anything more
+ * fails here, in tests and local runs, not as AccessDenied.
+ *
+ * @param {{ send: (command: any) => Promise<any> }} client
+ * @param {string} tableId
+ * @param {string} tableName
+ */
+export function indexQueriesClient(client, tableId, tableName) {
+  /** @param {string} what */
+  const refuse = (what) => {
+    throw new UndeclaredTableError(`table '${tableId}' is declared for index queries only (query_indexes); ${what} needs read access`);
+  };
+  return Object.freeze({
+    /** @param {any} command */
+    async send(command) {
+      const operation = command?.constructor?.name;
+      const input = command?.input ?? {};
+      if (operation !== "QueryCommand") refuse(String(operation));
+      if (input.TableName !== tableName) refuse(`a query of '${input.TableName}' through this table's client`);
+      if (typeof input.IndexName !== "string" || input.IndexName === "") refuse("a query of the table itself");
       return client.send(command);
     },
   });

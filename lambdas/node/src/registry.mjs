@@ -15,7 +15,7 @@ export const JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema
 
 /**
  * @typedef {import("./params.mjs").ParamsSchema} ParamsSchema
- * @typedef {"read" | "write" | "read_write"} Access
+ * @typedef {"read" | "write" | "read_write" | "query_indexes"} Access
  *
  * @typedef {object} TaskOutcome What a task function reports back; every field is optional.
  * @property {number} [itemsWritten]

@@ -20,12 +20,14 @@ import { ErrorKind, TaskSkipped, errorKind } from "./errors.mjs";
 import { eventAsJson, fallbackEvent, parseScheduledEvent } from "./events.mjs";
 import { createLogger, runMetricsLine, writeToStdout } from "./log.mjs";
 import { InvalidParamsError } from "./params.mjs";
-import { partitionScopedClient } from "./partitions.mjs";
+import { UndeclaredTableError, indexQueriesClient, partitionScopedClient } from "./partitions.mjs";
 import { UnknownTaskTypeError, parseParams } from "./registry.mjs";
 import { RunRecorder, RunStatus, runKey } from "./runs.mjs";
 import { PAST_SLOT_REFUSED, lambdaRetries, refusesPastSlot, tableName } from "./settings.mjs";
 import { Decline, SlotInProgressError, SlotLedger, declinedResponse, runFields } from "./slots.mjs";
 import { TASK_RUNS } from "./tables.mjs";
+
+export { UndeclaredTableError };
 
 /**
  * @typedef {import("./events.mjs").ScheduledEvent} ScheduledEvent
@@ -73,11 +75,6 @@ import { TASK_RUNS } from "./tables.mjs";
  * @property {"done" | "in_progress"} [declined] the delivery did not run: the slot is done (the earlier
  *   result is the answer) or in progress (slots.mjs)
  */
-
-/** The task touched a table its task type did not declare; in AWS this would be AccessDenied. */
-export class UndeclaredTableError extends Error {
-  name = "UndeclaredTableError";
-}
 
 /** Thrown after a transient failure was recorded, so that Lambda retries the delivery. */
 export class TaskRunFailed extends Error {
@@ -379,6 +376,9 @@ export class TaskRunner {
         }
         const name = tableName(this.#settings, tableId);
         const client = this.#getDocumentClient();
+        if (taskType.tables[tableId] === "query_indexes") {
+          return Object.freeze({ tableName: name, client: indexQueriesClient(client, tableId, name) });
+        }
         const partitions = taskType.partitions?.[tableId];
         return Object.freeze({ tableName: name, client: partitions ? partitionScopedClient(client, tableId, name, partitions) : client });
       },

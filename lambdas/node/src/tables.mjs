@@ -33,5 +33,10 @@ export const TABLES = Object.freeze(
 
 export const TASK_RUNS = CONTRACT.run_records.table;
 
-/** What a task type may do to a table; the stack turns it into grant_* calls. */
-export const ACCESS_MODES = Object.freeze(["read", "write", "read_write"]);
+/**
+ * What a task type may do to a table (kairos_runtime.registry.Access); the stack writes the grants.
+ * `query_indexes`: Query on the table's secondary indexes and nothing else.
+ *
+ * @type {readonly string[]}
+ */
+export const ACCESS_MODES = Object.freeze([...CONTRACT.access_modes]);

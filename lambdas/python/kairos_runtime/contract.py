@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from kairos_runtime import bounds, metrics, runs, settings, slots
+from kairos_runtime.registry import Access
 from kairos_runtime.tables import TABLE_DESIGNS, TASK_RUNS
 
 CONTRACT_FILE = Path(__file__).resolve().parents[3] / "lambdas" / "node" / "contract.json"
@@ -72,6 +73,7 @@ def contract() -> dict[str, Any]:
         "past_slot": {"error_type": settings.PAST_SLOT_REFUSED, "min_limit_seconds": _late_limit_minimum()},
         "settings": _setting_bounds(),
         "lambda": {"first_retry_delay_seconds": settings.LAMBDA_FIRST_RETRY_DELAY_SECONDS},
+        "access_modes": [access.value for access in Access],
         "tables": {
             design.table_id.value: {
                 "partition_key": design.partition_key,
