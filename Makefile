@@ -17,7 +17,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 20,22
 export PYTHONDONTWRITEBYTECODE := 1
 
 PY_SOURCES := app.py kairos kairos_build kairos_stack lambdas/python/kairos_runtime $(wildcard bench)
-TYPED_SOURCES := app.py kairos kairos_build kairos_stack lambdas/python/kairos_runtime
+TYPED_SOURCES := app.py kairos kairos_build kairos_stack lambdas/python/kairos_runtime tests
 
 .PHONY: help setup run synth validate lint typecheck test test-python test-node cfn-lint lock schema contract clean bench deploy-smoke
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import yaml
+from ruamel.yaml import YAML
 from typer.testing import CliRunner
 
 from kairos import cli
@@ -65,7 +65,7 @@ def test_validate_json_reports_problems_and_warnings_by_name(runner: CliRunner, 
     code, output = invoke(runner, "validate", "--file", str(tasks_file), "--json")
     assert code == 0, output
     document = json.loads(output)
-    shipped = yaml.safe_load(tasks_file.read_text())
+    shipped = YAML(typ="safe").load(tasks_file.read_text())
     assert (document["valid"], document["tasks"], document["stages"]) == (True, len(shipped["tasks"]), ["dev", "prod"])
     assert document["problems"] == []
     assert [warning for warning in document["warnings"] if "stage 'prod' keeps its data" in warning]

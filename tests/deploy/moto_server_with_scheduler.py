@@ -62,14 +62,14 @@ class ScheduleGroupResource(CloudFormationModel):
         return self.group.to_dict()[attribute_name]
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[misc]
+    def create_from_cloudformation_json(
         cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **kwargs: Any
     ) -> ScheduleGroupResource:
         name = cloudformation_json.get("Properties", {}).get("Name") or resource_name
         return cls(_backend(account_id, region_name).create_schedule_group(name=name, tags=[]))
 
     @classmethod
-    def update_from_cloudformation_json(  # type: ignore[misc]
+    def update_from_cloudformation_json(
         cls,
         original_resource: ScheduleGroupResource,
         new_resource_name: str,
@@ -80,7 +80,7 @@ class ScheduleGroupResource(CloudFormationModel):
         return original_resource
 
     @classmethod
-    def delete_from_cloudformation_json(  # type: ignore[misc]
+    def delete_from_cloudformation_json(
         cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
     ) -> None:
         _backend(account_id, region_name).schedule_groups.pop(resource_name, None)
@@ -115,20 +115,20 @@ class ScheduleResource(CloudFormationModel):
         return self.schedule.arn
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[misc]
+    def create_from_cloudformation_json(
         cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **kwargs: Any
     ) -> ScheduleResource:
         properties = cloudformation_json.get("Properties", {})
         schedule = _backend(account_id, region_name).create_schedule(
             description=properties.get("Description", ""),
-            end_date=properties.get("EndDate"),  # type: ignore[arg-type]
+            end_date=properties.get("EndDate"),
             flexible_time_window=properties.get("FlexibleTimeWindow", {"Mode": "OFF"}),
             group_name=properties.get("GroupName", "default"),
-            kms_key_arn=properties.get("KmsKeyArn"),  # type: ignore[arg-type]
+            kms_key_arn=properties.get("KmsKeyArn"),
             name=properties.get("Name") or resource_name,
             schedule_expression=properties["ScheduleExpression"],
             schedule_expression_timezone=properties.get("ScheduleExpressionTimezone", "UTC"),
-            start_date=properties.get("StartDate"),  # type: ignore[arg-type]
+            start_date=properties.get("StartDate"),
             state=properties.get("State", "ENABLED"),
             target=properties["Target"],
             action_after_completion=None,
@@ -136,7 +136,7 @@ class ScheduleResource(CloudFormationModel):
         return cls(schedule)
 
     @classmethod
-    def update_from_cloudformation_json(  # type: ignore[misc]
+    def update_from_cloudformation_json(
         cls,
         original_resource: ScheduleResource,
         new_resource_name: str,
@@ -149,7 +149,7 @@ class ScheduleResource(CloudFormationModel):
         return cls.create_from_cloudformation_json(old.name, cloudformation_json, account_id, region_name)
 
     @classmethod
-    def delete_from_cloudformation_json(  # type: ignore[misc]
+    def delete_from_cloudformation_json(
         cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
     ) -> None:
         group = cloudformation_json.get("Properties", {}).get("GroupName", "default")
@@ -173,6 +173,7 @@ def _with_layer_arns(cloudformation_json: dict[str, Any]) -> dict[str, Any]:
 
 def _create_function_with_layers(
     cls: type[LambdaFunction],
+    /,
     resource_name: str,
     cloudformation_json: dict[str, Any],
     account_id: str,
@@ -214,6 +215,7 @@ _create_key = Key.create_from_cloudformation_json.__func__  # type: ignore[attr-
 
 def _create_key_with_api_tags(
     cls: type[Key],
+    /,
     resource_name: str,
     cloudformation_json: dict[str, Any],
     account_id: str,

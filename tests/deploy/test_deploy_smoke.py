@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -57,6 +57,8 @@ WEAK_REFERENCES = {"@aws-cdk/core:defaultCrossStackReferences": "weak"}
 """Adopted with the others, when a stage was one stack; a stage's shards (docs/adr/0180) read the core
 stack with it, so the pre-adoption app gets it too: the comparison is about the other flags."""
 STAGE_TAG = {"Key": "kairos:stage", "Value": STAGE}
+Service = Literal["cloudformation", "dynamodb", "lambda", "logs", "s3", "scheduler", "sns", "sqs", "stepfunctions"]
+"""The AWS services the test reads the local deployment through."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class LocalAws:
     env: Mapping[str, str]
     workdir: Path
 
-    def client(self, service: str) -> Any:
+    def client(self, service: Service) -> Any:
         import boto3
 
         return boto3.client(

@@ -35,6 +35,7 @@ def logical_id_in(templates: dict[str, Any], path: str) -> str:
 
 
 def logical_id_at(template: dict[str, Any], path: str) -> str:
+    found: str
     (found,) = [key for key, value in template["Resources"].items() if value["Metadata"]["aws:cdk:path"] == path]
     return found
 

@@ -10,7 +10,7 @@ import re
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import aws_cdk as cdk
@@ -66,7 +66,7 @@ def test_the_fan_out_lives_in_its_shard_stack_and_the_core_names_none_of_it(dev:
     assert "StateMachine" not in json.dumps(core), "the core stack names no state machine (no cycle)"
 
 
-def under(template: Template, resource_type: str, path: str) -> dict[str, dict[str, Any]]:
+def under(template: Template, resource_type: str, path: str) -> dict[str, Mapping[str, Any]]:
     return {
         name: resource
         for name, resource in template.find_resources(resource_type).items()
@@ -74,7 +74,7 @@ def under(template: Template, resource_type: str, path: str) -> dict[str, dict[s
     }
 
 
-def the(template: Template, resource_type: str, path: str) -> tuple[str, dict[str, Any]]:
+def the(template: Template, resource_type: str, path: str) -> tuple[str, Mapping[str, Any]]:
     [(name, resource)] = under(template, resource_type, path).items()
     return name, resource
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,7 @@ def test_every_alarm_has_its_name_from_the_plan(ops: tuple[StagePlan, Template])
     assert "kairos-ops-paused-failed" in deployed
 
 
-def dashboard_body(resource: dict[str, Any]) -> dict[str, Any]:
+def dashboard_body(resource: Mapping[str, Any]) -> dict[str, Any]:
     """The body's JSON, with each CloudFormation token (queue name, region, account) as ``TOKEN``."""
     body = resource["Properties"]["DashboardBody"]
     if isinstance(body, str):

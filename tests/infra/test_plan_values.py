@@ -136,7 +136,7 @@ def test_every_alarm_is_one_the_plan_decided(stage: tuple[StagePlan, Template]) 
         stack = plan.task_stack_name(task)
         if task.fan_out is not None:
             machine = logical_id(template, "AWS::StepFunctions::StateMachine", f"{stack}/{task.name}/StateMachine")
-            names: dict[str, Any] = {"StateMachineArn": {"Ref": machine}}
+            names: dict[ResourceDimension, object] = {"StateMachineArn": {"Ref": machine}}
         else:
             function_id = logical_id(template, "AWS::Lambda::Function", f"{stack}/{task.name}/Function")
             names = {"FunctionName": {"Ref": function_id}}

@@ -40,11 +40,11 @@ def test_the_plans_resource_count_is_the_templates(tmp_path: Path) -> None:
     app = cdk.App(context=NO_BUNDLING, analytics_reporting=False)
     stacks = []
     for tasks, crawler, alarm_email in [(1, False, False), (4, True, True), (7, False, True)]:
-        stage = f"s{tasks}"
+        stage_name = f"s{tasks}"
         plan = plan_stage(
             load_tasks_file(tasks_file(tmp_path, tasks, crawler=crawler, alarm_email=alarm_email), catalog),
             catalog,
-            stage,
+            stage_name,
         )
         stacks.append((plan, build_stage(app, plan)))
     shipped = plan_stage(load_tasks_file(PROJECT_ROOT / "tasks.yaml", catalog), catalog, "prod")

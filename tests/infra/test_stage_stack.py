@@ -4,6 +4,7 @@ expression, timezone, state, memory, timeout and least-privilege grants the plan
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import aws_cdk as cdk
@@ -51,7 +52,7 @@ def function_tasks(plan: StagePlan) -> list[Any]:
     return [task for task in plan.tasks if task.fan_out is None]
 
 
-def resource_at(template: Template, resource_type: str, path: str) -> dict[str, Any]:
+def resource_at(template: Template, resource_type: str, path: str) -> Mapping[str, Any]:
     """The resource whose CDK construct path is ``path`` (e.g. ``kairos-dev/python-task-1/Function``)."""
     matches = [
         resource
@@ -353,7 +354,7 @@ def metric_math(expression: str, values: dict[str, float | None]) -> float:
     def if_(condition: bool, then: float, otherwise: float) -> float:
         return then if condition else otherwise
 
-    names = {"__builtins__": {}, "FILL": fill, "IF": if_, **values}
+    names: dict[str, object] = {"__builtins__": {}, "FILL": fill, "IF": if_, **values}
     return float(eval(expression, names))  # noqa: S307 - the expression comes from our own template
 
 

@@ -159,7 +159,7 @@ def _resource(url: str) -> Any:
 
 
 def records(url: str, task: str) -> list[dict[str, Any]]:
-    return (
+    items: list[dict[str, Any]] = (
         _resource(url)
         .Table("kairos-dev-TaskRuns")
         .query(
@@ -167,6 +167,7 @@ def records(url: str, task: str) -> list[dict[str, Any]]:
             ExpressionAttributeValues={":pk": f"TASK#{task}", ":run": "RUN#"},
         )["Items"]
     )
+    return items
 
 
 def predicted(assembly: Path, task: str) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import responses
+from requests import PreparedRequest
 from responses import matchers
 
 from kairos_runtime.runner import TaskRunner
@@ -109,6 +110,20 @@ def add_stock_spot(mock: responses.RequestsMock, session: str = "2026-11-27") ->
     add_session_probe(mock, "2026-11-26", session)
     add_page(mock, STOCK_SPOT_URL, "stock_spot_page1", page=1)
     add_page(mock, STOCK_SPOT_URL, "stock_spot_page2", page=2)
+
+
+def sent_kwargs(request: PreparedRequest) -> dict[str, Any]:
+    """The keyword arguments the adapter's ``send`` got for ``request`` (``timeout``, ``proxies``):
+    ``responses`` keeps them on each request it records, as ``req_kwargs``."""
+    kwargs: dict[str, Any] = vars(request)["req_kwargs"]
+    return kwargs
+
+
+def query_params(request: PreparedRequest) -> dict[str, str | list[str]]:
+    """``request``'s query string, a list for a repeated name: ``responses`` keeps it on each request
+    it records, as ``params``."""
+    params: dict[str, str | list[str]] = vars(request)["params"]
+    return params
 
 
 class Throttling:

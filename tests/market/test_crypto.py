@@ -4,7 +4,7 @@ key kept out of run records and logs whatever CoinGecko answers."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -19,7 +19,15 @@ from kairos_runtime.runner import TaskRunFailed
 from kairos_runtime.tasks.market.crypto import CryptoMarketsParams
 from kairos_runtime.validation import InvalidInputError, parse
 from tests.conftest import FakeLambdaContext, scheduled_event
-from tests.market.conftest import COINGECKO_PRO_URL, COINGECKO_URL, MakeRunner, fixture_json, market_items, run_record
+from tests.market.conftest import (
+    COINGECKO_PRO_URL,
+    COINGECKO_URL,
+    MakeRunner,
+    fixture_json,
+    market_items,
+    run_record,
+    sent_kwargs,
+)
 
 KEY = "CG-t0pSecretKey42"
 KEY_PARAMETER = "/kairos/coingecko/api-key"
@@ -30,12 +38,19 @@ SPOT_SK = "SPOT#2026-11-27T07:15:00Z#USD"
 def api_key(dynamodb: Any) -> Iterator[str]:
     """The key as a SecureString in (moto's) Parameter Store; Powertools' caches start and end empty."""
     import boto3
-    from aws_lambda_powertools.utilities import parameters
 
     boto3.client("ssm", region_name="us-east-1").put_parameter(Name=KEY_PARAMETER, Value=KEY, Type="SecureString")
-    parameters.clear_caches()
+    clear_parameter_caches()
     yield KEY
-    parameters.clear_caches()
+    clear_parameter_caches()
+
+
+def clear_parameter_caches() -> None:
+    """Empty Powertools' parameter caches (``parameters.clear_caches``, which has no annotations)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    clear_caches: Callable[[], None] = parameters.clear_caches
+    clear_caches()
 
 
 def crypto_event(**params: object) -> dict[str, object]:
@@ -134,7 +149,9 @@ def test_a_429_is_retried_then_recorded_as_transient_without_the_key(
     assert "rate limited (HTTP 429)" in record["error_message"]
     assert "x_cg_demo_api_key=***" in record["error_message"], "the URL is kept, its key is not"
     assert int(record["detail"]["attempts"]) == len(http.calls) >= 2
-    assert api_key in http.calls[0].request.url, "the key really was sent, so the scrubbing is tested"
+    url = http.calls[0].request.url
+    assert url is not None
+    assert api_key in url, "the key really was sent, so the scrubbing is tested"
     assert api_key not in repr(record)
     assert api_key not in str(raised.value)
     assert api_key not in caplog.text
@@ -173,15 +190,13 @@ def test_a_read_timeout_is_transient(
 
     record = run_record(dynamodb, "crypto-markets")
     assert (record["error_kind"], record["detail"]["attempts"]) == ("transient", 1)
-    assert http.calls[0].request.req_kwargs["timeout"] == 7
+    assert sent_kwargs(http.calls[0].request)["timeout"] == 7
 
 
 def test_a_missing_key_parameter_fails_before_calling_coingecko(
     make_runner: MakeRunner, dynamodb: Any, lambda_context: FakeLambdaContext, http: responses.RequestsMock
 ) -> None:
-    from aws_lambda_powertools.utilities import parameters
-
-    parameters.clear_caches()
+    clear_parameter_caches()
 
     response = make_runner().dispatch(crypto_event(api_key_parameter="/kairos/missing"), lambda_context)
 
@@ -240,7 +255,8 @@ def debug_logging(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixt
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
     for name in QUIET_LOGGERS:
         monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
-    logging.getLogger().manager._clear_cache()  # effective levels are cached per logger
+    # Effective levels are cached per logger. (typeshed leaves out the private Manager._clear_cache.)
+    logging.getLogger().manager._clear_cache()  # type: ignore[attr-defined]
     caplog.set_level(logging.DEBUG)
     return caplog
 
@@ -258,7 +274,9 @@ def test_at_debug_a_keyed_coingecko_run_puts_the_key_in_no_log_output(
     response = make_runner().dispatch(crypto_event(api_key_parameter=KEY_PARAMETER), lambda_context)
 
     assert response["status"] == "SUCCEEDED"
-    assert api_key in http.calls[0].request.url, "the key really was sent"
+    url = http.calls[0].request.url
+    assert url is not None
+    assert api_key in url, "the key really was sent"
     assert debug_logging.records, "DEBUG output was captured"
     assert api_key not in debug_logging.text
     assert all(api_key not in repr(log.__dict__) for log in debug_logging.records)

@@ -93,7 +93,7 @@ def test_index_spot_reads_the_chosen_list(
     stored: set[str],
 ) -> None:
     add_session_probe(http, "2026-11-27")
-    add_page(http, url, fixture, **query)
+    add_page(http, url, fixture, page=None, **query)
 
     make_runner().dispatch(
         scheduled_event("index-spot", "index_spot", {"group": group}, scheduled_time=SPOT_SLOT), lambda_context

@@ -196,6 +196,7 @@ def test_without_a_stored_snapshot_the_universe_is_eastmoneys_code_list_read_onc
 
 def run_record_of(dynamodb: Any, execution_id: str) -> dict[str, Any]:
     items = dynamodb.Table("kairos-test-TaskRuns").scan()["Items"]
+    record: dict[str, Any]
     [record] = [each for each in items if each.get("execution_id") == execution_id]
     return record
 

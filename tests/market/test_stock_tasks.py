@@ -22,8 +22,10 @@ from tests.market.conftest import (
     add_stock_spot,
     fixture_json,
     market_items,
+    query_params,
     run_record,
     run_records,
+    sent_kwargs,
 )
 
 SLOT = datetime(2026, 11, 27, 6, 45, tzinfo=UTC)  # Friday 14:45 in Shanghai, in the afternoon session
@@ -49,7 +51,7 @@ def test_stock_spot_stores_every_valid_quote_and_reports_the_rest(
     response = make_runner(spot_ttl_days=3).dispatch(spot_event(), lambda_context)
 
     assert response["status"] == "SUCCEEDED"
-    assert [call.request.params.get("pn") for call in http.calls] == [None, "1", "2"], "the session probe first"
+    assert [query_params(call.request).get("pn") for call in http.calls] == [None, "1", "2"], "the session probe first"
     [page_pause] = waits
     assert 0.5 <= page_pause <= 1.5, "akshare's pause between pages (recorded, not slept)"
     items = market_items(dynamodb)
@@ -179,7 +181,7 @@ def test_a_non_trading_day_is_skipped_without_calling_the_source(
     slot: str,
     weekday: str,
 ) -> None:
-    params = {"symbols": ["600519"]} if task_type.endswith("daily") else {}
+    params: dict[str, object] = {"symbols": ["600519"]} if task_type.endswith("daily") else {}
 
     response = make_runner().dispatch(scheduled_event("probe", task_type, params, scheduled_time=slot), lambda_context)
 
@@ -570,7 +572,9 @@ def test_a_timeout_is_retried_and_the_run_succeeds(
     assert run_record(dynamodb, "stock-daily")["detail"]["retries"] == 1
     [backoff] = waits
     assert 0.5 <= backoff <= 1.0, "one backoff wait of the first step (1 s), with jitter"
-    assert [call.request.req_kwargs["timeout"] for call in http.calls] == [4, 4], "the task's timeout reaches requests"
+    assert [sent_kwargs(call.request)["timeout"] for call in http.calls] == [4, 4], (
+        "the task's timeout reaches requests"
+    )
 
 
 def test_an_unreachable_source_keeps_what_was_fetched_and_fails_as_transient(
@@ -627,7 +631,7 @@ def test_the_stages_https_proxy_carries_the_source_requests_and_nothing_else(
 
     make_runner(https_proxy=proxy).dispatch(spot_event(), lambda_context)
 
-    assert [call.request.req_kwargs["proxies"].get("https") for call in http.calls] == [proxy] * 3
+    assert [sent_kwargs(call.request)["proxies"].get("https") for call in http.calls] == [proxy] * 3
     assert "HTTPS_PROXY" not in os.environ, "the proxy is set for the source calls only"
     assert run_record(dynamodb, "stock-spot")["status"] == "SUCCEEDED"
 
@@ -656,7 +660,7 @@ def test_without_a_session_on_the_slots_date_the_list_is_not_crawled_and_the_run
         "not 2026-11-27): the exchange is closed"
     )
     assert detail["latest_session"] == (sessions[-1] if sessions else None)
-    probe = http.calls[0].request.params
+    probe = query_params(http.calls[0].request)
     assert (probe["secid"], probe["beg"], probe["end"]) == ("1.000001", "20261113", "20261127")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import requests
@@ -20,6 +21,7 @@ from kairos_runtime.tasks.market.upstream import (
     scrub,
     upstream_requests,
 )
+from tests.market.conftest import sent_kwargs
 
 URL = "https://example.invalid/api"
 
@@ -173,7 +175,7 @@ def test_the_policy_caps_timeouts_raises_http_errors_and_sets_the_proxy(monkeypa
             requests.get(URL + "/broken", timeout=5)
 
     assert set(seen.values()) == {"http://127.0.0.1:9"}
-    assert [call.request.req_kwargs["timeout"] for call in responses.calls[:2]] == [5, 5]
+    assert [sent_kwargs(call.request)["timeout"] for call in responses.calls[:2]] == [5, 5]
     assert os.environ.get("HTTP_PROXY") == "http://before:1"
     assert "HTTPS_PROXY" not in os.environ
     assert requests.get(URL + "/broken", timeout=5).status_code == 502, "outside the block requests behaves as usual"
@@ -187,7 +189,7 @@ def test_a_shorter_timeout_given_by_the_caller_is_kept() -> None:
         requests.get(URL, timeout=3)
         requests.get(URL, timeout=(2, 30))
 
-    assert [call.request.req_kwargs["timeout"] for call in responses.calls] == [3, (2, 15)]
+    assert [sent_kwargs(call.request)["timeout"] for call in responses.calls] == [3, (2, 15)]
 
 
 @responses.activate
@@ -200,7 +202,9 @@ def test_requests_calls_in_a_block_reuse_the_threads_session_and_carry_no_cookie
     adapters: list[requests.adapters.HTTPAdapter] = []  # held, so no id is reused
     send = requests.adapters.HTTPAdapter.send
 
-    def spy(adapter: requests.adapters.HTTPAdapter, request: requests.PreparedRequest, **kwargs: object) -> object:
+    def spy(
+        adapter: requests.adapters.HTTPAdapter, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:
         adapters.append(adapter)
         assert "Cookie" not in request.headers, "a cookie from an earlier answer was sent"
         return send(adapter, request, **kwargs)

@@ -61,7 +61,8 @@ class Synth:
     def function(self, task: str) -> Mapping[str, Any]:
         for resource in self.resources("AWS::Lambda::Function").values():
             if resource["Metadata"]["aws:cdk:path"] == f"{SHARD}/{task}/Function/Resource":
-                return resource["Properties"]
+                properties: Mapping[str, Any] = resource["Properties"]
+                return properties
         raise KeyError(task)
 
     def code_dir(self, task: str) -> Path:

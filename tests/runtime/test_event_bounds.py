@@ -28,7 +28,9 @@ FINAL = {"SUCCEEDED", "FAILED", "SKIPPED"}
 
 def records(dynamodb: Any) -> list[dict[str, Any]]:
     """The run records (not the slot claims, ``SLOT#``)."""
-    table, items, page = dynamodb.Table(TABLE), [], {}
+    table = dynamodb.Table(TABLE)
+    items: list[dict[str, Any]] = []
+    page: dict[str, Any] = {}
     while True:
         response = table.scan(**page)
         items.extend(item for item in response["Items"] if item["sk"].startswith("RUN#"))
@@ -165,7 +167,7 @@ def test_a_final_write_dynamodb_refuses_leaves_a_minimal_failed_record(
     # its detail is refused (ValidationException) while the minimal one still fits.
     def bloating(params: NoParams, context: TaskContext) -> TaskOutcome:
         table = context.clients.table(TableId.TASK_RUNS)
-        [item] = [item for item in table.scan()["Items"] if item["sk"].startswith("RUN#")]
+        [item] = [item for item in table.scan()["Items"] if isinstance(sk := item["sk"], str) and sk.startswith("RUN#")]
         table.update_item(
             Key={"pk": item["pk"], "sk": item["sk"]},
             UpdateExpression="SET #bloat = :bloat",

@@ -188,4 +188,5 @@ def test_a_traced_handler_still_runs_the_task_and_annotates_nothing_when_tracing
     # When it runs, Then the run succeeds as it does untraced
     result = local_stage.run(task, scheduled_time=SLOT)
     assert result.invocation.ok, result.invocation.output
+    assert result.record is not None
     assert result.record["status"] == "SUCCEEDED"

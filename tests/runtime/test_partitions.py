@@ -28,7 +28,7 @@ from tests.conftest import FakeLambdaContext, scheduled_event
 MARKET = "kairos-test-MarketData"
 
 
-class NoParams(TaskParams):
+class NoParams(TaskParams, frozen=True):
     pass
 
 

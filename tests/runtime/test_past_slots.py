@@ -20,7 +20,7 @@ SLOT = datetime(2026, 11, 27, 7, 15, tzinfo=UTC)
 LIMIT_S = 900
 
 
-class NoParams(TaskParams):
+class NoParams(TaskParams, frozen=True):
     pass
 
 

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
+from kairos_runtime.bounds import MAX_DETAIL_BYTES
 from kairos_runtime.context import TaskContext, UndeclaredTableError
 from kairos_runtime.errors import PermanentTaskError, TransientTaskError
 from kairos_runtime.registry import Access, TaskOutcome, TaskParams, TaskRegistry, TaskSkipped
 from kairos_runtime.runner import RunResult, TaskRunFailed, TaskRunner
-from kairos_runtime.runs import MAX_DETAIL_BYTES, RunHistory, RunRecorder
+from kairos_runtime.runs import RunHistory, RunRecorder
 from kairos_runtime.tables import TASK_RUNS, TableId, query_index
 from tests.conftest import EVENTS_DIR, FakeLambdaContext, scheduled_event
 
@@ -30,7 +31,7 @@ def run_record(dynamodb: Any, task: str) -> dict[str, Any]:
     return dict(items[0])
 
 
-class NoParams(TaskParams):
+class NoParams(TaskParams, frozen=True):
     pass
 
 

@@ -33,7 +33,7 @@ SLOT_TIME = datetime(2026, 11, 27, 7, 15, tzinfo=UTC)
 MakeRunner = Callable[..., TaskRunner]
 
 
-class NoParams(TaskParams):
+class NoParams(TaskParams, frozen=True):
     pass
 
 
@@ -154,13 +154,13 @@ def test_concurrent_duplicate_deliveries_have_one_effect_and_each_a_final_record
         # writes without a lock, where DynamoDB does both atomically: requests (not deliveries) are
         # serialised, so each conditional write is atomic as in AWS while the deliveries interleave.
         resource = boto3.resource("dynamodb", region_name="us-east-1")
-        send = resource.meta.client._make_api_call
+        send = resource.meta.client._make_api_call  # type: ignore[attr-defined]  # botocore-stubs omit it
 
         def atomic(operation: str, request: Any) -> Any:
             with moto_lock:
                 return send(operation, request)
 
-        resource.meta.client._make_api_call = atomic  # type: ignore[method-assign]
+        resource.meta.client._make_api_call = atomic  # type: ignore[attr-defined]  # botocore-stubs omit it
         runner = TaskRunner(
             registry=probe.registry(),
             settings=settings,

@@ -194,7 +194,7 @@ def test_the_summary_reads_result_writer_files_succeeded_caught_and_failed_child
 
     store = DirectoryObjects(Path(str(tmp_path)))
     inputs = [{"batch": {"index": 0, "items": ["600000"]}}, {"batch": {"index": 1, "items": ["000001"]}}]
-    outputs = [{"index": 0, "done": 1}, {"index": 1, "error": "BatchFailedError"}]
+    outputs: list[dict[str, object]] = [{"index": 0, "done": 1}, {"index": 1, "error": "BatchFailedError"}]
     details = write_map_results(store, "funds", "run-1", inputs, outputs)
     assert details == {"Bucket": "local", "Key": "fan-out/funds/results/run-1/manifest.json"}
     # A child execution that failed outright (timed out, say) is in a FAILED file, with its input.
