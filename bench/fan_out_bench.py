@@ -22,7 +22,12 @@ summary. Printed:
 * BatchWriteItem calls against ceil(items / 25) (1.00 without throttling; each batch writes its
   own items, so a batch whose items are not a multiple of 25 adds a partial request),
 * the crawler process's peak RSS (every batch and akshare together: an upper bound on one batch
-  worker's) against the batch function's memory setting.
+  worker's) against the batch function's memory setting,
+* and, after the crawl, akshare alone: the same symbols and concurrency, each thread calling
+  ``stock_zh_a_hist`` on its kept-alive session (Kairos's HTTP policy) against a fresh server, and
+  nothing else (no DynamoDB, no pacing, no normalising, no writes). Its wall time over the same
+  limit is the floor of any in-process thread pool that runs akshare's own parsing, measured beside
+  the crawl: what the crawl adds is the gap between the two (``--no-akshare-floor`` skips it).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +88,8 @@ class Measured:
     crawler_cpu_s: float
     dynamodb_cpu_s: float
     cores: int
+    akshare_alone_s: float | None = None
+    """Wall time of akshare alone over the same symbols and concurrency (None: not measured)."""
 
 
 def _ratio(value: float, bound: float) -> str:
@@ -131,6 +138,18 @@ def rows(measured: Measured) -> list[tuple[str, str, str, str]]:
             f"batch memory {WORKER_MEMORY_MB} MB",
             f"{measured.rss_mb / WORKER_MEMORY_MB:.2f}",
         ),
+        *(
+            []
+            if measured.akshare_alone_s is None
+            else [
+                (
+                    "akshare alone",
+                    f"{measured.akshare_alone_s:.1f} s",
+                    f"the same limit, {bound:.1f} s",
+                    _ratio(measured.akshare_alone_s, bound),
+                )
+            ]
+        ),
     ]
 
 
@@ -175,6 +194,61 @@ def _process_cpu(endpoint_url: str) -> float:
     raise RuntimeError(f"no dynalite process listens on port {port}")
 
 
+def route_upstream(target: dict[str, str]) -> Callable[[], None]:
+    """Send every request for :data:`UPSTREAM` to ``target["url"]`` instead (read at each request,
+    so the target can change); returns the function that undoes it."""
+    import requests.adapters
+
+    send = requests.adapters.HTTPAdapter.send
+
+    def to_loopback(self: Any, request: Any, *rest: Any, **kwargs: Any) -> Any:
+        if request.url.startswith(UPSTREAM):
+            request.url = target["url"] + request.url.removeprefix(UPSTREAM)
+        return send(self, request, *rest, **kwargs)
+
+    requests.adapters.HTTPAdapter.send = to_loopback  # type: ignore[method-assign]
+
+    def undo() -> None:
+        requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
+
+    return undo
+
+
+def _kline_server(latency_s: float) -> tuple[subprocess.Popen[str], str]:
+    """``bench/kline_server.mjs`` started, and its base URL."""
+    server = subprocess.Popen(
+        ["node", str(KLINE_SERVER), str(latency_s), DAY], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert server.stdout is not None
+    return server, f"http://127.0.0.1:{server.stdout.readline().strip()}"
+
+
+def akshare_alone(universe: Sequence[str], concurrency: int, timeout_s: float) -> float:
+    """Wall seconds for ``concurrency`` threads to fetch every symbol's bar of :data:`DAY` through
+    akshare's ``stock_zh_a_hist`` and nothing else, each thread on its kept-alive session."""
+    import threading
+
+    import akshare
+
+    from kairos_runtime.tasks.market.upstream import upstream_requests
+
+    def fetch(codes: Sequence[str]) -> None:
+        with upstream_requests(proxy=None, timeout=timeout_s):
+            for code in codes:
+                akshare.stock_zh_a_hist(
+                    symbol=code, period="daily", start_date=DAY.replace("-", ""), end_date=DAY.replace("-", ""),
+                    adjust="qfq", timeout=timeout_s,
+                )  # fmt: skip
+
+    threads = [threading.Thread(target=fetch, args=(universe[lane::concurrency],)) for lane in range(concurrency)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.monotonic() - started
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--symbols", type=int, default=5400)
@@ -183,13 +257,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200, help="requests_per_second for the whole task")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--profile", type=Path, help="write the crawl's cProfile stats here")
+    parser.add_argument("--no-akshare-floor", action="store_true", help="skip the akshare-alone pass after the crawl")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     os.environ.update({"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "TQDM_DISABLE": "1"})
     logging.disable(logging.CRITICAL)
     import boto3
-    import requests.adapters
 
     from kairos.local.dynamodb import embedded_dynamodb
     from kairos.local.fan_out import drive
@@ -203,22 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kairos_runtime.tasks import default_registry
     from kairos_runtime.validation import parse
 
-    kline = subprocess.Popen(
-        ["node", str(KLINE_SERVER), str(args.latency_ms / 1000), DAY],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert kline.stdout is not None
-    local = f"http://127.0.0.1:{kline.stdout.readline().strip()}"
-    send = requests.adapters.HTTPAdapter.send
-
-    def to_loopback(self: Any, request: Any, *rest: Any, **kwargs: Any) -> Any:
-        if request.url.startswith(UPSTREAM):
-            request.url = local + request.url.removeprefix(UPSTREAM)
-        return send(self, request, *rest, **kwargs)
-
-    requests.adapters.HTTPAdapter.send = to_loopback  # type: ignore[method-assign]
+    kline, local = _kline_server(args.latency_ms / 1000)
+    target = {"url": local}
+    route_upstream(target)
 
     universe = codes(args.symbols)
     writes = {"calls": 0}
@@ -291,6 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     server_cpu = _pid_cpu(Path(f"/proc/{kline.pid}")) - server_before
     output, _ = kline.communicate("")
     times = json.loads(output.strip().splitlines()[-1])
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    floor_s = None
+    if not args.no_akshare_floor:
+        alone, target["url"] = _kline_server(args.latency_ms / 1000)
+        floor_s = akshare_alone(universe, args.concurrency, timeout_s=30)
+        alone.communicate("")
     response = result.response
     measured = Measured(
         symbols=args.symbols,
@@ -301,10 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         request_times=times,
         items=int(response["items_written"]),
         write_calls=writes["calls"],
-        rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        rss_mb=rss_mb,
         crawler_cpu_s=crawler_cpu,
         dynamodb_cpu_s=dynamodb_cpu,
         cores=os.cpu_count() or 1,
+        akshare_alone_s=floor_s,
     )
     print(
         f"fan-out bench: {args.symbols} symbols, latency {args.latency_ms:g} ms, concurrency {args.concurrency}, "

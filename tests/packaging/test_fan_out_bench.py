@@ -119,3 +119,38 @@ def test_the_kline_server_refuses_arguments_it_cannot_serve(bench: ModuleType) -
         )
         assert run.returncode == 2
         assert "usage:" in run.stderr
+
+
+def test_the_akshare_alone_row_is_held_against_the_same_limit_and_absent_when_skipped(bench: ModuleType) -> None:
+    measured = bench.Measured(
+        symbols=800,
+        latency_s=0.05,
+        concurrency=8,
+        rate=200.0,
+        wall_s=10.0,
+        request_times=[],
+        items=0,
+        write_calls=0,
+        rss_mb=1.0,
+        crawler_cpu_s=1.0,
+        dynamodb_cpu_s=1.0,
+        cores=2,
+    )
+
+    assert "akshare alone" not in {name for name, *_ in bench.rows(measured)}
+    with_floor = {name: rest for name, *rest in bench.rows(dataclasses.replace(measured, akshare_alone_s=6.0))}
+    assert with_floor["akshare alone"] == ["6.0 s", "the same limit, 5.0 s", "1.20"]
+    assert all(len(line) <= 80 for line in bench.table(dataclasses.replace(measured, akshare_alone_s=6.0)))
+
+
+def test_akshare_alone_asks_the_server_once_per_symbol_through_akshare(bench: ModuleType) -> None:
+    server, url = bench._kline_server(0.0)
+    undo = bench.route_upstream({"url": url})
+    try:
+        wall = bench.akshare_alone(bench.codes(12), 3, timeout_s=10)
+    finally:
+        undo()
+    output, _ = server.communicate("", timeout=10)
+
+    assert wall > 0
+    assert len(json.loads(output.strip().splitlines()[-1])) == 12
