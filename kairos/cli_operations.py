@@ -42,7 +42,7 @@ from kairos.operations.freshness import Freshness
 from kairos.operations.history import parse_duration
 from kairos.operations.invoke import declined, invoke_deployed, past_slot_refusal
 from kairos.operations.logs import follow, log_events, readable, request_filter, task_filter
-from kairos.operations.schedules import schedule_states, set_freshness_actions, set_schedule_state
+from kairos.operations.schedules import mark_alive, schedule_states, set_freshness_actions, set_schedule_state
 from kairos.operations.status import TaskStatus, failing, stage_status
 from kairos.plan import StagePlan, TaskPlan
 from kairos_runtime.events import parse_instant
@@ -363,7 +363,47 @@ def resume(
     toggle(name, stage, file, profile, region, enabled=True)
 
 
+def alive(
+    stage: DeployedStageOption,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="The tasks to mark (default: every task enabled in the stage).")
+    ] = None,
+    file: FileOption = DEFAULT_FILE,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start the tasks' freshness windows now, as a run would: after a first deploy or an upgrade, so a
+    freshness alarm does not page before the task's first slot. A paused task is left alone."""
+    plan = _plan(file, stage)
+    tasks = [known_task(plan, name) for name in names] if names else list(plan.enabled_tasks)
+    deployed = deployed_stage(plan, profile, region)
+    with aws_errors():
+        marks = mark_alive(deployed, tasks)
+    if as_json:
+        _print_json(
+            {
+                "stage": stage,
+                "tasks": [
+                    {"task": mark.task, "outcome": mark.outcome, "alarm": mark.alarm, "reason": mark.reason or None}
+                    for mark in marks
+                ],
+            }
+        )
+        return
+    said = {
+        "marked": "alive now; its freshness window starts again",
+        "paused": "left alone: its schedule is paused",
+        "not deployed": "its freshness alarm is not deployed in this stage",
+    }
+    for mark in marks:
+        text = said.get(mark.outcome) or f"no freshness alarm ({mark.reason})"
+        services.console.print(f"{mark.task}: {text}", markup=False)
+    if not marks:
+        services.console.print(f"no task is enabled in stage {stage}", markup=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the operation commands to the ``kairos`` app."""
-    for command in (status, logs, invoke, pause, resume):
+    for command in (status, logs, invoke, pause, resume, alive):
         app.command(command.__name__)(command)

@@ -85,19 +85,62 @@ def set_freshness_actions(stage: DeployedStage, task: TaskPlan, *, enabled: bool
     if not cloudwatch.describe_alarms(AlarmNames=[freshness.alarm_name]).get("MetricAlarms"):
         return AlarmChange(freshness.alarm_name, found=False)
     if enabled:
-        [alive] = freshness.metrics.values()
-        cloudwatch.put_metric_data(
-            Namespace=alive.namespace,
-            MetricData=[
-                {
-                    "MetricName": alive.metric_name,
-                    "Dimensions": [{"Name": name, "Value": value} for name, value in alive.dimensions.items()],
-                    "Value": 1,
-                    "Unit": "Count",
-                }
-            ],
-        )
+        _publish_alive(cloudwatch, task)
         cloudwatch.enable_alarm_actions(AlarmNames=[freshness.alarm_name])
     else:
         cloudwatch.disable_alarm_actions(AlarmNames=[freshness.alarm_name])
     return AlarmChange(freshness.alarm_name, found=True)
+
+
+def _publish_alive(cloudwatch: Any, task: TaskPlan) -> None:
+    """One ``RunsAlive`` for ``task``, with the dimensions its freshness alarm reads, as a run publishes it."""
+    assert task.freshness.alarm is not None
+    [alive] = task.freshness.alarm.metrics.values()
+    cloudwatch.put_metric_data(
+        Namespace=alive.namespace,
+        MetricData=[
+            {
+                "MetricName": alive.metric_name,
+                "Dimensions": [{"Name": name, "Value": value} for name, value in alive.dimensions.items()],
+                "Value": 1,
+                "Unit": "Count",
+            }
+        ],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AliveMark:
+    task: str
+    outcome: str
+    """``marked`` (its window starts now), ``paused`` (its schedule is DISABLED: left alone, so the
+    alarm still says it is not running), ``no alarm`` (none planned: ``reason`` says why) or ``not
+    deployed`` (the stage has no such alarm yet)."""
+    alarm: str | None
+    reason: str = ""
+
+
+def mark_alive(stage: DeployedStage, tasks: list[TaskPlan]) -> list[AliveMark]:
+    """Start each task's freshness window now, as ``kairos resume`` does, without touching its
+    schedule: for a stage just deployed, or just upgraded to new metric streams, whose alarms would
+    otherwise page until each task's first success or skip. A task whose deployed schedule is not
+    ENABLED is left alone: nothing runs it, which is what its alarm is there to say."""
+    states = schedule_states(stage)
+    cloudwatch = stage.client("cloudwatch")
+    marks = []
+    for task in tasks:
+        freshness = task.freshness.alarm
+        if freshness is None:
+            marks.append(AliveMark(task.name, "no alarm", None, task.freshness.note))
+            continue
+        if states.get(task.name) != "ENABLED":
+            marks.append(
+                AliveMark(task.name, "paused", freshness.alarm_name, f"schedule {states.get(task.name, 'missing')}")
+            )
+            continue
+        if not cloudwatch.describe_alarms(AlarmNames=[freshness.alarm_name]).get("MetricAlarms"):
+            marks.append(AliveMark(task.name, "not deployed", freshness.alarm_name))
+            continue
+        _publish_alive(cloudwatch, task)
+        marks.append(AliveMark(task.name, "marked", freshness.alarm_name))
+    return marks

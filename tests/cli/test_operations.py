@@ -548,7 +548,71 @@ def test_an_unknown_task_has_a_suggestion(aws: Any, tasks_file: Path) -> None:
     assert result.stderr == "error: unknown task 'every-fiv' (did you mean 'every-five'?)\n"
 
 
-@pytest.mark.parametrize("command", ["status", "logs", "invoke", "pause", "resume", "runs"])
+def test_alive_starts_the_freshness_windows_of_running_tasks_and_leaves_a_paused_one_alone(
+    aws: Any, plan: StagePlan, tasks_file: Path
+) -> None:
+    cloudwatch = aws.client("cloudwatch")
+    common = ("--stage", "dev", "--file", str(tasks_file))
+
+    def alive_sums() -> list[float]:
+        points = cloudwatch.get_metric_statistics(
+            Namespace="Kairos",
+            MetricName="RunsAlive",
+            Dimensions=[
+                {"Name": "service", "Value": "kairos"},
+                {"Name": "stage", "Value": "dev"},
+                {"Name": "task", "Value": "every-five"},
+            ],
+            StartTime=datetime(2000, 1, 1, tzinfo=UTC),
+            EndTime=datetime(2100, 1, 1, tzinfo=UTC),
+            Period=86_400,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        return [point["Sum"] for point in points]
+
+    # Before its alarm is deployed: said, and nothing published.
+    early = invoke("alive", *common)
+    assert early.exit_code == 0, early.output
+    assert early.stdout == "every-five: its freshness alarm is not deployed in this stage\n"
+    assert alive_sums() == []
+
+    freshness = plan.task("every-five").freshness.alarm
+    assert freshness is not None
+    cloudwatch.put_metric_alarm(
+        AlarmName=freshness.alarm_name,
+        MetricName="RunsAlive",
+        Namespace="Kairos",
+        Statistic="Sum",
+        Period=freshness.period_seconds,
+        EvaluationPeriods=freshness.evaluation_periods,
+        Threshold=1,
+        ComparisonOperator="LessThanThreshold",
+    )
+
+    # Every task enabled in the stage by default: the one RunsAlive a run would publish.
+    marked = invoke("alive", *common, "--json")
+    assert marked.exit_code == 0, marked.output
+    assert json.loads(marked.stdout) == {
+        "stage": "dev",
+        "tasks": [{"task": "every-five", "outcome": "marked", "alarm": freshness.alarm_name, "reason": None}],
+    }
+    assert alive_sums() == [1]
+
+    # A paused task is left alone: nothing runs it, and its alarm is there to say so.
+    assert invoke("pause", "every-five", *common).exit_code == 0
+    paused = invoke("alive", "every-five", "nightly", *common)
+    assert paused.exit_code == 0, paused.output
+    lines = paused.stdout.splitlines()
+    assert lines[0] == "every-five: left alone: its schedule is paused"
+    assert lines[1].startswith("nightly: no freshness alarm (none: the task is disabled in stage dev")
+    assert alive_sums() == [1]
+
+    unknown = invoke("alive", "every-fiv", *common)
+    assert unknown.exit_code == 1
+    assert "did you mean 'every-five'?" in unknown.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "logs", "invoke", "pause", "resume", "runs", "alive"])
 def test_help_of_the_operation_commands_shows_no_type_for_flags(command: str) -> None:
     result = invoke(command, "--help")
 

@@ -453,7 +453,7 @@ def test_dev_stage_deploys_diffs_clean_and_updates(local_aws: LocalAws) -> None:
 
 
 def operate_the_stage(aws: LocalAws, stack: Deployed, tasks_file: Path) -> None:
-    """status, runs, logs, invoke, pause and resume against the deployed stage (issue 11)."""
+    """status, runs, logs, invoke, pause, resume and alive against the deployed stage (issue 11)."""
     task = "python-task-1"
     common = ("--stage", STAGE, "--file", str(tasks_file))
     runs_table = boto3_table(aws, stack.physical_id("Tables/TaskRuns/Resource"))
@@ -526,6 +526,14 @@ def operate_the_stage(aws: LocalAws, stack: Deployed, tasks_file: Path) -> None:
     assert (row["freshness"], row["drift"]) == ("PAUSED", True)
     aws.kairos("resume", task, *common)
     assert scheduler.get_schedule(**schedule)["State"] == "ENABLED"
+
+    # Every enabled task's deployed schedule is found ENABLED; moto's CloudFormation makes no
+    # alarms, so each with a freshness alarm is said to lack it (tests/cli covers the mark itself).
+    marks = json.loads(aws.kairos("alive", *common, "--json").stdout)["tasks"]
+    assert {mark["task"]: mark["outcome"] for mark in marks} == {
+        enabled.name: "not deployed" if enabled.freshness.alarm is not None else "no alarm"
+        for enabled in stack.plan.enabled_tasks
+    }
 
     backfill_dry_run(aws, stack, common)
     redrive_the_queue(aws, stack, common, runs_table)
