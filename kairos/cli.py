@@ -677,6 +677,7 @@ def schedule_next(
         str | None, typer.Option("--after", help="ISO 8601 instant (default: now); a zone-less one is UTC.")
     ] = None,
     count: Annotated[int, typer.Option("--count", "-n", min=1, max=1000)] = 5,
+    as_json: JsonOption = False,
 ) -> None:
     """Print the next COUNT fire times strictly after --after, one per line, in UTC."""
     try:
@@ -685,8 +686,12 @@ def schedule_next(
     except ScheduleError as error:
         raise _fail(str(error), code=2) from None
     start = _instant(after) if after else services.clock()
-    for moment in next_fire_times(schedule, timezone=tz, after=start, count=count):
-        services.console.print(iso_seconds(moment), markup=False)
+    fires = [iso_seconds(moment) for moment in next_fire_times(schedule, timezone=tz, after=start, count=count)]
+    if as_json:
+        _print_json({"expression": expression, "timezone": tz, "after": iso_seconds(start), "fires": fires})
+        return
+    for fire in fires:
+        services.console.print(fire, markup=False)
 
 
 @contextmanager
@@ -708,6 +713,7 @@ def run(
     ] = None,
     verbose: Annotated[bool, _flag("--verbose", "-v", help_text="Print the handler's log output.")] = False,
     rerun: RerunOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Run one task locally through its real handler, against the DynamoDB in AWS_ENDPOINT_URL_DYNAMODB
     or the embedded one. A slot that already SUCCEEDED is not run again unless --rerun. Exits 1 when
@@ -722,12 +728,30 @@ def run(
         result = local.run(task, scheduled_time=slot or services.clock(), rerun=rerun)
     if not task.enabled:
         services.errors.print(f"note: {name} is disabled in stage {stage}; it ran because you asked", markup=False)
-    if verbose:
-        services.console.print(result.invocation.output, markup=False, end="")
-    _print_runs([result.record] if result.record else [], title=f"{name}: local run ({endpoint.url})")
-    if result.record is None:
-        raise _fail(f"no run record was written: {result.invocation.error}")
-    declined_slot(result.invocation.response, name=name, slot=str(result.invocation.event["scheduled_time"]))
+    if as_json:
+        from kairos.operations.invoke import declined
+
+        document = {
+            "task": name,
+            "stage": stage,
+            "endpoint": endpoint.url,
+            "event": result.invocation.event,
+            "response": result.invocation.response,
+            "record": result.record,
+            **({"output": result.invocation.output} if verbose else {}),
+        }
+        _print_json(json.loads(json.dumps(document, default=_json_number)))
+        if result.record is None:
+            raise _fail(f"no run record was written: {result.invocation.error}")
+        if declined(result.invocation.response) == "in_progress":
+            raise typer.Exit(1)
+    else:
+        if verbose:
+            services.console.print(result.invocation.output, markup=False, end="")
+        _print_runs([result.record] if result.record else [], title=f"{name}: local run ({endpoint.url})")
+        if result.record is None:
+            raise _fail(f"no run record was written: {result.invocation.error}")
+        declined_slot(result.invocation.response, name=name, slot=str(result.invocation.event["scheduled_time"]))
     status = result.record.get("status")
     if status == "FAILED":
         raise typer.Exit(1)

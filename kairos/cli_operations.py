@@ -311,13 +311,36 @@ def invoke(
         raise typer.Exit(1)
 
 
-def toggle(name: str, stage: str, file: Any, profile: str | None, region: str | None, *, enabled: bool) -> None:
+def toggle(
+    name: str, stage: str, file: Any, profile: str | None, region: str | None, *, enabled: bool, as_json: bool
+) -> None:
     plan = _plan(file, stage)
     task = known_task(plan, name)
     deployed = deployed_stage(plan, profile, region)
     with aws_errors():
         change = set_schedule_state(deployed, task.name, enabled=enabled)
         muted = set_freshness_actions(deployed, task, enabled=enabled)
+    if as_json:
+        _print_json(
+            {
+                "task": name,
+                "stage": stage,
+                "schedule": change.schedule,
+                "before": change.before,
+                "after": change.after,
+                "changed": change.before != change.after,
+                # actions_enabled: null where the stage has no such alarm deployed
+                "freshness_alarm": None
+                if muted is None
+                else {
+                    "name": muted.alarm,
+                    "deployed": muted.found,
+                    "actions_enabled": enabled if muted.found else None,
+                },
+                "enabled_in_tasks_yaml": task.enabled,
+            }
+        )
+        return
     verb = "resumed" if enabled else "paused"
     already = change.before == change.after
     services.console.print(
@@ -347,9 +370,10 @@ def pause(
     file: FileOption = DEFAULT_FILE,
     profile: ProfileOption = None,
     region: RegionOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Disable the task's deployed schedule without a redeploy (the other schedule fields are kept)."""
-    toggle(name, stage, file, profile, region, enabled=False)
+    toggle(name, stage, file, profile, region, enabled=False, as_json=as_json)
 
 
 def resume(
@@ -358,9 +382,10 @@ def resume(
     file: FileOption = DEFAULT_FILE,
     profile: ProfileOption = None,
     region: RegionOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Enable the task's deployed schedule again without a redeploy."""
-    toggle(name, stage, file, profile, region, enabled=True)
+    toggle(name, stage, file, profile, region, enabled=True, as_json=as_json)
 
 
 def alive(

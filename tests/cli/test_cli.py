@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -243,6 +244,19 @@ def test_schedule_next_prints_fire_times_in_utc(runner: CliRunner, args: list[st
     assert output.split() == expected
 
 
+def test_schedule_next_in_json_names_the_expression_zone_start_and_fires(runner: CliRunner) -> None:
+    args = ["cron(0 18 * * ? *)", "--tz", "Asia/Shanghai", "--after", "2026-11-27T10:00:00Z", "-n", "2", "--json"]
+    result = runner.invoke(cli.app, ["schedule", "next", *args])
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "expression": "cron(0 18 * * ? *)",
+        "timezone": "Asia/Shanghai",
+        "after": "2026-11-27T10:00:00Z",
+        "fires": ["2026-11-28T10:00:00Z", "2026-11-29T10:00:00Z"],
+    }
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -285,6 +299,31 @@ def test_run_then_runs_against_a_dynamodb_endpoint(
     code, output = invoke(runner, "runs", "--file", str(tasks_file))
     assert "python-task-1" in output
     assert "nodejs-task-2" in output
+
+
+def test_run_in_json_prints_the_event_response_and_record_and_a_declined_slot_too(
+    runner: CliRunner, tasks_file: Path, local_dynamodb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli.services, "endpoint", lambda: fixed_endpoint(local_dynamodb))
+    slot = ("--scheduled-time", "2026-11-27T05:00:00Z")
+
+    first = runner.invoke(cli.app, ["run", "python-task-1", "--file", str(tasks_file), *slot, "--json"])
+    again = runner.invoke(cli.app, ["run", "python-task-1", "--file", str(tasks_file), *slot, "--json", "-v"])
+
+    assert first.exit_code == 0, first.output
+    document = json.loads(first.stdout)
+    assert (document["task"], document["stage"], document["endpoint"]) == ("python-task-1", "dev", local_dynamodb)
+    assert document["event"]["scheduled_time"] == "2026-11-27T05:00:00Z"
+    assert document["record"]["status"] == "SUCCEEDED"
+    assert document["record"]["scheduled_time"] == "2026-11-27T05:00:00Z"
+    assert document["response"]["status"] == "SUCCEEDED"
+    assert "output" not in document
+    # The slot is done: the handler declines it and says so; the earlier record is the answer.
+    assert again.exit_code == 0, again.output
+    declined = json.loads(again.stdout)
+    assert declined["response"]["declined"] == "done"
+    assert declined["record"]["sk"] == document["record"]["sk"]
+    assert isinstance(declined["output"], str)
 
 
 def test_run_of_a_disabled_task_says_so(

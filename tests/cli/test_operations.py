@@ -252,6 +252,34 @@ def test_pause_keeps_every_other_field_and_status_shows_the_drift(aws: Any, plan
     assert "freshness alarm kairos-dev-every-five-late: not deployed in this stage" in resumed.stdout
 
 
+def test_pause_and_resume_in_json_say_what_changed(aws: Any, plan: StagePlan, tasks_file: Path) -> None:
+    common = ("--stage", "dev", "--file", str(tasks_file), "--json")
+
+    paused = invoke("pause", "every-five", *common)
+    again = invoke("pause", "every-five", *common)
+    resumed = invoke("resume", "every-five", *common)
+
+    assert paused.exit_code == again.exit_code == resumed.exit_code == 0, (paused.output, resumed.output)
+    first = json.loads(paused.stdout)
+    assert first == {
+        "task": "every-five",
+        "stage": "dev",
+        "schedule": "every-five-schedule",
+        "before": "ENABLED",
+        "after": "DISABLED",
+        "changed": True,
+        # This stand-in stack deploys no alarms: named, and said to be missing.
+        "freshness_alarm": {"name": "kairos-dev-every-five-late", "deployed": False, "actions_enabled": None},
+        "enabled_in_tasks_yaml": True,
+    }
+    assert (json.loads(again.stdout)["before"], json.loads(again.stdout)["changed"]) == ("DISABLED", False)
+    assert {key: json.loads(resumed.stdout)[key] for key in ("before", "after", "changed")} == {
+        "before": "DISABLED",
+        "after": "ENABLED",
+        "changed": True,
+    }
+
+
 def test_pause_mutes_the_freshness_alarm_and_resume_rearms_it(aws: Any, plan: StagePlan, tasks_file: Path) -> None:
     freshness = plan.task("every-five").freshness.alarm
     assert freshness is not None
