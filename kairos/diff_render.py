@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterable
 
-from kairos.diffing import Change, CodeChange, DiffReport, TaskSummary
+from kairos.diffing import Change, CodeChange, DiffReport, SharedFunctionChange, TaskSummary
 
 WIDTH = 80
 VALUE_LIMIT = 200
@@ -87,6 +87,32 @@ def _text_tasks(report: DiffReport, width: int) -> list[str]:
     return lines
 
 
+SHARED_MARKS = {"added": "+", "removed": "-", "changed": "~"}
+
+
+def _shared_headline(function: SharedFunctionChange) -> str:
+    """``+ NAME (stack): runs a, b`` / ``- NAME (stack): ran a`` / ``~ NAME (stack): tasks a → a, b``."""
+    head = f"{SHARED_MARKS[function.status]} {function.name} ({function.stack})"
+    if function.status == "added":
+        return f"{head}: runs {', '.join(function.tasks_after) or '(none)'}"
+    if function.status == "removed":
+        return f"{head}: ran {', '.join(function.tasks_before) or '(none)'}"
+    if function.tasks_before != function.tasks_after:
+        return f"{head}: tasks {', '.join(function.tasks_before)} → {', '.join(function.tasks_after)}"
+    return f"{head}: runs {', '.join(function.tasks_after)}"
+
+
+def _text_shared(report: DiffReport, width: int) -> list[str]:
+    if not report.shared_functions:
+        return []
+    lines = ["", *_wrap(f"Shared functions ({len(report.shared_functions)})", 0, width)]
+    for function in report.shared_functions:
+        lines += _wrap(_shared_headline(function), 2, width)
+        for change in function.changes:
+            lines += _wrap(_change_text(change), 6, width)
+    return lines
+
+
 def _text_code(report: DiffReport, width: int, file_limit: int) -> list[str]:
     if not report.code:
         return []
@@ -123,6 +149,7 @@ def render_text(report: DiffReport, *, width: int = WIDTH, file_limit: int = 12)
             for name in stacks:
                 lines += _wrap(name, 2, width)
     lines += _text_tasks(report, width)
+    lines += _text_shared(report, width)
     lines += _text_code(report, width, file_limit)
     lines += _text_resources(report, width)
     return "\n".join(lines) + "\n"
@@ -193,6 +220,12 @@ def render_markdown(report: DiffReport, *, file_limit: int = 12) -> str:
         if stacks:
             lines += [f"#### {title}", *_md_list(f"`{name}`" for name in stacks), ""]
     lines += _md_tasks(report)
+    if report.shared_functions:
+        lines += ["#### Shared functions", ""]
+        for function in report.shared_functions:
+            lines.append(f"- {_shared_headline(function)}")
+            lines += _md_list((_md_change(change) for change in function.changes), 2)
+        lines.append("")
     if report.code:
         lines += ["#### Code changes, by asset", ""]
         for code in report.code:

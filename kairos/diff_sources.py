@@ -33,8 +33,8 @@ from pathlib import Path
 
 from kairos.diffing import Assembly, StackTemplate
 from kairos.excerpts import shorten
+from kairos.plan import STAGE_TAG
 
-STAGE_TAG = "kairos:stage"
 SOURCES_ONLY_CONTEXT = "kairos:sources-only"
 """CDK context: bundle each Python asset as the sources it ships and its group's lock, building
 nothing (read by ``kairos_stack``; an asset bundled so is never deployed)."""

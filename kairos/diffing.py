@@ -6,6 +6,8 @@
 * tasks are found by the ``kairos:task`` tag of their function and by construct path (a task's
   resources sit under a construct named after it), in whichever stack of the stage holds them, so
   a stage split into several stacks compares the same way as one stack;
+* shared functions (docs/adr/0183) the same way, by their ``kairos:shared-function`` tag: each is
+  reported added, removed or changed with the tasks it runs, not as the stage's own resources;
 * per task: schedule, timezone, state, memory, timeout, params (the schedule's input), grants (the
   policy statements of its roles, rendered one per line), alarms, and any other property changed;
 * code: each function's and layer's asset hash, grouped by (base asset, head asset) with the files
@@ -21,7 +23,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-TASK_TAG = "kairos:task"
+from kairos.plan import SHARED_FUNCTION_TAG, TASK_TAG
+from kairos_runtime.settings import TASKS_ENV
+
 PATH_METADATA = "aws:cdk:path"
 
 REPLACING_PROPERTIES: Mapping[str, frozenset[str]] = {
@@ -141,6 +145,30 @@ class Replacement:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedFunctionChange:
+    """A shared function added, removed or changed: the tasks it runs before and after, and every
+    property that changed on its resources (the list of tasks aside)."""
+
+    name: str
+    stack: str
+    status: str
+    """``added``, ``removed`` or ``changed``."""
+    tasks_before: tuple[str, ...]
+    tasks_after: tuple[str, ...]
+    changes: tuple[Change, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "stack": self.stack,
+            "status": self.status,
+            "tasks_before": list(self.tasks_before),
+            "tasks_after": list(self.tasks_after),
+            "changes": [change.as_json() for change in self.changes],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class DiffReport:
     base: str
     head: str
@@ -152,6 +180,7 @@ class DiffReport:
     code: tuple[CodeChange, ...]
     replacements: tuple[Replacement, ...]
     stage_changes: tuple[Change, ...]
+    shared_functions: tuple[SharedFunctionChange, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -164,6 +193,7 @@ class DiffReport:
             or self.code
             or self.replacements
             or self.stage_changes
+            or self.shared_functions
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -179,6 +209,7 @@ class DiffReport:
             "code": [code.as_json() for code in self.code],
             "replacements": [replacement.as_json() for replacement in self.replacements],
             "stage_changes": [change.as_json() for change in self.stage_changes],
+            "shared_functions": [function.as_json() for function in self.shared_functions],
         }
 
 
@@ -194,6 +225,8 @@ class Resource:
     path: str
     """The construct path below the stack, without a trailing ``/Resource`` (else the logical id)."""
     task: str | None
+    shared_function: str | None = None
+    """The shared function (its name) the resource belongs to, if any."""
 
 
 def _tags(properties: Mapping[str, Any]) -> dict[str, str]:
@@ -265,10 +298,36 @@ def resources_of(stack: StackTemplate) -> list[Resource]:
         parts = _relative_path(stack.name, logical_id, body.get("Metadata") or {})
         entries.append((logical_id, str(body.get("Type", "")), properties, parts, _tags(properties).get(TASK_TAG)))
     owners = _owners(entries)
+    shared = _shared_functions(entries)
     return [
-        Resource(stack.name, logical_id, kind, properties, "/".join(parts), owners.get(logical_id))
+        Resource(
+            stack.name, logical_id, kind, properties, "/".join(parts), owners.get(logical_id), shared.get(logical_id)
+        )
         for logical_id, kind, properties, parts, _ in entries
     ]
+
+
+def _shared_functions(entries: list[tuple[str, str, Mapping[str, Any], list[str], str | None]]) -> dict[str, str]:
+    """Logical id → shared function name: the resources tagged with it, and every resource under the
+    same top-level construct (a policy or an event invoke config, which take no tags). A template
+    synthesized before the tag existed is read by its function instead: only a shared function's
+    environment lists its tasks (``KAIROS_TASKS``)."""
+    by_construct: dict[str, str] = {}
+    for _, kind, properties, parts, task in entries:
+        if len(parts) < 2 or task is not None:
+            continue
+        name = _tags(properties).get(SHARED_FUNCTION_TAG)
+        variables = (properties.get("Environment") or {}).get("Variables") or {}
+        lists_tasks = isinstance(variables, Mapping) and TASKS_ENV in variables
+        if name is None and kind == "AWS::Lambda::Function" and lists_tasks:
+            name = str(properties.get("FunctionName") or parts[0])
+        if name:
+            by_construct[parts[0]] = name
+    return {
+        logical_id: by_construct[parts[0]]
+        for logical_id, _, _, parts, task in entries
+        if task is None and len(parts) > 1 and parts[0] in by_construct
+    }
 
 
 def _json(value: Any) -> str:
@@ -505,7 +564,9 @@ def asset_hash(resource: Resource) -> str | None:
 
 
 def _code_owner(resource: Resource) -> str:
-    return resource.task or resource.path
+    if resource.task:
+        return resource.task
+    return f"shared function {resource.shared_function}" if resource.shared_function else resource.path
 
 
 def _code_changes(old: list[Resource], new: list[Resource], base: Assembly, head: Assembly) -> list[CodeChange]:
@@ -564,8 +625,8 @@ def _replacements(old: list[Resource], new: list[Resource]) -> list[Replacement]
 
 
 def _stage_changes(old: list[Resource], new: list[Resource]) -> list[Change]:
-    before = {r.path: r for r in old if r.task is None}
-    after = {r.path: r for r in new if r.task is None}
+    before = {r.path: r for r in old if r.task is None and r.shared_function is None}
+    after = {r.path: r for r in new if r.task is None and r.shared_function is None}
     changes = []
     for path in sorted(set(before) | set(after)):
         if path not in after:
@@ -578,6 +639,76 @@ def _stage_changes(old: list[Resource], new: list[Resource]) -> list[Change]:
             for prop in property_changes(before[path].properties, after[path].properties):
                 old_value, new_value = before[path].properties.get(prop), after[path].properties.get(prop)
                 changes.append(Change(f"{path} {prop}", _text(old_value), _text(new_value)))
+    return changes
+
+
+def _function_tasks(resources: list[Resource]) -> tuple[str, ...]:
+    """The tasks a shared function runs: its environment's task list (``KAIROS_TASKS``)."""
+    for resource in resources:
+        if resource.type == "AWS::Lambda::Function":
+            variables = (resource.properties.get("Environment") or {}).get("Variables") or {}
+            try:
+                tasks = json.loads(variables.get(TASKS_ENV, "[]"))
+            except (TypeError, ValueError):
+                return ()
+            return tuple(str(task) for task in tasks) if isinstance(tasks, list) else ()
+    return ()
+
+
+def _without_task_list(resource: Resource) -> Mapping[str, Any]:
+    """The resource's properties, its function's task list left out (reported on its own line)."""
+    environment = resource.properties.get("Environment")
+    if resource.type != "AWS::Lambda::Function" or not isinstance(environment, Mapping):
+        return resource.properties
+    variables = {key: value for key, value in (environment.get("Variables") or {}).items() if key != TASKS_ENV}
+    return {**resource.properties, "Environment": {**environment, "Variables": variables}}
+
+
+def _by_shared_function(resources: list[Resource]) -> dict[str, list[Resource]]:
+    groups: dict[str, list[Resource]] = {}
+    for resource in resources:
+        if resource.shared_function is not None:
+            groups.setdefault(resource.shared_function, []).append(resource)
+    return groups
+
+
+def _member_changes(before: list[Resource], after: list[Resource]) -> list[Change]:
+    """Property changes of one shared function's resources, by path below its construct; its code
+    is left to the code section (the function is named among the asset's users)."""
+    old = {resource.path.split("/", 1)[-1]: resource for resource in before}
+    new = {resource.path.split("/", 1)[-1]: resource for resource in after}
+    found: list[Change] = []
+    for path in sorted(set(old) | set(new)):
+        if path not in new:
+            found.append(Change(path, old[path].type, None))
+        elif path not in old:
+            found.append(Change(path, None, new[path].type))
+        else:
+            old_props, new_props = _without_task_list(old[path]), _without_task_list(new[path])
+            found += [
+                Change(f"{path} {prop}", _text(old_props.get(prop)), _text(new_props.get(prop)))
+                for prop in property_changes(old_props, new_props)
+                if prop != "Code"
+            ]
+    return found
+
+
+def _shared_function_changes(old: list[Resource], new: list[Resource]) -> list[SharedFunctionChange]:
+    before, after = _by_shared_function(old), _by_shared_function(new)
+    changes = []
+    for name in sorted(set(before) | set(after)):
+        if name not in after:
+            changes.append(
+                SharedFunctionChange(name, before[name][0].stack, "removed", _function_tasks(before[name]), ())
+            )
+        elif name not in before:
+            changes.append(SharedFunctionChange(name, after[name][0].stack, "added", (), _function_tasks(after[name])))
+        else:
+            tasks_before, tasks_after = _function_tasks(before[name]), _function_tasks(after[name])
+            found = _member_changes(before[name], after[name])
+            if tasks_before != tasks_after or found:
+                stack = after[name][0].stack
+                changes.append(SharedFunctionChange(name, stack, "changed", tasks_before, tasks_after, tuple(found)))
     return changes
 
 
@@ -607,6 +738,7 @@ def diff(base: Assembly, head: Assembly) -> DiffReport:
         code=tuple(_code_changes(old, new, base, head)),
         replacements=tuple(_replacements(old, new)),
         stage_changes=tuple(_stage_changes(old, new)),
+        shared_functions=tuple(_shared_function_changes(old, new)),
     )
 
 

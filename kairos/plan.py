@@ -76,6 +76,13 @@ NODE_HANDLER = "src/index.handler"
 
 # Scheduler retries a delivery it could not make (throttling, a missing permission); a function that
 # ran and failed is retried by Lambda's own asynchronous retries instead.
+STAGE_TAG = "kairos:stage"
+"""Every resource of a stage's stacks, and the stacks themselves: which stage they belong to."""
+TASK_TAG = "kairos:task"
+"""A task's own resources: which task (``kairos diff`` groups a stage's resources by it)."""
+SHARED_FUNCTION_TAG = "kairos:shared-function"
+"""A shared function's resources: its function name (``kairos diff`` reports them apart)."""
+
 SCHEDULER_RETRY_ATTEMPTS = 3
 LAMBDA_ASYNC_RETRY_ATTEMPTS = 2
 MIN_EVENT_AGE = timedelta(seconds=60)

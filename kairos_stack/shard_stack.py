@@ -17,7 +17,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from kairos.plan import ShardPlan, StagePlan, TaskPlan
+from kairos.plan import SHARED_FUNCTION_TAG, STAGE_TAG, TASK_TAG, ShardPlan, StagePlan, TaskPlan
 from kairos_runtime.fan_out_objects import batches_prefix, fan_out_prefix, results_prefix
 from kairos_runtime.registry import Access
 from kairos_runtime.tables import TABLE_DESIGNS, TableId
@@ -26,9 +26,7 @@ from kairos_stack.fan_out_task import FanOutTask
 from kairos_stack.scheduled_task import ScheduledTask
 from kairos_stack.shared_function import SharedFunction
 from kairos_stack.shared_task import SharedTask
-from kairos_stack.stage_stack import LOG_RETENTION, NEWEST_RUNTIMES, STAGE_TAG, KairosStageStack, table_statements
-
-TASK_TAG = "kairos:task"
+from kairos_stack.stage_stack import LOG_RETENTION, NEWEST_RUNTIMES, KairosStageStack, table_statements
 
 
 class KairosShardStack(cdk.Stack):
@@ -130,6 +128,7 @@ class KairosShardStack(cdk.Stack):
                 alarm_action_arn=self.core.alarm_topic.topic.topic_arn,
                 table_names=self.core.table_names,
             )
+            cdk.Tags.of(shared).add(SHARED_FUNCTION_TAG, function_plan.function_name)
             self._grant_shared_function(shared)
             cdk.Validations.of(shared.role).acknowledge(
                 cdk.Acknowledgment(

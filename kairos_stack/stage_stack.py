@@ -20,7 +20,7 @@ from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
 from kairos.config import NODE_RUNTIMES, PYTHON_RUNTIMES
-from kairos.plan import FAN_OUT_OBJECT_EXPIRY_DAYS, StagePlan
+from kairos.plan import FAN_OUT_OBJECT_EXPIRY_DAYS, STAGE_TAG, StagePlan
 from kairos_runtime.registry import Access, Partitions
 from kairos_runtime.tables import TableId
 from kairos_stack.alarm_topic import AlarmTopic
@@ -30,7 +30,6 @@ from kairos_stack.fan_out_bucket import FanOutBucket
 from kairos_stack.scheduler_role import SchedulerRole
 from kairos_stack.stage_dashboard import StageDashboard
 
-STAGE_TAG = "kairos:stage"
 NEWEST_RUNTIMES = {PYTHON_RUNTIMES[-1], NODE_RUNTIMES[-1]}
 R = logs.RetentionDays
 LOG_RETENTION: dict[int, logs.RetentionDays] = {

@@ -202,3 +202,19 @@ def test_a_sharing_task_is_found_deployed_on_its_shared_function(
             deployed_task.schedule_name
             == f"physical-{logical_id_in(templates, f'{stack}/{task.name}/Schedule/Resource')}"
         )
+
+
+def test_a_shared_functions_resources_carry_its_name_for_kairos_diff(
+    stage: tuple[StagePlan, StageStacks, dict[str, Any]],
+) -> None:
+    plan, _, templates = stage
+    functions = functions_by_name(templates)
+    log_groups = [resource for _, _, resource in of_type(templates, "AWS::Logs::LogGroup")]
+
+    for function in plan.shared_functions:
+        resource = functions[function.function_name][2]
+        assert {"Key": "kairos:shared-function", "Value": function.function_name} in resource["Properties"]["Tags"]
+        assert any(
+            {"Key": "kairos:shared-function", "Value": function.function_name} in group["Properties"].get("Tags", [])
+            for group in log_groups
+        )

@@ -298,7 +298,7 @@ def test_the_json_form_has_stable_fields() -> None:
 
     assert set(document) == {
         "base", "head", "changed", "stacks_added", "stacks_removed", "tasks_added", "tasks_removed",
-        "tasks_changed", "code", "replacements", "stage_changes",
+        "tasks_changed", "code", "replacements", "stage_changes", "shared_functions",
     }  # fmt: skip
     assert document["changed"] is True
     assert document["tasks_changed"][0]["name"] == "alpha"
@@ -340,3 +340,92 @@ def test_a_scheduler_role_at_the_stack_root_belongs_to_the_task_whose_function_i
 
     assert [task.name for task in report.tasks_added] == ["beta"]
     assert report.stage_changes == (), "the new task's Scheduler role is the task's, not the stage's"
+
+
+def shared_function_resources(
+    key: str, tasks: list[str], *, tagged: bool = True, memory: int = 256, code: str = "sss"
+) -> dict[str, Any]:
+    """A shared function's resources (docs/adr/0183): under ``SharedFunction<key>``, tagged with its
+    name (``tagged=False``: as synthesized before the tag), its environment listing its tasks."""
+    name = f"kairos_dev_shared_{key}_0"
+    tags = [{"Key": "kairos:shared-function", "Value": name}] if tagged else []
+    construct = f"SharedFunction{key}"
+    return {
+        f"{construct}Logs1": {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {"RetentionInDays": 7, "Tags": tags},
+            "Metadata": _meta(f"{construct}/Logs/Resource"),
+        },
+        f"{construct}RoleDefaultPolicy1": {
+            "Type": "AWS::IAM::Policy",
+            "Properties": {"PolicyDocument": {"Statement": []}, "Roles": [{"Ref": f"{construct}Role1"}]},
+            "Metadata": _meta(f"{construct}/Role/DefaultPolicy/Resource"),
+        },
+        f"{construct}Function1": {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {
+                "FunctionName": name,
+                "Code": {"S3Bucket": {"Fn::Sub": "cdk-assets"}, "S3Key": f"{code}.zip"},
+                "MemorySize": memory,
+                "Environment": {"Variables": {"KAIROS_TASKS": json.dumps(tasks), "KAIROS_STAGE": "dev"}},
+                "Tags": tags,
+            },
+            "Metadata": {**_meta(f"{construct}/Function/Resource"), "aws:asset:path": f"asset.{code}"},
+        },
+    }
+
+
+@pytest.mark.parametrize("tagged", [True, False], ids=["tagged", "synthesized-before-the-tag"])
+def test_shared_functions_are_reported_with_their_tasks_not_as_stage_resources(tagged: bool) -> None:
+    base = template(
+        shared_function_resources("aa", ["a-1", "a-2"], tagged=tagged),
+        shared_function_resources("bb", ["b-1"], tagged=tagged),
+    )
+    head = template(
+        shared_function_resources("aa", ["a-1", "a-2", "a-3"], tagged=tagged, memory=512, code="ttt"),
+        shared_function_resources("cc", ["c-1", "c-2"], tagged=tagged),
+    )
+
+    report = diff(one_stack("base", base), one_stack("head", head))
+
+    assert report.stage_changes == ()
+    by_name = {function.name: function for function in report.shared_functions}
+    assert {name: function.status for name, function in by_name.items()} == {
+        "kairos_dev_shared_aa_0": "changed",
+        "kairos_dev_shared_bb_0": "removed",
+        "kairos_dev_shared_cc_0": "added",
+    }
+    changed = by_name["kairos_dev_shared_aa_0"]
+    assert (changed.tasks_before, changed.tasks_after) == (("a-1", "a-2"), ("a-1", "a-2", "a-3"))
+    # The task list is its own line, and the code is the code section's: neither is repeated here.
+    assert [(change.what, change.before, change.after) for change in changed.changes] == [
+        ("Function MemorySize", "256", "512")
+    ]
+    assert by_name["kairos_dev_shared_bb_0"].tasks_before == ("b-1",)
+    assert by_name["kairos_dev_shared_cc_0"].tasks_after == ("c-1", "c-2")
+    assert [code.used_by for code in report.code] == [("shared function kairos_dev_shared_aa_0",)]
+    # A lost shared function's log group is still a loss.
+    assert [item.resource for item in report.replacements] == ["SharedFunctionbb/Logs"]
+
+    text = render_text(report)
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "Shared functions (3)" in text
+    assert "  ~ kairos_dev_shared_aa_0 (kairos-dev): tasks a-1, a-2 → a-1, a-2, a-3" in text
+    assert "  - kairos_dev_shared_bb_0 (kairos-dev): ran b-1" in text
+    assert "  + kairos_dev_shared_cc_0 (kairos-dev): runs c-1, c-2" in text
+    assert "Stage resources changed" not in text
+    markdown = render_markdown(report)
+    assert "#### Shared functions" in markdown
+    assert "- ~ kairos_dev_shared_aa_0 (kairos-dev): tasks a-1, a-2 → a-1, a-2, a-3" in markdown
+    document = report.as_json()
+    assert [function["status"] for function in document["shared_functions"]] == ["changed", "removed", "added"]
+    assert document["shared_functions"][0]["tasks_after"] == ["a-1", "a-2", "a-3"]
+
+
+def test_a_shared_function_whose_tasks_and_settings_are_the_same_is_not_reported() -> None:
+    body = template(task_resources("alpha"), shared_function_resources("aa", ["a-1"]))
+
+    report = diff(one_stack("base", body), one_stack("head", copy.deepcopy(body)))
+
+    assert report.empty
+    assert report.shared_functions == ()
