@@ -969,6 +969,22 @@ class StagePlan:
             )
 
         [queue_depth] = self.dead_letter_alarm.metrics.values()
+        # A shared function is graphed, and its alarm shown, on the page of its first task.
+        on_page = {task.name for task in tasks}
+        functions = tuple(function for function in self.shared_functions if function.tasks[0] in on_page)
+        dropped = tuple(
+            (
+                function.function_name,
+                # The planned name, not the function's token: the dashboard is in the core stack.
+                MetricPlan(
+                    metrics.LAMBDA_NAMESPACE,
+                    metrics.LAMBDA_ASYNC_EVENTS_DROPPED,
+                    "Sum",
+                    MappingProxyType({"FunctionName": function.function_name}),
+                ),
+            )
+            for function in functions
+        )
         graphs = (
             GraphPlan("Succeeded runs", per_task(metrics.RUNS_SUCCEEDED, "Sum")),
             GraphPlan("Failed runs", per_task(metrics.RUNS_FAILED, "Sum")),
@@ -976,8 +992,13 @@ class StagePlan:
             GraphPlan("Run duration p95 (ms)", per_task(metrics.RUN_DURATION, "p95")),
             GraphPlan("Items written", per_task(metrics.ITEMS_WRITTEN, "Sum")),
             GraphPlan("Dead-letter queue: messages waiting", (("dead letters", queue_depth),)),
+            *((GraphPlan("Shared functions: events dropped", dropped),) if dropped else ()),
         )
-        alarms = (self.dead_letter_alarm.alarm_name, *(alarm.alarm_name for task in tasks for alarm in task.alarms))
+        alarms = (
+            self.dead_letter_alarm.alarm_name,
+            *(alarm.alarm_name for task in tasks for alarm in task.alarms),
+            *(alarm.alarm_name for function in functions for alarm in function.alarms),
+        )
         page = f", page {number} of {pages}" if pages > 1 else ""
         names = f": {tasks[0].name} to {tasks[-1].name}" if pages > 1 and tasks else ""
         header = (

@@ -218,3 +218,27 @@ def test_a_shared_functions_resources_carry_its_name_for_kairos_diff(
             {"Key": "kairos:shared-function", "Value": function.function_name} in group["Properties"].get("Tags", [])
             for group in log_groups
         )
+
+
+def test_the_dashboard_graphs_each_shared_functions_dropped_events_and_shows_its_alarm(
+    stage: tuple[StagePlan, StageStacks, dict[str, Any]],
+) -> None:
+    from tests.infra.test_freshness_and_dashboard import dashboard_body
+
+    plan, _, templates = stage
+    [dashboard] = [resource for _, _, resource in of_type(templates, "AWS::CloudWatch::Dashboard")]
+    widgets = dashboard_body(dashboard)["widgets"]
+    [graph] = [widget for widget in widgets if widget["properties"].get("title") == "Shared functions: events dropped"]
+    lines = graph["properties"]["metrics"]
+    assert plan.shared_functions
+    assert [line[:4] for line in lines] == [
+        [metrics.LAMBDA_NAMESPACE, metrics.LAMBDA_ASYNC_EVENTS_DROPPED, "FunctionName", function.function_name]
+        for function in plan.shared_functions
+    ]
+    shown = {
+        arn.rsplit(":", 1)[1]
+        for widget in widgets
+        if widget["type"] == "alarm"
+        for arn in widget["properties"]["alarms"]
+    }
+    assert shown == {alarm.alarm_name for alarm in plan.alarms}, "every alarm of the stage, the shared ones included"
