@@ -220,3 +220,14 @@ def run_in_fresh_interpreter(code: str, **environment: str) -> str:
     )
     assert completed.returncode == 0, completed.stderr
     return completed.stdout
+
+
+@pytest.fixture(autouse=True)
+def requests_transport_restored() -> Iterator[None]:
+    """Every test leaves requests' transport as it found it: a mock (``responses``) or a spy left on
+    ``HTTPAdapter.send`` would answer, or refuse, the HTTP of every later test in the process."""
+    import requests.adapters
+
+    before = requests.adapters.HTTPAdapter.send
+    yield
+    assert requests.adapters.HTTPAdapter.send is before, "the test left requests.adapters.HTTPAdapter.send patched"

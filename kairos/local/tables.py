@@ -102,7 +102,9 @@ def ensure_tables(client: DynamoDBClient, tables: Iterable[LocalTable]) -> list[
     """Create the tables that do not exist yet; returns the names it created.
 
     An existing table whose keys or indexes differ from the design raises instead of being
-    silently reused (or dropped with its data).
+    silently reused (or dropped with its data). Commands share the embedded DynamoDB, so another one
+    may create a table between the listing and the create: that table is waited for and checked
+    like any existing one.
     """
     existing = set(client.list_tables().get("TableNames", []))
     created = []
@@ -110,7 +112,12 @@ def ensure_tables(client: DynamoDBClient, tables: Iterable[LocalTable]) -> list[
         if table.name in existing:
             _check_design(client, table)
             continue
-        client.create_table(TableName=table.name, **table.definition)
+        try:
+            client.create_table(TableName=table.name, **table.definition)
+        except client.exceptions.ResourceInUseException:
+            client.get_waiter("table_exists").wait(TableName=table.name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+            _check_design(client, table)
+            continue
         client.get_waiter("table_exists").wait(TableName=table.name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
         if table.ttl_attribute:
             _enable_ttl(client, table)

@@ -209,14 +209,17 @@ def test_requests_calls_in_a_block_reuse_the_threads_session_and_carry_no_cookie
         assert "Cookie" not in request.headers, "a cookie from an earlier answer was sent"
         return send(adapter, request, **kwargs)
 
-    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", spy)
-    with upstream_requests(proxy=None, timeout=5):
-        for _ in range(3):
+    # Undone inside the test, before @responses.activate restores the real send: a monkeypatch undone
+    # at teardown would put responses' send back for every later test of the process.
+    with monkeypatch.context() as patched:
+        patched.setattr(requests.adapters.HTTPAdapter, "send", spy)
+        with upstream_requests(proxy=None, timeout=5):
+            for _ in range(3):
+                requests.get(URL, timeout=5)
+        with upstream_requests(proxy=None, timeout=5):
             requests.get(URL, timeout=5)
-    with upstream_requests(proxy=None, timeout=5):
         requests.get(URL, timeout=5)
-    requests.get(URL, timeout=5)
-    requests.get(URL, timeout=5)
+        requests.get(URL, timeout=5)
 
     inside, outside = [id(each) for each in adapters[:4]], [id(each) for each in adapters[4:]]
     assert len(set(inside)) == 1, "one adapter (one connection pool) for every call of the thread"

@@ -11,6 +11,7 @@ import urllib.request
 from types import ModuleType
 
 import pytest
+import requests
 
 from tests.conftest import PROJECT_ROOT
 
@@ -154,3 +155,14 @@ def test_akshare_alone_asks_the_server_once_per_symbol_through_akshare(bench: Mo
 
     assert wall > 0
     assert len(json.loads(output.strip().splitlines()[-1])) == 12
+
+
+def test_akshare_alone_raises_a_failed_request_instead_of_timing_fewer(bench: ModuleType) -> None:
+    server, url = bench._kline_server(0.0)
+    server.communicate("", timeout=10)  # stopped: every request is refused
+    undo = bench.route_upstream({"url": url})
+    try:
+        with pytest.raises(requests.ConnectionError):
+            bench.akshare_alone(bench.codes(4), 2, timeout_s=5)
+    finally:
+        undo()
