@@ -34,7 +34,7 @@ import pytest
 from kairos.local.processes import free_loopback_port, stop_process, wait_for_port
 from kairos.plan import StagePlan, TaskPlan
 from kairos_runtime.registry import DependencyGroup
-from kairos_runtime.settings import RUN_RECORD_TTL_DAYS_ENV
+from kairos_runtime.settings import RUN_RECORD_TTL_DAYS_ENV, TASKS_ENV
 from kairos_runtime.tables import TABLE_DESIGNS, TableId
 
 pytestmark = pytest.mark.slow
@@ -45,6 +45,9 @@ MOTO_SERVER = Path(__file__).with_name("moto_server_with_scheduler.py")
 ACCOUNT, REGION = "123456789012", "us-east-1"
 STAGE = "dev"
 ADDED_TASK = "smoke-added"
+SHARED_TASKS = ("smoke-shared-a", "smoke-shared-e")
+"""Added with ADDED_TASK, on one shared function: their names hash to its shard, so the update
+still touches one shard stack and the core."""
 COMMAND_TIMEOUT = 900
 KAIROS = Path(sys.executable).with_name("kairos")
 PRE_ADOPTION_FLAGS = {
@@ -273,6 +276,15 @@ def with_added_task(source: Path, target: Path) -> Path:
         "    params:\n"
         "      label: smoke\n"
     )
+    for name in SHARED_TASKS:
+        text += (
+            f"\n  - name: {name}\n"
+            "    description: Shares a function, added by the deploy smoke test\n"
+            "    task_type: simple_task_1\n"
+            "    schedule: rate(30 minutes)\n"
+            "    enabled: true\n"
+            "    shared_function: true\n"
+        )
     target.write_text(text + "\n", encoding="utf-8")
     return target
 
@@ -332,7 +344,11 @@ def assert_schedules_and_alarms(aws: LocalAws, stack: Deployed) -> None:
                 task.fan_out.state_machine_name
             )
         else:
-            function_name = stack.physical_id(f"{task.name}/Function/Resource")
+            function_name = (
+                task.shared_function
+                if task.shared_function is not None
+                else stack.physical_id(f"{task.name}/Function/Resource")
+            )
             assert schedule["Target"]["Arn"] == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
         alarm = stack.resource(f"{task.name}/FailureAlarm/Resource")
         assert alarm["Type"] == "AWS::CloudWatch::Alarm"
@@ -372,8 +388,14 @@ def assert_stack(aws: LocalAws, stack: Deployed, updated: frozenset[str] = froze
         if task.fan_out is not None:  # three functions and the machine's log group: tests/infra/test_fan_out_task.py
             assert stack.physical_id(f"{task.name}/StateMachineLogs/Resource") in log_groups
             continue
+        if task.shared_function is not None:  # its function's, below
+            continue
         assert stack.physical_id(f"{task.name}/Logs/Resource") in log_groups
         layers.update(assert_function(aws, stack, task))
+    for function in stack.plan.shared_functions:
+        assert stack.physical_id(f"{function.construct_id}/Logs/Resource") in log_groups
+        configuration = aws.client("lambda").get_function_configuration(FunctionName=function.function_name)
+        assert json.loads(configuration["Environment"]["Variables"][TASKS_ENV]) == list(function.tasks)
     crawler_shards = {
         task.shard for task in stack.plan.tasks if task.family == "python" and task.group is DependencyGroup.CRAWLER
     }
@@ -420,6 +442,10 @@ def test_dev_stage_deploys_diffs_clean_and_updates(local_aws: LocalAws) -> None:
     # When a task is added to (a copy of) tasks.yaml
     updated_file = with_added_task(tasks_file, workdir / "tasks-updated.yaml")
     updated_plan = load_plan(updated_file)
+    assert [function.tasks for function in updated_plan.shared_functions] == [SHARED_TASKS]
+    assert {updated_plan.task_stack_name(updated_plan.task(name)) for name in (ADDED_TASK, *SHARED_TASKS)} == {
+        updated_plan.task_stack_name(updated_plan.task(ADDED_TASK))
+    }, "the added tasks share one shard stack"
     changed = local_aws.cdk(
         "diff", *deploy_args(updated_file, workdir / "out-diff-2"), "--method=template", "--fail", check=False
     )
@@ -512,6 +538,11 @@ def operate_the_stage(aws: LocalAws, stack: Deployed, tasks_file: Path) -> None:
     }
     assert answer["response"] == sent, "moto's Lambda answers with the event it received"
     assert f"wrote no run record for {recent}" in invoked.stderr
+    # A task on a shared function is invoked on that function, with its own event.
+    shared = aws.kairos("invoke", SHARED_TASKS[1], *common, "--scheduled-time", recent, "--json", expect=1)
+    shared_answer = json.loads(shared.stdout)
+    assert shared_answer["event"]["task"] == SHARED_TASKS[1]
+    assert shared_answer["response"] == shared_answer["event"]
 
     scheduler = aws.client("scheduler")
     schedule = {"Name": stack.physical_id(f"{task}/Schedule/Resource"), "GroupName": stack.plan.schedule_group_name}
