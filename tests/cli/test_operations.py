@@ -23,7 +23,7 @@ from kairos.catalog import load_catalog
 from kairos.loading import load_tasks_file
 from kairos.local.tables import tables_from_designs
 from kairos.operations.deployed import FUNCTION_PATH, LOG_GROUP_PATH, SCHEDULE_PATH, TABLE_PATH
-from kairos.plan import StagePlan, TaskPlan, input_json, plan_stage
+from kairos.plan import AlarmPlan, StagePlan, TaskPlan, input_json, plan_stage
 from kairos_runtime.tables import TABLE_DESIGNS
 
 NOW = datetime(2026, 11, 27, 7, 12, 30, tzinfo=UTC)
@@ -280,11 +280,11 @@ def test_pause_and_resume_in_json_say_what_changed(aws: Any, plan: StagePlan, ta
     }
 
 
-def test_pause_mutes_the_freshness_alarm_and_resume_rearms_it(aws: Any, plan: StagePlan, tasks_file: Path) -> None:
-    freshness = plan.task("every-five").freshness.alarm
+def deploy_freshness_alarm(aws: Any, plan: StagePlan, task: str) -> AlarmPlan:
+    """The task's freshness alarm, put in place as the stack would (moto's CloudFormation makes none)."""
+    freshness = plan.task(task).freshness.alarm
     assert freshness is not None
-    cloudwatch = aws.client("cloudwatch")
-    cloudwatch.put_metric_alarm(
+    aws.client("cloudwatch").put_metric_alarm(
         AlarmName=freshness.alarm_name,
         MetricName="RunsAlive",
         Namespace="Kairos",
@@ -295,6 +295,12 @@ def test_pause_mutes_the_freshness_alarm_and_resume_rearms_it(aws: Any, plan: St
         ComparisonOperator="LessThanThreshold",
         ActionsEnabled=True,
     )
+    return freshness
+
+
+def test_pause_mutes_the_freshness_alarm_and_resume_rearms_it(aws: Any, plan: StagePlan, tasks_file: Path) -> None:
+    freshness = deploy_freshness_alarm(aws, plan, "every-five")
+    cloudwatch = aws.client("cloudwatch")
     cloudwatch.set_alarm_state(AlarmName=freshness.alarm_name, StateValue="ALARM", StateReason="test: not running")
 
     def alarm() -> dict[str, Any]:
@@ -604,18 +610,7 @@ def test_alive_starts_the_freshness_windows_of_running_tasks_and_leaves_a_paused
     assert early.stdout == "every-five: its freshness alarm is not deployed in this stage\n"
     assert alive_sums() == []
 
-    freshness = plan.task("every-five").freshness.alarm
-    assert freshness is not None
-    cloudwatch.put_metric_alarm(
-        AlarmName=freshness.alarm_name,
-        MetricName="RunsAlive",
-        Namespace="Kairos",
-        Statistic="Sum",
-        Period=freshness.period_seconds,
-        EvaluationPeriods=freshness.evaluation_periods,
-        Threshold=1,
-        ComparisonOperator="LessThanThreshold",
-    )
+    freshness = deploy_freshness_alarm(aws, plan, "every-five")
 
     # Every task enabled in the stage by default: the one RunsAlive a run would publish.
     marked = invoke("alive", *common, "--json")
