@@ -729,8 +729,6 @@ def run(
     if not task.enabled:
         services.errors.print(f"note: {name} is disabled in stage {stage}; it ran because you asked", markup=False)
     if as_json:
-        from kairos.operations.invoke import declined
-
         document = {
             "task": name,
             "stage": stage,
@@ -743,8 +741,8 @@ def run(
         _print_json(json.loads(json.dumps(document, default=_json_number)))
         if result.record is None:
             raise _fail(f"no run record was written: {result.invocation.error}")
-        if declined(result.invocation.response) == "in_progress":
-            raise typer.Exit(1)
+        # Its note or error goes to stderr, so the JSON on stdout stays whole.
+        declined_slot(result.invocation.response, name=name, slot=str(result.invocation.event["scheduled_time"]))
     else:
         if verbose:
             services.console.print(result.invocation.output, markup=False, end="")

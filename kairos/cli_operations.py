@@ -415,17 +415,20 @@ def alive(
                 ],
             }
         )
-        return
     said = {
         "marked": "alive now; its freshness window starts again",
         "paused": "left alone: its schedule is paused",
+        "missing": "not marked: the stage has no schedule for it (deploy first)",
         "not deployed": "its freshness alarm is not deployed in this stage",
+        "outdated": f"not marked: its freshness alarm is older than tasks.yaml ({{reason}}); deploy {stage} first",
+        "no alarm": "no freshness alarm ({reason})",
     }
-    for mark in marks:
-        text = said.get(mark.outcome) or f"no freshness alarm ({mark.reason})"
-        services.console.print(f"{mark.task}: {text}", markup=False)
-    if not marks:
+    for mark in [] if as_json else marks:
+        services.console.print(f"{mark.task}: {said[mark.outcome].format(reason=mark.reason)}", markup=False)
+    if not marks and not as_json:
         services.console.print(f"no task is enabled in stage {stage}", markup=False)
+    if any(mark.outcome in ("missing", "outdated") for mark in marks):
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

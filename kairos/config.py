@@ -100,7 +100,7 @@ def _written_bool(value: object) -> object:
 def _written_int(value: object) -> object:
     """A whole-number field takes YAML integers only: ``"512"`` or ``512.0`` is refused, as the JSON
     schema (``schemas/tasks.schema.json``) refuses it in an editor, rather than coerced."""
-    if isinstance(value, bool):
+    if isinstance(value, bool | ScalarBoolean):  # an anchored boolean is an int to Python
         raise ValueError("expected a whole number, not true or false")
     if isinstance(value, str):
         raise ValueError("expected a whole number, not a string: write it unquoted")

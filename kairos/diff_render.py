@@ -108,8 +108,11 @@ def _text_shared(report: DiffReport, width: int) -> list[str]:
     lines = ["", *_wrap(f"Shared functions ({len(report.shared_functions)})", 0, width)]
     for function in report.shared_functions:
         lines += _wrap(_shared_headline(function), 2, width)
-        for change in function.changes:
-            lines += _wrap(_change_text(change), 6, width)
+        texts = [_change_text(change) for change in function.changes]
+        texts += [f"grant + {grant}" for grant in function.grants_added]
+        texts += [f"grant - {grant}" for grant in function.grants_removed]
+        for text in texts:
+            lines += _wrap(text, 6, width)
     return lines
 
 
@@ -225,6 +228,8 @@ def render_markdown(report: DiffReport, *, file_limit: int = 12) -> str:
         for function in report.shared_functions:
             lines.append(f"- {_shared_headline(function)}")
             lines += _md_list((_md_change(change) for change in function.changes), 2)
+            lines += _md_list((f"grant added: {_code(grant)}" for grant in function.grants_added), 2)
+            lines += _md_list((f"grant removed: {_code(grant)}" for grant in function.grants_removed), 2)
         lines.append("")
     if report.code:
         lines += ["#### Code changes, by asset", ""]

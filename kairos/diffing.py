@@ -156,6 +156,9 @@ class SharedFunctionChange:
     tasks_before: tuple[str, ...]
     tasks_after: tuple[str, ...]
     changes: tuple[Change, ...] = ()
+    grants_added: tuple[str, ...] = ()
+    """Policy statements of its role, one a line as a task's (a task joining adds its run records)."""
+    grants_removed: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -165,6 +168,8 @@ class SharedFunctionChange:
             "tasks_before": list(self.tasks_before),
             "tasks_after": list(self.tasks_after),
             "changes": [change.as_json() for change in self.changes],
+            "grants_added": list(self.grants_added),
+            "grants_removed": list(self.grants_removed),
         }
 
 
@@ -311,10 +316,12 @@ def _shared_functions(entries: list[tuple[str, str, Mapping[str, Any], list[str]
     """Logical id → shared function name: the resources tagged with it, and every resource under the
     same top-level construct (a policy or an event invoke config, which take no tags). A template
     synthesized before the tag existed is read by its function instead: only a shared function's
-    environment lists its tasks (``KAIROS_TASKS``)."""
+    environment lists its tasks (``KAIROS_TASKS``). A tagged resource is its function's even in a
+    template without construct paths."""
+    tagged: dict[str, str] = {}
     by_construct: dict[str, str] = {}
-    for _, kind, properties, parts, task in entries:
-        if len(parts) < 2 or task is not None:
+    for logical_id, kind, properties, parts, task in entries:
+        if task is not None:
             continue
         name = _tags(properties).get(SHARED_FUNCTION_TAG)
         variables = (properties.get("Environment") or {}).get("Variables") or {}
@@ -322,12 +329,15 @@ def _shared_functions(entries: list[tuple[str, str, Mapping[str, Any], list[str]
         if name is None and kind == "AWS::Lambda::Function" and lists_tasks:
             name = str(properties.get("FunctionName") or parts[0])
         if name:
-            by_construct[parts[0]] = name
-    return {
+            tagged[logical_id] = name
+            if len(parts) > 1:
+                by_construct[parts[0]] = name
+    members = {
         logical_id: by_construct[parts[0]]
         for logical_id, _, _, parts, task in entries
         if task is None and len(parts) > 1 and parts[0] in by_construct
     }
+    return members | tagged
 
 
 def _json(value: Any) -> str:
@@ -688,13 +698,32 @@ def _member_changes(before: list[Resource], after: list[Resource]) -> list[Chang
             found += [
                 Change(f"{path} {prop}", _text(old_props.get(prop)), _text(new_props.get(prop)))
                 for prop in property_changes(old_props, new_props)
-                if prop != "Code"
+                if prop not in COVERED_SHARED.get(new[path].type, set())
             ]
     return found
 
 
+COVERED_SHARED = {"AWS::Lambda::Function": {"Code"}, "AWS::IAM::Policy": {"PolicyDocument"}}
+"""A shared function's properties reported in their own words: code by asset, grants by statement."""
+
+
+def _statements(resources: list[Resource], names: Mapping[str, str]) -> set[str]:
+    """Each policy statement of ``resources``, one a line, with references as construct paths."""
+    statements = set()
+    for policy in resources:
+        if policy.type != "AWS::IAM::Policy":
+            continue
+        owner = policy.path.split("/", 1)[-1]
+        document = policy.properties.get("PolicyDocument") or {}
+        for statement in _as_list(document.get("Statement", [])):
+            if isinstance(statement, Mapping):
+                statements.add(f"{owner}: {render_statement(statement, names)}")
+    return statements
+
+
 def _shared_function_changes(old: list[Resource], new: list[Resource]) -> list[SharedFunctionChange]:
     before, after = _by_shared_function(old), _by_shared_function(new)
+    old_names, new_names = _names(old), _names(new)
     changes = []
     for name in sorted(set(before) | set(after)):
         if name not in after:
@@ -706,9 +735,14 @@ def _shared_function_changes(old: list[Resource], new: list[Resource]) -> list[S
         else:
             tasks_before, tasks_after = _function_tasks(before[name]), _function_tasks(after[name])
             found = _member_changes(before[name], after[name])
-            if tasks_before != tasks_after or found:
-                stack = after[name][0].stack
-                changes.append(SharedFunctionChange(name, stack, "changed", tasks_before, tasks_after, tuple(found)))
+            old_grants, new_grants = _statements(before[name], old_names), _statements(after[name], new_names)
+            added, removed = tuple(sorted(new_grants - old_grants)), tuple(sorted(old_grants - new_grants))
+            if tasks_before != tasks_after or found or added or removed:
+                changes.append(
+                    SharedFunctionChange(
+                        name, after[name][0].stack, "changed", tasks_before, tasks_after, tuple(found), added, removed
+                    )
+                )
     return changes
 
 

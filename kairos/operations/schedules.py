@@ -114,8 +114,10 @@ class AliveMark:
     task: str
     outcome: str
     """``marked`` (its window starts now), ``paused`` (its schedule is DISABLED: left alone, so the
-    alarm still says it is not running), ``no alarm`` (none planned: ``reason`` says why) or ``not
-    deployed`` (the stage has no such alarm yet)."""
+    alarm still says it is not running), ``missing`` (the stage has no schedule for it), ``no alarm``
+    (none planned: ``reason`` says why), ``not deployed`` (the stage has no such alarm yet) or
+    ``outdated`` (the deployed alarm reads other dimensions than tasks.yaml's plan: deploy first,
+    or the mark would go where the alarm does not look)."""
     alarm: str | None
     reason: str = ""
 
@@ -133,13 +135,22 @@ def mark_alive(stage: DeployedStage, tasks: list[TaskPlan]) -> list[AliveMark]:
         if freshness is None:
             marks.append(AliveMark(task.name, "no alarm", None, task.freshness.note))
             continue
-        if states.get(task.name) != "ENABLED":
-            marks.append(
-                AliveMark(task.name, "paused", freshness.alarm_name, f"schedule {states.get(task.name, 'missing')}")
-            )
+        state = states.get(task.name)
+        if state is None:
+            marks.append(AliveMark(task.name, "missing", freshness.alarm_name, "no deployed schedule"))
             continue
-        if not cloudwatch.describe_alarms(AlarmNames=[freshness.alarm_name]).get("MetricAlarms"):
+        if state != "ENABLED":
+            marks.append(AliveMark(task.name, "paused", freshness.alarm_name, f"schedule {state}"))
+            continue
+        deployed = cloudwatch.describe_alarms(AlarmNames=[freshness.alarm_name]).get("MetricAlarms") or []
+        if not deployed:
             marks.append(AliveMark(task.name, "not deployed", freshness.alarm_name))
+            continue
+        [alive] = freshness.metrics.values()
+        reads = {(str(d.get("Name")), str(d.get("Value"))) for d in deployed[0].get("Dimensions") or []}
+        if reads != set(alive.dimensions.items()):
+            shown = ", ".join(f"{name}={value}" for name, value in sorted(reads)) or "none"
+            marks.append(AliveMark(task.name, "outdated", freshness.alarm_name, f"it reads {shown}"))
             continue
         _publish_alive(cloudwatch, task)
         marks.append(AliveMark(task.name, "marked", freshness.alarm_name))

@@ -322,6 +322,7 @@ def test_run_in_json_prints_the_event_response_and_record_and_a_declined_slot_to
     assert again.exit_code == 0, again.output
     declined = json.loads(again.stdout)
     assert declined["response"]["declined"] == "done"
+    assert "already SUCCEEDED: not run again" in again.stderr
     assert declined["record"]["sk"] == document["record"]["sk"]
     assert isinstance(declined["output"], str)
 

@@ -280,14 +280,19 @@ def test_pause_and_resume_in_json_say_what_changed(aws: Any, plan: StagePlan, ta
     }
 
 
-def deploy_freshness_alarm(aws: Any, plan: StagePlan, task: str) -> AlarmPlan:
-    """The task's freshness alarm, put in place as the stack would (moto's CloudFormation makes none)."""
+def deploy_freshness_alarm(
+    aws: Any, plan: StagePlan, task: str, *, dimensions: dict[str, str] | None = None
+) -> AlarmPlan:
+    """The task's freshness alarm, put in place as the stack would (moto's CloudFormation makes none),
+    reading the plan's dimensions unless ``dimensions`` says otherwise."""
     freshness = plan.task(task).freshness.alarm
     assert freshness is not None
+    reads = dict(freshness.only_metric.dimensions) if dimensions is None else dimensions
     aws.client("cloudwatch").put_metric_alarm(
         AlarmName=freshness.alarm_name,
         MetricName="RunsAlive",
         Namespace="Kairos",
+        Dimensions=[{"Name": name, "Value": value} for name, value in reads.items()],
         Statistic="Sum",
         Period=freshness.period_seconds,
         EvaluationPeriods=freshness.evaluation_periods,
@@ -633,6 +638,32 @@ def test_alive_starts_the_freshness_windows_of_running_tasks_and_leaves_a_paused
     unknown = invoke("alive", "every-fiv", *common)
     assert unknown.exit_code == 1
     assert "did you mean 'every-five'?" in unknown.stderr
+
+
+def test_alive_marks_nothing_where_the_deployed_alarm_reads_other_dimensions_or_the_schedule_is_gone(
+    aws: Any, plan: StagePlan, tasks_file: Path
+) -> None:
+    # An alarm deployed before run metrics named their stage reads the stage-less stream (ADR 0206).
+    deploy_freshness_alarm(aws, plan, "every-five", dimensions={"service": "kairos", "task": "every-five"})
+    common = ("--stage", "dev", "--file", str(tasks_file))
+
+    outdated = invoke("alive", *common)
+
+    assert outdated.exit_code == 1
+    assert outdated.stdout == (
+        "every-five: not marked: its freshness alarm is older than tasks.yaml (it reads service=kairos, "
+        "task=every-five); deploy dev first\n"
+    )
+    assert cloudwatch_alive_points(aws) == []
+
+    aws.client("scheduler").delete_schedule(Name="every-five-schedule", GroupName=plan.schedule_group_name)
+    gone = invoke("alive", *common, "--json")
+    assert gone.exit_code == 1
+    assert json.loads(gone.stdout)["tasks"][0]["outcome"] == "missing"
+
+
+def cloudwatch_alive_points(aws: Any) -> list[Any]:
+    return aws.client("cloudwatch").list_metrics(Namespace="Kairos", MetricName="RunsAlive")["Metrics"]  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("command", ["status", "logs", "invoke", "pause", "resume", "runs", "alive"])

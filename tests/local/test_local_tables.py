@@ -27,9 +27,14 @@ def test_a_table_another_command_creates_meanwhile_is_taken_as_existing(local_dy
     assert ensure_tables(other, tables) == [table.name for table in tables]
     late = client_for(local_dynamodb)
     late.meta.events.register("after-call.dynamodb.ListTables", _as_if_empty)
+    creates: list[str] = []
+    late.meta.events.register(
+        "before-parameter-build.dynamodb.CreateTable", lambda params, **_: creates.append(params["TableName"])
+    )
 
     # When this one creates them, Then it finds them there, checks them, and creates nothing
     assert ensure_tables(late, tables) == []
+    assert creates == [table.name for table in tables], "each create was tried, and found the table made"
     assert sorted(other.list_tables()["TableNames"]) == sorted(table.name for table in tables)
 
 

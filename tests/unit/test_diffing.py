@@ -358,7 +358,21 @@ def shared_function_resources(
         },
         f"{construct}RoleDefaultPolicy1": {
             "Type": "AWS::IAM::Policy",
-            "Properties": {"PolicyDocument": {"Statement": []}, "Roles": [{"Ref": f"{construct}Role1"}]},
+            "Properties": {
+                "PolicyDocument": {
+                    "Statement": [
+                        {
+                            "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                            "Effect": "Allow",
+                            "Resource": {"Fn::GetAtt": ["TablesTaskRuns1", "Arn"]},
+                            "Condition": {
+                                "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"TASK#{t}" for t in tasks]}
+                            },
+                        }
+                    ]
+                },
+                "Roles": [{"Ref": f"{construct}Role1"}],
+            },
             "Metadata": _meta(f"{construct}/Role/DefaultPolicy/Resource"),
         },
         f"{construct}Function1": {
@@ -397,10 +411,15 @@ def test_shared_functions_are_reported_with_their_tasks_not_as_stage_resources(t
     }
     changed = by_name["kairos_dev_shared_aa_0"]
     assert (changed.tasks_before, changed.tasks_after) == (("a-1", "a-2"), ("a-1", "a-2", "a-3"))
-    # The task list is its own line, and the code is the code section's: neither is repeated here.
+    # The task list is its own line, the code the code section's, the grants one a line: none of
+    # them is repeated as a raw property.
     assert [(change.what, change.before, change.after) for change in changed.changes] == [
         ("Function MemorySize", "256", "512")
     ]
+    assert len(changed.grants_added) == len(changed.grants_removed) == 1
+    assert changed.grants_added[0].startswith("Role/DefaultPolicy: Allow dynamodb:GetItem")
+    assert "TASK#a-3" in changed.grants_added[0]
+    assert "TASK#a-3" not in changed.grants_removed[0]
     assert by_name["kairos_dev_shared_bb_0"].tasks_before == ("b-1",)
     assert by_name["kairos_dev_shared_cc_0"].tasks_after == ("c-1", "c-2")
     assert [code.used_by for code in report.code] == [("shared function kairos_dev_shared_aa_0",)]
@@ -412,6 +431,7 @@ def test_shared_functions_are_reported_with_their_tasks_not_as_stage_resources(t
     assert "Shared functions (3)" in text
     assert "  ~ kairos_dev_shared_aa_0 (kairos-dev): tasks a-1, a-2 → a-1, a-2, a-3" in text
     assert "  - kairos_dev_shared_bb_0 (kairos-dev): ran b-1" in text
+    assert "      grant + Role/DefaultPolicy: Allow dynamodb:GetItem" in text
     assert "  + kairos_dev_shared_cc_0 (kairos-dev): runs c-1, c-2" in text
     assert "Stage resources changed" not in text
     markdown = render_markdown(report)
@@ -429,3 +449,18 @@ def test_a_shared_function_whose_tasks_and_settings_are_the_same_is_not_reported
 
     assert report.empty
     assert report.shared_functions == ()
+
+
+def test_a_tagged_shared_function_resource_is_its_functions_without_construct_paths() -> None:
+    def without_paths(resources: dict[str, Any]) -> dict[str, Any]:
+        return {key: {k: v for k, v in body.items() if k != "Metadata"} for key, body in resources.items()}
+
+    base = template(without_paths(shared_function_resources("aa", ["a-1"])))
+    head = template(without_paths(shared_function_resources("aa", ["a-1"], memory=512)))
+
+    report = diff(one_stack("base", base), one_stack("head", head))
+
+    assert report.stage_changes == ()
+    [changed] = report.shared_functions
+    assert changed.name == "kairos_dev_shared_aa_0"
+    assert [change.what for change in changed.changes] == ["SharedFunctionaaFunction1 MemorySize"]

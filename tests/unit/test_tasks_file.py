@@ -239,6 +239,12 @@ def test_a_stage_override_changes_one_task_in_that_stage_only(tmp_path: Path, ca
             "stage 'dev', field 'log_retention_days': expected a whole number, not a string",
             id="stage-int-quoted",
         ),
+        pytest.param(
+            "retain_data: true",
+            "retain_data: &yes true, shards: *yes",
+            "stage 'prod', field 'shards': expected a whole number, not true or false",
+            id="int-anchored-bool",
+        ),
     ],
 )
 def test_bad_entries_are_rejected_naming_task_and_field(
