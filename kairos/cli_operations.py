@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -41,7 +41,7 @@ from kairos.operations.deployed import AwsAccess, DeployedStage, DeployedStageEr
 from kairos.operations.freshness import Freshness
 from kairos.operations.history import parse_duration
 from kairos.operations.invoke import declined, invoke_deployed, past_slot_refusal
-from kairos.operations.logs import follow, log_events, readable, request_filter, task_filter
+from kairos.operations.logs import follow, log_events, log_json, readable, request_filter, task_filter
 from kairos.operations.schedules import mark_alive, schedule_states, set_freshness_actions, set_schedule_state
 from kairos.operations.status import TaskStatus, failing, stage_status
 from kairos.plan import StagePlan, TaskPlan
@@ -203,6 +203,9 @@ def logs(
     ] = None,
     profile: ProfileOption = None,
     region: RegionOption = None,
+    as_json: Annotated[
+        bool, _flag("--json", help_text="Print each line as a JSON object, one a line (with --follow too).")
+    ] = False,
 ) -> None:
     """The task's log lines from its log group, Powertools JSON made readable."""
     plan = _plan(file, stage)
@@ -212,15 +215,7 @@ def logs(
     pattern = None
     with aws_errors():
         if run_id is not None:
-            from kairos.operations.history import find_run
-
-            record = find_run(deployed.runs_table(), task.name, run_id)
-            if record is None or not record.get("request_id"):
-                raise _fail(f"no run {run_id!r} of {task.name} is recorded (kairos runs {task.name} --stage {stage})")
-            pattern = request_filter(str(record["request_id"]))
-            if record.get("started_at"):
-                # A run older than --since still shows: its lines start when it did.
-                start = min(start, parse_instant(str(record["started_at"])) - RUN_LOG_MARGIN)
+            pattern, start = _one_run(deployed, task, run_id, stage, start)
         log_group = deployed.task(task.name).log_group_name
         if pattern is None and deployed.task(task.name).shared:
             pattern = task_filter(task.name)  # a shared log group: this task's lines only
@@ -228,7 +223,10 @@ def logs(
         logs_client = deployed.client("logs")
 
         def emit(event: dict[str, Any]) -> None:
-            services.console.out(readable(event).text(), highlight=False)
+            if as_json:
+                services.console.out(json.dumps(log_json(event), ensure_ascii=False, default=str), highlight=False)
+            else:
+                services.console.out(readable(event).text(), highlight=False)
 
         if not keep_following:
             count = 0
@@ -250,6 +248,19 @@ def logs(
             )
         except KeyboardInterrupt:
             services.errors.print("stopped following", markup=False)
+
+
+def _one_run(deployed: DeployedStage, task: TaskPlan, run_id: str, stage: str, start: datetime) -> tuple[str, datetime]:
+    """The filter pattern of one run's lines, and where to start reading: a run older than --since
+    still shows, since its lines start when it did."""
+    from kairos.operations.history import find_run
+
+    record = find_run(deployed.runs_table(), task.name, run_id)
+    if record is None or not record.get("request_id"):
+        raise _fail(f"no run {run_id!r} of {task.name} is recorded (kairos runs {task.name} --stage {stage})")
+    if record.get("started_at"):
+        start = min(start, parse_instant(str(record["started_at"])) - RUN_LOG_MARGIN)
+    return request_filter(str(record["request_id"])), start
 
 
 def invoke(

@@ -71,6 +71,28 @@ def readable(event: dict[str, Any]) -> LogLine:
     )
 
 
+def log_json(event: dict[str, Any]) -> dict[str, Any]:
+    """One CloudWatch event for scripts (``kairos logs --json``, a JSON object a line): the fields
+    :func:`readable` prints, the raw message, and the message's own JSON object when it is one."""
+    line = readable(event)
+    raw = str(event.get("message", "")).rstrip("\n")
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        record = None
+    return {
+        "time": line.time,
+        "level": line.level or None,
+        "message": line.message,
+        "request_id": line.request_id or None,
+        "correlation_id": line.correlation_id or None,
+        "error": line.error or None,
+        "log_stream": event.get("logStreamName"),
+        "raw": raw,
+        "record": record if isinstance(record, dict) else None,
+    }
+
+
 def request_filter(request_id: str) -> str:
     """A filter pattern matching events that contain the request id (one run's lines)."""
     return f'"{request_id}"'

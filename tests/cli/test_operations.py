@@ -522,6 +522,19 @@ def test_logs_pretty_print_powertools_lines_and_filter_to_one_run(aws: Any, plan
     assert "run failed" in older.stdout
     assert "another run" not in one.stdout
 
+    # For scripts: a JSON object a line, with the raw message and its own JSON beside the fields.
+    scripted = invoke("logs", "every-five", "--stage", "dev", "--file", str(tasks_file), "--run", "exec-0700", "--json")
+    assert scripted.exit_code == 0, scripted.output
+    objects = [json.loads(line) for line in scripted.stdout.splitlines()]
+    assert [(each["level"], each["message"], each["request_id"]) for each in objects] == [
+        ("INFO", "run started", "request-0700"),
+        ("ERROR", "run failed", "request-0700"),
+    ]
+    assert objects[1]["error"] == "ValueError: bad quote"
+    assert objects[1]["record"] == lines[1]
+    assert json.loads(objects[1]["raw"]) == lines[1]
+    assert objects[1]["log_stream"] == "stream"
+
 
 def test_logs_follow_polls_until_interrupted_and_exits_cleanly(
     aws: Any, plan: StagePlan, tasks_file: Path, monkeypatch: pytest.MonkeyPatch
