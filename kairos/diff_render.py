@@ -67,6 +67,14 @@ def _wrap(text: str, indent: int, width: int) -> list[str]:
     ) or [" " * indent]
 
 
+def _text_details(changes: Iterable[Change], added: Iterable[str], removed: Iterable[str], width: int) -> list[str]:
+    """A changed task's or shared function's lines: each change, then each grant added and removed."""
+    texts = [_change_text(change) for change in changes]
+    texts += [f"grant + {grant}" for grant in added]
+    texts += [f"grant - {grant}" for grant in removed]
+    return [line for text in texts for line in _wrap(text, 6, width)]
+
+
 def _text_tasks(report: DiffReport, width: int) -> list[str]:
     lines: list[str] = []
     for title, mark, tasks in (("Tasks added", "+", report.tasks_added), ("Tasks removed", "-", report.tasks_removed)):
@@ -79,11 +87,7 @@ def _text_tasks(report: DiffReport, width: int) -> list[str]:
         lines += ["", *_wrap(f"Tasks changed ({len(report.tasks_changed)})", 0, width)]
         for changed in report.tasks_changed:
             lines += _wrap(f"~ {changed.name}", 2, width)
-            texts = [_change_text(change) for change in changed.changes]
-            texts += [f"grant + {grant}" for grant in changed.grants_added]
-            texts += [f"grant - {grant}" for grant in changed.grants_removed]
-            for text in texts:
-                lines += _wrap(text, 6, width)
+            lines += _text_details(changed.changes, changed.grants_added, changed.grants_removed, width)
     return lines
 
 
@@ -108,11 +112,7 @@ def _text_shared(report: DiffReport, width: int) -> list[str]:
     lines = ["", *_wrap(f"Shared functions ({len(report.shared_functions)})", 0, width)]
     for function in report.shared_functions:
         lines += _wrap(_shared_headline(function), 2, width)
-        texts = [_change_text(change) for change in function.changes]
-        texts += [f"grant + {grant}" for grant in function.grants_added]
-        texts += [f"grant - {grant}" for grant in function.grants_removed]
-        for text in texts:
-            lines += _wrap(text, 6, width)
+        lines += _text_details(function.changes, function.grants_added, function.grants_removed, width)
     return lines
 
 
@@ -177,6 +177,15 @@ def _md_list(items: Iterable[str], indent: int = 0) -> list[str]:
     return [f"{' ' * indent}- {item}" for item in items]
 
 
+def _md_details(changes: Iterable[Change], added: Iterable[str], removed: Iterable[str]) -> list[str]:
+    """A changed task's or shared function's sub-list: each change, then each grant added and removed."""
+    return [
+        *_md_list((_md_change(change) for change in changes), 2),
+        *_md_list((f"grant added: {_code(grant)}" for grant in added), 2),
+        *_md_list((f"grant removed: {_code(grant)}" for grant in removed), 2),
+    ]
+
+
 def _md_tasks(report: DiffReport) -> list[str]:
     lines: list[str] = []
     for title, tasks in (("Tasks added", report.tasks_added), ("Tasks removed", report.tasks_removed)):
@@ -190,9 +199,7 @@ def _md_tasks(report: DiffReport) -> list[str]:
         lines += ["#### Tasks changed", ""]
         for changed in report.tasks_changed:
             lines.append(f"- **{changed.name}**")
-            lines += _md_list((_md_change(change) for change in changed.changes), 2)
-            lines += _md_list((f"grant added: {_code(grant)}" for grant in changed.grants_added), 2)
-            lines += _md_list((f"grant removed: {_code(grant)}" for grant in changed.grants_removed), 2)
+            lines += _md_details(changed.changes, changed.grants_added, changed.grants_removed)
         lines.append("")
     return lines
 
@@ -227,9 +234,7 @@ def render_markdown(report: DiffReport, *, file_limit: int = 12) -> str:
         lines += ["#### Shared functions", ""]
         for function in report.shared_functions:
             lines.append(f"- {_shared_headline(function)}")
-            lines += _md_list((_md_change(change) for change in function.changes), 2)
-            lines += _md_list((f"grant added: {_code(grant)}" for grant in function.grants_added), 2)
-            lines += _md_list((f"grant removed: {_code(grant)}" for grant in function.grants_removed), 2)
+            lines += _md_details(function.changes, function.grants_added, function.grants_removed)
         lines.append("")
     if report.code:
         lines += ["#### Code changes, by asset", ""]

@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,9 +324,7 @@ def _shared_functions(entries: list[tuple[str, str, Mapping[str, Any], list[str]
         if task is not None:
             continue
         name = _tags(properties).get(SHARED_FUNCTION_TAG)
-        variables = (properties.get("Environment") or {}).get("Variables") or {}
-        lists_tasks = isinstance(variables, Mapping) and TASKS_ENV in variables
-        if name is None and kind == "AWS::Lambda::Function" and lists_tasks:
+        if name is None and kind == "AWS::Lambda::Function" and TASKS_ENV in _variables(properties):
             name = str(properties.get("FunctionName") or parts[0])
         if name:
             tagged[logical_id] = name
@@ -415,14 +413,7 @@ class _Task:
         return found
 
     def grants(self) -> set[str]:
-        statements = set()
-        for policy in self.of_type("AWS::IAM::Policy"):
-            owner = policy.path.removeprefix(f"{self.name}/")
-            document = policy.properties.get("PolicyDocument") or {}
-            for statement in _as_list(document.get("Statement", [])):
-                if isinstance(statement, Mapping):
-                    statements.add(f"{owner}: {render_statement(statement, self.names)}")
-        return statements
+        return _statements(self.resources, self.names, lambda path: path.removeprefix(f"{self.name}/"))
 
     def alarms(self) -> dict[str, Mapping[str, Any]]:
         return {
@@ -492,29 +483,42 @@ def _alarm_changes(before: _Task, after: _Task) -> list[Change]:
     return changes
 
 
-def _other_changes(before: _Task, after: _Task) -> list[Change]:
-    """Every other property change of the task's resources, by path and property."""
-    old = {resource.path: resource for resource in before.resources}
-    new = {resource.path: resource for resource in after.resources}
+def _path_changes(
+    old: Mapping[str, Resource],
+    new: Mapping[str, Resource],
+    *,
+    covered: Mapping[str, set[str]] | None = None,
+    skipped: frozenset[str] = frozenset(),
+    properties: Callable[[Resource], Mapping[str, Any]] = lambda resource: resource.properties,
+) -> list[Change]:
+    """Resources added or removed, and each property changed, by path: the properties ``covered``
+    names for a type are reported elsewhere in their own words, and a type in ``skipped`` only
+    counts when it comes or goes."""
     changes = []
     for path in sorted(set(old) | set(new)):
-        short = path.removeprefix(f"{before.name}/")
         if path not in new:
-            changes.append(Change(short, old[path].type, None))
-            continue
-        if path not in old:
-            changes.append(Change(short, None, new[path].type))
-            continue
-        kind = new[path].type
-        if kind == "AWS::CloudWatch::Alarm":
-            continue
-        for prop in property_changes(old[path].properties, new[path].properties):
-            if prop in COVERED.get(kind, set()):
-                continue
-            changes.append(
-                Change(f"{short} {prop}", _text(old[path].properties.get(prop)), _text(new[path].properties.get(prop)))
-            )
+            changes.append(Change(path, old[path].type, None))
+        elif path not in old:
+            changes.append(Change(path, None, new[path].type))
+        elif old[path].type not in skipped and new[path].type not in skipped:
+            before, after = properties(old[path]), properties(new[path])
+            own = (covered or {}).get(new[path].type, set())
+            changes += [
+                Change(f"{path} {prop}", _text(before.get(prop)), _text(after.get(prop)))
+                for prop in property_changes(before, after)
+                if prop not in own
+            ]
     return changes
+
+
+def _other_changes(before: _Task, after: _Task) -> list[Change]:
+    """Every other property change of the task's resources, by path below the task and property."""
+    return _path_changes(
+        {resource.path.removeprefix(f"{before.name}/"): resource for resource in before.resources},
+        {resource.path.removeprefix(f"{after.name}/"): resource for resource in after.resources},
+        covered=COVERED,
+        skipped=frozenset({"AWS::CloudWatch::Alarm"}),  # alarms: _alarm_changes
+    )
 
 
 def _compare_task(before: _Task, after: _Task) -> TaskChange | None:
@@ -635,30 +639,27 @@ def _replacements(old: list[Resource], new: list[Resource]) -> list[Replacement]
 
 
 def _stage_changes(old: list[Resource], new: list[Resource]) -> list[Change]:
-    before = {r.path: r for r in old if r.task is None and r.shared_function is None}
-    after = {r.path: r for r in new if r.task is None and r.shared_function is None}
-    changes = []
-    for path in sorted(set(before) | set(after)):
-        if path not in after:
-            changes.append(Change(path, before[path].type, None))
-        elif path not in before:
-            changes.append(Change(path, None, after[path].type))
-        elif before[path].type in ("AWS::Lambda::LayerVersion", "AWS::CDK::Metadata"):
-            continue  # layers are code (below); CDK's metadata is not deployed behaviour
-        else:
-            for prop in property_changes(before[path].properties, after[path].properties):
-                old_value, new_value = before[path].properties.get(prop), after[path].properties.get(prop)
-                changes.append(Change(f"{path} {prop}", _text(old_value), _text(new_value)))
-    return changes
+    return _path_changes(
+        {r.path: r for r in old if r.task is None and r.shared_function is None},
+        {r.path: r for r in new if r.task is None and r.shared_function is None},
+        # layers are code (reported by asset); CDK's metadata is not deployed behaviour
+        skipped=frozenset({"AWS::Lambda::LayerVersion", "AWS::CDK::Metadata"}),
+    )
+
+
+def _variables(properties: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A function's environment variables; none for a template that holds anything else there."""
+    environment = properties.get("Environment")
+    variables = environment.get("Variables") if isinstance(environment, Mapping) else None
+    return variables if isinstance(variables, Mapping) else {}
 
 
 def _function_tasks(resources: list[Resource]) -> tuple[str, ...]:
     """The tasks a shared function runs: its environment's task list (``KAIROS_TASKS``)."""
     for resource in resources:
         if resource.type == "AWS::Lambda::Function":
-            variables = (resource.properties.get("Environment") or {}).get("Variables") or {}
             try:
-                tasks = json.loads(variables.get(TASKS_ENV, "[]"))
+                tasks = json.loads(_variables(resource.properties).get(TASKS_ENV, "[]"))
             except (TypeError, ValueError):
                 return ()
             return tuple(str(task) for task in tasks) if isinstance(tasks, list) else ()
@@ -667,11 +668,12 @@ def _function_tasks(resources: list[Resource]) -> tuple[str, ...]:
 
 def _without_task_list(resource: Resource) -> Mapping[str, Any]:
     """The resource's properties, its function's task list left out (reported on its own line)."""
-    environment = resource.properties.get("Environment")
-    if resource.type != "AWS::Lambda::Function" or not isinstance(environment, Mapping):
+    variables = _variables(resource.properties)
+    if resource.type != "AWS::Lambda::Function" or TASKS_ENV not in variables:
         return resource.properties
-    variables = {key: value for key, value in (environment.get("Variables") or {}).items() if key != TASKS_ENV}
-    return {**resource.properties, "Environment": {**environment, "Variables": variables}}
+    environment = resource.properties["Environment"]
+    kept = {key: value for key, value in variables.items() if key != TASKS_ENV}
+    return {**resource.properties, "Environment": {**environment, "Variables": kept}}
 
 
 def _by_shared_function(resources: list[Resource]) -> dict[str, list[Resource]]:
@@ -685,35 +687,31 @@ def _by_shared_function(resources: list[Resource]) -> dict[str, list[Resource]]:
 def _member_changes(before: list[Resource], after: list[Resource]) -> list[Change]:
     """Property changes of one shared function's resources, by path below its construct; its code
     is left to the code section (the function is named among the asset's users)."""
-    old = {resource.path.split("/", 1)[-1]: resource for resource in before}
-    new = {resource.path.split("/", 1)[-1]: resource for resource in after}
-    found: list[Change] = []
-    for path in sorted(set(old) | set(new)):
-        if path not in new:
-            found.append(Change(path, old[path].type, None))
-        elif path not in old:
-            found.append(Change(path, None, new[path].type))
-        else:
-            old_props, new_props = _without_task_list(old[path]), _without_task_list(new[path])
-            found += [
-                Change(f"{path} {prop}", _text(old_props.get(prop)), _text(new_props.get(prop)))
-                for prop in property_changes(old_props, new_props)
-                if prop not in COVERED_SHARED.get(new[path].type, set())
-            ]
-    return found
+    return _path_changes(
+        {_below_construct(resource.path): resource for resource in before},
+        {_below_construct(resource.path): resource for resource in after},
+        covered=COVERED_SHARED,
+        properties=_without_task_list,
+    )
+
+
+def _below_construct(path: str) -> str:
+    """``SharedFunction<key>/Role/DefaultPolicy`` → ``Role/DefaultPolicy``."""
+    return path.split("/", 1)[-1]
 
 
 COVERED_SHARED = {"AWS::Lambda::Function": {"Code"}, "AWS::IAM::Policy": {"PolicyDocument"}}
 """A shared function's properties reported in their own words: code by asset, grants by statement."""
 
 
-def _statements(resources: list[Resource], names: Mapping[str, str]) -> set[str]:
-    """Each policy statement of ``resources``, one a line, with references as construct paths."""
+def _statements(resources: Iterable[Resource], names: Mapping[str, str], owner_of: Callable[[str], str]) -> set[str]:
+    """Each policy statement of ``resources``, one a line: ``<owner of its path>: <statement>``, with
+    references as construct paths."""
     statements = set()
     for policy in resources:
         if policy.type != "AWS::IAM::Policy":
             continue
-        owner = policy.path.split("/", 1)[-1]
+        owner = owner_of(policy.path)
         document = policy.properties.get("PolicyDocument") or {}
         for statement in _as_list(document.get("Statement", [])):
             if isinstance(statement, Mapping):
@@ -735,7 +733,8 @@ def _shared_function_changes(old: list[Resource], new: list[Resource]) -> list[S
         else:
             tasks_before, tasks_after = _function_tasks(before[name]), _function_tasks(after[name])
             found = _member_changes(before[name], after[name])
-            old_grants, new_grants = _statements(before[name], old_names), _statements(after[name], new_names)
+            old_grants = _statements(before[name], old_names, _below_construct)
+            new_grants = _statements(after[name], new_names, _below_construct)
             added, removed = tuple(sorted(new_grants - old_grants)), tuple(sorted(old_grants - new_grants))
             if tasks_before != tasks_after or found or added or removed:
                 changes.append(

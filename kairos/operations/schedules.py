@@ -95,7 +95,7 @@ def set_freshness_actions(stage: DeployedStage, task: TaskPlan, *, enabled: bool
 def _publish_alive(cloudwatch: Any, task: TaskPlan) -> None:
     """One ``RunsAlive`` for ``task``, with the dimensions its freshness alarm reads, as a run publishes it."""
     assert task.freshness.alarm is not None
-    [alive] = task.freshness.alarm.metrics.values()
+    alive = task.freshness.alarm.only_metric
     cloudwatch.put_metric_data(
         Namespace=alive.namespace,
         MetricData=[
@@ -146,7 +146,7 @@ def mark_alive(stage: DeployedStage, tasks: list[TaskPlan]) -> list[AliveMark]:
         if not deployed:
             marks.append(AliveMark(task.name, "not deployed", freshness.alarm_name))
             continue
-        [alive] = freshness.metrics.values()
+        alive = freshness.only_metric
         reads = {(str(d.get("Name")), str(d.get("Value"))) for d in deployed[0].get("Dimensions") or []}
         if reads != set(alive.dimensions.items()):
             shown = ", ".join(f"{name}={value}" for name, value in sorted(reads)) or "none"

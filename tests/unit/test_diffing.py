@@ -464,3 +464,29 @@ def test_a_tagged_shared_function_resource_is_its_functions_without_construct_pa
     [changed] = report.shared_functions
     assert changed.name == "kairos_dev_shared_aa_0"
     assert [change.what for change in changed.changes] == ["SharedFunctionaaFunction1 MemorySize"]
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        "not a mapping",
+        {"Variables": ["KAIROS_TASKS"]},
+        {"Variables": {"KAIROS_TASKS": "not json"}},
+        {"Variables": {"KAIROS_TASKS": json.dumps({"a-1": True})}},
+        {"Variables": {"KAIROS_TASKS": 7}},
+    ],
+    ids=["string", "variables-list", "tasks-not-json", "tasks-not-a-list", "tasks-a-number"],
+)
+def test_a_saved_template_with_an_odd_environment_is_compared_not_crashed_on(environment: Any) -> None:
+    # A --template may come from anywhere: whatever it holds there, the diff still reports.
+    base = template(shared_function_resources("aa", ["a-1"]))
+    head = copy.deepcopy(base)
+    head["Resources"]["SharedFunctionaaFunction1"]["Properties"]["Environment"] = environment
+
+    report = diff(one_stack("base", base), one_stack("head", head))
+
+    [changed] = report.shared_functions
+    assert changed.tasks_before == ("a-1",)
+    assert changed.tasks_after == ()
+    assert render_text(report)
+    json.dumps(report.as_json())
